@@ -1,0 +1,537 @@
+/*
+ * rbd-storage.h - the C ABI of the dovecot-rbd storage core.
+ *
+ * The core keeps one user's mailboxes, messages and indexes in RADOS (see
+ * DESIGN.md 3 and 4). This header is the only way the Dovecot plugin reaches
+ * it, so it is plain C: opaque handles, no librados or C++ types, no
+ * exceptions, no callbacks from librados threads.
+ *
+ * Conventions, for every function below unless it says otherwise:
+ *  - The return value is an rbd_code; RBD_OK (0) is success. When `err` is
+ *    not NULL it receives the code and a one-line message on failure.
+ *  - Calls block the calling thread until RADOS answers or the configured
+ *    op timeout passes (then RBD_ERR_UNAVAILABLE). Nothing is called back.
+ *  - Handles are not thread-safe: use one handle from one thread at a time.
+ *    The cluster handle may be shared by every user a process serves.
+ *  - Memory returned through an out pointer is owned by the caller and is
+ *    freed with the matching rbd_*_free(). Input pointers are only read
+ *    during the call.
+ */
+#ifndef RBD_STORAGE_H
+#define RBD_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RBD_ABI_VERSION 1
+
+typedef enum rbd_code {
+	RBD_OK = 0,
+	/* The object (mailbox, message, record) does not exist. */
+	RBD_ERR_NOT_FOUND,
+	/* Create of something that already exists. */
+	RBD_ERR_EXISTS,
+	/* Cluster unreachable, op timed out, or too full: try again later. */
+	RBD_ERR_UNAVAILABLE,
+	/* Lost the optimistic race too many times in a row. */
+	RBD_ERR_CONFLICT,
+	/* Stored bytes failed to decode or to match their checksum. */
+	RBD_ERR_CORRUPT,
+	/* Invalid argument or setting; the message names it. */
+	RBD_ERR_INVALID,
+	/* cephx refused the key or its caps; the message names the keyring. */
+	RBD_ERR_PERMISSION,
+	/* The change log no longer reaches back that far: do a full resync. */
+	RBD_ERR_RESYNC,
+	/* A lease is held by somebody else. */
+	RBD_ERR_BUSY,
+	/* Any other I/O error. */
+	RBD_ERR_IO,
+} rbd_code;
+
+struct rbd_error {
+	rbd_code code;
+	char message[512];
+};
+
+/* Returns a static name such as "unavailable" for a code. */
+const char *rbd_code_name(rbd_code code);
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+
+struct rbd_config;
+
+/* Creates a configuration with every default applied. Never fails. */
+struct rbd_config *rbd_config_new(void);
+void rbd_config_free(struct rbd_config **config);
+
+/*
+ * Sets one setting by its dovecot.conf name: rbd_ceph_conf, rbd_ceph_user,
+ * rbd_pool, rbd_index_pool, rbd_namespace, rbd_op_timeout (a duration:
+ * "30s", "500ms", "2m"), rbd_inline_max (a size: "4k"), rbd_stripe_size,
+ * rbd_gc_grace. Returns RBD_ERR_INVALID with a message naming the setting
+ * for an unknown name or an unparsable value.
+ */
+rbd_code rbd_config_set(struct rbd_config *config, const char *name,
+                        const char *value, struct rbd_error *err);
+
+/* Checks that the required settings are present (rbd_pool). */
+rbd_code rbd_config_validate(const struct rbd_config *config,
+                             struct rbd_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Cluster and user                                                    */
+
+struct rbd_cluster;
+struct rbd_user;
+
+/*
+ * Returns the process-wide connection for this configuration (same
+ * conf file, cephx user and timeouts): a second call with an equal config
+ * returns the same connection, so every user a process serves shares one
+ * librados instance. Does not contact the cluster: the connection is made
+ * lazily by the first operation that needs it. Release with
+ * rbd_cluster_unref(); the last unref shuts the connection down.
+ */
+rbd_code rbd_cluster_get(const struct rbd_config *config,
+                         struct rbd_cluster **cluster_r, struct rbd_error *err);
+void rbd_cluster_unref(struct rbd_cluster **cluster);
+
+/*
+ * Connects now if not connected yet. Fails with RBD_ERR_UNAVAILABLE when no
+ * monitor answers within the op timeout and RBD_ERR_PERMISSION when cephx
+ * refuses the key (the message names the keyring).
+ */
+rbd_code rbd_cluster_connect(struct rbd_cluster *cluster,
+                             struct rbd_error *err);
+
+/*
+ * Opens the RADOS namespace of one user: `ns` (normally the username, or
+ * the expanded rbd_namespace), or the configured rbd_namespace when NULL.
+ * Connects if needed.
+ */
+rbd_code rbd_user_open(struct rbd_cluster *cluster, const char *ns,
+                       struct rbd_user **user_r, struct rbd_error *err);
+void rbd_user_close(struct rbd_user **user);
+
+/* ------------------------------------------------------------------ */
+/* Mailbox list: the user root object `r`                              */
+
+#define RBD_GUID_SIZE 16
+
+struct rbd_mailbox_entry {
+	const char *name;
+	uint8_t guid[RBD_GUID_SIZE];
+	/* Space-separated special-use flags ("\\Sent \\Archive"), or "". */
+	const char *special_use;
+	int subscribed;
+	/* Set for names in the subscription list without a mailbox. */
+	int nonexistent;
+};
+
+struct rbd_mailbox_entries {
+	struct rbd_mailbox_entry *entries;
+	size_t count;
+};
+
+/*
+ * Lists every mailbox and subscription of the user in name order. One read.
+ */
+rbd_code rbd_list_mailboxes(struct rbd_user *user,
+                            struct rbd_mailbox_entries **list_r,
+                            struct rbd_error *err);
+void rbd_mailbox_entries_free(struct rbd_mailbox_entries **list);
+
+/* Finds one mailbox by name; RBD_ERR_NOT_FOUND if it does not exist. */
+rbd_code rbd_lookup_mailbox(struct rbd_user *user, const char *name,
+                            uint8_t guid_r[RBD_GUID_SIZE],
+                            struct rbd_error *err);
+
+/*
+ * Creates a mailbox: its index object first (with `uidvalidity`, or the
+ * current time when 0), then its entry in the root, so a crash in between
+ * leaves only an unlisted index that gc reclaims. `guid` is chosen by the
+ * caller. RBD_ERR_EXISTS if the name is taken.
+ */
+rbd_code rbd_create_mailbox(struct rbd_user *user, const char *name,
+                            const uint8_t guid[RBD_GUID_SIZE],
+                            uint32_t uidvalidity, const char *special_use,
+                            struct rbd_error *err);
+
+/*
+ * Deletes a mailbox: removes its name from the root (the commit point),
+ * then its index and the references its records held on message bodies.
+ */
+rbd_code rbd_delete_mailbox(struct rbd_user *user, const char *name,
+                            struct rbd_error *err);
+
+/*
+ * Renames `old_name` and every mailbox below it (names starting with
+ * old_name followed by `separator`) in one guarded op on the root: either
+ * the whole subtree moves or nothing does. RBD_ERR_EXISTS if any target
+ * name is taken, RBD_ERR_NOT_FOUND if nothing matches.
+ */
+rbd_code rbd_rename_mailbox(struct rbd_user *user, const char *old_name,
+                            const char *new_name, char separator,
+                            struct rbd_error *err);
+
+rbd_code rbd_set_subscribed(struct rbd_user *user, const char *name,
+                            int subscribed, struct rbd_error *err);
+rbd_code rbd_set_special_use(struct rbd_user *user, const char *name,
+                             const char *special_use, struct rbd_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Mailbox index: `i.<mailbox-guid>`                                   */
+
+struct rbd_mailbox;
+
+/* System flags, bit-compatible with Dovecot's enum mail_flags. */
+#define RBD_FLAG_ANSWERED 0x01
+#define RBD_FLAG_FLAGGED 0x02
+#define RBD_FLAG_DELETED 0x04
+#define RBD_FLAG_SEEN 0x08
+#define RBD_FLAG_DRAFT 0x10
+
+struct rbd_mailbox_status {
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highest_modseq;
+	uint32_t messages;
+	uint64_t virtual_size;
+	uint64_t physical_size;
+	/* Change-log entries older than this are trimmed. */
+	uint64_t log_floor_modseq;
+	/* Number of keyword names in the mailbox's keyword table. */
+	uint32_t keyword_count;
+};
+
+/* One message of a mailbox. */
+struct rbd_record {
+	uint32_t uid;
+	uint8_t guid[RBD_GUID_SIZE];
+	uint8_t flags;
+	/* Ids into the mailbox keyword table (rbd_mailbox_keywords). */
+	const uint32_t *keywords;
+	size_t keyword_count;
+	uint64_t modseq;
+	int64_t received_date;
+	int64_t save_date;
+	uint64_t physical_size;
+	uint64_t virtual_size;
+	/* POP3 UIDL, or NULL when not set. */
+	const char *pop3_uidl;
+	/* The body is carried in the index object, not in `m.<guid>`. */
+	int inline_body;
+};
+
+struct rbd_records {
+	struct rbd_record *records;
+	size_t count;
+};
+void rbd_records_free(struct rbd_records **records);
+
+/* Opens a mailbox index by GUID. RBD_ERR_NOT_FOUND if it does not exist. */
+rbd_code rbd_mailbox_open(struct rbd_user *user,
+                          const uint8_t guid[RBD_GUID_SIZE],
+                          struct rbd_mailbox **mailbox_r,
+                          struct rbd_error *err);
+void rbd_mailbox_close(struct rbd_mailbox **mailbox);
+
+/* Reads UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts and sizes in one read. */
+rbd_code rbd_mailbox_get_status(struct rbd_mailbox *mailbox,
+                                struct rbd_mailbox_status *status_r,
+                                struct rbd_error *err);
+
+/*
+ * Returns the keyword table as of the last status or change read: name
+ * of id `i` is names_r[i]. The array lives until the next call on the
+ * mailbox handle.
+ */
+rbd_code rbd_mailbox_keywords(struct rbd_mailbox *mailbox,
+                              const char *const **names_r, size_t *count_r,
+                              struct rbd_error *err);
+
+/* A message to append. Exactly one of `body` or `stored` supplies the body. */
+struct rbd_new_message {
+	uint8_t guid[RBD_GUID_SIZE];
+	/*
+	 * The whole body, when the caller has it in memory. Bodies up to
+	 * rbd_inline_max travel inline in the index op (one RADOS write per
+	 * APPEND); larger ones are written to `m.<guid>` first, all in
+	 * parallel, before the index op publishes their records.
+	 */
+	const void *body;
+	size_t body_size;
+	/*
+	 * The body is already in `m.<guid>` (written with rbd_body_write or a
+	 * body writer, or shared with the message being copied): the append
+	 * takes a reference on it before the record is published.
+	 */
+	int stored;
+	uint8_t flags;
+	const char *const *keywords;
+	size_t keyword_count;
+	int64_t received_date;
+	int64_t save_date;
+	uint64_t physical_size;
+	uint64_t virtual_size;
+	const char *pop3_uidl;
+};
+
+/*
+ * Appends `count` messages in one guarded op: allocates consecutive UIDs
+ * atomically (uids_r[i] for messages[i]) and inserts their records with a
+ * new MODSEQ. Retries on a lost race; notifies watchers after commit.
+ */
+rbd_code rbd_mailbox_append(struct rbd_mailbox *mailbox,
+                            const struct rbd_new_message *messages,
+                            size_t count, uint32_t *uids_r,
+                            struct rbd_error *err);
+
+/*
+ * Copies messages of `source` (by UID) into `dest` without re-uploading a
+ * body: stored bodies gain a reference, inline bodies are carried over in
+ * the destination op. `flags`/`keywords` of each copy come from the
+ * source record unless `override` is set, then from the arrays given.
+ * dest_uids_r[i] receives the new UID of source_uids[i], or 0 when that
+ * message was expunged meanwhile.
+ */
+struct rbd_copy_override {
+	uint8_t flags;
+	const char *const *keywords;
+	size_t keyword_count;
+};
+rbd_code rbd_mailbox_copy(struct rbd_mailbox *source,
+                          const uint32_t *source_uids, size_t count,
+                          struct rbd_mailbox *dest,
+                          const struct rbd_copy_override *overrides,
+                          uint32_t *dest_uids_r, struct rbd_error *err);
+
+enum rbd_modify_mode {
+	RBD_MODIFY_ADD,
+	RBD_MODIFY_REMOVE,
+	RBD_MODIFY_REPLACE,
+};
+
+struct rbd_flag_update {
+	enum rbd_modify_mode mode;
+	uint8_t flags;
+	/* Keyword names; new names are added to the keyword table. */
+	const char *const *keywords;
+	size_t keyword_count;
+	/* Apply keywords too (else only the system flags change). */
+	int modify_keywords;
+	/* When non-zero, skip messages whose MODSEQ is above this. */
+	uint64_t unchanged_since;
+};
+
+/*
+ * Updates flags of `count` UIDs in one guarded op with a new MODSEQ.
+ * Messages whose MODSEQ is above unchanged_since are not changed; their
+ * UIDs are returned in conflicts_r (free with rbd_uids_free).
+ * UIDs that do not exist are ignored. modseq_r receives the new MODSEQ
+ * (unchanged when nothing changed).
+ */
+rbd_code rbd_mailbox_update_flags(struct rbd_mailbox *mailbox,
+                                  const uint32_t *uids, size_t count,
+                                  const struct rbd_flag_update *update,
+                                  uint32_t **conflicts_r,
+                                  size_t *conflict_count_r, uint64_t *modseq_r,
+                                  struct rbd_error *err);
+void rbd_uids_free(uint32_t **uids);
+
+/*
+ * Expunges `count` UIDs in one guarded op, then drops the references their
+ * records held on stored bodies (deleting bodies that reach zero).
+ * *expunged_r counts the UIDs that existed.
+ */
+rbd_code rbd_mailbox_expunge(struct rbd_mailbox *mailbox, const uint32_t *uids,
+                             size_t count, size_t *expunged_r,
+                             struct rbd_error *err);
+
+/* Reads up to `max` records with UID > after_uid, in UID order. */
+rbd_code rbd_mailbox_list_records(struct rbd_mailbox *mailbox,
+                                  uint32_t after_uid, size_t max,
+                                  struct rbd_records **records_r,
+                                  struct rbd_error *err);
+
+/* Reads the records of the given UIDs (missing UIDs are left out). */
+rbd_code rbd_mailbox_lookup_records(struct rbd_mailbox *mailbox,
+                                    const uint32_t *uids, size_t count,
+                                    struct rbd_records **records_r,
+                                    struct rbd_error *err);
+
+struct rbd_changes {
+	/* Current records of messages changed or added after the MODSEQ. */
+	struct rbd_records *changed;
+	/* UIDs expunged after the MODSEQ, ascending. */
+	uint32_t *expunged;
+	size_t expunged_count;
+	/* The mailbox state the changes lead to. */
+	struct rbd_mailbox_status status;
+};
+/*
+ * Reads what changed after `since_modseq` from the change log. Returns
+ * RBD_ERR_RESYNC when the log was trimmed past since_modseq: the caller
+ * must then list all records.
+ */
+rbd_code rbd_mailbox_changes(struct rbd_mailbox *mailbox, uint64_t since_modseq,
+                             struct rbd_changes **changes_r,
+                             struct rbd_error *err);
+void rbd_changes_free(struct rbd_changes **changes);
+
+/*
+ * Removes change-log entries at or below `up_to_modseq`, under the
+ * mailbox's "trim" lease. Readers behind that point get RBD_ERR_RESYNC.
+ */
+rbd_code rbd_mailbox_trim_log(struct rbd_mailbox *mailbox,
+                              uint64_t up_to_modseq, struct rbd_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Message bodies                                                      */
+
+struct rbd_buffer {
+	void *data;
+	size_t size;
+};
+void rbd_buffer_free(struct rbd_buffer **buffer);
+
+/*
+ * Reads `length` bytes of a message body at `offset` (length 0 = to the
+ * end). Inline bodies come from the index, stored ones from `m.<guid>`;
+ * a striped body reads only the chunks covering the range. A read of the
+ * whole body is checked against the stored XXH3 checksum
+ * (RBD_ERR_CORRUPT on mismatch).
+ */
+rbd_code rbd_mailbox_read_body(struct rbd_mailbox *mailbox,
+                               const struct rbd_record *record, uint64_t offset,
+                               uint64_t length, struct rbd_buffer **body_r,
+                               struct rbd_error *err);
+
+/*
+ * Reads the whole bodies of `count` records with all reads in flight at
+ * once (read-ahead for a FETCH of many bodies). bodies_r[i] is NULL when
+ * that body failed; the first failure is returned.
+ */
+rbd_code rbd_mailbox_read_bodies(struct rbd_mailbox *mailbox,
+                                 const struct rbd_record *records, size_t count,
+                                 struct rbd_buffer **bodies_r,
+                                 struct rbd_error *err);
+
+/* Storage-side metadata kept with every stored body (disaster recovery). */
+struct rbd_body_info {
+	uint64_t size;
+	uint64_t xxh3;
+	uint8_t first_mailbox_guid[RBD_GUID_SIZE];
+	int64_t received_date;
+	int64_t save_date;
+	uint32_t references;
+	uint32_t chunks;
+};
+
+/*
+ * Writes a whole body to `m.<guid>` with its metadata and one reference
+ * (owned by the record the caller is about to append with stored=1). One
+ * RADOS op when the body is below rbd_stripe_size; above it, the body is
+ * split into chunk objects `m.<guid>.<n>` written in parallel, then the
+ * head object. RBD_ERR_EXISTS if the GUID is taken.
+ */
+rbd_code rbd_body_write(struct rbd_user *user,
+                        const uint8_t guid[RBD_GUID_SIZE], const void *data,
+                        size_t size, const struct rbd_body_info *info,
+                        struct rbd_error *err);
+
+/* Streams a large body to `m.<guid>` without holding it in memory. */
+struct rbd_body_writer;
+rbd_code rbd_body_writer_open(struct rbd_user *user,
+                              const uint8_t guid[RBD_GUID_SIZE],
+                              struct rbd_body_writer **writer_r,
+                              struct rbd_error *err);
+rbd_code rbd_body_writer_write(struct rbd_body_writer *writer, const void *data,
+                               size_t size, struct rbd_error *err);
+/* Writes the head object; `info->size`/`xxh3` are computed here. */
+rbd_code rbd_body_writer_finish(struct rbd_body_writer *writer,
+                                const struct rbd_body_info *info,
+                                struct rbd_error *err);
+/* Frees the writer; removes the chunks already written unless finished. */
+void rbd_body_writer_free(struct rbd_body_writer **writer);
+
+rbd_code rbd_body_stat(struct rbd_user *user, const uint8_t guid[RBD_GUID_SIZE],
+                       struct rbd_body_info *info_r, struct rbd_error *err);
+
+/*
+ * Drops one reference from `m.<guid>`, removing the body (and its chunks)
+ * when it was the last. Used after a record referencing it is gone.
+ */
+rbd_code rbd_body_unref(struct rbd_user *user,
+                        const uint8_t guid[RBD_GUID_SIZE],
+                        struct rbd_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Watch / notify                                                      */
+
+struct rbd_watch;
+
+#define RBD_WATCH_CHANGED 0x1
+/* The watch was lost and re-established: changes may have been missed. */
+#define RBD_WATCH_LOST 0x2
+
+/*
+ * Watches a mailbox index. Every committed change by any process makes
+ * rbd_watch_fd() readable; librados threads only write to that fd.
+ */
+rbd_code rbd_watch_open(struct rbd_mailbox *mailbox, struct rbd_watch **watch_r,
+                        struct rbd_error *err);
+/* A file descriptor that becomes readable when something happened. */
+int rbd_watch_fd(const struct rbd_watch *watch);
+/*
+ * Clears the fd and returns RBD_WATCH_* bits of what happened since the
+ * last call. After RBD_WATCH_LOST the watch has already been re-registered
+ * when possible; the caller must resync as if notified.
+ */
+unsigned int rbd_watch_consume(struct rbd_watch *watch);
+void rbd_watch_close(struct rbd_watch **watch);
+
+/* ------------------------------------------------------------------ */
+/* Leases and maintenance                                              */
+
+struct rbd_lease;
+
+/*
+ * Takes the exclusive lease `name` of the user for `duration_ms`
+ * (cls_lock with an expiry; the cookie names host and pid). RBD_ERR_BUSY
+ * while another holder's lease has not expired.
+ */
+rbd_code rbd_lease_acquire(struct rbd_user *user, const char *name,
+                           uint32_t duration_ms, struct rbd_lease **lease_r,
+                           struct rbd_error *err);
+/* Extends the lease by its duration; RBD_ERR_BUSY if it was lost. */
+rbd_code rbd_lease_renew(struct rbd_lease *lease, struct rbd_error *err);
+/* Releases the lease (if still held) and frees the handle. */
+void rbd_lease_release(struct rbd_lease **lease);
+
+struct rbd_gc_stats {
+	uint64_t bodies_scanned;
+	uint64_t bodies_reclaimed;
+	uint64_t bodies_in_grace;
+	uint64_t indexes_reclaimed;
+};
+
+/*
+ * Reclaims the user's bodies that no record references and whose last
+ * reference change is older than `grace_seconds`, and index objects that
+ * no mailbox name points to. Runs under the user's "gc" lease.
+ */
+rbd_code rbd_user_gc(struct rbd_user *user, uint32_t grace_seconds,
+                     struct rbd_gc_stats *stats_r, struct rbd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,628 @@
+// The C ABI (include/rbd-storage.h) over the C++ core.
+//
+// This is the one place where Status becomes rbd_code and where exceptions
+// are caught: every entry point runs its body through Guarded(), so nothing
+// C++ ever unwinds into Dovecot's C frames.
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "account.h"
+#include "cluster.h"
+#include "config.h"
+#include "garbage_collector.h"
+#include "keys.h"
+#include "lease.h"
+#include "mailbox_index.h"
+#include "mailbox_list.h"
+#include "mailbox_watch.h"
+#include "message_store.h"
+#include "rbd-storage.h"
+
+struct rbd_config {
+  rbd::Config config;
+};
+
+struct rbd_cluster {
+  std::shared_ptr<rbd::Cluster> impl;
+};
+
+struct rbd_user {
+  std::unique_ptr<rbd::Account> account;
+};
+
+struct rbd_mailbox {
+  rbd::Account* account;
+  std::unique_ptr<rbd::MailboxIndex> index;
+  std::vector<const char*> keyword_names;
+};
+
+struct rbd_watch {
+  std::unique_ptr<rbd::MailboxWatch> impl;
+};
+
+struct rbd_lease {
+  std::unique_ptr<rbd::Lease> impl;
+};
+
+struct rbd_body_writer {
+  std::unique_ptr<rbd::BodyWriter> impl;
+  rbd::Guid guid;
+};
+
+namespace {
+
+static_assert(static_cast<int>(rbd::Code::kIo) == RBD_ERR_IO, "rbd::Code must mirror rbd_code");
+
+rbd_code Report(const rbd::Status& s, rbd_error* err) {
+  auto code = static_cast<rbd_code>(s.code());
+  if (err != nullptr) {
+    err->code = code;
+    std::snprintf(err->message, sizeof(err->message), "%s", s.message().c_str());
+  }
+  return code;
+}
+
+template <typename Body>
+rbd_code Guarded(rbd_error* err, Body body) {
+  try {
+    return Report(body(), err);
+  } catch (const std::bad_alloc&) {
+    return Report(rbd::Status::Io("out of memory"), err);
+  } catch (const std::exception& e) {
+    return Report(rbd::Status::Io(std::string("internal error: ") + e.what()), err);
+  }
+}
+
+// Result holders derive from the C structs, so the pointer handed out is
+// a base-class pointer and the free functions static_cast back to it.
+struct EntriesHolder : rbd_mailbox_entries {
+  std::vector<rbd::MailboxInfo> infos;
+  std::vector<rbd_mailbox_entry> items;
+};
+
+struct RecordsHolder : rbd_records {
+  std::vector<rbd::MessageRecord> source;
+  std::vector<rbd_record> items;
+};
+
+struct ChangesHolder : rbd_changes {
+  std::vector<uint32_t> expunged_uids;
+};
+
+struct BufferHolder : rbd_buffer {
+  std::string bytes;
+};
+
+rbd_records* MakeRecords(std::vector<rbd::MessageRecord> records) {
+  auto* h = new RecordsHolder;
+  h->source = std::move(records);
+  h->items.resize(h->source.size());
+  for (size_t i = 0; i < h->source.size(); i++) {
+    const rbd::MessageRecord& r = h->source[i];
+    rbd_record& c = h->items[i];
+    c.uid = r.uid;
+    std::memcpy(c.guid, r.guid.bytes.data(), RBD_GUID_SIZE);
+    c.flags = r.flags;
+    c.keywords = r.keywords.data();
+    c.keyword_count = r.keywords.size();
+    c.modseq = r.modseq;
+    c.received_date = r.received_date;
+    c.save_date = r.save_date;
+    c.physical_size = r.physical_size;
+    c.virtual_size = r.virtual_size;
+    c.pop3_uidl = r.pop3_uidl.empty() ? nullptr : r.pop3_uidl.c_str();
+    c.inline_body = r.inline_body ? 1 : 0;
+  }
+  h->records = h->items.data();
+  h->count = h->items.size();
+  return h;
+}
+
+rbd::MessageRecord ToRecord(const rbd_record& c) {
+  rbd::MessageRecord r;
+  r.uid = c.uid;
+  r.guid = rbd::Guid::FromBytes(c.guid);
+  r.flags = c.flags;
+  r.keywords.assign(c.keywords, c.keywords + c.keyword_count);
+  r.modseq = c.modseq;
+  r.received_date = c.received_date;
+  r.save_date = c.save_date;
+  r.physical_size = c.physical_size;
+  r.virtual_size = c.virtual_size;
+  if (c.pop3_uidl != nullptr) r.pop3_uidl = c.pop3_uidl;
+  r.inline_body = c.inline_body != 0;
+  return r;
+}
+
+void ToStatus(const rbd::MailboxState& s, struct rbd_mailbox_status* out) {
+  out->uidvalidity = s.uidvalidity;
+  out->uidnext = s.uidnext;
+  out->highest_modseq = s.highest_modseq;
+  out->messages = s.messages;
+  out->virtual_size = s.virtual_size;
+  out->physical_size = s.physical_size;
+  out->log_floor_modseq = s.log_floor;
+  out->keyword_count = static_cast<uint32_t>(s.keywords.size());
+}
+
+std::vector<std::string> Strings(const char* const* names, size_t count) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < count; i++) out.emplace_back(names[i]);
+  return out;
+}
+
+rbd_buffer* MakeBuffer(std::string bytes) {
+  auto* b = new BufferHolder;
+  b->bytes = std::move(bytes);
+  b->data = b->bytes.data();
+  b->size = b->bytes.size();
+  return b;
+}
+
+rbd::BodyMeta ToMeta(const rbd_body_info* info) {
+  rbd::BodyMeta meta;
+  if (info != nullptr) {
+    meta.first_mailbox = rbd::Guid::FromBytes(info->first_mailbox_guid);
+    meta.received_date = info->received_date;
+    meta.save_date = info->save_date;
+  }
+  return meta;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* rbd_code_name(rbd_code code) {
+  switch (code) {
+    case RBD_OK: return "ok";
+    case RBD_ERR_NOT_FOUND: return "not found";
+    case RBD_ERR_EXISTS: return "exists";
+    case RBD_ERR_UNAVAILABLE: return "unavailable";
+    case RBD_ERR_CONFLICT: return "conflict";
+    case RBD_ERR_CORRUPT: return "corrupt";
+    case RBD_ERR_INVALID: return "invalid";
+    case RBD_ERR_PERMISSION: return "permission denied";
+    case RBD_ERR_RESYNC: return "resync needed";
+    case RBD_ERR_BUSY: return "busy";
+    case RBD_ERR_IO: return "I/O error";
+  }
+  return "unknown";
+}
+
+rbd_config* rbd_config_new(void) { return new (std::nothrow) rbd_config; }
+
+void rbd_config_free(rbd_config** config) {
+  delete *config;
+  *config = nullptr;
+}
+
+rbd_code rbd_config_set(rbd_config* config, const char* name, const char* value, rbd_error* err) {
+  return Guarded(err, [&] { return config->config.Set(name, value); });
+}
+
+rbd_code rbd_config_validate(const rbd_config* config, rbd_error* err) {
+  return Guarded(err, [&] { return config->config.Validate(); });
+}
+
+rbd_code rbd_cluster_get(const rbd_config* config, rbd_cluster** cluster_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::Status s = config->config.Validate();
+    if (!s.ok()) return s;
+    *cluster_r = new rbd_cluster{rbd::Cluster::Get(config->config)};
+    return rbd::Status::OK();
+  });
+}
+
+void rbd_cluster_unref(rbd_cluster** cluster) {
+  delete *cluster;
+  *cluster = nullptr;
+}
+
+rbd_code rbd_cluster_connect(rbd_cluster* cluster, rbd_error* err) {
+  return Guarded(err, [&] { return cluster->impl->Connect(); });
+}
+
+rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, rbd_user** user_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::string name = ns != nullptr ? ns : cluster->impl->config().ns;
+    std::unique_ptr<rbd::Account> account;
+    rbd::Status s = rbd::Account::Open(cluster->impl, name, &account);
+    if (s.ok()) *user_r = new rbd_user{std::move(account)};
+    return s;
+  });
+}
+
+void rbd_user_close(rbd_user** user) {
+  delete *user;
+  *user = nullptr;
+}
+
+rbd_code rbd_list_mailboxes(rbd_user* user, rbd_mailbox_entries** list_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    auto h = std::make_unique<EntriesHolder>();
+    rbd::Status s = rbd::MailboxList(user->account.get()).List(&h->infos);
+    if (!s.ok()) return s;
+    h->items.resize(h->infos.size());
+    for (size_t i = 0; i < h->infos.size(); i++) {
+      const rbd::MailboxInfo& info = h->infos[i];
+      rbd_mailbox_entry& e = h->items[i];
+      e.name = info.name.c_str();
+      std::memcpy(e.guid, info.entry.guid.bytes.data(), RBD_GUID_SIZE);
+      e.special_use = info.entry.special_use.c_str();
+      e.subscribed = info.subscribed ? 1 : 0;
+      e.nonexistent = info.exists ? 0 : 1;
+    }
+    h->entries = h->items.data();
+    h->count = h->items.size();
+    *list_r = h.release();
+    return rbd::Status::OK();
+  });
+}
+
+void rbd_mailbox_entries_free(rbd_mailbox_entries** list) {
+  delete static_cast<EntriesHolder*>(*list);
+  *list = nullptr;
+}
+
+rbd_code rbd_lookup_mailbox(rbd_user* user, const char* name, uint8_t guid_r[RBD_GUID_SIZE], rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::MailboxEntry entry;
+    rbd::Status s = rbd::MailboxList(user->account.get()).Lookup(name, &entry);
+    if (s.ok()) std::memcpy(guid_r, entry.guid.bytes.data(), RBD_GUID_SIZE);
+    return s;
+  });
+}
+
+rbd_code rbd_create_mailbox(rbd_user* user, const char* name, const uint8_t guid[RBD_GUID_SIZE],
+                            uint32_t uidvalidity, const char* special_use, rbd_error* err) {
+  return Guarded(err, [&] {
+    return rbd::MailboxList(user->account.get())
+        .Create(name, rbd::Guid::FromBytes(guid), uidvalidity, special_use ? special_use : "");
+  });
+}
+
+rbd_code rbd_delete_mailbox(rbd_user* user, const char* name, rbd_error* err) {
+  return Guarded(err, [&] { return rbd::MailboxList(user->account.get()).Delete(name); });
+}
+
+rbd_code rbd_rename_mailbox(rbd_user* user, const char* old_name, const char* new_name, char separator,
+                            rbd_error* err) {
+  return Guarded(err,
+                 [&] { return rbd::MailboxList(user->account.get()).Rename(old_name, new_name, separator); });
+}
+
+rbd_code rbd_set_subscribed(rbd_user* user, const char* name, int subscribed, rbd_error* err) {
+  return Guarded(err,
+                 [&] { return rbd::MailboxList(user->account.get()).SetSubscribed(name, subscribed != 0); });
+}
+
+rbd_code rbd_set_special_use(rbd_user* user, const char* name, const char* special_use, rbd_error* err) {
+  return Guarded(err, [&] {
+    return rbd::MailboxList(user->account.get()).SetSpecialUse(name, special_use ? special_use : "");
+  });
+}
+
+void rbd_records_free(rbd_records** records) {
+  delete static_cast<RecordsHolder*>(*records);
+  *records = nullptr;
+}
+
+rbd_code rbd_mailbox_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_mailbox** mailbox_r,
+                          rbd_error* err) {
+  return Guarded(err, [&] {
+    auto index = std::make_unique<rbd::MailboxIndex>(user->account.get(), rbd::Guid::FromBytes(guid));
+    rbd::MailboxState state;
+    rbd::Status s = index->ReadState(&state);
+    if (s.ok()) *mailbox_r = new rbd_mailbox{user->account.get(), std::move(index), {}};
+    return s;
+  });
+}
+
+void rbd_mailbox_close(rbd_mailbox** mailbox) {
+  delete *mailbox;
+  *mailbox = nullptr;
+}
+
+rbd_code rbd_mailbox_get_status(rbd_mailbox* mailbox, struct rbd_mailbox_status* status_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::MailboxState state;
+    rbd::Status s = mailbox->index->ReadState(&state);
+    if (s.ok()) ToStatus(state, status_r);
+    return s;
+  });
+}
+
+rbd_code rbd_mailbox_keywords(rbd_mailbox* mailbox, const char* const** names_r, size_t* count_r,
+                              rbd_error* err) {
+  return Guarded(err, [&] {
+    const auto& keywords = mailbox->index->last_state().keywords;
+    mailbox->keyword_names.clear();
+    for (const std::string& k : keywords) mailbox->keyword_names.push_back(k.c_str());
+    *names_r = mailbox->keyword_names.data();
+    *count_r = mailbox->keyword_names.size();
+    return rbd::Status::OK();
+  });
+}
+
+rbd_code rbd_mailbox_append(rbd_mailbox* mailbox, const rbd_new_message* messages, size_t count,
+                            uint32_t* uids_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::NewMessage> batch(count);
+    for (size_t i = 0; i < count; i++) {
+      const rbd_new_message& m = messages[i];
+      rbd::NewMessage& n = batch[i];
+      n.guid = rbd::Guid::FromBytes(m.guid);
+      if (m.body != nullptr) n.body = std::string_view(static_cast<const char*>(m.body), m.body_size);
+      n.stored = m.stored != 0;
+      n.flags = m.flags;
+      n.keywords = Strings(m.keywords, m.keyword_count);
+      n.received_date = m.received_date;
+      n.save_date = m.save_date;
+      n.physical_size = m.physical_size;
+      n.virtual_size = m.virtual_size;
+      if (m.pop3_uidl != nullptr) n.pop3_uidl = m.pop3_uidl;
+    }
+    std::vector<uint32_t> uids;
+    rbd::Status s = mailbox->index->Append(batch, &uids);
+    if (s.ok()) std::copy(uids.begin(), uids.end(), uids_r);
+    return s;
+  });
+}
+
+rbd_code rbd_mailbox_copy(rbd_mailbox* source, const uint32_t* source_uids, size_t count, rbd_mailbox* dest,
+                          const rbd_copy_override* overrides, uint32_t* dest_uids_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<uint32_t> uids(source_uids, source_uids + count);
+    std::vector<std::optional<rbd::FlagOverride>> over(count);
+    if (overrides != nullptr) {
+      for (size_t i = 0; i < count; i++)
+        over[i] =
+            rbd::FlagOverride{overrides[i].flags, Strings(overrides[i].keywords, overrides[i].keyword_count)};
+    }
+    std::vector<uint32_t> dest_uids;
+    rbd::Status s = dest->index->CopyFrom(source->index.get(), uids, over, &dest_uids);
+    if (s.ok()) std::copy(dest_uids.begin(), dest_uids.end(), dest_uids_r);
+    return s;
+  });
+}
+
+rbd_code rbd_mailbox_update_flags(rbd_mailbox* mailbox, const uint32_t* uids, size_t count,
+                                  const rbd_flag_update* update, uint32_t** conflicts_r,
+                                  size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::FlagUpdate u;
+    u.mode = update->mode == RBD_MODIFY_ADD      ? rbd::ModifyMode::kAdd
+             : update->mode == RBD_MODIFY_REMOVE ? rbd::ModifyMode::kRemove
+                                                 : rbd::ModifyMode::kReplace;
+    u.flags = update->flags;
+    u.modify_keywords = update->modify_keywords != 0;
+    u.keywords = Strings(update->keywords, update->keyword_count);
+    u.unchanged_since = update->unchanged_since;
+    std::vector<uint32_t> conflicts;
+    rbd::Status s =
+        mailbox->index->UpdateFlags(std::vector<uint32_t>(uids, uids + count), u, &conflicts, modseq_r);
+    if (!s.ok()) return s;
+    *conflict_count_r = conflicts.size();
+    *conflicts_r = nullptr;
+    if (!conflicts.empty()) {
+      *conflicts_r = new uint32_t[conflicts.size()];
+      std::copy(conflicts.begin(), conflicts.end(), *conflicts_r);
+    }
+    return s;
+  });
+}
+
+void rbd_uids_free(uint32_t** uids) {
+  delete[] * uids;
+  *uids = nullptr;
+}
+
+rbd_code rbd_mailbox_expunge(rbd_mailbox* mailbox, const uint32_t* uids, size_t count, size_t* expunged_r,
+                             rbd_error* err) {
+  return Guarded(
+      err, [&] { return mailbox->index->Expunge(std::vector<uint32_t>(uids, uids + count), expunged_r); });
+}
+
+rbd_code rbd_mailbox_list_records(rbd_mailbox* mailbox, uint32_t after_uid, size_t max,
+                                  rbd_records** records_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::MessageRecord> records;
+    rbd::Status s = mailbox->index->ListRecords(after_uid, max, &records);
+    if (s.ok()) *records_r = MakeRecords(std::move(records));
+    return s;
+  });
+}
+
+rbd_code rbd_mailbox_lookup_records(rbd_mailbox* mailbox, const uint32_t* uids, size_t count,
+                                    rbd_records** records_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::MessageRecord> records;
+    rbd::Status s = mailbox->index->LookupRecords(std::vector<uint32_t>(uids, uids + count), &records);
+    if (s.ok()) *records_r = MakeRecords(std::move(records));
+    return s;
+  });
+}
+
+rbd_code rbd_mailbox_changes(rbd_mailbox* mailbox, uint64_t since_modseq, rbd_changes** changes_r,
+                             rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::ChangeSet set;
+    rbd::Status s = mailbox->index->Changes(since_modseq, &set);
+    if (!s.ok()) return s;
+    auto* h = new ChangesHolder;
+    h->changed = MakeRecords(std::move(set.changed));
+    h->expunged_uids = std::move(set.expunged);
+    h->expunged = h->expunged_uids.data();
+    h->expunged_count = h->expunged_uids.size();
+    ToStatus(set.state, &h->status);
+    *changes_r = h;
+    return s;
+  });
+}
+
+void rbd_changes_free(rbd_changes** changes) {
+  auto* h = static_cast<ChangesHolder*>(*changes);
+  if (h != nullptr) rbd_records_free(&h->changed);
+  delete h;
+  *changes = nullptr;
+}
+
+rbd_code rbd_mailbox_trim_log(rbd_mailbox* mailbox, uint64_t up_to_modseq, rbd_error* err) {
+  return Guarded(err, [&] { return mailbox->index->TrimLog(up_to_modseq); });
+}
+
+void rbd_buffer_free(rbd_buffer** buffer) {
+  delete static_cast<BufferHolder*>(*buffer);
+  *buffer = nullptr;
+}
+
+rbd_code rbd_mailbox_read_body(rbd_mailbox* mailbox, const rbd_record* record, uint64_t offset,
+                               uint64_t length, rbd_buffer** body_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::string bytes;
+    rbd::Status s = mailbox->index->ReadBody(ToRecord(*record), offset, length, &bytes);
+    if (s.ok()) *body_r = MakeBuffer(std::move(bytes));
+    return s;
+  });
+}
+
+rbd_code rbd_mailbox_read_bodies(rbd_mailbox* mailbox, const rbd_record* records, size_t count,
+                                 rbd_buffer** bodies_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::MessageRecord> recs;
+    for (size_t i = 0; i < count; i++) recs.push_back(ToRecord(records[i]));
+    std::vector<std::string> bodies;
+    std::vector<rbd::Status> statuses;
+    mailbox->index->ReadBodies(recs, &bodies, &statuses);
+    rbd::Status first;
+    for (size_t i = 0; i < count; i++) {
+      bodies_r[i] = nullptr;
+      if (statuses[i].ok()) {
+        bodies_r[i] = MakeBuffer(std::move(bodies[i]));
+      } else if (first.ok()) {
+        first = statuses[i];
+      }
+    }
+    return first;
+  });
+}
+
+rbd_code rbd_body_write(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], const void* data, size_t size,
+                        const rbd_body_info* info, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::BodyToWrite body{rbd::Guid::FromBytes(guid), std::string_view(static_cast<const char*>(data), size),
+                          ToMeta(info)};
+    return rbd::MessageStore(user->account.get()).Write({body});
+  });
+}
+
+rbd_code rbd_body_writer_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_body_writer** writer_r,
+                              rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::Guid g = rbd::Guid::FromBytes(guid);
+    *writer_r = new rbd_body_writer{std::make_unique<rbd::BodyWriter>(user->account.get(), g), g};
+    return rbd::Status::OK();
+  });
+}
+
+rbd_code rbd_body_writer_write(rbd_body_writer* writer, const void* data, size_t size, rbd_error* err) {
+  return Guarded(
+      err, [&] { return writer->impl->Append(std::string_view(static_cast<const char*>(data), size)); });
+}
+
+rbd_code rbd_body_writer_finish(rbd_body_writer* writer, const rbd_body_info* info, rbd_error* err) {
+  return Guarded(err, [&] { return writer->impl->Finish(ToMeta(info)); });
+}
+
+void rbd_body_writer_free(rbd_body_writer** writer) {
+  delete *writer;
+  *writer = nullptr;
+}
+
+rbd_code rbd_body_stat(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_body_info* info_r,
+                       rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::BodyMeta meta;
+    rbd::BodyRef ref;
+    rbd::Status s = rbd::MessageStore(user->account.get()).Stat(rbd::Guid::FromBytes(guid), &meta, &ref);
+    if (!s.ok()) return s;
+    info_r->size = meta.size;
+    info_r->xxh3 = meta.xxh3;
+    std::memcpy(info_r->first_mailbox_guid, meta.first_mailbox.bytes.data(), RBD_GUID_SIZE);
+    info_r->received_date = meta.received_date;
+    info_r->save_date = meta.save_date;
+    info_r->references = ref.count;
+    info_r->chunks = meta.chunks;
+    return s;
+  });
+}
+
+rbd_code rbd_body_unref(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_error* err) {
+  return Guarded(err,
+                 [&] { return rbd::MessageStore(user->account.get()).Unref(rbd::Guid::FromBytes(guid)); });
+}
+
+rbd_code rbd_watch_open(rbd_mailbox* mailbox, rbd_watch** watch_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::unique_ptr<rbd::MailboxWatch> w;
+    rbd::Status s = rbd::MailboxWatch::Open(mailbox->account, mailbox->index->guid(), &w);
+    if (s.ok()) *watch_r = new rbd_watch{std::move(w)};
+    return s;
+  });
+}
+
+int rbd_watch_fd(const rbd_watch* watch) { return watch->impl->fd(); }
+
+unsigned int rbd_watch_consume(rbd_watch* watch) {
+  try {
+    unsigned bits = watch->impl->Consume();
+    return ((bits & rbd::MailboxWatch::kChanged) ? RBD_WATCH_CHANGED : 0) |
+           ((bits & rbd::MailboxWatch::kLost) ? RBD_WATCH_LOST : 0);
+  } catch (const std::exception&) {
+    return RBD_WATCH_LOST;
+  }
+}
+
+void rbd_watch_close(rbd_watch** watch) {
+  delete *watch;
+  *watch = nullptr;
+}
+
+rbd_code rbd_lease_acquire(rbd_user* user, const char* name, uint32_t duration_ms, rbd_lease** lease_r,
+                           rbd_error* err) {
+  return Guarded(err, [&] {
+    std::unique_ptr<rbd::Lease> lease;
+    rbd::Status s = rbd::Lease::Acquire(user->account->index_io(), rbd::keys::LeaseObject(name), name,
+                                        std::chrono::milliseconds(duration_ms), &lease);
+    if (s.ok()) *lease_r = new rbd_lease{std::move(lease)};
+    return s;
+  });
+}
+
+rbd_code rbd_lease_renew(rbd_lease* lease, rbd_error* err) {
+  return Guarded(err, [&] { return lease->impl->Renew(); });
+}
+
+void rbd_lease_release(rbd_lease** lease) {
+  delete *lease;
+  *lease = nullptr;
+}
+
+rbd_code rbd_user_gc(rbd_user* user, uint32_t grace_seconds, rbd_gc_stats* stats_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::GcStats stats;
+    rbd::Status s = rbd::GarbageCollector(user->account.get()).Run(grace_seconds, &stats);
+    stats_r->bodies_scanned = stats.bodies_scanned;
+    stats_r->bodies_reclaimed = stats.bodies_reclaimed;
+    stats_r->bodies_in_grace = stats.bodies_in_grace;
+    stats_r->indexes_reclaimed = stats.indexes_reclaimed;
+    return s;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,39 @@
+// Account: one user's RADOS namespace in the mail and index pools.
+//
+// All of a user's objects live in one namespace (DESIGN.md 3), so a user
+// can be listed, exported or deleted without scanning the pool.
+#ifndef STORAGE_RBD_ACCOUNT_H_
+#define STORAGE_RBD_ACCOUNT_H_
+
+#include <memory>
+#include <rados/librados.hpp>
+#include <string>
+
+#include "cluster.h"
+#include "status.h"
+
+namespace rbd {
+
+class Account {
+ public:
+  static Status Open(std::shared_ptr<Cluster> cluster, const std::string& ns,
+                     std::unique_ptr<Account>* account);
+
+  librados::IoCtx& index_io() { return index_io_; }
+  librados::IoCtx& mail_io() { return mail_io_; }
+  const Config& config() const { return cluster_->config(); }
+  const std::string& ns() const { return ns_; }
+
+ private:
+  Account(std::shared_ptr<Cluster> cluster, std::string ns)
+      : cluster_(std::move(cluster)), ns_(std::move(ns)) {}
+
+  std::shared_ptr<Cluster> cluster_;
+  std::string ns_;
+  librados::IoCtx index_io_;
+  librados::IoCtx mail_io_;
+};
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_ACCOUNT_H_

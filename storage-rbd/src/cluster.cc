@@ -1,0 +1,116 @@
+#include "cluster.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+namespace rbd {
+
+namespace {
+
+std::mutex registry_mu;
+std::map<std::string, std::weak_ptr<Cluster>>& Registry() {
+  static auto* registry = new std::map<std::string, std::weak_ptr<Cluster>>;
+  return *registry;
+}
+
+std::string Seconds(uint32_t ms) {
+  std::ostringstream s;
+  s << ms / 1000.0;
+  return s.str();
+}
+
+}  // namespace
+
+std::shared_ptr<Cluster> Cluster::Get(const Config& config) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  std::weak_ptr<Cluster>& slot = Registry()[config.ConnectionKey()];
+  std::shared_ptr<Cluster> cluster = slot.lock();
+  if (!cluster) {
+    cluster = std::make_shared<Cluster>(config);
+    slot = cluster;
+  }
+  return cluster;
+}
+
+Cluster::Cluster(const Config& config) : config_(config) {}
+
+Cluster::~Cluster() {
+  if (rados_) rados_->shutdown();
+}
+
+Status Cluster::Connect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ConnectLocked();
+}
+
+Status Cluster::ConnectLocked() {
+  if (connected_) return Status::OK();
+  if (access(config_.ceph_conf.c_str(), R_OK) != 0) {
+    return Status::Invalid("rbd_ceph_conf: cannot read " + config_.ceph_conf + ": " + std::strerror(errno));
+  }
+  // A failed librados instance cannot connect again: start each attempt
+  // from a fresh one.
+  if (rados_) rados_->shutdown();
+  rados_ = std::make_unique<librados::Rados>();
+  std::string name = "client." + config_.ceph_user;
+  int r = rados_->init2(name.c_str(), "ceph", 0);
+  if (r < 0) return Status::FromRados(r, "rbd_ceph_user: cannot initialise " + name);
+  r = rados_->conf_read_file(config_.ceph_conf.c_str());
+  if (r < 0) return Status::FromRados(r, "rbd_ceph_conf: cannot parse " + config_.ceph_conf);
+  // librados waits forever by default; every wait is bounded by the op
+  // timeout so an unreachable cluster is a temporary failure, not a hang.
+  const std::string timeout = Seconds(config_.op_timeout_ms);
+  for (const char* option : {"rados_osd_op_timeout", "rados_mon_op_timeout", "client_mount_timeout"}) {
+    r = rados_->conf_set(option, timeout.c_str());
+    if (r < 0) return Status::FromRados(r, std::string("rbd_op_timeout: cannot set ") + option);
+  }
+  r = rados_->connect();
+  if (r < 0) return DescribeConnectError(r);
+  connected_ = true;
+  return Status::OK();
+}
+
+Status Cluster::DescribeConnectError(int r) {
+  const std::string who = "client." + config_.ceph_user;
+  if (r == -ENOENT || r == -EACCES || r == -EPERM || r == -EINVAL) {
+    // librados reports a missing or unreadable keyring as a bare ENOENT;
+    // name the keyring so a permission problem of the mail uid is obvious.
+    std::string keyrings;
+    rados_->conf_get("keyring", keyrings);
+    std::string detail;
+    std::istringstream paths(keyrings);
+    std::string path;
+    while (std::getline(paths, path, ',')) {
+      while (!path.empty() && path.front() == ' ') path.erase(0, 1);
+      if (path.empty()) continue;
+      if (access(path.c_str(), R_OK) == 0) {
+        detail = "keyring " + path + " is readable, but the cluster refused the key";
+        break;
+      }
+      if (errno != ENOENT) {
+        detail = "keyring " + path + " is not readable by uid " + std::to_string(getuid()) + ": " +
+                 std::strerror(errno);
+        break;
+      }
+    }
+    if (detail.empty()) detail = "no keyring found (looked in: " + keyrings + ")";
+    return Status::Permission("cannot authenticate to Ceph as " + who + ": " + detail);
+  }
+  return Status::FromRados(r, "cannot connect to Ceph as " + who + " using " + config_.ceph_conf);
+}
+
+Status Cluster::OpenIoCtx(const std::string& pool, const char* setting, librados::IoCtx* io) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status s = ConnectLocked();
+  if (!s.ok()) return s;
+  int r = rados_->ioctx_create(pool.c_str(), *io);
+  if (r == -ENOENT) return Status::Invalid(std::string(setting) + ": pool '" + pool + "' does not exist");
+  if (r < 0) return Status::FromRados(r, std::string(setting) + ": cannot open pool '" + pool + "'");
+  return Status::OK();
+}
+
+}  // namespace rbd

@@ -1,0 +1,52 @@
+// Config: the rbd_* settings of dovecot.conf, parsed and validated.
+//
+// Parsing lives here, not in the plugin, so the rules (and their error
+// messages, which must name the setting) are unit-tested without Dovecot.
+#ifndef STORAGE_RBD_CONFIG_H_
+#define STORAGE_RBD_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "status.h"
+
+namespace rbd {
+
+struct Config {
+  std::string ceph_conf = "/etc/ceph/ceph.conf";
+  std::string ceph_user = "dovecot";
+  std::string pool;
+  // Empty means: the same pool as `pool`.
+  std::string index_pool;
+  // Empty means: the username the plugin opens the user with.
+  std::string ns;
+  uint32_t op_timeout_ms = 30000;
+  // Bodies up to this size travel inline in the index op. 8 KiB keeps the
+  // median (~4 KiB) message at one RADOS write per APPEND while bounding
+  // the omap a 200k-record index shard carries (see message_store.h).
+  uint64_t inline_max = 8 * 1024;
+  // Bodies above this size are split into chunk objects of this size, so
+  // no message is limited by osd_max_object_size (default 128 MiB) and a
+  // partial FETCH reads only the chunks it covers.
+  uint64_t stripe_size = 4 * 1024 * 1024;
+  uint32_t gc_grace_seconds = 3600;
+
+  // Sets one setting by its dovecot.conf name (e.g. "rbd_op_timeout").
+  Status Set(std::string_view name, std::string_view value);
+  // Checks required settings; the message names the first missing one.
+  Status Validate() const;
+
+  const std::string& IndexPool() const { return index_pool.empty() ? pool : index_pool; }
+  // Identifies connections that can be shared (see Cluster::Get).
+  std::string ConnectionKey() const;
+};
+
+// "30s", "30 secs", "500ms", "2m", "1h", or a bare number of seconds.
+bool ParseDurationMs(std::string_view text, uint64_t* ms);
+// "4096", "4k", "4 KiB", "16M", "1G".
+bool ParseSize(std::string_view text, uint64_t* bytes);
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_CONFIG_H_

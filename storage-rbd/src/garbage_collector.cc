@@ -1,0 +1,124 @@
+#include "garbage_collector.h"
+
+#include <ctime>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "keys.h"
+#include "lease.h"
+#include "mailbox_index.h"
+#include "mailbox_list.h"
+#include "message_store.h"
+
+namespace rbd {
+
+namespace {
+
+constexpr std::chrono::seconds kLeaseDuration(60);
+constexpr size_t kRecordPage = 16384;
+
+// Lists the object names of the account's namespace in one pool.
+Status ListObjects(librados::IoCtx& io, std::vector<std::string>* names) {
+  try {
+    for (auto it = io.nobjects_begin(); it != io.nobjects_end(); ++it) names->push_back(it->get_oid());
+  } catch (const std::exception& e) {
+    // librados reports listing errors only by throwing from the iterator.
+    return Status::Unavailable(std::string("list objects: ") + e.what());
+  }
+  return Status::OK();
+}
+
+bool OlderThan(librados::IoCtx& io, const std::string& oid, int64_t cutoff) {
+  uint64_t size;
+  time_t mtime;
+  return io.stat(oid, &size, &mtime) == 0 && mtime < cutoff;
+}
+
+}  // namespace
+
+Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
+  *stats = GcStats();
+  librados::IoCtx& index_io = account_->index_io();
+  librados::IoCtx& mail_io = account_->mail_io();
+  std::unique_ptr<Lease> lease;
+  Status s = Lease::Acquire(index_io, keys::LeaseObject("gc"), "gc", kLeaseDuration, &lease);
+  if (!s.ok()) return s;
+  const int64_t cutoff = static_cast<int64_t>(std::time(nullptr)) - grace_seconds;
+
+  std::vector<MailboxInfo> mailboxes;
+  s = MailboxList(account_).List(&mailboxes);
+  if (!s.ok()) return s;
+  std::set<Guid> listed;
+  for (const MailboxInfo& m : mailboxes)
+    if (m.exists) listed.insert(m.entry.guid);
+
+  std::vector<std::string> index_objects;
+  s = ListObjects(index_io, &index_objects);
+  if (!s.ok()) return s;
+  std::set<Guid> referenced;
+  for (const std::string& oid : index_objects) {
+    keys::ParsedObject parsed = keys::ParseObject(oid);
+    if (parsed.kind != keys::ObjectKind::kIndex) continue;
+    MailboxIndex index(account_, parsed.guid);
+    if (!listed.count(parsed.guid) && OlderThan(index_io, oid, cutoff)) {
+      // Unlisted for the whole grace period: a crashed create or delete.
+      s = index.Remove();
+      if (!s.ok()) return s;
+      stats->indexes_reclaimed++;
+      continue;
+    }
+    // Listed, or unlisted but young (a create in flight): its records count.
+    for (uint32_t after = 0;;) {
+      std::vector<MessageRecord> page;
+      s = index.ListRecords(after, kRecordPage, &page);
+      if (s.IsNotFound()) break;
+      if (!s.ok()) return s;
+      for (const MessageRecord& r : page)
+        if (!r.inline_body) referenced.insert(r.guid);
+      if (page.size() < kRecordPage) break;
+      after = page.back().uid;
+    }
+    s = lease->Renew();
+    if (!s.ok()) return s;
+  }
+
+  std::vector<std::string> mail_objects;
+  s = ListObjects(mail_io, &mail_objects);
+  if (!s.ok()) return s;
+  std::set<Guid> heads;
+  for (const std::string& oid : mail_objects) {
+    keys::ParsedObject parsed = keys::ParseObject(oid);
+    if (parsed.kind == keys::ObjectKind::kBody) heads.insert(parsed.guid);
+  }
+  MessageStore store(account_);
+  for (const std::string& oid : mail_objects) {
+    keys::ParsedObject parsed = keys::ParseObject(oid);
+    if (parsed.kind == keys::ObjectKind::kChunk) {
+      // A chunk without a head is a crashed streamed write.
+      if (!heads.count(parsed.guid) && OlderThan(mail_io, oid, cutoff)) mail_io.remove(oid);
+      continue;
+    }
+    if (parsed.kind != keys::ObjectKind::kBody) continue;
+    stats->bodies_scanned++;
+    if (referenced.count(parsed.guid)) continue;
+    BodyMeta meta;
+    BodyRef ref;
+    s = store.Stat(parsed.guid, &meta, &ref);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return s;
+    if (ref.changed >= cutoff) {
+      stats->bodies_in_grace++;
+      continue;
+    }
+    s = store.RemoveIfUnchanged(parsed.guid, ref);
+    if (s.code() == Code::kConflict) continue;  // referenced meanwhile
+    if (!s.ok()) return s;
+    store.RemoveChunks(parsed.guid, meta.chunks);
+    stats->bodies_reclaimed++;
+  }
+  return Status::OK();
+}
+
+}  // namespace rbd

@@ -1,0 +1,58 @@
+// Object names and omap keys (DESIGN.md 3).
+//
+// UIDs and MODSEQs are fixed-width decimal so that omap's lexicographic
+// order is numeric order: a listing "after u.0000000041" is "UIDs > 41".
+// Record keys carry the UID, never an omap position, so records can later
+// be split over `i.<guid>.<n>` shards by UID range without changing callers.
+#ifndef STORAGE_RBD_KEYS_H_
+#define STORAGE_RBD_KEYS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "guid.h"
+
+namespace rbd::keys {
+
+// Objects.
+inline constexpr char kRoot[] = "r";
+std::string IndexObject(const Guid& mailbox);
+std::string BodyObject(const Guid& mail);
+std::string ChunkObject(const Guid& mail, uint32_t chunk);
+std::string LeaseObject(std::string_view name);
+
+// Classifies an object name found by listing a namespace.
+enum class ObjectKind { kRoot, kIndex, kBody, kChunk, kLease, kOther };
+struct ParsedObject {
+  ObjectKind kind = ObjectKind::kOther;
+  Guid guid;
+  uint32_t chunk = 0;
+};
+ParsedObject ParseObject(std::string_view name);
+
+// Xattrs.
+inline constexpr char kStateAttr[] = "state";
+inline constexpr char kBodyMetaAttr[] = "meta";
+inline constexpr char kBodyRefAttr[] = "ref";
+
+// Omap keys of an index object.
+inline constexpr char kRecordPrefix[] = "u.";
+inline constexpr char kInlineBodyPrefix[] = "b.";
+inline constexpr char kChangePrefix[] = "c.";
+std::string RecordKey(uint32_t uid);
+std::string InlineBodyKey(uint32_t uid);
+std::string ChangeKey(uint64_t modseq);
+std::optional<uint32_t> ParseRecordKey(std::string_view key);
+std::optional<uint64_t> ParseChangeKey(std::string_view key);
+
+// Omap keys of the user root.
+inline constexpr char kMailboxPrefix[] = "n.";
+inline constexpr char kSubscriptionPrefix[] = "s.";
+std::string MailboxKey(std::string_view name);
+std::string SubscriptionKey(std::string_view name);
+
+}  // namespace rbd::keys
+
+#endif  // STORAGE_RBD_KEYS_H_

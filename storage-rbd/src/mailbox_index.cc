@@ -1,0 +1,592 @@
+#include "mailbox_index.h"
+
+#include <algorithm>
+#include <ctime>
+
+#include "keys.h"
+#include "lease.h"
+#include "message_store.h"
+#include "retry.h"
+
+namespace rbd {
+
+namespace {
+
+// Records per omap read: well below osd_max_omap_entries_per_request.
+constexpr size_t kOmapPage = 16384;
+// Change-log entries removed per trim op.
+constexpr size_t kTrimBatch = 4096;
+// How long a notify waits for watchers' acks. Nobody waits on it.
+constexpr uint64_t kNotifyTimeoutMs = 5000;
+
+librados::bufferlist ToBufferlist(const std::string& s) {
+  librados::bufferlist bl;
+  bl.append(s);
+  return bl;
+}
+
+uint8_t ApplyMode(ModifyMode mode, uint8_t current, uint8_t flags) {
+  switch (mode) {
+    case ModifyMode::kAdd: return current | flags;
+    case ModifyMode::kRemove: return current & ~flags;
+    case ModifyMode::kReplace: return flags;
+  }
+  return current;
+}
+
+std::vector<uint32_t> ApplyMode(ModifyMode mode, const std::vector<uint32_t>& current,
+                                std::vector<uint32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<uint32_t> out;
+  switch (mode) {
+    case ModifyMode::kAdd:
+      std::set_union(current.begin(), current.end(), ids.begin(), ids.end(), std::back_inserter(out));
+      break;
+    case ModifyMode::kRemove:
+      std::set_difference(current.begin(), current.end(), ids.begin(), ids.end(), std::back_inserter(out));
+      break;
+    case ModifyMode::kReplace: out = std::move(ids); break;
+  }
+  return out;
+}
+
+std::set<std::string> RecordKeys(const std::vector<uint32_t>& uids) {
+  std::set<std::string> keys;
+  for (uint32_t uid : uids) keys.insert(keys::RecordKey(uid));
+  return keys;
+}
+
+// Self-releasing notify: the completion callback runs on a librados thread
+// and only frees this struct (librados holds its own reference on the
+// completion while the callback runs).
+struct PendingNotify {
+  librados::bufferlist payload;
+  librados::bufferlist reply;
+  librados::AioCompletion* completion = nullptr;
+
+  static void Done(librados::completion_t, void* arg) {
+    auto* self = static_cast<PendingNotify*>(arg);
+    self->completion->release();
+    delete self;
+  }
+};
+
+}  // namespace
+
+MailboxIndex::MailboxIndex(Account* account, const Guid& guid)
+    : account_(account), guid_(guid), oid_(keys::IndexObject(guid)) {}
+
+Status MailboxIndex::Create(Account* account, const Guid& guid, uint32_t uidvalidity) {
+  MailboxState state;
+  state.uidvalidity = uidvalidity != 0 ? uidvalidity : static_cast<uint32_t>(std::time(nullptr));
+  librados::ObjectWriteOperation op;
+  op.create(true);
+  op.setxattr(keys::kStateAttr, ToBufferlist(Encode(state)));
+  const std::string oid = keys::IndexObject(guid);
+  int r = account->index_io().operate(oid, &op);
+  return r < 0 ? Status::FromRados(r, "create " + oid) : Status::OK();
+}
+
+Status MailboxIndex::ReadStateAndKeys(const std::set<std::string>& keys,
+                                      std::map<std::string, librados::bufferlist>* values) {
+  librados::ObjectReadOperation op;
+  librados::bufferlist raw;
+  int attr_r = 0, omap_r = 0;
+  op.getxattr(keys::kStateAttr, &raw, &attr_r);
+  if (!keys.empty()) op.omap_get_vals_by_keys(keys, values, &omap_r);
+  int r = account_->index_io().operate(oid_, &op, nullptr);
+  if (r < 0) {
+    state_valid_ = false;
+    if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    return Status::FromRados(r, "read " + oid_);
+  }
+  Status s = Decode(raw.to_str(), &state_);
+  if (!s.ok()) {
+    state_valid_ = false;
+    return Status::Corrupt(oid_ + ": " + s.message());
+  }
+  state_raw_ = std::move(raw);
+  state_valid_ = true;
+  return Status::OK();
+}
+
+Status MailboxIndex::ReadState(MailboxState* state) {
+  Status s = ReadStateAndKeys({}, nullptr);
+  if (s.ok()) *state = state_;
+  return s;
+}
+
+Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planner& plan) {
+  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
+  const auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1;; attempt++) {
+    std::map<std::string, librados::bufferlist> values;
+    if (!state_valid_ || !read_keys.empty()) {
+      Status s = ReadStateAndKeys(read_keys, &values);
+      if (!s.ok()) return s;
+    }
+    Mutation m;
+    m.state = state_;
+    m.state.highest_modseq++;
+    Status s = plan(values, &m);
+    if (!s.ok() || m.noop) return s;
+    if (!m.new_modseq) {
+      m.state.highest_modseq = state_.highest_modseq;
+    } else {
+      ChangeEntry change{ToRanges(m.changed), ToRanges(m.expunged)};
+      m.set[keys::ChangeKey(m.state.highest_modseq)] = ToBufferlist(Encode(change));
+    }
+    librados::bufferlist new_raw = ToBufferlist(Encode(m.state));
+    librados::ObjectWriteOperation op;
+    op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, state_raw_);
+    op.setxattr(keys::kStateAttr, new_raw);
+    if (!m.set.empty()) op.omap_set(m.set);
+    if (!m.remove.empty()) op.omap_rm_keys(m.remove);
+    int r = account_->index_io().operate(oid_, &op);
+    if (r == 0) {
+      state_ = m.state;
+      state_raw_ = std::move(new_raw);
+      if (m.new_modseq) Notify();
+      return Status::OK();
+    }
+    state_valid_ = false;
+    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r != -ECANCELED) return Status::FromRados(r, "update " + oid_);
+    if (!retry.Backoff(attempt, start))
+      return Status::Conflict("update " + oid_ + ": gave up after " + std::to_string(attempt) +
+                              " lost races");
+  }
+}
+
+void MailboxIndex::Notify() {
+  auto* n = new PendingNotify;
+  n->payload = ToBufferlist(std::to_string(state_.highest_modseq));
+  n->completion = librados::Rados::aio_create_completion(n, PendingNotify::Done);
+  int r = account_->index_io().aio_notify(oid_, n->completion, n->payload, kNotifyTimeoutMs, &n->reply);
+  if (r < 0) {
+    // Never queued: no callback will come. Watchers fall back to polling.
+    n->completion->release();
+    delete n;
+  }
+}
+
+uint32_t MailboxIndex::KeywordId(std::vector<std::string>* table, const std::string& name) {
+  auto it = std::find(table->begin(), table->end(), name);
+  if (it != table->end()) return static_cast<uint32_t>(it - table->begin());
+  table->push_back(name);
+  return static_cast<uint32_t>(table->size() - 1);
+}
+
+Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids) {
+  const Config& config = account_->config();
+  MessageStore store(account_);
+  // Bodies first (DESIGN.md 4): a crash before the index op leaves only
+  // unreferenced bodies, never a record without its body.
+  std::vector<BodyToWrite> to_write;
+  std::vector<Guid> referenced;  // references this append holds
+  for (const NewMessage& msg : messages) {
+    if (msg.stored) {
+      Status s = store.AddRef(msg.guid);
+      if (!s.ok()) {
+        for (const Guid& g : referenced) store.Unref(g);
+        return s;
+      }
+      referenced.push_back(msg.guid);
+    } else if (!msg.body) {
+      return Status::Invalid("append: message without a body");
+    } else if (msg.body->size() > config.inline_max) {
+      BodyMeta meta;
+      meta.first_mailbox = guid_;
+      meta.received_date = msg.received_date;
+      meta.save_date = msg.save_date;
+      to_write.push_back({msg.guid, *msg.body, meta});
+    }
+  }
+  if (!to_write.empty()) {
+    Status s = store.Write(to_write);
+    for (const BodyToWrite& b : to_write) referenced.push_back(b.guid);
+    if (!s.ok()) {
+      for (const Guid& g : referenced) store.Unref(g);
+      return s;
+    }
+  }
+  Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    if (uint64_t{m->state.uidnext} + messages.size() > UINT32_MAX)
+      return Status::Invalid("append to " + oid_ + ": UID space exhausted");
+    uids->clear();
+    for (const NewMessage& msg : messages) {
+      MessageRecord rec;
+      rec.uid = m->state.uidnext++;
+      rec.guid = msg.guid;
+      rec.flags = msg.flags;
+      for (const std::string& kw : msg.keywords) rec.keywords.push_back(KeywordId(&m->state.keywords, kw));
+      std::sort(rec.keywords.begin(), rec.keywords.end());
+      rec.keywords.erase(std::unique(rec.keywords.begin(), rec.keywords.end()), rec.keywords.end());
+      rec.modseq = m->state.highest_modseq;
+      rec.received_date = msg.received_date;
+      rec.save_date = msg.save_date;
+      rec.physical_size = msg.physical_size;
+      rec.virtual_size = msg.virtual_size;
+      rec.pop3_uidl = msg.pop3_uidl;
+      rec.inline_body = !msg.stored && msg.body->size() <= config.inline_max;
+      if (rec.inline_body) {
+        InlineBody inl{BodyChecksum(*msg.body), std::string(*msg.body)};
+        m->set[keys::InlineBodyKey(rec.uid)] = ToBufferlist(Encode(inl));
+      }
+      m->set[keys::RecordKey(rec.uid)] = ToBufferlist(Encode(rec));
+      m->state.messages++;
+      m->state.physical_size += rec.physical_size;
+      m->state.virtual_size += rec.virtual_size;
+      m->changed.push_back(rec.uid);
+      uids->push_back(rec.uid);
+    }
+    return Status::OK();
+  });
+  if (!s.ok()) {
+    // Nothing was published: give back the references taken above.
+    for (const Guid& g : referenced) store.Unref(g);
+  }
+  return s;
+}
+
+Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>& source_uids,
+                              const std::vector<std::optional<FlagOverride>>& overrides,
+                              std::vector<uint32_t>* dest_uids) {
+  std::vector<MessageRecord> records;
+  Status s = source->LookupRecords(source_uids, &records);
+  if (!s.ok()) return s;
+  std::map<uint32_t, const MessageRecord*> by_uid;
+  for (const MessageRecord& r : records) by_uid[r.uid] = &r;
+
+  // Inline bodies travel with the copy; stored ones are shared.
+  std::set<std::string> inline_keys;
+  for (const MessageRecord& r : records)
+    if (r.inline_body) inline_keys.insert(keys::InlineBodyKey(r.uid));
+  std::map<std::string, librados::bufferlist> inline_bodies;
+  if (!inline_keys.empty()) {
+    int r = account_->index_io().omap_get_vals_by_keys(source->oid_, inline_keys, &inline_bodies);
+    if (r < 0) return Status::FromRados(r, "read inline bodies of " + source->oid_);
+  }
+
+  const std::vector<std::string>& source_keywords = source->last_state().keywords;
+  std::vector<NewMessage> messages;
+  std::vector<std::string> inline_storage;
+  inline_storage.reserve(source_uids.size());
+  std::vector<size_t> message_of(source_uids.size(), SIZE_MAX);
+  for (size_t i = 0; i < source_uids.size(); i++) {
+    auto it = by_uid.find(source_uids[i]);
+    if (it == by_uid.end()) continue;
+    const MessageRecord& r = *it->second;
+    NewMessage msg;
+    msg.guid = r.guid;
+    if (r.inline_body) {
+      InlineBody inl;
+      Status ds = Decode(inline_bodies[keys::InlineBodyKey(r.uid)].to_str(), &inl);
+      if (!ds.ok()) return Status::Corrupt(source->oid_ + ": " + ds.message());
+      inline_storage.push_back(std::move(inl.bytes));
+      msg.body = inline_storage.back();
+    } else {
+      msg.stored = true;
+    }
+    if (i < overrides.size() && overrides[i]) {
+      msg.flags = overrides[i]->flags;
+      msg.keywords = overrides[i]->keywords;
+    } else {
+      msg.flags = r.flags;
+      for (uint32_t id : r.keywords)
+        if (id < source_keywords.size()) msg.keywords.push_back(source_keywords[id]);
+    }
+    msg.received_date = r.received_date;
+    msg.save_date = r.save_date;
+    msg.physical_size = r.physical_size;
+    msg.virtual_size = r.virtual_size;
+    message_of[i] = messages.size();
+    messages.push_back(std::move(msg));
+  }
+  std::vector<uint32_t> uids;
+  if (!messages.empty()) {
+    s = Append(messages, &uids);
+    if (!s.ok()) return s;
+  }
+  dest_uids->assign(source_uids.size(), 0);
+  for (size_t i = 0; i < source_uids.size(); i++)
+    if (message_of[i] != SIZE_MAX) (*dest_uids)[i] = uids[message_of[i]];
+  return Status::OK();
+}
+
+Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
+                                 std::vector<uint32_t>* conflicts, uint64_t* modseq) {
+  Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
+    conflicts->clear();
+    std::vector<uint32_t> keyword_ids;
+    if (update.modify_keywords)
+      for (const std::string& kw : update.keywords) keyword_ids.push_back(KeywordId(&m->state.keywords, kw));
+    for (const auto& [key, bl] : values) {
+      MessageRecord rec;
+      Status ds = Decode(bl.to_str(), &rec);
+      if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
+      if (update.unchanged_since != 0 && rec.modseq > update.unchanged_since) {
+        conflicts->push_back(rec.uid);
+        continue;
+      }
+      uint8_t flags = ApplyMode(update.mode, rec.flags, update.flags);
+      std::vector<uint32_t> kws =
+          update.modify_keywords ? ApplyMode(update.mode, rec.keywords, keyword_ids) : rec.keywords;
+      if (flags == rec.flags && kws == rec.keywords) continue;
+      rec.flags = flags;
+      rec.keywords = std::move(kws);
+      rec.modseq = m->state.highest_modseq;
+      m->set[key] = ToBufferlist(Encode(rec));
+      m->changed.push_back(rec.uid);
+    }
+    // A new keyword name alone is not worth a MODSEQ.
+    m->noop = m->changed.empty();
+    return Status::OK();
+  });
+  if (s.ok()) *modseq = state_.highest_modseq;
+  return s;
+}
+
+Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged) {
+  std::vector<Guid> stored;
+  Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
+    stored.clear();
+    for (const auto& [key, bl] : values) {
+      MessageRecord rec;
+      Status ds = Decode(bl.to_str(), &rec);
+      if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
+      m->remove.insert(key);
+      if (rec.inline_body) {
+        m->remove.insert(keys::InlineBodyKey(rec.uid));
+      } else {
+        stored.push_back(rec.guid);
+      }
+      m->state.messages--;
+      m->state.physical_size -= rec.physical_size;
+      m->state.virtual_size -= rec.virtual_size;
+      m->expunged.push_back(rec.uid);
+    }
+    m->noop = m->expunged.empty();
+    *expunged = m->expunged.size();
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  // The records are gone: now the references may go (DESIGN.md 4). A
+  // failure here only leaves a count too high, which gc repairs.
+  MessageStore store(account_);
+  for (const Guid& g : stored) store.Unref(g);
+  return Status::OK();
+}
+
+Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records) {
+  records->clear();
+  std::string after = keys::RecordKey(after_uid);
+  bool more = true;
+  while (more && records->size() < max) {
+    std::map<std::string, librados::bufferlist> values;
+    librados::ObjectReadOperation op;
+    int omap_r = 0;
+    op.omap_get_vals2(after, keys::kRecordPrefix, std::min(kOmapPage, max - records->size()), &values, &more,
+                      &omap_r);
+    int r = account_->index_io().operate(oid_, &op, nullptr);
+    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r < 0) return Status::FromRados(r, "list " + oid_);
+    for (const auto& [key, bl] : values) {
+      MessageRecord rec;
+      Status s = Decode(bl.to_str(), &rec);
+      if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
+      records->push_back(std::move(rec));
+    }
+    if (values.empty()) break;
+    after = values.rbegin()->first;
+  }
+  return Status::OK();
+}
+
+Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records) {
+  records->clear();
+  std::set<std::string> all = RecordKeys(uids);
+  auto it = all.begin();
+  while (it != all.end()) {
+    std::set<std::string> batch;
+    while (it != all.end() && batch.size() < kOmapPage) batch.insert(*it++);
+    std::map<std::string, librados::bufferlist> values;
+    int r = account_->index_io().omap_get_vals_by_keys(oid_, batch, &values);
+    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r < 0) return Status::FromRados(r, "read records of " + oid_);
+    for (const auto& [key, bl] : values) {
+      MessageRecord rec;
+      Status s = Decode(bl.to_str(), &rec);
+      if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
+      records->push_back(std::move(rec));
+    }
+  }
+  return Status::OK();
+}
+
+Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
+  // One op reads the state and the first page of the log after it, so
+  // the log read is never older than the state returned.
+  std::map<std::string, librados::bufferlist> entries;
+  librados::ObjectReadOperation op;
+  librados::bufferlist raw;
+  int attr_r = 0, omap_r = 0;
+  bool more = false;
+  std::string after = keys::ChangeKey(since_modseq);
+  op.getxattr(keys::kStateAttr, &raw, &attr_r);
+  op.omap_get_vals2(after, keys::kChangePrefix, kOmapPage, &entries, &more, &omap_r);
+  int r = account_->index_io().operate(oid_, &op, nullptr);
+  if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+  if (r < 0) return Status::FromRados(r, "read changes of " + oid_);
+  MailboxState state;
+  Status s = Decode(raw.to_str(), &state);
+  if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
+  if (since_modseq < state.log_floor)
+    return Status::Resync(oid_ + ": change log trimmed past MODSEQ " + std::to_string(since_modseq));
+  while (more) {
+    std::map<std::string, librados::bufferlist> page;
+    r = account_->index_io().omap_get_vals2(oid_, entries.rbegin()->first, keys::kChangePrefix, kOmapPage,
+                                            &page, &more);
+    if (r < 0) return Status::FromRados(r, "read changes of " + oid_);
+    entries.insert(page.begin(), page.end());
+  }
+  std::set<uint32_t> changed, expunged;
+  for (const auto& [key, bl] : entries) {
+    auto modseq = keys::ParseChangeKey(key);
+    if (!modseq || *modseq > state.highest_modseq) continue;  // newer than the state we return
+    ChangeEntry entry;
+    s = Decode(bl.to_str(), &entry);
+    if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
+    for (const UidRange& range : entry.changed)
+      for (uint64_t uid = range.first; uid <= range.last; uid++) changed.insert(static_cast<uint32_t>(uid));
+    for (const UidRange& range : entry.expunged)
+      for (uint64_t uid = range.first; uid <= range.last; uid++) expunged.insert(static_cast<uint32_t>(uid));
+  }
+  std::vector<uint32_t> lookup;
+  for (uint32_t uid : changed)
+    if (!expunged.count(uid)) lookup.push_back(uid);
+  s = LookupRecords(lookup, &changes->changed);
+  if (!s.ok()) return s;
+  changes->expunged.assign(expunged.begin(), expunged.end());
+  changes->state = state;
+  state_ = state;
+  state_raw_ = std::move(raw);
+  state_valid_ = true;
+  return Status::OK();
+}
+
+Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
+  std::unique_ptr<Lease> lease;
+  Status s = Lease::Acquire(account_->index_io(), oid_, "trim", std::chrono::seconds(60), &lease);
+  if (!s.ok()) return s;
+  const std::string last = keys::ChangeKey(up_to_modseq);
+  for (;;) {
+    std::set<std::string> batch;
+    bool more = false;
+    std::map<std::string, librados::bufferlist> page;
+    int r = account_->index_io().omap_get_vals2(oid_, keys::kChangePrefix, keys::kChangePrefix, kTrimBatch,
+                                                &page, &more);
+    if (r < 0) return Status::FromRados(r, "trim " + oid_);
+    for (const auto& entry : page)
+      if (entry.first <= last) batch.insert(entry.first);
+    s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
+      m->new_modseq = false;
+      m->remove = batch;
+      m->state.log_floor = std::max(m->state.log_floor, std::min(up_to_modseq, m->state.highest_modseq));
+      m->noop = batch.empty() && m->state.log_floor == state_.log_floor;
+      return Status::OK();
+    });
+    if (!s.ok() || batch.size() < kTrimBatch) return s;
+    s = lease->Renew();
+    if (!s.ok()) return s;
+  }
+}
+
+Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length,
+                              std::string* out) {
+  if (!record.inline_body) return MessageStore(account_).Read(record.guid, offset, length, out);
+  const std::string key = keys::InlineBodyKey(record.uid);
+  std::map<std::string, librados::bufferlist> values;
+  int r = account_->index_io().omap_get_vals_by_keys(oid_, {key}, &values);
+  if (r < 0) return Status::FromRados(r, "read body " + key + " of " + oid_);
+  if (values.empty())
+    return Status::NotFound(oid_ + ": message " + std::to_string(record.uid) + " was expunged");
+  InlineBody body;
+  Status s = Decode(values.begin()->second.to_str(), &body);
+  if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
+  if (BodyChecksum(body.bytes) != body.xxh3)
+    return Status::Corrupt(oid_ + " " + key + ": XXH3 checksum mismatch");
+  if (offset >= body.bytes.size()) {
+    out->clear();
+  } else {
+    *out = body.bytes.substr(offset, length == 0 ? std::string::npos : length);
+  }
+  return Status::OK();
+}
+
+void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::vector<std::string>* out,
+                              std::vector<Status>* statuses) {
+  out->assign(records.size(), std::string());
+  statuses->assign(records.size(), Status::OK());
+  std::vector<Guid> stored;
+  std::vector<size_t> stored_at;
+  std::set<std::string> inline_keys;
+  for (size_t i = 0; i < records.size(); i++) {
+    if (records[i].inline_body) {
+      inline_keys.insert(keys::InlineBodyKey(records[i].uid));
+    } else {
+      stored.push_back(records[i].guid);
+      stored_at.push_back(i);
+    }
+  }
+  std::map<std::string, librados::bufferlist> values;
+  int r = inline_keys.empty() ? 0 : account_->index_io().omap_get_vals_by_keys(oid_, inline_keys, &values);
+  for (size_t i = 0; i < records.size(); i++) {
+    if (!records[i].inline_body) continue;
+    const std::string key = keys::InlineBodyKey(records[i].uid);
+    auto it = values.find(key);
+    if (r < 0) {
+      (*statuses)[i] = Status::FromRados(r, "read inline bodies of " + oid_);
+    } else if (it == values.end()) {
+      (*statuses)[i] =
+          Status::NotFound(oid_ + ": message " + std::to_string(records[i].uid) + " was expunged");
+    } else {
+      InlineBody body;
+      Status s = Decode(it->second.to_str(), &body);
+      if (s.ok() && BodyChecksum(body.bytes) != body.xxh3) s = Status::Corrupt("XXH3 checksum mismatch");
+      if (!s.ok()) (*statuses)[i] = Status::Corrupt(oid_ + " " + key + ": " + s.message());
+      (*out)[i] = std::move(body.bytes);
+    }
+  }
+  std::vector<std::string> bodies;
+  std::vector<Status> body_statuses;
+  MessageStore(account_).ReadMany(stored, &bodies, &body_statuses);
+  for (size_t j = 0; j < stored.size(); j++) {
+    (*out)[stored_at[j]] = std::move(bodies[j]);
+    (*statuses)[stored_at[j]] = body_statuses[j];
+  }
+}
+
+Status MailboxIndex::Remove() {
+  std::vector<Guid> stored;
+  uint32_t after = 0;
+  for (;;) {
+    std::vector<MessageRecord> page;
+    Status s = ListRecords(after, kOmapPage, &page);
+    if (s.IsNotFound()) return Status::OK();
+    if (!s.ok()) return s;
+    for (const MessageRecord& rec : page)
+      if (!rec.inline_body) stored.push_back(rec.guid);
+    if (page.size() < kOmapPage) break;
+    after = page.back().uid;
+  }
+  int r = account_->index_io().remove(oid_);
+  if (r < 0 && r != -ENOENT) return Status::FromRados(r, "remove " + oid_);
+  state_valid_ = false;
+  MessageStore store(account_);
+  for (const Guid& g : stored) store.Unref(g);
+  return Status::OK();
+}
+
+}  // namespace rbd

@@ -1,0 +1,141 @@
+// MailboxIndex: one mailbox's authoritative index, `i.<mailbox-guid>`.
+//
+// The object holds the mailbox state in the "state" xattr and, in omap,
+// one record per message (`u.<uid>`), small bodies carried inline
+// (`b.<uid>`) and the change log (`c.<modseq>`).
+//
+// Every change is ONE write op guarded by a compare of the state xattr
+// against the bytes last read (DESIGN.md 4). Every change also replaces the
+// state (HIGHESTMODSEQ grows by one), so "state unchanged" means "nothing in
+// the object changed", and anything read after the state and before the
+// commit is consistent once the guard holds. A lost race (-ECANCELED)
+// re-reads and retries with jittered backoff. The handle remembers the
+// state it last wrote, so a stream of appends from one writer needs no read
+// at all: one RADOS op per APPEND while nobody else writes.
+#ifndef STORAGE_RBD_MAILBOX_INDEX_H_
+#define STORAGE_RBD_MAILBOX_INDEX_H_
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <rados/librados.hpp>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "account.h"
+#include "guid.h"
+#include "record_codec.h"
+#include "status.h"
+
+namespace rbd {
+
+struct NewMessage {
+  Guid guid;
+  // The body, when the caller has it (see rbd_new_message in the C ABI).
+  std::optional<std::string_view> body;
+  // The body is already in `m.<guid>`: take a reference on it.
+  bool stored = false;
+  uint8_t flags = 0;
+  std::vector<std::string> keywords;
+  int64_t received_date = 0;
+  int64_t save_date = 0;
+  uint64_t physical_size = 0;
+  uint64_t virtual_size = 0;
+  std::string pop3_uidl;
+};
+
+enum class ModifyMode { kAdd, kRemove, kReplace };
+
+struct FlagUpdate {
+  ModifyMode mode = ModifyMode::kAdd;
+  uint8_t flags = 0;
+  bool modify_keywords = false;
+  std::vector<std::string> keywords;
+  uint64_t unchanged_since = 0;  // 0: unconditional
+};
+
+struct FlagOverride {
+  uint8_t flags = 0;
+  std::vector<std::string> keywords;
+};
+
+struct ChangeSet {
+  std::vector<MessageRecord> changed;
+  std::vector<uint32_t> expunged;
+  MailboxState state;
+};
+
+class MailboxIndex {
+ public:
+  MailboxIndex(Account* account, const Guid& guid);
+  MailboxIndex(const MailboxIndex&) = delete;
+  MailboxIndex& operator=(const MailboxIndex&) = delete;
+
+  // Creates the index object; Exists if it is there already.
+  static Status Create(Account* account, const Guid& guid, uint32_t uidvalidity);
+
+  // Reads the state (one read); NotFound if the mailbox does not exist.
+  Status ReadState(MailboxState* state);
+  // The state as of the last read or commit through this handle.
+  const MailboxState& last_state() const { return state_; }
+
+  Status Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids);
+  // dest_uids[i] is 0 when source_uids[i] no longer exists.
+  Status CopyFrom(MailboxIndex* source, const std::vector<uint32_t>& source_uids,
+                  const std::vector<std::optional<FlagOverride>>& overrides,
+                  std::vector<uint32_t>* dest_uids);
+  Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
+                     std::vector<uint32_t>* conflicts, uint64_t* modseq);
+  Status Expunge(const std::vector<uint32_t>& uids, size_t* expunged);
+
+  Status ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records);
+  Status LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records);
+  // Resync when the log was trimmed past `since_modseq`.
+  Status Changes(uint64_t since_modseq, ChangeSet* changes);
+  // Trims change-log entries <= up_to_modseq, under the "trim" lease.
+  Status TrimLog(uint64_t up_to_modseq);
+
+  Status ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length, std::string* out);
+  void ReadBodies(const std::vector<MessageRecord>& records, std::vector<std::string>* out,
+                  std::vector<Status>* statuses);
+
+  // Removes the index object, then drops the references its records held.
+  Status Remove();
+
+  const Guid& guid() const { return guid_; }
+  const std::string& oid() const { return oid_; }
+
+ private:
+  // What one guarded op changes. Mutate() fills `state` with the current
+  // state and the next MODSEQ before calling the planner.
+  struct Mutation {
+    MailboxState state;
+    std::map<std::string, librados::bufferlist> set;
+    std::set<std::string> remove;
+    std::vector<uint32_t> changed;
+    std::vector<uint32_t> expunged;
+    bool new_modseq = true;  // false: maintenance that no client sees
+    bool noop = false;       // nothing to write
+  };
+  using Planner =
+      std::function<Status(const std::map<std::string, librados::bufferlist>& values, Mutation* m)>;
+
+  Status Mutate(const std::set<std::string>& read_keys, const Planner& plan);
+  Status ReadStateAndKeys(const std::set<std::string>& keys,
+                          std::map<std::string, librados::bufferlist>* values);
+  uint32_t KeywordId(std::vector<std::string>* table, const std::string& name);
+  void Notify();
+
+  Account* account_;
+  Guid guid_;
+  std::string oid_;
+  MailboxState state_;
+  librados::bufferlist state_raw_;
+  bool state_valid_ = false;
+};
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_MAILBOX_INDEX_H_

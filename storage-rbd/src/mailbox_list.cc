@@ -1,0 +1,218 @@
+#include "mailbox_list.h"
+
+#include "keys.h"
+#include "mailbox_index.h"
+#include "retry.h"
+
+namespace rbd {
+
+namespace {
+
+constexpr size_t kOmapPage = 16384;
+
+librados::bufferlist ToBufferlist(const std::string& s) {
+  librados::bufferlist bl;
+  bl.append(s);
+  return bl;
+}
+
+bool InSubtree(const std::string& name, const std::string& root, char separator) {
+  return name == root || (name.size() > root.size() && name.compare(0, root.size(), root) == 0 &&
+                          name[root.size()] == separator);
+}
+
+}  // namespace
+
+Status MailboxList::ReadVersion(RootState* state, librados::bufferlist* raw, bool* exists) {
+  int r = account_->index_io().getxattr(keys::kRoot, keys::kStateAttr, *raw);
+  if (r == -ENOENT || r == -ENODATA) {
+    *exists = false;
+    *state = RootState();
+    return Status::OK();
+  }
+  if (r < 0) return Status::FromRados(r, "read mailbox list root");
+  *exists = true;
+  Status s = Decode(raw->to_str(), state);
+  return s.ok() ? s : Status::Corrupt("mailbox list root: " + s.message());
+}
+
+Status MailboxList::ReadPrefix(const std::string& prefix,
+                               std::map<std::string, librados::bufferlist>* values) {
+  values->clear();
+  std::string after = prefix;
+  for (bool more = true; more;) {
+    std::map<std::string, librados::bufferlist> page;
+    int r = account_->index_io().omap_get_vals2(keys::kRoot, after, prefix, kOmapPage, &page, &more);
+    if (r == -ENOENT) return Status::OK();
+    if (r < 0) return Status::FromRados(r, "read mailbox list");
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    values->insert(page.begin(), page.end());
+  }
+  return Status::OK();
+}
+
+Status MailboxList::Mutate(const Planner& plan) {
+  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
+  const auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1;; attempt++) {
+    RootState state;
+    librados::bufferlist raw;
+    bool exists = false;
+    Status s = ReadVersion(&state, &raw, &exists);
+    if (!s.ok()) return s;
+    Mutation m;
+    s = plan(&m);
+    if (!s.ok()) return s;
+    librados::ObjectWriteOperation op;
+    if (exists) {
+      op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, raw);
+    } else {
+      // No root yet: the first writer creates it, a racing one gets EEXIST.
+      op.create(true);
+    }
+    op.setxattr(keys::kStateAttr, ToBufferlist(Encode(RootState{state.version + 1})));
+    if (!m.set.empty()) op.omap_set(m.set);
+    if (!m.remove.empty()) op.omap_rm_keys(m.remove);
+    int r = account_->index_io().operate(keys::kRoot, &op);
+    if (r == 0) return Status::OK();
+    if (r != -ECANCELED && r != -EEXIST) return Status::FromRados(r, "update mailbox list");
+    if (!retry.Backoff(attempt, start)) return Status::Conflict("update mailbox list: too much contention");
+  }
+}
+
+Status MailboxList::Version(uint64_t* version) {
+  RootState state;
+  librados::bufferlist raw;
+  bool exists;
+  Status s = ReadVersion(&state, &raw, &exists);
+  if (s.ok()) *version = state.version;
+  return s;
+}
+
+Status MailboxList::List(std::vector<MailboxInfo>* mailboxes) {
+  mailboxes->clear();
+  // One read op for the whole list when it fits in a page (the usual case).
+  std::map<std::string, librados::bufferlist> values;
+  std::string after;
+  for (bool more = true; more;) {
+    std::map<std::string, librados::bufferlist> page;
+    int r = account_->index_io().omap_get_vals2(keys::kRoot, after, kOmapPage, &page, &more);
+    if (r == -ENOENT) break;
+    if (r < 0) return Status::FromRados(r, "list mailboxes");
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    values.insert(page.begin(), page.end());
+  }
+  std::map<std::string, MailboxInfo> by_name;
+  for (const auto& [key, bl] : values) {
+    if (key.compare(0, 2, keys::kMailboxPrefix) == 0) {
+      MailboxInfo& info = by_name[key.substr(2)];
+      Status s = Decode(bl.to_str(), &info.entry);
+      if (!s.ok()) return Status::Corrupt("mailbox list " + key + ": " + s.message());
+      info.exists = true;
+    } else if (key.compare(0, 2, keys::kSubscriptionPrefix) == 0) {
+      by_name[key.substr(2)].subscribed = true;
+    }
+  }
+  for (auto& [name, info] : by_name) {
+    info.name = name;
+    mailboxes->push_back(std::move(info));
+  }
+  return Status::OK();
+}
+
+Status MailboxList::Lookup(const std::string& name, MailboxEntry* entry) {
+  std::map<std::string, librados::bufferlist> values;
+  const std::string key = keys::MailboxKey(name);
+  int r = account_->index_io().omap_get_vals_by_keys(keys::kRoot, {key}, &values);
+  if (r < 0 && r != -ENOENT) return Status::FromRados(r, "look up mailbox " + name);
+  if (values.empty()) return Status::NotFound("mailbox " + name + " does not exist");
+  Status s = Decode(values.begin()->second.to_str(), entry);
+  return s.ok() ? s : Status::Corrupt("mailbox list " + key + ": " + s.message());
+}
+
+Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t uidvalidity,
+                           const std::string& special_use) {
+  if (name.empty()) return Status::Invalid("create mailbox: empty name");
+  Status s = MailboxIndex::Create(account_, guid, uidvalidity);
+  if (!s.ok()) return s;
+  s = Mutate([&](Mutation* m) -> Status {
+    MailboxEntry existing;
+    Status ls = Lookup(name, &existing);
+    if (ls.ok()) return Status::Exists("mailbox " + name + " already exists");
+    if (!ls.IsNotFound()) return ls;
+    m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(MailboxEntry{guid, special_use}));
+    return Status::OK();
+  });
+  if (!s.ok()) MailboxIndex(account_, guid).Remove();
+  return s;
+}
+
+Status MailboxList::Delete(const std::string& name) {
+  MailboxEntry entry;
+  Status s = Mutate([&](Mutation* m) -> Status {
+    Status ls = Lookup(name, &entry);
+    if (!ls.ok()) return ls;
+    m->remove.insert(keys::MailboxKey(name));
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  // Unlisted now; a crash from here on leaves an orphan index for gc.
+  return MailboxIndex(account_, entry.guid).Remove();
+}
+
+Status MailboxList::Rename(const std::string& old_name, const std::string& new_name, char separator) {
+  if (new_name.empty()) return Status::Invalid("rename mailbox: empty name");
+  if (InSubtree(new_name, old_name, separator))
+    return Status::Invalid("rename mailbox: cannot move " + old_name + " into itself");
+  return Mutate([&](Mutation* m) -> Status {
+    std::map<std::string, librados::bufferlist> mailboxes, subscriptions;
+    Status s = ReadPrefix(keys::MailboxKey(old_name), &mailboxes);
+    if (s.ok()) s = ReadPrefix(keys::SubscriptionKey(old_name), &subscriptions);
+    if (!s.ok()) return s;
+    std::set<std::string> targets;
+    for (auto* group : {&mailboxes, &subscriptions}) {
+      for (const auto& [key, bl] : *group) {
+        const std::string prefix = key.substr(0, 2);
+        const std::string name = key.substr(2);
+        if (!InSubtree(name, old_name, separator)) continue;
+        const std::string target = prefix + new_name + name.substr(old_name.size());
+        m->remove.insert(key);
+        m->set[target] = bl;
+        if (group == &mailboxes) targets.insert(target);
+      }
+    }
+    if (targets.empty()) return Status::NotFound("mailbox " + old_name + " does not exist");
+    std::map<std::string, librados::bufferlist> taken;
+    int r = account_->index_io().omap_get_vals_by_keys(keys::kRoot, targets, &taken);
+    if (r < 0) return Status::FromRados(r, "rename mailbox " + old_name);
+    if (!taken.empty())
+      return Status::Exists("mailbox " + taken.begin()->first.substr(2) + " already exists");
+    return Status::OK();
+  });
+}
+
+Status MailboxList::SetSubscribed(const std::string& name, bool subscribed) {
+  return Mutate([&](Mutation* m) -> Status {
+    if (subscribed) {
+      m->set[keys::SubscriptionKey(name)] = librados::bufferlist();
+    } else {
+      m->remove.insert(keys::SubscriptionKey(name));
+    }
+    return Status::OK();
+  });
+}
+
+Status MailboxList::SetSpecialUse(const std::string& name, const std::string& special_use) {
+  return Mutate([&](Mutation* m) -> Status {
+    MailboxEntry entry;
+    Status s = Lookup(name, &entry);
+    if (!s.ok()) return s;
+    entry.special_use = special_use;
+    m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(entry));
+    return Status::OK();
+  });
+}
+
+}  // namespace rbd

@@ -1,0 +1,65 @@
+// MailboxList: the user root object `r` (DESIGN.md 3, 4).
+//
+// Omap holds `n.<name>` -> MailboxEntry for each mailbox and `s.<name>` for
+// each subscription; the "state" xattr holds a version that every change
+// increments. Like MailboxIndex, every change is one write op guarded by a
+// compare of that version, so a rename of a whole subtree is atomic with
+// respect to any create, delete or rename racing it.
+#ifndef STORAGE_RBD_MAILBOX_LIST_H_
+#define STORAGE_RBD_MAILBOX_LIST_H_
+
+#include <functional>
+#include <map>
+#include <rados/librados.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "account.h"
+#include "record_codec.h"
+#include "status.h"
+
+namespace rbd {
+
+struct MailboxInfo {
+  std::string name;
+  MailboxEntry entry;
+  bool exists = false;  // false: only a subscription
+  bool subscribed = false;
+};
+
+class MailboxList {
+ public:
+  explicit MailboxList(Account* account) : account_(account) {}
+
+  // Every mailbox and subscription, in name order.
+  Status List(std::vector<MailboxInfo>* mailboxes);
+  Status Lookup(const std::string& name, MailboxEntry* entry);
+  // Creates the index object first, then publishes the name.
+  Status Create(const std::string& name, const Guid& guid, uint32_t uidvalidity,
+                const std::string& special_use);
+  // Unpublishes the name, then removes the index and its references.
+  Status Delete(const std::string& name);
+  Status Rename(const std::string& old_name, const std::string& new_name, char separator);
+  Status SetSubscribed(const std::string& name, bool subscribed);
+  Status SetSpecialUse(const std::string& name, const std::string& special_use);
+  // The root's version: grows with every change of the list.
+  Status Version(uint64_t* version);
+
+ private:
+  struct Mutation {
+    std::map<std::string, librados::bufferlist> set;
+    std::set<std::string> remove;
+  };
+  // The planner may read anything: the version guard makes it consistent.
+  using Planner = std::function<Status(Mutation* m)>;
+  Status Mutate(const Planner& plan);
+  Status ReadVersion(RootState* state, librados::bufferlist* raw, bool* exists);
+  Status ReadPrefix(const std::string& prefix, std::map<std::string, librados::bufferlist>* values);
+
+  Account* account_;
+};
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_MAILBOX_LIST_H_

@@ -1,0 +1,71 @@
+#include "mailbox_watch.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "keys.h"
+
+namespace rbd {
+
+MailboxWatch::MailboxWatch(librados::IoCtx& io, std::string oid, int event_fd)
+    : oid_(std::move(oid)), event_fd_(event_fd) {
+  io_.dup(io);
+}
+
+Status MailboxWatch::Open(Account* account, const Guid& mailbox, std::unique_ptr<MailboxWatch>* watch) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return Status::Io(std::string("eventfd: ") + std::strerror(errno));
+  std::unique_ptr<MailboxWatch> w(new MailboxWatch(account->index_io(), keys::IndexObject(mailbox), fd));
+  Status s = w->Register();
+  if (!s.ok()) return s;
+  *watch = std::move(w);
+  return Status::OK();
+}
+
+MailboxWatch::~MailboxWatch() {
+  // unwatch2 waits for callbacks in progress, so none runs after this.
+  if (registered_) io_.unwatch2(handle_);
+  close(event_fd_);
+}
+
+Status MailboxWatch::Register() {
+  if (registered_) {
+    io_.unwatch2(handle_);
+    registered_ = false;
+  }
+  int r = io_.watch2(oid_, &handle_, this);
+  if (r < 0) return Status::FromRados(r, "watch " + oid_);
+  registered_ = true;
+  return Status::OK();
+}
+
+void MailboxWatch::Signal(unsigned bits) {
+  pending_.fetch_or(bits);
+  uint64_t one = 1;
+  // A full counter (never in practice) still leaves the fd readable.
+  (void)!write(event_fd_, &one, sizeof(one));
+}
+
+void MailboxWatch::handle_notify(uint64_t notify_id, uint64_t cookie, uint64_t, librados::bufferlist&) {
+  librados::bufferlist reply;
+  io_.notify_ack(oid_, notify_id, cookie, reply);
+  Signal(kChanged);
+}
+
+void MailboxWatch::handle_error(uint64_t, int) { Signal(kLost); }
+
+unsigned MailboxWatch::Consume() {
+  uint64_t count;
+  (void)!read(event_fd_, &count, sizeof(count));
+  unsigned bits = pending_.exchange(0);
+  if ((bits & kLost) || !registered_) {
+    if (!Register().ok()) registered_ = false;
+    bits |= kLost;
+  }
+  return bits;
+}
+
+}  // namespace rbd

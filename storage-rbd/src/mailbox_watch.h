@@ -1,0 +1,55 @@
+// MailboxWatch: push notification of changes to one mailbox index.
+//
+// librados delivers notifies on its own threads; Dovecot must never be
+// called from one (DESIGN.md 5). So the callbacks here only record what
+// happened and write to an eventfd, which the owner polls in its ioloop.
+// A watch error (disconnect, missed notifies) is reported as "lost": the
+// owner resyncs as if notified, and Consume() re-registers the watch.
+#ifndef STORAGE_RBD_MAILBOX_WATCH_H_
+#define STORAGE_RBD_MAILBOX_WATCH_H_
+
+#include <atomic>
+#include <memory>
+#include <rados/librados.hpp>
+#include <string>
+
+#include "account.h"
+#include "guid.h"
+#include "status.h"
+
+namespace rbd {
+
+class MailboxWatch : public librados::WatchCtx2 {
+ public:
+  static constexpr unsigned kChanged = 0x1;
+  static constexpr unsigned kLost = 0x2;
+
+  static Status Open(Account* account, const Guid& mailbox, std::unique_ptr<MailboxWatch>* watch);
+  ~MailboxWatch() override;
+
+  int fd() const { return event_fd_; }
+  // Clears the fd; returns kChanged/kLost bits seen since the last call.
+  // While the watch is lost it retries registering and keeps reporting
+  // kLost, so the owner keeps polling until push works again.
+  unsigned Consume();
+
+  void handle_notify(uint64_t notify_id, uint64_t cookie, uint64_t notifier_id,
+                     librados::bufferlist& bl) override;
+  void handle_error(uint64_t cookie, int err) override;
+
+ private:
+  MailboxWatch(librados::IoCtx& io, std::string oid, int event_fd);
+  void Signal(unsigned bits);
+  Status Register();
+
+  librados::IoCtx io_;
+  std::string oid_;
+  int event_fd_;
+  uint64_t handle_ = 0;
+  bool registered_ = false;
+  std::atomic<unsigned> pending_{0};
+};
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_MAILBOX_WATCH_H_

@@ -1,0 +1,343 @@
+#include "message_store.h"
+
+#include <algorithm>
+#include <ctime>
+
+#include "keys.h"
+#include "retry.h"
+
+namespace rbd {
+
+namespace {
+
+// Chunk writes of one streamed body kept in flight at once.
+constexpr size_t kMaxChunkWritesInFlight = 4;
+
+librados::bufferlist ToBufferlist(std::string_view s) {
+  librados::bufferlist bl;
+  bl.append(s.data(), s.size());
+  return bl;
+}
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+std::chrono::milliseconds Budget(const Account* account) {
+  return std::chrono::milliseconds(account->config().op_timeout_ms);
+}
+
+uint32_t ChunkCount(uint64_t size, uint64_t chunk_size) {
+  if (chunk_size == 0 || size <= chunk_size) return 1;
+  return static_cast<uint32_t>((size + chunk_size - 1) / chunk_size);
+}
+
+// The head op: exclusive create (a GUID is never reused), chunk 0, and
+// both xattrs, in one atomic write.
+void BuildHeadOp(librados::ObjectWriteOperation* op, std::string_view head_bytes, const BodyMeta& meta) {
+  op->create(true);
+  op->write_full(ToBufferlist(head_bytes));
+  op->setxattr(keys::kBodyMetaAttr, ToBufferlist(Encode(meta)));
+  op->setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{1, Now()})));
+}
+
+}  // namespace
+
+uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), data.size()); }
+
+Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
+  const uint64_t chunk_size = account_->config().stripe_size;
+  librados::IoCtx& io = account_->mail_io();
+  struct Pending {
+    std::string oid;
+    AioCompletionPtr completion;
+  };
+  // Chunks of striped bodies first: a head must never exist without them.
+  std::vector<Pending> chunks;
+  for (const BodyToWrite& b : bodies) {
+    uint32_t n = ChunkCount(b.data.size(), chunk_size);
+    for (uint32_t i = 1; i < n; i++) {
+      std::string_view part = b.data.substr(i * chunk_size, chunk_size);
+      Pending p{keys::ChunkObject(b.guid, i), NewAioCompletion()};
+      io.aio_write_full(p.oid, p.completion.get(), ToBufferlist(part));
+      chunks.push_back(std::move(p));
+    }
+  }
+  Status status;
+  for (Pending& p : chunks) {
+    int r = WaitFor(p.completion);
+    if (r < 0 && status.ok()) status = Status::FromRados(r, "write " + p.oid);
+  }
+  if (!status.ok()) return status;
+
+  std::vector<Pending> heads;
+  for (const BodyToWrite& b : bodies) {
+    BodyMeta meta = b.meta;
+    meta.size = b.data.size();
+    meta.xxh3 = BodyChecksum(b.data);
+    meta.chunks = ChunkCount(b.data.size(), chunk_size);
+    meta.chunk_size = meta.chunks > 1 ? chunk_size : 0;
+    librados::ObjectWriteOperation op;
+    BuildHeadOp(&op, b.data.substr(0, meta.chunks > 1 ? chunk_size : b.data.size()), meta);
+    Pending p{keys::BodyObject(b.guid), NewAioCompletion()};
+    io.aio_operate(p.oid, p.completion.get(), &op);
+    heads.push_back(std::move(p));
+  }
+  for (Pending& p : heads) {
+    int r = WaitFor(p.completion);
+    if (r < 0 && status.ok()) status = Status::FromRados(r, "write " + p.oid);
+  }
+  return status;
+}
+
+Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, std::string* out) {
+  librados::IoCtx& io = account_->mail_io();
+  const std::string oid = keys::BodyObject(guid);
+  // One op reads the metadata and whatever of the range lies in the head.
+  librados::ObjectReadOperation op;
+  librados::bufferlist meta_bl, head_bl;
+  int meta_r = 0, read_r = 0;
+  op.getxattr(keys::kBodyMetaAttr, &meta_bl, &meta_r);
+  op.read(offset, length, &head_bl, &read_r);
+  int r = io.operate(oid, &op, nullptr);
+  if (r < 0) return Status::FromRados(r, "read " + oid);
+  BodyMeta meta;
+  Status s = Decode(meta_bl.to_str(), &meta);
+  if (!s.ok()) return Status::Corrupt(oid + ": " + s.message());
+  if (offset >= meta.size) {
+    out->clear();
+    return Status::OK();
+  }
+  uint64_t end = length == 0 ? meta.size : std::min(meta.size, offset + length);
+  out->assign(head_bl.c_str(), head_bl.length());
+  if (meta.chunks > 1) {
+    out->resize(std::min<uint64_t>(out->size(), end - offset));
+    uint64_t cs = meta.chunk_size;
+    struct ChunkRead {
+      uint64_t chunk_off;
+      AioCompletionPtr completion;
+      librados::bufferlist bl;
+    };
+    std::vector<std::unique_ptr<ChunkRead>> reads;
+    uint64_t first = std::max<uint64_t>(1, offset / cs);
+    for (uint64_t i = first; i * cs < end; i++) {
+      uint64_t start = std::max(offset, i * cs);
+      uint64_t stop = std::min(end, (i + 1) * cs);
+      auto cr = std::make_unique<ChunkRead>();
+      cr->chunk_off = start;
+      cr->completion = NewAioCompletion();
+      io.aio_read(keys::ChunkObject(guid, static_cast<uint32_t>(i)), cr->completion.get(), &cr->bl,
+                  stop - start, start - i * cs);
+      reads.push_back(std::move(cr));
+    }
+    for (auto& cr : reads) {
+      int rr = WaitFor(cr->completion);
+      if (rr < 0) return Status::FromRados(rr, "read chunk of " + oid);
+      if (out->size() != cr->chunk_off - offset)
+        return Status::Corrupt(oid + ": chunk at offset " + std::to_string(cr->chunk_off) +
+                               " is missing or short");
+      out->append(cr->bl.c_str(), cr->bl.length());
+    }
+  }
+  if (out->size() != end - offset)
+    return Status::Corrupt(oid + ": read " + std::to_string(out->size()) + " bytes, expected " +
+                           std::to_string(end - offset));
+  if (offset == 0 && end == meta.size && BodyChecksum(*out) != meta.xxh3)
+    return Status::Corrupt(oid + ": XXH3 checksum mismatch");
+  return Status::OK();
+}
+
+void MessageStore::ReadMany(const std::vector<Guid>& guids, std::vector<std::string>* out,
+                            std::vector<Status>* statuses) {
+  librados::IoCtx& io = account_->mail_io();
+  struct HeadRead {
+    AioCompletionPtr completion;
+    librados::bufferlist meta_bl, data_bl;
+    int meta_r = 0, read_r = 0;
+  };
+  std::vector<HeadRead> reads(guids.size());
+  for (size_t i = 0; i < guids.size(); i++) {
+    librados::ObjectReadOperation op;
+    op.getxattr(keys::kBodyMetaAttr, &reads[i].meta_bl, &reads[i].meta_r);
+    op.read(0, 0, &reads[i].data_bl, &reads[i].read_r);
+    reads[i].completion = NewAioCompletion();
+    io.aio_operate(keys::BodyObject(guids[i]), reads[i].completion.get(), &op, nullptr);
+  }
+  out->assign(guids.size(), std::string());
+  statuses->assign(guids.size(), Status::OK());
+  for (size_t i = 0; i < guids.size(); i++) {
+    const std::string oid = keys::BodyObject(guids[i]);
+    int r = WaitFor(reads[i].completion);
+    if (r < 0) {
+      (*statuses)[i] = Status::FromRados(r, "read " + oid);
+      continue;
+    }
+    BodyMeta meta;
+    Status s = Decode(reads[i].meta_bl.to_str(), &meta);
+    if (!s.ok()) {
+      (*statuses)[i] = Status::Corrupt(oid + ": " + s.message());
+    } else if (meta.chunks > 1) {
+      // Rare: a large body in a batch takes the ordinary ranged path.
+      (*statuses)[i] = Read(guids[i], 0, 0, &(*out)[i]);
+    } else {
+      (*out)[i] = reads[i].data_bl.to_str();
+      if ((*out)[i].size() != meta.size || BodyChecksum((*out)[i]) != meta.xxh3)
+        (*statuses)[i] = Status::Corrupt(oid + ": XXH3 checksum mismatch");
+    }
+  }
+}
+
+Status MessageStore::Stat(const Guid& guid, BodyMeta* meta, BodyRef* ref) {
+  const std::string oid = keys::BodyObject(guid);
+  std::map<std::string, librados::bufferlist> attrs;
+  int r = account_->mail_io().getxattrs(oid, attrs);
+  if (r < 0) return Status::FromRados(r, "stat " + oid);
+  Status s = Decode(attrs[keys::kBodyMetaAttr].to_str(), meta);
+  if (s.ok()) s = Decode(attrs[keys::kBodyRefAttr].to_str(), ref);
+  if (!s.ok()) return Status::Corrupt(oid + ": " + s.message());
+  return Status::OK();
+}
+
+Status MessageStore::AddRef(const Guid& guid) {
+  const std::string oid = keys::BodyObject(guid);
+  RetryPolicy retry(Budget(account_));
+  auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1;; attempt++) {
+    librados::bufferlist bl;
+    int r = account_->mail_io().getxattr(oid, keys::kBodyRefAttr, bl);
+    if (r < 0) return Status::FromRados(r, "reference " + oid);
+    BodyRef ref;
+    Status s = Decode(bl.to_str(), &ref);
+    if (!s.ok()) return Status::Corrupt(oid + ": " + s.message());
+    if (ref.count == 0) return Status::NotFound(oid + ": body is being removed");
+    librados::ObjectWriteOperation op;
+    op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, bl);
+    op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{ref.count + 1, Now()})));
+    r = account_->mail_io().operate(oid, &op);
+    if (r != -ECANCELED) return r < 0 ? Status::FromRados(r, "reference " + oid) : Status::OK();
+    if (!retry.Backoff(attempt, start)) return Status::Conflict("reference " + oid + ": too much contention");
+  }
+}
+
+Status MessageStore::Unref(const Guid& guid) {
+  const std::string oid = keys::BodyObject(guid);
+  RetryPolicy retry(Budget(account_));
+  auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1;; attempt++) {
+    BodyMeta meta;
+    BodyRef ref;
+    Status s = Stat(guid, &meta, &ref);
+    if (!s.ok()) return s;
+    librados::bufferlist seen = ToBufferlist(Encode(ref));
+    if (ref.count <= 1) {
+      s = RemoveIfUnchanged(guid, ref);
+      if (s.ok()) return RemoveChunks(guid, meta.chunks);
+      if (s.code() != Code::kConflict) return s;
+    } else {
+      librados::ObjectWriteOperation op;
+      op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, seen);
+      op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{ref.count - 1, Now()})));
+      int r = account_->mail_io().operate(oid, &op);
+      if (r != -ECANCELED) return r < 0 ? Status::FromRados(r, "unreference " + oid) : Status::OK();
+    }
+    if (!retry.Backoff(attempt, start))
+      return Status::Conflict("unreference " + oid + ": too much contention");
+  }
+}
+
+Status MessageStore::RemoveIfUnchanged(const Guid& guid, const BodyRef& seen) {
+  const std::string oid = keys::BodyObject(guid);
+  librados::ObjectWriteOperation op;
+  op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, ToBufferlist(Encode(seen)));
+  op.remove();
+  int r = account_->mail_io().operate(oid, &op);
+  if (r == -ECANCELED) return Status::Conflict(oid + ": reference changed");
+  return r < 0 ? Status::FromRados(r, "remove " + oid) : Status::OK();
+}
+
+Status MessageStore::RemoveChunks(const Guid& guid, uint32_t chunks) {
+  std::vector<std::pair<std::string, AioCompletionPtr>> removes;
+  for (uint32_t i = 1; i < chunks; i++) {
+    removes.emplace_back(keys::ChunkObject(guid, i), NewAioCompletion());
+    account_->mail_io().aio_remove(removes.back().first, removes.back().second.get());
+  }
+  Status status;
+  for (auto& [oid, completion] : removes) {
+    int r = WaitFor(completion);
+    if (r < 0 && r != -ENOENT && status.ok()) status = Status::FromRados(r, "remove " + oid);
+  }
+  return status;
+}
+
+BodyWriter::BodyWriter(Account* account, const Guid& guid)
+    : account_(account),
+      guid_(guid),
+      chunk_size_(account->config().stripe_size),
+      hash_(XXH3_createState(), XXH3_freeState) {
+  XXH3_64bits_reset(hash_.get());
+}
+
+BodyWriter::~BodyWriter() {
+  if (finished_) return;
+  // Abandoned: wait for chunk writes still in flight, then remove every
+  // chunk written so nothing is left for gc.
+  WaitInFlight(0);
+  MessageStore(account_).RemoveChunks(guid_, next_chunk_);
+}
+
+Status BodyWriter::Append(std::string_view data) {
+  XXH3_64bits_update(hash_.get(), data.data(), data.size());
+  size_ += data.size();
+  while (!data.empty()) {
+    std::string& target = head_.size() < chunk_size_ ? head_ : current_;
+    size_t take = std::min<size_t>(data.size(), chunk_size_ - target.size());
+    target.append(data.substr(0, take));
+    data.remove_prefix(take);
+    if (current_.size() == chunk_size_) {
+      Status s = FlushChunk();
+      if (!s.ok()) return s;
+    }
+  }
+  return Status::OK();
+}
+
+Status BodyWriter::FlushChunk() {
+  Status s = WaitInFlight(kMaxChunkWritesInFlight - 1);
+  if (!s.ok()) return s;
+  InFlight f{NewAioCompletion(), ToBufferlist(current_)};
+  account_->mail_io().aio_write_full(keys::ChunkObject(guid_, next_chunk_++), f.completion.get(), f.data);
+  in_flight_.push_back(std::move(f));
+  current_.clear();
+  return Status::OK();
+}
+
+Status BodyWriter::WaitInFlight(size_t keep) {
+  Status status;
+  while (in_flight_.size() > keep) {
+    int r = WaitFor(in_flight_.front().completion);
+    if (r < 0 && status.ok()) status = Status::FromRados(r, "write chunk of " + keys::BodyObject(guid_));
+    in_flight_.erase(in_flight_.begin());
+  }
+  return status;
+}
+
+Status BodyWriter::Finish(const BodyMeta& meta_in) {
+  if (!current_.empty()) {
+    Status s = FlushChunk();
+    if (!s.ok()) return s;
+  }
+  Status s = WaitInFlight(0);
+  if (!s.ok()) return s;
+  BodyMeta meta = meta_in;
+  meta.size = size_;
+  meta.xxh3 = XXH3_64bits_digest(hash_.get());
+  meta.chunks = next_chunk_;
+  meta.chunk_size = next_chunk_ > 1 ? chunk_size_ : 0;
+  librados::ObjectWriteOperation op;
+  BuildHeadOp(&op, head_, meta);
+  const std::string oid = keys::BodyObject(guid_);
+  int r = account_->mail_io().operate(oid, &op);
+  if (r < 0) return Status::FromRados(r, "write " + oid);
+  finished_ = true;
+  return Status::OK();
+}
+
+}  // namespace rbd

@@ -1,0 +1,114 @@
+// MessageStore: message bodies in `m.<mail-guid>` (DESIGN.md 3).
+//
+// A body is written once and never modified; COPY and MOVE share it. Its
+// xattrs hold the storage-side metadata ("meta": size, XXH3 of the bytes,
+// first mailbox, dates, chunking) and a reference count ("ref") with the
+// time it last changed.
+//
+// Reference rule (DESIGN.md 4): a reference is taken before a record that
+// points at the body is published, and dropped only after that record is
+// gone. The count may therefore only be too high after a crash, never too
+// low; gc finds the leftovers by scanning the indexes.
+//
+// Large bodies: a body above rbd_stripe_size is split into chunk objects
+// `m.<guid>.<n>` (n >= 1) of stripe_size bytes, the head object holding
+// chunk 0 and the xattrs. We chunk ourselves rather than use
+// libradosstriper: the chunk layout is a plain function of the size (a
+// range read needs only the head's metadata), it works on EC pools, and it
+// needs no striper locks. Chunks are written before the head, so the head's
+// existence is the commit point of a body.
+#ifndef STORAGE_RBD_MESSAGE_STORE_H_
+#define STORAGE_RBD_MESSAGE_STORE_H_
+
+#include <xxhash.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "account.h"
+#include "aio.h"
+#include "guid.h"
+#include "record_codec.h"
+#include "status.h"
+
+namespace rbd {
+
+// A body and the metadata the caller knows of it (size, xxh3 and chunking
+// are filled in by the store).
+struct BodyToWrite {
+  Guid guid;
+  std::string_view data;
+  BodyMeta meta;
+};
+
+class MessageStore {
+ public:
+  explicit MessageStore(Account* account) : account_(account) {}
+
+  // Writes bodies with one reference each, all in flight at once; a body
+  // below stripe_size is one RADOS op. Exists if a GUID is taken.
+  Status Write(const std::vector<BodyToWrite>& bodies);
+
+  // Reads [offset, offset+length) (length 0: to the end). A read of the
+  // whole body is verified against its XXH3.
+  Status Read(const Guid& guid, uint64_t offset, uint64_t length, std::string* out);
+  // Reads whole bodies, all in flight at once; statuses[i] for guids[i].
+  void ReadMany(const std::vector<Guid>& guids, std::vector<std::string>* out, std::vector<Status>* statuses);
+
+  Status Stat(const Guid& guid, BodyMeta* meta, BodyRef* ref);
+
+  Status AddRef(const Guid& guid);
+  // Drops a reference; removes the body and its chunks at zero.
+  Status Unref(const Guid& guid);
+  // Removes the body only if its reference is still exactly `seen` (gc:
+  // a concurrent AddRef wins). Conflict when it changed.
+  Status RemoveIfUnchanged(const Guid& guid, const BodyRef& seen);
+  // Removes chunk objects 1..chunks-1 (missing ones are fine).
+  Status RemoveChunks(const Guid& guid, uint32_t chunks);
+
+  Account* account() { return account_; }
+
+ private:
+  Account* account_;
+};
+
+// Streams one body into the store without holding more than two chunks in
+// memory. Nothing is visible until Finish() writes the head object.
+class BodyWriter {
+ public:
+  BodyWriter(Account* account, const Guid& guid);
+  ~BodyWriter();
+  BodyWriter(const BodyWriter&) = delete;
+  BodyWriter& operator=(const BodyWriter&) = delete;
+
+  Status Append(std::string_view data);
+  // `meta` supplies mailbox and dates; size and checksum are computed.
+  Status Finish(const BodyMeta& meta);
+
+ private:
+  Status FlushChunk();
+  Status WaitInFlight(size_t keep);
+
+  Account* account_;
+  Guid guid_;
+  uint64_t chunk_size_;
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash_;
+  std::string head_;     // chunk 0
+  std::string current_;  // the chunk being filled, once past chunk 0
+  uint32_t next_chunk_ = 1;
+  uint64_t size_ = 0;
+  struct InFlight {
+    AioCompletionPtr completion;
+    librados::bufferlist data;
+  };
+  std::vector<InFlight> in_flight_;
+  bool finished_ = false;
+};
+
+uint64_t BodyChecksum(std::string_view data);
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_MESSAGE_STORE_H_

@@ -1,0 +1,532 @@
+#include "record_codec.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace rbd {
+
+namespace {
+
+// Upper bounds that keep a corrupt length from turning into a huge
+// allocation before the buffer-size check would catch it.
+constexpr uint32_t kMaxListItems = 1u << 24;
+// Type, version, and a payload length that makes any truncation detectable
+// (a cut at a field boundary would otherwise decode as a shorter record).
+constexpr size_t kHeaderSize = 6;
+
+void PutU32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; i++) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+void PutU64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; i++) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+
+class Encoder {
+ public:
+  explicit Encoder(RecordType type) {
+    out_.push_back(static_cast<char>(type));
+    out_.push_back(static_cast<char>(kFormatVersion));
+    PutU32(&out_, 0);  // payload length, set by Finish()
+  }
+
+  void Bytes(uint8_t tag, std::string_view v) {
+    out_.push_back(static_cast<char>(tag));
+    PutU32(&out_, static_cast<uint32_t>(v.size()));
+    out_.append(v);
+  }
+  void U8(uint8_t tag, uint8_t v) { Bytes(tag, std::string_view(reinterpret_cast<char*>(&v), 1)); }
+  void U32(uint8_t tag, uint32_t v) {
+    std::string b;
+    PutU32(&b, v);
+    Bytes(tag, b);
+  }
+  void U64(uint8_t tag, uint64_t v) {
+    std::string b;
+    PutU64(&b, v);
+    Bytes(tag, b);
+  }
+  void I64(uint8_t tag, int64_t v) { U64(tag, static_cast<uint64_t>(v)); }
+  void GuidField(uint8_t tag, const Guid& g) {
+    Bytes(tag, std::string_view(reinterpret_cast<const char*>(g.bytes.data()), g.bytes.size()));
+  }
+  void U32List(uint8_t tag, const std::vector<uint32_t>& v) {
+    std::string b;
+    for (uint32_t x : v) PutU32(&b, x);
+    Bytes(tag, b);
+  }
+  void RangeList(uint8_t tag, const std::vector<UidRange>& v) {
+    std::string b;
+    for (const UidRange& r : v) {
+      PutU32(&b, r.first);
+      PutU32(&b, r.last);
+    }
+    Bytes(tag, b);
+  }
+  // Each string is a 4-byte length and its bytes, inside the one field.
+  void StringList(uint8_t tag, const std::vector<std::string>& v) {
+    std::string b;
+    for (const std::string& s : v) {
+      PutU32(&b, static_cast<uint32_t>(s.size()));
+      b.append(s);
+    }
+    Bytes(tag, b);
+  }
+
+  std::string Finish() {
+    uint32_t payload = static_cast<uint32_t>(out_.size() - kHeaderSize);
+    for (int i = 0; i < 4; i++) out_[2 + i] = static_cast<char>(payload >> (8 * i));
+    return std::move(out_);
+  }
+
+ private:
+  std::string out_;
+};
+
+struct Field {
+  uint8_t tag = 0;
+  std::string_view value;
+};
+
+class Decoder {
+ public:
+  Decoder(std::string_view in, RecordType type, const char* what) : in_(in), what_(what) {
+    if (in_.size() < kHeaderSize) {
+      status_ = Fail("truncated header");
+    } else if (static_cast<uint8_t>(in_[0]) != static_cast<uint8_t>(type)) {
+      status_ = Fail("wrong record type " + std::to_string(static_cast<uint8_t>(in_[0])));
+    } else if (static_cast<uint8_t>(in_[1]) != kFormatVersion) {
+      status_ = Fail("unsupported format version " + std::to_string(static_cast<uint8_t>(in_[1])));
+    } else if (GetU32(in_.data() + 2) != in_.size() - kHeaderSize) {
+      status_ = Fail("payload length " + std::to_string(GetU32(in_.data() + 2)) + " does not match the " +
+                     std::to_string(in_.size() - kHeaderSize) + " bytes present");
+    } else {
+      in_.remove_prefix(kHeaderSize);
+    }
+  }
+
+  // Returns the next field, or false at the end or on error (see status()).
+  bool Next(Field* f) {
+    if (!status_.ok() || in_.empty()) return false;
+    if (in_.size() < 5) {
+      status_ = Fail("truncated field header");
+      return false;
+    }
+    f->tag = static_cast<uint8_t>(in_[0]);
+    uint32_t len = GetU32(in_.data() + 1);
+    in_.remove_prefix(5);
+    if (len > in_.size()) {
+      status_ = Fail("field " + std::to_string(f->tag) + " length " + std::to_string(len) +
+                     " exceeds the remaining " + std::to_string(in_.size()) + " bytes");
+      return false;
+    }
+    f->value = in_.substr(0, len);
+    in_.remove_prefix(len);
+    if (seen_[f->tag]) {
+      status_ = Fail("duplicate field " + std::to_string(f->tag));
+      return false;
+    }
+    seen_[f->tag] = true;
+    return true;
+  }
+
+  bool Has(uint8_t tag) const { return seen_[tag]; }
+
+  void U8(const Field& f, uint8_t* v) {
+    if (Expect(f, 1)) *v = static_cast<uint8_t>(f.value[0]);
+  }
+  void Bool(const Field& f, bool* v) {
+    uint8_t b = 0;
+    U8(f, &b);
+    if (b > 1) status_ = Fail("field " + std::to_string(f.tag) + " is not a boolean");
+    *v = b == 1;
+  }
+  void U32(const Field& f, uint32_t* v) {
+    if (Expect(f, 4)) *v = GetU32(f.value.data());
+  }
+  void U64(const Field& f, uint64_t* v) {
+    if (Expect(f, 8)) *v = GetU64(f.value.data());
+  }
+  void I64(const Field& f, int64_t* v) {
+    uint64_t u = 0;
+    U64(f, &u);
+    *v = static_cast<int64_t>(u);
+  }
+  void GuidField(const Field& f, Guid* g) {
+    if (Expect(f, 16)) std::memcpy(g->bytes.data(), f.value.data(), 16);
+  }
+  void U32List(const Field& f, std::vector<uint32_t>* v) {
+    if (f.value.size() % 4 != 0) {
+      status_ = Fail("field " + std::to_string(f.tag) + " is not a list of 32-bit values");
+      return;
+    }
+    v->clear();
+    for (size_t i = 0; i < f.value.size(); i += 4) v->push_back(GetU32(f.value.data() + i));
+  }
+  void RangeList(const Field& f, std::vector<UidRange>* v) {
+    if (f.value.size() % 8 != 0) {
+      status_ = Fail("field " + std::to_string(f.tag) + " is not a list of UID ranges");
+      return;
+    }
+    v->clear();
+    for (size_t i = 0; i < f.value.size(); i += 8) {
+      UidRange r{GetU32(f.value.data() + i), GetU32(f.value.data() + i + 4)};
+      if (r.first == 0 || r.first > r.last) {
+        status_ = Fail("invalid UID range " + std::to_string(r.first) + ":" + std::to_string(r.last));
+        return;
+      }
+      v->push_back(r);
+    }
+  }
+  void StringList(const Field& f, std::vector<std::string>* v) {
+    v->clear();
+    std::string_view rest = f.value;
+    while (!rest.empty()) {
+      if (rest.size() < 4 || v->size() >= kMaxListItems) {
+        status_ = Fail("malformed string list in field " + std::to_string(f.tag));
+        return;
+      }
+      uint32_t len = GetU32(rest.data());
+      rest.remove_prefix(4);
+      if (len > rest.size()) {
+        status_ = Fail("string length exceeds field " + std::to_string(f.tag));
+        return;
+      }
+      v->emplace_back(rest.substr(0, len));
+      rest.remove_prefix(len);
+    }
+  }
+
+  // Call after the loop: reports errors and missing required fields.
+  Status Finish(std::initializer_list<uint8_t> required) {
+    if (!status_.ok()) return status_;
+    for (uint8_t tag : required)
+      if (!seen_[tag]) return Fail("missing required field " + std::to_string(tag));
+    return Status::OK();
+  }
+
+ private:
+  bool Expect(const Field& f, size_t size) {
+    if (f.value.size() == size) return true;
+    status_ = Fail("field " + std::to_string(f.tag) + " has length " + std::to_string(f.value.size()) +
+                   ", expected " + std::to_string(size));
+    return false;
+  }
+  Status Fail(const std::string& why) const { return Status::Corrupt(std::string(what_) + ": " + why); }
+
+  std::string_view in_;
+  const char* what_;
+  Status status_;
+  bool seen_[256] = {};
+};
+
+// Field tags, per record type. Never reuse a retired tag.
+namespace msg {
+enum : uint8_t {
+  kUid = 1,
+  kGuid,
+  kFlags,
+  kKeywords,
+  kModseq,
+  kReceived,
+  kSaved,
+  kPsize,
+  kVsize,
+  kUidl,
+  kInline
+};
+}
+namespace state {
+enum : uint8_t { kUidValidity = 1, kUidNext, kModseq, kMessages, kVsize, kPsize, kLogFloor, kKeywords };
+}
+namespace change {
+enum : uint8_t { kChanged = 1, kExpunged };
+}
+namespace entry {
+enum : uint8_t { kGuid = 1, kSpecialUse };
+}
+namespace root {
+enum : uint8_t { kVersion = 1 };
+}
+namespace meta {
+enum : uint8_t { kSize = 1, kXxh3, kMailbox, kReceived, kSaved, kChunkSize, kChunks };
+}
+namespace ref {
+enum : uint8_t { kCount = 1, kChanged };
+}
+namespace inl {
+enum : uint8_t { kXxh3 = 1, kBytes };
+}
+
+}  // namespace
+
+bool MessageRecord::operator==(const MessageRecord& o) const {
+  return uid == o.uid && guid == o.guid && flags == o.flags && keywords == o.keywords && modseq == o.modseq &&
+         received_date == o.received_date && save_date == o.save_date && physical_size == o.physical_size &&
+         virtual_size == o.virtual_size && pop3_uidl == o.pop3_uidl && inline_body == o.inline_body;
+}
+
+bool MailboxState::operator==(const MailboxState& o) const {
+  return uidvalidity == o.uidvalidity && uidnext == o.uidnext && highest_modseq == o.highest_modseq &&
+         messages == o.messages && virtual_size == o.virtual_size && physical_size == o.physical_size &&
+         log_floor == o.log_floor && keywords == o.keywords;
+}
+
+bool ChangeEntry::operator==(const ChangeEntry& o) const {
+  return changed == o.changed && expunged == o.expunged;
+}
+
+bool MailboxEntry::operator==(const MailboxEntry& o) const {
+  return guid == o.guid && special_use == o.special_use;
+}
+
+bool BodyMeta::operator==(const BodyMeta& o) const {
+  return size == o.size && xxh3 == o.xxh3 && first_mailbox == o.first_mailbox &&
+         received_date == o.received_date && save_date == o.save_date && chunk_size == o.chunk_size &&
+         chunks == o.chunks;
+}
+
+std::vector<UidRange> ToRanges(std::vector<uint32_t> uids) {
+  std::sort(uids.begin(), uids.end());
+  std::vector<UidRange> out;
+  for (uint32_t uid : uids) {
+    if (!out.empty() && (out.back().last == uid || out.back().last + 1 == uid)) {
+      out.back().last = uid;
+    } else {
+      out.push_back({uid, uid});
+    }
+  }
+  return out;
+}
+
+std::string Encode(const MessageRecord& r) {
+  Encoder e(RecordType::kMessage);
+  e.U32(msg::kUid, r.uid);
+  e.GuidField(msg::kGuid, r.guid);
+  e.U8(msg::kFlags, r.flags);
+  if (!r.keywords.empty()) e.U32List(msg::kKeywords, r.keywords);
+  e.U64(msg::kModseq, r.modseq);
+  e.I64(msg::kReceived, r.received_date);
+  e.I64(msg::kSaved, r.save_date);
+  e.U64(msg::kPsize, r.physical_size);
+  e.U64(msg::kVsize, r.virtual_size);
+  if (!r.pop3_uidl.empty()) e.Bytes(msg::kUidl, r.pop3_uidl);
+  if (r.inline_body) e.U8(msg::kInline, 1);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, MessageRecord* out) {
+  Decoder d(in, RecordType::kMessage, "message record");
+  *out = MessageRecord();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case msg::kUid: d.U32(f, &out->uid); break;
+      case msg::kGuid: d.GuidField(f, &out->guid); break;
+      case msg::kFlags: d.U8(f, &out->flags); break;
+      case msg::kKeywords: d.U32List(f, &out->keywords); break;
+      case msg::kModseq: d.U64(f, &out->modseq); break;
+      case msg::kReceived: d.I64(f, &out->received_date); break;
+      case msg::kSaved: d.I64(f, &out->save_date); break;
+      case msg::kPsize: d.U64(f, &out->physical_size); break;
+      case msg::kVsize: d.U64(f, &out->virtual_size); break;
+      case msg::kUidl: out->pop3_uidl = f.value; break;
+      case msg::kInline: d.Bool(f, &out->inline_body); break;
+      default: break;  // a newer writer's field
+    }
+  }
+  Status s = d.Finish({msg::kUid, msg::kGuid, msg::kModseq});
+  if (s.ok() && out->uid == 0) return Status::Corrupt("message record: UID 0");
+  return s;
+}
+
+std::string Encode(const MailboxState& s) {
+  Encoder e(RecordType::kMailboxState);
+  e.U32(state::kUidValidity, s.uidvalidity);
+  e.U32(state::kUidNext, s.uidnext);
+  e.U64(state::kModseq, s.highest_modseq);
+  e.U32(state::kMessages, s.messages);
+  e.U64(state::kVsize, s.virtual_size);
+  e.U64(state::kPsize, s.physical_size);
+  e.U64(state::kLogFloor, s.log_floor);
+  if (!s.keywords.empty()) e.StringList(state::kKeywords, s.keywords);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, MailboxState* out) {
+  Decoder d(in, RecordType::kMailboxState, "mailbox state");
+  *out = MailboxState();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case state::kUidValidity: d.U32(f, &out->uidvalidity); break;
+      case state::kUidNext: d.U32(f, &out->uidnext); break;
+      case state::kModseq: d.U64(f, &out->highest_modseq); break;
+      case state::kMessages: d.U32(f, &out->messages); break;
+      case state::kVsize: d.U64(f, &out->virtual_size); break;
+      case state::kPsize: d.U64(f, &out->physical_size); break;
+      case state::kLogFloor: d.U64(f, &out->log_floor); break;
+      case state::kKeywords: d.StringList(f, &out->keywords); break;
+      default: break;
+    }
+  }
+  Status s = d.Finish({state::kUidValidity, state::kUidNext, state::kModseq});
+  if (s.ok() && out->uidnext == 0) return Status::Corrupt("mailbox state: UIDNEXT 0");
+  return s;
+}
+
+std::string Encode(const ChangeEntry& c) {
+  Encoder e(RecordType::kChange);
+  e.RangeList(change::kChanged, c.changed);
+  e.RangeList(change::kExpunged, c.expunged);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, ChangeEntry* out) {
+  Decoder d(in, RecordType::kChange, "change entry");
+  *out = ChangeEntry();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case change::kChanged: d.RangeList(f, &out->changed); break;
+      case change::kExpunged: d.RangeList(f, &out->expunged); break;
+      default: break;
+    }
+  }
+  return d.Finish({change::kChanged, change::kExpunged});
+}
+
+std::string Encode(const MailboxEntry& m) {
+  Encoder e(RecordType::kMailboxEntry);
+  e.GuidField(entry::kGuid, m.guid);
+  if (!m.special_use.empty()) e.Bytes(entry::kSpecialUse, m.special_use);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, MailboxEntry* out) {
+  Decoder d(in, RecordType::kMailboxEntry, "mailbox entry");
+  *out = MailboxEntry();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case entry::kGuid: d.GuidField(f, &out->guid); break;
+      case entry::kSpecialUse: out->special_use = f.value; break;
+      default: break;
+    }
+  }
+  return d.Finish({entry::kGuid});
+}
+
+std::string Encode(const RootState& s) {
+  Encoder e(RecordType::kRootState);
+  e.U64(root::kVersion, s.version);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, RootState* out) {
+  Decoder d(in, RecordType::kRootState, "root state");
+  *out = RootState();
+  Field f;
+  while (d.Next(&f)) {
+    if (f.tag == root::kVersion) d.U64(f, &out->version);
+  }
+  return d.Finish({root::kVersion});
+}
+
+std::string Encode(const BodyMeta& m) {
+  Encoder e(RecordType::kBodyMeta);
+  e.U64(meta::kSize, m.size);
+  e.U64(meta::kXxh3, m.xxh3);
+  e.GuidField(meta::kMailbox, m.first_mailbox);
+  e.I64(meta::kReceived, m.received_date);
+  e.I64(meta::kSaved, m.save_date);
+  e.U64(meta::kChunkSize, m.chunk_size);
+  e.U32(meta::kChunks, m.chunks);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, BodyMeta* out) {
+  Decoder d(in, RecordType::kBodyMeta, "body metadata");
+  *out = BodyMeta();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case meta::kSize: d.U64(f, &out->size); break;
+      case meta::kXxh3: d.U64(f, &out->xxh3); break;
+      case meta::kMailbox: d.GuidField(f, &out->first_mailbox); break;
+      case meta::kReceived: d.I64(f, &out->received_date); break;
+      case meta::kSaved: d.I64(f, &out->save_date); break;
+      case meta::kChunkSize: d.U64(f, &out->chunk_size); break;
+      case meta::kChunks: d.U32(f, &out->chunks); break;
+      default: break;
+    }
+  }
+  Status s = d.Finish({meta::kSize, meta::kXxh3, meta::kChunkSize, meta::kChunks});
+  if (!s.ok()) return s;
+  if (out->chunks == 0) return Status::Corrupt("body metadata: zero chunks");
+  if (out->chunks > 1) {
+    // The chunks must tile the body exactly: n-1 full chunks and a last
+    // one of 1..chunk_size bytes.
+    if (out->chunk_size == 0 || (out->chunks - 1) > out->size / out->chunk_size ||
+        out->size <= (out->chunks - 1) * out->chunk_size ||
+        out->size - (out->chunks - 1) * out->chunk_size > out->chunk_size)
+      return Status::Corrupt("body metadata: chunk layout does not match the size");
+  }
+  return s;
+}
+
+std::string Encode(const BodyRef& r) {
+  Encoder e(RecordType::kBodyRef);
+  e.U32(ref::kCount, r.count);
+  e.I64(ref::kChanged, r.changed);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, BodyRef* out) {
+  Decoder d(in, RecordType::kBodyRef, "body reference");
+  *out = BodyRef();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case ref::kCount: d.U32(f, &out->count); break;
+      case ref::kChanged: d.I64(f, &out->changed); break;
+      default: break;
+    }
+  }
+  return d.Finish({ref::kCount, ref::kChanged});
+}
+
+std::string Encode(const InlineBody& b) {
+  Encoder e(RecordType::kInlineBody);
+  e.U64(inl::kXxh3, b.xxh3);
+  e.Bytes(inl::kBytes, b.bytes);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, InlineBody* out) {
+  Decoder d(in, RecordType::kInlineBody, "inline body");
+  *out = InlineBody();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case inl::kXxh3: d.U64(f, &out->xxh3); break;
+      case inl::kBytes: out->bytes = f.value; break;
+      default: break;
+    }
+  }
+  return d.Finish({inl::kXxh3, inl::kBytes});
+}
+
+}  // namespace rbd

@@ -1,0 +1,142 @@
+// The on-disk encoding of everything the core stores in RADOS.
+//
+// Layout: a 6-byte header (record type, format version, 4-byte little-endian
+// payload length) followed by fields, each a 1-byte tag, a 4-byte
+// little-endian length and that many bytes.
+// Every field carries its length so that a newer writer can add fields an
+// older reader skips, and so a decoder never reads past the buffer: any
+// malformed input is a Status::Corrupt, never a crash (fuzz/ checks that).
+#ifndef STORAGE_RBD_RECORD_CODEC_H_
+#define STORAGE_RBD_RECORD_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "guid.h"
+#include "status.h"
+
+namespace rbd {
+
+inline constexpr uint8_t kFormatVersion = 1;
+
+enum class RecordType : uint8_t {
+  kMessage = 1,
+  kMailboxState = 2,
+  kChange = 3,
+  kMailboxEntry = 4,
+  kRootState = 5,
+  kBodyMeta = 6,
+  kBodyRef = 7,
+  kInlineBody = 8,
+};
+
+// One message of a mailbox: omap value of `u.<uid>`.
+struct MessageRecord {
+  uint32_t uid = 0;
+  Guid guid;
+  uint8_t flags = 0;
+  std::vector<uint32_t> keywords;  // ids into MailboxState::keywords
+  uint64_t modseq = 0;
+  int64_t received_date = 0;
+  int64_t save_date = 0;
+  uint64_t physical_size = 0;
+  uint64_t virtual_size = 0;
+  std::string pop3_uidl;  // empty: not set
+  bool inline_body = false;
+
+  bool operator==(const MessageRecord&) const;
+};
+
+// The state xattr of an index object: compared and replaced by every
+// guarded op, so it is kept small and holds everything STATUS needs.
+struct MailboxState {
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 1;
+  uint64_t highest_modseq = 1;
+  uint32_t messages = 0;
+  uint64_t virtual_size = 0;
+  uint64_t physical_size = 0;
+  uint64_t log_floor = 0;  // change-log entries <= this are trimmed
+  std::vector<std::string> keywords;
+
+  bool operator==(const MailboxState&) const;
+};
+
+struct UidRange {
+  uint32_t first = 0;
+  uint32_t last = 0;
+  bool operator==(const UidRange& o) const { return first == o.first && last == o.last; }
+};
+
+// One change-log entry `c.<modseq>`: which UIDs a committed op touched.
+struct ChangeEntry {
+  std::vector<UidRange> changed;
+  std::vector<UidRange> expunged;
+  bool operator==(const ChangeEntry&) const;
+};
+// Collapses sorted or unsorted UIDs into ascending, merged ranges.
+std::vector<UidRange> ToRanges(std::vector<uint32_t> uids);
+
+// A mailbox in the user root: omap value of `n.<name>`.
+struct MailboxEntry {
+  Guid guid;
+  std::string special_use;
+  bool operator==(const MailboxEntry&) const;
+};
+
+struct RootState {
+  uint64_t version = 0;
+  bool operator==(const RootState& o) const { return version == o.version; }
+};
+
+// Storage-side metadata of a stored body (xattr "meta"): enough to rebuild
+// a lost index and to verify the bytes.
+struct BodyMeta {
+  uint64_t size = 0;
+  uint64_t xxh3 = 0;
+  Guid first_mailbox;
+  int64_t received_date = 0;
+  int64_t save_date = 0;
+  uint64_t chunk_size = 0;  // 0: not striped
+  uint32_t chunks = 1;
+  bool operator==(const BodyMeta&) const;
+};
+
+// Reference count of a stored body (xattr "ref") and when it last changed,
+// which gc's grace period is measured from.
+struct BodyRef {
+  uint32_t count = 0;
+  int64_t changed = 0;
+  bool operator==(const BodyRef& o) const { return count == o.count && changed == o.changed; }
+};
+
+// A small body carried in the index object (omap value of `b.<uid>`).
+struct InlineBody {
+  uint64_t xxh3 = 0;
+  std::string bytes;
+  bool operator==(const InlineBody& o) const { return xxh3 == o.xxh3 && bytes == o.bytes; }
+};
+
+std::string Encode(const MessageRecord& r);
+std::string Encode(const MailboxState& s);
+std::string Encode(const ChangeEntry& c);
+std::string Encode(const MailboxEntry& e);
+std::string Encode(const RootState& s);
+std::string Encode(const BodyMeta& m);
+std::string Encode(const BodyRef& r);
+std::string Encode(const InlineBody& b);
+
+Status Decode(std::string_view in, MessageRecord* out);
+Status Decode(std::string_view in, MailboxState* out);
+Status Decode(std::string_view in, ChangeEntry* out);
+Status Decode(std::string_view in, MailboxEntry* out);
+Status Decode(std::string_view in, RootState* out);
+Status Decode(std::string_view in, BodyMeta* out);
+Status Decode(std::string_view in, BodyRef* out);
+Status Decode(std::string_view in, InlineBody* out);
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_RECORD_CODEC_H_

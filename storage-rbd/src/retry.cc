@@ -1,0 +1,42 @@
+#include "retry.h"
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+namespace rbd {
+
+RetryPolicy::RetryPolicy(std::chrono::milliseconds budget, std::chrono::microseconds base_delay,
+                         std::chrono::microseconds max_delay, uint64_t seed)
+    : budget_(budget), base_delay_(base_delay), max_delay_(max_delay), rng_(seed) {}
+
+RetryPolicy::RetryPolicy(std::chrono::milliseconds budget)
+    : RetryPolicy(budget, std::chrono::microseconds(500), std::chrono::milliseconds(50),
+                  std::random_device{}()) {}
+
+std::chrono::microseconds RetryPolicy::Ceiling(unsigned attempt) const {
+  if (attempt == 0) return std::chrono::microseconds(0);
+  unsigned shift = std::min(attempt - 1, 30u);
+  int64_t base = base_delay_.count();
+  int64_t ceiling = base << shift;
+  if (ceiling / (int64_t{1} << shift) != base) ceiling = max_delay_.count();
+  return std::chrono::microseconds(std::min(ceiling, int64_t{max_delay_.count()}));
+}
+
+std::chrono::microseconds RetryPolicy::Delay(unsigned attempt) {
+  std::uniform_int_distribution<int64_t> dist(0, Ceiling(attempt).count());
+  return std::chrono::microseconds(dist(rng_));
+}
+
+bool RetryPolicy::HasTime(Clock::time_point start, Clock::time_point now) const {
+  return now - start < budget_;
+}
+
+bool RetryPolicy::Backoff(unsigned attempt, Clock::time_point start) {
+  auto delay = Delay(attempt);
+  if (!HasTime(start, Clock::now() + delay)) return false;
+  std::this_thread::sleep_for(delay);
+  return true;
+}
+
+}  // namespace rbd

@@ -1,0 +1,33 @@
+#include "status.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace rbd {
+
+Status Status::FromRados(int r, std::string_view what) {
+  std::string msg(what);
+  msg += ": ";
+  msg += std::strerror(-r);
+  switch (-r) {
+    case 0: return OK();
+    case ENOENT: return NotFound(std::move(msg));
+    case EEXIST: return Exists(std::move(msg));
+    case ETIMEDOUT:
+    case ENOTCONN:
+    case ESHUTDOWN:
+    case ECONNREFUSED:
+    case EAGAIN:
+    case ENOSPC:
+    case EDQUOT: return Unavailable(std::move(msg));
+    case EPERM:
+    case EACCES: return Permission(std::move(msg));
+    case ECANCELED: return Conflict(std::move(msg));
+    case EINVAL:
+    case EFBIG:
+    case E2BIG: return Invalid(std::move(msg));
+    default: return Io(std::move(msg));
+  }
+}
+
+}  // namespace rbd

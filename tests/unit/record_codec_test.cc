@@ -1,0 +1,171 @@
+#include "record_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace rbd {
+namespace {
+
+MessageRecord SampleRecord() {
+  MessageRecord r;
+  r.uid = 42;
+  r.guid = *Guid::FromHex("00112233445566778899aabbccddeeff");
+  r.flags = 0x09;
+  r.keywords = {0, 3, 7};
+  r.modseq = 1234567890123ULL;
+  r.received_date = 1700000000;
+  r.save_date = -5;
+  r.physical_size = 4096;
+  r.virtual_size = 4180;
+  r.pop3_uidl = "UID42-1700000000";
+  r.inline_body = true;
+  return r;
+}
+
+template <typename T>
+T RoundTrip(const T& in) {
+  T out;
+  Status s = Decode(Encode(in), &out);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return out;
+}
+
+TEST(RecordCodec, MessageRecordRoundTrips) {
+  EXPECT_EQ(RoundTrip(SampleRecord()), SampleRecord());
+  MessageRecord minimal;
+  minimal.uid = 1;
+  EXPECT_EQ(RoundTrip(minimal), minimal);
+}
+
+TEST(RecordCodec, MailboxStateRoundTrips) {
+  MailboxState s;
+  s.uidvalidity = 1700000000;
+  s.uidnext = 501;
+  s.highest_modseq = 9000;
+  s.messages = 500;
+  s.virtual_size = 1ULL << 40;
+  s.physical_size = 123;
+  s.log_floor = 17;
+  s.keywords = {"$Forwarded", "", "Junk", std::string(300, 'k')};
+  EXPECT_EQ(RoundTrip(s), s);
+}
+
+TEST(RecordCodec, OtherRecordsRoundTrip) {
+  ChangeEntry c{{{1, 5}, {9, 9}}, {{2, 2}}};
+  EXPECT_EQ(RoundTrip(c), c);
+  MailboxEntry e{*Guid::FromHex("ffeeddccbbaa99887766554433221100"), "\\Sent \\Archive"};
+  EXPECT_EQ(RoundTrip(e), e);
+  EXPECT_EQ(RoundTrip(RootState{77}), RootState{77});
+  BodyMeta m;
+  m.size = 10 * 1024 * 1024 + 1;
+  m.xxh3 = 0xdeadbeefcafef00dULL;
+  m.chunk_size = 4 * 1024 * 1024;
+  m.chunks = 3;
+  m.received_date = 1;
+  EXPECT_EQ(RoundTrip(m), m);
+  EXPECT_EQ(RoundTrip(BodyRef{3, 1700000000}), (BodyRef{3, 1700000000}));
+  InlineBody b{99, std::string("Subject: x\r\n\r\n\0body", 20)};
+  EXPECT_EQ(RoundTrip(b), b);
+}
+
+TEST(RecordCodec, ToRangesMergesAndSorts) {
+  std::vector<UidRange> expected = {{1, 3}, {5, 5}, {7, 8}};
+  EXPECT_EQ(ToRanges({8, 2, 1, 5, 3, 7, 3}), expected);
+  EXPECT_TRUE(ToRanges({}).empty());
+}
+
+TEST(RecordCodec, UnknownFieldsAreSkipped) {
+  std::string bytes = Encode(SampleRecord());
+  // A field a newer writer added: tag 200, 3 bytes.
+  bytes += std::string(
+      "\xc8\x03\x00\x00\x00"
+      "xyz",
+      8);
+  bytes[2] = static_cast<char>(bytes[2] + 8);  // payload length
+  MessageRecord out;
+  ASSERT_TRUE(Decode(bytes, &out).ok());
+  EXPECT_EQ(out, SampleRecord());
+}
+
+// Every way a stored value can be damaged must decode to Corrupt.
+TEST(RecordCodec, EveryTruncationIsCorrupt) {
+  const std::string bytes = Encode(SampleRecord());
+  for (size_t len = 0; len < bytes.size(); len++) {
+    MessageRecord out;
+    Status s = Decode(std::string_view(bytes.data(), len), &out);
+    EXPECT_EQ(s.code(), Code::kCorrupt) << "length " << len;
+  }
+}
+
+TEST(RecordCodec, MalformedInputIsCorrupt) {
+  MessageRecord out;
+  EXPECT_EQ(Decode("", &out).code(), Code::kCorrupt);
+  // Wrong record type.
+  EXPECT_EQ(Decode(Encode(RootState{1}), &out).code(), Code::kCorrupt);
+  // Future format version.
+  std::string bytes = Encode(SampleRecord());
+  bytes[1] = 2;
+  EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+  // Payload length disagreeing with the bytes present.
+  bytes = Encode(SampleRecord());
+  bytes[2] = static_cast<char>(bytes[2] + 1);
+  EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+  // A field length pointing past the end (first field's length byte).
+  bytes = Encode(SampleRecord());
+  bytes[7] = '\xff';
+  EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+  // A fixed-width field with the wrong width: UID with 3 bytes.
+  std::string bad(
+      "\x01\x01\x08\x00\x00\x00"
+      "\x01\x03\x00\x00\x00"
+      "abc",
+      14);
+  EXPECT_EQ(Decode(bad, &out).code(), Code::kCorrupt);
+  // A duplicated field (the 9-byte UID field again).
+  bytes = Encode(SampleRecord()) + Encode(SampleRecord()).substr(6, 9);
+  bytes[2] = static_cast<char>(bytes[2] + 9);
+  EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+  // Missing required fields.
+  EXPECT_EQ(Decode(std::string("\x01\x01\x00\x00\x00\x00", 6), &out).code(), Code::kCorrupt);
+}
+
+TEST(RecordCodec, SemanticChecksRejectImpossibleValues) {
+  MessageRecord r = SampleRecord();
+  r.uid = 0;
+  MessageRecord out;
+  EXPECT_EQ(Decode(Encode(r), &out).code(), Code::kCorrupt);
+
+  MailboxState s;
+  s.uidnext = 0;
+  MailboxState s_out;
+  EXPECT_EQ(Decode(Encode(s), &s_out).code(), Code::kCorrupt);
+
+  ChangeEntry c{{{5, 4}}, {}};
+  ChangeEntry c_out;
+  EXPECT_EQ(Decode(Encode(c), &c_out).code(), Code::kCorrupt);
+
+  BodyMeta m;
+  m.size = 100;
+  m.chunk_size = 10;
+  m.chunks = 3;  // 100 bytes cannot be 3 chunks of 10
+  BodyMeta m_out;
+  EXPECT_EQ(Decode(Encode(m), &m_out).code(), Code::kCorrupt);
+  m.chunks = 0;
+  EXPECT_EQ(Decode(Encode(m), &m_out).code(), Code::kCorrupt);
+  m.chunks = 10;
+  EXPECT_TRUE(Decode(Encode(m), &m_out).ok());
+}
+
+TEST(RecordCodec, BooleanFieldRejectsOtherValues) {
+  MessageRecord r = SampleRecord();
+  std::string bytes = Encode(r);
+  // The inline flag is the last field: tag 11, length 1, value 1.
+  ASSERT_EQ(bytes.back(), '\x01');
+  bytes.back() = '\x02';
+  MessageRecord out;
+  EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+}
+
+}  // namespace
+}  // namespace rbd
