@@ -39,7 +39,9 @@ Status MailboxList::ReadVersion(RootState* state, librados::bufferlist* raw, boo
 Status MailboxList::ReadPrefix(const std::string& prefix,
                                std::map<std::string, librados::bufferlist>* values) {
   values->clear();
-  std::string after = prefix;
+  // Start before the prefix: start_after excludes its own key, and the
+  // key equal to the prefix (the subtree's root) must be included.
+  std::string after;
   for (bool more = true; more;) {
     std::map<std::string, librados::bufferlist> page;
     int r = account_->index_io().omap_get_vals2(keys::kRoot, after, prefix, kOmapPage, &page, &more);

@@ -1,0 +1,646 @@
+// The storage core against a real Ceph cluster (scripts/ceph-dev-cluster).
+// Every test runs in a fresh RADOS namespace.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <rados/librados.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "test_env.h"
+
+namespace rbdtest {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+class MailboxIndexTest : public UserFixture {
+ protected:
+  uint32_t AppendOne(rbd_mailbox* mailbox, const std::string& body, uint8_t flags = 0,
+                     uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
+    rbd_new_message msg{};
+    RandomGuid(msg.guid);
+    if (guid_out != nullptr) std::memcpy(guid_out, msg.guid, RBD_GUID_SIZE);
+    msg.body = body.data();
+    msg.body_size = body.size();
+    msg.flags = flags;
+    msg.received_date = 1700000000;
+    msg.physical_size = body.size();
+    msg.virtual_size = body.size() + 10;
+    uint32_t uid = 0;
+    EXPECT_EQ(rbd_mailbox_append(mailbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+    return uid;
+  }
+
+  std::string ReadBody(rbd_mailbox* mailbox, uint32_t uid, uint64_t offset = 0, uint64_t length = 0) {
+    rbd_records* recs = nullptr;
+    EXPECT_EQ(rbd_mailbox_lookup_records(mailbox, &uid, 1, &recs, &err_), RBD_OK);
+    if (recs == nullptr || recs->count != 1) return "<missing>";
+    rbd_buffer* buf = nullptr;
+    rbd_code r = rbd_mailbox_read_body(mailbox, &recs->records[0], offset, length, &buf, &err_);
+    rbd_records_free(&recs);
+    if (r != RBD_OK) return std::string("<") + rbd_code_name(r) + ">";
+    std::string out(static_cast<char*>(buf->data), buf->size);
+    rbd_buffer_free(&buf);
+    return out;
+  }
+
+  librados::IoCtx AdminIo(const std::string& pool) {
+    EXPECT_EQ(rados_.init2("client.admin", "ceph", 0), 0);
+    EXPECT_EQ(rados_.conf_read_file(Env("RBD_TEST_CEPH_CONF").c_str()), 0);
+    EXPECT_EQ(rados_.connect(), 0);
+    librados::IoCtx io;
+    EXPECT_EQ(rados_.ioctx_create(pool.c_str(), io), 0);
+    io.set_namespace(ns_);
+    return io;
+  }
+
+  void TearDown() override {
+    UserFixture::TearDown();
+    rados_.shutdown();
+  }
+
+  librados::Rados rados_;
+};
+
+std::string Big(size_t size, char seed) {
+  std::string s(size, ' ');
+  for (size_t i = 0; i < size; i++) s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
+  return s;
+}
+
+TEST_F(MailboxIndexTest, ConcurrentAppendsGetUniqueIncreasingUids) {
+  const std::string mbox = CreateMailbox("INBOX");
+  constexpr int kWorkers = 8, kEach = 500;
+  std::vector<std::unique_ptr<Worker>> workers;
+  auto start = steady_clock::now();
+  for (int w = 0; w < kWorkers; w++)
+    workers.push_back(std::make_unique<Worker>(
+        ns_, std::vector<std::string>{"append", mbox, std::to_string(kEach), std::to_string(w)}));
+  std::map<uint32_t, std::string> uid_to_guid;
+  for (auto& w : workers) {
+    uint32_t last = 0;
+    for (const std::string& line : w->ReadAll()) {
+      std::istringstream in(line);
+      uint32_t uid;
+      std::string guid;
+      in >> uid >> guid;
+      EXPECT_GT(uid, last) << "UIDs of one writer must increase in commit order";
+      last = uid;
+      EXPECT_TRUE(uid_to_guid.emplace(uid, guid).second) << "UID " << uid << " handed out twice";
+    }
+    EXPECT_EQ(w->Wait(), 0);
+  }
+  double secs = std::chrono::duration<double>(steady_clock::now() - start).count();
+  std::printf("[ info ] %d appends from %d processes in %.1f s (%.0f/s)\n", kWorkers * kEach, kWorkers, secs,
+              kWorkers * kEach / secs);
+  ASSERT_EQ(uid_to_guid.size(), size_t{kWorkers * kEach});
+
+  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_mailbox_status st{};
+  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.messages, uint32_t{kWorkers * kEach});
+  EXPECT_EQ(st.uidnext, uint32_t{kWorkers * kEach + 1});
+  // One MODSEQ per committed append, starting from 1 at creation.
+  EXPECT_EQ(st.highest_modseq, uint64_t{kWorkers * kEach + 1});
+
+  rbd_records* holder = nullptr;
+  auto records = Records(mailbox, &holder);
+  ASSERT_EQ(records.size(), uid_to_guid.size());
+  uint64_t total_size = 0, last_modseq = 0;
+  std::set<std::string> guids;
+  for (size_t i = 0; i < records.size(); i++) {
+    EXPECT_EQ(records[i].uid, i + 1);
+    EXPECT_EQ(Hex(records[i].guid), uid_to_guid[records[i].uid]);
+    EXPECT_GT(records[i].modseq, last_modseq) << "MODSEQ must grow with UID";
+    last_modseq = records[i].modseq;
+    guids.insert(Hex(records[i].guid));
+    total_size += records[i].physical_size;
+  }
+  EXPECT_EQ(guids.size(), records.size()) << "every message present exactly once";
+  EXPECT_EQ(st.physical_size, total_size);
+  rbd_records_free(&holder);
+  rbd_mailbox_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, RacingFlagUpdatesLoseNothing) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  constexpr uint32_t kMessages = 60;
+  for (uint32_t i = 0; i < kMessages; i++) AppendOne(mailbox, "m" + std::to_string(i));
+  Worker seen(ns_, {"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), std::to_string(kMessages)});
+  Worker flagged(ns_, {"add-flag", mbox, std::to_string(RBD_FLAG_FLAGGED), std::to_string(kMessages)});
+  EXPECT_EQ(seen.ReadAll(), std::vector<std::string>{"done"});
+  EXPECT_EQ(flagged.ReadAll(), std::vector<std::string>{"done"});
+  EXPECT_EQ(seen.Wait(), 0);
+  EXPECT_EQ(flagged.Wait(), 0);
+  rbd_records* holder = nullptr;
+  for (const rbd_record& r : Records(mailbox, &holder))
+    EXPECT_EQ(r.flags, RBD_FLAG_SEEN | RBD_FLAG_FLAGGED) << "UID " << r.uid;
+  rbd_records_free(&holder);
+  rbd_mailbox_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  AppendOne(mailbox, "contended");
+  constexpr int kEach = 150;
+  Worker a(ns_, {"keyword-race", mbox, "1", std::to_string(kEach), "a"});
+  Worker b(ns_, {"keyword-race", mbox, "1", std::to_string(kEach), "b"});
+  std::set<std::string> applied;
+  int conflicts = 0;
+  for (auto* w : {&a, &b}) {
+    const std::string name = w == &a ? "a" : "b";
+    for (const std::string& line : w->ReadAll()) {
+      std::istringstream in(line);
+      std::string result, i;
+      in >> result >> i;
+      if (result == "ok") applied.insert(name + "-" + i);
+      if (result == "conflict") conflicts++;
+    }
+    EXPECT_EQ(w->Wait(), 0);
+  }
+  // The keywords on the message are exactly the updates reported applied:
+  // none lost, none of the conflicting ones written.
+  uint32_t uid = 1;
+  rbd_records* holder = nullptr;
+  ASSERT_EQ(rbd_mailbox_lookup_records(mailbox, &uid, 1, &holder, &err_), RBD_OK);
+  rbd_mailbox_status st{};
+  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  const char* const* names = nullptr;
+  size_t nnames = 0;
+  ASSERT_EQ(rbd_mailbox_keywords(mailbox, &names, &nnames, &err_), RBD_OK);
+  std::set<std::string> present;
+  for (size_t k = 0; k < holder->records[0].keyword_count; k++)
+    present.insert(names[holder->records[0].keywords[k]]);
+  EXPECT_EQ(present, applied);
+  EXPECT_EQ(applied.size() + conflicts, size_t{2 * kEach});
+  std::printf("[ info ] %zu applied, %d UNCHANGEDSINCE conflicts\n", applied.size(), conflicts);
+  rbd_records_free(&holder);
+  rbd_mailbox_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, SubtreeRenameRacingCreateKeepsRootConsistent) {
+  CreateMailbox("Work");
+  CreateMailbox("Work/existing");
+  constexpr int kRenames = 20, kCreates = 40;
+  Worker renamer(ns_, {"rename-loop", "Work", "Moved", std::to_string(kRenames)});
+  Worker creator(ns_, {"create-loop", "Work", std::to_string(kCreates), "/"});
+  auto renames = renamer.ReadAll();
+  std::map<std::string, std::string> created;  // child -> guid
+  for (const std::string& line : creator.ReadAll()) {
+    std::istringstream in(line);
+    std::string result, child, guid;
+    in >> result >> child >> guid;
+    if (result == "ok") created[child] = guid;
+  }
+  EXPECT_EQ(renamer.Wait(), 0);
+  EXPECT_EQ(creator.Wait(), 0);
+  for (const std::string& r : renames) EXPECT_EQ(r.substr(0, 2), "ok") << r;
+
+  rbd_mailbox_entries* list = nullptr;
+  ASSERT_EQ(rbd_list_mailboxes(user_, &list, &err_), RBD_OK);
+  std::map<std::string, int> children;
+  int roots = 0;
+  std::set<std::string> guids;
+  for (size_t i = 0; i < list->count; i++) {
+    std::string name = list->entries[i].name;
+    EXPECT_TRUE(guids.insert(Hex(list->entries[i].guid)).second) << "GUID listed twice: " << name;
+    if (name == "Work" || name == "Moved") roots++;
+    rbd_mailbox* m = OpenMailbox(Hex(list->entries[i].guid));
+    EXPECT_NE(m, nullptr) << name << " has no index";
+    if (m != nullptr) rbd_mailbox_close(&m);
+    for (const std::string parent : {"Work/", "Moved/"}) {
+      if (name.rfind(parent, 0) == 0) {
+        std::string child = name.substr(parent.size());
+        children[child]++;
+        if (created.count(child)) {
+          EXPECT_EQ(Hex(list->entries[i].guid), created[child]);
+        }
+      }
+    }
+  }
+  rbd_mailbox_entries_free(&list);
+  EXPECT_EQ(roots, 1) << "the renamed subtree's root exists exactly once";
+  EXPECT_EQ(children["existing"], 1);
+  for (const auto& [child, guid] : created) EXPECT_EQ(children[child], 1) << child;
+  EXPECT_EQ(children.size(), created.size() + 1) << "no mailbox appeared that nobody created";
+}
+
+TEST_F(MailboxIndexTest, LeaseIsTakenOverOnlyAfterTheHolderExpires) {
+  constexpr uint32_t kLeaseMs = 3000;
+  Worker holder(ns_, {"hold-lease", "maint", std::to_string(kLeaseMs)});
+  std::string line;
+  ASSERT_TRUE(holder.ReadLine(&line, std::chrono::seconds(30)));
+  ASSERT_EQ(line.substr(0, 5), "held ");
+  int64_t acquired_ns = std::stoll(line.substr(5));
+  holder.Kill();
+  holder.Wait();
+  rbd_lease* lease = nullptr;
+  int busy = 0;
+  int64_t taken_ns = 0;
+  for (int i = 0; i < 200 && lease == nullptr; i++) {
+    rbd_code r = rbd_lease_acquire(user_, "maint", 5000, &lease, &err_);
+    if (r == RBD_OK) {
+      taken_ns = NowNs();
+      break;
+    }
+    ASSERT_EQ(r, RBD_ERR_BUSY) << err_.message;
+    busy++;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_NE(lease, nullptr) << "lease never expired";
+  double waited = (taken_ns - acquired_ns) / 1e9;
+  std::printf("[ info ] lease taken over %.2f s after the SIGKILLed holder acquired it\n", waited);
+  EXPECT_GT(busy, 0);
+  EXPECT_GE(waited, kLeaseMs / 1000.0);
+  EXPECT_LT(waited, kLeaseMs / 1000.0 + 5);
+  // Renewal keeps it; a second taker is refused while it is held.
+  EXPECT_EQ(rbd_lease_renew(lease, &err_), RBD_OK) << err_.message;
+  rbd_lease* second = nullptr;
+  EXPECT_EQ(rbd_lease_acquire(user_, "maint", 5000, &second, &err_), RBD_ERR_BUSY);
+  rbd_lease_release(&lease);
+  EXPECT_EQ(rbd_lease_acquire(user_, "maint", 5000, &second, &err_), RBD_OK) << err_.message;
+  rbd_lease_release(&second);
+}
+
+TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_watch* watch = nullptr;
+  ASSERT_EQ(rbd_watch_open(mailbox, &watch, &err_), RBD_OK) << err_.message;
+  constexpr int kAppends = 20;
+  Worker writer(ns_, {"append-timed", mbox, std::to_string(kAppends), "150"});
+  std::vector<double> latencies_ms;
+  std::string line;
+  while (writer.ReadLine(&line, std::chrono::seconds(30))) {
+    int64_t before_commit = std::stoll(line.substr(2));
+    struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1) << "no notify within 5 s";
+    latencies_ms.push_back((NowNs() - before_commit) / 1e6);
+    unsigned bits = rbd_watch_consume(watch);
+    EXPECT_TRUE(bits & RBD_WATCH_CHANGED);
+  }
+  EXPECT_EQ(writer.Wait(), 0);
+  ASSERT_EQ(latencies_ms.size(), size_t{kAppends});
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  std::printf("[ info ] commit-to-wake latency: p50 %.2f ms, max %.2f ms (incl. the append itself)\n",
+              latencies_ms[kAppends / 2], latencies_ms.back());
+  // Consuming clears the fd.
+  struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0);
+  rbd_watch_close(&watch);
+  rbd_mailbox_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  for (int i = 0; i < 5; i++) AppendOne(mailbox, "msg " + std::to_string(i));
+  rbd_mailbox_status st{};
+  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  const uint64_t seen = st.highest_modseq;
+
+  uint32_t two = 2, four_five[] = {4, 5};
+  rbd_flag_update update{};
+  update.mode = RBD_MODIFY_ADD;
+  update.flags = RBD_FLAG_SEEN;
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_mailbox_update_flags(mailbox, &two, 1, &update, &conflicts, &nconflicts, &modseq, &err_),
+            RBD_OK);
+  EXPECT_EQ(modseq, seen + 1);
+  size_t expunged = 0;
+  ASSERT_EQ(rbd_mailbox_expunge(mailbox, four_five, 2, &expunged, &err_), RBD_OK);
+  EXPECT_EQ(expunged, 2u);
+  uint32_t six = AppendOne(mailbox, "msg 6");
+  EXPECT_EQ(six, 6u);
+
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_mailbox_changes(mailbox, seen, &changes, &err_), RBD_OK) << err_.message;
+  std::vector<uint32_t> changed;
+  for (size_t i = 0; i < changes->changed->count; i++) changed.push_back(changes->changed->records[i].uid);
+  EXPECT_EQ(changed, (std::vector<uint32_t>{2, 6}));
+  EXPECT_EQ(changes->changed->records[0].flags, RBD_FLAG_SEEN);
+  EXPECT_EQ(std::vector<uint32_t>(changes->expunged, changes->expunged + changes->expunged_count),
+            (std::vector<uint32_t>{4, 5}));
+  EXPECT_EQ(changes->status.highest_modseq, seen + 3);
+  EXPECT_EQ(changes->status.messages, 4u);
+  rbd_changes_free(&changes);
+
+  // Nothing since the newest MODSEQ.
+  ASSERT_EQ(rbd_mailbox_changes(mailbox, seen + 3, &changes, &err_), RBD_OK);
+  EXPECT_EQ(changes->changed->count, 0u);
+  EXPECT_EQ(changes->expunged_count, 0u);
+  rbd_changes_free(&changes);
+
+  // After a trim, a reader behind the trim point must resync.
+  ASSERT_EQ(rbd_mailbox_trim_log(mailbox, seen + 1, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(rbd_mailbox_changes(mailbox, seen, &changes, &err_), RBD_ERR_RESYNC);
+  ASSERT_EQ(rbd_mailbox_changes(mailbox, seen + 1, &changes, &err_), RBD_OK);
+  EXPECT_EQ(changes->expunged_count, 2u);
+  rbd_changes_free(&changes);
+  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.highest_modseq, seen + 3) << "trimming is not a change clients see";
+  rbd_mailbox_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
+  rbd_config_free(&config_);
+  rbd_user_close(&user_);
+  rbd_cluster_unref(&cluster_);
+  config_ = NewConfig({{"rbd_inline_max", "1k"}});
+  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+
+  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_mailbox* archive = OpenMailbox(CreateMailbox("Archive"));
+  const std::string big = Big(5000, 1), small = "Subject: small\r\n\r\nhi\r\n";
+  uint8_t big_guid[RBD_GUID_SIZE];
+  uint32_t big_uid = AppendOne(inbox, big, RBD_FLAG_FLAGGED, big_guid);
+  uint32_t small_uid = AppendOne(inbox, small);
+
+  librados::IoCtx mail = AdminIo(Env("RBD_TEST_POOL"));
+  std::set<std::string> before;
+  for (auto it = mail.nobjects_begin(); it != mail.nobjects_end(); ++it) before.insert(it->get_oid());
+  EXPECT_EQ(before, std::set<std::string>{"m." + Hex(big_guid)})
+      << "only the large body is a separate object";
+
+  uint32_t src[] = {big_uid, small_uid, 99};
+  uint32_t dest[3];
+  ASSERT_EQ(rbd_mailbox_copy(inbox, src, 3, archive, nullptr, dest, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(dest[0], 1u);
+  EXPECT_EQ(dest[1], 2u);
+  EXPECT_EQ(dest[2], 0u) << "a UID that does not exist is not copied";
+  std::set<std::string> after;
+  for (auto it = mail.nobjects_begin(); it != mail.nobjects_end(); ++it) after.insert(it->get_oid());
+  EXPECT_EQ(after, before) << "COPY must not upload a body";
+  rbd_body_info info{};
+  ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.references, 2u);
+  EXPECT_EQ(ReadBody(archive, 1), big);
+  EXPECT_EQ(ReadBody(archive, 2), small);
+  rbd_records* recs = nullptr;
+  uint32_t one = 1;
+  ASSERT_EQ(rbd_mailbox_lookup_records(archive, &one, 1, &recs, &err_), RBD_OK);
+  EXPECT_EQ(recs->records[0].flags, RBD_FLAG_FLAGGED) << "COPY keeps flags";
+  rbd_records_free(&recs);
+
+  size_t n = 0;
+  ASSERT_EQ(rbd_mailbox_expunge(inbox, &big_uid, 1, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.references, 1u);
+  EXPECT_EQ(ReadBody(archive, 1), big);
+  ASSERT_EQ(rbd_mailbox_expunge(archive, &one, 1, &n, &err_), RBD_OK);
+  EXPECT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_ERR_NOT_FOUND)
+      << "last reference removes the body";
+  rbd_mailbox_close(&inbox);
+  rbd_mailbox_close(&archive);
+}
+
+TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
+  rbd_config_free(&config_);
+  rbd_user_close(&user_);
+  rbd_cluster_unref(&cluster_);
+  config_ = NewConfig({{"rbd_stripe_size", "64k"}});
+  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  const std::string body = Big(300 * 1024 + 17, 3);
+  uint8_t guid[RBD_GUID_SIZE];
+  uint32_t uid = AppendOne(inbox, body, 0, guid);
+  rbd_body_info info{};
+  ASSERT_EQ(rbd_body_stat(user_, guid, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.chunks, 5u);
+  EXPECT_EQ(info.size, body.size());
+  EXPECT_EQ(ReadBody(inbox, uid), body);
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, 10}, {65530, 20}, {65536, 65536}, {100000, 150000}, {300 * 1024, 100}, {body.size() - 5, 0}}) {
+    EXPECT_EQ(ReadBody(inbox, uid, off, len), body.substr(off, len == 0 ? std::string::npos : len))
+        << "range " << off << "+" << len;
+  }
+  EXPECT_EQ(ReadBody(inbox, uid, body.size() + 10, 5), "");
+
+  // A streamed body lands the same way.
+  uint8_t streamed[RBD_GUID_SIZE];
+  RandomGuid(streamed);
+  rbd_body_writer* writer = nullptr;
+  ASSERT_EQ(rbd_body_writer_open(user_, streamed, &writer, &err_), RBD_OK);
+  for (size_t off = 0; off < body.size(); off += 10000)
+    ASSERT_EQ(
+        rbd_body_writer_write(writer, body.data() + off, std::min<size_t>(10000, body.size() - off), &err_),
+        RBD_OK);
+  ASSERT_EQ(rbd_body_writer_finish(writer, nullptr, &err_), RBD_OK) << err_.message;
+  rbd_body_writer_free(&writer);
+  rbd_new_message msg{};
+  std::memcpy(msg.guid, streamed, RBD_GUID_SIZE);
+  msg.stored = 1;
+  msg.physical_size = body.size();
+  uint32_t uid2 = 0;
+  ASSERT_EQ(rbd_mailbox_append(inbox, &msg, 1, &uid2, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(ReadBody(inbox, uid2), body);
+  ASSERT_EQ(rbd_body_stat(user_, streamed, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.references, 2u) << "writer's reference plus the append's";
+  rbd_mailbox_close(&inbox);
+}
+
+TEST_F(MailboxIndexTest, CorruptedBodiesAreDetected) {
+  rbd_config_free(&config_);
+  rbd_user_close(&user_);
+  rbd_cluster_unref(&cluster_);
+  config_ = NewConfig({{"rbd_inline_max", "0"}});
+  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  uint8_t guid[RBD_GUID_SIZE];
+  uint32_t uid = AppendOne(inbox, "Subject: x\r\n\r\nintact\r\n", 0, guid);
+  librados::IoCtx mail = AdminIo(Env("RBD_TEST_POOL"));
+  librados::bufferlist flipped;
+  flipped.append("I");
+  ASSERT_EQ(mail.write("m." + Hex(guid), flipped, 1, 14), 0);
+  EXPECT_EQ(ReadBody(inbox, uid), "<corrupt>");
+  rbd_mailbox_close(&inbox);
+}
+
+TEST_F(MailboxIndexTest, MailboxListOperations) {
+  std::string inbox = CreateMailbox("INBOX");
+  uint8_t guid[RBD_GUID_SIZE];
+  RandomGuid(guid);
+  EXPECT_EQ(rbd_create_mailbox(user_, "INBOX", guid, 0, "", &err_), RBD_ERR_EXISTS);
+  CreateMailbox("Sent");
+  ASSERT_EQ(rbd_set_special_use(user_, "Sent", "\\Sent", &err_), RBD_OK);
+  ASSERT_EQ(rbd_set_subscribed(user_, "Sent", 1, &err_), RBD_OK);
+  ASSERT_EQ(rbd_set_subscribed(user_, "Ghost", 1, &err_), RBD_OK);
+  CreateMailbox("a");
+  CreateMailbox("a/b");
+  CreateMailbox("a/b/c");
+  CreateMailbox("ab");
+  ASSERT_EQ(rbd_set_subscribed(user_, "a/b", 1, &err_), RBD_OK);
+  EXPECT_EQ(rbd_rename_mailbox(user_, "a", "ab", '/', &err_), RBD_ERR_EXISTS);
+  EXPECT_EQ(rbd_rename_mailbox(user_, "a", "a/b/x", '/', &err_), RBD_ERR_INVALID);
+  EXPECT_EQ(rbd_rename_mailbox(user_, "nope", "x", '/', &err_), RBD_ERR_NOT_FOUND);
+  ASSERT_EQ(rbd_rename_mailbox(user_, "a", "z", '/', &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_delete_mailbox(user_, "Sent", &err_), RBD_OK);
+  EXPECT_EQ(rbd_delete_mailbox(user_, "Sent", &err_), RBD_ERR_NOT_FOUND);
+
+  rbd_mailbox_entries* list = nullptr;
+  ASSERT_EQ(rbd_list_mailboxes(user_, &list, &err_), RBD_OK);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < list->count; i++) {
+    const auto& e = list->entries[i];
+    names.push_back(std::string(e.name) + (e.subscribed ? "+" : "") + (e.nonexistent ? "?" : ""));
+  }
+  rbd_mailbox_entries_free(&list);
+  EXPECT_EQ(names, (std::vector<std::string>{"Ghost+?", "INBOX", "Sent+?", "ab", "z", "z/b+", "z/b/c"}));
+  EXPECT_EQ(rbd_lookup_mailbox(user_, "INBOX", guid, &err_), RBD_OK);
+  EXPECT_EQ(Hex(guid), inbox);
+}
+
+TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
+  rbd_config_free(&config_);
+  rbd_user_close(&user_);
+  rbd_cluster_unref(&cluster_);
+  config_ = NewConfig({{"rbd_inline_max", "0"}});
+  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  uint8_t published[RBD_GUID_SIZE];
+  AppendOne(inbox, "Subject: kept\r\n\r\nkept\r\n", 0, published);
+  // A crash between the body write and the index op: a body no record names.
+  uint8_t orphan[RBD_GUID_SIZE];
+  RandomGuid(orphan);
+  const std::string body = "Subject: orphan\r\n\r\nlost\r\n";
+  ASSERT_EQ(rbd_body_write(user_, orphan, body.data(), body.size(), nullptr, &err_), RBD_OK);
+
+  constexpr uint32_t kGrace = 3;
+  rbd_gc_stats stats{};
+  ASSERT_EQ(rbd_user_gc(user_, kGrace, &stats, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(stats.bodies_scanned, 2u);
+  EXPECT_EQ(stats.bodies_reclaimed, 0u) << "never before the grace period";
+  EXPECT_EQ(stats.bodies_in_grace, 1u);
+  rbd_body_info info{};
+  EXPECT_EQ(rbd_body_stat(user_, orphan, &info, &err_), RBD_OK);
+
+  std::this_thread::sleep_for(std::chrono::seconds(kGrace + 1));
+  ASSERT_EQ(rbd_user_gc(user_, kGrace, &stats, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(stats.bodies_reclaimed, 1u);
+  EXPECT_EQ(rbd_body_stat(user_, orphan, &info, &err_), RBD_ERR_NOT_FOUND);
+  EXPECT_EQ(rbd_body_stat(user_, published, &info, &err_), RBD_OK) << "a referenced body is never reclaimed";
+  ASSERT_EQ(rbd_user_gc(user_, 0, &stats, &err_), RBD_OK);
+  EXPECT_EQ(rbd_body_stat(user_, published, &info, &err_), RBD_OK);
+  EXPECT_EQ(ReadBody(inbox, 1), "Subject: kept\r\n\r\nkept\r\n");
+
+  // gc holds the user's gc lease: a second collector is refused meanwhile.
+  rbd_lease* lease = nullptr;
+  ASSERT_EQ(rbd_lease_acquire(user_, "gc", 10000, &lease, &err_), RBD_OK);
+  EXPECT_EQ(rbd_user_gc(user_, 0, &stats, &err_), RBD_ERR_BUSY);
+  rbd_lease_release(&lease);
+  rbd_mailbox_close(&inbox);
+}
+
+// A port nothing listens on: bound, never listened to, then closed.
+int UnusedPort() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+TEST(Unreachable, ConnectAndOpsFailWithTimeoutWithinTheOpTimeout) {
+  char dir[] = "/tmp/rbd-unreachable-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string conf = std::string(dir) + "/ceph.conf";
+  std::ofstream(conf) << "[global]\nmon_host = v2:127.0.0.1:" << UnusedPort()
+                      << "\nauth_client_required = cephx\n"
+                      << "keyring = " << Env("RBD_TEST_KEYRING") << "\n";
+  rbd_config* config = NewConfig({{"rbd_ceph_conf", conf}, {"rbd_op_timeout", "2s"}});
+  rbd_cluster* cluster = nullptr;
+  rbd_error err{};
+  ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    auto start = steady_clock::now();
+    rbd_user* user = nullptr;
+    rbd_code r = rbd_user_open(cluster, "nobody", &user, &err);
+    double secs = std::chrono::duration<double>(steady_clock::now() - start).count();
+    EXPECT_EQ(r, RBD_ERR_UNAVAILABLE) << err.message;
+    std::printf("[ info ] unreachable cluster: %s after %.2f s (%s)\n", rbd_code_name(r), secs, err.message);
+    EXPECT_LT(secs, 2.0 + 3.0) << "must fail within the op timeout (plus librados' tick)";
+  }
+  rbd_cluster_unref(&cluster);
+  rbd_config_free(&config);
+  std::remove(conf.c_str());
+  rmdir(dir);
+}
+
+TEST(Unreachable, MissingKeyringIsNamed) {
+  char dir[] = "/tmp/rbd-keyring-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string conf = std::string(dir) + "/ceph.conf";
+  const std::string keyring = std::string(dir) + "/no-such.keyring";
+  std::ifstream original(Env("RBD_TEST_CEPH_CONF"));
+  std::ofstream out(conf);
+  std::string line;
+  while (std::getline(original, line))
+    if (line.find("keyring") == std::string::npos) out << line << "\n";
+  out << "[client.dovecot]\nkeyring = " << keyring << "\n";
+  out.close();
+  rbd_config* config = NewConfig({{"rbd_ceph_conf", conf}, {"rbd_op_timeout", "5s"}});
+  rbd_cluster* cluster = nullptr;
+  rbd_error err{};
+  ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
+  EXPECT_EQ(rbd_cluster_connect(cluster, &err), RBD_ERR_PERMISSION);
+  EXPECT_NE(std::string(err.message).find(keyring), std::string::npos) << err.message;
+  rbd_cluster_unref(&cluster);
+  rbd_config_free(&config);
+  std::remove(conf.c_str());
+  rmdir(dir);
+}
+
+TEST(Cluster, OneConnectionIsSharedByEveryUser) {
+  rbd_config* a = NewConfig();
+  rbd_config* b = NewConfig({{"rbd_namespace", "other"}});
+  rbd_cluster *ca = nullptr, *cb = nullptr;
+  rbd_error err{};
+  ASSERT_EQ(rbd_cluster_get(a, &ca, &err), RBD_OK);
+  ASSERT_EQ(rbd_cluster_get(b, &cb, &err), RBD_OK);
+  rbd_user *u1 = nullptr, *u2 = nullptr;
+  ASSERT_EQ(rbd_user_open(ca, "user1", &u1, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(cb, "user2", &u2, &err), RBD_OK) << err.message;
+  // Count librados client threads: a second connection would double them.
+  auto threads = [] {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    return -1;
+  };
+  int before = threads();
+  rbd_user* u3 = nullptr;
+  ASSERT_EQ(rbd_user_open(ca, "user3", &u3, &err), RBD_OK);
+  EXPECT_EQ(threads(), before);
+  rbd_user_close(&u1);
+  rbd_user_close(&u2);
+  rbd_user_close(&u3);
+  rbd_cluster_unref(&ca);
+  rbd_cluster_unref(&cb);
+  rbd_config_free(&a);
+  rbd_config_free(&b);
+}
+
+}  // namespace
+}  // namespace rbdtest

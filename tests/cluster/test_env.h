@@ -1,0 +1,76 @@
+// Shared by the cluster and fault suites: the cluster under test (from the
+// environment that `scripts/ceph-dev-cluster env DIR` prints), a fresh
+// namespace per test, and worker processes spoken to over a pipe.
+//
+// Concurrency tests use separate processes, not threads: that is how
+// Dovecot runs (one process per session), and librados state does not
+// survive fork(), so workers are fresh exec()s of rbd_test_worker.
+#ifndef TESTS_CLUSTER_TEST_ENV_H_
+#define TESTS_CLUSTER_TEST_ENV_H_
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rbd-storage.h"
+
+namespace rbdtest {
+
+std::string Env(const char* name);
+
+// A config for the test cluster; extra settings override the defaults.
+rbd_config* NewConfig(const std::vector<std::pair<std::string, std::string>>& extra = {});
+
+std::string RandomNamespace();
+std::string Hex(const uint8_t guid[RBD_GUID_SIZE]);
+void RandomGuid(uint8_t guid[RBD_GUID_SIZE]);
+bool ParseHex(const std::string& hex, uint8_t guid[RBD_GUID_SIZE]);
+int64_t NowNs();
+
+// A user namespace on the test cluster, opened through the C ABI.
+class UserFixture : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  // Creates a mailbox and returns its GUID in hex.
+  std::string CreateMailbox(const std::string& name);
+  rbd_mailbox* OpenMailbox(const std::string& guid_hex);
+  std::vector<rbd_record> Records(rbd_mailbox* mailbox, rbd_records** holder);
+
+  std::string ns_;
+  rbd_config* config_ = nullptr;
+  rbd_cluster* cluster_ = nullptr;
+  rbd_user* user_ = nullptr;
+  rbd_error err_{};
+};
+
+// A rbd_test_worker process. Its environment carries the namespace.
+class Worker {
+ public:
+  Worker(const std::string& ns, const std::vector<std::string>& args);
+  ~Worker();
+  // Reads one line of the worker's stdout; false at EOF or on timeout.
+  bool ReadLine(std::string* line, std::chrono::milliseconds timeout = std::chrono::seconds(120));
+  std::vector<std::string> ReadAll();
+  int Wait();  // exit status
+  void Kill();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+}  // namespace rbdtest
+
+#endif  // TESTS_CLUSTER_TEST_ENV_H_

@@ -1,0 +1,189 @@
+// rbd_test_worker: one process of a multi-process cluster test. Uses only
+// the C ABI, prints one line per result so the test can check ordering.
+//
+//   append MAILBOX COUNT TAG [BODY_SIZE]   append one message at a time: "uid guid"
+//   append-timed MAILBOX COUNT GAP_MS      "t NS" just before each append
+//   add-flag MAILBOX FLAG LAST_UID         add FLAG to UIDs 1..LAST_UID one by one
+//   keyword-race MAILBOX UID COUNT NAME    read MODSEQ, add keyword NAME-i with
+//                                          UNCHANGEDSINCE: "ok i" or "conflict i"
+//   rename-loop A B COUNT                  rename A->B, B->A, ...: "ok n" / "err n"
+//   create-loop PARENT COUNT SEP           create PARENT<SEP>c<i>: "ok c<i>" / "err c<i>"
+//   hold-lease NAME DURATION_MS            "held", then sleep until killed
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_env.h"
+
+using rbdtest::Hex;
+
+namespace {
+
+rbd_user* user = nullptr;
+rbd_error err{};
+
+[[noreturn]] void Die(const char* what) {
+  std::fprintf(stderr, "worker: %s: %s (%s)\n", what, err.message, rbd_code_name(err.code));
+  std::exit(2);
+}
+
+rbd_mailbox* Open(const char* hex) {
+  uint8_t guid[RBD_GUID_SIZE];
+  rbdtest::ParseHex(hex, guid);
+  rbd_mailbox* mailbox = nullptr;
+  if (rbd_mailbox_open(user, guid, &mailbox, &err) != RBD_OK) Die("open mailbox");
+  return mailbox;
+}
+
+void Print(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_size, int gap_ms) {
+  for (int i = 0; i < count; i++) {
+    std::string body =
+        "From: worker-" + tag + "@example.com\r\nSubject: " + tag + "-" + std::to_string(i) + "\r\n\r\n";
+    body.resize(std::max(body.size(), body_size), 'x');
+    rbd_new_message msg{};
+    rbdtest::RandomGuid(msg.guid);
+    msg.body = body.data();
+    msg.body_size = body.size();
+    msg.received_date = time(nullptr);
+    msg.save_date = msg.received_date;
+    msg.physical_size = msg.virtual_size = body.size();
+    uint32_t uid = 0;
+    if (gap_ms > 0) Print("t " + std::to_string(rbdtest::NowNs()));
+    if (rbd_mailbox_append(mailbox, &msg, 1, &uid, &err) != RBD_OK) Die("append");
+    if (gap_ms > 0) {
+      usleep(gap_ms * 1000);
+    } else {
+      Print(std::to_string(uid) + " " + Hex(msg.guid));
+    }
+  }
+  return 0;
+}
+
+int AddFlag(rbd_mailbox* mailbox, uint8_t flag, uint32_t last_uid) {
+  for (uint32_t uid = 1; uid <= last_uid; uid++) {
+    rbd_flag_update update{};
+    update.mode = RBD_MODIFY_ADD;
+    update.flags = flag;
+    uint32_t* conflicts = nullptr;
+    size_t nconflicts = 0;
+    uint64_t modseq = 0;
+    if (rbd_mailbox_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err) != RBD_OK)
+      Die("update flags");
+    rbd_uids_free(&conflicts);
+  }
+  Print("done");
+  return 0;
+}
+
+int KeywordRace(rbd_mailbox* mailbox, uint32_t uid, int count, const std::string& name) {
+  for (int i = 0; i < count; i++) {
+    rbd_records* records = nullptr;
+    if (rbd_mailbox_lookup_records(mailbox, &uid, 1, &records, &err) != RBD_OK || records->count != 1)
+      Die("lookup");
+    uint64_t seen = records->records[0].modseq;
+    rbd_records_free(&records);
+    std::string keyword = name + "-" + std::to_string(i);
+    const char* keywords[] = {keyword.c_str()};
+    rbd_flag_update update{};
+    update.mode = RBD_MODIFY_ADD;
+    update.modify_keywords = 1;
+    update.keywords = keywords;
+    update.keyword_count = 1;
+    update.unchanged_since = seen;
+    uint32_t* conflicts = nullptr;
+    size_t nconflicts = 0;
+    uint64_t modseq = 0;
+    if (rbd_mailbox_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err) != RBD_OK)
+      Die("update flags");
+    Print((nconflicts == 0 ? "ok " : "conflict ") + std::to_string(i));
+    rbd_uids_free(&conflicts);
+  }
+  return 0;
+}
+
+int RenameLoop(const std::string& a, const std::string& b, int count) {
+  for (int i = 0; i < count; i++) {
+    const std::string& from = i % 2 == 0 ? a : b;
+    const std::string& to = i % 2 == 0 ? b : a;
+    rbd_code r = rbd_rename_mailbox(user, from.c_str(), to.c_str(), '/', &err);
+    Print((r == RBD_OK ? "ok " : "err ") + std::to_string(i));
+  }
+  return 0;
+}
+
+int CreateLoop(const std::string& parent, int count, char sep) {
+  for (int i = 0; i < count; i++) {
+    std::string child = "c" + std::to_string(i);
+    uint8_t guid[RBD_GUID_SIZE];
+    rbdtest::RandomGuid(guid);
+    rbd_code r = rbd_create_mailbox(user, (parent + sep + child).c_str(), guid, 0, "", &err);
+    Print((r == RBD_OK ? "ok " : "err ") + child + " " + Hex(guid));
+  }
+  return 0;
+}
+
+int HoldLease(const char* name, uint32_t duration_ms) {
+  rbd_lease* lease = nullptr;
+  if (rbd_lease_acquire(user, name, duration_ms, &lease, &err) != RBD_OK) Die("acquire lease");
+  Print("held " + std::to_string(rbdtest::NowNs()));
+  for (;;) pause();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: rbd_test_worker COMMAND ARGS... (see worker.cc)\n");
+    return 2;
+  }
+  rbd_config* config = rbdtest::NewConfig();
+  rbd_cluster* cluster = nullptr;
+  if (rbd_cluster_get(config, &cluster, &err) != RBD_OK) Die("cluster");
+  if (rbd_user_open(cluster, std::getenv("RBD_TEST_NS"), &user, &err) != RBD_OK) Die("open user");
+  std::string cmd = argv[1];
+  std::vector<std::string> a(argv + 2, argv + argc);
+  auto need = [&](size_t n) {
+    if (a.size() < n) {
+      std::fprintf(stderr, "worker: %s needs %zu arguments\n", cmd.c_str(), n);
+      std::exit(2);
+    }
+  };
+  int rc = 2;
+  if (cmd == "append") {
+    need(3);
+    rc = Append(Open(a[0].c_str()), std::stoi(a[1]), a[2], a.size() > 3 ? std::stoul(a[3]) : 0, 0);
+  } else if (cmd == "append-timed") {
+    need(3);
+    rc = Append(Open(a[0].c_str()), std::stoi(a[1]), "timed", 0, std::stoi(a[2]));
+  } else if (cmd == "add-flag") {
+    need(3);
+    rc = AddFlag(Open(a[0].c_str()), static_cast<uint8_t>(std::stoi(a[1])), std::stoul(a[2]));
+  } else if (cmd == "keyword-race") {
+    need(4);
+    rc = KeywordRace(Open(a[0].c_str()), std::stoul(a[1]), std::stoi(a[2]), a[3]);
+  } else if (cmd == "rename-loop") {
+    need(3);
+    rc = RenameLoop(a[0], a[1], std::stoi(a[2]));
+  } else if (cmd == "create-loop") {
+    need(3);
+    rc = CreateLoop(a[0], std::stoi(a[1]), a[2][0]);
+  } else if (cmd == "hold-lease") {
+    need(2);
+    rc = HoldLease(a[0].c_str(), std::stoul(a[1]));
+  } else {
+    std::fprintf(stderr, "worker: unknown command %s\n", cmd.c_str());
+  }
+  rbd_user_close(&user);
+  rbd_cluster_unref(&cluster);
+  rbd_config_free(&config);
+  return rc;
+}
