@@ -22,6 +22,7 @@ class Account {
   librados::IoCtx& index_io() { return index_io_; }
   librados::IoCtx& mail_io() { return mail_io_; }
   const Config& config() const { return cluster_->config(); }
+  Cluster* cluster() { return cluster_.get(); }
   const std::string& ns() const { return ns_; }
 
  private:

@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <sstream>
+
+#include "aio.h"
 
 namespace rbd {
 
@@ -38,8 +41,33 @@ std::shared_ptr<Cluster> Cluster::Get(const Config& config) {
 
 Cluster::Cluster(const Config& config) : config_(config) {}
 
+struct Cluster::InFlightNotify {
+  librados::IoCtx io;
+  librados::bufferlist payload;
+  librados::bufferlist reply;
+  AioCompletionPtr completion;
+};
+
 Cluster::~Cluster() {
+  // A notify completes once every watcher acked or timed out.
+  for (auto& n : notifies_) n->completion->wait_for_complete();
+  notifies_.clear();
   if (rados_) rados_->shutdown();
+}
+
+void Cluster::Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload,
+                     uint64_t timeout_ms) {
+  std::lock_guard<std::mutex> lock(notify_mu_);
+  notifies_.erase(std::remove_if(notifies_.begin(), notifies_.end(),
+                                 [](const auto& n) { return n->completion->is_complete(); }),
+                  notifies_.end());
+  auto n = std::make_unique<InFlightNotify>();
+  n->io = io;
+  n->payload.append(payload);
+  n->completion = NewAioCompletion();
+  // A notify that cannot be queued is dropped: watchers fall back to polling.
+  if (n->io.aio_notify(oid, n->completion.get(), n->payload, timeout_ms, &n->reply) == 0)
+    notifies_.push_back(std::move(n));
 }
 
 Status Cluster::Connect() {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <rados/librados.hpp>
 #include <string>
+#include <vector>
 
 #include "config.h"
 #include "status.h"
@@ -37,6 +38,15 @@ class Cluster {
 
   const Config& config() const { return config_; }
 
+  // Sends a notify on `oid` without waiting for the watchers' acks. Each
+  // in-flight notify holds its own reference to the I/O context: librados
+  // uses it until the notify completes, which can be after the caller has
+  // closed the user. Completed notifies are reaped by later calls on the
+  // caller's thread (no callback runs our code on a librados thread); the
+  // destructor waits for the rest, bounded by the notify timeout.
+  void Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload,
+              uint64_t timeout_ms);
+
  private:
   Status ConnectLocked();
   Status DescribeConnectError(int r);
@@ -45,6 +55,10 @@ class Cluster {
   std::mutex mu_;
   std::unique_ptr<librados::Rados> rados_;
   bool connected_ = false;
+
+  struct InFlightNotify;
+  std::mutex notify_mu_;
+  std::vector<std::unique_ptr<InFlightNotify>> notifies_;
 };
 
 }  // namespace rbd

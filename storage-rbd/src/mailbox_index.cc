@@ -57,21 +57,6 @@ std::set<std::string> RecordKeys(const std::vector<uint32_t>& uids) {
   return keys;
 }
 
-// Self-releasing notify: the completion callback runs on a librados thread
-// and only frees this struct (librados holds its own reference on the
-// completion while the callback runs).
-struct PendingNotify {
-  librados::bufferlist payload;
-  librados::bufferlist reply;
-  librados::AioCompletion* completion = nullptr;
-
-  static void Done(librados::completion_t, void* arg) {
-    auto* self = static_cast<PendingNotify*>(arg);
-    self->completion->release();
-    delete self;
-  }
-};
-
 }  // namespace
 
 MailboxIndex::MailboxIndex(Account* account, const Guid& guid)
@@ -160,15 +145,8 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
 }
 
 void MailboxIndex::Notify() {
-  auto* n = new PendingNotify;
-  n->payload = ToBufferlist(std::to_string(state_.highest_modseq));
-  n->completion = librados::Rados::aio_create_completion(n, PendingNotify::Done);
-  int r = account_->index_io().aio_notify(oid_, n->completion, n->payload, kNotifyTimeoutMs, &n->reply);
-  if (r < 0) {
-    // Never queued: no callback will come. Watchers fall back to polling.
-    n->completion->release();
-    delete n;
-  }
+  account_->cluster()->Notify(account_->index_io(), oid_, std::to_string(state_.highest_modseq),
+                              kNotifyTimeoutMs);
 }
 
 uint32_t MailboxIndex::KeywordId(std::vector<std::string>* table, const std::string& name) {
