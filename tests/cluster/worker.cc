@@ -1,7 +1,8 @@
 // rbd_test_worker: one process of a multi-process cluster test. Uses only
 // the C ABI, prints one line per result so the test can check ordering.
 //
-//   append MAILBOX COUNT TAG [BODY_SIZE]   append one message at a time: "uid guid"
+//   append MAILBOX COUNT TAG [BODY_SIZE [GAP_MS]]
+//                                          append one message at a time: "uid guid"
 //   append-timed MAILBOX COUNT GAP_MS      "t NS" just before each append
 //   add-flag MAILBOX FLAG LAST_UID         add FLAG to UIDs 1..LAST_UID one by one
 //   keyword-race MAILBOX UID COUNT NAME    read MODSEQ, add keyword NAME-i with
@@ -44,7 +45,8 @@ void Print(const std::string& line) {
   std::fflush(stdout);
 }
 
-int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_size, int gap_ms) {
+int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_size, int gap_ms,
+           bool timed) {
   for (int i = 0; i < count; i++) {
     std::string body =
         "From: worker-" + tag + "@example.com\r\nSubject: " + tag + "-" + std::to_string(i) + "\r\n\r\n";
@@ -57,13 +59,10 @@ int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_
     msg.save_date = msg.received_date;
     msg.physical_size = msg.virtual_size = body.size();
     uint32_t uid = 0;
-    if (gap_ms > 0) Print("t " + std::to_string(rbdtest::NowNs()));
+    if (timed) Print("t " + std::to_string(rbdtest::NowNs()));
     if (rbd_mailbox_append(mailbox, &msg, 1, &uid, &err) != RBD_OK) Die("append");
-    if (gap_ms > 0) {
-      usleep(gap_ms * 1000);
-    } else {
-      Print(std::to_string(uid) + " " + Hex(msg.guid));
-    }
+    if (!timed) Print(std::to_string(uid) + " " + Hex(msg.guid));
+    if (gap_ms > 0) usleep(gap_ms * 1000);
   }
   return 0;
 }
@@ -160,10 +159,11 @@ int main(int argc, char** argv) {
   int rc = 2;
   if (cmd == "append") {
     need(3);
-    rc = Append(Open(a[0].c_str()), std::stoi(a[1]), a[2], a.size() > 3 ? std::stoul(a[3]) : 0, 0);
+    rc = Append(Open(a[0].c_str()), std::stoi(a[1]), a[2], a.size() > 3 ? std::stoul(a[3]) : 0,
+                a.size() > 4 ? std::stoi(a[4]) : 0, false);
   } else if (cmd == "append-timed") {
     need(3);
-    rc = Append(Open(a[0].c_str()), std::stoi(a[1]), "timed", 0, std::stoi(a[2]));
+    rc = Append(Open(a[0].c_str()), std::stoi(a[1]), "timed", 0, std::stoi(a[2]), true);
   } else if (cmd == "add-flag") {
     need(3);
     rc = AddFlag(Open(a[0].c_str()), static_cast<uint8_t>(std::stoi(a[1])), std::stoul(a[2]));

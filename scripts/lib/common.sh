@@ -1,0 +1,45 @@
+# Shared by scripts/test and scripts/demo: the Debian packages the project
+# needs and how it is built. Source it; it defines functions only.
+
+# Build: compilers and -dev packages. Run: Debian's Ceph 16.2 daemons.
+RBD_PACKAGES=(
+    cmake g++ make pkg-config clang libclang-rt-14-dev clang-format
+    librados-dev libradospp-dev libxxhash-dev
+    googletest libgtest-dev libbenchmark-dev
+    ceph-mon ceph-osd ceph-mgr ceph-common python3-rados
+)
+
+RBD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+
+# Installs whatever of RBD_PACKAGES is missing (apt-get update first). A
+# machine that has them all is left alone, so repeated runs stay fast.
+install_packages() {
+    local missing=() pkg
+    for pkg in "${RBD_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "installing ${missing[*]}"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    # The Ceph packages try to start services: nothing here runs systemd.
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        "${missing[@]}" >/dev/null
+}
+
+# Release build of the core, tests and benchmarks in build/.
+build_project() {
+    cmake -S "$RBD_ROOT" -B "$RBD_ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$RBD_ROOT/build" -j "$(nproc)" >/dev/null
+}
+
+# The libFuzzer target needs clang: a build of its own in build-fuzz/.
+build_fuzzer() {
+    CC=clang CXX=clang++ cmake -S "$RBD_ROOT" -B "$RBD_ROOT/build-fuzz" -DRBD_BUILD_FUZZ=ON >/dev/null
+    cmake --build "$RBD_ROOT/build-fuzz" -j "$(nproc)" --target record_decoder_fuzz >/dev/null
+}
