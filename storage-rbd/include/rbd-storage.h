@@ -312,20 +312,18 @@ rbd_code rbd_mailbox_copy(struct rbd_mailbox *source,
                           const struct rbd_copy_override *overrides,
                           uint32_t *dest_uids_r, struct rbd_error *err);
 
-enum rbd_modify_mode {
-	RBD_MODIFY_ADD,
-	RBD_MODIFY_REMOVE,
-	RBD_MODIFY_REPLACE,
-};
-
+/*
+ * A flag change as add/remove sets (how Dovecot's transactions carry them;
+ * a REPLACE is "add these, remove all others"). Removal wins over addition.
+ */
 struct rbd_flag_update {
-	enum rbd_modify_mode mode;
-	uint8_t flags;
+	uint8_t add_flags;
+	uint8_t remove_flags;
 	/* Keyword names; new names are added to the keyword table. */
-	const char *const *keywords;
-	size_t keyword_count;
-	/* Apply keywords too (else only the system flags change). */
-	int modify_keywords;
+	const char *const *add_keywords;
+	size_t add_keyword_count;
+	const char *const *remove_keywords;
+	size_t remove_keyword_count;
 	/* When non-zero, skip messages whose MODSEQ is above this. */
 	uint64_t unchanged_since;
 };

@@ -26,8 +26,11 @@ struct rbd_config {
   rbd::Config config;
 };
 
+// Each handle carries its caller's whole config; `impl` is shared by every
+// handle with the same connection settings.
 struct rbd_cluster {
   std::shared_ptr<rbd::Cluster> impl;
+  rbd::Config config;
 };
 
 struct rbd_user {
@@ -213,7 +216,7 @@ rbd_code rbd_cluster_get(const rbd_config* config, rbd_cluster** cluster_r, rbd_
   return Guarded(err, [&] {
     rbd::Status s = config->config.Validate();
     if (!s.ok()) return s;
-    *cluster_r = new rbd_cluster{rbd::Cluster::Get(config->config)};
+    *cluster_r = new rbd_cluster{rbd::Cluster::Get(config->config), config->config};
     return rbd::Status::OK();
   });
 }
@@ -229,9 +232,9 @@ rbd_code rbd_cluster_connect(rbd_cluster* cluster, rbd_error* err) {
 
 rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, rbd_user** user_r, rbd_error* err) {
   return Guarded(err, [&] {
-    std::string name = ns != nullptr ? ns : cluster->impl->config().ns;
+    std::string name = ns != nullptr ? ns : cluster->config.ns;
     std::unique_ptr<rbd::Account> account;
-    rbd::Status s = rbd::Account::Open(cluster->impl, name, &account);
+    rbd::Status s = rbd::Account::Open(cluster->impl, cluster->config, name, &account);
     if (s.ok()) *user_r = new rbd_user{std::move(account)};
     return s;
   });
@@ -396,12 +399,10 @@ rbd_code rbd_mailbox_update_flags(rbd_mailbox* mailbox, const uint32_t* uids, si
                                   size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
   return Guarded(err, [&] {
     rbd::FlagUpdate u;
-    u.mode = update->mode == RBD_MODIFY_ADD      ? rbd::ModifyMode::kAdd
-             : update->mode == RBD_MODIFY_REMOVE ? rbd::ModifyMode::kRemove
-                                                 : rbd::ModifyMode::kReplace;
-    u.flags = update->flags;
-    u.modify_keywords = update->modify_keywords != 0;
-    u.keywords = Strings(update->keywords, update->keyword_count);
+    u.add_flags = update->add_flags;
+    u.remove_flags = update->remove_flags;
+    u.add_keywords = Strings(update->add_keywords, update->add_keyword_count);
+    u.remove_keywords = Strings(update->remove_keywords, update->remove_keyword_count);
     u.unchanged_since = update->unchanged_since;
     std::vector<uint32_t> conflicts;
     rbd::Status s =

@@ -2,11 +2,10 @@
 
 namespace rbd {
 
-Status Account::Open(std::shared_ptr<Cluster> cluster, const std::string& ns,
+Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
                      std::unique_ptr<Account>* account) {
   if (ns.empty()) return Status::Invalid("rbd_namespace: the user's namespace is empty");
-  std::unique_ptr<Account> a(new Account(std::move(cluster), ns));
-  const Config& config = a->config();
+  std::unique_ptr<Account> a(new Account(std::move(cluster), config, ns));
   Status s = a->cluster_->OpenIoCtx(config.pool, "rbd_pool", &a->mail_io_);
   if (!s.ok()) return s;
   s = a->cluster_->OpenIoCtx(config.IndexPool(), config.index_pool.empty() ? "rbd_pool" : "rbd_index_pool",

@@ -16,20 +16,24 @@ namespace rbd {
 
 class Account {
  public:
-  static Status Open(std::shared_ptr<Cluster> cluster, const std::string& ns,
+  // `config` is the caller's own: the shared connection only fixes how to
+  // reach the cluster, while pools, namespace and size limits may differ
+  // between the users one process serves.
+  static Status Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
                      std::unique_ptr<Account>* account);
 
   librados::IoCtx& index_io() { return index_io_; }
   librados::IoCtx& mail_io() { return mail_io_; }
-  const Config& config() const { return cluster_->config(); }
+  const Config& config() const { return config_; }
   Cluster* cluster() { return cluster_.get(); }
   const std::string& ns() const { return ns_; }
 
  private:
-  Account(std::shared_ptr<Cluster> cluster, std::string ns)
-      : cluster_(std::move(cluster)), ns_(std::move(ns)) {}
+  Account(std::shared_ptr<Cluster> cluster, const Config& config, std::string ns)
+      : cluster_(std::move(cluster)), config_(config), ns_(std::move(ns)) {}
 
   std::shared_ptr<Cluster> cluster_;
+  const Config config_;
   std::string ns_;
   librados::IoCtx index_io_;
   librados::IoCtx mail_io_;

@@ -21,7 +21,10 @@ namespace rbd {
 
 class Cluster {
  public:
-  // Returns the shared connection for `config`, creating it unconnected.
+  // Returns the shared connection for `config`'s conf file, cephx user and
+  // op timeout (Config::ConnectionKey), creating it unconnected. Only those
+  // settings belong to the connection; callers keep their own Config for
+  // the rest (see Account).
   static std::shared_ptr<Cluster> Get(const Config& config);
 
   explicit Cluster(const Config& config);

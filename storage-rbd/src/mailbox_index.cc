@@ -25,29 +25,15 @@ librados::bufferlist ToBufferlist(const std::string& s) {
   return bl;
 }
 
-uint8_t ApplyMode(ModifyMode mode, uint8_t current, uint8_t flags) {
-  switch (mode) {
-    case ModifyMode::kAdd: return current | flags;
-    case ModifyMode::kRemove: return current & ~flags;
-    case ModifyMode::kReplace: return flags;
-  }
-  return current;
-}
-
-std::vector<uint32_t> ApplyMode(ModifyMode mode, const std::vector<uint32_t>& current,
-                                std::vector<uint32_t> ids) {
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::vector<uint32_t> out;
-  switch (mode) {
-    case ModifyMode::kAdd:
-      std::set_union(current.begin(), current.end(), ids.begin(), ids.end(), std::back_inserter(out));
-      break;
-    case ModifyMode::kRemove:
-      std::set_difference(current.begin(), current.end(), ids.begin(), ids.end(), std::back_inserter(out));
-      break;
-    case ModifyMode::kReplace: out = std::move(ids); break;
-  }
+// (current + add) - remove, as sorted unique keyword ids.
+std::vector<uint32_t> ApplyKeywords(const std::vector<uint32_t>& current, std::vector<uint32_t> add,
+                                    std::vector<uint32_t> remove) {
+  std::sort(add.begin(), add.end());
+  std::sort(remove.begin(), remove.end());
+  std::vector<uint32_t> merged, out;
+  std::set_union(current.begin(), current.end(), add.begin(), add.end(), std::back_inserter(merged));
+  merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+  std::set_difference(merged.begin(), merged.end(), remove.begin(), remove.end(), std::back_inserter(out));
   return out;
 }
 
@@ -297,9 +283,14 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
                                  std::vector<uint32_t>* conflicts, uint64_t* modseq) {
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
     conflicts->clear();
-    std::vector<uint32_t> keyword_ids;
-    if (update.modify_keywords)
-      for (const std::string& kw : update.keywords) keyword_ids.push_back(KeywordId(&m->state.keywords, kw));
+    std::vector<uint32_t> add_ids, remove_ids;
+    for (const std::string& kw : update.add_keywords) add_ids.push_back(KeywordId(&m->state.keywords, kw));
+    for (const std::string& kw : update.remove_keywords) {
+      // Removing a keyword nobody has set must not grow the table.
+      auto it = std::find(m->state.keywords.begin(), m->state.keywords.end(), kw);
+      if (it != m->state.keywords.end())
+        remove_ids.push_back(static_cast<uint32_t>(it - m->state.keywords.begin()));
+    }
     for (const auto& [key, bl] : values) {
       MessageRecord rec;
       Status ds = Decode(bl.to_str(), &rec);
@@ -308,9 +299,8 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
         conflicts->push_back(rec.uid);
         continue;
       }
-      uint8_t flags = ApplyMode(update.mode, rec.flags, update.flags);
-      std::vector<uint32_t> kws =
-          update.modify_keywords ? ApplyMode(update.mode, rec.keywords, keyword_ids) : rec.keywords;
+      uint8_t flags = static_cast<uint8_t>((rec.flags | update.add_flags) & ~update.remove_flags);
+      std::vector<uint32_t> kws = ApplyKeywords(rec.keywords, add_ids, remove_ids);
       if (flags == rec.flags && kws == rec.keywords) continue;
       rec.flags = flags;
       rec.keywords = std::move(kws);

@@ -46,13 +46,12 @@ struct NewMessage {
   std::string pop3_uidl;
 };
 
-enum class ModifyMode { kAdd, kRemove, kReplace };
-
+// Removal wins over addition, for flags and keywords alike.
 struct FlagUpdate {
-  ModifyMode mode = ModifyMode::kAdd;
-  uint8_t flags = 0;
-  bool modify_keywords = false;
-  std::vector<std::string> keywords;
+  uint8_t add_flags = 0;
+  uint8_t remove_flags = 0;
+  std::vector<std::string> add_keywords;
+  std::vector<std::string> remove_keywords;
   uint64_t unchanged_since = 0;  // 0: unconditional
 };
 

@@ -312,8 +312,7 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
 
   uint32_t two = 2, four_five[] = {4, 5};
   rbd_flag_update update{};
-  update.mode = RBD_MODIFY_ADD;
-  update.flags = RBD_FLAG_SEEN;
+  update.add_flags = RBD_FLAG_SEEN;
   uint32_t* conflicts = nullptr;
   size_t nconflicts = 0;
   uint64_t modseq = 0;
@@ -609,6 +608,47 @@ TEST(Unreachable, MissingKeyringIsNamed) {
   rbd_config_free(&config);
   std::remove(conf.c_str());
   rmdir(dir);
+}
+
+TEST(Cluster, HandlesSharingAConnectionKeepTheirOwnSettings) {
+  rbd_config* inline_on = NewConfig();
+  rbd_config* inline_off = NewConfig({{"rbd_inline_max", "0"}});
+  rbd_config* bad_pool = NewConfig({{"rbd_pool", "no-such-pool"}});
+  rbd_cluster *a = nullptr, *b = nullptr, *c = nullptr;
+  rbd_error err{};
+  ASSERT_EQ(rbd_cluster_get(inline_on, &a, &err), RBD_OK);
+  ASSERT_EQ(rbd_cluster_get(inline_off, &b, &err), RBD_OK);
+  ASSERT_EQ(rbd_cluster_get(bad_pool, &c, &err), RBD_OK);
+  const std::string ns = RandomNamespace();
+  rbd_user *ua = nullptr, *ub = nullptr, *uc = nullptr;
+  ASSERT_EQ(rbd_user_open(a, ns.c_str(), &ua, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(b, ns.c_str(), &ub, &err), RBD_OK) << err.message;
+  EXPECT_EQ(rbd_user_open(c, ns.c_str(), &uc, &err), RBD_ERR_INVALID);
+  EXPECT_NE(std::string(err.message).find("rbd_pool"), std::string::npos) << err.message;
+
+  uint8_t guid[RBD_GUID_SIZE];
+  RandomGuid(guid);
+  ASSERT_EQ(rbd_create_mailbox(ua, "INBOX", guid, 0, "", &err), RBD_OK);
+  const std::string body = "Subject: s\r\n\r\nsmall\r\n";
+  for (rbd_user* u : {ua, ub}) {
+    rbd_mailbox* m = nullptr;
+    ASSERT_EQ(rbd_mailbox_open(u, guid, &m, &err), RBD_OK);
+    rbd_new_message msg{};
+    RandomGuid(msg.guid);
+    msg.body = body.data();
+    msg.body_size = body.size();
+    uint32_t uid = 0;
+    ASSERT_EQ(rbd_mailbox_append(m, &msg, 1, &uid, &err), RBD_OK) << err.message;
+    rbd_records* recs = nullptr;
+    ASSERT_EQ(rbd_mailbox_lookup_records(m, &uid, 1, &recs, &err), RBD_OK);
+    EXPECT_EQ(recs->records[0].inline_body, u == ua ? 1 : 0) << "rbd_inline_max of the handle's own config";
+    rbd_records_free(&recs);
+    rbd_mailbox_close(&m);
+  }
+  rbd_user_close(&ua);
+  rbd_user_close(&ub);
+  for (rbd_cluster** k : {&a, &b, &c}) rbd_cluster_unref(k);
+  for (rbd_config** k : {&inline_on, &inline_off, &bad_pool}) rbd_config_free(k);
 }
 
 TEST(Cluster, OneConnectionIsSharedByEveryUser) {

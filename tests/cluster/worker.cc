@@ -70,8 +70,7 @@ int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_
 int AddFlag(rbd_mailbox* mailbox, uint8_t flag, uint32_t last_uid) {
   for (uint32_t uid = 1; uid <= last_uid; uid++) {
     rbd_flag_update update{};
-    update.mode = RBD_MODIFY_ADD;
-    update.flags = flag;
+    update.add_flags = flag;
     uint32_t* conflicts = nullptr;
     size_t nconflicts = 0;
     uint64_t modseq = 0;
@@ -93,10 +92,8 @@ int KeywordRace(rbd_mailbox* mailbox, uint32_t uid, int count, const std::string
     std::string keyword = name + "-" + std::to_string(i);
     const char* keywords[] = {keyword.c_str()};
     rbd_flag_update update{};
-    update.mode = RBD_MODIFY_ADD;
-    update.modify_keywords = 1;
-    update.keywords = keywords;
-    update.keyword_count = 1;
+    update.add_keywords = keywords;
+    update.add_keyword_count = 1;
     update.unchanged_since = seen;
     uint32_t* conflicts = nullptr;
     size_t nconflicts = 0;
