@@ -22,9 +22,13 @@ struct Config {
   // Empty means: the username the plugin opens the user with.
   std::string ns;
   uint32_t op_timeout_ms = 30000;
-  // Bodies up to this size travel inline in the index op. 8 KiB keeps the
-  // median (~4 KiB) message at one RADOS write per APPEND while bounding
-  // the omap a 200k-record index shard carries (see message_store.h).
+  // Bodies up to this size travel inline in the index op: one RADOS write
+  // per APPEND instead of a body write followed by the index op. Measured
+  // by bench/run-core on 1 OSD (4 KiB, one stream): 1.77-2.27 x the append
+  // rate of body object + index op, and 0.88-1.00 x raw `rados bench -t 1`.
+  // The cost is omap size: at 8 KiB a 200k-record index shard carries at
+  // most ~1.6 GB of inline bodies, and only messages up to the median
+  // (~4 KiB) and a little above pay it.
   uint64_t inline_max = 8 * 1024;
   // Bodies above this size are split into chunk objects of this size, so
   // no message is limited by osd_max_object_size (default 128 MiB) and a
