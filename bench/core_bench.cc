@@ -169,9 +169,9 @@ rbd_new_message NewMessage(const std::string& body) {
 // The core, through the C ABI
 
 struct MailboxCloser {
-  void operator()(rbd_mailbox* m) const { rbd_mailbox_close(&m); }
+  void operator()(rbd_index* m) const { rbd_index_close(&m); }
 };
-using MailboxPtr = std::unique_ptr<rbd_mailbox, MailboxCloser>;
+using MailboxPtr = std::unique_ptr<rbd_index, MailboxCloser>;
 
 // One user's namespace with its own config and cluster handle. Scenarios
 // with different settings must not overlap: rbd_cluster_get hands out the
@@ -209,8 +209,8 @@ class Session {
   }
 
   MailboxPtr Open(const Guid& guid) {
-    rbd_mailbox* mailbox = nullptr;
-    if (rbd_mailbox_open(user_, guid.data(), &mailbox, &err_) != RBD_OK) Fail("open mailbox", err_);
+    rbd_index* mailbox = nullptr;
+    if (rbd_index_open(user_, guid.data(), &mailbox, &err_) != RBD_OK) Fail("open mailbox", err_);
     return MailboxPtr(mailbox);
   }
 
@@ -221,40 +221,39 @@ class Session {
   rbd_error err_{};
 };
 
-uint32_t AppendOne(rbd_mailbox* mailbox, const std::string& body) {
+uint32_t AppendOne(rbd_index* mailbox, const std::string& body) {
   rbd_new_message msg = NewMessage(body);
   uint32_t uid = 0;
   rbd_error err{};
-  if (rbd_mailbox_append(mailbox, &msg, 1, &uid, &err) != RBD_OK) Fail("append", err);
+  if (rbd_index_append(mailbox, &msg, 1, &uid, &err) != RBD_OK) Fail("append", err);
   return uid;
 }
 
-void UpdateFlags(rbd_mailbox* mailbox, uint32_t uid, bool add, uint8_t flags) {
+void UpdateFlags(rbd_index* mailbox, uint32_t uid, bool add, uint8_t flags) {
   rbd_flag_update update{};
   (add ? update.add_flags : update.remove_flags) = flags;
   uint32_t* conflicts = nullptr;
   size_t conflict_count = 0;
   uint64_t modseq = 0;
   rbd_error err{};
-  if (rbd_mailbox_update_flags(mailbox, &uid, 1, &update, &conflicts, &conflict_count, &modseq, &err) !=
-      RBD_OK)
+  if (rbd_index_update_flags(mailbox, &uid, 1, &update, &conflicts, &conflict_count, &modseq, &err) != RBD_OK)
     Fail("update flags", err);
   rbd_uids_free(&conflicts);
 }
 
-rbd_mailbox_status GetStatus(rbd_mailbox* mailbox) {
-  rbd_mailbox_status status{};
+rbd_index_status GetStatus(rbd_index* mailbox) {
+  rbd_index_status status{};
   rbd_error err{};
-  if (rbd_mailbox_get_status(mailbox, &status, &err) != RBD_OK) Fail("mailbox status", err);
+  if (rbd_index_get_status(mailbox, &status, &err) != RBD_OK) Fail("mailbox status", err);
   return status;
 }
 
 // Checks where the body of `uid` went, so a setting that did not take effect
 // cannot pass unnoticed as a figure.
-void ExpectInline(rbd_mailbox* mailbox, uint32_t uid, bool want_inline, const std::string& run) {
+void ExpectInline(rbd_index* mailbox, uint32_t uid, bool want_inline, const std::string& run) {
   rbd_records* records = nullptr;
   rbd_error err{};
-  if (rbd_mailbox_lookup_records(mailbox, &uid, 1, &records, &err) != RBD_OK) Fail("lookup", err);
+  if (rbd_index_lookup_records(mailbox, &uid, 1, &records, &err) != RBD_OK) Fail("lookup", err);
   bool found = records->count == 1;
   bool is_inline = found && records->records[0].inline_body != 0;
   rbd_records_free(&records);
@@ -498,7 +497,7 @@ void PrintDetail(const Measurement& run) {
 // ---------------------------------------------------------------------------
 // Single stream
 
-Measurement AppendStream(RadosLink* link, rbd_mailbox* mailbox, size_t n, size_t body_size,
+Measurement AppendStream(RadosLink* link, rbd_index* mailbox, size_t n, size_t body_size,
                          uint32_t* last_uid) {
   const std::string body = MakeBody(body_size);
   for (int i = 0; i < kWarmupAppends; i++) AppendOne(mailbox, body);
@@ -756,7 +755,7 @@ class Bench {
     {
       Session session(ns);
       MailboxPtr mailbox = session.Open(shared);
-      rbd_mailbox_status status = GetStatus(mailbox.get());
+      rbd_index_status status = GetStatus(mailbox.get());
       if (status.messages != kStreams * N(300) || status.uidnext != status.messages + 1)
         Fail("contended mailbox has " + std::to_string(status.messages) + " messages, UIDNEXT " +
              std::to_string(status.uidnext));
@@ -776,7 +775,7 @@ class Bench {
       for (size_t done = 0; done < total; done += messages.size()) {
         messages.clear();
         for (size_t i = 0; i < std::min(batch, total - done); i++) messages.push_back(NewMessage(body));
-        if (rbd_mailbox_append(mailbox.get(), messages.data(), messages.size(), uids.data(), &err) != RBD_OK)
+        if (rbd_index_append(mailbox.get(), messages.data(), messages.size(), uids.data(), &err) != RBD_OK)
           Fail("batch append", err);
       }
     });
@@ -794,7 +793,7 @@ class Bench {
       rbd_changes* ch = nullptr;
       rbd_error err{};
       int64_t t = MonotonicNs();
-      if (rbd_mailbox_changes(mailbox.get(), since, &ch, &err) != RBD_OK) Fail("changes", err);
+      if (rbd_index_changes(mailbox.get(), since, &ch, &err) != RBD_OK) Fail("changes", err);
       sync_ms.push_back((MonotonicNs() - t) / 1e6);
       size_t changed = ch->changed->count, expunged = ch->expunged_count;
       rbd_changes_free(&ch);
@@ -815,7 +814,7 @@ class Bench {
       for (;;) {
         rbd_records* records = nullptr;
         rbd_error err{};
-        if (rbd_mailbox_list_records(mailbox.get(), after, page, &records, &err) != RBD_OK) Fail("list", err);
+        if (rbd_index_list_records(mailbox.get(), after, page, &records, &err) != RBD_OK) Fail("list", err);
         size_t count = records->count;
         if (count > 0) after = records->records[count - 1].uid;
         listed += count;

@@ -188,7 +188,7 @@ rbd_code rbd_set_special_use(struct rbd_user *user, const char *name,
 /* ------------------------------------------------------------------ */
 /* Mailbox index: `i.<mailbox-guid>`                                   */
 
-struct rbd_mailbox;
+struct rbd_index;
 
 /* System flags, bit-compatible with Dovecot's enum mail_flags. */
 #define RBD_FLAG_ANSWERED 0x01
@@ -197,7 +197,7 @@ struct rbd_mailbox;
 #define RBD_FLAG_SEEN 0x08
 #define RBD_FLAG_DRAFT 0x10
 
-struct rbd_mailbox_status {
+struct rbd_index_status {
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint64_t highest_modseq;
@@ -215,7 +215,7 @@ struct rbd_record {
 	uint32_t uid;
 	uint8_t guid[RBD_GUID_SIZE];
 	uint8_t flags;
-	/* Ids into the mailbox keyword table (rbd_mailbox_keywords). */
+	/* Ids into the mailbox keyword table (rbd_index_keywords). */
 	const uint32_t *keywords;
 	size_t keyword_count;
 	uint64_t modseq;
@@ -236,25 +236,24 @@ struct rbd_records {
 void rbd_records_free(struct rbd_records **records);
 
 /* Opens a mailbox index by GUID. RBD_ERR_NOT_FOUND if it does not exist. */
-rbd_code rbd_mailbox_open(struct rbd_user *user,
-                          const uint8_t guid[RBD_GUID_SIZE],
-                          struct rbd_mailbox **mailbox_r,
-                          struct rbd_error *err);
-void rbd_mailbox_close(struct rbd_mailbox **mailbox);
+rbd_code rbd_index_open(struct rbd_user *user,
+                        const uint8_t guid[RBD_GUID_SIZE],
+                        struct rbd_index **mailbox_r, struct rbd_error *err);
+void rbd_index_close(struct rbd_index **mailbox);
 
 /* Reads UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts and sizes in one read. */
-rbd_code rbd_mailbox_get_status(struct rbd_mailbox *mailbox,
-                                struct rbd_mailbox_status *status_r,
-                                struct rbd_error *err);
+rbd_code rbd_index_get_status(struct rbd_index *mailbox,
+                              struct rbd_index_status *status_r,
+                              struct rbd_error *err);
 
 /*
  * Returns the keyword table as of the last status or change read: name
  * of id `i` is names_r[i]. The array lives until the next call on the
  * mailbox handle.
  */
-rbd_code rbd_mailbox_keywords(struct rbd_mailbox *mailbox,
-                              const char *const **names_r, size_t *count_r,
-                              struct rbd_error *err);
+rbd_code rbd_index_keywords(struct rbd_index *mailbox,
+                            const char *const **names_r, size_t *count_r,
+                            struct rbd_error *err);
 
 /* A message to append. Exactly one of `body` or `stored` supplies the body. */
 struct rbd_new_message {
@@ -288,10 +287,9 @@ struct rbd_new_message {
  * atomically (uids_r[i] for messages[i]) and inserts their records with a
  * new MODSEQ. Retries on a lost race; notifies watchers after commit.
  */
-rbd_code rbd_mailbox_append(struct rbd_mailbox *mailbox,
-                            const struct rbd_new_message *messages,
-                            size_t count, uint32_t *uids_r,
-                            struct rbd_error *err);
+rbd_code rbd_index_append(struct rbd_index *mailbox,
+                          const struct rbd_new_message *messages, size_t count,
+                          uint32_t *uids_r, struct rbd_error *err);
 
 /*
  * Copies messages of `source` (by UID) into `dest` without re-uploading a
@@ -306,11 +304,10 @@ struct rbd_copy_override {
 	const char *const *keywords;
 	size_t keyword_count;
 };
-rbd_code rbd_mailbox_copy(struct rbd_mailbox *source,
-                          const uint32_t *source_uids, size_t count,
-                          struct rbd_mailbox *dest,
-                          const struct rbd_copy_override *overrides,
-                          uint32_t *dest_uids_r, struct rbd_error *err);
+rbd_code rbd_index_copy(struct rbd_index *source, const uint32_t *source_uids,
+                        size_t count, struct rbd_index *dest,
+                        const struct rbd_copy_override *overrides,
+                        uint32_t *dest_uids_r, struct rbd_error *err);
 
 /*
  * A flag change as add/remove sets (how Dovecot's transactions carry them;
@@ -335,12 +332,12 @@ struct rbd_flag_update {
  * UIDs that do not exist are ignored. modseq_r receives the new MODSEQ
  * (unchanged when nothing changed).
  */
-rbd_code rbd_mailbox_update_flags(struct rbd_mailbox *mailbox,
-                                  const uint32_t *uids, size_t count,
-                                  const struct rbd_flag_update *update,
-                                  uint32_t **conflicts_r,
-                                  size_t *conflict_count_r, uint64_t *modseq_r,
-                                  struct rbd_error *err);
+rbd_code rbd_index_update_flags(struct rbd_index *mailbox, const uint32_t *uids,
+                                size_t count,
+                                const struct rbd_flag_update *update,
+                                uint32_t **conflicts_r,
+                                size_t *conflict_count_r, uint64_t *modseq_r,
+                                struct rbd_error *err);
 void rbd_uids_free(uint32_t **uids);
 
 /*
@@ -348,21 +345,20 @@ void rbd_uids_free(uint32_t **uids);
  * records held on stored bodies (deleting bodies that reach zero).
  * *expunged_r counts the UIDs that existed.
  */
-rbd_code rbd_mailbox_expunge(struct rbd_mailbox *mailbox, const uint32_t *uids,
-                             size_t count, size_t *expunged_r,
-                             struct rbd_error *err);
+rbd_code rbd_index_expunge(struct rbd_index *mailbox, const uint32_t *uids,
+                           size_t count, size_t *expunged_r,
+                           struct rbd_error *err);
 
 /* Reads up to `max` records with UID > after_uid, in UID order. */
-rbd_code rbd_mailbox_list_records(struct rbd_mailbox *mailbox,
-                                  uint32_t after_uid, size_t max,
-                                  struct rbd_records **records_r,
-                                  struct rbd_error *err);
+rbd_code rbd_index_list_records(struct rbd_index *mailbox, uint32_t after_uid,
+                                size_t max, struct rbd_records **records_r,
+                                struct rbd_error *err);
 
 /* Reads the records of the given UIDs (missing UIDs are left out). */
-rbd_code rbd_mailbox_lookup_records(struct rbd_mailbox *mailbox,
-                                    const uint32_t *uids, size_t count,
-                                    struct rbd_records **records_r,
-                                    struct rbd_error *err);
+rbd_code rbd_index_lookup_records(struct rbd_index *mailbox,
+                                  const uint32_t *uids, size_t count,
+                                  struct rbd_records **records_r,
+                                  struct rbd_error *err);
 
 struct rbd_changes {
 	/* Current records of messages changed or added after the MODSEQ. */
@@ -371,24 +367,24 @@ struct rbd_changes {
 	uint32_t *expunged;
 	size_t expunged_count;
 	/* The mailbox state the changes lead to. */
-	struct rbd_mailbox_status status;
+	struct rbd_index_status status;
 };
 /*
  * Reads what changed after `since_modseq` from the change log. Returns
  * RBD_ERR_RESYNC when the log was trimmed past since_modseq: the caller
  * must then list all records.
  */
-rbd_code rbd_mailbox_changes(struct rbd_mailbox *mailbox, uint64_t since_modseq,
-                             struct rbd_changes **changes_r,
-                             struct rbd_error *err);
+rbd_code rbd_index_changes(struct rbd_index *mailbox, uint64_t since_modseq,
+                           struct rbd_changes **changes_r,
+                           struct rbd_error *err);
 void rbd_changes_free(struct rbd_changes **changes);
 
 /*
  * Removes change-log entries at or below `up_to_modseq`, under the
  * mailbox's "trim" lease. Readers behind that point get RBD_ERR_RESYNC.
  */
-rbd_code rbd_mailbox_trim_log(struct rbd_mailbox *mailbox,
-                              uint64_t up_to_modseq, struct rbd_error *err);
+rbd_code rbd_index_trim_log(struct rbd_index *mailbox, uint64_t up_to_modseq,
+                            struct rbd_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Message bodies                                                      */
@@ -406,20 +402,20 @@ void rbd_buffer_free(struct rbd_buffer **buffer);
  * whole body is checked against the stored XXH3 checksum
  * (RBD_ERR_CORRUPT on mismatch).
  */
-rbd_code rbd_mailbox_read_body(struct rbd_mailbox *mailbox,
-                               const struct rbd_record *record, uint64_t offset,
-                               uint64_t length, struct rbd_buffer **body_r,
-                               struct rbd_error *err);
+rbd_code rbd_index_read_body(struct rbd_index *mailbox,
+                             const struct rbd_record *record, uint64_t offset,
+                             uint64_t length, struct rbd_buffer **body_r,
+                             struct rbd_error *err);
 
 /*
  * Reads the whole bodies of `count` records with all reads in flight at
  * once (read-ahead for a FETCH of many bodies). bodies_r[i] is NULL when
  * that body failed; the first failure is returned.
  */
-rbd_code rbd_mailbox_read_bodies(struct rbd_mailbox *mailbox,
-                                 const struct rbd_record *records, size_t count,
-                                 struct rbd_buffer **bodies_r,
-                                 struct rbd_error *err);
+rbd_code rbd_index_read_bodies(struct rbd_index *mailbox,
+                               const struct rbd_record *records, size_t count,
+                               struct rbd_buffer **bodies_r,
+                               struct rbd_error *err);
 
 /* Storage-side metadata kept with every stored body (disaster recovery). */
 struct rbd_body_info {
@@ -483,7 +479,7 @@ struct rbd_watch;
  * Watches a mailbox index. Every committed change by any process makes
  * rbd_watch_fd() readable; librados threads only write to that fd.
  */
-rbd_code rbd_watch_open(struct rbd_mailbox *mailbox, struct rbd_watch **watch_r,
+rbd_code rbd_watch_open(struct rbd_index *mailbox, struct rbd_watch **watch_r,
                         struct rbd_error *err);
 /* A file descriptor that becomes readable when something happened. */
 int rbd_watch_fd(const struct rbd_watch *watch);

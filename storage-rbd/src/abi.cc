@@ -37,7 +37,7 @@ struct rbd_user {
   std::unique_ptr<rbd::Account> account;
 };
 
-struct rbd_mailbox {
+struct rbd_index {
   rbd::Account* account;
   std::unique_ptr<rbd::MailboxIndex> index;
   std::vector<const char*> keyword_names;
@@ -141,7 +141,7 @@ rbd::MessageRecord ToRecord(const rbd_record& c) {
   return r;
 }
 
-void ToStatus(const rbd::MailboxState& s, struct rbd_mailbox_status* out) {
+void ToStatus(const rbd::MailboxState& s, struct rbd_index_status* out) {
   out->uidvalidity = s.uidvalidity;
   out->uidnext = s.uidnext;
   out->highest_modseq = s.highest_modseq;
@@ -315,23 +315,23 @@ void rbd_records_free(rbd_records** records) {
   *records = nullptr;
 }
 
-rbd_code rbd_mailbox_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_mailbox** mailbox_r,
-                          rbd_error* err) {
+rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_index** mailbox_r,
+                        rbd_error* err) {
   return Guarded(err, [&] {
     auto index = std::make_unique<rbd::MailboxIndex>(user->account.get(), rbd::Guid::FromBytes(guid));
     rbd::MailboxState state;
     rbd::Status s = index->ReadState(&state);
-    if (s.ok()) *mailbox_r = new rbd_mailbox{user->account.get(), std::move(index), {}};
+    if (s.ok()) *mailbox_r = new rbd_index{user->account.get(), std::move(index), {}};
     return s;
   });
 }
 
-void rbd_mailbox_close(rbd_mailbox** mailbox) {
+void rbd_index_close(rbd_index** mailbox) {
   delete *mailbox;
   *mailbox = nullptr;
 }
 
-rbd_code rbd_mailbox_get_status(rbd_mailbox* mailbox, struct rbd_mailbox_status* status_r, rbd_error* err) {
+rbd_code rbd_index_get_status(rbd_index* mailbox, struct rbd_index_status* status_r, rbd_error* err) {
   return Guarded(err, [&] {
     rbd::MailboxState state;
     rbd::Status s = mailbox->index->ReadState(&state);
@@ -340,8 +340,8 @@ rbd_code rbd_mailbox_get_status(rbd_mailbox* mailbox, struct rbd_mailbox_status*
   });
 }
 
-rbd_code rbd_mailbox_keywords(rbd_mailbox* mailbox, const char* const** names_r, size_t* count_r,
-                              rbd_error* err) {
+rbd_code rbd_index_keywords(rbd_index* mailbox, const char* const** names_r, size_t* count_r,
+                            rbd_error* err) {
   return Guarded(err, [&] {
     const auto& keywords = mailbox->index->last_state().keywords;
     mailbox->keyword_names.clear();
@@ -352,8 +352,8 @@ rbd_code rbd_mailbox_keywords(rbd_mailbox* mailbox, const char* const** names_r,
   });
 }
 
-rbd_code rbd_mailbox_append(rbd_mailbox* mailbox, const rbd_new_message* messages, size_t count,
-                            uint32_t* uids_r, rbd_error* err) {
+rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
+                          rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<rbd::NewMessage> batch(count);
     for (size_t i = 0; i < count; i++) {
@@ -377,8 +377,8 @@ rbd_code rbd_mailbox_append(rbd_mailbox* mailbox, const rbd_new_message* message
   });
 }
 
-rbd_code rbd_mailbox_copy(rbd_mailbox* source, const uint32_t* source_uids, size_t count, rbd_mailbox* dest,
-                          const rbd_copy_override* overrides, uint32_t* dest_uids_r, rbd_error* err) {
+rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t count, rbd_index* dest,
+                        const rbd_copy_override* overrides, uint32_t* dest_uids_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<uint32_t> uids(source_uids, source_uids + count);
     std::vector<std::optional<rbd::FlagOverride>> over(count);
@@ -394,9 +394,9 @@ rbd_code rbd_mailbox_copy(rbd_mailbox* source, const uint32_t* source_uids, size
   });
 }
 
-rbd_code rbd_mailbox_update_flags(rbd_mailbox* mailbox, const uint32_t* uids, size_t count,
-                                  const rbd_flag_update* update, uint32_t** conflicts_r,
-                                  size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
+rbd_code rbd_index_update_flags(rbd_index* mailbox, const uint32_t* uids, size_t count,
+                                const rbd_flag_update* update, uint32_t** conflicts_r,
+                                size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
   return Guarded(err, [&] {
     rbd::FlagUpdate u;
     u.add_flags = update->add_flags;
@@ -423,14 +423,14 @@ void rbd_uids_free(uint32_t** uids) {
   *uids = nullptr;
 }
 
-rbd_code rbd_mailbox_expunge(rbd_mailbox* mailbox, const uint32_t* uids, size_t count, size_t* expunged_r,
-                             rbd_error* err) {
+rbd_code rbd_index_expunge(rbd_index* mailbox, const uint32_t* uids, size_t count, size_t* expunged_r,
+                           rbd_error* err) {
   return Guarded(
       err, [&] { return mailbox->index->Expunge(std::vector<uint32_t>(uids, uids + count), expunged_r); });
 }
 
-rbd_code rbd_mailbox_list_records(rbd_mailbox* mailbox, uint32_t after_uid, size_t max,
-                                  rbd_records** records_r, rbd_error* err) {
+rbd_code rbd_index_list_records(rbd_index* mailbox, uint32_t after_uid, size_t max, rbd_records** records_r,
+                                rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<rbd::MessageRecord> records;
     rbd::Status s = mailbox->index->ListRecords(after_uid, max, &records);
@@ -439,8 +439,8 @@ rbd_code rbd_mailbox_list_records(rbd_mailbox* mailbox, uint32_t after_uid, size
   });
 }
 
-rbd_code rbd_mailbox_lookup_records(rbd_mailbox* mailbox, const uint32_t* uids, size_t count,
-                                    rbd_records** records_r, rbd_error* err) {
+rbd_code rbd_index_lookup_records(rbd_index* mailbox, const uint32_t* uids, size_t count,
+                                  rbd_records** records_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<rbd::MessageRecord> records;
     rbd::Status s = mailbox->index->LookupRecords(std::vector<uint32_t>(uids, uids + count), &records);
@@ -449,8 +449,8 @@ rbd_code rbd_mailbox_lookup_records(rbd_mailbox* mailbox, const uint32_t* uids, 
   });
 }
 
-rbd_code rbd_mailbox_changes(rbd_mailbox* mailbox, uint64_t since_modseq, rbd_changes** changes_r,
-                             rbd_error* err) {
+rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_changes** changes_r,
+                           rbd_error* err) {
   return Guarded(err, [&] {
     rbd::ChangeSet set;
     rbd::Status s = mailbox->index->Changes(since_modseq, &set);
@@ -473,7 +473,7 @@ void rbd_changes_free(rbd_changes** changes) {
   *changes = nullptr;
 }
 
-rbd_code rbd_mailbox_trim_log(rbd_mailbox* mailbox, uint64_t up_to_modseq, rbd_error* err) {
+rbd_code rbd_index_trim_log(rbd_index* mailbox, uint64_t up_to_modseq, rbd_error* err) {
   return Guarded(err, [&] { return mailbox->index->TrimLog(up_to_modseq); });
 }
 
@@ -482,8 +482,8 @@ void rbd_buffer_free(rbd_buffer** buffer) {
   *buffer = nullptr;
 }
 
-rbd_code rbd_mailbox_read_body(rbd_mailbox* mailbox, const rbd_record* record, uint64_t offset,
-                               uint64_t length, rbd_buffer** body_r, rbd_error* err) {
+rbd_code rbd_index_read_body(rbd_index* mailbox, const rbd_record* record, uint64_t offset, uint64_t length,
+                             rbd_buffer** body_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::string bytes;
     rbd::Status s = mailbox->index->ReadBody(ToRecord(*record), offset, length, &bytes);
@@ -492,8 +492,8 @@ rbd_code rbd_mailbox_read_body(rbd_mailbox* mailbox, const rbd_record* record, u
   });
 }
 
-rbd_code rbd_mailbox_read_bodies(rbd_mailbox* mailbox, const rbd_record* records, size_t count,
-                                 rbd_buffer** bodies_r, rbd_error* err) {
+rbd_code rbd_index_read_bodies(rbd_index* mailbox, const rbd_record* records, size_t count,
+                               rbd_buffer** bodies_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<rbd::MessageRecord> recs;
     for (size_t i = 0; i < count; i++) recs.push_back(ToRecord(records[i]));
@@ -568,7 +568,7 @@ rbd_code rbd_body_unref(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_e
                  [&] { return rbd::MessageStore(user->account.get()).Unref(rbd::Guid::FromBytes(guid)); });
 }
 
-rbd_code rbd_watch_open(rbd_mailbox* mailbox, rbd_watch** watch_r, rbd_error* err) {
+rbd_code rbd_watch_open(rbd_index* mailbox, rbd_watch** watch_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::unique_ptr<rbd::MailboxWatch> w;
     rbd::Status s = rbd::MailboxWatch::Open(mailbox->account, mailbox->index->guid(), &w);

@@ -24,7 +24,7 @@ using std::chrono::steady_clock;
 
 class MailboxIndexTest : public UserFixture {
  protected:
-  uint32_t AppendOne(rbd_mailbox* mailbox, const std::string& body, uint8_t flags = 0,
+  uint32_t AppendOne(rbd_index* mailbox, const std::string& body, uint8_t flags = 0,
                      uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
     rbd_new_message msg{};
     RandomGuid(msg.guid);
@@ -36,16 +36,16 @@ class MailboxIndexTest : public UserFixture {
     msg.physical_size = body.size();
     msg.virtual_size = body.size() + 10;
     uint32_t uid = 0;
-    EXPECT_EQ(rbd_mailbox_append(mailbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+    EXPECT_EQ(rbd_index_append(mailbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
     return uid;
   }
 
-  std::string ReadBody(rbd_mailbox* mailbox, uint32_t uid, uint64_t offset = 0, uint64_t length = 0) {
+  std::string ReadBody(rbd_index* mailbox, uint32_t uid, uint64_t offset = 0, uint64_t length = 0) {
     rbd_records* recs = nullptr;
-    EXPECT_EQ(rbd_mailbox_lookup_records(mailbox, &uid, 1, &recs, &err_), RBD_OK);
+    EXPECT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &recs, &err_), RBD_OK);
     if (recs == nullptr || recs->count != 1) return "<missing>";
     rbd_buffer* buf = nullptr;
-    rbd_code r = rbd_mailbox_read_body(mailbox, &recs->records[0], offset, length, &buf, &err_);
+    rbd_code r = rbd_index_read_body(mailbox, &recs->records[0], offset, length, &buf, &err_);
     rbd_records_free(&recs);
     if (r != RBD_OK) return std::string("<") + rbd_code_name(r) + ">";
     std::string out(static_cast<char*>(buf->data), buf->size);
@@ -104,9 +104,9 @@ TEST_F(MailboxIndexTest, ConcurrentAppendsGetUniqueIncreasingUids) {
               kWorkers * kEach / secs);
   ASSERT_EQ(uid_to_guid.size(), size_t{kWorkers * kEach});
 
-  rbd_mailbox* mailbox = OpenMailbox(mbox);
-  rbd_mailbox_status st{};
-  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  rbd_index* mailbox = OpenMailbox(mbox);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.messages, uint32_t{kWorkers * kEach});
   EXPECT_EQ(st.uidnext, uint32_t{kWorkers * kEach + 1});
   // One MODSEQ per committed append, starting from 1 at creation.
@@ -128,12 +128,12 @@ TEST_F(MailboxIndexTest, ConcurrentAppendsGetUniqueIncreasingUids) {
   EXPECT_EQ(guids.size(), records.size()) << "every message present exactly once";
   EXPECT_EQ(st.physical_size, total_size);
   rbd_records_free(&holder);
-  rbd_mailbox_close(&mailbox);
+  rbd_index_close(&mailbox);
 }
 
 TEST_F(MailboxIndexTest, RacingFlagUpdatesLoseNothing) {
   const std::string mbox = CreateMailbox("INBOX");
-  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_index* mailbox = OpenMailbox(mbox);
   constexpr uint32_t kMessages = 60;
   for (uint32_t i = 0; i < kMessages; i++) AppendOne(mailbox, "m" + std::to_string(i));
   Worker seen(ns_, {"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), std::to_string(kMessages)});
@@ -146,12 +146,12 @@ TEST_F(MailboxIndexTest, RacingFlagUpdatesLoseNothing) {
   for (const rbd_record& r : Records(mailbox, &holder))
     EXPECT_EQ(r.flags, RBD_FLAG_SEEN | RBD_FLAG_FLAGGED) << "UID " << r.uid;
   rbd_records_free(&holder);
-  rbd_mailbox_close(&mailbox);
+  rbd_index_close(&mailbox);
 }
 
 TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   const std::string mbox = CreateMailbox("INBOX");
-  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_index* mailbox = OpenMailbox(mbox);
   AppendOne(mailbox, "contended");
   constexpr int kEach = 150;
   Worker a(ns_, {"keyword-race", mbox, "1", std::to_string(kEach), "a"});
@@ -173,12 +173,12 @@ TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   // none lost, none of the conflicting ones written.
   uint32_t uid = 1;
   rbd_records* holder = nullptr;
-  ASSERT_EQ(rbd_mailbox_lookup_records(mailbox, &uid, 1, &holder, &err_), RBD_OK);
-  rbd_mailbox_status st{};
-  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &holder, &err_), RBD_OK);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   const char* const* names = nullptr;
   size_t nnames = 0;
-  ASSERT_EQ(rbd_mailbox_keywords(mailbox, &names, &nnames, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_keywords(mailbox, &names, &nnames, &err_), RBD_OK);
   std::set<std::string> present;
   for (size_t k = 0; k < holder->records[0].keyword_count; k++)
     present.insert(names[holder->records[0].keywords[k]]);
@@ -186,7 +186,7 @@ TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   EXPECT_EQ(applied.size() + conflicts, size_t{2 * kEach});
   std::printf("[ info ] %zu applied, %d UNCHANGEDSINCE conflicts\n", applied.size(), conflicts);
   rbd_records_free(&holder);
-  rbd_mailbox_close(&mailbox);
+  rbd_index_close(&mailbox);
 }
 
 TEST_F(MailboxIndexTest, SubtreeRenameRacingCreateKeepsRootConsistent) {
@@ -216,9 +216,9 @@ TEST_F(MailboxIndexTest, SubtreeRenameRacingCreateKeepsRootConsistent) {
     std::string name = list->entries[i].name;
     EXPECT_TRUE(guids.insert(Hex(list->entries[i].guid)).second) << "GUID listed twice: " << name;
     if (name == "Work" || name == "Moved") roots++;
-    rbd_mailbox* m = OpenMailbox(Hex(list->entries[i].guid));
+    rbd_index* m = OpenMailbox(Hex(list->entries[i].guid));
     EXPECT_NE(m, nullptr) << name << " has no index";
-    if (m != nullptr) rbd_mailbox_close(&m);
+    if (m != nullptr) rbd_index_close(&m);
     for (const std::string parent : {"Work/", "Moved/"}) {
       if (name.rfind(parent, 0) == 0) {
         std::string child = name.substr(parent.size());
@@ -275,7 +275,7 @@ TEST_F(MailboxIndexTest, LeaseIsTakenOverOnlyAfterTheHolderExpires) {
 
 TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   const std::string mbox = CreateMailbox("INBOX");
-  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_index* mailbox = OpenMailbox(mbox);
   rbd_watch* watch = nullptr;
   ASSERT_EQ(rbd_watch_open(mailbox, &watch, &err_), RBD_OK) << err_.message;
   constexpr int kAppends = 20;
@@ -299,15 +299,15 @@ TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
   EXPECT_EQ(poll(&p, 1, 0), 0);
   rbd_watch_close(&watch);
-  rbd_mailbox_close(&mailbox);
+  rbd_index_close(&mailbox);
 }
 
 TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   const std::string mbox = CreateMailbox("INBOX");
-  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_index* mailbox = OpenMailbox(mbox);
   for (int i = 0; i < 5; i++) AppendOne(mailbox, "msg " + std::to_string(i));
-  rbd_mailbox_status st{};
-  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   const uint64_t seen = st.highest_modseq;
 
   uint32_t two = 2, four_five[] = {4, 5};
@@ -316,17 +316,17 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   uint32_t* conflicts = nullptr;
   size_t nconflicts = 0;
   uint64_t modseq = 0;
-  ASSERT_EQ(rbd_mailbox_update_flags(mailbox, &two, 1, &update, &conflicts, &nconflicts, &modseq, &err_),
+  ASSERT_EQ(rbd_index_update_flags(mailbox, &two, 1, &update, &conflicts, &nconflicts, &modseq, &err_),
             RBD_OK);
   EXPECT_EQ(modseq, seen + 1);
   size_t expunged = 0;
-  ASSERT_EQ(rbd_mailbox_expunge(mailbox, four_five, 2, &expunged, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(mailbox, four_five, 2, &expunged, &err_), RBD_OK);
   EXPECT_EQ(expunged, 2u);
   uint32_t six = AppendOne(mailbox, "msg 6");
   EXPECT_EQ(six, 6u);
 
   rbd_changes* changes = nullptr;
-  ASSERT_EQ(rbd_mailbox_changes(mailbox, seen, &changes, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_index_changes(mailbox, seen, &changes, &err_), RBD_OK) << err_.message;
   std::vector<uint32_t> changed;
   for (size_t i = 0; i < changes->changed->count; i++) changed.push_back(changes->changed->records[i].uid);
   EXPECT_EQ(changed, (std::vector<uint32_t>{2, 6}));
@@ -338,20 +338,20 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   rbd_changes_free(&changes);
 
   // Nothing since the newest MODSEQ.
-  ASSERT_EQ(rbd_mailbox_changes(mailbox, seen + 3, &changes, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_changes(mailbox, seen + 3, &changes, &err_), RBD_OK);
   EXPECT_EQ(changes->changed->count, 0u);
   EXPECT_EQ(changes->expunged_count, 0u);
   rbd_changes_free(&changes);
 
   // After a trim, a reader behind the trim point must resync.
-  ASSERT_EQ(rbd_mailbox_trim_log(mailbox, seen + 1, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(rbd_mailbox_changes(mailbox, seen, &changes, &err_), RBD_ERR_RESYNC);
-  ASSERT_EQ(rbd_mailbox_changes(mailbox, seen + 1, &changes, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_trim_log(mailbox, seen + 1, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(rbd_index_changes(mailbox, seen, &changes, &err_), RBD_ERR_RESYNC);
+  ASSERT_EQ(rbd_index_changes(mailbox, seen + 1, &changes, &err_), RBD_OK);
   EXPECT_EQ(changes->expunged_count, 2u);
   rbd_changes_free(&changes);
-  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.highest_modseq, seen + 3) << "trimming is not a change clients see";
-  rbd_mailbox_close(&mailbox);
+  rbd_index_close(&mailbox);
 }
 
 TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
@@ -362,8 +362,8 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
   ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
   ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
 
-  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
-  rbd_mailbox* archive = OpenMailbox(CreateMailbox("Archive"));
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* archive = OpenMailbox(CreateMailbox("Archive"));
   const std::string big = Big(5000, 1), small = "Subject: small\r\n\r\nhi\r\n";
   uint8_t big_guid[RBD_GUID_SIZE];
   uint32_t big_uid = AppendOne(inbox, big, RBD_FLAG_FLAGGED, big_guid);
@@ -377,7 +377,7 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
 
   uint32_t src[] = {big_uid, small_uid, 99};
   uint32_t dest[3];
-  ASSERT_EQ(rbd_mailbox_copy(inbox, src, 3, archive, nullptr, dest, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_index_copy(inbox, src, 3, archive, nullptr, dest, &err_), RBD_OK) << err_.message;
   EXPECT_EQ(dest[0], 1u);
   EXPECT_EQ(dest[1], 2u);
   EXPECT_EQ(dest[2], 0u) << "a UID that does not exist is not copied";
@@ -391,20 +391,20 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
   EXPECT_EQ(ReadBody(archive, 2), small);
   rbd_records* recs = nullptr;
   uint32_t one = 1;
-  ASSERT_EQ(rbd_mailbox_lookup_records(archive, &one, 1, &recs, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_lookup_records(archive, &one, 1, &recs, &err_), RBD_OK);
   EXPECT_EQ(recs->records[0].flags, RBD_FLAG_FLAGGED) << "COPY keeps flags";
   rbd_records_free(&recs);
 
   size_t n = 0;
-  ASSERT_EQ(rbd_mailbox_expunge(inbox, &big_uid, 1, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(inbox, &big_uid, 1, &n, &err_), RBD_OK);
   ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK);
   EXPECT_EQ(info.references, 1u);
   EXPECT_EQ(ReadBody(archive, 1), big);
-  ASSERT_EQ(rbd_mailbox_expunge(archive, &one, 1, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(archive, &one, 1, &n, &err_), RBD_OK);
   EXPECT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_ERR_NOT_FOUND)
       << "last reference removes the body";
-  rbd_mailbox_close(&inbox);
-  rbd_mailbox_close(&archive);
+  rbd_index_close(&inbox);
+  rbd_index_close(&archive);
 }
 
 TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
@@ -414,7 +414,7 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
   config_ = NewConfig({{"rbd_stripe_size", "64k"}});
   ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
   ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
-  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   const std::string body = Big(300 * 1024 + 17, 3);
   uint8_t guid[RBD_GUID_SIZE];
   uint32_t uid = AppendOne(inbox, body, 0, guid);
@@ -446,11 +446,11 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
   msg.stored = 1;
   msg.physical_size = body.size();
   uint32_t uid2 = 0;
-  ASSERT_EQ(rbd_mailbox_append(inbox, &msg, 1, &uid2, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_index_append(inbox, &msg, 1, &uid2, &err_), RBD_OK) << err_.message;
   EXPECT_EQ(ReadBody(inbox, uid2), body);
   ASSERT_EQ(rbd_body_stat(user_, streamed, &info, &err_), RBD_OK);
   EXPECT_EQ(info.references, 2u) << "writer's reference plus the append's";
-  rbd_mailbox_close(&inbox);
+  rbd_index_close(&inbox);
 }
 
 TEST_F(MailboxIndexTest, CorruptedBodiesAreDetected) {
@@ -460,7 +460,7 @@ TEST_F(MailboxIndexTest, CorruptedBodiesAreDetected) {
   config_ = NewConfig({{"rbd_inline_max", "0"}});
   ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
   ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
-  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   uint8_t guid[RBD_GUID_SIZE];
   uint32_t uid = AppendOne(inbox, "Subject: x\r\n\r\nintact\r\n", 0, guid);
   librados::IoCtx mail = AdminIo(Env("RBD_TEST_POOL"));
@@ -468,7 +468,7 @@ TEST_F(MailboxIndexTest, CorruptedBodiesAreDetected) {
   flipped.append("I");
   ASSERT_EQ(mail.write("m." + Hex(guid), flipped, 1, 14), 0);
   EXPECT_EQ(ReadBody(inbox, uid), "<corrupt>");
-  rbd_mailbox_close(&inbox);
+  rbd_index_close(&inbox);
 }
 
 TEST_F(MailboxIndexTest, MailboxListOperations) {
@@ -512,7 +512,7 @@ TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
   config_ = NewConfig({{"rbd_inline_max", "0"}});
   ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
   ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
-  rbd_mailbox* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   uint8_t published[RBD_GUID_SIZE];
   AppendOne(inbox, "Subject: kept\r\n\r\nkept\r\n", 0, published);
   // A crash between the body write and the index op: a body no record names.
@@ -544,7 +544,7 @@ TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
   ASSERT_EQ(rbd_lease_acquire(user_, "gc", 10000, &lease, &err_), RBD_OK);
   EXPECT_EQ(rbd_user_gc(user_, 0, &stats, &err_), RBD_ERR_BUSY);
   rbd_lease_release(&lease);
-  rbd_mailbox_close(&inbox);
+  rbd_index_close(&inbox);
 }
 
 // A port nothing listens on: bound, never listened to, then closed.
@@ -631,19 +631,19 @@ TEST(Cluster, HandlesSharingAConnectionKeepTheirOwnSettings) {
   ASSERT_EQ(rbd_create_mailbox(ua, "INBOX", guid, 0, "", &err), RBD_OK);
   const std::string body = "Subject: s\r\n\r\nsmall\r\n";
   for (rbd_user* u : {ua, ub}) {
-    rbd_mailbox* m = nullptr;
-    ASSERT_EQ(rbd_mailbox_open(u, guid, &m, &err), RBD_OK);
+    rbd_index* m = nullptr;
+    ASSERT_EQ(rbd_index_open(u, guid, &m, &err), RBD_OK);
     rbd_new_message msg{};
     RandomGuid(msg.guid);
     msg.body = body.data();
     msg.body_size = body.size();
     uint32_t uid = 0;
-    ASSERT_EQ(rbd_mailbox_append(m, &msg, 1, &uid, &err), RBD_OK) << err.message;
+    ASSERT_EQ(rbd_index_append(m, &msg, 1, &uid, &err), RBD_OK) << err.message;
     rbd_records* recs = nullptr;
-    ASSERT_EQ(rbd_mailbox_lookup_records(m, &uid, 1, &recs, &err), RBD_OK);
+    ASSERT_EQ(rbd_index_lookup_records(m, &uid, 1, &recs, &err), RBD_OK);
     EXPECT_EQ(recs->records[0].inline_body, u == ua ? 1 : 0) << "rbd_inline_max of the handle's own config";
     rbd_records_free(&recs);
-    rbd_mailbox_close(&m);
+    rbd_index_close(&m);
   }
   rbd_user_close(&ua);
   rbd_user_close(&ub);

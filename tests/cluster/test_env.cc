@@ -95,16 +95,16 @@ std::string UserFixture::CreateMailbox(const std::string& name) {
   return Hex(guid);
 }
 
-rbd_mailbox* UserFixture::OpenMailbox(const std::string& guid_hex) {
+rbd_index* UserFixture::OpenMailbox(const std::string& guid_hex) {
   uint8_t guid[RBD_GUID_SIZE];
   ParseHex(guid_hex, guid);
-  rbd_mailbox* mailbox = nullptr;
-  EXPECT_EQ(rbd_mailbox_open(user_, guid, &mailbox, &err_), RBD_OK) << err_.message;
+  rbd_index* mailbox = nullptr;
+  EXPECT_EQ(rbd_index_open(user_, guid, &mailbox, &err_), RBD_OK) << err_.message;
   return mailbox;
 }
 
-std::vector<rbd_record> UserFixture::Records(rbd_mailbox* mailbox, rbd_records** holder) {
-  EXPECT_EQ(rbd_mailbox_list_records(mailbox, 0, 1000000, holder, &err_), RBD_OK) << err_.message;
+std::vector<rbd_record> UserFixture::Records(rbd_index* mailbox, rbd_records** holder) {
+  EXPECT_EQ(rbd_index_list_records(mailbox, 0, 1000000, holder, &err_), RBD_OK) << err_.message;
   return std::vector<rbd_record>((*holder)->records, (*holder)->records + (*holder)->count);
 }
 

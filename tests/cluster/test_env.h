@@ -42,8 +42,8 @@ class UserFixture : public ::testing::Test {
   void TearDown() override;
   // Creates a mailbox and returns its GUID in hex.
   std::string CreateMailbox(const std::string& name);
-  rbd_mailbox* OpenMailbox(const std::string& guid_hex);
-  std::vector<rbd_record> Records(rbd_mailbox* mailbox, rbd_records** holder);
+  rbd_index* OpenMailbox(const std::string& guid_hex);
+  std::vector<rbd_record> Records(rbd_index* mailbox, rbd_records** holder);
 
   std::string ns_;
   rbd_config* config_ = nullptr;

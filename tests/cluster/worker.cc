@@ -32,11 +32,11 @@ rbd_error err{};
   std::exit(2);
 }
 
-rbd_mailbox* Open(const char* hex) {
+rbd_index* Open(const char* hex) {
   uint8_t guid[RBD_GUID_SIZE];
   rbdtest::ParseHex(hex, guid);
-  rbd_mailbox* mailbox = nullptr;
-  if (rbd_mailbox_open(user, guid, &mailbox, &err) != RBD_OK) Die("open mailbox");
+  rbd_index* mailbox = nullptr;
+  if (rbd_index_open(user, guid, &mailbox, &err) != RBD_OK) Die("open mailbox");
   return mailbox;
 }
 
@@ -45,8 +45,7 @@ void Print(const std::string& line) {
   std::fflush(stdout);
 }
 
-int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_size, int gap_ms,
-           bool timed) {
+int Append(rbd_index* mailbox, int count, const std::string& tag, size_t body_size, int gap_ms, bool timed) {
   for (int i = 0; i < count; i++) {
     std::string body =
         "From: worker-" + tag + "@example.com\r\nSubject: " + tag + "-" + std::to_string(i) + "\r\n\r\n";
@@ -60,21 +59,21 @@ int Append(rbd_mailbox* mailbox, int count, const std::string& tag, size_t body_
     msg.physical_size = msg.virtual_size = body.size();
     uint32_t uid = 0;
     if (timed) Print("t " + std::to_string(rbdtest::NowNs()));
-    if (rbd_mailbox_append(mailbox, &msg, 1, &uid, &err) != RBD_OK) Die("append");
+    if (rbd_index_append(mailbox, &msg, 1, &uid, &err) != RBD_OK) Die("append");
     if (!timed) Print(std::to_string(uid) + " " + Hex(msg.guid));
     if (gap_ms > 0) usleep(gap_ms * 1000);
   }
   return 0;
 }
 
-int AddFlag(rbd_mailbox* mailbox, uint8_t flag, uint32_t last_uid) {
+int AddFlag(rbd_index* mailbox, uint8_t flag, uint32_t last_uid) {
   for (uint32_t uid = 1; uid <= last_uid; uid++) {
     rbd_flag_update update{};
     update.add_flags = flag;
     uint32_t* conflicts = nullptr;
     size_t nconflicts = 0;
     uint64_t modseq = 0;
-    if (rbd_mailbox_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err) != RBD_OK)
+    if (rbd_index_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err) != RBD_OK)
       Die("update flags");
     rbd_uids_free(&conflicts);
   }
@@ -82,10 +81,10 @@ int AddFlag(rbd_mailbox* mailbox, uint8_t flag, uint32_t last_uid) {
   return 0;
 }
 
-int KeywordRace(rbd_mailbox* mailbox, uint32_t uid, int count, const std::string& name) {
+int KeywordRace(rbd_index* mailbox, uint32_t uid, int count, const std::string& name) {
   for (int i = 0; i < count; i++) {
     rbd_records* records = nullptr;
-    if (rbd_mailbox_lookup_records(mailbox, &uid, 1, &records, &err) != RBD_OK || records->count != 1)
+    if (rbd_index_lookup_records(mailbox, &uid, 1, &records, &err) != RBD_OK || records->count != 1)
       Die("lookup");
     uint64_t seen = records->records[0].modseq;
     rbd_records_free(&records);
@@ -98,7 +97,7 @@ int KeywordRace(rbd_mailbox* mailbox, uint32_t uid, int count, const std::string
     uint32_t* conflicts = nullptr;
     size_t nconflicts = 0;
     uint64_t modseq = 0;
-    if (rbd_mailbox_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err) != RBD_OK)
+    if (rbd_index_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err) != RBD_OK)
       Die("update flags");
     Print((nconflicts == 0 ? "ok " : "conflict ") + std::to_string(i));
     rbd_uids_free(&conflicts);

@@ -22,7 +22,7 @@ int ClusterScript(const std::string& args) {
 class OsdFaultTest : public UserFixture {
  protected:
   // Reads every record and body: all must be there and intact.
-  void ExpectAll(rbd_mailbox* mailbox, const std::map<uint32_t, std::string>& acked, const char* when) {
+  void ExpectAll(rbd_index* mailbox, const std::map<uint32_t, std::string>& acked, const char* when) {
     rbd_records* holder = nullptr;
     std::vector<rbd_record> records = Records(mailbox, &holder);
     std::map<uint32_t, const rbd_record*> by_uid;
@@ -38,7 +38,7 @@ class OsdFaultTest : public UserFixture {
       wanted.push_back(*it->second);
     }
     std::vector<rbd_buffer*> bodies(wanted.size());
-    EXPECT_EQ(rbd_mailbox_read_bodies(mailbox, wanted.data(), wanted.size(), bodies.data(), &err_), RBD_OK)
+    EXPECT_EQ(rbd_index_read_bodies(mailbox, wanted.data(), wanted.size(), bodies.data(), &err_), RBD_OK)
         << when << ": " << err_.message;
     for (size_t i = 0; i < wanted.size(); i++) {
       ASSERT_NE(bodies[i], nullptr) << when << ": body of UID " << wanted[i].uid;
@@ -53,7 +53,7 @@ class OsdFaultTest : public UserFixture {
 TEST_F(OsdFaultTest, KilledOsdLosesNoAcknowledgedAppend) {
   const std::string dir = Env("RBD_TEST_CEPH_DIR");
   const std::string mbox = CreateMailbox("INBOX");
-  rbd_mailbox* mailbox = OpenMailbox(mbox);
+  rbd_index* mailbox = OpenMailbox(mbox);
   constexpr int kAppends = 400;
   // 6 KiB bodies, so half the stream is inline and half goes to m.<guid>.
   Worker writer(ns_, {"append", mbox, std::to_string(kAppends), "f", "6000", "10"});
@@ -87,11 +87,11 @@ TEST_F(OsdFaultTest, KilledOsdLosesNoAcknowledgedAppend) {
   std::printf("[ info ] active+clean %.1f s after the stream ended\n",
               std::chrono::duration<double>(steady_clock::now() - restarted).count());
   ExpectAll(mailbox, acked, "after recovery");
-  rbd_mailbox_status st{};
-  ASSERT_EQ(rbd_mailbox_get_status(mailbox, &st, &err_), RBD_OK);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.messages, uint32_t{kAppends});
   EXPECT_EQ(st.uidnext, uint32_t{kAppends + 1});
-  rbd_mailbox_close(&mailbox);
+  rbd_index_close(&mailbox);
 }
 
 }  // namespace
