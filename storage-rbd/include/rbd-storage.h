@@ -247,6 +247,13 @@ rbd_code rbd_index_get_status(struct rbd_index *mailbox,
                               struct rbd_error *err);
 
 /*
+ * The state as of this handle's last read or commit (an append or copy
+ * leaves the state it wrote): no I/O. Zeroes before the first read.
+ */
+void rbd_index_last_status(const struct rbd_index *index,
+			   struct rbd_index_status *status_r);
+
+/*
  * Returns the keyword table as of the last status or change read: name
  * of id `i` is names_r[i]. The array lives until the next call on the
  * mailbox handle.

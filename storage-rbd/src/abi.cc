@@ -340,6 +340,10 @@ rbd_code rbd_index_get_status(rbd_index* mailbox, struct rbd_index_status* statu
   });
 }
 
+void rbd_index_last_status(const rbd_index* index, struct rbd_index_status* status_r) {
+  ToStatus(index->index->last_state(), status_r);
+}
+
 rbd_code rbd_index_keywords(rbd_index* mailbox, const char* const** names_r, size_t* count_r,
                             rbd_error* err) {
   return Guarded(err, [&] {

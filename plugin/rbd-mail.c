@@ -1,0 +1,438 @@
+/* Per-message lookups. Sizes, dates, GUID and POP3 UIDL come from the
+   index records (no body is read for FETCH FLAGS RFC822.SIZE). Bodies are
+   read from RADOS, many at once when Dovecot prefetches. Flag changes and
+   expunges are queued on the transaction (rbd-sync.c pushes them). */
+
+#include "lib.h"
+#include "array.h"
+#include "istream.h"
+#include "index-mail.h"
+#include "rbd-mail-storage.h"
+
+struct mail *rbd_mail_alloc(struct mailbox_transaction_context *t,
+                            enum mail_fetch_field wanted_fields,
+                            struct mailbox_header_lookup_ctx *wanted_headers)
+{
+	struct index_mail *mail;
+	pool_t pool;
+
+	pool = pool_alloconly_create("mail", 2048);
+	mail = p_new(pool, struct index_mail, 1);
+	index_mail_init(mail, t, wanted_fields, wanted_headers, pool, NULL);
+	return &mail->mail.mail;
+}
+
+static const struct rbd_msg *rbd_mail_msg(struct mail *mail)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
+
+	if (!mail_metadata_access_start(mail))
+		return NULL;
+	return rbd_mailbox_msg(mbox, mail->uid);
+}
+
+static int rbd_mail_get_physical_size(struct mail *mail, uoff_t *size_r)
+{
+	const struct rbd_msg *msg;
+
+	if (mail->saving)
+		return index_mail_get_physical_size(mail, size_r);
+	if ((msg = rbd_mail_msg(mail)) == NULL)
+		return -1;
+	*size_r = msg->physical_size;
+	return 0;
+}
+
+static int rbd_mail_get_virtual_size(struct mail *mail, uoff_t *size_r)
+{
+	const struct rbd_msg *msg;
+
+	if (mail->saving)
+		return index_mail_get_virtual_size(mail, size_r);
+	if ((msg = rbd_mail_msg(mail)) == NULL)
+		return -1;
+	*size_r = msg->virtual_size;
+	return 0;
+}
+
+static int rbd_mail_get_received_date(struct mail *mail, time_t *date_r)
+{
+	const struct rbd_msg *msg;
+
+	if (mail->saving)
+		return index_mail_get_received_date(mail, date_r);
+	if ((msg = rbd_mail_msg(mail)) == NULL)
+		return -1;
+	*date_r = msg->received_date;
+	return 0;
+}
+
+static int rbd_mail_get_save_date(struct mail *mail, time_t *date_r)
+{
+	const struct rbd_msg *msg;
+
+	if (mail->saving)
+		return index_mail_get_save_date(mail, date_r);
+	if ((msg = rbd_mail_msg(mail)) == NULL)
+		return -1;
+	*date_r = msg->save_date;
+	return 1;
+}
+
+static int rbd_mail_get_special(struct mail *mail, enum mail_fetch_field field,
+                                const char **value_r)
+{
+	const struct rbd_msg *msg;
+
+	switch (field) {
+	case MAIL_FETCH_GUID:
+		if (mail->saving)
+			break;
+		if ((msg = rbd_mail_msg(mail)) == NULL)
+			return -1;
+		*value_r = guid_128_to_string(msg->guid);
+		return 0;
+	case MAIL_FETCH_UIDL_BACKEND:
+		if (mail->saving)
+			break;
+		if ((msg = rbd_mail_msg(mail)) == NULL)
+			return -1;
+		*value_r = msg->pop3_uidl == NULL ? "" : msg->pop3_uidl;
+		return 0;
+	default:
+		break;
+	}
+	return index_mail_get_special(mail, field, value_r);
+}
+
+void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox)
+{
+	struct rbd_prefetched_body *p;
+
+	if (!array_is_created(&mbox->prefetched))
+		return;
+	array_foreach_modifiable(&mbox->prefetched, p)
+	        rbd_buffer_free(&p->body);
+	array_clear(&mbox->prefetched);
+	array_clear(&mbox->prefetch_uids);
+}
+
+static bool rbd_mail_prefetch(struct mail *mail)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
+	struct index_mail *imail = INDEX_MAIL(mail);
+
+	/* Only bodies are worth reading ahead; Dovecot asks for up to
+	   mail_prefetch_count mails before it needs the first one. */
+	if ((imail->data.access_part & (READ_HDR | READ_BODY)) == 0 ||
+	    imail->data.stream != NULL || mail->saving)
+		return TRUE;
+	if (!array_is_created(&mbox->prefetch_uids)) {
+		p_array_init(&mbox->prefetch_uids, mbox->box.pool, 32);
+		p_array_init(&mbox->prefetched, mbox->box.pool, 32);
+	}
+	array_push_back(&mbox->prefetch_uids, &mail->uid);
+	return FALSE;
+}
+
+/* Reads every body asked for by prefetch, all in flight at once. */
+static void rbd_mailbox_read_prefetched(struct rbd_mailbox *mbox)
+{
+	const uint32_t *uids;
+	struct rbd_record *records;
+	struct rbd_buffer **bodies;
+	struct rbd_error err;
+	unsigned int i, count, n = 0;
+
+	uids = array_get(&mbox->prefetch_uids, &count);
+	records = t_new(struct rbd_record, count);
+	bodies = t_new(struct rbd_buffer *, count);
+	for (i = 0; i < count; i++) {
+		const struct rbd_msg *msg = rbd_mailbox_msg(mbox, uids[i]);
+
+		if (msg == NULL)
+			continue;
+		records[n].uid = msg->uid;
+		memcpy(records[n].guid, msg->guid, sizeof(records[n].guid));
+		records[n].inline_body = msg->inline_body ? 1 : 0;
+		n++;
+	}
+	array_clear(&mbox->prefetch_uids);
+	/* A failed body stays NULL and is read again, alone, on demand. */
+	(void)rbd_index_read_bodies(mbox->index, records, n, bodies, &err);
+	for (i = 0; i < n; i++) {
+		struct rbd_prefetched_body *p;
+
+		if (bodies[i] == NULL)
+			continue;
+		p = array_append_space(&mbox->prefetched);
+		p->uid = records[i].uid;
+		p->body = bodies[i];
+	}
+}
+
+static struct rbd_buffer *rbd_mailbox_take_prefetched(struct rbd_mailbox *mbox,
+                                                      uint32_t uid)
+{
+	struct rbd_prefetched_body *p;
+	struct rbd_buffer *body;
+	const uint32_t *puid;
+	bool pending = FALSE;
+
+	if (!array_is_created(&mbox->prefetched))
+		return NULL;
+	array_foreach(&mbox->prefetch_uids, puid)
+	{
+		if (*puid == uid)
+			pending = TRUE;
+	}
+	if (pending)
+		rbd_mailbox_read_prefetched(mbox);
+	array_foreach_modifiable(&mbox->prefetched, p)
+	{
+		if (p->uid == uid) {
+			body = p->body;
+			array_delete(&mbox->prefetched,
+			             array_foreach_idx(&mbox->prefetched, p),
+			             1);
+			return body;
+		}
+	}
+	return NULL;
+}
+
+static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
+	const struct rbd_msg *msg;
+	struct rbd_record record;
+	struct rbd_buffer *body;
+	struct rbd_error err;
+
+	if ((msg = rbd_mailbox_msg(mbox, mail->uid)) == NULL)
+		return -1;
+	body = rbd_mailbox_take_prefetched(mbox, mail->uid);
+	if (body == NULL) {
+		i_zero(&record);
+		record.uid = msg->uid;
+		memcpy(record.guid, msg->guid, sizeof(record.guid));
+		record.inline_body = msg->inline_body ? 1 : 0;
+		if (rbd_index_read_body(mbox->index, &record, 0, 0, &body,
+		                        &err) != RBD_OK) {
+			if (err.code == RBD_ERR_NOT_FOUND) {
+				mail_set_expunged(mail);
+				return -1;
+			}
+			rbd_storage_set_error(mail->box->storage, &err);
+			return -1;
+		}
+	}
+	*input_r = i_stream_create_copy_from_data(body->data, body->size);
+	rbd_buffer_free(&body);
+	return 0;
+}
+
+static int rbd_mail_get_stream(struct mail *mail, bool get_body ATTR_UNUSED,
+                               struct message_size *hdr_size,
+                               struct message_size *body_size,
+                               struct istream **stream_r)
+{
+	struct index_mail *imail = INDEX_MAIL(mail);
+	const void *data;
+	size_t size;
+
+	if (imail->data.stream == NULL) {
+		if (!mail_stream_access_start(mail))
+			return -1;
+		if (mail->saving) {
+			if (!rbd_save_get_body(mail->transaction->save_ctx,
+			                       mail->seq, &data, &size)) {
+				mail_set_expunged(mail);
+				return -1;
+			}
+			imail->data.stream =
+			        i_stream_create_from_data(data, size);
+		} else if (rbd_mail_read_body(mail, &imail->data.stream) < 0) {
+			return -1;
+		}
+		i_stream_set_name(imail->data.stream,
+		                  t_strdup_printf("rbd uid=%u", mail->uid));
+	}
+	return index_mail_init_stream(imail, hdr_size, body_size, stream_r);
+}
+
+/* Finds or adds the queued change with exactly these sets. */
+static struct rbd_flag_change *
+rbd_change_get(struct rbd_transaction_context *rt, uint8_t add, uint8_t remove,
+               const char *const *add_kw, const char *const *remove_kw)
+{
+	struct rbd_flag_change *change;
+	unsigned int i;
+
+	array_foreach_modifiable(&rt->changes, change)
+	{
+		if (change->add_flags != add ||
+		    change->remove_flags != remove ||
+		    array_count(&change->add_keywords) !=
+		            str_array_length(add_kw) ||
+		    array_count(&change->remove_keywords) !=
+		            str_array_length(remove_kw))
+			continue;
+		for (i = 0; add_kw[i] != NULL; i++) {
+			if (strcmp(array_idx_elem(&change->add_keywords, i),
+			           add_kw[i]) != 0)
+				break;
+		}
+		if (add_kw[i] != NULL)
+			continue;
+		for (i = 0; remove_kw[i] != NULL; i++) {
+			if (strcmp(array_idx_elem(&change->remove_keywords, i),
+			           remove_kw[i]) != 0)
+				break;
+		}
+		if (remove_kw[i] == NULL)
+			return change;
+	}
+	change = array_append_space(&rt->changes);
+	change->add_flags = add;
+	change->remove_flags = remove;
+	p_array_init(&change->uids, rt->pool, 16);
+	p_array_init(&change->add_keywords, rt->pool, 4);
+	p_array_init(&change->remove_keywords, rt->pool, 4);
+	for (i = 0; add_kw[i] != NULL; i++) {
+		const char *kw = p_strdup(rt->pool, add_kw[i]);
+		array_push_back(&change->add_keywords, &kw);
+	}
+	for (i = 0; remove_kw[i] != NULL; i++) {
+		const char *kw = p_strdup(rt->pool, remove_kw[i]);
+		array_push_back(&change->remove_keywords, &kw);
+	}
+	return change;
+}
+
+static void rbd_mail_update_flags(struct mail *mail,
+                                  enum modify_type modify_type,
+                                  enum mail_flags flags)
+{
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
+	static const char *const none[] = {NULL};
+	struct rbd_flag_change *change;
+	uint8_t add = 0, remove = 0;
+
+	if (mail->saving) {
+		index_mail_update_flags(mail, modify_type, flags);
+		return;
+	}
+	flags &= MAIL_FLAGS_NONRECENT;
+	switch (modify_type) {
+	case MODIFY_ADD:
+		add = flags;
+		break;
+	case MODIFY_REMOVE:
+		remove = flags;
+		break;
+	case MODIFY_REPLACE:
+		add = flags;
+		remove = MAIL_FLAGS_NONRECENT & ENUM_NEGATE(flags);
+		break;
+	}
+	if (add == 0 && remove == 0)
+		return;
+	change = rbd_change_get(rt, add, remove, none, none);
+	seq_range_array_add(&change->uids, mail->uid);
+}
+
+static void rbd_mail_update_keywords(struct mail *mail,
+                                     enum modify_type modify_type,
+                                     struct mail_keywords *keywords)
+{
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
+	const ARRAY_TYPE(keywords) *names =
+	        mail_index_get_keywords(mail->box->index);
+	ARRAY_TYPE(const_string) given, others;
+	const char *const *current, *name;
+	struct rbd_flag_change *change;
+	static const char *const none[] = {NULL};
+	unsigned int i;
+
+	if (mail->saving) {
+		index_mail_update_keywords(mail, modify_type, keywords);
+		return;
+	}
+	t_array_init(&given, keywords->count + 1);
+	for (i = 0; i < keywords->count; i++) {
+		name = array_idx_elem(names, keywords->idx[i]);
+		array_push_back(&given, &name);
+	}
+	array_append_zero(&given);
+	switch (modify_type) {
+	case MODIFY_ADD:
+		change = rbd_change_get(rt, 0, 0, array_front(&given), none);
+		break;
+	case MODIFY_REMOVE:
+		change = rbd_change_get(rt, 0, 0, none, array_front(&given));
+		break;
+	case MODIFY_REPLACE:
+	default:
+		/* Replace = add these, remove whatever else it has now. */
+		t_array_init(&others, 8);
+		for (current = mail_get_keywords(mail); *current != NULL;
+		     current++) {
+			if (!str_array_find(array_front(&given), *current))
+				array_push_back(&others, current);
+		}
+		array_append_zero(&others);
+		change = rbd_change_get(rt, 0, 0, array_front(&given),
+		                        array_front(&others));
+		break;
+	}
+	seq_range_array_add(&change->uids, mail->uid);
+}
+
+static void rbd_mail_expunge(struct mail *mail)
+{
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
+
+	if (mail->saving) {
+		index_mail_expunge(mail);
+		return;
+	}
+	seq_range_array_add(&rt->expunges, mail->uid);
+}
+
+struct mail_vfuncs rbd_mail_vfuncs = {
+        .close = index_mail_close,
+        .free = index_mail_free,
+        .set_seq = index_mail_set_seq,
+        .set_uid = index_mail_set_uid,
+        .set_uid_cache_updates = index_mail_set_uid_cache_updates,
+        .prefetch = rbd_mail_prefetch,
+        .precache = index_mail_precache,
+        .add_temp_wanted_fields = index_mail_add_temp_wanted_fields,
+
+        .get_flags = index_mail_get_flags,
+        .get_keywords = index_mail_get_keywords,
+        .get_keyword_indexes = index_mail_get_keyword_indexes,
+        .get_modseq = index_mail_get_modseq,
+        .get_pvt_modseq = index_mail_get_pvt_modseq,
+        .get_parts = index_mail_get_parts,
+        .get_date = index_mail_get_date,
+        .get_received_date = rbd_mail_get_received_date,
+        .get_save_date = rbd_mail_get_save_date,
+        .get_virtual_size = rbd_mail_get_virtual_size,
+        .get_physical_size = rbd_mail_get_physical_size,
+        .get_first_header = index_mail_get_first_header,
+        .get_headers = index_mail_get_headers,
+        .get_header_stream = index_mail_get_header_stream,
+        .get_stream = rbd_mail_get_stream,
+        .get_binary_stream = index_mail_get_binary_stream,
+        .get_special = rbd_mail_get_special,
+        .get_backend_mail = index_mail_get_backend_mail,
+        .update_flags = rbd_mail_update_flags,
+        .update_keywords = rbd_mail_update_keywords,
+        .update_modseq = index_mail_update_modseq,
+        .update_pvt_modseq = index_mail_update_pvt_modseq,
+        .expunge = rbd_mail_expunge,
+        .set_cache_corrupted = index_mail_set_cache_corrupted,
+        .istream_opened = index_mail_opened,
+};

@@ -1,0 +1,66 @@
+/* Push for IDLE: a mailbox with a notify callback watches its index
+   object. The core signals a file descriptor (never calls us from a
+   librados thread); the ioloop wakes on it and Dovecot syncs. A lost watch
+   degrades to polling at mailbox_idle_check_interval, never to a stale
+   view: the poll timer runs whether or not the watch works. */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "rbd-mail-storage.h"
+
+void rbd_notify_deinit(struct rbd_mailbox *mbox)
+{
+	io_remove(&mbox->watch_io);
+	timeout_remove(&mbox->poll_to);
+	if (mbox->watch != NULL)
+		rbd_watch_close(&mbox->watch);
+}
+
+static void rbd_notify_callback(struct rbd_mailbox *mbox)
+{
+	if (mbox->box.notify_callback != NULL)
+		mbox->box.notify_callback(&mbox->box, mbox->box.notify_context);
+}
+
+static void rbd_notify_input(struct rbd_mailbox *mbox)
+{
+	unsigned int bits = rbd_watch_consume(mbox->watch);
+
+	if ((bits & RBD_WATCH_LOST) != 0) {
+		e_debug(mbox->box.event,
+		        "rbd: watch lost, syncing and re-watching");
+	}
+	rbd_notify_callback(mbox);
+}
+
+static void rbd_notify_open_watch(struct rbd_mailbox *mbox)
+{
+	struct rbd_error err;
+
+	if (rbd_mailbox_open_index(mbox) < 0 ||
+	    rbd_watch_open(mbox->index, &mbox->watch, &err) != RBD_OK) {
+		/* Polling still runs; the next IDLE tries again. */
+		e_warning(mbox->box.event,
+		          "rbd: cannot watch mailbox, polling instead");
+		return;
+	}
+	mbox->watch_io = io_add(rbd_watch_fd(mbox->watch), IO_READ,
+	                        rbd_notify_input, mbox);
+}
+
+void rbd_notify_changes(struct mailbox *box)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	unsigned int interval = box->storage->set->mailbox_idle_check_interval;
+
+	if (box->notify_callback == NULL) {
+		rbd_notify_deinit(mbox);
+		return;
+	}
+	if (mbox->watch == NULL)
+		rbd_notify_open_watch(mbox);
+	if (mbox->poll_to == NULL && interval > 0) {
+		mbox->poll_to =
+		        timeout_add(interval * 1000, rbd_notify_callback, mbox);
+	}
+}

@@ -1,0 +1,528 @@
+/* The storage class and the mailbox vtable: settings, connection, and the
+   mailbox life cycle (open, create, delete, rename, status). */
+
+#include "lib.h"
+#include "array.h"
+#include "mail-copy.h"
+#include "unlink-directory.h"
+#include "index-mail.h"
+#include "mail-index-modseq.h"
+#include "mail-search-build.h"
+#include "rbd-mail-storage.h"
+
+#include <sys/resource.h>
+
+/* librados starts ~12 threads and maps far more address space than
+   Dovecot's default vsz_limit (256 MB) allows; below this it aborts on its
+   first operation, so refuse to start instead. */
+#define RBD_MIN_VSZ_LIMIT (1024ULL * 1024 * 1024)
+
+struct rbd_transaction_module rbd_transaction_module =
+        MODULE_CONTEXT_INIT(&mail_storage_module_register);
+
+extern struct mailbox rbd_mailbox;
+
+static const char *const rbd_setting_names[] = {
+        "rbd_ceph_conf",  "rbd_ceph_user",
+        "rbd_pool",       "rbd_index_pool",
+        "rbd_namespace",  "rbd_op_timeout",
+        "rbd_inline_max", "rbd_stripe_size",
+        "rbd_gc_grace",   NULL,
+};
+
+static struct mail_storage *rbd_storage_alloc(void)
+{
+	struct rbd_storage *storage;
+	pool_t pool;
+
+	pool = pool_alloconly_create("rbd storage", 512);
+	storage = p_new(pool, struct rbd_storage, 1);
+	storage->storage = rbd_storage;
+	storage->storage.pool = pool;
+	return &storage->storage;
+}
+
+static int rbd_check_vsz_limit(const char **error_r)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_AS, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= RBD_MIN_VSZ_LIMIT)
+		return 0;
+	*error_r = t_strdup_printf(
+	        "vsz_limit is %llu MB, librados needs at least %llu MB: "
+	        "raise vsz_limit of this service (see 90-rbd.conf)",
+	        (unsigned long long)rl.rlim_cur / (1024 * 1024),
+	        RBD_MIN_VSZ_LIMIT / (1024 * 1024));
+	return -1;
+}
+
+static int rbd_storage_create(struct mail_storage *_storage,
+                              struct mail_namespace *ns ATTR_UNUSED,
+                              const char **error_r)
+{
+	struct rbd_storage *storage = RBD_STORAGE(_storage);
+	struct mail_user *user = _storage->user;
+	struct rbd_error err;
+	const char *value;
+	unsigned int i;
+
+	if (rbd_check_vsz_limit(error_r) < 0)
+		return -1;
+	storage->config = rbd_config_new();
+	for (i = 0; rbd_setting_names[i] != NULL; i++) {
+		value = mail_user_plugin_getenv(user, rbd_setting_names[i]);
+		if (value == NULL)
+			continue;
+		if (rbd_config_set(storage->config, rbd_setting_names[i], value,
+		                   &err) != RBD_OK) {
+			*error_r = t_strdup(err.message);
+			return -1;
+		}
+	}
+	value = mail_user_plugin_getenv(user, "rbd_namespace");
+	storage->ns = p_strdup(_storage->pool, value != NULL && *value != '\0'
+	                                               ? value
+	                                               : user->username);
+	if (rbd_cluster_get(storage->config, &storage->cluster, &err) !=
+	    RBD_OK) {
+		*error_r = t_strdup(err.message);
+		return -1;
+	}
+	return 0;
+}
+
+static void rbd_storage_destroy(struct mail_storage *_storage)
+{
+	struct rbd_storage *storage = RBD_STORAGE(_storage);
+
+	if (storage->user != NULL)
+		rbd_user_close(&storage->user);
+	if (storage->cluster != NULL)
+		rbd_cluster_unref(&storage->cluster);
+	if (storage->config != NULL)
+		rbd_config_free(&storage->config);
+	index_storage_destroy(_storage);
+}
+
+static void
+rbd_storage_get_list_settings(const struct mail_namespace *ns ATTR_UNUSED,
+                              struct mailbox_list_settings *set)
+{
+	/* The mailbox tree lives in RADOS: the layout is always ours. The
+	   location's path, if any, is only this node's index cache. */
+	set->layout = RBD_LIST_NAME;
+}
+
+int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r)
+{
+	struct rbd_error err;
+
+	if (storage->user == NULL &&
+	    rbd_user_open(storage->cluster, storage->ns, &storage->user,
+	                  &err) != RBD_OK) {
+		rbd_storage_set_error(&storage->storage, &err);
+		return -1;
+	}
+	*user_r = storage->user;
+	return 0;
+}
+
+void rbd_storage_set_error(struct mail_storage *storage,
+                           const struct rbd_error *err)
+{
+	switch (err->code) {
+	case RBD_OK:
+		i_unreached();
+	case RBD_ERR_NOT_FOUND:
+		mail_storage_set_error(storage, MAIL_ERROR_NOTFOUND,
+		                       T_MAIL_ERR_MAILBOX_NOT_FOUND(""));
+		break;
+	case RBD_ERR_EXISTS:
+		mail_storage_set_error(storage, MAIL_ERROR_EXISTS,
+		                       "Mailbox already exists");
+		break;
+	case RBD_ERR_UNAVAILABLE:
+	case RBD_ERR_CONFLICT:
+	case RBD_ERR_BUSY:
+		e_warning(storage->event, "rbd: %s", err->message);
+		mail_storage_set_error(storage, MAIL_ERROR_UNAVAILABLE,
+		                       "Mail storage temporarily unavailable, "
+		                       "try again later");
+		break;
+	case RBD_ERR_PERMISSION:
+	case RBD_ERR_INVALID:
+	case RBD_ERR_CORRUPT:
+	case RBD_ERR_RESYNC:
+	case RBD_ERR_IO:
+		mail_storage_set_critical(storage, "rbd: %s (%s)", err->message,
+		                          rbd_code_name(err->code));
+		break;
+	}
+}
+
+static struct mailbox *rbd_mailbox_alloc(struct mail_storage *storage,
+                                         struct mailbox_list *list,
+                                         const char *vname,
+                                         enum mailbox_flags flags)
+{
+	struct rbd_mailbox *mbox;
+	pool_t pool;
+
+	pool = pool_alloconly_create("rbd mailbox", 1024 * 2);
+	mbox = p_new(pool, struct rbd_mailbox, 1);
+	mbox->box = rbd_mailbox;
+	mbox->box.pool = pool;
+	mbox->box.storage = storage;
+	mbox->box.list = list;
+	mbox->box.mail_vfuncs = &rbd_mail_vfuncs;
+	index_storage_mailbox_alloc(&mbox->box, vname, flags,
+	                            MAIL_INDEX_PREFIX);
+	mbox->storage = RBD_STORAGE(storage);
+	return &mbox->box;
+}
+
+static int rbd_lookup(struct rbd_mailbox *mbox, guid_128_t guid_r)
+{
+	struct rbd_user *user;
+	struct rbd_error err;
+
+	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+		return -1;
+	if (rbd_lookup_mailbox(user, mbox->box.name, guid_r, &err) == RBD_OK)
+		return 1;
+	if (err.code == RBD_ERR_NOT_FOUND)
+		return 0;
+	rbd_storage_set_error(mbox->box.storage, &err);
+	return -1;
+}
+
+static int rbd_mailbox_exists(struct mailbox *box, bool auto_boxes ATTR_UNUSED,
+                              enum mailbox_existence *existence_r)
+{
+	guid_128_t guid;
+	int ret;
+
+	if ((ret = rbd_lookup(RBD_MAILBOX(box), guid)) < 0)
+		return -1;
+	*existence_r =
+	        ret > 0 ? MAILBOX_EXISTENCE_SELECT : MAILBOX_EXISTENCE_NONE;
+	return 0;
+}
+
+int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
+{
+	struct rbd_user *user;
+	struct rbd_error err;
+	int ret;
+
+	if (mbox->index != NULL)
+		return 0;
+	if ((ret = rbd_lookup(mbox, mbox->guid)) <= 0) {
+		if (ret == 0) {
+			mail_storage_set_error(
+			        mbox->box.storage, MAIL_ERROR_NOTFOUND,
+			        T_MAIL_ERR_MAILBOX_NOT_FOUND(mbox->box.vname));
+		}
+		return -1;
+	}
+	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+		return -1;
+	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	return 0;
+}
+
+static int rbd_mailbox_open(struct mailbox *box)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+
+	if (rbd_mailbox_open_index(mbox) < 0)
+		return -1;
+	if (index_storage_mailbox_open(box, FALSE) < 0)
+		return -1;
+	/* Every record carries its RADOS MODSEQ from the first sync on, not
+	   only once a client enables CONDSTORE. */
+	mail_index_modseq_enable(box->index);
+	rbd_sync_register_ext(mbox);
+	mbox->msg_pool = pool_alloconly_create("rbd messages", 4096);
+	p_array_init(&mbox->msgs, mbox->msg_pool, 64);
+	return 0;
+}
+
+static void rbd_mailbox_close(struct mailbox *box)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+
+	rbd_notify_deinit(mbox);
+	rbd_mailbox_prefetch_free(mbox);
+	if (mbox->index != NULL)
+		rbd_index_close(&mbox->index);
+	pool_unref(&mbox->msg_pool);
+	mbox->msgs_complete = FALSE;
+	index_storage_mailbox_close(box);
+}
+
+static int rbd_mailbox_create(struct mailbox *box,
+                              const struct mailbox_update *update,
+                              bool directory ATTR_UNUSED)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	struct rbd_user *user;
+	struct rbd_error err;
+	guid_128_t guid;
+	uint32_t uidvalidity = 0;
+
+	/* \Noselect mailboxes do not exist in RADOS: a directory create is a
+	   mailbox create (the list has MAILBOX_LIST_PROP_NO_NOSELECT). */
+	if (update != NULL && !guid_128_is_empty(update->mailbox_guid))
+		guid_128_copy(guid, update->mailbox_guid);
+	else
+		guid_128_generate(guid);
+	if (update != NULL)
+		uidvalidity = update->uid_validity;
+	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+		return -1;
+	if (rbd_create_mailbox(user, box->name, guid, uidvalidity, "", &err) !=
+	    RBD_OK) {
+		rbd_storage_set_error(box->storage, &err);
+		return -1;
+	}
+	return 0;
+}
+
+static int rbd_mailbox_update(struct mailbox *box,
+                              const struct mailbox_update *update)
+{
+	if (!box->opened) {
+		if (mailbox_open(box) < 0)
+			return -1;
+	}
+	/* UIDVALIDITY and GUID are fixed in RADOS at creation; what Dovecot
+	   may update here (cache fields) is local. */
+	return index_storage_mailbox_update_common(box, update);
+}
+
+static int rbd_mailbox_delete(struct mailbox *box)
+{
+	const char *path, *error;
+
+	if (box->list->v.delete_mailbox(box->list, box->name) < 0) {
+		mail_storage_copy_list_error(box->storage, box->list);
+		return -1;
+	}
+	/* Gone from RADOS: drop this node's index cache files too (only the
+	   files: the directory may hold the caches of child mailboxes). */
+	mailbox_close(box);
+	if (mailbox_get_path_to(box, MAILBOX_LIST_PATH_TYPE_INDEX, &path) > 0 &&
+	    unlink_directory(path, UNLINK_DIRECTORY_FLAG_FILES_ONLY, &error) <
+	            0)
+		e_warning(box->event, "rbd: index cache %s: %s", path, error);
+	return 0;
+}
+
+/* RFC 3501: renaming INBOX moves all its messages into a new mailbox of
+   that name and leaves INBOX empty. The copy shares every body. */
+static int rbd_mailbox_rename_inbox(struct mailbox *src, struct mailbox *dest)
+{
+	struct mailbox_transaction_context *src_t, *dest_t;
+	struct mail_search_context *search;
+	struct mail_search_args *args;
+	struct mail_save_context *save;
+	struct mail *mail;
+	int ret = 0;
+
+	if (mailbox_create(dest, NULL, FALSE) < 0) {
+		mail_storage_copy_error(src->storage, dest->storage);
+		return -1;
+	}
+	if (mailbox_sync(src, 0) < 0 || mailbox_open(dest) < 0)
+		return -1;
+	src_t = mailbox_transaction_begin(src, 0, __func__);
+	dest_t = mailbox_transaction_begin(dest, 0, __func__);
+	args = mail_search_build_init();
+	mail_search_build_add_all(args);
+	search = mailbox_search_init(src_t, args, NULL, 0, NULL);
+	mail_search_args_unref(&args);
+	while (ret == 0 && mailbox_search_next(search, &mail)) {
+		save = mailbox_save_alloc(dest_t);
+		mailbox_save_copy_flags(save, mail);
+		if (mailbox_move(&save, mail) < 0)
+			ret = -1;
+	}
+	if (mailbox_search_deinit(&search) < 0)
+		ret = -1;
+	if (ret < 0) {
+		mailbox_transaction_rollback(&dest_t);
+		mailbox_transaction_rollback(&src_t);
+		return -1;
+	}
+	if (mailbox_transaction_commit(&dest_t) < 0) {
+		mail_storage_copy_error(src->storage, dest->storage);
+		mailbox_transaction_rollback(&src_t);
+		return -1;
+	}
+	return mailbox_transaction_commit(&src_t);
+}
+
+static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
+{
+	if (src->inbox_user)
+		return rbd_mailbox_rename_inbox(src, dest);
+	if (src->list->v.rename_mailbox(src->list, src->name, dest->list,
+	                                dest->name) < 0) {
+		mail_storage_copy_list_error(src->storage, src->list);
+		return -1;
+	}
+	return 0;
+}
+
+static int rbd_mailbox_get_status(struct mailbox *box,
+                                  enum mailbox_status_items items,
+                                  struct mailbox_status *status_r)
+{
+	if (index_storage_get_status(box, items, status_r) < 0)
+		return -1;
+	/* MODSEQs come from RADOS: they are permanent and the same on every
+	   node, so CONDSTORE/QRESYNC work across the cluster. */
+	status_r->nonpermanent_modseqs = FALSE;
+	return 0;
+}
+
+static int rbd_mailbox_get_metadata(struct mailbox *box,
+                                    enum mailbox_metadata_items items,
+                                    struct mailbox_metadata *metadata_r)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+
+	if ((items & MAILBOX_METADATA_GUID) != 0) {
+		if (rbd_mailbox_open_index(mbox) < 0)
+			return -1;
+		guid_128_copy(metadata_r->guid, mbox->guid);
+		items &= ENUM_NEGATE(MAILBOX_METADATA_GUID);
+	}
+	return index_mailbox_get_metadata(box, items, metadata_r);
+}
+
+static struct mailbox_transaction_context *
+rbd_transaction_begin(struct mailbox *box, enum mailbox_transaction_flags flags,
+                      const char *reason)
+{
+	struct mailbox_transaction_context *t;
+	struct rbd_transaction_context *rt;
+	pool_t pool;
+
+	t = index_transaction_begin(box, flags, reason);
+	pool = pool_alloconly_create("rbd transaction", 1024);
+	rt = p_new(pool, struct rbd_transaction_context, 1);
+	rt->pool = pool;
+	p_array_init(&rt->changes, pool, 4);
+	p_array_init(&rt->expunges, pool, 8);
+	MODULE_CONTEXT_SET(t, rbd_transaction_module, rt);
+	return t;
+}
+
+static void rbd_transaction_free(struct mailbox_transaction_context *t)
+{
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
+
+	pool_unref(&rt->pool);
+}
+
+static int
+rbd_transaction_commit(struct mailbox_transaction_context *t,
+                       struct mail_transaction_commit_changes *changes_r)
+{
+	int ret;
+
+	/* Flag changes and expunges go to RADOS first; the local index only
+	   learns of them (with their RADOS MODSEQs) from the next sync. */
+	ret = rbd_transaction_push(t);
+	rbd_transaction_free(t);
+	if (ret < 0) {
+		index_transaction_rollback(t);
+		return -1;
+	}
+	return index_transaction_commit(t, changes_r);
+}
+
+static void rbd_transaction_rollback(struct mailbox_transaction_context *t)
+{
+	rbd_transaction_free(t);
+	index_transaction_rollback(t);
+}
+
+struct mail_storage rbd_storage = {
+        .name = RBD_STORAGE_NAME,
+        .class_flags = MAIL_STORAGE_CLASS_FLAG_NO_ROOT |
+                       MAIL_STORAGE_CLASS_FLAG_HAVE_MAIL_GUIDS |
+                       MAIL_STORAGE_CLASS_FLAG_HAVE_MAIL_SAVE_GUIDS |
+                       MAIL_STORAGE_CLASS_FLAG_HAVE_MAIL_GUID128 |
+                       MAIL_STORAGE_CLASS_FLAG_BINARY_DATA,
+        .v =
+                {
+                        .alloc = rbd_storage_alloc,
+                        .create = rbd_storage_create,
+                        .destroy = rbd_storage_destroy,
+                        .get_list_settings = rbd_storage_get_list_settings,
+                        .mailbox_alloc = rbd_mailbox_alloc,
+                },
+};
+
+struct mailbox rbd_mailbox = {
+        .v =
+                {
+                        .is_readonly = index_storage_is_readonly,
+                        .enable = index_storage_mailbox_enable,
+                        .exists = rbd_mailbox_exists,
+                        .open = rbd_mailbox_open,
+                        .close = rbd_mailbox_close,
+                        .free = index_storage_mailbox_free,
+                        .create_box = rbd_mailbox_create,
+                        .update_box = rbd_mailbox_update,
+                        .delete_box = rbd_mailbox_delete,
+                        .rename_box = rbd_mailbox_rename,
+                        .get_status = rbd_mailbox_get_status,
+                        .get_metadata = rbd_mailbox_get_metadata,
+                        .set_subscribed = index_storage_set_subscribed,
+                        .attribute_set = index_storage_attribute_set,
+                        .attribute_get = index_storage_attribute_get,
+                        .attribute_iter_init =
+                                index_storage_attribute_iter_init,
+                        .attribute_iter_next =
+                                index_storage_attribute_iter_next,
+                        .attribute_iter_deinit =
+                                index_storage_attribute_iter_deinit,
+                        .sync_init = rbd_mailbox_sync_init,
+                        .sync_next = index_mailbox_sync_next,
+                        .sync_deinit = index_mailbox_sync_deinit,
+                        .notify_changes = rbd_notify_changes,
+                        .transaction_begin = rbd_transaction_begin,
+                        .transaction_commit = rbd_transaction_commit,
+                        .transaction_rollback = rbd_transaction_rollback,
+                        .mail_alloc = rbd_mail_alloc,
+                        .search_init = index_storage_search_init,
+                        .search_deinit = index_storage_search_deinit,
+                        .search_next_nonblock =
+                                index_storage_search_next_nonblock,
+                        .search_next_update_seq =
+                                index_storage_search_next_update_seq,
+                        .search_next_match_mail =
+                                index_storage_search_next_match_mail,
+                        .save_alloc = rbd_save_alloc,
+                        .save_begin = rbd_save_begin,
+                        .save_continue = rbd_save_continue,
+                        .save_finish = rbd_save_finish,
+                        .save_cancel = rbd_save_cancel,
+                        .copy = rbd_copy,
+                        .transaction_save_commit_pre =
+                                rbd_transaction_save_commit_pre,
+                        .transaction_save_commit_post =
+                                rbd_transaction_save_commit_post,
+                        .transaction_save_rollback =
+                                rbd_transaction_save_rollback,
+                        .is_inconsistent = index_storage_is_inconsistent,
+                },
+};

@@ -1,0 +1,501 @@
+/* Sync between RADOS (the truth) and Dovecot's index (this node's cache).
+
+   Push: a transaction's flag changes and expunges were queued by
+   rbd-mail.c instead of being written to the local index; at commit they
+   go to RADOS as one guarded op per distinct change.
+
+   Pull: what changed in RADOS since the HIGHESTMODSEQ this node last saw
+   is read from the change log (or, the first time or after a trim, every
+   record) and written into the index with the RADOS MODSEQs. The index is
+   only ever written here, so its MODSEQs are the cluster's and the same on
+   every node; an index that disagrees with RADOS on UIDVALIDITY or the
+   mailbox GUID is rebuilt from the records. */
+
+#include "lib.h"
+#include "array.h"
+#include "bsearch-insert-pos.h"
+#include "mail-index-modseq.h"
+#include "mail-index-private.h"
+#include "mail-index-transaction-private.h"
+#include "mailbox-recent-flags.h"
+#include "rbd-mail-storage.h"
+
+#define RBD_LIST_PAGE 10000
+
+/* What the local index reflects, kept in its "rbd" header extension. */
+struct rbd_sync_header {
+	guid_128_t mailbox_guid;
+	uint32_t uidvalidity;
+	uint32_t unused;
+	uint64_t highest_modseq;
+};
+
+struct rbd_sync_context {
+	struct rbd_mailbox *mbox;
+	struct mail_index_sync_ctx *index_sync_ctx;
+	struct mail_index_view *sync_view;
+	struct mail_index_transaction *trans;
+	const char *const *keyword_names;
+	size_t keyword_count;
+	uint32_t next_uid;
+	bool inconsistent;
+};
+
+void rbd_sync_register_ext(struct rbd_mailbox *mbox)
+{
+	mbox->rbd_ext_id = mail_index_ext_register(
+	        mbox->box.index, "rbd", sizeof(struct rbd_sync_header), 0, 0);
+}
+
+static int rbd_uid_msg_cmp(const uint32_t *uid, const struct rbd_msg *msg)
+{
+	return *uid < msg->uid ? -1 : (*uid > msg->uid ? 1 : 0);
+}
+
+static void rbd_msg_fill(struct rbd_mailbox *mbox, struct rbd_msg *msg,
+                         const struct rbd_record *rec)
+{
+	msg->uid = rec->uid;
+	msg->inline_body = rec->inline_body != 0;
+	memcpy(msg->guid, rec->guid, sizeof(msg->guid));
+	msg->physical_size = rec->physical_size;
+	msg->virtual_size = rec->virtual_size;
+	msg->received_date = rec->received_date;
+	msg->save_date = rec->save_date;
+	msg->pop3_uidl = rec->pop3_uidl == NULL
+	                         ? NULL
+	                         : p_strdup(mbox->msg_pool, rec->pop3_uidl);
+}
+
+static void rbd_msgs_update(struct rbd_mailbox *mbox,
+                            const struct rbd_record *rec)
+{
+	struct rbd_msg *msg;
+	unsigned int idx;
+
+	if (array_bsearch_insert_pos(&mbox->msgs, &rec->uid, rbd_uid_msg_cmp,
+	                             &idx))
+		msg = array_idx_modifiable(&mbox->msgs, idx);
+	else
+		msg = array_insert_space(&mbox->msgs, idx);
+	rbd_msg_fill(mbox, msg, rec);
+}
+
+static void rbd_msgs_remove(struct rbd_mailbox *mbox, uint32_t uid)
+{
+	unsigned int idx;
+
+	if (array_bsearch_insert_pos(&mbox->msgs, &uid, rbd_uid_msg_cmp, &idx))
+		array_delete(&mbox->msgs, idx, 1);
+}
+
+/* Pages through every record in UID order, refilling mbox->msgs and
+   handing each record to `apply` (when not NULL). */
+static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
+                             void (*apply)(void *context,
+                                           const struct rbd_record *rec),
+                             void *context)
+{
+	struct rbd_records *records;
+	struct rbd_error err;
+	uint32_t after = 0;
+	size_t i, count;
+
+	p_clear(mbox->msg_pool);
+	p_array_init(&mbox->msgs, mbox->msg_pool, 128);
+	mbox->msgs_complete = FALSE;
+	do {
+		if (rbd_index_list_records(mbox->index, after, RBD_LIST_PAGE,
+		                           &records, &err) != RBD_OK) {
+			rbd_storage_set_error(mbox->box.storage, &err);
+			return -1;
+		}
+		for (i = 0; i < records->count; i++)
+			T_BEGIN
+			{
+				struct rbd_msg *msg =
+				        array_append_space(&mbox->msgs);
+
+				rbd_msg_fill(mbox, msg, &records->records[i]);
+				if (apply != NULL)
+					apply(context, &records->records[i]);
+			}
+		T_END;
+		count = records->count;
+		if (count > 0)
+			after = records->records[count - 1].uid;
+		rbd_records_free(&records);
+	} while (count == RBD_LIST_PAGE);
+	mbox->msgs_complete = TRUE;
+	return 0;
+}
+
+const struct rbd_msg *rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid)
+{
+	const struct rbd_msg *msg;
+
+	msg = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
+	if (msg == NULL && !mbox->msgs_complete) {
+		/* This process synced incrementally from an index cache on
+		   disk: learn every record once rather than one per miss. */
+		if (rbd_msgs_load_all(mbox, NULL, NULL) < 0)
+			return NULL;
+		msg = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
+	}
+	if (msg == NULL) {
+		mail_storage_set_error(mbox->box.storage, MAIL_ERROR_EXPUNGED,
+		                       "Message was expunged");
+	}
+	return msg;
+}
+
+static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
+                                  const struct rbd_record *rec)
+{
+	struct mail_keywords *kw;
+	const char **names;
+	uint32_t seq;
+	size_t i;
+
+	if (!mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq)) {
+		if (rec->uid < ctx->next_uid) {
+			/* Below the cache's next UID yet unknown to it: the
+			   cache does not belong to this RADOS state. */
+			ctx->inconsistent = TRUE;
+			return;
+		}
+		mail_index_append(ctx->trans, rec->uid, &seq);
+		ctx->next_uid = rec->uid + 1;
+	}
+	mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
+	                        (enum mail_flags)rec->flags);
+	names = t_new(const char *, rec->keyword_count + 1);
+	for (i = 0; i < rec->keyword_count; i++) {
+		i_assert(rec->keywords[i] < ctx->keyword_count);
+		names[i] = ctx->keyword_names[rec->keywords[i]];
+	}
+	kw = mail_index_keywords_create(ctx->mbox->box.index, names);
+	mail_index_update_keywords(ctx->trans, seq, MODIFY_REPLACE, kw);
+	mail_index_keywords_unref(&kw);
+	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
+}
+
+static void rbd_sync_apply(void *context, const struct rbd_record *rec)
+{
+	rbd_sync_apply_record(context, rec);
+}
+
+static void rbd_sync_expunge_uid(struct rbd_sync_context *ctx, uint32_t uid)
+{
+	uint32_t seq;
+
+	if (mail_index_lookup_seq(ctx->sync_view, uid, &seq))
+		mail_index_expunge(ctx->trans, seq);
+	rbd_msgs_remove(ctx->mbox, uid);
+}
+
+static int rbd_sync_keywords(struct rbd_sync_context *ctx)
+{
+	struct rbd_error err;
+
+	if (rbd_index_keywords(ctx->mbox->index, &ctx->keyword_names,
+	                       &ctx->keyword_count, &err) != RBD_OK) {
+		rbd_storage_set_error(ctx->mbox->box.storage, &err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every record, in one pass: the first sync of a cache, or after a trimmed
+   log. Returns 0, or -1 with ctx->inconsistent set when the cache must be
+   reset instead. */
+static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
+                         struct rbd_index_status *status_r)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
+	struct rbd_error err;
+	uint32_t seq, uid, messages;
+
+	if (rbd_index_get_status(mbox->index, status_r, &err) != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	if (rbd_sync_keywords(ctx) < 0)
+		return -1;
+	if (reset) {
+		struct mail_index_modseq_header modseq_hdr;
+
+		/* As Dovecot's index rebuild does: the reset drops every
+		   extension, so re-introduce the MODSEQ one at once. */
+		mail_index_reset(ctx->trans);
+		i_zero(&modseq_hdr);
+		modseq_hdr.highest_modseq = status_r->highest_modseq;
+		mail_index_update_header_ext(ctx->trans,
+		                             mbox->box.index->modseq_ext_id, 0,
+		                             &modseq_hdr, sizeof(modseq_hdr));
+		mail_index_update_header(
+		        ctx->trans,
+		        offsetof(struct mail_index_header, uid_validity),
+		        &status_r->uidvalidity, sizeof(status_r->uidvalidity),
+		        TRUE);
+		ctx->next_uid = 1;
+	} else {
+		const struct mail_index_header *idx_hdr =
+		        mail_index_get_header(ctx->sync_view);
+
+		ctx->next_uid = idx_hdr->next_uid;
+		if (idx_hdr->uid_validity == 0) {
+			mail_index_update_header(
+			        ctx->trans,
+			        offsetof(struct mail_index_header,
+			                 uid_validity),
+			        &status_r->uidvalidity,
+			        sizeof(status_r->uidvalidity), TRUE);
+		}
+	}
+	if (rbd_msgs_load_all(mbox, rbd_sync_apply, ctx) < 0)
+		return -1;
+	if (ctx->inconsistent)
+		return -1;
+	if (reset)
+		return 0;
+	/* Expunge what RADOS no longer has. */
+	messages = mail_index_view_get_messages_count(ctx->sync_view);
+	for (seq = 1; seq <= messages; seq++) {
+		mail_index_lookup_uid(ctx->sync_view, seq, &uid);
+		if (array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp) == NULL)
+			mail_index_expunge(ctx->trans, seq);
+	}
+	return 0;
+}
+
+/* Only what changed since the MODSEQ this cache reflects. */
+static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
+                            struct rbd_index_status *status_r)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
+	struct rbd_changes *changes;
+	struct rbd_error err;
+	size_t i;
+
+	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
+		if (err.code == RBD_ERR_RESYNC)
+			return 0;
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	*status_r = changes->status;
+	if (rbd_sync_keywords(ctx) < 0) {
+		rbd_changes_free(&changes);
+		return -1;
+	}
+	ctx->next_uid = mail_index_get_header(ctx->sync_view)->next_uid;
+	for (i = 0; i < changes->expunged_count; i++)
+		rbd_sync_expunge_uid(ctx, changes->expunged[i]);
+	for (i = 0; i < changes->changed->count; i++)
+		T_BEGIN
+		{
+			const struct rbd_record *rec =
+			        &changes->changed->records[i];
+
+			rbd_sync_apply_record(ctx, rec);
+			rbd_msgs_update(mbox, rec);
+		}
+	T_END;
+	rbd_changes_free(&changes);
+	return ctx->inconsistent ? -1 : 1;
+}
+
+static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
+                         bool force_reset)
+{
+	const struct mail_index_header *idx_hdr;
+	struct rbd_sync_context ctx;
+	struct rbd_sync_header hdr;
+	struct rbd_index_status status;
+	struct mail_index_sync_rec sync_rec;
+	const void *data;
+	size_t size;
+	bool reset;
+	int ret;
+
+	i_zero(&ctx);
+	ctx.mbox = mbox;
+	ret = mail_index_sync_begin(mbox->box.index, &ctx.index_sync_ctx,
+	                            &ctx.sync_view, &ctx.trans,
+	                            index_storage_get_sync_flags(&mbox->box));
+	if (ret <= 0) {
+		if (ret < 0)
+			mailbox_set_index_error(&mbox->box);
+		return ret;
+	}
+
+	mail_index_get_header_ext(ctx.sync_view, mbox->rbd_ext_id, &data,
+	                          &size);
+	i_zero(&hdr);
+	if (size == sizeof(hdr))
+		memcpy(&hdr, data, sizeof(hdr));
+	/* A GUID names one RADOS mailbox for ever (UIDVALIDITY is fixed at
+	   its creation), so a cache of another GUID is rebuilt. A new, empty
+	   cache needs no reset, only its first full sync. */
+	idx_hdr = mail_index_get_header(ctx.sync_view);
+	reset = force_reset ||
+	        (size != sizeof(hdr) &&
+	         (idx_hdr->messages_count > 0 || idx_hdr->uid_validity != 0)) ||
+	        (size == sizeof(hdr) &&
+	         (!guid_128_equals(hdr.mailbox_guid, mbox->guid) ||
+	          hdr.uidvalidity != idx_hdr->uid_validity));
+
+	ret = 0;
+	if (!reset && !force_full && size == sizeof(hdr))
+		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
+	if (ret == 0)
+		ret = rbd_sync_full(&ctx, reset, &status);
+	if (ret < 0) {
+		mail_index_sync_rollback(&ctx.index_sync_ctx);
+		return ctx.inconsistent ? 0 : -1;
+	}
+	if (status.uidnext > ctx.next_uid) {
+		mail_index_update_header(
+		        ctx.trans, offsetof(struct mail_index_header, next_uid),
+		        &status.uidnext, sizeof(status.uidnext), FALSE);
+	}
+	mail_index_update_highest_modseq(ctx.trans, status.highest_modseq);
+	guid_128_copy(hdr.mailbox_guid, mbox->guid);
+	hdr.uidvalidity = status.uidvalidity;
+	hdr.highest_modseq = status.highest_modseq;
+	mail_index_update_header_ext(ctx.trans, mbox->rbd_ext_id, 0, &hdr,
+	                             sizeof(hdr));
+	/* Nothing else writes this index, but the sync must be drained. */
+	while (mail_index_sync_next(ctx.index_sync_ctx, &sync_rec))
+		;
+	if (mail_index_sync_commit(&ctx.index_sync_ctx) < 0) {
+		mailbox_set_index_error(&mbox->box);
+		return -1;
+	}
+	mbox->synced = status;
+	return 1;
+}
+
+int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
+{
+	int ret;
+
+	if (rbd_mailbox_open_index(mbox) < 0)
+		return -1;
+	ret = rbd_sync_once(mbox, force_full, FALSE);
+	if (ret == 0) {
+		e_debug(mbox->box.event,
+		        "rbd: index cache disagrees with RADOS, rebuilding it");
+		ret = rbd_sync_once(mbox, TRUE, TRUE);
+	}
+	return ret < 0 ? -1 : 0;
+}
+
+struct mailbox_sync_context *
+rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	int ret = 0;
+
+	if (!box->opened && mailbox_open(box) < 0)
+		ret = -1;
+	if (ret == 0)
+		ret = rbd_sync(mbox,
+		               (flags & MAILBOX_SYNC_FLAG_FORCE_RESYNC) != 0);
+	return index_mailbox_sync_init(box, flags, ret < 0);
+}
+
+static void rbd_push_conflicts(struct mailbox_transaction_context *t,
+                               const uint32_t *uids, size_t count)
+{
+	uint32_t seq;
+	size_t i;
+
+	if (t->itrans->conflict_seqs == NULL)
+		return;
+	for (i = 0; i < count; i++) {
+		if (mail_index_lookup_seq(t->view, uids[i], &seq))
+			seq_range_array_add(t->itrans->conflict_seqs, seq);
+	}
+}
+
+static int rbd_push_change(struct mailbox_transaction_context *t,
+                           struct rbd_mailbox *mbox,
+                           const struct rbd_flag_change *change)
+{
+	struct rbd_flag_update update;
+	ARRAY_TYPE(uint32_t) uids;
+	struct seq_range_iter iter;
+	struct rbd_error err;
+	uint32_t *conflicts, uid;
+	size_t conflict_count;
+	uint64_t modseq;
+	unsigned int n = 0;
+	int ret = 0;
+
+	t_array_init(&uids, 64);
+	seq_range_array_iter_init(&iter, &change->uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid))
+		array_push_back(&uids, &uid);
+	i_zero(&update);
+	update.add_flags = change->add_flags;
+	update.remove_flags = change->remove_flags;
+	update.add_keywords = array_get(&change->add_keywords, &n);
+	update.add_keyword_count = n;
+	update.remove_keywords = array_get(&change->remove_keywords, &n);
+	update.remove_keyword_count = n;
+	update.unchanged_since = t->itrans->max_modseq;
+	if (rbd_index_update_flags(mbox->index, array_front(&uids),
+	                           array_count(&uids), &update, &conflicts,
+	                           &conflict_count, &modseq, &err) != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	rbd_push_conflicts(t, conflicts, conflict_count);
+	rbd_uids_free(&conflicts);
+	return ret;
+}
+
+int rbd_transaction_push(struct mailbox_transaction_context *t)
+{
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
+	struct rbd_mailbox *mbox = RBD_MAILBOX(t->box);
+	const struct rbd_flag_change *change;
+	ARRAY_TYPE(uint32_t) uids;
+	struct seq_range_iter iter;
+	struct rbd_error err;
+	unsigned int n = 0;
+	size_t expunged;
+	uint32_t uid;
+	int ret = 0;
+
+	if (array_count(&rt->changes) == 0 && array_count(&rt->expunges) == 0)
+		return 0;
+	if (rbd_mailbox_open_index(mbox) < 0)
+		return -1;
+	T_BEGIN
+	{
+		array_foreach(&rt->changes, change)
+		{
+			if (rbd_push_change(t, mbox, change) < 0) {
+				ret = -1;
+				break;
+			}
+		}
+		if (ret == 0 && array_count(&rt->expunges) > 0) {
+			t_array_init(&uids, 64);
+			seq_range_array_iter_init(&iter, &rt->expunges);
+			while (seq_range_array_iter_nth(&iter, n++, &uid))
+				array_push_back(&uids, &uid);
+			if (rbd_index_expunge(mbox->index, array_front(&uids),
+			                      array_count(&uids), &expunged,
+			                      &err) != RBD_OK) {
+				rbd_storage_set_error(mbox->box.storage, &err);
+				ret = -1;
+			}
+		}
+	}
+	T_END;
+	return ret;
+}
