@@ -74,8 +74,7 @@ static void rbd_list_set_error(struct mailbox_list *list, const char *name,
 	case RBD_ERR_BUSY:
 		e_warning(list->ns->user->event, "rbd: %s", err->message);
 		mailbox_list_set_error(list, MAIL_ERROR_UNAVAILABLE,
-		                       "Mail storage temporarily unavailable, "
-		                       "try again later");
+		                       RBD_UNAVAILABLE_MSG);
 		break;
 	case RBD_ERR_INVALID:
 		mailbox_list_set_error(list, MAIL_ERROR_PARAMS, err->message);

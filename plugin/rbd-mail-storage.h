@@ -13,6 +13,8 @@
 #define RBD_STORAGE_NAME "rbd"
 #define RBD_LIST_NAME "rbd"
 #define RBD_HIERARCHY_SEP '/'
+#define RBD_UNAVAILABLE_MSG                                                    \
+	"Mail storage temporarily unavailable, try again later"
 
 struct rbd_storage {
 	struct mail_storage storage;
@@ -23,6 +25,11 @@ struct rbd_storage {
 	   a login must not fail just because the cluster is slow to answer. */
 	struct rbd_user *user;
 	const char *ns;
+	/* Until then, operations fail at once: once the cluster has not
+	   answered within rbd_op_timeout, the remaining steps of the same
+	   command (body reads, the closing sync) must not each wait the
+	   timeout out again. Short, so a recovered cluster is used at once. */
+	struct timeval unavailable_until;
 };
 
 /* What the index records say about one message, for lookups that must not
@@ -88,8 +95,9 @@ extern struct mail_vfuncs rbd_mail_vfuncs;
 extern MODULE_CONTEXT_DEFINE(rbd_transaction_module,
                              &mail_storage_module_register);
 
-#define RBD_STORAGE(s) container_of(s, struct rbd_storage, storage)
-#define RBD_MAILBOX(s) container_of(s, struct rbd_mailbox, box)
+/* Dovecot's container_of() has no outer parentheses. */
+#define RBD_STORAGE(s) (container_of(s, struct rbd_storage, storage))
+#define RBD_MAILBOX(s) (container_of(s, struct rbd_mailbox, box))
 #define RBD_TRANSACTION(t) MODULE_CONTEXT(t, rbd_transaction_module)
 
 /* rbd-storage.c */
@@ -99,6 +107,9 @@ int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r);
 void rbd_storage_set_error(struct mail_storage *storage,
                            const struct rbd_error *err);
 int rbd_mailbox_open_index(struct rbd_mailbox *mbox);
+/* TRUE (with the storage error set) if the cluster failed to answer
+   within the last moments (see unavailable_until). */
+bool rbd_storage_unavailable(struct rbd_storage *storage);
 
 /* rbd-sync.c */
 /* Registers the index header extension recording which RADOS state

@@ -144,6 +144,10 @@ static void rbd_mailbox_read_prefetched(struct rbd_mailbox *mbox)
 	struct rbd_error err;
 	unsigned int i, count, n = 0;
 
+	if (rbd_storage_unavailable(mbox->storage)) {
+		array_clear(&mbox->prefetch_uids);
+		return;
+	}
 	uids = array_get(&mbox->prefetch_uids, &count);
 	records = t_new(struct rbd_record, count);
 	bodies = t_new(struct rbd_buffer *, count);
@@ -158,8 +162,11 @@ static void rbd_mailbox_read_prefetched(struct rbd_mailbox *mbox)
 		n++;
 	}
 	array_clear(&mbox->prefetch_uids);
-	/* A failed body stays NULL and is read again, alone, on demand. */
-	(void)rbd_index_read_bodies(mbox->index, records, n, bodies, &err);
+	/* A failed body stays NULL and is read again, alone, on demand --
+	   unless the cluster is away, which then fails at once. */
+	if (rbd_index_read_bodies(mbox->index, records, n, bodies, &err) ==
+	    RBD_ERR_UNAVAILABLE)
+		rbd_storage_set_error(mbox->box.storage, &err);
 	for (i = 0; i < n; i++) {
 		struct rbd_prefetched_body *p;
 
@@ -212,6 +219,8 @@ static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
 	if ((msg = rbd_mailbox_msg(mbox, mail->uid)) == NULL)
 		return -1;
 	body = rbd_mailbox_take_prefetched(mbox, mail->uid);
+	if (body == NULL && rbd_storage_unavailable(mbox->storage))
+		return -1;
 	if (body == NULL) {
 		i_zero(&record);
 		record.uid = msg->uid;

@@ -3,6 +3,7 @@
 
 #include "lib.h"
 #include "array.h"
+#include "time-util.h"
 #include "mail-copy.h"
 #include "unlink-directory.h"
 #include "index-mail.h"
@@ -16,6 +17,8 @@
    Dovecot's default vsz_limit (256 MB) allows; below this it aborts on its
    first operation, so refuse to start instead. */
 #define RBD_MIN_VSZ_LIMIT (1024ULL * 1024 * 1024)
+/* How long after a cluster timeout further operations fail at once. */
+#define RBD_UNAVAILABLE_FAST_FAIL_SECS 2
 
 struct rbd_transaction_module rbd_transaction_module =
         MODULE_CONTEXT_INIT(&mail_storage_module_register);
@@ -114,10 +117,24 @@ rbd_storage_get_list_settings(const struct mail_namespace *ns ATTR_UNUSED,
 	set->layout = RBD_LIST_NAME;
 }
 
+bool rbd_storage_unavailable(struct rbd_storage *storage)
+{
+	struct timeval now;
+
+	i_gettimeofday(&now);
+	if (timeval_cmp(&now, &storage->unavailable_until) >= 0)
+		return FALSE;
+	mail_storage_set_error(&storage->storage, MAIL_ERROR_UNAVAILABLE,
+	                       RBD_UNAVAILABLE_MSG);
+	return TRUE;
+}
+
 int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r)
 {
 	struct rbd_error err;
 
+	if (rbd_storage_unavailable(storage))
+		return -1;
 	if (storage->user == NULL &&
 	    rbd_user_open(storage->cluster, storage->ns, &storage->user,
 	                  &err) != RBD_OK) {
@@ -143,12 +160,15 @@ void rbd_storage_set_error(struct mail_storage *storage,
 		                       "Mailbox already exists");
 		break;
 	case RBD_ERR_UNAVAILABLE:
+		i_gettimeofday(&RBD_STORAGE(storage)->unavailable_until);
+		RBD_STORAGE(storage)->unavailable_until.tv_sec +=
+		        RBD_UNAVAILABLE_FAST_FAIL_SECS;
+		/* fall through */
 	case RBD_ERR_CONFLICT:
 	case RBD_ERR_BUSY:
 		e_warning(storage->event, "rbd: %s", err->message);
 		mail_storage_set_error(storage, MAIL_ERROR_UNAVAILABLE,
-		                       "Mail storage temporarily unavailable, "
-		                       "try again later");
+		                       RBD_UNAVAILABLE_MSG);
 		break;
 	case RBD_ERR_PERMISSION:
 	case RBD_ERR_INVALID:
@@ -216,6 +236,8 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 	struct rbd_error err;
 	int ret;
 
+	if (rbd_storage_unavailable(mbox->storage))
+		return -1;
 	if (mbox->index != NULL)
 		return 0;
 	if ((ret = rbd_lookup(mbox, mbox->guid)) <= 0) {

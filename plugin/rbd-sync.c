@@ -138,7 +138,8 @@ const struct rbd_msg *rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid)
 	if (msg == NULL && !mbox->msgs_complete) {
 		/* This process synced incrementally from an index cache on
 		   disk: learn every record once rather than one per miss. */
-		if (rbd_msgs_load_all(mbox, NULL, NULL) < 0)
+		if (rbd_storage_unavailable(mbox->storage) ||
+		    rbd_msgs_load_all(mbox, NULL, NULL) < 0)
 			return NULL;
 		msg = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
 	}
