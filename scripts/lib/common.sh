@@ -1,12 +1,15 @@
 # Shared by scripts/test and scripts/demo: the Debian packages the project
 # needs and how it is built. Source it; it defines functions only.
 
-# Build: compilers and -dev packages. Run: Debian's Ceph 16.2 daemons.
+# Build: compilers and -dev packages. Run: Debian's Ceph 16.2 daemons and
+# Dovecot 2.3.19 (with its -dev headers for the plugin). Test: pytest.
 RBD_PACKAGES=(
     cmake g++ make pkg-config clang libclang-rt-14-dev clang-format
     librados-dev libradospp-dev libxxhash-dev
     googletest libgtest-dev libbenchmark-dev
     ceph-mon ceph-osd ceph-mgr ceph-common python3-rados
+    dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-dev
+    python3-pytest
 )
 
 RBD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,10 +29,19 @@ install_packages() {
     local sudo=()
     ((EUID == 0)) || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
-    # The Ceph packages try to start services: nothing here runs systemd.
+    # dovecot-core and the Ceph packages start their services on install;
+    # the project runs its own daemons on 127.0.0.1 only, so deny that
+    # (the standard policy-rc.d way) unless the machine already does.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        added_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         "${missing[@]}" >/dev/null
+    if ((added_policy)); then "${sudo[@]}" rm -f "$policy"; fi
 }
 
 # Release build of the core, tests and benchmarks in build/.
