@@ -8,6 +8,7 @@
 #include "mail-namespace.h"
 #include "mailbox-tree.h"
 #include "mailbox-list-subscriptions.h"
+#include "unlink-directory.h"
 #include "rbd-mail-storage.h"
 
 #define RBD_LIST_TEMP_PREFIX ".temp."
@@ -305,6 +306,7 @@ static int rbd_list_delete_mailbox(struct mailbox_list *list, const char *name)
 {
 	struct rbd_user *user;
 	struct rbd_error err;
+	const char *path, *error;
 
 	if (rbd_list_get_user(list, &user) < 0)
 		return -1;
@@ -312,6 +314,15 @@ static int rbd_list_delete_mailbox(struct mailbox_list *list, const char *name)
 		rbd_list_set_error(list, name, &err);
 		return -1;
 	}
+	/* This node's cache of it goes too: Dovecot marked it deleted, and a
+	   mailbox created under the same name must not inherit that mark.
+	   Only the files: the directory may hold child mailboxes' caches. */
+	if (rbd_list_get_path(list, name, MAILBOX_LIST_PATH_TYPE_INDEX, &path) >
+	            0 &&
+	    unlink_directory(path, UNLINK_DIRECTORY_FLAG_FILES_ONLY, &error) <
+	            0)
+		e_warning(list->ns->user->event, "rbd: index cache %s: %s",
+		          path, error);
 	return 0;
 }
 

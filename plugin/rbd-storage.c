@@ -5,7 +5,6 @@
 #include "array.h"
 #include "time-util.h"
 #include "mail-copy.h"
-#include "unlink-directory.h"
 #include "index-mail.h"
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
@@ -329,20 +328,12 @@ static int rbd_mailbox_update(struct mailbox *box,
 
 static int rbd_mailbox_delete(struct mailbox *box)
 {
-	const char *path, *error;
-
-	if (box->list->v.delete_mailbox(box->list, box->name) < 0) {
-		mail_storage_copy_list_error(box->storage, box->list);
-		return -1;
-	}
-	/* Gone from RADOS: drop this node's index cache files too (only the
-	   files: the directory may hold the caches of child mailboxes). */
-	mailbox_close(box);
-	if (mailbox_get_path_to(box, MAILBOX_LIST_PATH_TYPE_INDEX, &path) > 0 &&
-	    unlink_directory(path, UNLINK_DIRECTORY_FLAG_FILES_ONLY, &error) <
-	            0)
-		e_warning(box->event, "rbd: index cache %s: %s", path, error);
-	return 0;
+	/* RADOS drops the records' body references itself, so messages need
+	   not be expunged one by one first. The standard path then calls the
+	   list's delete (RADOS) and retires this node's cached index, which
+	   Dovecot has marked deleted. */
+	box->delete_skip_empty_check = TRUE;
+	return index_storage_mailbox_delete(box);
 }
 
 /* RFC 3501: renaming INBOX moves all its messages into a new mailbox of

@@ -39,6 +39,8 @@ struct rbd_sync_context {
 	size_t keyword_count;
 	uint32_t next_uid;
 	bool inconsistent;
+	/* The current sync ends with expunges (see rbd_sync_once). */
+	bool expunges_last;
 };
 
 void rbd_sync_register_ext(struct rbd_mailbox *mbox)
@@ -150,14 +152,73 @@ const struct rbd_msg *rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid)
 	return msg;
 }
 
+static int rbd_sync_begin(struct rbd_sync_context *ctx)
+{
+	struct mailbox *box = &ctx->mbox->box;
+
+	if (mail_index_sync_begin(box->index, &ctx->index_sync_ctx,
+	                          &ctx->sync_view, &ctx->trans,
+	                          index_storage_get_sync_flags(box)) < 0) {
+		mailbox_set_index_error(box);
+		return -1;
+	}
+	ctx->next_uid = mail_index_get_header(ctx->sync_view)->next_uid;
+	ctx->expunges_last = FALSE;
+	return 0;
+}
+
+static int rbd_sync_commit(struct rbd_sync_context *ctx)
+{
+	struct mail_index_sync_rec sync_rec;
+
+	/* Nothing else writes this index, but the sync must be drained. */
+	while (mail_index_sync_next(ctx->index_sync_ctx, &sync_rec))
+		;
+	if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
+		mailbox_set_index_error(&ctx->mbox->box);
+		return -1;
+	}
+	return 0;
+}
+
+static void rbd_sync_keywords_update(struct rbd_sync_context *ctx, uint32_t seq,
+                                     const ARRAY_TYPE(const_string) * names,
+                                     enum modify_type type)
+{
+	struct mail_keywords *kw;
+
+	if (array_count(names) == 0)
+		return;
+	kw = mail_index_keywords_create(ctx->mbox->box.index,
+	                                array_front(names));
+	mail_index_update_keywords(ctx->trans, seq, type, kw);
+	mail_index_keywords_unref(&kw);
+}
+
+/* Brings one message of the index to the record's state by its
+   differences only (ADD/REMOVE, never REPLACE): the log then gets exactly
+   the records the core counted when it gave the op its MODSEQ step. */
 static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
                                   const struct rbd_record *rec)
 {
-	struct mail_keywords *kw;
-	const char **names;
+	const ARRAY_TYPE(keywords) *index_keywords =
+	        mail_index_get_keywords(ctx->mbox->box.index);
+	ARRAY_TYPE(const_string) wanted, add, remove;
+	ARRAY_TYPE(keyword_indexes) current;
+	const struct mail_index_record *irec;
+	const unsigned int *idx;
+	const char *name;
+	uint8_t old_flags;
 	uint32_t seq;
 	size_t i;
 
+	t_array_init(&wanted, rec->keyword_count + 1);
+	for (i = 0; i < rec->keyword_count; i++) {
+		i_assert(rec->keywords[i] < ctx->keyword_count);
+		array_push_back(&wanted, &ctx->keyword_names[rec->keywords[i]]);
+	}
+	t_array_init(&add, 4);
+	t_array_init(&remove, 4);
 	if (!mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq)) {
 		if (rec->uid < ctx->next_uid) {
 			/* Below the cache's next UID yet unknown to it: the
@@ -167,32 +228,54 @@ static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
 		}
 		mail_index_append(ctx->trans, rec->uid, &seq);
 		ctx->next_uid = rec->uid + 1;
+		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
+		                        (enum mail_flags)rec->flags);
+		array_append_array(&add, &wanted);
+	} else {
+		irec = mail_index_lookup(ctx->sync_view, seq);
+		old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
+		if ((rec->flags & ~old_flags) != 0) {
+			mail_index_update_flags(ctx->trans, seq, MODIFY_ADD,
+			                        rec->flags & ~old_flags);
+		}
+		if ((old_flags & ~rec->flags) != 0) {
+			mail_index_update_flags(ctx->trans, seq, MODIFY_REMOVE,
+			                        old_flags & ~rec->flags);
+		}
+		t_array_init(&current, 8);
+		mail_index_lookup_keywords(ctx->sync_view, seq, &current);
+		array_foreach(&current, idx)
+		{
+			name = array_idx_elem(index_keywords, *idx);
+			if (!array_lsearch(&wanted, &name, i_strcmp_p))
+				array_push_back(&remove, &name);
+		}
+		array_foreach_elem(&wanted, name)
+		{
+			bool have = FALSE;
+
+			array_foreach(&current, idx)
+			{
+				if (strcmp(array_idx_elem(index_keywords, *idx),
+				           name) == 0)
+					have = TRUE;
+			}
+			if (!have)
+				array_push_back(&add, &name);
+		}
 	}
-	mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
-	                        (enum mail_flags)rec->flags);
-	names = t_new(const char *, rec->keyword_count + 1);
-	for (i = 0; i < rec->keyword_count; i++) {
-		i_assert(rec->keywords[i] < ctx->keyword_count);
-		names[i] = ctx->keyword_names[rec->keywords[i]];
-	}
-	kw = mail_index_keywords_create(ctx->mbox->box.index, names);
-	mail_index_update_keywords(ctx->trans, seq, MODIFY_REPLACE, kw);
-	mail_index_keywords_unref(&kw);
+	array_append_zero(&add);
+	array_pop_back(&add);
+	array_append_zero(&remove);
+	array_pop_back(&remove);
+	rbd_sync_keywords_update(ctx, seq, &add, MODIFY_ADD);
+	rbd_sync_keywords_update(ctx, seq, &remove, MODIFY_REMOVE);
 	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
 }
 
 static void rbd_sync_apply(void *context, const struct rbd_record *rec)
 {
 	rbd_sync_apply_record(context, rec);
-}
-
-static void rbd_sync_expunge_uid(struct rbd_sync_context *ctx, uint32_t uid)
-{
-	uint32_t seq;
-
-	if (mail_index_lookup_seq(ctx->sync_view, uid, &seq))
-		mail_index_expunge(ctx->trans, seq);
-	rbd_msgs_remove(ctx->mbox, uid);
 }
 
 static int rbd_sync_keywords(struct rbd_sync_context *ctx)
@@ -234,25 +317,14 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		mail_index_update_header_ext(ctx->trans,
 		                             mbox->box.index->modseq_ext_id, 0,
 		                             &modseq_hdr, sizeof(modseq_hdr));
+		ctx->next_uid = 1;
+	}
+	if (reset || mail_index_get_header(ctx->sync_view)->uid_validity == 0) {
 		mail_index_update_header(
 		        ctx->trans,
 		        offsetof(struct mail_index_header, uid_validity),
 		        &status_r->uidvalidity, sizeof(status_r->uidvalidity),
 		        TRUE);
-		ctx->next_uid = 1;
-	} else {
-		const struct mail_index_header *idx_hdr =
-		        mail_index_get_header(ctx->sync_view);
-
-		ctx->next_uid = idx_hdr->next_uid;
-		if (idx_hdr->uid_validity == 0) {
-			mail_index_update_header(
-			        ctx->trans,
-			        offsetof(struct mail_index_header,
-			                 uid_validity),
-			        &status_r->uidvalidity,
-			        sizeof(status_r->uidvalidity), TRUE);
-		}
 	}
 	if (rbd_msgs_load_all(mbox, rbd_sync_apply, ctx) < 0)
 		return -1;
@@ -260,24 +332,57 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		return -1;
 	if (reset)
 		return 0;
-	/* Expunge what RADOS no longer has. */
+	/* Expunge what RADOS no longer has. These expunges are exported
+	   after the MODSEQ updates and count one more: they land on the
+	   cluster's HIGHESTMODSEQ, never above it (rbd_sync_once). */
 	messages = mail_index_view_get_messages_count(ctx->sync_view);
 	for (seq = 1; seq <= messages; seq++) {
 		mail_index_lookup_uid(ctx->sync_view, seq, &uid);
-		if (array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp) == NULL)
+		if (array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp) == NULL) {
 			mail_index_expunge(ctx->trans, seq);
+			ctx->expunges_last = TRUE;
+		}
 	}
 	return 0;
 }
 
-/* Only what changed since the MODSEQ this cache reflects. */
+static int rbd_record_modseq_cmp(const struct rbd_record *const *r1,
+                                 const struct rbd_record *const *r2)
+{
+	return (*r1)->modseq < (*r2)->modseq
+	               ? -1
+	               : ((*r1)->modseq > (*r2)->modseq ? 1 : 0);
+}
+
+struct rbd_expunge {
+	uint32_t uid;
+	uint64_t modseq;
+};
+
+static int rbd_expunge_modseq_cmp(const struct rbd_expunge *e1,
+                                  const struct rbd_expunge *e2)
+{
+	return e1->modseq < e2->modseq ? -1 : (e1->modseq > e2->modseq ? 1 : 0);
+}
+
+/* Only what changed since the MODSEQ this cache reflects, replayed in
+   MODSEQ order. Each expunging op gets a local sync of its own, with the
+   index's HIGHESTMODSEQ raised to just below the op's first: its expunge
+   record then lands on exactly the op's RADOS MODSEQ, which is what
+   QRESYNC's VANISHED is computed from. */
 static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
                             struct rbd_index_status *status_r)
 {
 	struct rbd_mailbox *mbox = ctx->mbox;
 	struct rbd_changes *changes;
 	struct rbd_error err;
+	ARRAY(const struct rbd_record *) records;
+	ARRAY(struct rbd_expunge) expunges;
+	const struct rbd_record *const *recs;
+	const struct rbd_expunge *exps;
+	unsigned int r = 0, e = 0, rec_count, exp_count;
 	size_t i;
+	int ret = 1;
 
 	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
 		if (err.code == RBD_ERR_RESYNC)
@@ -290,21 +395,48 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 		rbd_changes_free(&changes);
 		return -1;
 	}
-	ctx->next_uid = mail_index_get_header(ctx->sync_view)->next_uid;
-	for (i = 0; i < changes->expunged_count; i++)
-		rbd_sync_expunge_uid(ctx, changes->expunged[i]);
-	for (i = 0; i < changes->changed->count; i++)
-		T_BEGIN
-		{
-			const struct rbd_record *rec =
-			        &changes->changed->records[i];
+	t_array_init(&records, changes->changed->count + 1);
+	for (i = 0; i < changes->changed->count; i++) {
+		const struct rbd_record *rec = &changes->changed->records[i];
+		array_push_back(&records, &rec);
+	}
+	array_sort(&records, rbd_record_modseq_cmp);
+	t_array_init(&expunges, changes->expunged_count + 1);
+	for (i = 0; i < changes->expunged_count; i++) {
+		struct rbd_expunge *exp = array_append_space(&expunges);
+		exp->uid = changes->expunged[i];
+		exp->modseq = changes->expunged_modseqs[i];
+	}
+	array_sort(&expunges, rbd_expunge_modseq_cmp);
+	recs = array_get(&records, &rec_count);
+	exps = array_get(&expunges, &exp_count);
 
-			rbd_sync_apply_record(ctx, rec);
-			rbd_msgs_update(mbox, rec);
+	while (e < exp_count && ret > 0) {
+		uint64_t modseq = exps[e].modseq;
+		uint32_t seq;
+
+		for (; r < rec_count && recs[r]->modseq < modseq; r++)
+			rbd_sync_apply_record(ctx, recs[r]);
+		mail_index_update_highest_modseq(ctx->trans, modseq - 1);
+		for (; e < exp_count && exps[e].modseq == modseq; e++) {
+			if (mail_index_lookup_seq(ctx->sync_view, exps[e].uid,
+			                          &seq))
+				mail_index_expunge(ctx->trans, seq);
+			rbd_msgs_remove(mbox, exps[e].uid);
 		}
-	T_END;
+		if (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0)
+			ret = -1;
+	}
+	for (; ret > 0 && r < rec_count; r++)
+		rbd_sync_apply_record(ctx, recs[r]);
+	if (ret > 0) {
+		for (i = 0; i < changes->changed->count; i++)
+			rbd_msgs_update(mbox, &changes->changed->records[i]);
+	}
 	rbd_changes_free(&changes);
-	return ctx->inconsistent ? -1 : 1;
+	if (ret > 0 && ctx->inconsistent)
+		ret = -1;
+	return ret;
 }
 
 static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
@@ -314,7 +446,6 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	struct rbd_sync_context ctx;
 	struct rbd_sync_header hdr;
 	struct rbd_index_status status;
-	struct mail_index_sync_rec sync_rec;
 	const void *data;
 	size_t size;
 	bool reset;
@@ -322,14 +453,8 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 
 	i_zero(&ctx);
 	ctx.mbox = mbox;
-	ret = mail_index_sync_begin(mbox->box.index, &ctx.index_sync_ctx,
-	                            &ctx.sync_view, &ctx.trans,
-	                            index_storage_get_sync_flags(&mbox->box));
-	if (ret <= 0) {
-		if (ret < 0)
-			mailbox_set_index_error(&mbox->box);
-		return ret;
-	}
+	if (rbd_sync_begin(&ctx) < 0)
+		return -1;
 
 	mail_index_get_header_ext(ctx.sync_view, mbox->rbd_ext_id, &data,
 	                          &size);
@@ -353,7 +478,8 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	if (ret == 0)
 		ret = rbd_sync_full(&ctx, reset, &status);
 	if (ret < 0) {
-		mail_index_sync_rollback(&ctx.index_sync_ctx);
+		if (ctx.index_sync_ctx != NULL)
+			mail_index_sync_rollback(&ctx.index_sync_ctx);
 		return ctx.inconsistent ? 0 : -1;
 	}
 	if (status.uidnext > ctx.next_uid) {
@@ -361,19 +487,16 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		        ctx.trans, offsetof(struct mail_index_header, next_uid),
 		        &status.uidnext, sizeof(status.uidnext), FALSE);
 	}
-	mail_index_update_highest_modseq(ctx.trans, status.highest_modseq);
+	/* Expunges pending in this sync add one when exported. */
+	mail_index_update_highest_modseq(
+	        ctx.trans, status.highest_modseq - (ctx.expunges_last ? 1 : 0));
 	guid_128_copy(hdr.mailbox_guid, mbox->guid);
 	hdr.uidvalidity = status.uidvalidity;
 	hdr.highest_modseq = status.highest_modseq;
 	mail_index_update_header_ext(ctx.trans, mbox->rbd_ext_id, 0, &hdr,
 	                             sizeof(hdr));
-	/* Nothing else writes this index, but the sync must be drained. */
-	while (mail_index_sync_next(ctx.index_sync_ctx, &sync_rec))
-		;
-	if (mail_index_sync_commit(&ctx.index_sync_ctx) < 0) {
-		mailbox_set_index_error(&mbox->box);
+	if (rbd_sync_commit(&ctx) < 0)
 		return -1;
-	}
 	mbox->synced = status;
 	return 1;
 }

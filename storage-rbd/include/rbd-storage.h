@@ -251,7 +251,7 @@ rbd_code rbd_index_get_status(struct rbd_index *mailbox,
  * leaves the state it wrote): no I/O. Zeroes before the first read.
  */
 void rbd_index_last_status(const struct rbd_index *index,
-			   struct rbd_index_status *status_r);
+                           struct rbd_index_status *status_r);
 
 /*
  * Returns the keyword table as of the last status or change read: name
@@ -333,6 +333,12 @@ struct rbd_flag_update {
 };
 
 /*
+ * MODSEQs: an op advances HIGHESTMODSEQ by the number of records Dovecot's
+ * transaction log writes when a node replays it -- 1 for an append, an
+ * expunge or any system-flag change, plus 1 per distinct keyword added and
+ * per distinct keyword removed -- so that every node's local MODSEQ
+ * counter equals the cluster's.
+ *
  * Updates flags of `count` UIDs in one guarded op with a new MODSEQ.
  * Messages whose MODSEQ is above unchanged_since are not changed; their
  * UIDs are returned in conflicts_r (free with rbd_uids_free).
@@ -370,8 +376,10 @@ rbd_code rbd_index_lookup_records(struct rbd_index *mailbox,
 struct rbd_changes {
 	/* Current records of messages changed or added after the MODSEQ. */
 	struct rbd_records *changed;
-	/* UIDs expunged after the MODSEQ, ascending. */
+	/* UIDs expunged after the MODSEQ, ascending, and for each the MODSEQ
+	   of the op that expunged it. */
 	uint32_t *expunged;
+	uint64_t *expunged_modseqs;
 	size_t expunged_count;
 	/* The mailbox state the changes lead to. */
 	struct rbd_index_status status;

@@ -99,12 +99,9 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     }
     Mutation m;
     m.state = state_;
-    m.state.highest_modseq++;
     Status s = plan(values, &m);
     if (!s.ok() || m.noop) return s;
-    if (!m.new_modseq) {
-      m.state.highest_modseq = state_.highest_modseq;
-    } else {
+    if (m.advanced) {
       ChangeEntry change{ToRanges(m.changed), ToRanges(m.expunged)};
       m.set[keys::ChangeKey(m.state.highest_modseq)] = ToBufferlist(Encode(change));
     }
@@ -118,7 +115,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     if (r == 0) {
       state_ = m.state;
       state_raw_ = std::move(new_raw);
-      if (m.new_modseq) Notify();
+      if (m.advanced) Notify();
       return Status::OK();
     }
     state_valid_ = false;
@@ -179,15 +176,24 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
     if (uint64_t{m->state.uidnext} + messages.size() > UINT32_MAX)
       return Status::Invalid("append to " + oid_ + ": UID space exhausted");
     uids->clear();
-    for (const NewMessage& msg : messages) {
+    std::vector<std::vector<uint32_t>> keyword_ids(messages.size());
+    std::set<uint32_t> distinct;
+    for (size_t i = 0; i < messages.size(); i++) {
+      for (const std::string& kw : messages[i].keywords)
+        keyword_ids[i].push_back(KeywordId(&m->state.keywords, kw));
+      std::sort(keyword_ids[i].begin(), keyword_ids[i].end());
+      keyword_ids[i].erase(std::unique(keyword_ids[i].begin(), keyword_ids[i].end()), keyword_ids[i].end());
+      distinct.insert(keyword_ids[i].begin(), keyword_ids[i].end());
+    }
+    const uint64_t modseq = m->Advance(1 + distinct.size());
+    for (size_t i = 0; i < messages.size(); i++) {
+      const NewMessage& msg = messages[i];
       MessageRecord rec;
       rec.uid = m->state.uidnext++;
       rec.guid = msg.guid;
       rec.flags = msg.flags;
-      for (const std::string& kw : msg.keywords) rec.keywords.push_back(KeywordId(&m->state.keywords, kw));
-      std::sort(rec.keywords.begin(), rec.keywords.end());
-      rec.keywords.erase(std::unique(rec.keywords.begin(), rec.keywords.end()), rec.keywords.end());
-      rec.modseq = m->state.highest_modseq;
+      rec.keywords = std::move(keyword_ids[i]);
+      rec.modseq = modseq;
       rec.received_date = msg.received_date;
       rec.save_date = msg.save_date;
       rec.physical_size = msg.physical_size;
@@ -291,6 +297,9 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
       if (it != m->state.keywords.end())
         remove_ids.push_back(static_cast<uint32_t>(it - m->state.keywords.begin()));
     }
+    std::vector<std::pair<std::string, MessageRecord>> updated;
+    bool flags_changed = false;
+    std::set<uint32_t> added, removed;
     for (const auto& [key, bl] : values) {
       MessageRecord rec;
       Status ds = Decode(bl.to_str(), &rec);
@@ -302,14 +311,24 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
       uint8_t flags = static_cast<uint8_t>((rec.flags | update.add_flags) & ~update.remove_flags);
       std::vector<uint32_t> kws = ApplyKeywords(rec.keywords, add_ids, remove_ids);
       if (flags == rec.flags && kws == rec.keywords) continue;
+      flags_changed |= flags != rec.flags;
+      std::set_difference(kws.begin(), kws.end(), rec.keywords.begin(), rec.keywords.end(),
+                          std::inserter(added, added.end()));
+      std::set_difference(rec.keywords.begin(), rec.keywords.end(), kws.begin(), kws.end(),
+                          std::inserter(removed, removed.end()));
       rec.flags = flags;
       rec.keywords = std::move(kws);
-      rec.modseq = m->state.highest_modseq;
+      updated.emplace_back(key, std::move(rec));
+    }
+    // A new keyword name alone is not worth a MODSEQ.
+    m->noop = updated.empty();
+    if (m->noop) return Status::OK();
+    const uint64_t modseq = m->Advance((flags_changed ? 1 : 0) + added.size() + removed.size());
+    for (auto& [key, rec] : updated) {
+      rec.modseq = modseq;
       m->set[key] = ToBufferlist(Encode(rec));
       m->changed.push_back(rec.uid);
     }
-    // A new keyword name alone is not worth a MODSEQ.
-    m->noop = m->changed.empty();
     return Status::OK();
   });
   if (s.ok()) *modseq = state_.highest_modseq;
@@ -337,6 +356,7 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
     }
     m->noop = m->expunged.empty();
     *expunged = m->expunged.size();
+    if (!m->noop) m->Advance(1);
     return Status::OK();
   });
   if (!s.ok()) return s;
@@ -419,7 +439,8 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     if (r < 0) return Status::FromRados(r, "read changes of " + oid_);
     entries.insert(page.begin(), page.end());
   }
-  std::set<uint32_t> changed, expunged;
+  std::set<uint32_t> changed;
+  std::map<uint32_t, uint64_t> expunged;
   for (const auto& [key, bl] : entries) {
     auto modseq = keys::ParseChangeKey(key);
     if (!modseq || *modseq > state.highest_modseq) continue;  // newer than the state we return
@@ -429,14 +450,20 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     for (const UidRange& range : entry.changed)
       for (uint64_t uid = range.first; uid <= range.last; uid++) changed.insert(static_cast<uint32_t>(uid));
     for (const UidRange& range : entry.expunged)
-      for (uint64_t uid = range.first; uid <= range.last; uid++) expunged.insert(static_cast<uint32_t>(uid));
+      for (uint64_t uid = range.first; uid <= range.last; uid++)
+        expunged[static_cast<uint32_t>(uid)] = *modseq;
   }
   std::vector<uint32_t> lookup;
   for (uint32_t uid : changed)
     if (!expunged.count(uid)) lookup.push_back(uid);
   s = LookupRecords(lookup, &changes->changed);
   if (!s.ok()) return s;
-  changes->expunged.assign(expunged.begin(), expunged.end());
+  changes->expunged.clear();
+  changes->expunged_modseqs.clear();
+  for (const auto& [uid, modseq] : expunged) {
+    changes->expunged.push_back(uid);
+    changes->expunged_modseqs.push_back(modseq);
+  }
   changes->state = state;
   state_ = state;
   state_raw_ = std::move(raw);
@@ -459,7 +486,6 @@ Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
     for (const auto& entry : page)
       if (entry.first <= last) batch.insert(entry.first);
     s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
-      m->new_modseq = false;
       m->remove = batch;
       m->state.log_floor = std::max(m->state.log_floor, std::min(up_to_modseq, m->state.highest_modseq));
       m->noop = batch.empty() && m->state.log_floor == state_.log_floor;

@@ -62,7 +62,9 @@ struct FlagOverride {
 
 struct ChangeSet {
   std::vector<MessageRecord> changed;
+  // Ascending UIDs, each with the MODSEQ of the op that expunged it.
   std::vector<uint32_t> expunged;
+  std::vector<uint64_t> expunged_modseqs;
   MailboxState state;
 };
 
@@ -108,15 +110,28 @@ class MailboxIndex {
 
  private:
   // What one guarded op changes. Mutate() fills `state` with the current
-  // state and the next MODSEQ before calling the planner.
+  // state before calling the planner.
   struct Mutation {
     MailboxState state;
     std::map<std::string, librados::bufferlist> set;
     std::set<std::string> remove;
     std::vector<uint32_t> changed;
     std::vector<uint32_t> expunged;
-    bool new_modseq = true;  // false: maintenance that no client sees
-    bool noop = false;       // nothing to write
+    bool advanced = false;  // false: maintenance that no client sees
+    bool noop = false;      // nothing to write
+
+    // Gives the op its MODSEQ, `step` above the current HIGHESTMODSEQ.
+    // The step is the number of records Dovecot's transaction log writes
+    // when a node replays the op: one for an append, an expunge or any
+    // system-flag change, plus one per distinct keyword added and per
+    // distinct keyword removed. Dovecot counts MODSEQs per log record, so
+    // with this step every node's local counter lands exactly on the
+    // cluster's HIGHESTMODSEQ (plugin/rbd-sync.c relies on it).
+    uint64_t Advance(uint64_t step) {
+      state.highest_modseq += step;
+      advanced = true;
+      return state.highest_modseq;
+    }
   };
   using Planner =
       std::function<Status(const std::map<std::string, librados::bufferlist>& values, Mutation* m)>;

@@ -333,6 +333,9 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   EXPECT_EQ(changes->changed->records[0].flags, RBD_FLAG_SEEN);
   EXPECT_EQ(std::vector<uint32_t>(changes->expunged, changes->expunged + changes->expunged_count),
             (std::vector<uint32_t>{4, 5}));
+  EXPECT_EQ(
+      std::vector<uint64_t>(changes->expunged_modseqs, changes->expunged_modseqs + changes->expunged_count),
+      (std::vector<uint64_t>{seen + 2, seen + 2}));
   EXPECT_EQ(changes->status.highest_modseq, seen + 3);
   EXPECT_EQ(changes->status.messages, 4u);
   rbd_changes_free(&changes);
@@ -351,6 +354,57 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   rbd_changes_free(&changes);
   ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.highest_modseq, seen + 3) << "trimming is not a change clients see";
+  rbd_index_close(&mailbox);
+}
+
+// Dovecot counts MODSEQs per transaction-log record; an op must advance
+// HIGHESTMODSEQ by the records its replay writes (see rbd-storage.h).
+TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
+  rbd_index* mailbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+  uint64_t modseq = st.highest_modseq;
+  auto expect_step = [&](uint64_t step, const char* what) {
+    ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+    EXPECT_EQ(st.highest_modseq, modseq + step) << what;
+    modseq = st.highest_modseq;
+  };
+  const char* two[] = {"$Work", "$Home"};
+  rbd_new_message msgs[3] = {};
+  const std::string body = "Subject: k\r\n\r\nk\r\n";
+  for (auto& m : msgs) {
+    RandomGuid(m.guid);
+    m.body = body.data();
+    m.body_size = body.size();
+    m.keywords = two;
+    m.keyword_count = 2;
+  }
+  uint32_t uids[3];
+  ASSERT_EQ(rbd_index_append(mailbox, msgs, 3, uids, &err_), RBD_OK);
+  expect_step(1 + 2, "append of 3 messages with 2 distinct keywords");
+
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t op_modseq = 0;
+  rbd_flag_update update{};
+  update.add_flags = RBD_FLAG_SEEN;
+  const char* home[] = {"$Home"};
+  update.remove_keywords = home;
+  update.remove_keyword_count = 1;
+  ASSERT_EQ(rbd_index_update_flags(mailbox, uids, 3, &update, &conflicts, &nconflicts, &op_modseq, &err_),
+            RBD_OK);
+  expect_step(1 + 1, "\\Seen added and one keyword removed");
+  EXPECT_EQ(op_modseq, modseq);
+
+  rbd_flag_update again{};
+  again.add_flags = RBD_FLAG_SEEN;
+  ASSERT_EQ(rbd_index_update_flags(mailbox, uids, 3, &again, &conflicts, &nconflicts, &op_modseq, &err_),
+            RBD_OK);
+  expect_step(0, "a change that changes nothing");
+
+  size_t n = 0;
+  ASSERT_EQ(rbd_index_expunge(mailbox, uids, 2, &n, &err_), RBD_OK);
+  expect_step(1, "expunge");
   rbd_index_close(&mailbox);
 }
 
