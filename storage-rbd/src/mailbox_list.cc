@@ -1,5 +1,8 @@
 #include "mailbox_list.h"
 
+#include <algorithm>
+#include <ctime>
+
 #include "keys.h"
 #include "mailbox_index.h"
 #include "retry.h"
@@ -64,8 +67,10 @@ Status MailboxList::Mutate(const Planner& plan) {
     Status s = ReadVersion(&state, &raw, &exists);
     if (!s.ok()) return s;
     Mutation m;
+    m.state = state;
     s = plan(&m);
     if (!s.ok()) return s;
+    m.state.version = state.version + 1;
     librados::ObjectWriteOperation op;
     if (exists) {
       op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, raw);
@@ -73,7 +78,7 @@ Status MailboxList::Mutate(const Planner& plan) {
       // No root yet: the first writer creates it, a racing one gets EEXIST.
       op.create(true);
     }
-    op.setxattr(keys::kStateAttr, ToBufferlist(Encode(RootState{state.version + 1})));
+    op.setxattr(keys::kStateAttr, ToBufferlist(Encode(m.state)));
     if (!m.set.empty()) op.omap_set(m.set);
     if (!m.remove.empty()) op.omap_rm_keys(m.remove);
     int r = account_->index_io().operate(keys::kRoot, &op);
@@ -137,17 +142,28 @@ Status MailboxList::Lookup(const std::string& name, MailboxEntry* entry) {
 Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t uidvalidity,
                            const std::string& special_use) {
   if (name.empty()) return Status::Invalid("create mailbox: empty name");
-  Status s = MailboxIndex::Create(account_, guid, uidvalidity);
-  if (!s.ok()) return s;
-  s = Mutate([&](Mutation* m) -> Status {
+  // The index object first (DESIGN.md 4), with a UIDVALIDITY above every
+  // one this user had; a lost race re-creates it with a fresh one.
+  uint32_t created_uidvalidity = 0;
+  Status s = Mutate([&](Mutation* m) -> Status {
     MailboxEntry existing;
     Status ls = Lookup(name, &existing);
     if (ls.ok()) return Status::Exists("mailbox " + name + " already exists");
     if (!ls.IsNotFound()) return ls;
+    uint32_t uv = uidvalidity;
+    if (uv == 0)
+      uv = std::max<uint32_t>(static_cast<uint32_t>(std::time(nullptr)), m->state.last_uidvalidity + 1);
+    if (created_uidvalidity != uv) {
+      if (created_uidvalidity != 0) MailboxIndex(account_, guid).Remove();
+      Status cs = MailboxIndex::Create(account_, guid, uv);
+      if (!cs.ok()) return cs;
+      created_uidvalidity = uv;
+    }
+    m->state.last_uidvalidity = std::max(m->state.last_uidvalidity, uv);
     m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(MailboxEntry{guid, special_use}));
     return Status::OK();
   });
-  if (!s.ok()) MailboxIndex(account_, guid).Remove();
+  if (!s.ok() && created_uidvalidity != 0) MailboxIndex(account_, guid).Remove();
   return s;
 }
 

@@ -48,6 +48,7 @@ class MailboxList {
 
  private:
   struct Mutation {
+    RootState state;  // as read; the op writes it back with version + 1
     std::map<std::string, librados::bufferlist> set;
     std::set<std::string> remove;
   };

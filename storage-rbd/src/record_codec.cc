@@ -258,7 +258,7 @@ namespace entry {
 enum : uint8_t { kGuid = 1, kSpecialUse };
 }
 namespace root {
-enum : uint8_t { kVersion = 1 };
+enum : uint8_t { kVersion = 1, kLastUidValidity };
 }
 namespace meta {
 enum : uint8_t { kSize = 1, kXxh3, kMailbox, kReceived, kSaved, kChunkSize, kChunks };
@@ -432,6 +432,7 @@ Status Decode(std::string_view in, MailboxEntry* out) {
 std::string Encode(const RootState& s) {
   Encoder e(RecordType::kRootState);
   e.U64(root::kVersion, s.version);
+  e.U32(root::kLastUidValidity, s.last_uidvalidity);
   return e.Finish();
 }
 
@@ -440,7 +441,11 @@ Status Decode(std::string_view in, RootState* out) {
   *out = RootState();
   Field f;
   while (d.Next(&f)) {
-    if (f.tag == root::kVersion) d.U64(f, &out->version);
+    switch (f.tag) {
+      case root::kVersion: d.U64(f, &out->version); break;
+      case root::kLastUidValidity: d.U32(f, &out->last_uidvalidity); break;
+      default: break;
+    }
   }
   return d.Finish({root::kVersion});
 }

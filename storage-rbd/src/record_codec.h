@@ -88,7 +88,12 @@ struct MailboxEntry {
 
 struct RootState {
   uint64_t version = 0;
-  bool operator==(const RootState& o) const { return version == o.version; }
+  // The highest UIDVALIDITY given to a mailbox of this user: a mailbox
+  // re-created under an old name must never get its old UIDVALIDITY back.
+  uint32_t last_uidvalidity = 0;
+  bool operator==(const RootState& o) const {
+    return version == o.version && last_uidvalidity == o.last_uidvalidity;
+  }
 };
 
 // Storage-side metadata of a stored body (xattr "meta"): enough to rebuild

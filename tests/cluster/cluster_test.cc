@@ -559,6 +559,20 @@ TEST_F(MailboxIndexTest, MailboxListOperations) {
   EXPECT_EQ(Hex(guid), inbox);
 }
 
+// RFC 3501: a mailbox re-created under an old name restarts its UIDs, so
+// it must get a different UIDVALIDITY even within the same second.
+TEST_F(MailboxIndexTest, RecreatedMailboxGetsANewUidValidity) {
+  std::set<uint32_t> seen;
+  for (int i = 0; i < 3; i++) {
+    rbd_index* m = OpenMailbox(CreateMailbox("Again"));
+    rbd_index_status st{};
+    ASSERT_EQ(rbd_index_get_status(m, &st, &err_), RBD_OK);
+    EXPECT_TRUE(seen.insert(st.uidvalidity).second) << "UIDVALIDITY " << st.uidvalidity << " reused";
+    rbd_index_close(&m);
+    ASSERT_EQ(rbd_delete_mailbox(user_, "Again", &err_), RBD_OK);
+  }
+}
+
 TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
   rbd_config_free(&config_);
   rbd_user_close(&user_);

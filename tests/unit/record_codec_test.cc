@@ -56,7 +56,7 @@ TEST(RecordCodec, OtherRecordsRoundTrip) {
   EXPECT_EQ(RoundTrip(c), c);
   MailboxEntry e{*Guid::FromHex("ffeeddccbbaa99887766554433221100"), "\\Sent \\Archive"};
   EXPECT_EQ(RoundTrip(e), e);
-  EXPECT_EQ(RoundTrip(RootState{77}), RootState{77});
+  EXPECT_EQ(RoundTrip(RootState{77, 1700000001}), (RootState{77, 1700000001}));
   BodyMeta m;
   m.size = 10 * 1024 * 1024 + 1;
   m.xxh3 = 0xdeadbeefcafef00dULL;

@@ -1,0 +1,150 @@
+"""The Python faces of scripts/ceph-dev-cluster (Cluster) and scripts/dovecot-dev (Node)."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from imap_connection import ImapConnection
+
+ROOT = Path(__file__).resolve().parents[2]
+CEPH_DEV_CLUSTER = ROOT / "scripts" / "ceph-dev-cluster"
+DOVECOT_DEV = ROOT / "scripts" / "dovecot-dev"
+PASSWORD = "pass"
+RBD_ONLY_OPTIONS = ("op_timeout", "stripe_size")
+
+# How the suite sets up its cluster and nodes.
+# Large-message tests store bodies bigger than this: the storage must split them.
+OSD_MAX_OBJECT_SIZE = 1048576
+STRIPE_SIZE = "256k"
+# Only push notifications can reach an idling client before this.
+IDLE_CHECK_INTERVAL = 30
+OP_TIMEOUT = 5
+QUOTA_LIMIT = "100k"
+
+
+def run(*cmd, **kw):
+    """Run a command; on failure show its output in the assertion."""
+    proc = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, **kw)
+    assert proc.returncode == 0, "%s failed (%d):\n%s" % (
+        " ".join(map(str, cmd)), proc.returncode, proc.stdout)
+    return proc.stdout
+
+
+def parse_env(text):
+    """The KEY=VALUE pairs of 'export KEY=VALUE' lines (values without spaces)."""
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'\"")
+    return env
+
+
+class Cluster:
+    """A scripts/ceph-dev-cluster cluster."""
+
+    def __init__(self, path, owned):
+        self.path = Path(path)
+        self.owned = owned
+        self.env = parse_env(run(CEPH_DEV_CLUSTER, "env", self.path))
+
+    @classmethod
+    def start(cls, path, osds=1):
+        run(CEPH_DEV_CLUSTER, "start", path, "--osds", osds)
+        return cls(path, owned=True)
+
+    def stop(self):
+        run(CEPH_DEV_CLUSTER, "stop", self.path)
+
+    def restart(self):
+        """Start the stopped daemons again in place (same dir, ports, data) and wait
+        until all PGs are active+clean.
+
+        ceph-dev-cluster has no restart command: this starts each daemon the way its
+        run_daemon does (setsid, pid in DIR/<name>.pid), so its stop finds them."""
+        names = ["mon.a", "mgr.x"] + sorted(p.name for p in self.path.glob("osd.*")
+                                            if p.is_dir())
+        for name in names:
+            kind, ident = name.split(".")
+            pidfile = self.path / (name + ".pid")
+            run("bash", "-c", 'setsid "$@" </dev/null >>"$LOG" 2>&1 & echo $! >"$PIDFILE"',
+                "restart", "ceph-" + kind, "-f", "-c", self.path / "ceph.conf", "-i", ident,
+                env=dict(os.environ, LOG=str(self.path / "log" / (name + ".out")),
+                         PIDFILE=str(pidfile)))
+        run(CEPH_DEV_CLUSTER, "wait-clean", self.path, 90)
+
+    def ceph(self, *args):
+        """The ceph CLI as client.admin."""
+        return run("ceph", "-c", self.env["RBD_TEST_CEPH_CONF"], "-n", "client.admin",
+                   "--keyring", self.env["RBD_TEST_ADMIN_KEYRING"], *args)
+
+
+class Node:
+    """A scripts/dovecot-dev Dovecot instance."""
+
+    def __init__(self, name, path, owned):
+        self.name = name
+        self.path = Path(path)
+        self.owned = owned
+        env = parse_env(run(DOVECOT_DEV, "env", self.path))
+        self.storage = env["DOVECOT_DEV_STORAGE"]
+        self.index = env["DOVECOT_DEV_INDEX"]
+        self.imap_port = int(env["DOVECOT_DEV_IMAP_PORT"])
+        self.pop3_port = int(env["DOVECOT_DEV_POP3_PORT"])
+        self.lmtp_port = int(env["DOVECOT_DEV_LMTP_PORT"])
+
+    @classmethod
+    def start(cls, name, path, storage, cluster=None, **options):
+        """dovecot-dev start; options are its flags: op_timeout="5s" is --op-timeout 5s.
+        The rbd-only options (op_timeout, stripe_size) are dropped for mdbox."""
+        args = [DOVECOT_DEV, "start", path, "--storage", storage]
+        if storage == "rbd":
+            args += ["--ceph-dir", cluster.path]
+        else:
+            options = {k: v for k, v in options.items() if k not in RBD_ONLY_OPTIONS}
+        for key, value in options.items():
+            args += ["--" + key.replace("_", "-"), value]
+        run(*args)
+        return cls(name, path, owned=True)
+
+    def stop(self):
+        run(DOVECOT_DEV, "stop", self.path)
+
+    def master_pid(self):
+        return int((self.path / "run" / "master.pid").read_text())
+
+    def add_user(self, user, quota_storage=None):
+        args = [DOVECOT_DEV, "add-user", self.path, user, "--password", PASSWORD]
+        if quota_storage:
+            args += ["--quota-storage", quota_storage]
+        run(*args)
+
+    def cache_dir(self, user):
+        return Path(self.index) / user
+
+    def connect(self):
+        return ImapConnection(self.imap_port)
+
+    def login(self, user, password=PASSWORD):
+        conn = self.connect()
+        conn.login(user, password)
+        return conn
+
+    def log_tail(self, lines=30):
+        text = (self.path / "dovecot.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __repr__(self):
+        return "Node(%s, imap %d)" % (self.name, self.imap_port)
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    """Poll predicate() until it returns a true value; returns it, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

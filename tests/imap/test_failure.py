@@ -1,0 +1,216 @@
+"""Failures: a node's local cache deleted; the whole cluster stopped mid-session and
+started again. Nothing is lost, nothing is invented, errors are temporary and fast.
+
+The cluster-stop tests run on a cluster and node of their own (node C), so stopping the
+cluster cannot disturb the other tests."""
+
+import shutil
+import time
+
+import pytest
+
+from daemons import PASSWORD, Cluster, Node
+from imap_connection import ImapConnection, ImapError, Literal, selected_state
+from messages import numbered
+
+pytestmark = pytest.mark.rbd_only("stops the cluster or deletes a node's cache dir")
+
+OP_TIMEOUT = 2        # rbd_op_timeout of node C, seconds
+SLACK = 3             # allowed on top of it for one failing command
+RECOVERY_WAIT = 60    # librados re-hunts its MON with backoff after a restart
+
+
+def account_state(conn):
+    """Everything a client can observe of an account, for before/after comparisons."""
+    boxes = sorted(conn.ok('LIST "" *').lines())
+    state = {"list": boxes, "lsub": sorted(conn.ok('LSUB "" *').lines())}
+    for line in boxes:
+        name = line.rsplit('"/" ', 1)[1].strip('"')
+        if "\\Noselect" in line or "\\NonExistent" in line:
+            continue
+        sel = selected_state(conn.ok("EXAMINE", Literal(name.encode())))
+        fetched = conn.fetch("1:*", "(FLAGS BODY.PEEK[] X-GUID RFC822.SIZE INTERNALDATE)") \
+            if sel["exists"] else {}
+        state[name] = (sel["uidvalidity"], sel["uidnext"], sel["exists"], fetched)
+        conn.ok("UNSELECT")
+    return state
+
+
+def populate(conn):
+    conn.ok("CREATE", "work")
+    conn.ok("CREATE", "work/2024")
+    conn.ok("SUBSCRIBE", "work")
+    conn.append("INBOX", numbered(1), flags=["\\Seen"])
+    conn.append("INBOX", numbered(2, size=50000))   # a body object of its own
+    conn.append("INBOX", numbered(3), flags=["\\Flagged", "$Work"])
+    conn.append("work/2024", numbered(4))
+    conn.ok("SELECT", "INBOX")
+    conn.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+    conn.ok("EXPUNGE")
+    conn.ok("UNSELECT")
+
+
+# ---- the local cache ------------------------------------------------------------------
+
+def test_deleting_a_nodes_cache_dir_loses_nothing(connect, node_a, user):
+    conn = connect(node_a, user)
+    populate(conn)
+    before = account_state(conn)
+    conn.logout()
+    cache = node_a.cache_dir(user)
+    assert cache.is_dir(), "node A keeps no index cache in %s" % cache
+    shutil.rmtree(cache)
+    again = connect(node_a, user)
+    assert account_state(again) == before
+    resp = again.append("INBOX", numbered(5))
+    assert resp.text.split()[2] == "%d]" % before["INBOX"][1]   # UIDNEXT, not a reused UID
+
+
+def test_deleting_the_cache_while_a_session_is_selected_loses_nothing(connect, node_a, user):
+    conn = connect(node_a, user)
+    populate(conn)
+    before = account_state(conn)
+    conn.ok("SELECT", "INBOX")
+    shutil.rmtree(node_a.cache_dir(user))
+    other = connect(node_a, user)
+    assert account_state(other) == before
+
+
+# ---- the cluster stopped --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def isolated(work_dir):
+    """A cluster and a node (C) of their own; the same small object size as the shared
+    cluster, and a short op timeout so failures are quick."""
+    cluster = Cluster.start(work_dir / "ceph-failure")
+    node = None
+    try:
+        node = Node.start("C", work_dir / "node-c", "rbd", cluster,
+                          op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30)
+        yield cluster, node
+    finally:
+        if node:
+            node.stop()
+        cluster.stop()
+
+
+class Outage:
+    """One user on node C with a populated account, two sessions (one with INBOX
+    selected, one only logged in), and the cluster stopped under them."""
+
+    def __init__(self, cluster, node):
+        self.cluster = cluster
+        self.node = node
+        self.user = "f%d" % (time.monotonic_ns() % 10**9)
+        node.add_user(self.user)
+        conn = node.login(self.user)
+        populate(conn)
+        self.before = account_state(conn)
+        conn.logout()
+        self.selected = node.login(self.user)
+        self.selected.ok("SELECT", "INBOX")
+        self.logged_in = node.login(self.user)
+        self.master_pid = node.master_pid()
+        cluster.stop()
+        self.stopped = True
+
+    def end(self):
+        """Start the cluster again (once)."""
+        if self.stopped:
+            self.cluster.restart()
+            self.stopped = False
+
+
+@pytest.fixture(scope="module")
+def outage(isolated):
+    """One outage shared by the tests below, in file order; the last one ends it."""
+    o = Outage(*isolated)
+    try:
+        yield o
+    finally:
+        o.selected.close()
+        o.logged_in.close()
+        o.end()
+
+
+def timed(conn, *command):
+    """(response, seconds) of one command; a dropped connection counts as the response
+    None (Dovecot may disconnect a session whose mailbox state became inconsistent)."""
+    t0 = time.monotonic()
+    try:
+        resp = conn.command(*command)
+    except (ImapError, OSError):
+        resp = None
+    return resp, time.monotonic() - t0
+
+
+def assert_unavailable(resp, seconds, what):
+    assert seconds <= OP_TIMEOUT + SLACK, "%s took %.1f s" % (what, seconds)
+    assert resp is not None, "%s: connection dropped" % what
+    assert resp.tagged.startswith("NO [UNAVAILABLE] "), "%s: %s" % (what, resp.tagged)
+
+
+def test_commands_on_a_selected_mailbox_fail_unavailable_within_the_op_timeout(outage):
+    commands = (["UID FETCH 2 (BODY.PEEK[])"], ["UID STORE 3 +FLAGS (\\Answered)"],
+                ["APPEND", "INBOX", Literal(numbered(9))])
+    for i, command in enumerate(commands):
+        resp, seconds = timed(outage.selected, *command)
+        if resp is None and i > 0:
+            break     # Dovecot drops a session after a NO that left it inconsistent
+        assert_unavailable(resp, seconds, command[0])
+
+
+def test_select_status_list_and_create_fail_unavailable_never_missing_or_empty(outage):
+    for command in (["STATUS INBOX (MESSAGES UIDNEXT)"], ["SELECT", "INBOX"],
+                    ["SELECT", "work/2024"], ["EXAMINE", "INBOX"], ["CREATE", "new"],
+                    ['LIST "" *']):
+        resp, seconds = timed(outage.logged_in, *command)
+        if command[0] == 'LIST "" *' and resp is not None and resp.status == "OK":
+            # a listing is acceptable only if it is the whole truth
+            assert sorted(resp.lines()) == outage.before["list"]
+            continue
+        assert_unavailable(resp, seconds, " ".join(map(str, command)))
+        assert "doesn't exist" not in resp.text
+
+
+def test_a_login_during_the_outage_fails_temporarily_or_cannot_open_inbox(outage):
+    t0 = time.monotonic()
+    try:
+        conn = ImapConnection(outage.node.imap_port)
+        resp = conn.command("LOGIN", outage.user, PASSWORD)
+    except (ImapError, OSError):
+        return                                    # refused: a temporary failure
+    assert time.monotonic() - t0 <= OP_TIMEOUT + SLACK
+    try:
+        if resp.status != "OK":
+            assert resp.tagged.startswith("NO [UNAVAILABLE]"), resp.tagged
+            return
+        resp, seconds = timed(conn, "SELECT", "INBOX")
+        if resp is not None:
+            assert_unavailable(resp, seconds, "SELECT INBOX after login")
+    finally:
+        conn.close()
+
+
+def test_after_the_cluster_returns_the_same_dovecot_serves_everything_unchanged(outage,
+                                                                              report):
+    # (the failed STORE, APPEND and CREATE above must have left no trace)
+    outage.end()
+    t0 = time.monotonic()
+    while True:
+        try:
+            conn = outage.node.login(outage.user)
+            if conn.command("SELECT", "INBOX").status == "OK":
+                break
+            conn.close()
+        except (ImapError, OSError):
+            pass
+        assert time.monotonic() - t0 < RECOVERY_WAIT, "node C did not recover"
+        time.sleep(0.5)
+    report("serving again after the cluster restarted", time.monotonic() - t0)
+    try:
+        assert outage.node.master_pid() == outage.master_pid
+        conn.ok("UNSELECT")
+        assert account_state(conn) == outage.before
+    finally:
+        conn.close()
