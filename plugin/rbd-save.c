@@ -129,6 +129,7 @@ int rbd_save_finish(struct mail_save_context *_ctx)
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
 	struct mail_save_data *mdata = &_ctx->data;
 	struct rbd_save_item *item;
+	struct index_mail *imail;
 
 	ctx->finished = TRUE;
 	if (!ctx->failed && o_stream_finish(mdata->output) < 0) {
@@ -158,6 +159,11 @@ int rbd_save_finish(struct mail_save_context *_ctx)
 
 	mail_index_append(ctx->trans, 0, &item->seq);
 	mail_set_seq_saving(_ctx->dest_mail, item->seq);
+	/* The temporary record is dropped at commit: nothing may be cached
+	   for it (LMTP reads the saved mail's headers before commit). */
+	imail = INDEX_MAIL(_ctx->dest_mail);
+	imail->data.no_caching = TRUE;
+	imail->data.forced_no_caching = TRUE;
 	ctx->temp_count++;
 	index_save_context_free(_ctx);
 	return 0;
