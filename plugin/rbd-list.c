@@ -238,17 +238,6 @@ static int rbd_list_iter_deinit(struct mailbox_list_iterate_context *_ctx)
 	return ret;
 }
 
-static int
-rbd_list_get_mailbox_flags(struct mailbox_list *list ATTR_UNUSED,
-                           const char *dir ATTR_UNUSED,
-                           const char *fname ATTR_UNUSED,
-                           enum mailbox_list_file_type type ATTR_UNUSED,
-                           enum mailbox_info_flags *flags_r)
-{
-	*flags_r = 0;
-	return 0;
-}
-
 static int rbd_list_subscriptions_refresh(struct mailbox_list *src_list,
                                           struct mailbox_list *dest_list)
 {
@@ -347,6 +336,11 @@ static int rbd_list_rename_mailbox(struct mailbox_list *oldlist,
 		return -1;
 	if (rbd_rename_mailbox(user, oldname, newname, RBD_HIERARCHY_SEP,
 	                       &err) != RBD_OK) {
+		if (err.code == RBD_ERR_EXISTS) {
+			mailbox_list_set_error(oldlist, MAIL_ERROR_EXISTS,
+			                       "Target mailbox already exists");
+			return -1;
+		}
 		rbd_list_set_error(oldlist, oldname, &err);
 		return -1;
 	}
@@ -373,7 +367,6 @@ struct mailbox_list rbd_mailbox_list = {
                         .iter_init = rbd_list_iter_init,
                         .iter_next = rbd_list_iter_next,
                         .iter_deinit = rbd_list_iter_deinit,
-                        .get_mailbox_flags = rbd_list_get_mailbox_flags,
                         .subscriptions_refresh = rbd_list_subscriptions_refresh,
                         .set_subscribed = rbd_list_set_subscribed,
                         .delete_mailbox = rbd_list_delete_mailbox,

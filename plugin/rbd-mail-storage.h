@@ -142,6 +142,9 @@ void rbd_transaction_save_rollback(struct mail_save_context *ctx);
    sequence, so that the saved mail can be read before commit (LMTP). */
 bool rbd_save_get_body(struct mail_save_context *ctx, uint32_t seq,
                        const void **data_r, size_t *size_r);
+/* The sizes of a message saved or copied in this transaction. */
+bool rbd_save_get_sizes(struct mail_save_context *ctx, uint32_t seq,
+                        uoff_t *physical_size_r, uoff_t *virtual_size_r);
 
 /* Queues a copy of `src`, with the flags set on ctx, for commit_pre. */
 void rbd_save_add_copy(struct mail_save_context *ctx, struct mail *src);

@@ -34,7 +34,11 @@ static const struct rbd_msg *rbd_mail_msg(struct mail *mail)
 static int rbd_mail_get_physical_size(struct mail *mail, uoff_t *size_r)
 {
 	const struct rbd_msg *msg;
+	uoff_t vsize;
 
+	if (mail->saving && rbd_save_get_sizes(mail->transaction->save_ctx,
+	                                       mail->seq, size_r, &vsize))
+		return 0;
 	if (mail->saving)
 		return index_mail_get_physical_size(mail, size_r);
 	if ((msg = rbd_mail_msg(mail)) == NULL)
@@ -46,7 +50,11 @@ static int rbd_mail_get_physical_size(struct mail *mail, uoff_t *size_r)
 static int rbd_mail_get_virtual_size(struct mail *mail, uoff_t *size_r)
 {
 	const struct rbd_msg *msg;
+	uoff_t psize;
 
+	if (mail->saving && rbd_save_get_sizes(mail->transaction->save_ctx,
+	                                       mail->seq, &psize, size_r))
+		return 0;
 	if (mail->saving)
 		return index_mail_get_virtual_size(mail, size_r);
 	if ((msg = rbd_mail_msg(mail)) == NULL)

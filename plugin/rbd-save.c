@@ -23,13 +23,13 @@ struct rbd_save_item {
 	struct rbd_mailbox *copy_src;
 	uint32_t copy_src_uid;
 
-	uint32_t seq; /* temporary sequence (saves only) */
+	uint32_t seq; /* temporary sequence */
 	guid_128_t guid;
 	buffer_t *body;
 	enum mail_flags flags;
 	const char **keywords;
 	time_t received_date, save_date;
-	uint64_t virtual_size;
+	uint64_t physical_size, virtual_size;
 	const char *pop3_uidl;
 };
 
@@ -49,7 +49,7 @@ struct rbd_save_context {
 	bool finished : 1;
 };
 
-#define RBD_SAVECTX(s) container_of(s, struct rbd_save_context, ctx)
+#define RBD_SAVECTX(s) (container_of(s, struct rbd_save_context, ctx))
 
 struct mail_save_context *rbd_save_alloc(struct mailbox_transaction_context *t)
 {
@@ -124,12 +124,29 @@ static void rbd_save_fill_common(struct rbd_save_context *ctx,
 		guid_128_generate(item->guid);
 }
 
+/* A temporary index record lets the saved or copied mail be looked at
+   before commit (LMTP reads its headers, quota its size). It is dropped at
+   commit, so nothing may be cached for it. */
+static void rbd_save_add_temp_record(struct rbd_save_context *ctx,
+                                     struct rbd_save_item *item)
+{
+	struct index_mail *imail;
+
+	mail_index_append(ctx->trans, 0, &item->seq);
+	if (ctx->ctx.dest_mail == NULL)
+		return;
+	mail_set_seq_saving(ctx->ctx.dest_mail, item->seq);
+	imail = INDEX_MAIL(ctx->ctx.dest_mail);
+	imail->data.no_caching = TRUE;
+	imail->data.forced_no_caching = TRUE;
+	ctx->temp_count++;
+}
+
 int rbd_save_finish(struct mail_save_context *_ctx)
 {
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
 	struct mail_save_data *mdata = &_ctx->data;
 	struct rbd_save_item *item;
-	struct index_mail *imail;
 
 	ctx->finished = TRUE;
 	if (!ctx->failed && o_stream_finish(mdata->output) < 0) {
@@ -157,14 +174,8 @@ int rbd_save_finish(struct mail_save_context *_ctx)
 	   line endings) is the stored size. */
 	item->virtual_size = item->body->used;
 
-	mail_index_append(ctx->trans, 0, &item->seq);
-	mail_set_seq_saving(_ctx->dest_mail, item->seq);
-	/* The temporary record is dropped at commit: nothing may be cached
-	   for it (LMTP reads the saved mail's headers before commit). */
-	imail = INDEX_MAIL(_ctx->dest_mail);
-	imail->data.no_caching = TRUE;
-	imail->data.forced_no_caching = TRUE;
-	ctx->temp_count++;
+	item->physical_size = item->body->used;
+	rbd_save_add_temp_record(ctx, item);
 	index_save_context_free(_ctx);
 	return 0;
 }
@@ -177,35 +188,60 @@ void rbd_save_cancel(struct mail_save_context *_ctx)
 	(void)rbd_save_finish(_ctx);
 }
 
-bool rbd_save_get_body(struct mail_save_context *_ctx, uint32_t seq,
-                       const void **data_r, size_t *size_r)
+static const struct rbd_save_item *rbd_save_find(struct mail_save_context *_ctx,
+                                                 uint32_t seq)
 {
-	struct rbd_save_context *ctx;
 	const struct rbd_save_item *item;
 
 	if (_ctx == NULL)
-		return FALSE;
-	ctx = RBD_SAVECTX(_ctx);
-	array_foreach(&ctx->items, item)
+		return NULL;
+	array_foreach(&RBD_SAVECTX(_ctx)->items, item)
 	{
-		if (item->copy_src == NULL && item->seq == seq) {
-			*data_r = item->body->data;
-			*size_r = item->body->used;
-			return TRUE;
-		}
+		if (item->seq == seq)
+			return item;
 	}
-	return FALSE;
+	return NULL;
+}
+
+bool rbd_save_get_body(struct mail_save_context *ctx, uint32_t seq,
+                       const void **data_r, size_t *size_r)
+{
+	const struct rbd_save_item *item = rbd_save_find(ctx, seq);
+
+	if (item == NULL || item->body == NULL)
+		return FALSE;
+	*data_r = item->body->data;
+	*size_r = item->body->used;
+	return TRUE;
+}
+
+bool rbd_save_get_sizes(struct mail_save_context *ctx, uint32_t seq,
+                        uoff_t *physical_size_r, uoff_t *virtual_size_r)
+{
+	const struct rbd_save_item *item = rbd_save_find(ctx, seq);
+
+	if (item == NULL)
+		return FALSE;
+	*physical_size_r = item->physical_size;
+	*virtual_size_r = item->virtual_size;
+	return TRUE;
 }
 
 void rbd_save_add_copy(struct mail_save_context *_ctx, struct mail *src)
 {
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
 	struct rbd_save_item *item;
+	uoff_t size;
 
 	item = array_append_space(&ctx->items);
 	rbd_save_fill_common(ctx, item);
 	item->copy_src = RBD_MAILBOX(src->box);
 	item->copy_src_uid = src->uid;
+	if (mail_get_physical_size(src, &size) == 0)
+		item->physical_size = size;
+	if (mail_get_virtual_size(src, &size) == 0)
+		item->virtual_size = size;
+	rbd_save_add_temp_record(ctx, item);
 	ctx->finished = TRUE;
 	index_save_context_free(_ctx);
 }
