@@ -49,6 +49,20 @@ void rbd_sync_register_ext(struct rbd_mailbox *mbox)
 	        mbox->box.index, "rbd", sizeof(struct rbd_sync_header), 0, 0);
 }
 
+static void rbd_sync_header_write(struct rbd_mailbox *mbox,
+                                  struct mail_index_transaction *trans,
+                                  const struct rbd_index_status *status)
+{
+	struct rbd_sync_header hdr;
+
+	i_zero(&hdr);
+	guid_128_copy(hdr.mailbox_guid, mbox->guid);
+	hdr.uidvalidity = status->uidvalidity;
+	hdr.highest_modseq = status->highest_modseq;
+	mail_index_update_header_ext(trans, mbox->rbd_ext_id, 0, &hdr,
+	                             sizeof(hdr));
+}
+
 static int rbd_uid_msg_cmp(const uint32_t *uid, const struct rbd_msg *msg)
 {
 	return *uid < msg->uid ? -1 : (*uid > msg->uid ? 1 : 0);
@@ -490,11 +504,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	/* Expunges pending in this sync add one when exported. */
 	mail_index_update_highest_modseq(
 	        ctx.trans, status.highest_modseq - (ctx.expunges_last ? 1 : 0));
-	guid_128_copy(hdr.mailbox_guid, mbox->guid);
-	hdr.uidvalidity = status.uidvalidity;
-	hdr.highest_modseq = status.highest_modseq;
-	mail_index_update_header_ext(ctx.trans, mbox->rbd_ext_id, 0, &hdr,
-	                             sizeof(hdr));
+	rbd_sync_header_write(mbox, ctx.trans, &status);
 	if (rbd_sync_commit(&ctx) < 0)
 		return -1;
 	mbox->synced = status;
@@ -544,6 +554,127 @@ static void rbd_push_conflicts(struct mailbox_transaction_context *t,
 	}
 }
 
+/* A NULL-terminated copy, for mail_index_keywords_create(). */
+static const char *const *rbd_names_z(const ARRAY_TYPE(const_string) * names)
+{
+	unsigned int count = array_count(names);
+	const char **out = t_new(const char *, count + 1);
+
+	if (count > 0)
+		memcpy(out, array_front(names), sizeof(*out) * count);
+	return out;
+}
+
+static bool rbd_msg_has_keyword(const ARRAY_TYPE(keyword_indexes) * current,
+                                const ARRAY_TYPE(keywords) * names,
+                                const char *name)
+{
+	const unsigned int *idx;
+
+	array_foreach(current, idx)
+	{
+		if (strcmp(array_idx_elem(names, *idx), name) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Writes a pushed change into the client's own transaction when that is
+   exact: a hidden transaction (STORE .SILENT) must not see its change
+   echoed back by the next sync as if another session had made it. Exact
+   means the op's RADOS MODSEQ is the synced HIGHESTMODSEQ plus the records
+   this change writes here (the core's step rule), i.e. nothing else
+   happened in between; otherwise the next sync brings it. */
+static void rbd_push_apply_own(struct mailbox_transaction_context *t,
+                               struct rbd_mailbox *mbox,
+                               const struct rbd_flag_change *change,
+                               const ARRAY_TYPE(uint32_t) * uids,
+                               uint64_t modseq)
+{
+	const ARRAY_TYPE(keywords) *names =
+	        mail_index_get_keywords(t->box->index);
+	struct mail_index_view *view = t->box->view;
+	ARRAY_TYPE(keyword_indexes) current;
+	ARRAY_TYPE(const_string) added, removed;
+	struct rbd_index_status status;
+	const struct mail_index_record *irec;
+	const char *const *kw;
+	uint32_t uid, seq;
+	unsigned int records = 0;
+	bool flags_changed = FALSE;
+
+	if (mail_index_modseq_get_highest(view) != mbox->synced.highest_modseq)
+		return;
+	t_array_init(&current, 8);
+	t_array_init(&added, 4);
+	t_array_init(&removed, 4);
+	array_foreach_elem(uids, uid)
+	{
+		uint8_t old_flags, new_flags;
+
+		if (!mail_index_lookup_seq(view, uid, &seq))
+			return;
+		irec = mail_index_lookup(view, seq);
+		old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
+		new_flags =
+		        (old_flags | change->add_flags) & ~change->remove_flags;
+		flags_changed |= new_flags != old_flags;
+		array_clear(&current);
+		mail_index_lookup_keywords(view, seq, &current);
+		array_foreach(&change->add_keywords, kw)
+		{
+			if (!rbd_msg_has_keyword(&current, names, *kw) &&
+			    !array_lsearch(&added, kw, i_strcmp_p))
+				array_push_back(&added, kw);
+		}
+		array_foreach(&change->remove_keywords, kw)
+		{
+			if (rbd_msg_has_keyword(&current, names, *kw) &&
+			    !array_lsearch(&removed, kw, i_strcmp_p))
+				array_push_back(&removed, kw);
+		}
+	}
+	records = (flags_changed ? 1 : 0) + array_count(&added) +
+	          array_count(&removed);
+	if (records == 0 || mbox->synced.highest_modseq + records != modseq)
+		return;
+
+	array_foreach_elem(uids, uid)
+	{
+		struct mail_keywords *kws;
+
+		(void)mail_index_lookup_seq(view, uid, &seq);
+		if (change->add_flags != 0)
+			mail_index_update_flags(t->itrans, seq, MODIFY_ADD,
+			                        change->add_flags);
+		if (change->remove_flags != 0)
+			mail_index_update_flags(t->itrans, seq, MODIFY_REMOVE,
+			                        change->remove_flags);
+		if (array_count(&change->add_keywords) > 0) {
+			kws = mail_index_keywords_create(
+			        t->box->index,
+			        rbd_names_z(&change->add_keywords));
+			mail_index_update_keywords(t->itrans, seq, MODIFY_ADD,
+			                           kws);
+			mail_index_keywords_unref(&kws);
+		}
+		if (array_count(&change->remove_keywords) > 0) {
+			kws = mail_index_keywords_create(
+			        t->box->index,
+			        rbd_names_z(&change->remove_keywords));
+			mail_index_update_keywords(t->itrans, seq,
+			                           MODIFY_REMOVE, kws);
+			mail_index_keywords_unref(&kws);
+		}
+		mail_index_update_modseq(t->itrans, seq, modseq);
+	}
+	mail_index_update_highest_modseq(t->itrans, modseq);
+	status = mbox->synced;
+	status.highest_modseq = modseq;
+	rbd_sync_header_write(mbox, t->itrans, &status);
+	mbox->synced = status;
+}
+
 static int rbd_push_change(struct mailbox_transaction_context *t,
                            struct rbd_mailbox *mbox,
                            const struct rbd_flag_change *change)
@@ -576,6 +707,9 @@ static int rbd_push_change(struct mailbox_transaction_context *t,
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return -1;
 	}
+	if (conflict_count == 0 &&
+	    (t->flags & MAILBOX_TRANSACTION_FLAG_HIDE) != 0)
+		rbd_push_apply_own(t, mbox, change, &uids, modseq);
 	rbd_push_conflicts(t, conflicts, conflict_count);
 	rbd_uids_free(&conflicts);
 	return ret;
