@@ -11,8 +11,9 @@ mail dir. RBD_IMAP_SINGLE_NODE=1 makes node B the same instance as node A, so th
 two_nodes tests run on mdbox too: that checks their logic, not the sharing.
 
 Already running daemons are used (and left running) when the environment names them:
-RBD_TEST_CEPH_DIR (a ceph-dev-cluster dir), RBD_IMAP_NODE_A and RBD_IMAP_NODE_B (dovecot-dev
-dirs). RBD_KEEP_LOGS=1 keeps the temp dir with every log.
+RBD_IMAP_CEPH_DIR (a ceph-dev-cluster dir), RBD_IMAP_NODE_A and RBD_IMAP_NODE_B (dovecot-dev
+dirs on it). Not RBD_TEST_CEPH_DIR: scripts/test leaves that set to the (stopped) cluster
+of its earlier suites. RBD_KEEP_LOGS=1 keeps the temp dir with every log.
 """
 
 import itertools
@@ -108,8 +109,10 @@ def cluster(work_dir):
     if STORAGE != "rbd":
         yield None
         return
-    if os.environ.get("RBD_TEST_CEPH_DIR"):
-        c = Cluster(os.environ["RBD_TEST_CEPH_DIR"], owned=False)
+    if os.environ.get("RBD_IMAP_CEPH_DIR"):
+        c = Cluster(os.environ["RBD_IMAP_CEPH_DIR"], owned=False)
+    elif os.environ.get("RBD_IMAP_NODE_A") or os.environ.get("RBD_IMAP_NODE_B"):
+        raise pytest.UsageError("RBD_IMAP_NODE_A/B need RBD_IMAP_CEPH_DIR, their cluster")
     else:
         c = Cluster.start(work_dir / "ceph")
     try:

@@ -1,6 +1,5 @@
 """The Python faces of scripts/ceph-dev-cluster (Cluster) and scripts/dovecot-dev (Node)."""
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -59,26 +58,20 @@ class Cluster:
         run(CEPH_DEV_CLUSTER, "stop", self.path)
 
     def restart(self):
-        """Start the stopped daemons again in place (same dir, ports, data) and wait
-        until all PGs are active+clean.
-
-        ceph-dev-cluster has no restart command: this starts each daemon the way its
-        run_daemon does (setsid, pid in DIR/<name>.pid), so its stop finds them."""
-        names = ["mon.a", "mgr.x"] + sorted(p.name for p in self.path.glob("osd.*")
-                                            if p.is_dir())
-        for name in names:
-            kind, ident = name.split(".")
-            pidfile = self.path / (name + ".pid")
-            run("bash", "-c", 'setsid "$@" </dev/null >>"$LOG" 2>&1 & echo $! >"$PIDFILE"',
-                "restart", "ceph-" + kind, "-f", "-c", self.path / "ceph.conf", "-i", ident,
-                env=dict(os.environ, LOG=str(self.path / "log" / (name + ".out")),
-                         PIDFILE=str(pidfile)))
-        run(CEPH_DEV_CLUSTER, "wait-clean", self.path, 90)
+        """Start the stopped daemons again in place (same dir, ports, data); returns when
+        all PGs are active+clean."""
+        run(CEPH_DEV_CLUSTER, "restart", self.path)
 
     def ceph(self, *args):
         """The ceph CLI as client.admin."""
         return run("ceph", "-c", self.env["RBD_TEST_CEPH_CONF"], "-n", "client.admin",
                    "--keyring", self.env["RBD_TEST_ADMIN_KEYRING"], *args)
+
+    def objects(self, pool, namespace):
+        """The names of the objects in one namespace of a pool."""
+        return sorted(run("rados", "-c", self.env["RBD_TEST_CEPH_CONF"], "-n", "client.admin",
+                          "--keyring", self.env["RBD_TEST_ADMIN_KEYRING"], "-p", pool,
+                          "-N", namespace, "ls").split())
 
 
 class Node:

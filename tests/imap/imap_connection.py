@@ -18,7 +18,12 @@ _TIMING = re.compile(r" \(\d+\.\d+(?: \+ \d+\.\d+)* secs\)\.$")
 
 
 class ImapError(AssertionError):
-    pass
+    """A failed command, or the server closed the connection; `untagged` holds what the
+    command received before that (a '* BYE ...', say)."""
+
+    def __init__(self, message, untagged=()):
+        super().__init__(message)
+        self.untagged = list(untagged)
 
 
 class Literal:
@@ -138,7 +143,10 @@ class ImapConnection:
     def wait_tagged(self, tag, untagged=None):
         untagged = [] if untagged is None else untagged
         while True:
-            resp = self.read_response()
+            try:
+                resp = self.read_response()
+            except ImapError as e:
+                raise ImapError(str(e), untagged) from None
             if resp.startswith(tag.encode() + b" "):
                 return self._tagged(untagged, resp, tag)
             untagged.append(resp)
@@ -198,7 +206,8 @@ class ImapConnection:
 
     def idle_wait(self, predicate, timeout):
         """Read untagged responses while idling until predicate(resp) is true; returns
-        (the matching response, seconds waited), or (None, timeout) after timeout."""
+        (the matching response, seconds waited from this call), or (None, timeout) after
+        timeout. Called right after the change's tagged OK, that is the push latency."""
         t0 = time.monotonic()
         try:
             while True:
@@ -299,8 +308,10 @@ def drop_recent(line):
 
 def parse_fetch(untagged, key=None):
     """{seq (or the value of item `key`): {ITEM: value}} for the FETCH responses;
-    FLAGS without \\Recent (see Response.lines)."""
-    out = {}
+    FLAGS without \\Recent (see Response.lines). A server may report some items of a
+    message in a FETCH of their own (an implicit \\Seen, say) without the key item:
+    those are merged by sequence number."""
+    by_seq = {}
     for resp in untagged:
         m = re.match(rb"\* (\d+) FETCH ", resp)
         if not m:
@@ -309,9 +320,10 @@ def parse_fetch(untagged, key=None):
         d = {items[i].upper(): items[i + 1] for i in range(0, len(items), 2)}
         if "FLAGS" in d:
             d["FLAGS"] = [f for f in d["FLAGS"] if f != "\\Recent"]
-        k = int(d[key]) if key else int(m.group(1))
-        out.setdefault(k, {}).update(d)
-    return out
+        by_seq.setdefault(int(m.group(1)), {}).update(d)
+    if not key:
+        return by_seq
+    return {int(d[key]): d for d in by_seq.values() if key in d}
 
 
 def response_code(text):

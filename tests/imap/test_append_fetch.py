@@ -175,9 +175,8 @@ def test_fetch_header_text_and_mime_sections(imap):
     assert fetched["BODY[2.MIME]"] == (b'Content-Type: application/octet-stream; '
                                        b'name="data.bin"\r\n'
                                        b"Content-Transfer-Encoding: base64\r\n\r\n")
+    # the fields in the message's order, not the request's
     assert fetched["BODY[HEADER.FIELDS (SUBJECT FROM)]"] == \
-        b"Subject: report\r\nFrom: Alice <alice@example.org>\r\n\r\n" or \
-        fetched["BODY[HEADER.FIELDS (SUBJECT FROM)]"] == \
         b"From: Alice <alice@example.org>\r\nSubject: report\r\n\r\n"
     assert fetched["BODY[HEADER.FIELDS.NOT (SUBJECT FROM TO DATE)]"] == (
         b"MIME-Version: 1.0\r\n"

@@ -1,4 +1,6 @@
-"""COPY and MOVE: exact COPYUID, bodies, flags and GUIDs carried over."""
+"""COPY and MOVE: exact COPYUID, bodies, flags and GUIDs carried over, no body stored twice."""
+
+import pytest
 
 from imap_connection import after_expunges, selected_state
 from messages import multipart, numbered
@@ -112,3 +114,19 @@ def test_copy_keeps_the_x_guid_so_the_body_is_shared(imap):
     imap.ok("EXAMINE", "dst")
     assert {u: f["X-GUID"] for u, f in imap.fetch("1:*", "(X-GUID)").items()} == {
         1: guid, 2: guid}
+
+
+@pytest.mark.rbd_only("counts the user's objects in the cluster's mail pool")
+def test_copy_and_move_reuse_the_stored_body_instead_of_uploading_it_again(imap, cluster,
+                                                                          user):
+    imap.ok("CREATE", "dst")
+    imap.append("INBOX", numbered(1, size=300000))   # too big to travel inline: own objects
+    stored = cluster.objects("mail", user)
+    assert stored
+    imap.ok("SELECT", "INBOX")
+    imap.ok("COPY 1 dst")
+    imap.ok("MOVE 1 dst")
+    assert cluster.objects("mail", user) == stored
+    imap.ok("EXAMINE", "dst")
+    assert {u: f["BODY[]"] for u, f in imap.fetch("1:*", "(BODY.PEEK[])").items()} == {
+        1: numbered(1, 300000), 2: numbered(1, 300000)}

@@ -95,8 +95,11 @@ def isolated(work_dir):
 
 
 class Outage:
-    """One user on node C with a populated account, two sessions (one with INBOX
-    selected, one only logged in), and the cluster stopped under them."""
+    """One user on node C with a populated account, sessions opened before the cluster
+    stopped under them: one per command tried on a selected INBOX (Dovecot ends a
+    session after some failures), and one only logged in."""
+
+    SELECTED_FOR = ("fetch", "store", "append")
 
     def __init__(self, cluster, node):
         self.cluster = cluster
@@ -107,8 +110,9 @@ class Outage:
         populate(conn)
         self.before = account_state(conn)
         conn.logout()
-        self.selected = node.login(self.user)
-        self.selected.ok("SELECT", "INBOX")
+        self.selected = {what: node.login(self.user) for what in self.SELECTED_FOR}
+        for conn in self.selected.values():
+            conn.ok("SELECT", "INBOX")
         self.logged_in = node.login(self.user)
         self.master_pid = node.master_pid()
         cluster.stop()
@@ -120,6 +124,10 @@ class Outage:
             self.cluster.restart()
             self.stopped = False
 
+    def close(self):
+        for conn in list(self.selected.values()) + [self.logged_in]:
+            conn.close()
+
 
 @pytest.fixture(scope="module")
 def outage(isolated):
@@ -128,36 +136,46 @@ def outage(isolated):
     try:
         yield o
     finally:
-        o.selected.close()
-        o.logged_in.close()
+        o.close()
         o.end()
 
 
 def timed(conn, *command):
-    """(response, seconds) of one command; a dropped connection counts as the response
-    None (Dovecot may disconnect a session whose mailbox state became inconsistent)."""
+    """(response, seconds) of one command; if the server closed the connection instead
+    of answering, the response is the ImapError (with what arrived before)."""
     t0 = time.monotonic()
     try:
         resp = conn.command(*command)
-    except (ImapError, OSError):
-        resp = None
+    except ImapError as e:
+        resp = e
+    except OSError as e:
+        resp = ImapError(str(e))
     return resp, time.monotonic() - t0
 
 
 def assert_unavailable(resp, seconds, what):
     assert seconds <= OP_TIMEOUT + SLACK, "%s took %.1f s" % (what, seconds)
-    assert resp is not None, "%s: connection dropped" % what
+    assert not isinstance(resp, ImapError), "%s: connection dropped: %s" % (what, resp)
     assert resp.tagged.startswith("NO [UNAVAILABLE] "), "%s: %s" % (what, resp.tagged)
 
 
-def test_commands_on_a_selected_mailbox_fail_unavailable_within_the_op_timeout(outage):
-    commands = (["UID FETCH 2 (BODY.PEEK[])"], ["UID STORE 3 +FLAGS (\\Answered)"],
-                ["APPEND", "INBOX", Literal(numbered(9))])
-    for i, command in enumerate(commands):
-        resp, seconds = timed(outage.selected, *command)
-        if resp is None and i > 0:
-            break     # Dovecot drops a session after a NO that left it inconsistent
-        assert_unavailable(resp, seconds, command[0])
+def test_a_failed_fetch_ends_the_session_with_bye_within_the_op_timeout(outage):
+    # Dovecot never answers NO to a FETCH that failed in the storage (clients loop on
+    # it): it sends BYE and disconnects (imap_fetch_failure = disconnect-immediately).
+    resp, seconds = timed(outage.selected["fetch"], "UID FETCH 2 (BODY.PEEK[])")
+    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
+    assert isinstance(resp, ImapError), "FETCH answered: %s" % resp.tagged
+    byes = [u.decode() for u in resp.untagged if u.startswith(b"* BYE ")]
+    assert len(byes) == 1 and byes[0].startswith("* BYE FETCH failed: "), resp.untagged
+    assert "doesn't exist" not in byes[0]
+
+
+def test_store_and_append_on_a_selected_mailbox_fail_unavailable_within_the_op_timeout(
+        outage):
+    resp, seconds = timed(outage.selected["store"], "UID STORE 3 +FLAGS (\\Answered)")
+    assert_unavailable(resp, seconds, "STORE")
+    resp, seconds = timed(outage.selected["append"], "APPEND", "INBOX", Literal(numbered(9)))
+    assert_unavailable(resp, seconds, "APPEND")
 
 
 def test_select_status_list_and_create_fail_unavailable_never_missing_or_empty(outage):
@@ -165,7 +183,8 @@ def test_select_status_list_and_create_fail_unavailable_never_missing_or_empty(o
                     ["SELECT", "work/2024"], ["EXAMINE", "INBOX"], ["CREATE", "new"],
                     ['LIST "" *']):
         resp, seconds = timed(outage.logged_in, *command)
-        if command[0] == 'LIST "" *' and resp is not None and resp.status == "OK":
+        if command[0] == 'LIST "" *' and not isinstance(resp, ImapError) and \
+                resp.status == "OK":
             # a listing is acceptable only if it is the whole truth
             assert sorted(resp.lines()) == outage.before["list"]
             continue
@@ -186,7 +205,7 @@ def test_a_login_during_the_outage_fails_temporarily_or_cannot_open_inbox(outage
             assert resp.tagged.startswith("NO [UNAVAILABLE]"), resp.tagged
             return
         resp, seconds = timed(conn, "SELECT", "INBOX")
-        if resp is not None:
+        if not isinstance(resp, ImapError):
             assert_unavailable(resp, seconds, "SELECT INBOX after login")
     finally:
         conn.close()
