@@ -31,36 +31,43 @@ static const struct rbd_msg *rbd_mail_msg(struct mail *mail)
 	return rbd_mailbox_msg(mbox, mail->uid);
 }
 
-static int rbd_mail_get_physical_size(struct mail *mail, uoff_t *size_r)
+/* Sizes of a stored message come from its record; a message being saved
+   or copied in this transaction answers from the save context. */
+static int rbd_mail_get_sizes(struct mail *mail, uoff_t *physical_size_r,
+                              uoff_t *virtual_size_r)
 {
 	const struct rbd_msg *msg;
-	uoff_t vsize;
 
-	if (mail->saving && rbd_save_get_sizes(mail->transaction->save_ctx,
-	                                       mail->seq, size_r, &vsize))
-		return 0;
-	if (mail->saving)
-		return index_mail_get_physical_size(mail, size_r);
+	if (mail->saving) {
+		return rbd_save_get_sizes(mail->transaction->save_ctx,
+		                          mail->seq, physical_size_r,
+		                          virtual_size_r)
+		               ? 0
+		               : -1;
+	}
 	if ((msg = rbd_mail_msg(mail)) == NULL)
 		return -1;
-	*size_r = msg->physical_size;
+	*physical_size_r = msg->physical_size;
+	*virtual_size_r = msg->virtual_size;
 	return 0;
+}
+
+static int rbd_mail_get_physical_size(struct mail *mail, uoff_t *size_r)
+{
+	uoff_t vsize;
+
+	if (rbd_mail_get_sizes(mail, size_r, &vsize) == 0)
+		return 0;
+	return mail->saving ? index_mail_get_physical_size(mail, size_r) : -1;
 }
 
 static int rbd_mail_get_virtual_size(struct mail *mail, uoff_t *size_r)
 {
-	const struct rbd_msg *msg;
 	uoff_t psize;
 
-	if (mail->saving && rbd_save_get_sizes(mail->transaction->save_ctx,
-	                                       mail->seq, &psize, size_r))
+	if (rbd_mail_get_sizes(mail, &psize, size_r) == 0)
 		return 0;
-	if (mail->saving)
-		return index_mail_get_virtual_size(mail, size_r);
-	if ((msg = rbd_mail_msg(mail)) == NULL)
-		return -1;
-	*size_r = msg->virtual_size;
-	return 0;
+	return mail->saving ? index_mail_get_virtual_size(mail, size_r) : -1;
 }
 
 static int rbd_mail_get_received_date(struct mail *mail, time_t *date_r)

@@ -409,12 +409,7 @@ TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
 }
 
 TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
-  rbd_config_free(&config_);
-  rbd_user_close(&user_);
-  rbd_cluster_unref(&cluster_);
-  config_ = NewConfig({{"rbd_inline_max", "1k"}});
-  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  Reopen({{"rbd_inline_max", "1k"}});
 
   rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   rbd_index* archive = OpenMailbox(CreateMailbox("Archive"));
@@ -462,12 +457,7 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
 }
 
 TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
-  rbd_config_free(&config_);
-  rbd_user_close(&user_);
-  rbd_cluster_unref(&cluster_);
-  config_ = NewConfig({{"rbd_stripe_size", "64k"}});
-  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  Reopen({{"rbd_stripe_size", "64k"}});
   rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   const std::string body = Big(300 * 1024 + 17, 3);
   uint8_t guid[RBD_GUID_SIZE];
@@ -508,12 +498,7 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
 }
 
 TEST_F(MailboxIndexTest, CorruptedBodiesAreDetected) {
-  rbd_config_free(&config_);
-  rbd_user_close(&user_);
-  rbd_cluster_unref(&cluster_);
-  config_ = NewConfig({{"rbd_inline_max", "0"}});
-  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  Reopen({{"rbd_inline_max", "0"}});
   rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   uint8_t guid[RBD_GUID_SIZE];
   uint32_t uid = AppendOne(inbox, "Subject: x\r\n\r\nintact\r\n", 0, guid);
@@ -574,12 +559,7 @@ TEST_F(MailboxIndexTest, RecreatedMailboxGetsANewUidValidity) {
 }
 
 TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
-  rbd_config_free(&config_);
-  rbd_user_close(&user_);
-  rbd_cluster_unref(&cluster_);
-  config_ = NewConfig({{"rbd_inline_max", "0"}});
-  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK);
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK);
+  Reopen({{"rbd_inline_max", "0"}});
   rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   uint8_t published[RBD_GUID_SIZE];
   AppendOne(inbox, "Subject: kept\r\n\r\nkept\r\n", 0, published);

@@ -88,6 +88,13 @@ void UserFixture::TearDown() {
   if (config_ != nullptr) rbd_config_free(&config_);
 }
 
+void UserFixture::Reopen(const std::vector<std::pair<std::string, std::string>>& settings) {
+  UserFixture::TearDown();  // not a subclass's: only this fixture's handles
+  config_ = NewConfig(settings);
+  ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK) << err_.message;
+}
+
 std::string UserFixture::CreateMailbox(const std::string& name) {
   uint8_t guid[RBD_GUID_SIZE];
   RandomGuid(guid);

@@ -40,6 +40,8 @@ class UserFixture : public ::testing::Test {
  protected:
   void SetUp() override;
   void TearDown() override;
+  // Re-opens the same namespace with these settings on top of the defaults.
+  void Reopen(const std::vector<std::pair<std::string, std::string>>& settings);
   // Creates a mailbox and returns its GUID in hex.
   std::string CreateMailbox(const std::string& name);
   rbd_index* OpenMailbox(const std::string& guid_hex);
