@@ -112,8 +112,14 @@ rbd_storage_get_list_settings(const struct mail_namespace *ns ATTR_UNUSED,
                               struct mailbox_list_settings *set)
 {
 	/* The mailbox tree lives in RADOS: the layout is always ours. The
-	   location's path, if any, is only this node's index cache. */
+	   location's path, if any, is only this node's index cache. Dovecot
+	   reads the first field as that path even in "rbd:INDEX=MEMORY". */
 	set->layout = RBD_LIST_NAME;
+	if (set->root_dir != NULL &&
+	    strcmp(set->root_dir, "INDEX=MEMORY") == 0) {
+		set->root_dir = "";
+		set->index_dir = "";
+	}
 }
 
 bool rbd_storage_unavailable(struct rbd_storage *storage)

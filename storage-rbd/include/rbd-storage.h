@@ -95,8 +95,9 @@ struct rbd_user;
  * conf file, cephx user and timeouts): a second call with an equal config
  * returns the same connection, so every user a process serves shares one
  * librados instance. Does not contact the cluster: the connection is made
- * lazily by the first operation that needs it. Release with
- * rbd_cluster_unref(); the last unref shuts the connection down.
+ * lazily by the first operation that needs it, and then kept until the
+ * process exits, so the next user the process serves does not reconnect.
+ * Release the handle with rbd_cluster_unref().
  */
 rbd_code rbd_cluster_get(const struct rbd_config *config,
                          struct rbd_cluster **cluster_r, struct rbd_error *err);

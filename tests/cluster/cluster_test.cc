@@ -699,6 +699,36 @@ TEST(Cluster, HandlesSharingAConnectionKeepTheirOwnSettings) {
   for (rbd_config** k : {&inline_on, &inline_off, &bad_pool}) rbd_config_free(k);
 }
 
+// imap with service_count > 1, LMTP and doveadm -A serve user after user
+// in one process: dropping every handle must not drop the connection.
+TEST(Cluster, ConnectionOutlivesItsLastHandle) {
+  auto threads = [] {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    return -1;
+  };
+  rbd_config* config = NewConfig({{"rbd_op_timeout", "19s"}});
+  rbd_error err{};
+  rbd_cluster* cluster = nullptr;
+  rbd_user* user = nullptr;
+  ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
+  ASSERT_EQ(rbd_user_open(cluster, "first", &user, &err), RBD_OK) << err.message;
+  rbd_user_close(&user);
+  rbd_cluster_unref(&cluster);
+  int connected = threads();
+  ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
+  auto start = steady_clock::now();
+  ASSERT_EQ(rbd_user_open(cluster, "second", &user, &err), RBD_OK) << err.message;
+  double ms = std::chrono::duration<double, std::milli>(steady_clock::now() - start).count();
+  EXPECT_EQ(threads(), connected) << "a second librados instance was started";
+  std::printf("[ info ] next user on the kept connection opened in %.2f ms\n", ms);
+  rbd_user_close(&user);
+  rbd_cluster_unref(&cluster);
+  rbd_config_free(&config);
+}
+
 TEST(Cluster, OneConnectionIsSharedByEveryUser) {
   rbd_config* a = NewConfig();
   rbd_config* b = NewConfig({{"rbd_namespace", "other"}});

@@ -81,12 +81,14 @@ def test_deleting_the_cache_while_a_session_is_selected_loses_nothing(connect, n
 @pytest.fixture(scope="module")
 def isolated(work_dir):
     """A cluster and a node (C) of their own; the same small object size as the shared
-    cluster, and a short op timeout so failures are quick."""
+    cluster, and a short op timeout so failures are quick. Node C keeps Dovecot's
+    index in memory (mail_location = rbd:INDEX=MEMORY), the other supported form."""
     cluster = Cluster.start(work_dir / "ceph-failure")
     node = None
     try:
         node = Node.start("C", work_dir / "node-c", "rbd", cluster,
-                          op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30)
+                          op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30,
+                          index="memory")
         yield cluster, node
     finally:
         if node:
