@@ -360,43 +360,23 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	return 0;
 }
 
-static int rbd_record_modseq_cmp(const struct rbd_record *const *r1,
-                                 const struct rbd_record *const *r2)
-{
-	return (*r1)->modseq < (*r2)->modseq
-	               ? -1
-	               : ((*r1)->modseq > (*r2)->modseq ? 1 : 0);
-}
-
-struct rbd_expunge {
-	uint32_t uid;
-	uint64_t modseq;
-};
-
-static int rbd_expunge_modseq_cmp(const struct rbd_expunge *e1,
-                                  const struct rbd_expunge *e2)
-{
-	return e1->modseq < e2->modseq ? -1 : (e1->modseq > e2->modseq ? 1 : 0);
-}
-
-/* Only what changed since the MODSEQ this cache reflects, replayed in
-   MODSEQ order. Each expunging op gets a local sync of its own, with the
-   index's HIGHESTMODSEQ raised to just below the op's first: its expunge
-   record then lands on exactly the op's RADOS MODSEQ, which is what
-   QRESYNC's VANISHED is computed from. */
+/* Only what changed since the MODSEQ this cache reflects, in one local
+   sync: every record brought to its current state by its differences (in
+   UID order, as appends must be), then the expunges. Those differences
+   write at most as many log records as the ops' MODSEQ steps that are not
+   expunges, so with HIGHESTMODSEQ raised to one below the cluster's before
+   the expunges (which Dovecot exports last, counting one more) the cache
+   lands exactly on the cluster's HIGHESTMODSEQ. The expunges are logged at
+   it rather than at their own MODSEQs: QRESYNC may then report an already
+   known expunge again (RFC 7162 allows more, never fewer). */
 static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
                             struct rbd_index_status *status_r)
 {
 	struct rbd_mailbox *mbox = ctx->mbox;
 	struct rbd_changes *changes;
 	struct rbd_error err;
-	ARRAY(const struct rbd_record *) records;
-	ARRAY(struct rbd_expunge) expunges;
-	const struct rbd_record *const *recs;
-	const struct rbd_expunge *exps;
-	unsigned int r = 0, e = 0, rec_count, exp_count;
+	uint32_t seq;
 	size_t i;
-	int ret = 1;
 
 	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
 		if (err.code == RBD_ERR_RESYNC)
@@ -409,48 +389,26 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 		rbd_changes_free(&changes);
 		return -1;
 	}
-	t_array_init(&records, changes->changed->count + 1);
-	for (i = 0; i < changes->changed->count; i++) {
-		const struct rbd_record *rec = &changes->changed->records[i];
-		array_push_back(&records, &rec);
-	}
-	array_sort(&records, rbd_record_modseq_cmp);
-	t_array_init(&expunges, changes->expunged_count + 1);
-	for (i = 0; i < changes->expunged_count; i++) {
-		struct rbd_expunge *exp = array_append_space(&expunges);
-		exp->uid = changes->expunged[i];
-		exp->modseq = changes->expunged_modseqs[i];
-	}
-	array_sort(&expunges, rbd_expunge_modseq_cmp);
-	recs = array_get(&records, &rec_count);
-	exps = array_get(&expunges, &exp_count);
+	for (i = 0; i < changes->changed->count; i++)
+		T_BEGIN
+		{
+			const struct rbd_record *rec =
+			        &changes->changed->records[i];
 
-	while (e < exp_count && ret > 0) {
-		uint64_t modseq = exps[e].modseq;
-		uint32_t seq;
-
-		for (; r < rec_count && recs[r]->modseq < modseq; r++)
-			rbd_sync_apply_record(ctx, recs[r]);
-		mail_index_update_highest_modseq(ctx->trans, modseq - 1);
-		for (; e < exp_count && exps[e].modseq == modseq; e++) {
-			if (mail_index_lookup_seq(ctx->sync_view, exps[e].uid,
-			                          &seq))
-				mail_index_expunge(ctx->trans, seq);
-			rbd_msgs_remove(mbox, exps[e].uid);
+			rbd_sync_apply_record(ctx, rec);
+			rbd_msgs_update(mbox, rec);
 		}
-		if (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0)
-			ret = -1;
-	}
-	for (; ret > 0 && r < rec_count; r++)
-		rbd_sync_apply_record(ctx, recs[r]);
-	if (ret > 0) {
-		for (i = 0; i < changes->changed->count; i++)
-			rbd_msgs_update(mbox, &changes->changed->records[i]);
+	T_END;
+	for (i = 0; i < changes->expunged_count; i++) {
+		if (mail_index_lookup_seq(ctx->sync_view, changes->expunged[i],
+		                          &seq)) {
+			mail_index_expunge(ctx->trans, seq);
+			ctx->expunges_last = TRUE;
+		}
+		rbd_msgs_remove(mbox, changes->expunged[i]);
 	}
 	rbd_changes_free(&changes);
-	if (ret > 0 && ctx->inconsistent)
-		ret = -1;
-	return ret;
+	return ctx->inconsistent ? -1 : 1;
 }
 
 static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,

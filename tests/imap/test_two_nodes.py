@@ -2,6 +2,7 @@
 sees, at once and exactly. (On mdbox each node has its own mail dir: the two_nodes tests are
 skipped there, see conftest.py.)"""
 
+import shutil
 import statistics
 import threading
 
@@ -77,6 +78,40 @@ def test_store_on_a_is_seen_on_b(connect, node_a, node_b, user):
         1: ["\\Flagged", "$Work"], 2: [], 3: ["\\Seen"]}
     on_a.ok("STORE 1 -FLAGS.SILENT ($Work)")
     assert on_b.ok("NOOP").lines() == ["* 1 FETCH (FLAGS (\\Flagged))"]
+
+
+def modseqs(conn):
+    """HIGHESTMODSEQ and {uid: (MODSEQ, flags)} as one session sees them."""
+    state = selected_state(conn.ok("SELECT", "INBOX"))
+    fetched = conn.fetch("1:*", "(MODSEQ FLAGS)")
+    return state["highestmodseq"], {u: (f["MODSEQ"], f["FLAGS"]) for u, f in fetched.items()}
+
+
+@two_nodes
+@pytest.mark.rbd_only("a node's index cache is deleted")
+def test_every_node_reports_the_same_modseqs_after_keywords_and_expunges(
+        connect, node_a, node_b, user):
+    """Dovecot counts MODSEQs per log record; if a node's replay of an op wrote more
+    records than the op's MODSEQ step, that node would run ahead of the others and a
+    client moving between them could miss a change."""
+    on_a = connect(node_a, user)
+    for i in range(1, 6):
+        on_a.append("INBOX", numbered(i))
+    on_b = connect(node_b, user)
+    on_b.ok("SELECT", "INBOX")
+    on_a.ok("SELECT", "INBOX")
+    on_a.ok("UID STORE 1:3 +FLAGS ($Work $Home \\Seen)")
+    on_a.ok("UID STORE 2 -FLAGS.SILENT ($Home)")
+    on_a.ok("UID STORE 4 +FLAGS.SILENT (\\Deleted)")
+    on_a.ok("EXPUNGE")
+    on_a.ok("UID STORE 1 +FLAGS.SILENT ($Later \\Answered)")
+    on_a.ok("UID STORE 5 +FLAGS.SILENT (\\Deleted)")
+    on_a.ok("EXPUNGE")
+    on_b.ok("NOOP")
+    seen_on_a = modseqs(on_a)
+    assert modseqs(on_b) == seen_on_a
+    shutil.rmtree(node_b.cache_dir(user), ignore_errors=True)
+    assert modseqs(connect(node_b, user)) == seen_on_a
 
 
 @two_nodes
