@@ -148,15 +148,11 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
   // Bodies first (DESIGN.md 4): a crash before the index op leaves only
   // unreferenced bodies, never a record without its body.
   std::vector<BodyToWrite> to_write;
+  std::vector<Guid> shared;      // stored bodies that gain a reference
   std::vector<Guid> referenced;  // references this append holds
   for (const NewMessage& msg : messages) {
     if (msg.stored) {
-      Status s = store.AddRef(msg.guid);
-      if (!s.ok()) {
-        for (const Guid& g : referenced) store.Unref(g);
-        return s;
-      }
-      referenced.push_back(msg.guid);
+      shared.push_back(msg.guid);
     } else if (!msg.body) {
       return Status::Invalid("append: message without a body");
     } else if (msg.body->size() > config.inline_max) {
@@ -167,11 +163,22 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
       to_write.push_back({msg.guid, *msg.body, meta});
     }
   }
+  std::vector<Status> statuses;
+  std::vector<Status> unused;
+  store.ChangeRefs(shared, +1, &statuses);
+  for (size_t i = 0; i < shared.size(); i++)
+    if (statuses[i].ok()) referenced.push_back(shared[i]);
+  for (const Status& rs : statuses) {
+    if (!rs.ok()) {
+      store.ChangeRefs(referenced, -1, &unused);
+      return rs;
+    }
+  }
   if (!to_write.empty()) {
     Status s = store.Write(to_write);
     for (const BodyToWrite& b : to_write) referenced.push_back(b.guid);
     if (!s.ok()) {
-      for (const Guid& g : referenced) store.Unref(g);
+      store.ChangeRefs(referenced, -1, &unused);
       return s;
     }
   }
@@ -218,7 +225,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
   });
   if (!s.ok()) {
     // Nothing was published: give back the references taken above.
-    for (const Guid& g : referenced) store.Unref(g);
+    store.ChangeRefs(referenced, -1, &unused);
   }
   return s;
 }
@@ -365,8 +372,8 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
   if (!s.ok()) return s;
   // The records are gone: now the references may go (DESIGN.md 4). A
   // failure here only leaves a count too high, which gc repairs.
-  MessageStore store(account_);
-  for (const Guid& g : stored) store.Unref(g);
+  std::vector<Status> statuses;
+  MessageStore(account_).ChangeRefs(stored, -1, &statuses);
   return Status::OK();
 }
 
@@ -581,8 +588,8 @@ Status MailboxIndex::Remove() {
   int r = account_->index_io().remove(oid_);
   if (r < 0 && r != -ENOENT) return Status::FromRados(r, "remove " + oid_);
   state_valid_ = false;
-  MessageStore store(account_);
-  for (const Guid& g : stored) store.Unref(g);
+  std::vector<Status> statuses;
+  MessageStore(account_).ChangeRefs(stored, -1, &statuses);
   return Status::OK();
 }
 

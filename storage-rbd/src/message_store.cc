@@ -243,6 +243,63 @@ Status MessageStore::Unref(const Guid& guid) {
   }
 }
 
+void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::vector<Status>* statuses) {
+  librados::IoCtx& io = account_->mail_io();
+  struct Pending {
+    std::string oid;
+    AioCompletionPtr completion;
+    librados::bufferlist meta_bl, ref_bl;
+    int meta_r = 0, ref_r = 0;
+    BodyMeta meta;
+    bool removes = false;
+  };
+  std::vector<Pending> ops(guids.size());
+  statuses->assign(guids.size(), Status::OK());
+  for (size_t i = 0; i < guids.size(); i++) {
+    ops[i].oid = keys::BodyObject(guids[i]);
+    ops[i].completion = NewAioCompletion();
+    librados::ObjectReadOperation op;
+    op.getxattr(keys::kBodyMetaAttr, &ops[i].meta_bl, &ops[i].meta_r);
+    op.getxattr(keys::kBodyRefAttr, &ops[i].ref_bl, &ops[i].ref_r);
+    io.aio_operate(ops[i].oid, ops[i].completion.get(), &op, nullptr);
+  }
+  for (size_t i = 0; i < guids.size(); i++) {
+    Pending& p = ops[i];
+    int r = WaitFor(p.completion);
+    BodyRef ref;
+    Status s = r < 0 ? Status::FromRados(r, "reference " + p.oid) : Decode(p.meta_bl.to_str(), &p.meta);
+    if (s.ok()) s = Decode(p.ref_bl.to_str(), &ref);
+    if (s.ok() && delta > 0 && ref.count == 0) s = Status::NotFound(p.oid + ": body is being removed");
+    if (!s.ok()) {
+      (*statuses)[i] = s.code() == Code::kCorrupt ? Status::Corrupt(p.oid + ": " + s.message()) : s;
+      p.completion.reset();
+      continue;
+    }
+    librados::ObjectWriteOperation op;
+    op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, p.ref_bl);
+    p.removes = delta < 0 && ref.count <= 1;
+    if (p.removes) {
+      op.remove();
+    } else {
+      op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{ref.count + delta, Now()})));
+    }
+    p.completion = NewAioCompletion();
+    io.aio_operate(p.oid, p.completion.get(), &op);
+  }
+  for (size_t i = 0; i < guids.size(); i++) {
+    Pending& p = ops[i];
+    if (!p.completion) continue;
+    int r = WaitFor(p.completion);
+    if (r == -ECANCELED) {
+      (*statuses)[i] = delta > 0 ? AddRef(guids[i]) : Unref(guids[i]);
+    } else if (r < 0) {
+      (*statuses)[i] = Status::FromRados(r, "reference " + p.oid);
+    } else if (p.removes) {
+      (*statuses)[i] = RemoveChunks(guids[i], p.meta.chunks);
+    }
+  }
+}
+
 Status MessageStore::RemoveIfUnchanged(const Guid& guid, const BodyRef& seen) {
   const std::string oid = keys::BodyObject(guid);
   librados::ObjectWriteOperation op;

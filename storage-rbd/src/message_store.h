@@ -62,6 +62,11 @@ class MessageStore {
   Status AddRef(const Guid& guid);
   // Drops a reference; removes the body and its chunks at zero.
   Status Unref(const Guid& guid);
+  // AddRef or Unref (delta +1 or -1) of many bodies with every read, then
+  // every guarded write, in flight at once: a COPY or EXPUNGE of N stored
+  // bodies costs two round trips, not 2N. A body whose reference changed
+  // in between is retried alone. statuses[i] is the result for guids[i].
+  void ChangeRefs(const std::vector<Guid>& guids, int delta, std::vector<Status>* statuses);
   // Removes the body only if its reference is still exactly `seen` (gc:
   // a concurrent AddRef wins). Conflict when it changed.
   Status RemoveIfUnchanged(const Guid& guid, const BodyRef& seen);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -452,6 +453,34 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
   ASSERT_EQ(rbd_index_expunge(archive, &one, 1, &n, &err_), RBD_OK);
   EXPECT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_ERR_NOT_FOUND)
       << "last reference removes the body";
+  rbd_index_close(&inbox);
+  rbd_index_close(&archive);
+}
+
+TEST_F(MailboxIndexTest, ReferencesOfManyBodiesChangeTogether) {
+  Reopen({{"rbd_inline_max", "0"}});
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* archive = OpenMailbox(CreateMailbox("Archive"));
+  constexpr int kBodies = 25;
+  std::vector<std::array<uint8_t, RBD_GUID_SIZE>> guids(kBodies);
+  std::vector<uint32_t> uids;
+  for (auto& g : guids) uids.push_back(AppendOne(inbox, "Subject: many\r\n\r\nbody\r\n", 0, g.data()));
+  std::vector<uint32_t> copied(kBodies);
+  ASSERT_EQ(rbd_index_copy(inbox, uids.data(), kBodies, archive, nullptr, copied.data(), &err_), RBD_OK)
+      << err_.message;
+  rbd_body_info info{};
+  for (auto& g : guids) {
+    ASSERT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_OK);
+    EXPECT_EQ(info.references, 2u);
+  }
+  size_t n = 0;
+  ASSERT_EQ(rbd_index_expunge(inbox, uids.data(), kBodies, &n, &err_), RBD_OK);
+  for (auto& g : guids) {
+    ASSERT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_OK);
+    EXPECT_EQ(info.references, 1u);
+  }
+  ASSERT_EQ(rbd_index_expunge(archive, copied.data(), kBodies, &n, &err_), RBD_OK);
+  for (auto& g : guids) EXPECT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_ERR_NOT_FOUND);
   rbd_index_close(&inbox);
   rbd_index_close(&archive);
 }
