@@ -624,6 +624,15 @@ TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
   rbd_index_close(&inbox);
 }
 
+// librados' client threads: a second connection would add about a dozen.
+int ThreadCount() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  return -1;
+}
+
 // A port nothing listens on: bound, never listened to, then closed.
 int UnusedPort() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -731,13 +740,6 @@ TEST(Cluster, HandlesSharingAConnectionKeepTheirOwnSettings) {
 // imap with service_count > 1, LMTP and doveadm -A serve user after user
 // in one process: dropping every handle must not drop the connection.
 TEST(Cluster, ConnectionOutlivesItsLastHandle) {
-  auto threads = [] {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line))
-      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-    return -1;
-  };
   rbd_config* config = NewConfig({{"rbd_op_timeout", "19s"}});
   rbd_error err{};
   rbd_cluster* cluster = nullptr;
@@ -746,12 +748,12 @@ TEST(Cluster, ConnectionOutlivesItsLastHandle) {
   ASSERT_EQ(rbd_user_open(cluster, "first", &user, &err), RBD_OK) << err.message;
   rbd_user_close(&user);
   rbd_cluster_unref(&cluster);
-  int connected = threads();
+  int connected = ThreadCount();
   ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
   auto start = steady_clock::now();
   ASSERT_EQ(rbd_user_open(cluster, "second", &user, &err), RBD_OK) << err.message;
   double ms = std::chrono::duration<double, std::milli>(steady_clock::now() - start).count();
-  EXPECT_EQ(threads(), connected) << "a second librados instance was started";
+  EXPECT_EQ(ThreadCount(), connected) << "a second librados instance was started";
   std::printf("[ info ] next user on the kept connection opened in %.2f ms\n", ms);
   rbd_user_close(&user);
   rbd_cluster_unref(&cluster);
@@ -769,17 +771,10 @@ TEST(Cluster, OneConnectionIsSharedByEveryUser) {
   ASSERT_EQ(rbd_user_open(ca, "user1", &u1, &err), RBD_OK) << err.message;
   ASSERT_EQ(rbd_user_open(cb, "user2", &u2, &err), RBD_OK) << err.message;
   // Count librados client threads: a second connection would double them.
-  auto threads = [] {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line))
-      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-    return -1;
-  };
-  int before = threads();
+  int before = ThreadCount();
   rbd_user* u3 = nullptr;
   ASSERT_EQ(rbd_user_open(ca, "user3", &u3, &err), RBD_OK);
-  EXPECT_EQ(threads(), before);
+  EXPECT_EQ(ThreadCount(), before);
   rbd_user_close(&u1);
   rbd_user_close(&u2);
   rbd_user_close(&u3);
