@@ -17,6 +17,7 @@
 #include "mail-index-modseq.h"
 #include "mail-index-private.h"
 #include "mail-index-transaction-private.h"
+#include "mail-transaction-log-private.h"
 #include "mailbox-recent-flags.h"
 #include "rbd-mail-storage.h"
 
@@ -30,6 +31,14 @@ struct rbd_sync_header {
 	uint64_t highest_modseq;
 };
 
+/* A message whose MODSEQ is the cluster's HIGHESTMODSEQ (see
+   rbd_sync_once). */
+struct rbd_sync_top_modseq {
+	uint32_t uid, seq;
+	uint64_t modseq;
+};
+ARRAY_DEFINE_TYPE(rbd_sync_top_modseq, struct rbd_sync_top_modseq);
+
 struct rbd_sync_context {
 	struct rbd_mailbox *mbox;
 	struct mail_index_sync_ctx *index_sync_ctx;
@@ -38,9 +47,15 @@ struct rbd_sync_context {
 	const char *const *keyword_names;
 	size_t keyword_count;
 	uint32_t next_uid;
+	/* The cluster's HIGHESTMODSEQ this sync brings the cache to. */
+	uint64_t highest_modseq;
+	ARRAY_TYPE(rbd_sync_top_modseq) top_modseqs;
 	bool inconsistent;
 	/* The current sync ends with expunges (see rbd_sync_once). */
 	bool expunges_last;
+	/* The cache was built from the records alone (see
+	   rbd_sync_forget_history). */
+	bool built_from_records;
 };
 
 void rbd_sync_register_ext(struct rbd_mailbox *mbox)
@@ -178,7 +193,34 @@ static int rbd_sync_begin(struct rbd_sync_context *ctx)
 	}
 	ctx->next_uid = mail_index_get_header(ctx->sync_view)->next_uid;
 	ctx->expunges_last = FALSE;
+	ctx->built_from_records = FALSE;
 	return 0;
+}
+
+/* QRESYNC's VANISHED comes from the local transaction log: Dovecot reports
+   the expunges logged after the client's MODSEQ, and falls back to "every
+   UID in the client's range that no longer exists" only when the log does
+   not reach back that far. A cache built from the records alone has no
+   expunge history, yet its first log starts at MODSEQ 1 and would claim to
+   cover every older MODSEQ, silently under-reporting VANISHED. So such a
+   sync has the log rotated at commit (Dovecot's own rotation, which starts
+   the new log at the index's HIGHESTMODSEQ) and the old log dropped: older
+   MODSEQs then take the fallback, which may report more, never fewer. */
+static void rbd_sync_forget_history(struct mail_index *index)
+{
+	struct mail_transaction_log_file *head = index->log->head;
+
+	if (head->need_rotate == NULL)
+		head->need_rotate =
+		        i_strdup("rbd: cache built from the records");
+}
+
+static void rbd_sync_drop_rotated_log(struct rbd_mailbox *mbox)
+{
+	const char *path = mbox->box.index->log->filepath2;
+
+	if (path != NULL && unlink(path) < 0 && errno != ENOENT)
+		mailbox_set_critical(&mbox->box, "unlink(%s) failed: %m", path);
 }
 
 static int rbd_sync_commit(struct rbd_sync_context *ctx)
@@ -188,10 +230,14 @@ static int rbd_sync_commit(struct rbd_sync_context *ctx)
 	/* Nothing else writes this index, but the sync must be drained. */
 	while (mail_index_sync_next(ctx->index_sync_ctx, &sync_rec))
 		;
+	if (ctx->built_from_records)
+		rbd_sync_forget_history(ctx->mbox->box.index);
 	if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
 		mailbox_set_index_error(&ctx->mbox->box);
 		return -1;
 	}
+	if (ctx->built_from_records)
+		rbd_sync_drop_rotated_log(ctx->mbox);
 	return 0;
 }
 
@@ -284,7 +330,36 @@ static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
 	array_pop_back(&remove);
 	rbd_sync_keywords_update(ctx, seq, &add, MODIFY_ADD);
 	rbd_sync_keywords_update(ctx, seq, &remove, MODIFY_REMOVE);
-	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
+	if (rec->modseq < ctx->highest_modseq)
+		mail_index_update_modseq(ctx->trans, seq, rec->modseq);
+	else {
+		struct rbd_sync_top_modseq *top =
+		        array_append_space(&ctx->top_modseqs);
+
+		top->uid = rec->uid;
+		top->seq = seq;
+		top->modseq = rec->modseq;
+	}
+}
+
+/* Sets the MODSEQs held back by rbd_sync_apply_record. `by_uid` when the
+   sync that applied the records was committed since, and their sequences
+   may have moved. */
+static void rbd_sync_top_modseqs(struct rbd_sync_context *ctx,
+                                 const ARRAY_TYPE(rbd_sync_top_modseq) * tops,
+                                 bool by_uid)
+{
+	const struct rbd_sync_top_modseq *top;
+	uint32_t seq;
+
+	array_foreach(tops, top)
+	{
+		seq = top->seq;
+		if (by_uid &&
+		    !mail_index_lookup_seq(ctx->sync_view, top->uid, &seq))
+			continue;
+		mail_index_update_modseq(ctx->trans, seq, top->modseq);
+	}
 }
 
 static void rbd_sync_apply(void *context, const struct rbd_record *rec)
@@ -318,6 +393,7 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return -1;
 	}
+	ctx->highest_modseq = status_r->highest_modseq;
 	if (rbd_sync_keywords(ctx) < 0)
 		return -1;
 	if (reset) {
@@ -360,15 +436,9 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	return 0;
 }
 
-/* Only what changed since the MODSEQ this cache reflects, in one local
-   sync: every record brought to its current state by its differences (in
-   UID order, as appends must be), then the expunges. Those differences
-   write at most as many log records as the ops' MODSEQ steps that are not
-   expunges, so with HIGHESTMODSEQ raised to one below the cluster's before
-   the expunges (which Dovecot exports last, counting one more) the cache
-   lands exactly on the cluster's HIGHESTMODSEQ. The expunges are logged at
-   it rather than at their own MODSEQs: QRESYNC may then report an already
-   known expunge again (RFC 7162 allows more, never fewer). */
+/* Only what changed since the MODSEQ this cache reflects: every record
+   brought to its current state by its differences (in UID order, as
+   appends must be), then the expunges (see rbd_sync_once). */
 static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
                             struct rbd_index_status *status_r)
 {
@@ -385,6 +455,7 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 		return -1;
 	}
 	*status_r = changes->status;
+	ctx->highest_modseq = status_r->highest_modseq;
 	if (rbd_sync_keywords(ctx) < 0) {
 		rbd_changes_free(&changes);
 		return -1;
@@ -411,6 +482,61 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 	return ctx->inconsistent ? -1 : 1;
 }
 
+/* Lands the cache exactly on the cluster's HIGHESTMODSEQ H, with every
+   message at its own MODSEQ, so that a client moving between nodes never
+   holds a MODSEQ a node has not reached.
+
+   Dovecot counts one MODSEQ per log record of a local sync, takes the
+   maximum with the explicit MODSEQ updates, and exports the expunges after
+   both, one more. The record differences write at most as many log records
+   as the ops' MODSEQ steps that were not expunges, so raising the index to
+   H-1 before the expunges lands it on H. The expunges are thus logged at H,
+   not at their own MODSEQs: QRESYNC may report an already known expunge
+   again (RFC 7162 allows more, never fewer).
+
+   A message whose MODSEQ is H itself (the newest op was not an expunge)
+   would lift the index to H before the expunges and so above H after them:
+   its MODSEQ is set by a second local sync once the expunges are in. Until
+   then the cache claims H-1, so a crash in between is repaired by the next
+   sync. */
+static int rbd_sync_finish(struct rbd_sync_context *ctx,
+                           const struct rbd_index_status *status)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
+	struct rbd_index_status reached = *status;
+	ARRAY_TYPE(rbd_sync_top_modseq) tops;
+	bool later = ctx->expunges_last && array_count(&ctx->top_modseqs) > 0;
+
+	if (!later)
+		rbd_sync_top_modseqs(ctx, &ctx->top_modseqs, FALSE);
+	else
+		reached.highest_modseq--;
+	mail_index_update_highest_modseq(ctx->trans,
+	                                 status->highest_modseq -
+	                                         (ctx->expunges_last ? 1 : 0));
+	rbd_sync_header_write(mbox, ctx->trans, &reached);
+	if (rbd_sync_commit(ctx) < 0)
+		return -1;
+	mbox->synced = reached;
+	if (!later)
+		return 1;
+
+	tops = ctx->top_modseqs;
+	i_zero(&ctx->top_modseqs);
+	if (rbd_sync_begin(ctx) < 0) {
+		array_free(&tops);
+		return -1;
+	}
+	rbd_sync_top_modseqs(ctx, &tops, TRUE);
+	array_free(&tops);
+	mail_index_update_highest_modseq(ctx->trans, status->highest_modseq);
+	rbd_sync_header_write(mbox, ctx->trans, status);
+	if (rbd_sync_commit(ctx) < 0)
+		return -1;
+	mbox->synced = *status;
+	return 1;
+}
+
 static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
                          bool force_reset)
 {
@@ -427,6 +553,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	ctx.mbox = mbox;
 	if (rbd_sync_begin(&ctx) < 0)
 		return -1;
+	i_array_init(&ctx.top_modseqs, 16);
 
 	mail_index_get_header_ext(ctx.sync_view, mbox->rbd_ext_id, &data,
 	                          &size);
@@ -447,11 +574,14 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	ret = 0;
 	if (!reset && !force_full && size == sizeof(hdr))
 		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
-	if (ret == 0)
+	if (ret == 0) {
+		ctx.built_from_records = reset || size != sizeof(hdr);
 		ret = rbd_sync_full(&ctx, reset, &status);
+	}
 	if (ret < 0) {
 		if (ctx.index_sync_ctx != NULL)
 			mail_index_sync_rollback(&ctx.index_sync_ctx);
+		array_free(&ctx.top_modseqs);
 		return ctx.inconsistent ? 0 : -1;
 	}
 	if (status.uidnext > ctx.next_uid) {
@@ -459,14 +589,9 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		        ctx.trans, offsetof(struct mail_index_header, next_uid),
 		        &status.uidnext, sizeof(status.uidnext), FALSE);
 	}
-	/* Expunges pending in this sync add one when exported. */
-	mail_index_update_highest_modseq(
-	        ctx.trans, status.highest_modseq - (ctx.expunges_last ? 1 : 0));
-	rbd_sync_header_write(mbox, ctx.trans, &status);
-	if (rbd_sync_commit(&ctx) < 0)
-		return -1;
-	mbox->synced = status;
-	return 1;
+	ret = rbd_sync_finish(&ctx, &status);
+	array_free(&ctx.top_modseqs);
+	return ret;
 }
 
 int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
