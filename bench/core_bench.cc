@@ -881,7 +881,11 @@ double ParseRate(const std::string& arg, const std::string& flag) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "--worker") return WorkerMain(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "--worker") {
+    int rc = WorkerMain(argc, argv);
+    rbd_shutdown();
+    return rc;
+  }
   Options options;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -908,5 +912,6 @@ int main(int argc, char** argv) {
     }
   }
   Bench(options).Run();
+  rbd_shutdown();
   return 0;
 }

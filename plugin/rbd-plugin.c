@@ -20,4 +20,5 @@ void rbd_plugin_deinit(void)
 {
 	mailbox_list_unregister(&rbd_mailbox_list);
 	mail_storage_class_unregister(&rbd_storage);
+	rbd_shutdown();
 }

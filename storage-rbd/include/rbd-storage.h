@@ -95,13 +95,21 @@ struct rbd_user;
  * conf file, cephx user and timeouts): a second call with an equal config
  * returns the same connection, so every user a process serves shares one
  * librados instance. Does not contact the cluster: the connection is made
- * lazily by the first operation that needs it, and then kept until the
- * process exits, so the next user the process serves does not reconnect.
+ * lazily by the first operation that needs it, and then kept until
+ * rbd_shutdown(), so the next user the process serves does not reconnect.
  * Release the handle with rbd_cluster_unref().
  */
 rbd_code rbd_cluster_get(const struct rbd_config *config,
                          struct rbd_cluster **cluster_r, struct rbd_error *err);
 void rbd_cluster_unref(struct rbd_cluster **cluster);
+
+/*
+ * Shuts down the process's connections, each once its last handle is
+ * released. Call it once before the process exits (plugin deinit, a tool's
+ * main): librados threads still running while exit() tears down the
+ * library's globals crash the process.
+ */
+void rbd_shutdown(void);
 
 /*
  * Connects now if not connected yet. Fails with RBD_ERR_UNAVAILABLE when no
@@ -377,10 +385,8 @@ rbd_code rbd_index_lookup_records(struct rbd_index *mailbox,
 struct rbd_changes {
 	/* Current records of messages changed or added after the MODSEQ. */
 	struct rbd_records *changed;
-	/* UIDs expunged after the MODSEQ, ascending, and for each the MODSEQ
-	   of the op that expunged it. */
+	/* UIDs expunged after the MODSEQ, ascending. */
 	uint32_t *expunged;
-	uint64_t *expunged_modseqs;
 	size_t expunged_count;
 	/* The mailbox state the changes lead to. */
 	struct rbd_index_status status;

@@ -94,7 +94,6 @@ struct RecordsHolder : rbd_records {
 
 struct ChangesHolder : rbd_changes {
   std::vector<uint32_t> expunged_uids;
-  std::vector<uint64_t> expunged_modseq_list;
 };
 
 struct BufferHolder : rbd_buffer {
@@ -226,6 +225,8 @@ void rbd_cluster_unref(rbd_cluster** cluster) {
   delete *cluster;
   *cluster = nullptr;
 }
+
+void rbd_shutdown(void) { rbd::Cluster::ShutdownAll(); }
 
 rbd_code rbd_cluster_connect(rbd_cluster* cluster, rbd_error* err) {
   return Guarded(err, [&] { return cluster->impl->Connect(); });
@@ -463,9 +464,7 @@ rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_change
     auto* h = new ChangesHolder;
     h->changed = MakeRecords(std::move(set.changed));
     h->expunged_uids = std::move(set.expunged);
-    h->expunged_modseq_list = std::move(set.expunged_modseqs);
     h->expunged = h->expunged_uids.data();
-    h->expunged_modseqs = h->expunged_modseq_list.data();
     h->expunged_count = h->expunged_uids.size();
     ToStatus(set.state, &h->status);
     *changes_r = h;

@@ -15,9 +15,11 @@ namespace rbd {
 namespace {
 
 std::mutex registry_mu;
-// Strong references, never released: a process keeps its connections for
-// its whole life, so the next user it serves (imap with service_count > 1,
-// LMTP, doveadm -A) does not pay ~20 ms and ~12 threads to reconnect.
+// Strong references: a process keeps its connections for its whole life, so
+// the next user it serves (imap with service_count > 1, LMTP, doveadm -A)
+// does not pay ~20 ms and ~12 threads to reconnect. Released only by
+// ShutdownAll(); never by a static destructor, which would run after
+// libceph-common's own and crash its messenger threads.
 std::map<std::string, std::shared_ptr<Cluster>>& Registry() {
   static auto* registry = new std::map<std::string, std::shared_ptr<Cluster>>;
   return *registry;
@@ -36,6 +38,14 @@ std::shared_ptr<Cluster> Cluster::Get(const Config& config) {
   std::shared_ptr<Cluster>& slot = Registry()[config.ConnectionKey()];
   if (!slot) slot = std::make_shared<Cluster>(config);
   return slot;
+}
+
+void Cluster::ShutdownAll() {
+  std::map<std::string, std::shared_ptr<Cluster>> released;
+  {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    released.swap(Registry());
+  }
 }
 
 Cluster::Cluster(const Config& config) : config_(config) {}

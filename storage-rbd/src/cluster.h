@@ -27,6 +27,12 @@ class Cluster {
   // the rest (see Account).
   static std::shared_ptr<Cluster> Get(const Config& config);
 
+  // Drops the process's references to every connection, so each shuts
+  // down once its last handle is closed. For process exit: librados
+  // threads still running when exit() destroys libceph-common's globals
+  // crash the process.
+  static void ShutdownAll();
+
   explicit Cluster(const Config& config);
   ~Cluster();
   Cluster(const Cluster&) = delete;

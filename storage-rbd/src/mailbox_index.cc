@@ -450,7 +450,7 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     entries.insert(page.begin(), page.end());
   }
   std::set<uint32_t> changed;
-  std::map<uint32_t, uint64_t> expunged;
+  std::set<uint32_t> expunged;
   for (const auto& [key, bl] : entries) {
     auto modseq = keys::ParseChangeKey(key);
     if (!modseq || *modseq > state.highest_modseq) continue;  // newer than the state we return
@@ -460,20 +460,14 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     for (const UidRange& range : entry.changed)
       for (uint64_t uid = range.first; uid <= range.last; uid++) changed.insert(static_cast<uint32_t>(uid));
     for (const UidRange& range : entry.expunged)
-      for (uint64_t uid = range.first; uid <= range.last; uid++)
-        expunged[static_cast<uint32_t>(uid)] = *modseq;
+      for (uint64_t uid = range.first; uid <= range.last; uid++) expunged.insert(static_cast<uint32_t>(uid));
   }
   std::vector<uint32_t> lookup;
   for (uint32_t uid : changed)
     if (!expunged.count(uid)) lookup.push_back(uid);
   s = LookupRecords(lookup, &changes->changed);
   if (!s.ok()) return s;
-  changes->expunged.clear();
-  changes->expunged_modseqs.clear();
-  for (const auto& [uid, modseq] : expunged) {
-    changes->expunged.push_back(uid);
-    changes->expunged_modseqs.push_back(modseq);
-  }
+  changes->expunged.assign(expunged.begin(), expunged.end());
   changes->state = state;
   state_ = state;
   state_raw_ = std::move(raw);

@@ -62,9 +62,8 @@ struct FlagOverride {
 
 struct ChangeSet {
   std::vector<MessageRecord> changed;
-  // Ascending UIDs, each with the MODSEQ of the op that expunged it.
+  // Ascending UIDs.
   std::vector<uint32_t> expunged;
-  std::vector<uint64_t> expunged_modseqs;
   MailboxState state;
 };
 

@@ -187,3 +187,16 @@ void Worker::Kill() {
 }
 
 }  // namespace rbdtest
+
+namespace {
+
+// Every suite linking this file shuts the connections down after its last
+// test, as a process using the core must before it exits.
+class ShutdownEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { rbd_shutdown(); }
+};
+
+const auto* const kShutdown = ::testing::AddGlobalTestEnvironment(new ShutdownEnvironment);
+
+}  // namespace

@@ -181,5 +181,6 @@ int main(int argc, char** argv) {
   rbd_user_close(&user);
   rbd_cluster_unref(&cluster);
   rbd_config_free(&config);
+  rbd_shutdown();
   return rc;
 }
