@@ -84,6 +84,9 @@ rbd_code rbd_config_set(struct rbd_config *config, const char *name,
 rbd_code rbd_config_validate(const struct rbd_config *config,
                              struct rbd_error *err);
 
+/* rbd_gc_grace in seconds, for rbd_user_gc() and rbd_user_check(). */
+uint32_t rbd_config_gc_grace(const struct rbd_config *config);
+
 /* ------------------------------------------------------------------ */
 /* Cluster and user                                                    */
 
@@ -545,6 +548,66 @@ struct rbd_gc_stats {
  */
 rbd_code rbd_user_gc(struct rbd_user *user, uint32_t grace_seconds,
                      struct rbd_gc_stats *stats_r, struct rbd_error *err);
+
+enum rbd_problem_kind {
+	/* A record whose stored body object is gone. */
+	RBD_PROBLEM_MISSING_BODY,
+	/* A mailbox's message count, sizes or UIDNEXT disagree with its
+	   records. */
+	RBD_PROBLEM_WRONG_COUNTERS,
+	/* A body no record references, unchanged for the grace period. */
+	RBD_PROBLEM_UNREFERENCED_BODY,
+};
+
+struct rbd_problem {
+	enum rbd_problem_kind kind;
+	uint8_t mailbox_guid[RBD_GUID_SIZE]; /* zero for unreferenced bodies */
+	uint32_t uid;                        /* 0 unless a missing body */
+	uint8_t body_guid[RBD_GUID_SIZE];    /* zero for wrong counters */
+	const char *detail;                  /* one line for the operator */
+	int repaired;
+};
+
+struct rbd_problems {
+	struct rbd_problem *problems;
+	size_t count;
+};
+
+/*
+ * Checks every mailbox of the user against the bodies (see checker.h):
+ * records whose body is gone, counters that disagree with the records,
+ * bodies no record references for `grace_seconds`. With `repair`, expunges
+ * the bodiless records, rewrites the counters and reclaims the bodies (as
+ * rbd_user_gc does, under its lease: RBD_ERR_BUSY while gc runs). Free the
+ * result with rbd_problems_free().
+ */
+rbd_code rbd_user_check(struct rbd_user *user, int repair,
+                        uint32_t grace_seconds,
+                        struct rbd_problems **problems_r,
+                        struct rbd_error *err);
+void rbd_problems_free(struct rbd_problems **problems);
+
+struct rbd_object {
+	const char *pool;
+	const char *name;
+	uint64_t size;
+	/* "mailbox list", "index", "body", "body chunk", "lease" or "other". */
+	const char *kind;
+};
+
+struct rbd_objects {
+	struct rbd_object *objects;
+	size_t count;
+};
+
+/*
+ * Lists the user's objects in both pools with their sizes (one stat per
+ * object). Free the result with rbd_objects_free().
+ */
+rbd_code rbd_user_list_objects(struct rbd_user *user,
+                               struct rbd_objects **objects_r,
+                               struct rbd_error *err);
+void rbd_objects_free(struct rbd_objects **objects);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 // This is the one place where Status becomes rbd_code and where exceptions
 // are caught: every entry point runs its body through Guarded(), so nothing
 // C++ ever unwinds into Dovecot's C frames.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "account.h"
+#include "checker.h"
 #include "cluster.h"
 #include "config.h"
 #include "garbage_collector.h"
@@ -95,6 +97,28 @@ struct RecordsHolder : rbd_records {
 struct ChangesHolder : rbd_changes {
   std::vector<uint32_t> expunged_uids;
 };
+
+struct ProblemsHolder : rbd_problems {
+  std::vector<rbd::Problem> source;
+  std::vector<rbd_problem> items;
+};
+
+struct ObjectsHolder : rbd_objects {
+  std::vector<std::string> pools, names;
+  std::vector<rbd_object> items;
+};
+
+const char* ObjectKindName(rbd::keys::ObjectKind kind) {
+  switch (kind) {
+    case rbd::keys::ObjectKind::kRoot: return "mailbox list";
+    case rbd::keys::ObjectKind::kIndex: return "index";
+    case rbd::keys::ObjectKind::kBody: return "body";
+    case rbd::keys::ObjectKind::kChunk: return "body chunk";
+    case rbd::keys::ObjectKind::kLease: return "lease";
+    case rbd::keys::ObjectKind::kOther: break;
+  }
+  return "other";
+}
 
 struct BufferHolder : rbd_buffer {
   std::string bytes;
@@ -211,6 +235,8 @@ rbd_code rbd_config_set(rbd_config* config, const char* name, const char* value,
 rbd_code rbd_config_validate(const rbd_config* config, rbd_error* err) {
   return Guarded(err, [&] { return config->config.Validate(); });
 }
+
+uint32_t rbd_config_gc_grace(const rbd_config* config) { return config->config.gc_grace_seconds; }
 
 rbd_code rbd_cluster_get(const rbd_config* config, rbd_cluster** cluster_r, rbd_error* err) {
   return Guarded(err, [&] {
@@ -630,6 +656,73 @@ rbd_code rbd_user_gc(rbd_user* user, uint32_t grace_seconds, rbd_gc_stats* stats
     stats_r->indexes_reclaimed = stats.indexes_reclaimed;
     return s;
   });
+}
+
+rbd_code rbd_user_check(rbd_user* user, int repair, uint32_t grace_seconds, rbd_problems** problems_r,
+                        rbd_error* err) {
+  *problems_r = nullptr;
+  return Guarded(err, [&] {
+    auto h = std::make_unique<ProblemsHolder>();
+    rbd::Status s = rbd::Checker(user->account.get()).Run(repair != 0, grace_seconds, &h->source);
+    if (!s.ok()) return s;
+    for (const rbd::Problem& p : h->source) {
+      rbd_problem c{};
+      c.kind = p.kind == rbd::Problem::Kind::kMissingBody     ? RBD_PROBLEM_MISSING_BODY
+               : p.kind == rbd::Problem::Kind::kWrongCounters ? RBD_PROBLEM_WRONG_COUNTERS
+                                                              : RBD_PROBLEM_UNREFERENCED_BODY;
+      std::memcpy(c.mailbox_guid, p.mailbox.bytes.data(), RBD_GUID_SIZE);
+      c.uid = p.uid;
+      std::memcpy(c.body_guid, p.body.bytes.data(), RBD_GUID_SIZE);
+      c.detail = p.detail.c_str();
+      c.repaired = p.repaired ? 1 : 0;
+      h->items.push_back(c);
+    }
+    h->problems = h->items.data();
+    h->count = h->items.size();
+    *problems_r = h.release();
+    return s;
+  });
+}
+
+void rbd_problems_free(rbd_problems** problems) {
+  delete static_cast<ProblemsHolder*>(*problems);
+  *problems = nullptr;
+}
+
+rbd_code rbd_user_list_objects(rbd_user* user, rbd_objects** objects_r, rbd_error* err) {
+  *objects_r = nullptr;
+  return Guarded(err, [&] {
+    auto h = std::make_unique<ObjectsHolder>();
+    std::vector<uint64_t> sizes;
+    for (librados::IoCtx* io : {&user->account->index_io(), &user->account->mail_io()}) {
+      std::vector<std::string> names;
+      rbd::Status s = rbd::Account::ListObjects(*io, &names);
+      if (!s.ok()) return s;
+      std::sort(names.begin(), names.end());
+      for (std::string& name : names) {
+        uint64_t size = 0;
+        time_t mtime;
+        int r = io->stat(name, &size, &mtime);
+        if (r == -ENOENT) continue;  // removed since the listing
+        if (r < 0) return rbd::Status::FromRados(r, "stat " + name);
+        h->pools.push_back(io->get_pool_name());
+        h->names.push_back(std::move(name));
+        sizes.push_back(size);
+      }
+    }
+    for (size_t i = 0; i < h->names.size(); i++)
+      h->items.push_back({h->pools[i].c_str(), h->names[i].c_str(), sizes[i],
+                          ObjectKindName(rbd::keys::ParseObject(h->names[i]).kind)});
+    h->objects = h->items.data();
+    h->count = h->items.size();
+    *objects_r = h.release();
+    return rbd::Status::OK();
+  });
+}
+
+void rbd_objects_free(rbd_objects** objects) {
+  delete static_cast<ObjectsHolder*>(*objects);
+  *objects = nullptr;
 }
 
 }  // extern "C"

@@ -17,4 +17,14 @@ Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, con
   return Status::OK();
 }
 
+Status Account::ListObjects(librados::IoCtx& io, std::vector<std::string>* names) {
+  try {
+    for (auto it = io.nobjects_begin(); it != io.nobjects_end(); ++it) names->push_back(it->get_oid());
+  } catch (const std::exception& e) {
+    // librados reports listing errors only by throwing from the iterator.
+    return Status::Unavailable(std::string("list objects: ") + e.what());
+  }
+  return Status::OK();
+}
+
 }  // namespace rbd

@@ -8,6 +8,7 @@
 #include <memory>
 #include <rados/librados.hpp>
 #include <string>
+#include <vector>
 
 #include "cluster.h"
 #include "status.h"
@@ -27,6 +28,10 @@ class Account {
   const Config& config() const { return config_; }
   Cluster* cluster() { return cluster_.get(); }
   const std::string& ns() const { return ns_; }
+
+  // Names of the account's objects in one of its pools (a namespace
+  // listing: the cost grows with the pool's PG count, not with the pool).
+  static Status ListObjects(librados::IoCtx& io, std::vector<std::string>* names);
 
  private:
   Account(std::shared_ptr<Cluster> cluster, const Config& config, std::string ns)

@@ -19,21 +19,10 @@ namespace {
 constexpr std::chrono::seconds kLeaseDuration(60);
 constexpr size_t kRecordPage = 16384;
 
-// Lists the object names of the account's namespace in one pool.
-Status ListObjects(librados::IoCtx& io, std::vector<std::string>* names) {
-  try {
-    for (auto it = io.nobjects_begin(); it != io.nobjects_end(); ++it) names->push_back(it->get_oid());
-  } catch (const std::exception& e) {
-    // librados reports listing errors only by throwing from the iterator.
-    return Status::Unavailable(std::string("list objects: ") + e.what());
-  }
-  return Status::OK();
-}
-
 bool OlderThan(librados::IoCtx& io, const std::string& oid, int64_t cutoff) {
   uint64_t size;
   time_t mtime;
-  return io.stat(oid, &size, &mtime) == 0 && mtime < cutoff;
+  return io.stat(oid, &size, &mtime) == 0 && mtime <= cutoff;
 }
 
 }  // namespace
@@ -55,7 +44,7 @@ Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
     if (m.exists) listed.insert(m.entry.guid);
 
   std::vector<std::string> index_objects;
-  s = ListObjects(index_io, &index_objects);
+  s = Account::ListObjects(index_io, &index_objects);
   if (!s.ok()) return s;
   std::set<Guid> referenced;
   for (const std::string& oid : index_objects) {
@@ -85,7 +74,7 @@ Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
   }
 
   std::vector<std::string> mail_objects;
-  s = ListObjects(mail_io, &mail_objects);
+  s = Account::ListObjects(mail_io, &mail_objects);
   if (!s.ok()) return s;
   std::set<Guid> heads;
   for (const std::string& oid : mail_objects) {
@@ -108,7 +97,7 @@ Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
     s = store.Stat(parsed.guid, &meta, &ref);
     if (s.IsNotFound()) continue;
     if (!s.ok()) return s;
-    if (ref.changed >= cutoff) {
+    if (ref.changed > cutoff) {
       stats->bodies_in_grace++;
       continue;
     }

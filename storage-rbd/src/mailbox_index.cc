@@ -377,6 +377,17 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
   return Status::OK();
 }
 
+Status MailboxIndex::SetCounters(uint32_t messages, uint64_t virtual_size, uint64_t physical_size,
+                                 uint32_t uidnext) {
+  return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    m->state.messages = messages;
+    m->state.virtual_size = virtual_size;
+    m->state.physical_size = physical_size;
+    m->state.uidnext = std::max(m->state.uidnext, uidnext);
+    return Status::OK();
+  });
+}
+
 Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records) {
   records->clear();
   std::string after = keys::RecordKey(after_uid);

@@ -89,6 +89,10 @@ class MailboxIndex {
   Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                      std::vector<uint32_t>* conflicts, uint64_t* modseq);
   Status Expunge(const std::vector<uint32_t>& uids, size_t* expunged);
+  // Repair: sets the message count and sizes to what the records add up to
+  // and raises UIDNEXT above the highest UID. No client sees counters
+  // change through MODSEQs, so HIGHESTMODSEQ stays.
+  Status SetCounters(uint32_t messages, uint64_t virtual_size, uint64_t physical_size, uint32_t uidnext);
 
   Status ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records);
   Status LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records);

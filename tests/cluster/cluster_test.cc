@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "keys.h"
+#include "record_codec.h"
 #include "test_env.h"
 
 namespace rbdtest {
@@ -618,6 +620,71 @@ TEST_F(MailboxIndexTest, GcReclaimsUnpublishedBodiesOnlyAfterGrace) {
   ASSERT_EQ(rbd_lease_acquire(user_, "gc", 10000, &lease, &err_), RBD_OK);
   EXPECT_EQ(rbd_user_gc(user_, 0, &stats, &err_), RBD_ERR_BUSY);
   rbd_lease_release(&lease);
+  rbd_index_close(&inbox);
+}
+
+TEST_F(MailboxIndexTest, CheckFindsEachInjectedFaultAndRepairFixesIt) {
+  Reopen({{"rbd_inline_max", "0"}});
+  const std::string guid_hex = CreateMailbox("INBOX");
+  rbd_index* inbox = OpenMailbox(guid_hex);
+  uint8_t kept[RBD_GUID_SIZE], lost[RBD_GUID_SIZE];
+  AppendOne(inbox, "Subject: kept\r\n\r\nkept\r\n", 0, kept);
+  const uint32_t lost_uid = AppendOne(inbox, "Subject: lost\r\n\r\nlost body\r\n", 0, lost);
+  rbd_problems* problems = nullptr;
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 0u) << "a healthy user has no problems";
+  rbd_problems_free(&problems);
+
+  // Fault 1: the body of UID 2 is gone (dropping its only reference removes it).
+  ASSERT_EQ(rbd_body_unref(user_, lost, &err_), RBD_OK);
+  // Fault 2: a body no record references.
+  uint8_t orphan[RBD_GUID_SIZE];
+  RandomGuid(orphan);
+  const std::string body = "Subject: orphan\r\n\r\nnobody\r\n";
+  ASSERT_EQ(rbd_body_write(user_, orphan, body.data(), body.size(), nullptr, &err_), RBD_OK);
+  // Fault 3: the message count says 7.
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  const std::string oid = "i." + guid_hex;
+  librados::bufferlist raw;
+  ASSERT_GT(index_io.getxattr(oid, rbd::keys::kStateAttr, raw), 0);
+  rbd::MailboxState state;
+  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+  state.messages = 7;
+  librados::bufferlist bad;
+  bad.append(rbd::Encode(state));
+  ASSERT_EQ(index_io.setxattr(oid, rbd::keys::kStateAttr, bad), 0);
+
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  std::map<rbd_problem_kind, const rbd_problem*> found;
+  for (size_t i = 0; i < problems->count; i++) found[problems->problems[i].kind] = &problems->problems[i];
+  ASSERT_EQ(problems->count, 3u);
+  ASSERT_TRUE(found.count(RBD_PROBLEM_MISSING_BODY));
+  EXPECT_EQ(found[RBD_PROBLEM_MISSING_BODY]->uid, lost_uid);
+  EXPECT_EQ(Hex(found[RBD_PROBLEM_MISSING_BODY]->body_guid), Hex(lost));
+  ASSERT_TRUE(found.count(RBD_PROBLEM_UNREFERENCED_BODY));
+  EXPECT_EQ(Hex(found[RBD_PROBLEM_UNREFERENCED_BODY]->body_guid), Hex(orphan));
+  ASSERT_TRUE(found.count(RBD_PROBLEM_WRONG_COUNTERS));
+  EXPECT_NE(std::string(found[RBD_PROBLEM_WRONG_COUNTERS]->detail).find("messages 7"), std::string::npos)
+      << found[RBD_PROBLEM_WRONG_COUNTERS]->detail;
+  for (const auto& [kind, p] : found) EXPECT_FALSE(p->repaired) << "check alone repairs nothing";
+  rbd_problems_free(&problems);
+
+  ASSERT_EQ(rbd_user_check(user_, 1, 0, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 3u);
+  for (size_t i = 0; i < problems->count; i++)
+    EXPECT_TRUE(problems->problems[i].repaired) << problems->problems[i].detail;
+  rbd_problems_free(&problems);
+
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
+  rbd_problems_free(&problems);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.messages, 1u);
+  EXPECT_EQ(st.uidnext, lost_uid + 1) << "UIDs are never reused";
+  rbd_body_info info{};
+  EXPECT_EQ(rbd_body_stat(user_, orphan, &info, &err_), RBD_ERR_NOT_FOUND);
+  EXPECT_EQ(ReadBody(inbox, 1), "Subject: kept\r\n\r\nkept\r\n");
   rbd_index_close(&inbox);
 }
 

@@ -67,11 +67,28 @@ class Cluster:
         return run("ceph", "-c", self.env["RBD_TEST_CEPH_CONF"], "-n", "client.admin",
                    "--keyring", self.env["RBD_TEST_ADMIN_KEYRING"], *args)
 
+    def rados_args(self, pool, namespace):
+        return ["rados", "-c", self.env["RBD_TEST_CEPH_CONF"], "-n", "client.admin",
+                "--keyring", self.env["RBD_TEST_ADMIN_KEYRING"], "-p", pool, "-N", namespace]
+
+    def rados(self, pool, namespace, *args):
+        """`rados` as client.admin on one namespace of a pool; its output."""
+        return run(*self.rados_args(pool, namespace), *args)
+
+    def copy_object(self, pool, namespace, source, target, xattrs):
+        """Copies an object's data and the named xattrs (binary) to a new name."""
+        rados = self.rados_args(pool, namespace)
+        data = subprocess.run(rados + ["get", source, "-"], check=True,
+                              stdout=subprocess.PIPE).stdout
+        subprocess.run(rados + ["put", target, "-"], input=data, check=True)
+        for name in xattrs:
+            value = subprocess.run(rados + ["getxattr", source, name], check=True,
+                                   stdout=subprocess.PIPE).stdout
+            subprocess.run(rados + ["setxattr", target, name], input=value, check=True)
+
     def objects(self, pool, namespace):
         """The names of the objects in one namespace of a pool."""
-        return sorted(run("rados", "-c", self.env["RBD_TEST_CEPH_CONF"], "-n", "client.admin",
-                          "--keyring", self.env["RBD_TEST_ADMIN_KEYRING"], "-p", pool,
-                          "-N", namespace, "ls").split())
+        return sorted(self.rados(pool, namespace, "ls").split())
 
 
 class Node:
@@ -113,6 +130,13 @@ class Node:
         if quota_storage:
             args += ["--quota-storage", quota_storage]
         run(*args)
+
+    def doveadm(self, *args):
+        """doveadm on this instance (with the build tree's doveadm rbd plugin):
+        (exit status, stdout and stderr)."""
+        proc = subprocess.run([DOVECOT_DEV, "doveadm", str(self.path)] + [str(a) for a in args],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return proc.returncode, proc.stdout
 
     def cache_dir(self, user):
         return Path(self.index) / user

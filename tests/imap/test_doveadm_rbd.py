@@ -1,0 +1,137 @@
+"""doveadm rbd stat / ls / check / gc on a user served by the nodes.
+
+doveadm runs through `dovecot-dev doveadm` (the build tree's doveadm plugin in
+a private mount namespace). Bodies above rbd_inline_max (8k by default) are
+objects of their own; smaller ones travel inline in the index.
+"""
+
+import pytest
+
+from imap_connection import selected_state
+from messages import numbered
+
+pytestmark = pytest.mark.rbd_only("doveadm rbd inspects the cluster")
+
+BIG = 20000  # stored as m.<guid>
+
+
+def table(output):
+    """`doveadm -f tab` output as a list of {column: value}."""
+    lines = output.rstrip("\n").split("\n")
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def doveadm_ok(node, *args):
+    status, out = node.doveadm(*args)
+    assert status == 0, out
+    return out
+
+
+def bodies(cluster, user):
+    return [name for name in cluster.objects("mail", user) if name.startswith("m.")]
+
+
+def fill(imap):
+    """INBOX: two small messages and a big one; Work: one big one."""
+    imap.ok("CREATE Work")
+    imap.append("INBOX", numbered(1))
+    imap.append("INBOX", numbered(2, size=BIG))
+    imap.append("INBOX", numbered(3))
+    imap.append("Work", numbered(4, size=BIG))
+    imap.ok("SELECT INBOX")
+
+
+def test_stat_reports_each_mailbox_from_the_cluster(node_a, imap, user):
+    fill(imap)
+    imap.ok("UID STORE 1 +FLAGS.SILENT (\\Seen)")
+    sizes = imap.fetch("1:*", "(RFC822.SIZE)")
+    inbox = selected_state(imap.ok("EXAMINE INBOX"))
+    guids = {row["mailbox"]: row["guid"] for row in table(doveadm_ok(
+        node_a, "-f", "tab", "mailbox", "status", "-u", user, "guid", "*"))}
+
+    rows = {row["mailbox"]: row for row in table(doveadm_ok(
+        node_a, "-f", "tab", "rbd", "stat", "-u", user))}
+    assert rows["INBOX"] == {
+        "mailbox": "INBOX", "guid": guids["INBOX"], "messages": "3",
+        "bytes": str(sum(int(m["RFC822.SIZE"]) for m in sizes.values())),
+        "uidnext": "4", "highestmodseq": str(inbox["highestmodseq"]), "objects": "2"}
+    assert rows["Work"]["messages"] == "1"
+    assert rows["Work"]["objects"] == "2"
+    assert set(rows) == {"INBOX", "Work"}
+
+    only = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user, "Work"))
+    assert [row["mailbox"] for row in only] == ["Work"]
+
+
+def test_ls_lists_exactly_the_users_objects(cluster, node_a, imap, user):
+    fill(imap)
+    rows = table(doveadm_ok(node_a, "-f", "tab", "rbd", "ls", "-u", user))
+    listed = {(row["pool"], row["object"]): row for row in rows}
+    expected = {("mail-index", name) for name in cluster.objects("mail-index", user)} | \
+               {("mail", name) for name in cluster.objects("mail", user)}
+    assert set(listed) == expected
+    kinds = sorted(row["kind"] for row in rows)
+    assert kinds == ["body", "body", "index", "index", "mailbox list"]
+    for (pool, name), row in listed.items():
+        if row["kind"] == "body":
+            size = int(cluster.rados(pool, user, "stat", name).split("size ")[1])
+            assert int(row["size"]) == size > BIG
+
+
+def test_check_finds_a_lost_body_and_an_orphan_and_repair_fixes_them(
+        cluster, node_a, node_b, imap, user, connect):
+    fill(imap)
+    status, out = node_a.doveadm("-f", "tab", "rbd", "check", "-u", user)
+    assert (status, table(out)) == (0, [])
+
+    inbox_body = next(iter(imap.fetch("2", "(X-GUID)").values()))["X-GUID"]
+    lost = "m." + inbox_body
+    assert lost in bodies(cluster, user)
+    work_body = [b for b in bodies(cluster, user) if b != lost][0]
+    # An orphan: a copy of a real body (data and xattrs) under a GUID no record names.
+    orphan = "m." + "0" * 28 + "abcd"
+    cluster.copy_object("mail", user, work_body, orphan, ("meta", "ref"))
+    cluster.rados("mail", user, "rm", lost)
+
+    # Young unreferenced bodies are saves in flight: the orphan shows only
+    # once it is older than rbd_gc_grace.
+    status, out = node_a.doveadm("-f", "tab", "rbd", "check", "-u", user)
+    assert status != 0
+    assert [(r["problem"], r["state"]) for r in table(out)] == [("missing-body", "")]
+    assert "INBOX UID 2: body %s does not exist" % lost in out
+
+    grace0 = ("-o", "plugin/rbd_gc_grace=0")
+    status, out = node_a.doveadm(*grace0, "-f", "tab", "rbd", "check", "-u", user)
+    assert status != 0
+    assert sorted(r["problem"] for r in table(out)) == ["missing-body", "unreferenced-body"]
+
+    rows = table(doveadm_ok(node_a, *grace0, "-f", "tab", "rbd", "check", "--repair",
+                            "-u", user))
+    assert sorted((r["problem"], r["state"]) for r in rows) == [
+        ("missing-body", "repaired"), ("unreferenced-body", "repaired")]
+    status, out = node_a.doveadm(*grace0, "-f", "tab", "rbd", "check", "-u", user)
+    assert (status, table(out)) == (0, [])
+    assert orphan not in bodies(cluster, user)
+
+    on_b = connect(node_b, user)
+    assert selected_state(on_b.ok("SELECT INBOX"))["exists"] == 2
+    assert sorted(on_b.fetch("1:*", "(UID)")) == [1, 3]
+    body = next(iter(on_b.fetch("3", "(BODY.PEEK[])").values()))["BODY[]"]
+    assert body == numbered(3)
+
+
+def test_gc_reclaims_an_unreferenced_body_after_the_grace_period(cluster, node_a, imap, user):
+    imap.append("INBOX", numbered(1, size=BIG))
+    source = bodies(cluster, user)[0]
+    orphan = "m." + "0" * 28 + "beef"
+    cluster.copy_object("mail", user, source, orphan, ("meta", "ref"))
+
+    kept = table(doveadm_ok(node_a, "-f", "tab", "rbd", "gc", "-u", user))
+    assert kept == [{"scanned": "2", "reclaimed": "0", "in-grace": "1",
+                     "indexes-reclaimed": "0"}]
+    reclaimed = table(doveadm_ok(node_a, "-o", "plugin/rbd_gc_grace=0", "-f", "tab",
+                                 "rbd", "gc", "-u", user))
+    assert reclaimed == [{"scanned": "2", "reclaimed": "1", "in-grace": "0",
+                          "indexes-reclaimed": "0"}]
+    assert bodies(cluster, user) == [source]
