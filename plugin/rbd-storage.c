@@ -235,6 +235,31 @@ static int rbd_mailbox_exists(struct mailbox *box, bool auto_boxes ATTR_UNUSED,
 	return 0;
 }
 
+/* A listed mailbox whose index object is gone. doveadm (force-resync, or
+   any command opening it with ACLs ignored, i.e. as the administrator)
+   recreates it from the bodies, with every other lost index of the user
+   (one scan of the user's bodies for all; see rebuilder.h). Elsewhere it
+   stays an error: the rebuild scans every body of the user and must not
+   stall an IMAP session. */
+static int rbd_mailbox_rebuild_lost(struct rbd_mailbox *mbox,
+                                    struct rbd_user *user)
+{
+	struct rbd_rebuild_stats stats;
+	struct rbd_error err;
+
+	if ((mbox->box.flags & MAILBOX_FLAG_IGNORE_ACLS) == 0)
+		return 0;
+	if (rbd_user_rebuild(user, &stats, &err) != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	i_info("rbd: index of %s was lost: recreated %" PRIu64
+	       " mailboxes with %" PRIu64 " messages from their bodies",
+	       mbox->box.vname, stats.mailboxes_recreated,
+	       stats.messages_recovered);
+	return 1;
+}
+
 int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 {
 	struct rbd_user *user;
@@ -255,11 +280,18 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 	}
 	if (rbd_storage_get_user(mbox->storage, &user) < 0)
 		return -1;
-	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) != RBD_OK) {
-		rbd_storage_set_error(mbox->box.storage, &err);
-		return -1;
+	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) == RBD_OK)
+		return 0;
+	if (err.code == RBD_ERR_NOT_FOUND &&
+	    (ret = rbd_mailbox_rebuild_lost(mbox, user)) != 0) {
+		if (ret < 0)
+			return -1;
+		if (rbd_index_open(user, mbox->guid, &mbox->index, &err) ==
+		    RBD_OK)
+			return 0;
 	}
-	return 0;
+	rbd_storage_set_error(mbox->box.storage, &err);
+	return -1;
 }
 
 static int rbd_mailbox_open(struct mailbox *box)

@@ -1,4 +1,4 @@
-/* doveadm rbd: stat, ls, check, gc for users on the rbd storage.
+/* doveadm rbd: stat, ls, check, gc, rebuild for users on the rbd storage.
 
    Like Dovecot's own doveadm plugins for mail plugins (doveadm-quota), this
    module calls into lib20_rbd_plugin.so, which doveadm loads first from
@@ -328,6 +328,32 @@ static void cmd_rbd_gc_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 	doveadm_print_header_simple("indexes-reclaimed");
 }
 
+static int cmd_rbd_rebuild_run(struct doveadm_mail_cmd_context *ctx,
+                               struct mail_user *user)
+{
+	struct rbd_rebuild_stats stats;
+	struct rbd_user *ruser;
+	struct rbd_error err;
+
+	if (rbd_cmd_get_user(ctx, user, &ruser) < 0)
+		return -1;
+	if (rbd_user_rebuild(ruser, &stats, &err) != RBD_OK) {
+		rbd_cmd_failed(ctx, "rbd rebuild", &err);
+		return -1;
+	}
+	doveadm_print_num(stats.mailboxes_recreated);
+	doveadm_print_num(stats.messages_recovered);
+	return 0;
+}
+
+static void
+cmd_rbd_rebuild_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+                     const char *const args[] ATTR_UNUSED)
+{
+	doveadm_print_header_simple("mailboxes");
+	doveadm_print_header_simple("messages");
+}
+
 static struct doveadm_mail_cmd_context *rbd_cmd_alloc(
         int (*run)(struct doveadm_mail_cmd_context *, struct mail_user *),
         void (*init)(struct doveadm_mail_cmd_context *, const char *const[]))
@@ -367,6 +393,11 @@ static struct doveadm_mail_cmd_context *cmd_rbd_gc_alloc(void)
 	return rbd_cmd_alloc(cmd_rbd_gc_run, cmd_rbd_gc_init);
 }
 
+static struct doveadm_mail_cmd_context *cmd_rbd_rebuild_alloc(void)
+{
+	return rbd_cmd_alloc(cmd_rbd_rebuild_run, cmd_rbd_rebuild_init);
+}
+
 static struct doveadm_cmd_ver2 rbd_commands[] = {
         {
                 .name = "rbd stat",
@@ -391,6 +422,13 @@ static struct doveadm_cmd_ver2 rbd_commands[] = {
                 DOVEADM_CMD_PARAMS_START DOVEADM_CMD_MAIL_COMMON
                         DOVEADM_CMD_PARAM('r', "repair", CMD_PARAM_BOOL, 0)
                                 DOVEADM_CMD_PARAMS_END,
+        },
+        {
+                .name = "rbd rebuild",
+                .mail_cmd = cmd_rbd_rebuild_alloc,
+                .usage = DOVEADM_CMD_MAIL_USAGE_PREFIX,
+                DOVEADM_CMD_PARAMS_START DOVEADM_CMD_MAIL_COMMON
+                        DOVEADM_CMD_PARAMS_END,
         },
         {
                 .name = "rbd gc",

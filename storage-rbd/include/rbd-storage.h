@@ -609,6 +609,22 @@ rbd_code rbd_user_list_objects(struct rbd_user *user,
                                struct rbd_error *err);
 void rbd_objects_free(struct rbd_objects **objects);
 
+struct rbd_rebuild_stats {
+	uint64_t mailboxes_recreated;
+	uint64_t messages_recovered;
+};
+
+/*
+ * Recreates lost mailbox index objects from the stored bodies' metadata
+ * (see rebuilder.h): each with a new UIDVALIDITY, under its listed name or
+ * "Recovered/<guid>", one record per body. Flags, keywords and inline
+ * bodies are not recoverable. Runs under the user's "gc" lease
+ * (RBD_ERR_BUSY while gc runs). A no-op when no index is lost.
+ */
+rbd_code rbd_user_rebuild(struct rbd_user *user,
+                          struct rbd_rebuild_stats *stats_r,
+                          struct rbd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

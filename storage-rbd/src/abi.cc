@@ -23,6 +23,7 @@
 #include "mailbox_watch.h"
 #include "message_store.h"
 #include "rbd-storage.h"
+#include "rebuilder.h"
 
 struct rbd_config {
   rbd::Config config;
@@ -723,6 +724,16 @@ rbd_code rbd_user_list_objects(rbd_user* user, rbd_objects** objects_r, rbd_erro
 void rbd_objects_free(rbd_objects** objects) {
   delete static_cast<ObjectsHolder*>(*objects);
   *objects = nullptr;
+}
+
+rbd_code rbd_user_rebuild(rbd_user* user, rbd_rebuild_stats* stats_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::RebuildStats stats;
+    rbd::Status s = rbd::Rebuilder(user->account.get()).Run(&stats);
+    stats_r->mailboxes_recreated = stats.mailboxes_recreated;
+    stats_r->messages_recovered = stats.messages_recovered;
+    return s;
+  });
 }
 
 }  // extern "C"

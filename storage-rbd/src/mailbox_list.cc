@@ -167,6 +167,24 @@ Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t u
   return s;
 }
 
+Status MailboxList::Recreate(const std::string& name, const Guid& guid) {
+  return Mutate([&](Mutation* m) -> Status {
+    const uint32_t uv =
+        std::max<uint32_t>(static_cast<uint32_t>(std::time(nullptr)), m->state.last_uidvalidity + 1);
+    Status s = MailboxIndex::Create(account_, guid, uv);
+    if (!s.ok() && s.code() != Code::kExists) return s;
+    m->state.last_uidvalidity = std::max(m->state.last_uidvalidity, uv);
+    MailboxEntry existing;
+    s = Lookup(name, &existing);
+    if (s.IsNotFound()) {
+      m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(MailboxEntry{guid, ""}));
+      return Status::OK();
+    }
+    if (s.ok() && existing.guid != guid) return Status::Exists("mailbox " + name + " names another mailbox");
+    return s;
+  });
+}
+
 Status MailboxList::Delete(const std::string& name) {
   MailboxEntry entry;
   Status s = Mutate([&](Mutation* m) -> Status {

@@ -38,6 +38,11 @@ class MailboxList {
   // Creates the index object first, then publishes the name.
   Status Create(const std::string& name, const Guid& guid, uint32_t uidvalidity,
                 const std::string& special_use);
+  // Rebuild: creates the lost index object of `guid`, with a UIDVALIDITY
+  // above every one this user had (clients must forget what they cached),
+  // and lists it as `name` unless it is listed already (the list itself
+  // may have been lost too).
+  Status Recreate(const std::string& name, const Guid& guid);
   // Unpublishes the name, then removes the index and its references.
   Status Delete(const std::string& name);
   Status Rename(const std::string& old_name, const std::string& new_name, char separator);

@@ -135,3 +135,65 @@ def test_gc_reclaims_an_unreferenced_body_after_the_grace_period(cluster, node_a
     assert reclaimed == [{"scanned": "2", "reclaimed": "1", "in-grace": "0",
                           "indexes-reclaimed": "0"}]
     assert bodies(cluster, user) == [source]
+
+
+def drop_indexes(cluster, user, keep_root=True):
+    for name in cluster.objects("mail-index", user):
+        if name.startswith("i.") or (name == "r" and not keep_root):
+            cluster.rados("mail-index", user, "rm", name)
+
+
+def test_rebuild_recreates_every_lost_index_from_the_bodies(cluster, node_a, node_b, imap, user,
+                                                             connect):
+    imap.ok("CREATE Work")
+    imap.ok("CREATE Sub/Deep")
+    saved = {"INBOX": [numbered(1, size=BIG), numbered(2, size=BIG)],
+             "Work": [numbered(3, size=BIG)], "Sub/Deep": [numbered(4, size=BIG)]}
+    for mailbox, messages in saved.items():
+        for message in messages:
+            imap.append(mailbox, message, date="01-Feb-2024 10:00:00 +0000")
+    imap.append("INBOX", numbered(5))  # small: inline in the index, lost with it
+    old = selected_state(imap.ok("EXAMINE INBOX"))
+    imap.ok("LOGOUT")
+
+    drop_indexes(cluster, user)
+    rows = table(doveadm_ok(node_a, "-f", "tab", "rbd", "rebuild", "-u", user))
+    assert rows == [{"mailboxes": "3", "messages": "4"}]
+    assert table(doveadm_ok(node_a, "-f", "tab", "rbd", "rebuild", "-u", user)) == [
+        {"mailboxes": "0", "messages": "0"}], "nothing is lost any more"
+
+    on_b = connect(node_b, user)
+    for mailbox, messages in saved.items():
+        state = selected_state(on_b.ok("SELECT", '"%s"' % mailbox))
+        assert state["exists"] == len(messages)
+        if mailbox == "INBOX":
+            assert state["uidvalidity"] != old["uidvalidity"]
+        fetched = on_b.fetch("1:*", "(BODY.PEEK[] INTERNALDATE)")
+        assert [m["BODY[]"] for _, m in sorted(fetched.items())] == messages
+        assert {m["INTERNALDATE"] for m in fetched.values()} == {b"01-Feb-2024 10:00:00 +0000"}
+    status, out = node_a.doveadm("-f", "tab", "rbd", "check", "-u", user)
+    assert (status, table(out)) == (0, [])
+
+
+def test_rebuild_without_the_mailbox_list_names_mailboxes_by_guid(cluster, node_a, imap, user):
+    imap.ok("CREATE Work")
+    imap.append("Work", numbered(1, size=BIG))
+    guid = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user, "Work"))[0]["guid"]
+    drop_indexes(cluster, user, keep_root=False)
+    assert table(doveadm_ok(node_a, "-f", "tab", "rbd", "rebuild", "-u", user)) == [
+        {"mailboxes": "1", "messages": "1"}]
+    rows = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user))
+    # INBOX always exists: Dovecot creates it when the list is read.
+    assert sorted((r["mailbox"], r["messages"]) for r in rows) == [
+        ("INBOX", "0"), ("Recovered/" + guid, "1")]
+
+
+def test_force_resync_recreates_a_lost_index(cluster, node_a, imap, user):
+    imap.append("INBOX", numbered(1, size=BIG))
+    inbox = "i." + table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user,
+                                    "INBOX"))[0]["guid"]
+    cluster.rados("mail-index", user, "rm", inbox)
+    doveadm_ok(node_a, "force-resync", "-u", user, "INBOX")
+    assert inbox in cluster.objects("mail-index", user)
+    rows = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user, "INBOX"))
+    assert [(r["guid"], r["messages"]) for r in rows] == [(inbox[2:], "1")]
