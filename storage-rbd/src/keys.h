@@ -18,6 +18,9 @@ namespace rbd::keys {
 
 // Objects.
 inline constexpr char kRoot[] = "r";
+// A key-value dictionary (DictStore): one per user namespace, and one in
+// the default namespace for keys every user shares.
+inline constexpr char kDict[] = "d";
 std::string IndexObject(const Guid& mailbox);
 std::string BodyObject(const Guid& mail);
 std::string ChunkObject(const Guid& mail, uint32_t chunk);

@@ -1,0 +1,161 @@
+#include "dict_store.h"
+
+#include <cerrno>
+#include <charconv>
+#include <optional>
+
+#include "keys.h"
+#include "retry.h"
+
+namespace rbd {
+
+namespace {
+
+librados::bufferlist ToBufferlist(const std::string& s) {
+  librados::bufferlist bl;
+  bl.append(s);
+  return bl;
+}
+
+bool ParseInt64(const std::string& text, int64_t* value) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *value);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+}  // namespace
+
+Status DictStore::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
+                       std::unique_ptr<DictStore>* store) {
+  std::unique_ptr<DictStore> d(new DictStore(std::move(cluster), config, ns));
+  Status s = d->cluster_->OpenIoCtx(config.IndexPool(),
+                                    config.index_pool.empty() ? "rbd_pool" : "rbd_index_pool", &d->io_);
+  if (!s.ok()) return s;
+  d->io_.set_namespace(ns);
+  *store = std::move(d);
+  return Status::OK();
+}
+
+std::string DictStore::Where() const { return std::string(keys::kDict) + " in namespace '" + ns_ + "'"; }
+
+Status DictStore::Lookup(const std::string& key, std::string* value) {
+  std::map<std::string, librados::bufferlist> values;
+  int r = io_.omap_get_vals_by_keys(keys::kDict, {key}, &values);
+  if (r < 0 && r != -ENOENT) return Status::FromRados(r, "look up " + key + " in " + Where());
+  auto it = values.find(key);
+  if (it == values.end()) return Status::NotFound("dict key " + key + " does not exist");
+  *value = it->second.to_str();
+  return Status::OK();
+}
+
+Status DictStore::List(const std::string& prefix, const std::string& after, size_t max, DictEntries* entries,
+                       bool* more) {
+  entries->clear();
+  *more = false;
+  std::map<std::string, librados::bufferlist> page;
+  int r = io_.omap_get_vals2(keys::kDict, after, prefix, max, &page, more);
+  if (r == -ENOENT) {
+    *more = false;
+    return Status::OK();
+  }
+  if (r < 0) return Status::FromRados(r, "list " + prefix + " in " + Where());
+  for (const auto& [key, bl] : page) entries->emplace_back(key, bl.to_str());
+  return Status::OK();
+}
+
+Status DictStore::MakePlan(const std::vector<DictChange>& changes,
+                           const std::map<std::string, librados::bufferlist>& counters, Plan* plan) {
+  // Each key's value after the changes so far; nullopt: removed.
+  std::map<std::string, std::optional<std::string>> after;
+  for (const DictChange& c : changes) {
+    switch (c.kind) {
+      case DictChange::Kind::kSet: after[c.key] = c.value; break;
+      case DictChange::Kind::kUnset: after[c.key] = std::nullopt; break;
+      case DictChange::Kind::kIncrement: {
+        std::optional<std::string> value;
+        if (auto it = after.find(c.key); it != after.end()) {
+          value = it->second;
+        } else if (auto stored = counters.find(c.key); stored != counters.end()) {
+          value = stored->second.to_str();
+        }
+        if (!value) {
+          plan->increment_missed = true;
+          break;
+        }
+        int64_t n = 0;
+        if (!ParseInt64(*value, &n))
+          return Status::Invalid("dict key " + c.key + ": cannot increment '" + *value + "': not an integer");
+        if (__builtin_add_overflow(n, c.diff, &n))
+          return Status::Invalid("dict key " + c.key + ": incrementing " + *value + " by " +
+                                 std::to_string(c.diff) + " overflows");
+        after[c.key] = std::to_string(n);
+        break;
+      }
+    }
+  }
+  for (const auto& [key, value] : after) {
+    if (value) {
+      plan->set[key] = ToBufferlist(*value);
+    } else {
+      plan->remove.insert(key);
+    }
+  }
+  return Status::OK();
+}
+
+Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment_missed) {
+  *increment_missed = false;
+  std::set<std::string> counters;
+  for (const DictChange& c : changes)
+    if (c.kind == DictChange::Kind::kIncrement) counters.insert(c.key);
+  RetryPolicy retry(std::chrono::milliseconds(config_.op_timeout_ms));
+  const auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1;; attempt++) {
+    std::map<std::string, librados::bufferlist> current;
+    bool exists = true;
+    if (!counters.empty()) {
+      int r = io_.omap_get_vals_by_keys(keys::kDict, counters, &current);
+      if (r == -ENOENT) {
+        exists = false;
+      } else if (r < 0) {
+        return Status::FromRados(r, "read counters in " + Where());
+      }
+    }
+    Plan plan;
+    Status s = MakePlan(changes, current, &plan);
+    if (!s.ok()) return s;
+    *increment_missed = plan.increment_missed;
+    if (plan.set.empty() && plan.remove.empty()) return Status::OK();
+
+    librados::ObjectWriteOperation op;
+    if (!counters.empty()) {
+      if (exists) {
+        // The op applies only if every incremented key still holds what
+        // was read. omap_cmp compares a missing key as an empty value, so
+        // "missing" and "empty" guard alike: neither is an integer.
+        std::map<std::string, std::pair<librados::bufferlist, int>> guard;
+        for (const std::string& key : counters) {
+          auto it = current.find(key);
+          guard[key] = {it != current.end() ? it->second : librados::bufferlist(), LIBRADOS_CMPXATTR_OP_EQ};
+        }
+        op.omap_cmp(guard, nullptr);
+      } else {
+        // No object: every counter was missing. A writer that creates
+        // it meanwhile makes this op fail with EEXIST and re-read.
+        op.create(true);
+      }
+    }
+    if (!plan.set.empty()) op.omap_set(plan.set);
+    if (!plan.remove.empty()) op.omap_rm_keys(plan.remove);
+    int r = io_.operate(keys::kDict, &op);
+    if (r == 0) return Status::OK();
+    // Only removals, and no object: nothing to remove.
+    if (r == -ENOENT && counters.empty()) return Status::OK();
+    if (r != -ECANCELED && r != -EEXIST && r != -ENOENT) return Status::FromRados(r, "update " + Where());
+    if (!retry.Backoff(attempt, start))
+      return Status::Conflict("update " + Where() + ": gave up after " + std::to_string(attempt) +
+                              " lost races");
+  }
+}
+
+}  // namespace rbd

@@ -1,0 +1,86 @@
+// DictStore: a key-value dictionary in the omap of one object, `d`.
+//
+// The Dovecot plugin keeps its dict driver's keys here (plugin/rbd-dict.c
+// decides which namespace holds which keys). Keys and values are opaque
+// strings; keys sort bytewise, so a prefix is a contiguous key range.
+//
+// Every commit is ONE RADOS write op, so a transaction is applied whole or
+// not at all. Increments are read-modify-write: the op carries an omap_cmp
+// of each incremented key against the value read, and a lost race
+// (-ECANCELED) re-reads and retries with jittered backoff, the pattern of
+// MailboxIndex (DESIGN.md 4), guarded per key instead of per object so
+// that plain sets never contend.
+#ifndef STORAGE_RBD_DICT_STORE_H_
+#define STORAGE_RBD_DICT_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <rados/librados.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cluster.h"
+#include "status.h"
+
+namespace rbd {
+
+struct DictChange {
+  enum class Kind { kSet, kUnset, kIncrement };
+  Kind kind = Kind::kSet;
+  std::string key;
+  std::string value;  // kSet
+  int64_t diff = 0;   // kIncrement
+};
+
+using DictEntries = std::vector<std::pair<std::string, std::string>>;
+
+class DictStore {
+ public:
+  // Opens `d` in namespace `ns` of the index pool; "" is the pool's
+  // default namespace. Connects if needed; the object need not exist.
+  static Status Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
+                     std::unique_ptr<DictStore>* store);
+
+  // NotFound when the key (or the whole object) does not exist.
+  Status Lookup(const std::string& key, std::string* value);
+
+  // Up to `max` entries whose key starts with `prefix` and sorts after
+  // `after` ("" = from the first), in key order. *more is true when a
+  // further call from the last key returned may find more.
+  Status List(const std::string& prefix, const std::string& after, size_t max, DictEntries* entries,
+              bool* more);
+
+  // Applies `changes` in order as one write op. An increment of a key that
+  // does not exist (at that point of the sequence) changes nothing and
+  // sets *increment_missed; the other changes are still applied, as
+  // Dovecot's dict_atomic_inc() requires. An increment of a value that is
+  // not a decimal integer, or that would overflow, fails the whole commit.
+  Status Commit(const std::vector<DictChange>& changes, bool* increment_missed);
+
+ private:
+  struct Plan {
+    std::map<std::string, librados::bufferlist> set;
+    std::set<std::string> remove;
+    bool increment_missed = false;
+  };
+
+  DictStore(std::shared_ptr<Cluster> cluster, const Config& config, std::string ns)
+      : cluster_(std::move(cluster)), config_(config), ns_(std::move(ns)) {}
+  // `counters`: the stored values of the incremented keys, as read.
+  static Status MakePlan(const std::vector<DictChange>& changes,
+                         const std::map<std::string, librados::bufferlist>& counters, Plan* plan);
+  // "d in namespace 'x'", for messages.
+  std::string Where() const;
+
+  std::shared_ptr<Cluster> cluster_;
+  const Config config_;
+  const std::string ns_;
+  librados::IoCtx io_;
+};
+
+}  // namespace rbd
+
+#endif  // STORAGE_RBD_DICT_STORE_H_
