@@ -1,5 +1,6 @@
 #include "cluster.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,7 +95,13 @@ Status Cluster::ConnectLocked() {
   if (rados_) rados_->shutdown();
   rados_ = std::make_unique<librados::Rados>();
   std::string name = "client." + config_.ceph_user;
+  // Ceph's logger makes stderr non-blocking when it is a pipe, and with it
+  // stdout when both are one pipe (`doveadm ... 2>&1 | less`): Dovecot
+  // then loses the output a slow reader did not take in time. Keep the
+  // caller's mode; a client logs to stderr only on errors.
+  const int stderr_flags = fcntl(STDERR_FILENO, F_GETFL);
   int r = rados_->init2(name.c_str(), "ceph", 0);
+  if (stderr_flags >= 0) fcntl(STDERR_FILENO, F_SETFL, stderr_flags);
   if (r < 0) return Status::FromRados(r, "rbd_ceph_user: cannot initialise " + name);
   r = rados_->conf_read_file(config_.ceph_conf.c_str());
   if (r < 0) return Status::FromRados(r, "rbd_ceph_conf: cannot parse " + config_.ceph_conf);

@@ -54,6 +54,10 @@ MailboxIndex::MailboxIndex(Account* account, const Guid& guid)
 Status MailboxIndex::Create(Account* account, const Guid& guid, uint32_t uidvalidity) {
   MailboxState state;
   state.uidvalidity = uidvalidity != 0 ? uidvalidity : static_cast<uint32_t>(std::time(nullptr));
+  return Create(account, guid, state);
+}
+
+Status MailboxIndex::Create(Account* account, const Guid& guid, const MailboxState& state) {
   librados::ObjectWriteOperation op;
   op.create(true);
   op.setxattr(keys::kStateAttr, ToBufferlist(Encode(state)));
@@ -183,7 +187,15 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
     }
   }
   Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
-    if (uint64_t{m->state.uidnext} + messages.size() > UINT32_MAX)
+    // UIDs wanted at or above UIDNEXT are given; the others follow the
+    // highest UID given, as Dovecot's mail_index_append_finish_uids() does.
+    std::set<uint32_t> wanted;
+    uint64_t next = m->state.uidnext;
+    for (const NewMessage& msg : messages) {
+      if (msg.uid >= m->state.uidnext && wanted.insert(msg.uid).second)
+        next = std::max(next, uint64_t{msg.uid} + 1);
+    }
+    if (next + (messages.size() - wanted.size()) > UINT32_MAX)
       return Status::Invalid("append to " + oid_ + ": UID space exhausted");
     uids->clear();
     std::vector<std::vector<uint32_t>> keyword_ids(messages.size());
@@ -199,8 +211,9 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
     for (size_t i = 0; i < messages.size(); i++) {
       const NewMessage& msg = messages[i];
       MessageRecord rec;
-      rec.uid = m->state.uidnext++;
+      rec.uid = wanted.erase(msg.uid) != 0 ? msg.uid : static_cast<uint32_t>(next++);
       rec.guid = msg.guid;
+      rec.guid_text = msg.guid_text;
       rec.flags = msg.flags;
       rec.keywords = std::move(keyword_ids[i]);
       rec.modseq = modseq;
@@ -221,6 +234,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
       m->changed.push_back(rec.uid);
       uids->push_back(rec.uid);
     }
+    m->state.uidnext = static_cast<uint32_t>(next);
     return Status::OK();
   });
   if (!s.ok()) {
@@ -260,6 +274,7 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     const MessageRecord& r = *it->second;
     NewMessage msg;
     msg.guid = r.guid;
+    msg.guid_text = r.guid_text;
     if (r.inline_body) {
       InlineBody inl;
       Status ds = Decode(inline_bodies[keys::InlineBodyKey(r.uid)].to_str(), &inl);
@@ -272,6 +287,7 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     if (i < overrides.size() && overrides[i]) {
       msg.flags = overrides[i]->flags;
       msg.keywords = overrides[i]->keywords;
+      msg.uid = overrides[i]->uid;
     } else {
       msg.flags = r.flags;
       for (uint32_t id : r.keywords)
@@ -595,6 +611,36 @@ Status MailboxIndex::Remove() {
   state_valid_ = false;
   std::vector<Status> statuses;
   MessageStore(account_).ChangeRefs(stored, -1, &statuses);
+  return Status::OK();
+}
+
+Status MailboxIndex::UpdateState(uint32_t uidvalidity, uint32_t min_uidnext, uint64_t min_highest_modseq) {
+  return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    const MailboxState before = m->state;
+    if (uidvalidity != 0 && uidvalidity != m->state.uidvalidity) {
+      // A node's cache holds UIDs under the old UIDVALIDITY: with no
+      // message left, rebuilding it loses nothing (rbd-sync.c does).
+      if (m->state.messages != 0)
+        return Status::Invalid(oid_ + ": UIDVALIDITY can change only while the mailbox is empty");
+      m->state.uidvalidity = uidvalidity;
+    }
+    m->state.uidnext = std::max(m->state.uidnext, min_uidnext);
+    if (min_highest_modseq > m->state.highest_modseq)
+      m->Advance(min_highest_modseq - m->state.highest_modseq);
+    m->noop = m->state == before;
+    return Status::OK();
+  });
+}
+
+Status MailboxIndex::RemoveIfUnchanged() {
+  if (!state_valid_) return Status::Conflict(oid_ + " changed since it was read");
+  librados::ObjectWriteOperation op;
+  op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, state_raw_);
+  op.remove();
+  int r = account_->index_io().operate(oid_, &op);
+  state_valid_ = false;
+  if (r == -ECANCELED) return Status::Conflict(oid_ + " changed since it was read");
+  if (r < 0 && r != -ENOENT) return Status::FromRados(r, "remove " + oid_);
   return Status::OK();
 }
 

@@ -33,6 +33,12 @@ namespace rbd {
 
 struct NewMessage {
   Guid guid;
+  // See MessageRecord::guid_text.
+  std::string guid_text;
+  // The UID wanted (dsync keeps the source's UIDs): given when it is at or
+  // above UIDNEXT, as Dovecot's own index does; 0 or a lower one gets the
+  // next UID after every UID given in the same append.
+  uint32_t uid = 0;
   // The body, when the caller has it (see rbd_new_message in the C ABI).
   std::optional<std::string_view> body;
   // The body is already in `m.<guid>`: take a reference on it.
@@ -58,6 +64,7 @@ struct FlagUpdate {
 struct FlagOverride {
   uint8_t flags = 0;
   std::vector<std::string> keywords;
+  uint32_t uid = 0;  // the UID wanted for the copy, as NewMessage::uid
 };
 
 struct ChangeSet {
@@ -75,6 +82,8 @@ class MailboxIndex {
 
   // Creates the index object; Exists if it is there already.
   static Status Create(Account* account, const Guid& guid, uint32_t uidvalidity);
+  // The same, starting from `state` (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ).
+  static Status Create(Account* account, const Guid& guid, const MailboxState& state);
 
   // Reads the state (one read); NotFound if the mailbox does not exist.
   Status ReadState(MailboxState* state);
@@ -107,6 +116,15 @@ class MailboxIndex {
 
   // Removes the index object, then drops the references its records held.
   Status Remove();
+
+  // For dsync's mailbox_update(): sets UIDVALIDITY (when not 0) and raises
+  // UIDNEXT and HIGHESTMODSEQ to at least the values given, in one guarded
+  // op. UIDVALIDITY changes only while the mailbox has no messages
+  // (Invalid otherwise): every node's cache of it is then rebuilt.
+  Status UpdateState(uint32_t uidvalidity, uint32_t min_uidnext, uint64_t min_highest_modseq);
+  // Removes the index object if its state is still the one last read
+  // through this handle (Conflict otherwise); it must hold no records.
+  Status RemoveIfUnchanged();
 
   const Guid& guid() const { return guid_; }
   const std::string& oid() const { return oid_; }

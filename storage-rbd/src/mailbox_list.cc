@@ -24,6 +24,20 @@ bool InSubtree(const std::string& name, const std::string& root, char separator)
                           name[root.size()] == separator);
 }
 
+// Moves every message of `from` into `to` (bodies are shared, UIDs new).
+Status MoveRecords(MailboxIndex* from, MailboxIndex* to) {
+  MailboxState state;
+  std::vector<MessageRecord> records;
+  Status s = from->ReadState(&state);
+  if (s.ok()) s = from->ListRecords(0, SIZE_MAX, &records);
+  if (!s.ok() || records.empty()) return s;
+  std::vector<uint32_t> uids, copied;
+  for (const MessageRecord& r : records) uids.push_back(r.uid);
+  s = to->CopyFrom(from, uids, {}, &copied);
+  size_t expunged;
+  return s.ok() ? from->Expunge(uids, &expunged) : s;
+}
+
 }  // namespace
 
 Status MailboxList::ReadVersion(RootState* state, librados::bufferlist* raw, bool* exists) {
@@ -227,6 +241,43 @@ Status MailboxList::Rename(const std::string& old_name, const std::string& new_n
       return Status::Exists("mailbox " + taken.begin()->first.substr(2) + " already exists");
     return Status::OK();
   });
+}
+
+Status MailboxList::ChangeGuid(const std::string& name, const Guid& new_guid) {
+  MailboxEntry entry;
+  Status s = Lookup(name, &entry);
+  if (!s.ok() || entry.guid == new_guid) return s;
+  MailboxIndex old_index(account_, entry.guid), new_index(account_, new_guid);
+  MailboxState state;
+  s = old_index.ReadState(&state);
+  if (!s.ok()) return s;
+  if (state.messages != 0)
+    return Status::Invalid("mailbox " + name + " has messages: its GUID can change only while it is empty");
+  // No UID or MODSEQ goes backwards; the change log stays behind.
+  state.log_floor = state.highest_modseq;
+  s = MailboxIndex::Create(account_, new_guid, state);
+  if (!s.ok()) return s;
+  s = Mutate([&](Mutation* m) -> Status {
+    MailboxEntry current;
+    Status ls = Lookup(name, &current);
+    if (!ls.ok()) return ls;
+    if (current.guid != entry.guid) return Status::Conflict("mailbox " + name + " changed meanwhile");
+    current.guid = new_guid;
+    m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(current));
+    return Status::OK();
+  });
+  if (!s.ok()) {
+    new_index.Remove();
+    return s;
+  }
+  // Listed under the new GUID from here on (a crash leaves the old index
+  // unlisted, for gc). A writer that opened the old index before the switch
+  // may still have added messages: those move over before it goes.
+  while ((s = old_index.RemoveIfUnchanged()).code() == Code::kConflict) {
+    s = MoveRecords(&old_index, &new_index);
+    if (!s.ok()) return s;
+  }
+  return s;
 }
 
 Status MailboxList::SetSubscribed(const std::string& name, bool subscribed) {

@@ -46,6 +46,11 @@ class MailboxList {
   // Unpublishes the name, then removes the index and its references.
   Status Delete(const std::string& name);
   Status Rename(const std::string& old_name, const std::string& new_name, char separator);
+  // Gives the mailbox `name` the GUID `new_guid` (dsync gives an INBOX
+  // that both sides created the other side's): a new index object with the
+  // same UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ replaces the old one, which
+  // must be empty (Invalid otherwise), in the list.
+  Status ChangeGuid(const std::string& name, const Guid& new_guid);
   Status SetSubscribed(const std::string& name, bool subscribed);
   Status SetSpecialUse(const std::string& name, const std::string& special_use);
   // The root's version: grows with every change of the list.

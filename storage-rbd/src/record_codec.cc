@@ -245,7 +245,8 @@ enum : uint8_t {
   kPsize,
   kVsize,
   kUidl,
-  kInline
+  kInline,
+  kGuidText
 };
 }
 namespace state {
@@ -275,7 +276,8 @@ enum : uint8_t { kXxh3 = 1, kBytes };
 bool MessageRecord::operator==(const MessageRecord& o) const {
   return uid == o.uid && guid == o.guid && flags == o.flags && keywords == o.keywords && modseq == o.modseq &&
          received_date == o.received_date && save_date == o.save_date && physical_size == o.physical_size &&
-         virtual_size == o.virtual_size && pop3_uidl == o.pop3_uidl && inline_body == o.inline_body;
+         virtual_size == o.virtual_size && pop3_uidl == o.pop3_uidl && inline_body == o.inline_body &&
+         guid_text == o.guid_text;
 }
 
 bool MailboxState::operator==(const MailboxState& o) const {
@@ -323,6 +325,7 @@ std::string Encode(const MessageRecord& r) {
   e.U64(msg::kPsize, r.physical_size);
   e.U64(msg::kVsize, r.virtual_size);
   if (!r.pop3_uidl.empty()) e.Bytes(msg::kUidl, r.pop3_uidl);
+  if (!r.guid_text.empty()) e.Bytes(msg::kGuidText, r.guid_text);
   if (r.inline_body) e.U8(msg::kInline, 1);
   return e.Finish();
 }
@@ -344,6 +347,7 @@ Status Decode(std::string_view in, MessageRecord* out) {
       case msg::kVsize: d.U64(f, &out->virtual_size); break;
       case msg::kUidl: out->pop3_uidl = f.value; break;
       case msg::kInline: d.Bool(f, &out->inline_body); break;
+      case msg::kGuidText: out->guid_text = f.value; break;
       default: break;  // a newer writer's field
     }
   }

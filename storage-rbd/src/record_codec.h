@@ -45,6 +45,9 @@ struct MessageRecord {
   uint64_t virtual_size = 0;
   std::string pop3_uidl;  // empty: not set
   bool inline_body = false;
+  // The GUID as its saver gave it when that was not 128-bit hex (a Maildir
+  // GUID, migrated by dsync); `guid` is then a hash of it. Empty: `guid`.
+  std::string guid_text;
 
   bool operator==(const MessageRecord&) const;
 };

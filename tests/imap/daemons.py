@@ -1,5 +1,6 @@
 """The Python faces of scripts/ceph-dev-cluster (Cluster) and scripts/dovecot-dev (Node)."""
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -137,6 +138,16 @@ class Node:
         proc = subprocess.run([DOVECOT_DEV, "doveadm", str(self.path)] + [str(a) for a in args],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         return proc.returncode, proc.stdout
+
+    def doveadm_ok(self, *args):
+        """doveadm that must succeed: its output."""
+        status, out = self.doveadm(*args)
+        assert status == 0, out
+        return out
+
+    def doveadm_json(self, *args):
+        """doveadm with the json formatter that must succeed: the parsed output."""
+        return json.loads(self.doveadm_ok("-f", "json", *args))
 
     def cache_dir(self, user):
         return Path(self.index) / user

@@ -20,6 +20,7 @@ MessageRecord SampleRecord() {
   r.virtual_size = 4180;
   r.pop3_uidl = "UID42-1700000000";
   r.inline_body = true;
+  r.guid_text = "1700000000.M1P2.host,S=4096,W=4180";
   return r;
 }
 
