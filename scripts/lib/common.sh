@@ -1,10 +1,13 @@
-# Shared by scripts/test and scripts/demo: the Debian packages the project
-# needs and how it is built. Source it; it defines functions only.
+# Shared by scripts/test, scripts/demo and tests/install/run: the Debian
+# packages the project needs and how it is built. Source it; it defines
+# functions only.
 
-# Build: compilers and -dev packages. Run: Debian's Ceph 16.2 daemons and
-# Dovecot 2.3.19 (with its -dev headers for the plugin). Test: pytest.
+# Build: compilers and -dev packages, debhelper for the Debian package. Run:
+# Debian's Ceph 16.2 daemons and Dovecot 2.3.19 (with its -dev headers for
+# the plugin). Test: pytest.
 RBD_PACKAGES=(
     cmake g++ make pkg-config clang libclang-rt-14-dev clang-format
+    build-essential debhelper
     librados-dev libradospp-dev libxxhash-dev
     googletest libgtest-dev libbenchmark-dev
     ceph-mon ceph-osd ceph-mgr ceph-common python3-rados
@@ -16,13 +19,16 @@ RBD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 
+package_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 # Installs whatever of RBD_PACKAGES is missing (apt-get update first). A
 # machine that has them all is left alone, so repeated runs stay fast.
 install_packages() {
     local missing=() pkg
     for pkg in "${RBD_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
-            missing+=("$pkg")
+        package_installed "$pkg" || missing+=("$pkg")
     done
     ((${#missing[@]} == 0)) && return 0
     log "installing ${missing[*]}"
