@@ -7,7 +7,8 @@
 // lost index: the Rebuilder recreates that index (a new UIDVALIDITY, as the
 // old UIDs are gone) under the mailbox's listed name, or under
 // "Recovered/<guid>" when the mailbox list lost it too, and appends one
-// record per body in save order. What only the index held is lost with it:
+// record per body in save order (to the second: the metadata keeps no
+// finer time). What only the index held is lost with it:
 // flags, keywords, and the bodies carried inline (rbd_inline_max; set it to
 // 0 where that matters more than append speed). Bodies whose mailbox index
 // still exists are never adopted: they are leftovers for gc, and an
