@@ -41,6 +41,8 @@ struct rbd_msg {
 	uint64_t physical_size, virtual_size;
 	time_t received_date, save_date;
 	const char *pop3_uidl;
+	/* The GUID the message was saved with (dsync), or NULL: guid. */
+	const char *guid_text;
 };
 ARRAY_DEFINE_TYPE(rbd_msg, struct rbd_msg);
 
@@ -58,6 +60,8 @@ struct rbd_mailbox {
 	/* RADOS state the local index was last synced to. */
 	struct rbd_index_status synced;
 	uint32_t rbd_ext_id;
+	/* Per message: the 128-bit GUID dsync compares (rbd-sync.c). */
+	uint32_t guid_ext_id;
 
 	/* Records by UID (sorted), in msg_pool. Complete after the first
 	   sync of this process; incremental syncs keep it current. */
@@ -101,6 +105,16 @@ extern MODULE_CONTEXT_DEFINE(rbd_transaction_module,
 #define RBD_TRANSACTION(t) MODULE_CONTEXT(t, rbd_transaction_module)
 
 /* rbd-storage.c */
+/* A new config from the user's plugin { rbd_* } settings; the error names
+   the setting that is wrong. */
+int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
+                    const char **error_r);
+/* The RADOS namespace of the user's objects: rbd_namespace, else the
+   username. */
+const char *rbd_user_namespace(struct mail_user *user);
+/* Fails (naming the setting) when the process's address space limit is too
+   low for librados. */
+int rbd_check_vsz_limit(const char **error_r);
 int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r);
 /* Maps a core failure to a mail storage error: anything the cluster did is
    a temporary failure (NO [UNAVAILABLE]), never "does not exist". */
@@ -113,7 +127,8 @@ bool rbd_storage_unavailable(struct rbd_storage *storage);
 
 /* rbd-sync.c */
 /* Registers the index header extension recording which RADOS state
-   (mailbox GUID, UIDVALIDITY, HIGHESTMODSEQ) this node's index reflects. */
+   (mailbox GUID, UIDVALIDITY, HIGHESTMODSEQ) this node's index reflects,
+   and the record extension with each message's GUID. */
 void rbd_sync_register_ext(struct rbd_mailbox *mbox);
 struct mailbox_sync_context *
 rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags);
@@ -155,5 +170,11 @@ int rbd_copy(struct mail_save_context *ctx, struct mail *mail);
 /* rbd-notify.c */
 void rbd_notify_changes(struct mailbox *box);
 void rbd_notify_deinit(struct rbd_mailbox *mbox);
+
+/* rbd-dict.c */
+/* Registers the dict driver "rbd" and the hook that lets a dict opened for
+   a mail user find that user's plugin settings. */
+void rbd_dict_register(struct module *module);
+void rbd_dict_unregister(void);
 
 #endif

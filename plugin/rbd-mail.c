@@ -94,9 +94,13 @@ static int rbd_mail_get_save_date(struct mail *mail, time_t *date_r)
 	return 1;
 }
 
+/* Values returned live as long as the mail (dsync keeps a GUID across data
+   stack frames); msgs may be reloaded meanwhile. */
 static int rbd_mail_get_special(struct mail *mail, enum mail_fetch_field field,
                                 const char **value_r)
 {
+	struct index_mail *imail = INDEX_MAIL(mail);
+	pool_t pool = imail->mail.data_pool;
 	const struct rbd_msg *msg;
 
 	switch (field) {
@@ -105,14 +109,19 @@ static int rbd_mail_get_special(struct mail *mail, enum mail_fetch_field field,
 			break;
 		if ((msg = rbd_mail_msg(mail)) == NULL)
 			return -1;
-		*value_r = guid_128_to_string(msg->guid);
+		*value_r =
+		        p_strdup(pool, msg->guid_text != NULL
+		                               ? msg->guid_text
+		                               : guid_128_to_string(msg->guid));
 		return 0;
 	case MAIL_FETCH_UIDL_BACKEND:
 		if (mail->saving)
 			break;
 		if ((msg = rbd_mail_msg(mail)) == NULL)
 			return -1;
-		*value_r = msg->pop3_uidl == NULL ? "" : msg->pop3_uidl;
+		*value_r = msg->pop3_uidl == NULL
+		                   ? ""
+		                   : p_strdup(pool, msg->pop3_uidl);
 		return 0;
 	default:
 		break;

@@ -10,14 +10,16 @@ const char *rbd_plugin_version = DOVECOT_ABI_VERSION;
 void rbd_plugin_init(struct module *module);
 void rbd_plugin_deinit(void);
 
-void rbd_plugin_init(struct module *module ATTR_UNUSED)
+void rbd_plugin_init(struct module *module)
 {
 	mail_storage_class_register(&rbd_storage);
 	mailbox_list_register(&rbd_mailbox_list);
+	rbd_dict_register(module);
 }
 
 void rbd_plugin_deinit(void)
 {
+	rbd_dict_unregister();
 	mailbox_list_unregister(&rbd_mailbox_list);
 	mail_storage_class_unregister(&rbd_storage);
 	rbd_shutdown();

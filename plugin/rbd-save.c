@@ -24,7 +24,10 @@ struct rbd_save_item {
 	uint32_t copy_src_uid;
 
 	uint32_t seq; /* temporary sequence */
+	uint32_t uid; /* wanted (dsync), or 0 */
 	guid_128_t guid;
+	/* The GUID the saver gave (dsync brings the source's), or NULL. */
+	const char *guid_text;
 	buffer_t *body;
 	enum mail_flags flags;
 	const char **keywords;
@@ -119,9 +122,13 @@ static void rbd_save_fill_common(struct rbd_save_context *ctx,
 	item->keywords = rbd_save_keywords(ctx, mdata->keywords);
 	item->save_date =
 	        mdata->save_date != (time_t)-1 ? mdata->save_date : ioloop_time;
-	if (mdata->guid == NULL ||
-	    guid_128_from_string(mdata->guid, item->guid) < 0)
-		guid_128_generate(item->guid);
+	item->uid = mdata->uid;
+	/* A given GUID is kept as given (a Maildir one is a file name) and
+	   is what FETCH reports. The body is named by a fresh one all the
+	   same: dsync saves each copy of a message on its own, with the same
+	   GUID, and a body object must never be shared by accident. */
+	guid_128_generate(item->guid);
+	item->guid_text = p_strdup(ctx->pool, mdata->guid);
 }
 
 /* A temporary index record lets the saved or copied mail be looked at
@@ -268,6 +275,8 @@ static int rbd_commit_saves(struct rbd_save_context *ctx,
 		msgs[i].physical_size = item->body->used;
 		msgs[i].virtual_size = item->virtual_size;
 		msgs[i].pop3_uidl = item->pop3_uidl;
+		msgs[i].guid_text = item->guid_text;
+		msgs[i].uid = item->uid;
 	}
 	if (rbd_index_append(ctx->mbox->index, msgs, count, uids, &err) !=
 	    RBD_OK) {
@@ -294,6 +303,7 @@ static int rbd_commit_copies(struct rbd_save_context *ctx,
 		overrides[i].keywords = items[i].keywords;
 		overrides[i].keyword_count =
 		        str_array_length(items[i].keywords);
+		overrides[i].uid = items[i].uid;
 	}
 	if (rbd_mailbox_open_index(src) < 0) {
 		mail_storage_copy_error(ctx->mbox->box.storage,

@@ -8,6 +8,7 @@
 #include "index-mail.h"
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
+#include "mailbox-list-iter.h"
 #include "rbd-mail-storage.h"
 
 #include <sys/resource.h>
@@ -44,7 +45,7 @@ static struct mail_storage *rbd_storage_alloc(void)
 	return &storage->storage;
 }
 
-static int rbd_check_vsz_limit(const char **error_r)
+int rbd_check_vsz_limit(const char **error_r)
 {
 	struct rlimit rl;
 
@@ -59,6 +60,37 @@ static int rbd_check_vsz_limit(const char **error_r)
 	return -1;
 }
 
+int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
+                    const char **error_r)
+{
+	struct rbd_config *config;
+	struct rbd_error err;
+	const char *value;
+	unsigned int i;
+
+	config = rbd_config_new();
+	for (i = 0; rbd_setting_names[i] != NULL; i++) {
+		value = mail_user_plugin_getenv(user, rbd_setting_names[i]);
+		if (value == NULL)
+			continue;
+		if (rbd_config_set(config, rbd_setting_names[i], value, &err) !=
+		    RBD_OK) {
+			*error_r = t_strdup(err.message);
+			rbd_config_free(&config);
+			return -1;
+		}
+	}
+	*config_r = config;
+	return 0;
+}
+
+const char *rbd_user_namespace(struct mail_user *user)
+{
+	const char *value = mail_user_plugin_getenv(user, "rbd_namespace");
+
+	return value != NULL && *value != '\0' ? value : user->username;
+}
+
 static int rbd_storage_create(struct mail_storage *_storage,
                               struct mail_namespace *ns ATTR_UNUSED,
                               const char **error_r)
@@ -66,26 +98,12 @@ static int rbd_storage_create(struct mail_storage *_storage,
 	struct rbd_storage *storage = RBD_STORAGE(_storage);
 	struct mail_user *user = _storage->user;
 	struct rbd_error err;
-	const char *value;
-	unsigned int i;
 
 	if (rbd_check_vsz_limit(error_r) < 0)
 		return -1;
-	storage->config = rbd_config_new();
-	for (i = 0; rbd_setting_names[i] != NULL; i++) {
-		value = mail_user_plugin_getenv(user, rbd_setting_names[i]);
-		if (value == NULL)
-			continue;
-		if (rbd_config_set(storage->config, rbd_setting_names[i], value,
-		                   &err) != RBD_OK) {
-			*error_r = t_strdup(err.message);
-			return -1;
-		}
-	}
-	value = mail_user_plugin_getenv(user, "rbd_namespace");
-	storage->ns = p_strdup(_storage->pool, value != NULL && *value != '\0'
-	                                               ? value
-	                                               : user->username);
+	if (rbd_user_config(user, &storage->config, error_r) < 0)
+		return -1;
+	storage->ns = p_strdup(_storage->pool, rbd_user_namespace(user));
 	if (rbd_cluster_get(storage->config, &storage->cluster, &err) !=
 	    RBD_OK) {
 		*error_r = t_strdup(err.message);
@@ -222,12 +240,18 @@ static int rbd_lookup(struct rbd_mailbox *mbox, guid_128_t guid_r)
 	return -1;
 }
 
-static int rbd_mailbox_exists(struct mailbox *box, bool auto_boxes ATTR_UNUSED,
+static int rbd_mailbox_exists(struct mailbox *box, bool auto_boxes,
                               enum mailbox_existence *existence_r)
 {
 	guid_128_t guid;
 	int ret;
 
+	/* As for index storages: a mailbox created on first open (INBOX)
+	   exists for whoever asks with auto_boxes (SETMETADATA, STATUS). */
+	if (auto_boxes && mailbox_is_autocreated(box)) {
+		*existence_r = MAILBOX_EXISTENCE_SELECT;
+		return 0;
+	}
 	if ((ret = rbd_lookup(RBD_MAILBOX(box), guid)) < 0)
 		return -1;
 	*existence_r =
@@ -326,16 +350,29 @@ static void rbd_mailbox_close(struct mailbox *box)
 
 static int rbd_mailbox_create(struct mailbox *box,
                               const struct mailbox_update *update,
-                              bool directory ATTR_UNUSED)
+                              bool directory)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
 	struct rbd_user *user;
 	struct rbd_error err;
 	guid_128_t guid;
 	uint32_t uidvalidity = 0;
+	int ret;
 
 	/* \Noselect mailboxes do not exist in RADOS: a directory create is a
-	   mailbox create (the list has MAILBOX_LIST_PROP_NO_NOSELECT). */
+	   mailbox create (the list has MAILBOX_LIST_PROP_NO_NOSELECT), unless
+	   the name already holds children, all a directory is for. dsync
+	   creates the other side's directories so, and must not turn them
+	   into mailboxes. */
+	if (directory &&
+	    (ret = mailbox_has_children(box->list, box->vname)) != 0) {
+		if (ret < 0)
+			mail_storage_copy_list_error(box->storage, box->list);
+		else
+			mail_storage_set_error(box->storage, MAIL_ERROR_EXISTS,
+			                       "Mailbox already exists");
+		return -1;
+	}
 	if (update != NULL && !guid_128_is_empty(update->mailbox_guid))
 		guid_128_copy(guid, update->mailbox_guid);
 	else
@@ -352,15 +389,79 @@ static int rbd_mailbox_create(struct mailbox *box,
 	return 0;
 }
 
+/* RADOS refuses to change the GUID or UIDVALIDITY of a mailbox that has
+   messages: not possible, rather than a failure of the cluster. */
+static void rbd_mailbox_update_failed(struct rbd_mailbox *mbox,
+                                      const struct rbd_error *err)
+{
+	if (err->code == RBD_ERR_INVALID) {
+		mail_storage_set_error(mbox->box.storage,
+		                       MAIL_ERROR_NOTPOSSIBLE, err->message);
+	} else {
+		rbd_storage_set_error(mbox->box.storage, err);
+	}
+}
+
+/* dsync gives a mailbox that both sides created (typically INBOX) the
+   other side's GUID. In RADOS the GUID names the index object, so the
+   mailbox moves to a new one. */
+static int rbd_mailbox_change_guid(struct rbd_mailbox *mbox,
+                                   const guid_128_t guid)
+{
+	struct rbd_user *user;
+	struct rbd_error err;
+
+	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+		return -1;
+	if (rbd_change_mailbox_guid(user, mbox->box.name, guid, &err) !=
+	    RBD_OK) {
+		rbd_mailbox_update_failed(mbox, &err);
+		return -1;
+	}
+	/* The watch is on the old index object. */
+	rbd_notify_deinit(mbox);
+	rbd_index_close(&mbox->index);
+	if (rbd_mailbox_open_index(mbox) < 0)
+		return -1;
+	rbd_notify_changes(&mbox->box);
+	return 0;
+}
+
+/* dsync makes the mailbox the copy of its source: GUID, UIDVALIDITY, and
+   at least the source's UIDNEXT and HIGHESTMODSEQ (what clients of the
+   source may have cached must stay valid). */
 static int rbd_mailbox_update(struct mailbox *box,
                               const struct mailbox_update *update)
 {
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	struct rbd_error err;
+	bool changed = FALSE;
+
 	if (!box->opened) {
 		if (mailbox_open(box) < 0)
 			return -1;
 	}
-	/* UIDVALIDITY and GUID are fixed in RADOS at creation; what Dovecot
-	   may update here (cache fields) is local. */
+	if (!guid_128_is_empty(update->mailbox_guid) &&
+	    !guid_128_equals(update->mailbox_guid, mbox->guid)) {
+		if (rbd_mailbox_change_guid(mbox, update->mailbox_guid) < 0)
+			return -1;
+		changed = TRUE;
+	}
+	if (update->uid_validity != 0 || update->min_next_uid != 0 ||
+	    update->min_highest_modseq != 0) {
+		if (rbd_index_update_state(mbox->index, update->uid_validity,
+		                           update->min_next_uid,
+		                           update->min_highest_modseq,
+		                           &err) != RBD_OK) {
+			rbd_mailbox_update_failed(mbox, &err);
+			return -1;
+		}
+		changed = TRUE;
+	}
+	/* The local index learns of it as of any change in RADOS. */
+	if (changed && rbd_sync(mbox, FALSE) < 0)
+		return -1;
+	/* What else Dovecot may update (cache fields) is local. */
 	return index_storage_mailbox_update_common(box, update);
 }
 
@@ -449,6 +550,12 @@ static int rbd_mailbox_get_metadata(struct mailbox *box,
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
 
 	if ((items & MAILBOX_METADATA_GUID) != 0) {
+		/* A mailbox Dovecot would create on open (INBOX of a new
+		   user) is created here too, as index storages do: METADATA
+		   on INBOX may be a new user's first command. */
+		if (!box->opened && mailbox_is_autocreated(box) &&
+		    mailbox_open(box) < 0)
+			return -1;
 		if (rbd_mailbox_open_index(mbox) < 0)
 			return -1;
 		guid_128_copy(metadata_r->guid, mbox->guid);
@@ -510,7 +617,6 @@ struct mail_storage rbd_storage = {
         .class_flags = MAIL_STORAGE_CLASS_FLAG_NO_ROOT |
                        MAIL_STORAGE_CLASS_FLAG_HAVE_MAIL_GUIDS |
                        MAIL_STORAGE_CLASS_FLAG_HAVE_MAIL_SAVE_GUIDS |
-                       MAIL_STORAGE_CLASS_FLAG_HAVE_MAIL_GUID128 |
                        MAIL_STORAGE_CLASS_FLAG_BINARY_DATA,
         .v =
                 {

@@ -62,6 +62,8 @@ void rbd_sync_register_ext(struct rbd_mailbox *mbox)
 {
 	mbox->rbd_ext_id = mail_index_ext_register(
 	        mbox->box.index, "rbd", sizeof(struct rbd_sync_header), 0, 0);
+	mbox->guid_ext_id = mail_index_ext_register(mbox->box.index, "guid", 0,
+	                                            GUID_128_SIZE, 1);
 }
 
 static void rbd_sync_header_write(struct rbd_mailbox *mbox,
@@ -96,6 +98,7 @@ static void rbd_msg_fill(struct rbd_mailbox *mbox, struct rbd_msg *msg,
 	msg->pop3_uidl = rec->pop3_uidl == NULL
 	                         ? NULL
 	                         : p_strdup(mbox->msg_pool, rec->pop3_uidl);
+	msg->guid_text = p_strdup(mbox->msg_pool, rec->guid_text);
 }
 
 static void rbd_msgs_update(struct rbd_mailbox *mbox,
@@ -255,6 +258,48 @@ static void rbd_sync_keywords_update(struct rbd_sync_context *ctx, uint32_t seq,
 	mail_index_keywords_unref(&kw);
 }
 
+/* dsync takes the GUIDs of expunged messages from the expunge records of
+   the index log, and compares a GUID given as text by its 128-bit hash:
+   each message keeps that in the index, for its expunge to name it. */
+static void rbd_sync_set_guid(struct rbd_sync_context *ctx, uint32_t seq,
+                              const struct rbd_record *rec)
+{
+	guid_128_t guid;
+
+	if (rec->guid_text != NULL)
+		mail_generate_guid_128_hash(rec->guid_text, guid);
+	else
+		memcpy(guid, rec->guid, sizeof(guid));
+	mail_index_update_ext(ctx->trans, seq, ctx->mbox->guid_ext_id, guid,
+	                      NULL);
+}
+
+/* A cache written before GUIDs were kept gets them from any full sync
+   (doveadm force-resync). */
+static bool rbd_sync_has_guid(struct rbd_sync_context *ctx, uint32_t seq)
+{
+	const void *guid;
+	bool expunged;
+
+	mail_index_lookup_ext(ctx->sync_view, seq, ctx->mbox->guid_ext_id,
+	                      &guid, &expunged);
+	return guid != NULL && !guid_128_is_empty(guid);
+}
+
+static void rbd_sync_expunge(struct rbd_sync_context *ctx, uint32_t seq)
+{
+	const void *guid;
+	bool expunged;
+
+	mail_index_lookup_ext(ctx->sync_view, seq, ctx->mbox->guid_ext_id,
+	                      &guid, &expunged);
+	if (guid != NULL)
+		mail_index_expunge_guid(ctx->trans, seq, guid);
+	else
+		mail_index_expunge(ctx->trans, seq);
+	ctx->expunges_last = TRUE;
+}
+
 /* Brings one message of the index to the record's state by its
    differences only (ADD/REMOVE, never REPLACE): the log then gets exactly
    the records the core counted when it gave the op its MODSEQ step. */
@@ -287,11 +332,14 @@ static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
 			return;
 		}
 		mail_index_append(ctx->trans, rec->uid, &seq);
+		rbd_sync_set_guid(ctx, seq, rec);
 		ctx->next_uid = rec->uid + 1;
 		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
 		                        (enum mail_flags)rec->flags);
 		array_append_array(&add, &wanted);
 	} else {
+		if (!rbd_sync_has_guid(ctx, seq))
+			rbd_sync_set_guid(ctx, seq, rec);
 		irec = mail_index_lookup(ctx->sync_view, seq);
 		old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
 		if ((rec->flags & ~old_flags) != 0) {
@@ -379,6 +427,19 @@ static int rbd_sync_keywords(struct rbd_sync_context *ctx)
 	return 0;
 }
 
+/* dsync may set the UIDVALIDITY of an empty mailbox (rbd_mailbox_update):
+   a cache of the old one is reset (ctx->inconsistent). */
+static bool rbd_sync_uidvalidity_changed(struct rbd_sync_context *ctx,
+                                         const struct rbd_index_status *status)
+{
+	uint32_t cached = mail_index_get_header(ctx->sync_view)->uid_validity;
+
+	if (cached == 0 || cached == status->uidvalidity)
+		return FALSE;
+	ctx->inconsistent = TRUE;
+	return TRUE;
+}
+
 /* Every record, in one pass: the first sync of a cache, or after a trimmed
    log. Returns 0, or -1 with ctx->inconsistent set when the cache must be
    reset instead. */
@@ -393,6 +454,8 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return -1;
 	}
+	if (!reset && rbd_sync_uidvalidity_changed(ctx, status_r))
+		return -1;
 	ctx->highest_modseq = status_r->highest_modseq;
 	if (rbd_sync_keywords(ctx) < 0)
 		return -1;
@@ -428,10 +491,8 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	messages = mail_index_view_get_messages_count(ctx->sync_view);
 	for (seq = 1; seq <= messages; seq++) {
 		mail_index_lookup_uid(ctx->sync_view, seq, &uid);
-		if (array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp) == NULL) {
-			mail_index_expunge(ctx->trans, seq);
-			ctx->expunges_last = TRUE;
-		}
+		if (array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp) == NULL)
+			rbd_sync_expunge(ctx, seq);
 	}
 	return 0;
 }
@@ -456,7 +517,8 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 	}
 	*status_r = changes->status;
 	ctx->highest_modseq = status_r->highest_modseq;
-	if (rbd_sync_keywords(ctx) < 0) {
+	if (rbd_sync_uidvalidity_changed(ctx, status_r) ||
+	    rbd_sync_keywords(ctx) < 0) {
 		rbd_changes_free(&changes);
 		return -1;
 	}
@@ -472,10 +534,8 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 	T_END;
 	for (i = 0; i < changes->expunged_count; i++) {
 		if (mail_index_lookup_seq(ctx->sync_view, changes->expunged[i],
-		                          &seq)) {
-			mail_index_expunge(ctx->trans, seq);
-			ctx->expunges_last = TRUE;
-		}
+		                          &seq))
+			rbd_sync_expunge(ctx, seq);
 		rbd_msgs_remove(mbox, changes->expunged[i]);
 	}
 	rbd_changes_free(&changes);
@@ -560,9 +620,9 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	i_zero(&hdr);
 	if (size == sizeof(hdr))
 		memcpy(&hdr, data, sizeof(hdr));
-	/* A GUID names one RADOS mailbox for ever (UIDVALIDITY is fixed at
-	   its creation), so a cache of another GUID is rebuilt. A new, empty
-	   cache needs no reset, only its first full sync. */
+	/* A GUID names one RADOS mailbox for ever, so a cache of another GUID
+	   is rebuilt. A new, empty cache needs no reset, only its first full
+	   sync. */
 	idx_hdr = mail_index_get_header(ctx.sync_view);
 	reset = force_reset ||
 	        (size != sizeof(hdr) &&

@@ -239,6 +239,9 @@ struct rbd_record {
 	const char *pop3_uidl;
 	/* The body is carried in the index object, not in `m.<guid>`. */
 	int inline_body;
+	/* The GUID as saved when it was no 128-bit hex GUID (`guid` is then
+	   a hash of it), or NULL. */
+	const char *guid_text;
 };
 
 struct rbd_records {
@@ -299,12 +302,19 @@ struct rbd_new_message {
 	uint64_t physical_size;
 	uint64_t virtual_size;
 	const char *pop3_uidl;
+	/* A GUID that is no 128-bit hex GUID, kept as given (`guid` holds a
+	   hash of it), or NULL. */
+	const char *guid_text;
+	/* The UID wanted, or 0. */
+	uint32_t uid;
 };
 
 /*
- * Appends `count` messages in one guarded op: allocates consecutive UIDs
- * atomically (uids_r[i] for messages[i]) and inserts their records with a
- * new MODSEQ. Retries on a lost race; notifies watchers after commit.
+ * Appends `count` messages in one guarded op: allocates UIDs atomically
+ * (uids_r[i] for messages[i]) and inserts their records with a new MODSEQ.
+ * A wanted UID at or above UIDNEXT is given; the other messages get
+ * consecutive UIDs after the highest UID given. Retries on a lost race;
+ * notifies watchers after commit.
  */
 rbd_code rbd_index_append(struct rbd_index *mailbox,
                           const struct rbd_new_message *messages, size_t count,
@@ -322,6 +332,8 @@ struct rbd_copy_override {
 	uint8_t flags;
 	const char *const *keywords;
 	size_t keyword_count;
+	/* The UID wanted for the copy, or 0 (see rbd_index_append). */
+	uint32_t uid;
 };
 rbd_code rbd_index_copy(struct rbd_index *source, const uint32_t *source_uids,
                         size_t count, struct rbd_index *dest,
@@ -410,6 +422,31 @@ void rbd_changes_free(struct rbd_changes **changes);
  */
 rbd_code rbd_index_trim_log(struct rbd_index *mailbox, uint64_t up_to_modseq,
                             struct rbd_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Migration: what dsync asks of a mailbox beside its messages         */
+
+/*
+ * Sets UIDVALIDITY (unless 0) and raises UIDNEXT and HIGHESTMODSEQ to at
+ * least min_uidnext and min_highest_modseq, in one guarded op. UIDVALIDITY
+ * changes only while the mailbox has no messages: RBD_ERR_INVALID
+ * otherwise.
+ */
+rbd_code rbd_index_update_state(struct rbd_index *mailbox, uint32_t uidvalidity,
+                                uint32_t min_uidnext,
+                                uint64_t min_highest_modseq,
+                                struct rbd_error *err);
+
+/*
+ * Gives the empty mailbox `name` the GUID `guid`: its state (UIDVALIDITY,
+ * UIDNEXT, HIGHESTMODSEQ) moves to a new index object, which replaces the
+ * old one in the mailbox list. RBD_ERR_INVALID if the mailbox has
+ * messages, RBD_ERR_EXISTS if an index of that GUID exists. Handles open
+ * on the old GUID fail with RBD_ERR_NOT_FOUND afterwards.
+ */
+rbd_code rbd_change_mailbox_guid(struct rbd_user *user, const char *name,
+                                 const uint8_t guid[RBD_GUID_SIZE],
+                                 struct rbd_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Message bodies                                                      */
@@ -591,7 +628,8 @@ struct rbd_object {
 	const char *pool;
 	const char *name;
 	uint64_t size;
-	/* "mailbox list", "index", "body", "body chunk", "lease" or "other". */
+	/* "mailbox list", "index", "body", "body chunk", "lease", "dictionary"
+	   or "other". */
 	const char *kind;
 };
 
@@ -624,6 +662,82 @@ struct rbd_rebuild_stats {
 rbd_code rbd_user_rebuild(struct rbd_user *user,
                           struct rbd_rebuild_stats *stats_r,
                           struct rbd_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Dictionary: key-value pairs in the omap of object `d`               */
+
+struct rbd_dict_store;
+
+/*
+ * Opens the dictionary object `d` in namespace `ns` of the index pool:
+ * each user namespace has its own, and "" (the pool's default namespace,
+ * which no user's storage uses) is where keys shared by all users live.
+ * Connects if needed. The object need not exist: reads find nothing and
+ * the first commit that writes creates it.
+ */
+rbd_code rbd_dict_store_open(struct rbd_cluster *cluster, const char *ns,
+                             struct rbd_dict_store **store_r,
+                             struct rbd_error *err);
+void rbd_dict_store_close(struct rbd_dict_store **store);
+
+/* Reads one value (one read). RBD_ERR_NOT_FOUND if the key does not exist;
+   a cluster that does not answer is RBD_ERR_UNAVAILABLE, never that. */
+rbd_code rbd_dict_store_lookup(struct rbd_dict_store *store, const char *key,
+                               struct rbd_buffer **value_r,
+                               struct rbd_error *err);
+
+struct rbd_dict_entry {
+	const char *key;
+	const char *value;
+};
+
+struct rbd_dict_entries {
+	struct rbd_dict_entry *entries;
+	size_t count;
+	/* Set when a call with after = the last key returned may find more. */
+	int more;
+};
+
+/*
+ * Lists up to `max` entries whose key starts with `prefix` and sorts after
+ * `after` ("" = from the first), in bytewise key order (one read; the OSD
+ * may return fewer than `max` and set `more`). Free the result with
+ * rbd_dict_entries_free().
+ */
+rbd_code rbd_dict_store_list(struct rbd_dict_store *store, const char *prefix,
+                             const char *after, size_t max,
+                             struct rbd_dict_entries **entries_r,
+                             struct rbd_error *err);
+void rbd_dict_entries_free(struct rbd_dict_entries **entries);
+
+enum rbd_dict_op {
+	RBD_DICT_SET,
+	RBD_DICT_UNSET,
+	/* Adds `diff` to a decimal integer value. */
+	RBD_DICT_INC,
+};
+
+struct rbd_dict_change {
+	enum rbd_dict_op op;
+	const char *key;
+	const char *value; /* RBD_DICT_SET */
+	int64_t diff;      /* RBD_DICT_INC */
+};
+
+/*
+ * Applies `changes` in order as ONE write op: all of them or none. An INC
+ * is atomic across every process and node (the op is guarded by the value
+ * it read; a lost race re-reads and retries). An INC of a key that does
+ * not exist changes nothing and sets *inc_missed_r; the other changes are
+ * still applied. RBD_ERR_INVALID (nothing applied) when an INC finds a
+ * value that is not an integer or would overflow; RBD_ERR_CONFLICT after
+ * losing races for the whole op timeout; RBD_ERR_UNAVAILABLE when the
+ * cluster does not answer, and then the op may or may not have applied.
+ */
+rbd_code rbd_dict_store_commit(struct rbd_dict_store *store,
+                               const struct rbd_dict_change *changes,
+                               size_t count, int *inc_missed_r,
+                               struct rbd_error *err);
 
 #ifdef __cplusplus
 }

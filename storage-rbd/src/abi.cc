@@ -15,6 +15,7 @@
 #include "checker.h"
 #include "cluster.h"
 #include "config.h"
+#include "dict_store.h"
 #include "garbage_collector.h"
 #include "keys.h"
 #include "lease.h"
@@ -116,6 +117,7 @@ const char* ObjectKindName(rbd::keys::ObjectKind kind) {
     case rbd::keys::ObjectKind::kBody: return "body";
     case rbd::keys::ObjectKind::kChunk: return "body chunk";
     case rbd::keys::ObjectKind::kLease: return "lease";
+    case rbd::keys::ObjectKind::kDict: return "dictionary";
     case rbd::keys::ObjectKind::kOther: break;
   }
   return "other";
@@ -144,6 +146,7 @@ rbd_records* MakeRecords(std::vector<rbd::MessageRecord> records) {
     c.virtual_size = r.virtual_size;
     c.pop3_uidl = r.pop3_uidl.empty() ? nullptr : r.pop3_uidl.c_str();
     c.inline_body = r.inline_body ? 1 : 0;
+    c.guid_text = r.guid_text.empty() ? nullptr : r.guid_text.c_str();
   }
   h->records = h->items.data();
   h->count = h->items.size();
@@ -163,6 +166,7 @@ rbd::MessageRecord ToRecord(const rbd_record& c) {
   r.virtual_size = c.virtual_size;
   if (c.pop3_uidl != nullptr) r.pop3_uidl = c.pop3_uidl;
   r.inline_body = c.inline_body != 0;
+  if (c.guid_text != nullptr) r.guid_text = c.guid_text;
   return r;
 }
 
@@ -402,6 +406,8 @@ rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, s
       n.physical_size = m.physical_size;
       n.virtual_size = m.virtual_size;
       if (m.pop3_uidl != nullptr) n.pop3_uidl = m.pop3_uidl;
+      if (m.guid_text != nullptr) n.guid_text = m.guid_text;
+      n.uid = m.uid;
     }
     std::vector<uint32_t> uids;
     rbd::Status s = mailbox->index->Append(batch, &uids);
@@ -417,8 +423,8 @@ rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t c
     std::vector<std::optional<rbd::FlagOverride>> over(count);
     if (overrides != nullptr) {
       for (size_t i = 0; i < count; i++)
-        over[i] =
-            rbd::FlagOverride{overrides[i].flags, Strings(overrides[i].keywords, overrides[i].keyword_count)};
+        over[i] = rbd::FlagOverride{
+            overrides[i].flags, Strings(overrides[i].keywords, overrides[i].keyword_count), overrides[i].uid};
     }
     std::vector<uint32_t> dest_uids;
     rbd::Status s = dest->index->CopyFrom(source->index.get(), uids, over, &dest_uids);
@@ -508,6 +514,22 @@ void rbd_changes_free(rbd_changes** changes) {
 
 rbd_code rbd_index_trim_log(rbd_index* mailbox, uint64_t up_to_modseq, rbd_error* err) {
   return Guarded(err, [&] { return mailbox->index->TrimLog(up_to_modseq); });
+}
+
+// ------------------------------------------------------------------
+// Migration
+
+rbd_code rbd_index_update_state(rbd_index* mailbox, uint32_t uidvalidity, uint32_t min_uidnext,
+                                uint64_t min_highest_modseq, rbd_error* err) {
+  return Guarded(err,
+                 [&] { return mailbox->index->UpdateState(uidvalidity, min_uidnext, min_highest_modseq); });
+}
+
+rbd_code rbd_change_mailbox_guid(rbd_user* user, const char* name, const uint8_t guid[RBD_GUID_SIZE],
+                                 rbd_error* err) {
+  return Guarded(err, [&] {
+    return rbd::MailboxList(user->account.get()).ChangeGuid(name, rbd::Guid::FromBytes(guid));
+  });
 }
 
 void rbd_buffer_free(rbd_buffer** buffer) {
@@ -732,6 +754,95 @@ rbd_code rbd_user_rebuild(rbd_user* user, rbd_rebuild_stats* stats_r, rbd_error*
     rbd::Status s = rbd::Rebuilder(user->account.get()).Run(&stats);
     stats_r->mailboxes_recreated = stats.mailboxes_recreated;
     stats_r->messages_recovered = stats.messages_recovered;
+    return s;
+  });
+}
+
+}  // extern "C"
+
+// ------------------------------------------------------------------
+// Dictionary
+
+struct rbd_dict_store {
+  std::unique_ptr<rbd::DictStore> impl;
+};
+
+namespace {
+
+struct DictEntriesHolder : rbd_dict_entries {
+  rbd::DictEntries source;
+  std::vector<rbd_dict_entry> items;
+};
+
+}  // namespace
+
+extern "C" {
+
+rbd_code rbd_dict_store_open(rbd_cluster* cluster, const char* ns, rbd_dict_store** store_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::unique_ptr<rbd::DictStore> store;
+    rbd::Status s = rbd::DictStore::Open(cluster->impl, cluster->config, ns, &store);
+    if (s.ok()) *store_r = new rbd_dict_store{std::move(store)};
+    return s;
+  });
+}
+
+void rbd_dict_store_close(rbd_dict_store** store) {
+  delete *store;
+  *store = nullptr;
+}
+
+rbd_code rbd_dict_store_lookup(rbd_dict_store* store, const char* key, rbd_buffer** value_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::string value;
+    rbd::Status s = store->impl->Lookup(key, &value);
+    if (s.ok()) *value_r = MakeBuffer(std::move(value));
+    return s;
+  });
+}
+
+rbd_code rbd_dict_store_list(rbd_dict_store* store, const char* prefix, const char* after, size_t max,
+                             rbd_dict_entries** entries_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    auto h = std::make_unique<DictEntriesHolder>();
+    bool more = false;
+    rbd::Status s = store->impl->List(prefix, after, max, &h->source, &more);
+    if (!s.ok()) return s;
+    for (const auto& [key, value] : h->source) h->items.push_back({key.c_str(), value.c_str()});
+    h->entries = h->items.data();
+    h->count = h->items.size();
+    h->more = more ? 1 : 0;
+    *entries_r = h.release();
+    return s;
+  });
+}
+
+void rbd_dict_entries_free(rbd_dict_entries** entries) {
+  delete static_cast<DictEntriesHolder*>(*entries);
+  *entries = nullptr;
+}
+
+rbd_code rbd_dict_store_commit(rbd_dict_store* store, const rbd_dict_change* changes, size_t count,
+                               int* inc_missed_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::DictChange> batch(count);
+    for (size_t i = 0; i < count; i++) {
+      batch[i].key = changes[i].key;
+      switch (changes[i].op) {
+        case RBD_DICT_SET:
+          batch[i].kind = rbd::DictChange::Kind::kSet;
+          batch[i].value = changes[i].value;
+          break;
+        case RBD_DICT_UNSET: batch[i].kind = rbd::DictChange::Kind::kUnset; break;
+        case RBD_DICT_INC:
+          batch[i].kind = rbd::DictChange::Kind::kIncrement;
+          batch[i].diff = changes[i].diff;
+          break;
+      }
+    }
+    bool missed = false;
+    rbd::Status s = store->impl->Commit(batch, &missed);
+    if (s.ok()) *inc_missed_r = missed ? 1 : 0;
     return s;
   });
 }

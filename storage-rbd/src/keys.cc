@@ -40,6 +40,8 @@ ParsedObject ParseObject(std::string_view name) {
   ParsedObject p;
   if (name == kRoot) {
     p.kind = ObjectKind::kRoot;
+  } else if (name == kDict) {
+    p.kind = ObjectKind::kDict;
   } else if (ConsumePrefix(&name, "l.")) {
     p.kind = ObjectKind::kLease;
   } else if (ConsumePrefix(&name, "i.")) {

@@ -27,7 +27,7 @@ std::string ChunkObject(const Guid& mail, uint32_t chunk);
 std::string LeaseObject(std::string_view name);
 
 // Classifies an object name found by listing a namespace.
-enum class ObjectKind { kRoot, kIndex, kBody, kChunk, kLease, kOther };
+enum class ObjectKind { kRoot, kIndex, kBody, kChunk, kLease, kDict, kOther };
 struct ParsedObject {
   ObjectKind kind = ObjectKind::kOther;
   Guid guid;

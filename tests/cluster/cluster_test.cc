@@ -1,5 +1,6 @@
 // The storage core against a real Ceph cluster (scripts/ceph-dev-cluster).
 // Every test runs in a fresh RADOS namespace.
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -846,6 +847,147 @@ TEST(Cluster, OneConnectionIsSharedByEveryUser) {
   rbd_cluster_unref(&cb);
   rbd_config_free(&a);
   rbd_config_free(&b);
+}
+
+// ---- Migration: what dsync asks of a mailbox beside its messages ----------
+
+TEST_F(MailboxIndexTest, AppendGivesWantedUidsAtOrAboveUidnext) {
+  rbd_index* m = OpenMailbox(CreateMailbox("INBOX"));
+  const std::string body = "Subject: u\r\n\r\nu\r\n";
+  rbd_new_message msgs[3] = {};
+  for (rbd_new_message& msg : msgs) {
+    RandomGuid(msg.guid);
+    msg.body = body.data();
+    msg.body_size = body.size();
+  }
+  msgs[0].uid = 5;
+  msgs[1].uid = 3;
+  uint32_t uids[3] = {};
+  ASSERT_EQ(rbd_index_append(m, msgs, 3, uids, &err_), RBD_OK) << err_.message;
+  // The one without a wanted UID follows the highest UID given.
+  EXPECT_EQ(std::vector<uint32_t>(uids, uids + 3), (std::vector<uint32_t>{5, 3, 6}));
+  // Below UIDNEXT a UID may have been used before: the next one instead.
+  msgs[0].uid = 4;
+  ASSERT_EQ(rbd_index_append(m, msgs, 1, uids, &err_), RBD_OK);
+  EXPECT_EQ(uids[0], 7u);
+  rbd_records* holder = nullptr;
+  std::vector<uint32_t> listed;
+  for (const rbd_record& r : Records(m, &holder)) listed.push_back(r.uid);
+  rbd_records_free(&holder);
+  EXPECT_EQ(listed, (std::vector<uint32_t>{3, 5, 6, 7}));
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(m, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.uidnext, 8u);
+  EXPECT_EQ(st.messages, 4u);
+  rbd_index_close(&m);
+}
+
+TEST_F(MailboxIndexTest, GuidTextAndWantedUidTravelWithACopy) {
+  rbd_index* src = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* dst = OpenMailbox(CreateMailbox("Archive"));
+  const std::string body = "Subject: maildir\r\n\r\nfrom Maildir\r\n";
+  rbd_new_message msg{};
+  RandomGuid(msg.guid);
+  msg.body = body.data();
+  msg.body_size = body.size();
+  msg.guid_text = "1700000000.M1P2.host,S=33,W=35";
+  uint32_t uid = 0;
+  ASSERT_EQ(rbd_index_append(src, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+  rbd_copy_override over{};
+  over.uid = 40;
+  uint32_t copied = 0;
+  ASSERT_EQ(rbd_index_copy(src, &uid, 1, dst, &over, &copied, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(copied, 40u);
+  for (rbd_index* m : {src, dst}) {
+    rbd_records* holder = nullptr;
+    std::vector<rbd_record> recs = Records(m, &holder);
+    ASSERT_EQ(recs.size(), 1u);
+    ASSERT_NE(recs[0].guid_text, nullptr);
+    EXPECT_STREQ(recs[0].guid_text, "1700000000.M1P2.host,S=33,W=35");
+    EXPECT_EQ(Hex(recs[0].guid), Hex(msg.guid));
+    rbd_records_free(&holder);
+  }
+  rbd_index_close(&src);
+  rbd_index_close(&dst);
+}
+
+TEST_F(MailboxIndexTest, UpdateStateSetsUidValidityOnlyWhileEmptyAndNeverLowersCounters) {
+  rbd_index* m = OpenMailbox(CreateMailbox("INBOX"));
+  ASSERT_EQ(rbd_index_update_state(m, 1234, 10, 100, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_index_update_state(m, 0, 5, 50, &err_), RBD_OK);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(m, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.uidvalidity, 1234u);
+  EXPECT_EQ(st.uidnext, 10u);
+  EXPECT_EQ(st.highest_modseq, 100u);
+  EXPECT_EQ(AppendOne(m, "Subject: x\r\n\r\nx\r\n"), 10u);
+  EXPECT_EQ(rbd_index_update_state(m, 999, 0, 0, &err_), RBD_ERR_INVALID);
+  ASSERT_EQ(rbd_index_update_state(m, 1234, 0, 0, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_get_status(m, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.uidvalidity, 1234u);
+  EXPECT_EQ(st.highest_modseq, 101u);
+  // A node that synced before the raise reads it as a change like any other.
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(m, 1, &changes, &err_), RBD_OK);
+  EXPECT_EQ(changes->changed->count, 1u);
+  EXPECT_EQ(changes->status.highest_modseq, 101u);
+  rbd_changes_free(&changes);
+  rbd_index_close(&m);
+}
+
+TEST_F(MailboxIndexTest, ChangeMailboxGuidMovesAnEmptyMailboxOnly) {
+  uint8_t old_guid[RBD_GUID_SIZE], new_guid[RBD_GUID_SIZE], found[RBD_GUID_SIZE];
+  RandomGuid(old_guid);
+  RandomGuid(new_guid);
+  ASSERT_EQ(rbd_create_mailbox(user_, "INBOX", old_guid, 77, "", &err_), RBD_OK);
+  rbd_index* m = OpenMailbox(Hex(old_guid));
+  ASSERT_EQ(rbd_index_update_state(m, 0, 5, 9, &err_), RBD_OK);
+  rbd_index_close(&m);
+  ASSERT_EQ(rbd_set_subscribed(user_, "INBOX", 1, &err_), RBD_OK);
+
+  ASSERT_EQ(rbd_change_mailbox_guid(user_, "INBOX", new_guid, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_lookup_mailbox(user_, "INBOX", found, &err_), RBD_OK);
+  EXPECT_EQ(Hex(found), Hex(new_guid));
+  EXPECT_EQ(rbd_index_open(user_, old_guid, &m, &err_), RBD_ERR_NOT_FOUND);
+  m = OpenMailbox(Hex(new_guid));
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(m, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.uidvalidity, 77u);
+  EXPECT_EQ(st.uidnext, 5u);
+  EXPECT_EQ(st.highest_modseq, 9u);
+  EXPECT_EQ(AppendOne(m, "Subject: y\r\n\r\ny\r\n"), 5u);
+  rbd_index_close(&m);
+  rbd_mailbox_entries* list = nullptr;
+  ASSERT_EQ(rbd_list_mailboxes(user_, &list, &err_), RBD_OK);
+  ASSERT_EQ(list->count, 1u);
+  EXPECT_EQ(list->entries[0].subscribed, 1);
+  rbd_mailbox_entries_free(&list);
+
+  EXPECT_EQ(rbd_change_mailbox_guid(user_, "INBOX", old_guid, &err_), RBD_ERR_INVALID);
+  EXPECT_EQ(rbd_change_mailbox_guid(user_, "INBOX", new_guid, &err_), RBD_OK);
+  EXPECT_EQ(rbd_change_mailbox_guid(user_, "Nope", old_guid, &err_), RBD_ERR_NOT_FOUND);
+}
+
+// Ceph's logger makes a pipe on stderr non-blocking, and with it stdout when
+// both are one pipe (`doveadm fetch ... 2>&1 | less`): Dovecot then drops
+// the output a slow reader has not taken yet.
+TEST(Cluster, ConnectingLeavesStderrBlocking) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_GE(dup2(fds[1], STDERR_FILENO), 0);
+  rbd_config* config = NewConfig({{"rbd_op_timeout", "17s"}});
+  rbd_error err{};
+  rbd_cluster* cluster = nullptr;
+  rbd_code connected = rbd_cluster_get(config, &cluster, &err);
+  if (connected == RBD_OK) connected = rbd_cluster_connect(cluster, &err);
+  const int flags = fcntl(STDERR_FILENO, F_GETFL);
+  dup2(saved, STDERR_FILENO);
+  for (int fd : {saved, fds[0], fds[1]}) close(fd);
+  ASSERT_EQ(connected, RBD_OK) << err.message;
+  EXPECT_EQ(flags & O_NONBLOCK, 0);
+  rbd_cluster_unref(&cluster);
+  rbd_config_free(&config);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 //   rename-loop A B COUNT                  rename A->B, B->A, ...: "ok n" / "err n"
 //   create-loop PARENT COUNT SEP           create PARENT<SEP>c<i>: "ok c<i>" / "err c<i>"
 //   hold-lease NAME DURATION_MS            "held", then sleep until killed
+//   dict-inc KEY COUNT                     COUNT commits, each adding 1 to KEY
+//                                          and 2 to KEY.2: "done MISSED"
 #include <unistd.h>
 
 #include <cstdio>
@@ -133,6 +135,23 @@ int HoldLease(const char* name, uint32_t duration_ms) {
   for (;;) pause();
 }
 
+int DictInc(rbd_cluster* cluster, const std::string& key, int count) {
+  rbd_dict_store* store = nullptr;
+  if (rbd_dict_store_open(cluster, std::getenv("RBD_TEST_NS"), &store, &err) != RBD_OK) Die("open dict");
+  const std::string twice = key + ".2";
+  int missed_total = 0;
+  for (int i = 0; i < count; i++) {
+    rbd_dict_change changes[] = {{RBD_DICT_INC, key.c_str(), nullptr, 1},
+                                 {RBD_DICT_INC, twice.c_str(), nullptr, 2}};
+    int missed = 0;
+    if (rbd_dict_store_commit(store, changes, 2, &missed, &err) != RBD_OK) Die("dict commit");
+    missed_total += missed;
+  }
+  rbd_dict_store_close(&store);
+  Print("done " + std::to_string(missed_total));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,6 +194,9 @@ int main(int argc, char** argv) {
   } else if (cmd == "hold-lease") {
     need(2);
     rc = HoldLease(a[0].c_str(), std::stoul(a[1]));
+  } else if (cmd == "dict-inc") {
+    need(2);
+    rc = DictInc(cluster, a[0], std::stoi(a[1]));
   } else {
     std::fprintf(stderr, "worker: unknown command %s\n", cmd.c_str());
   }

@@ -45,6 +45,7 @@ TEST(Keys, ObjectNamesParseBack) {
   EXPECT_EQ(chunk.kind, keys::ObjectKind::kChunk);
   EXPECT_EQ(chunk.chunk, 12u);
   EXPECT_EQ(keys::ParseObject("r").kind, keys::ObjectKind::kRoot);
+  EXPECT_EQ(keys::ParseObject(keys::kDict).kind, keys::ObjectKind::kDict);
   EXPECT_EQ(keys::ParseObject(keys::LeaseObject("gc")).kind, keys::ObjectKind::kLease);
   EXPECT_EQ(keys::ParseObject("m.xyz").kind, keys::ObjectKind::kOther);
   EXPECT_EQ(keys::ParseObject("i.0123456789ABCDEF0123456789abcdef").kind, keys::ObjectKind::kOther);
