@@ -27,8 +27,28 @@ void doveadm_rbd_plugin_deinit(void);
 struct rbd_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	struct mail_search_args *search_args;
+	/* The columns of commands that print one plain row per result. */
+	const char *const *headers;
 	bool repair;
 };
+
+static const char *const rbd_check_headers[] = {"problem", "detail", "state",
+                                                NULL};
+static const char *const rbd_gc_headers[] = {"scanned", "reclaimed", "in-grace",
+                                             "indexes-reclaimed", NULL};
+static const char *const rbd_rebuild_headers[] = {"mailboxes", "messages",
+                                                  NULL};
+
+static void cmd_rbd_headers_init(struct doveadm_mail_cmd_context *_ctx,
+                                 const char *const args[] ATTR_UNUSED)
+{
+	struct rbd_cmd_context *ctx =
+	        container_of(_ctx, struct rbd_cmd_context, ctx);
+	const char *const *name;
+
+	for (name = ctx->headers; *name != NULL; name++)
+		doveadm_print_header_simple(*name);
+}
 
 static const char *rbd_guid_hex(const uint8_t guid[RBD_GUID_SIZE])
 {
@@ -275,14 +295,6 @@ static int cmd_rbd_check_run(struct doveadm_mail_cmd_context *_ctx,
 	return 0;
 }
 
-static void cmd_rbd_check_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-                               const char *const args[] ATTR_UNUSED)
-{
-	doveadm_print_header_simple("problem");
-	doveadm_print_header_simple("detail");
-	doveadm_print_header_simple("state");
-}
-
 static bool cmd_rbd_check_parse_arg(struct doveadm_mail_cmd_context *_ctx,
                                     int c)
 {
@@ -319,15 +331,6 @@ static int cmd_rbd_gc_run(struct doveadm_mail_cmd_context *ctx,
 	return 0;
 }
 
-static void cmd_rbd_gc_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-                            const char *const args[] ATTR_UNUSED)
-{
-	doveadm_print_header_simple("scanned");
-	doveadm_print_header_simple("reclaimed");
-	doveadm_print_header_simple("in-grace");
-	doveadm_print_header_simple("indexes-reclaimed");
-}
-
 static int cmd_rbd_rebuild_run(struct doveadm_mail_cmd_context *ctx,
                                struct mail_user *user)
 {
@@ -346,17 +349,12 @@ static int cmd_rbd_rebuild_run(struct doveadm_mail_cmd_context *ctx,
 	return 0;
 }
 
-static void
-cmd_rbd_rebuild_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-                     const char *const args[] ATTR_UNUSED)
-{
-	doveadm_print_header_simple("mailboxes");
-	doveadm_print_header_simple("messages");
-}
-
+/* `headers`: the plain columns cmd_rbd_headers_init prints, or NULL when
+   `init` prints its own. */
 static struct doveadm_mail_cmd_context *rbd_cmd_alloc(
         int (*run)(struct doveadm_mail_cmd_context *, struct mail_user *),
-        void (*init)(struct doveadm_mail_cmd_context *, const char *const[]))
+        void (*init)(struct doveadm_mail_cmd_context *, const char *const[]),
+        const char *const *headers)
 {
 	struct rbd_cmd_context *ctx;
 
@@ -364,25 +362,27 @@ static struct doveadm_mail_cmd_context *rbd_cmd_alloc(
 	ctx->ctx.v.run = run;
 	ctx->ctx.v.init = init;
 	ctx->ctx.v.deinit = cmd_rbd_deinit;
+	ctx->headers = headers;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->ctx;
 }
 
 static struct doveadm_mail_cmd_context *cmd_rbd_stat_alloc(void)
 {
-	return rbd_cmd_alloc(cmd_rbd_stat_run, cmd_rbd_stat_init);
+	return rbd_cmd_alloc(cmd_rbd_stat_run, cmd_rbd_stat_init, NULL);
 }
 
 static struct doveadm_mail_cmd_context *cmd_rbd_ls_alloc(void)
 {
-	return rbd_cmd_alloc(cmd_rbd_ls_run, cmd_rbd_ls_init);
+	return rbd_cmd_alloc(cmd_rbd_ls_run, cmd_rbd_ls_init, NULL);
 }
 
 static struct doveadm_mail_cmd_context *cmd_rbd_check_alloc(void)
 {
 	struct doveadm_mail_cmd_context *ctx;
 
-	ctx = rbd_cmd_alloc(cmd_rbd_check_run, cmd_rbd_check_init);
+	ctx = rbd_cmd_alloc(cmd_rbd_check_run, cmd_rbd_headers_init,
+	                    rbd_check_headers);
 	ctx->getopt_args = "r";
 	ctx->v.parse_arg = cmd_rbd_check_parse_arg;
 	return ctx;
@@ -390,12 +390,14 @@ static struct doveadm_mail_cmd_context *cmd_rbd_check_alloc(void)
 
 static struct doveadm_mail_cmd_context *cmd_rbd_gc_alloc(void)
 {
-	return rbd_cmd_alloc(cmd_rbd_gc_run, cmd_rbd_gc_init);
+	return rbd_cmd_alloc(cmd_rbd_gc_run, cmd_rbd_headers_init,
+	                     rbd_gc_headers);
 }
 
 static struct doveadm_mail_cmd_context *cmd_rbd_rebuild_alloc(void)
 {
-	return rbd_cmd_alloc(cmd_rbd_rebuild_run, cmd_rbd_rebuild_init);
+	return rbd_cmd_alloc(cmd_rbd_rebuild_run, cmd_rbd_headers_init,
+	                     rbd_rebuild_headers);
 }
 
 static struct doveadm_cmd_ver2 rbd_commands[] = {
