@@ -56,6 +56,8 @@ struct rbd_sync_context {
 	/* The cache was built from the records alone (see
 	   rbd_sync_forget_history). */
 	bool built_from_records;
+	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
+	uint32_t recent_first, recent_end;
 };
 
 void rbd_sync_register_ext(struct rbd_mailbox *mbox)
@@ -182,6 +184,70 @@ const struct rbd_msg *rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid)
 		                       "Message was expunged");
 	}
 	return msg;
+}
+
+/* \Recent across nodes (doc/design.md): a message is \Recent in the one
+   read-write session, on any node, whose sync claims it in RADOS first
+   (rbd_index_claim_recent). Dovecot's MAIL_INDEX_SYNC_FLAG_DROP_RECENT only
+   moves the index header's first_recent_uid past what a read-write sync
+   saw; marking the messages is the storage's job (as in mdbox's sync),
+   done here for the claimed ones only. The header follows the cluster's
+   first recent UID in every sync, so read-only sessions and STATUS on this
+   node count as \Recent exactly the messages nobody has claimed yet, and
+   never one claimed on another node. */
+
+/* A read-write session (MAILBOX_FLAG_DROP_RECENT) claims the messages up
+   to the UIDNEXT this sync brings the index to, all of which it has seen;
+   the claimed range is kept in ctx for rbd_sync_mark_recent. Nothing is
+   written when the snapshot shows nothing unclaimed. Then the header takes
+   the cluster's first recent UID, which only grows, capped at the index's
+   next UID as Dovecot requires (a reset index starts again from 1). */
+static int rbd_sync_claim_recent(struct rbd_sync_context *ctx,
+                                 const struct rbd_index_status *status,
+                                 uint32_t next_uid)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
+	uint32_t first_recent = status->first_recent_uid;
+	struct rbd_error err;
+
+	ctx->recent_first = ctx->recent_end = 0;
+	if ((mbox->box.flags & MAILBOX_FLAG_DROP_RECENT) != 0 &&
+	    first_recent < status->uidnext) {
+		if (rbd_index_claim_recent(mbox->index, status->uidnext,
+		                           &ctx->recent_first, &ctx->recent_end,
+		                           &err) != RBD_OK) {
+			rbd_storage_set_error(mbox->box.storage, &err);
+			return -1;
+		}
+		first_recent = ctx->recent_end;
+	}
+	first_recent = I_MIN(first_recent, next_uid);
+	if (ctx->built_from_records ||
+	    first_recent !=
+	            mail_index_get_header(ctx->sync_view)->first_recent_uid) {
+		mail_index_update_header(
+		        ctx->trans,
+		        offsetof(struct mail_index_header, first_recent_uid),
+		        &first_recent, sizeof(first_recent), FALSE);
+	}
+	return 0;
+}
+
+/* Once the sync is committed, the messages this session claimed are
+   \Recent in it (those expunged meanwhile are simply absent). */
+static void rbd_sync_mark_recent(struct rbd_sync_context *ctx)
+{
+	struct mailbox *box = &ctx->mbox->box;
+	struct mail_index_view *view;
+	uint32_t seq1, seq2;
+
+	if (ctx->recent_first == ctx->recent_end)
+		return;
+	view = mail_index_view_open(box->index);
+	if (mail_index_lookup_seq_range(view, ctx->recent_first,
+	                                ctx->recent_end - 1, &seq1, &seq2))
+		mailbox_recent_flags_set_seqs(box, view, seq1, seq2);
+	mail_index_view_close(&view);
 }
 
 static int rbd_sync_begin(struct rbd_sync_context *ctx)
@@ -649,7 +715,15 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		        ctx.trans, offsetof(struct mail_index_header, next_uid),
 		        &status.uidnext, sizeof(status.uidnext), FALSE);
 	}
-	ret = rbd_sync_finish(&ctx, &status);
+	if (rbd_sync_claim_recent(&ctx, &status,
+	                          I_MAX(status.uidnext, ctx.next_uid)) < 0)
+		ret = -1;
+	else
+		ret = rbd_sync_finish(&ctx, &status);
+	if (ret > 0)
+		rbd_sync_mark_recent(&ctx);
+	else if (ret < 0 && ctx.index_sync_ctx != NULL)
+		mail_index_sync_rollback(&ctx.index_sync_ctx);
 	array_free(&ctx.top_modseqs);
 	return ret;
 }

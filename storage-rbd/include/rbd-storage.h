@@ -220,6 +220,9 @@ struct rbd_index_status {
 	uint64_t log_floor_modseq;
 	/* Number of keyword names in the mailbox's keyword table. */
 	uint32_t keyword_count;
+	/* UIDs at or above this are \Recent: no read-write session has
+	   claimed them yet (rbd_index_claim_recent). */
+	uint32_t first_recent_uid;
 };
 
 /* One message of a mailbox. */
@@ -267,6 +270,21 @@ rbd_code rbd_index_get_status(struct rbd_index *mailbox,
  */
 void rbd_index_last_status(const struct rbd_index *index,
                            struct rbd_index_status *status_r);
+
+/*
+ * RFC 3501 \Recent across nodes: a message is \Recent in exactly one
+ * session, the first read-write session (on any node) to claim it. Raises
+ * the mailbox's first recent UID to `up_to` (at most UIDNEXT) in one
+ * guarded op; the UIDs in [*first_r, *end_r) are then the caller's alone,
+ * never claimed by anyone else. Empty (*first_r == *end_r), and nothing
+ * written, when another claim already reached up_to. Callers pass the
+ * UIDNEXT of the state they have synced, so every claimed UID is one they
+ * have seen (or that was expunged). Read-only sessions, STATUS and doveadm
+ * must not call it: they only read first_recent_uid.
+ */
+rbd_code rbd_index_claim_recent(struct rbd_index *mailbox, uint32_t up_to,
+                                uint32_t *first_r, uint32_t *end_r,
+                                struct rbd_error *err);
 
 /*
  * Returns the keyword table as of the last status or change read: name

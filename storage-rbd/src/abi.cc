@@ -179,6 +179,7 @@ void ToStatus(const rbd::MailboxState& s, struct rbd_index_status* out) {
   out->physical_size = s.physical_size;
   out->log_floor_modseq = s.log_floor;
   out->keyword_count = static_cast<uint32_t>(s.keywords.size());
+  out->first_recent_uid = s.first_recent_uid;
 }
 
 std::vector<std::string> Strings(const char* const* names, size_t count) {
@@ -375,6 +376,11 @@ rbd_code rbd_index_get_status(rbd_index* mailbox, struct rbd_index_status* statu
 
 void rbd_index_last_status(const rbd_index* index, struct rbd_index_status* status_r) {
   ToStatus(index->index->last_state(), status_r);
+}
+
+rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,
+                                rbd_error* err) {
+  return Guarded(err, [&] { return mailbox->index->ClaimRecent(up_to, first_r, end_r); });
 }
 
 rbd_code rbd_index_keywords(rbd_index* mailbox, const char* const** names_r, size_t* count_r,

@@ -393,6 +393,19 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
   return Status::OK();
 }
 
+Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end) {
+  // The no-op decision must come from the current state, not from the one
+  // this handle last saw: a stale one could hide messages to claim.
+  state_valid_ = false;
+  return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    *first = m->state.first_recent_uid;
+    *end = std::max(*first, std::min(up_to, m->state.uidnext));
+    m->state.first_recent_uid = *end;
+    m->noop = *end == *first;
+    return Status::OK();
+  });
+}
+
 Status MailboxIndex::SetCounters(uint32_t messages, uint64_t virtual_size, uint64_t physical_size,
                                  uint32_t uidnext) {
   return Mutate({}, [&](const auto&, Mutation* m) -> Status {

@@ -98,6 +98,14 @@ class MailboxIndex {
   Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                      std::vector<uint32_t>* conflicts, uint64_t* modseq);
   Status Expunge(const std::vector<uint32_t>& uids, size_t* expunged);
+  // RFC 3501 \Recent across nodes: raises the state's first recent UID to
+  // `up_to` (at most UIDNEXT) in one guarded op, so the UIDs from the old
+  // value up to the new one are this caller's alone: concurrent claims from
+  // any number of nodes partition the UIDs. `*first` receives the old value
+  // and `*end` the new one; the claimed UIDs are [*first, *end), empty (and
+  // nothing written) when another claim already reached `up_to`. No MODSEQ:
+  // no client sees a claim as a change.
+  Status ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end);
   // Repair: sets the message count and sizes to what the records add up to
   // and raises UIDNEXT above the highest UID. No client sees counters
   // change through MODSEQs, so HIGHESTMODSEQ stays.

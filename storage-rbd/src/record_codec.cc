@@ -250,7 +250,17 @@ enum : uint8_t {
 };
 }
 namespace state {
-enum : uint8_t { kUidValidity = 1, kUidNext, kModseq, kMessages, kVsize, kPsize, kLogFloor, kKeywords };
+enum : uint8_t {
+  kUidValidity = 1,
+  kUidNext,
+  kModseq,
+  kMessages,
+  kVsize,
+  kPsize,
+  kLogFloor,
+  kKeywords,
+  kFirstRecent
+};
 }
 namespace change {
 enum : uint8_t { kChanged = 1, kExpunged };
@@ -283,7 +293,7 @@ bool MessageRecord::operator==(const MessageRecord& o) const {
 bool MailboxState::operator==(const MailboxState& o) const {
   return uidvalidity == o.uidvalidity && uidnext == o.uidnext && highest_modseq == o.highest_modseq &&
          messages == o.messages && virtual_size == o.virtual_size && physical_size == o.physical_size &&
-         log_floor == o.log_floor && keywords == o.keywords;
+         log_floor == o.log_floor && keywords == o.keywords && first_recent_uid == o.first_recent_uid;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -366,6 +376,7 @@ std::string Encode(const MailboxState& s) {
   e.U64(state::kPsize, s.physical_size);
   e.U64(state::kLogFloor, s.log_floor);
   if (!s.keywords.empty()) e.StringList(state::kKeywords, s.keywords);
+  e.U32(state::kFirstRecent, s.first_recent_uid);
   return e.Finish();
 }
 
@@ -383,11 +394,20 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kPsize: d.U64(f, &out->physical_size); break;
       case state::kLogFloor: d.U64(f, &out->log_floor); break;
       case state::kKeywords: d.StringList(f, &out->keywords); break;
+      case state::kFirstRecent: d.U32(f, &out->first_recent_uid); break;
       default: break;
     }
   }
   Status s = d.Finish({state::kUidValidity, state::kUidNext, state::kModseq});
   if (s.ok() && out->uidnext == 0) return Status::Corrupt("mailbox state: UIDNEXT 0");
+  if (s.ok() && !d.Has(state::kFirstRecent)) {
+    // Written before the field existed: its messages count as claimed, so
+    // an upgrade does not make every old message \Recent once more.
+    out->first_recent_uid = out->uidnext;
+  }
+  if (s.ok() && (out->first_recent_uid == 0 || out->first_recent_uid > out->uidnext))
+    return Status::Corrupt("mailbox state: first recent UID " + std::to_string(out->first_recent_uid) +
+                           " outside 1.." + std::to_string(out->uidnext));
   return s;
 }
 

@@ -63,6 +63,10 @@ struct MailboxState {
   uint64_t physical_size = 0;
   uint64_t log_floor = 0;  // change-log entries <= this are trimmed
   std::vector<std::string> keywords;
+  // UIDs at or above this are \Recent for the next read-write session to
+  // claim them (MailboxIndex::ClaimRecent). A state written before the
+  // field existed decodes with it at UIDNEXT: everything claimed.
+  uint32_t first_recent_uid = 1;
 
   bool operator==(const MailboxState&) const;
 };

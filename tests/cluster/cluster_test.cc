@@ -135,6 +135,73 @@ TEST_F(MailboxIndexTest, ConcurrentAppendsGetUniqueIncreasingUids) {
   rbd_index_close(&mailbox);
 }
 
+// RFC 3501 \Recent across nodes: sessions on any node claim while others
+// append; every UID is claimed exactly once, and only UIDs that existed.
+TEST_F(MailboxIndexTest, ConcurrentRecentClaimsPartitionTheUids) {
+  const std::string mbox = CreateMailbox("INBOX");
+  constexpr int kClaimers = 4, kAppends = 200;
+  const uint32_t until = kAppends + 1;
+  Worker appender(ns_, {"append", mbox, std::to_string(kAppends), "a"});
+  std::vector<std::unique_ptr<Worker>> claimers;
+  for (int w = 0; w < kClaimers; w++)
+    claimers.push_back(
+        std::make_unique<Worker>(ns_, std::vector<std::string>{"claim-recent", mbox, std::to_string(until)}));
+  EXPECT_EQ(appender.ReadAll().size(), size_t{kAppends});
+  EXPECT_EQ(appender.Wait(), 0);
+  std::map<uint32_t, int> claimed_by;
+  int claimers_with_claims = 0;
+  for (int w = 0; w < kClaimers; w++) {
+    std::vector<std::string> lines = claimers[w]->ReadAll();
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back(), "done");
+    lines.pop_back();
+    claimers_with_claims += lines.empty() ? 0 : 1;
+    uint32_t last_end = 0;
+    for (const std::string& line : lines) {
+      std::istringstream in(line);
+      uint32_t first = 0, end = 0;
+      in >> first >> end;
+      EXPECT_LT(first, end) << line;
+      EXPECT_GE(first, last_end) << "one claimer's claims must grow";
+      last_end = end;
+      for (uint32_t uid = first; uid < end; uid++) {
+        auto [it, fresh] = claimed_by.emplace(uid, w);
+        EXPECT_TRUE(fresh) << "UID " << uid << " claimed by " << it->second << " and " << w;
+      }
+    }
+    EXPECT_EQ(claimers[w]->Wait(), 0);
+  }
+  std::printf("[ info ] %d of %d claimers claimed something\n", claimers_with_claims, kClaimers);
+  ASSERT_EQ(claimed_by.size(), size_t{kAppends});
+  EXPECT_EQ(claimed_by.begin()->first, 1u);
+  EXPECT_EQ(claimed_by.rbegin()->first, uint32_t{kAppends});
+
+  rbd_index* mailbox = OpenMailbox(mbox);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.first_recent_uid, until);
+  // Nothing new: the claim is empty and writes nothing (HIGHESTMODSEQ and
+  // the state stay).
+  uint32_t first = 0, end = 0;
+  ASSERT_EQ(rbd_index_claim_recent(mailbox, st.uidnext, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(first, until);
+  EXPECT_EQ(end, until);
+  // A claim never reaches past what the caller has seen, nor past UIDNEXT.
+  AppendOne(mailbox, "one");
+  AppendOne(mailbox, "two");
+  ASSERT_EQ(rbd_index_claim_recent(mailbox, until + 1, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(first, until);
+  EXPECT_EQ(end, until + 1);
+  ASSERT_EQ(rbd_index_claim_recent(mailbox, until + 100, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(first, until + 1);
+  EXPECT_EQ(end, until + 2);
+  rbd_index_status after{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &after, &err_), RBD_OK);
+  EXPECT_EQ(after.first_recent_uid, until + 2);
+  EXPECT_EQ(after.highest_modseq, st.highest_modseq + 2) << "claims take no MODSEQ";
+  rbd_index_close(&mailbox);
+}
+
 TEST_F(MailboxIndexTest, RacingFlagUpdatesLoseNothing) {
   const std::string mbox = CreateMailbox("INBOX");
   rbd_index* mailbox = OpenMailbox(mbox);

@@ -68,6 +68,22 @@ int Append(rbd_index* mailbox, int count, const std::string& tag, size_t body_si
   return 0;
 }
 
+// Claims \Recent messages as a read-write session's syncs do (up to the
+// UIDNEXT it read) until the mailbox reaches `until_uidnext`; prints each
+// non-empty claim as "first end".
+int ClaimRecent(rbd_index* mailbox, uint32_t until_uidnext) {
+  for (;;) {
+    rbd_index_status status{};
+    if (rbd_index_get_status(mailbox, &status, &err) != RBD_OK) Die("status");
+    uint32_t first = 0, end = 0;
+    if (rbd_index_claim_recent(mailbox, status.uidnext, &first, &end, &err) != RBD_OK) Die("claim");
+    if (first != end) Print(std::to_string(first) + " " + std::to_string(end));
+    if (status.uidnext >= until_uidnext) break;
+  }
+  Print("done");
+  return 0;
+}
+
 int AddFlag(rbd_index* mailbox, uint8_t flag, uint32_t last_uid) {
   for (uint32_t uid = 1; uid <= last_uid; uid++) {
     rbd_flag_update update{};
@@ -179,6 +195,9 @@ int main(int argc, char** argv) {
   } else if (cmd == "append-timed") {
     need(3);
     rc = Append(Open(a[0].c_str()), std::stoi(a[1]), "timed", 0, std::stoi(a[2]), true);
+  } else if (cmd == "claim-recent") {
+    need(2);
+    rc = ClaimRecent(Open(a[0].c_str()), std::stoul(a[1]));
   } else if (cmd == "add-flag") {
     need(3);
     rc = AddFlag(Open(a[0].c_str()), static_cast<uint8_t>(std::stoi(a[1])), std::stoul(a[2]));

@@ -49,7 +49,26 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.physical_size = 123;
   s.log_floor = 17;
   s.keywords = {"$Forwarded", "", "Junk", std::string(300, 'k')};
+  s.first_recent_uid = 480;
   EXPECT_EQ(RoundTrip(s), s);
+}
+
+TEST(RecordCodec, MailboxStateWithoutFirstRecentUidDecodesAsAllClaimed) {
+  MailboxState s;
+  s.uidnext = 501;
+  s.first_recent_uid = 480;
+  std::string bytes = Encode(s);
+  // The first recent UID is the last field (tag, 4-byte length, 4 bytes):
+  // cut it off as a writer from before it existed would have.
+  constexpr size_t kField = 1 + 4 + 4;
+  ASSERT_EQ(static_cast<uint8_t>(bytes[bytes.size() - kField]), 9);
+  bytes.resize(bytes.size() - kField);
+  const uint32_t payload = static_cast<uint32_t>(bytes.size() - 6);
+  for (int i = 0; i < 4; i++) bytes[2 + i] = static_cast<char>(payload >> (8 * i));
+  MailboxState out;
+  ASSERT_TRUE(Decode(bytes, &out).ok());
+  EXPECT_EQ(out.uidnext, 501u);
+  EXPECT_EQ(out.first_recent_uid, 501u);
 }
 
 TEST(RecordCodec, OtherRecordsRoundTrip) {
@@ -141,6 +160,13 @@ TEST(RecordCodec, SemanticChecksRejectImpossibleValues) {
   s.uidnext = 0;
   MailboxState s_out;
   EXPECT_EQ(Decode(Encode(s), &s_out).code(), Code::kCorrupt);
+  s.uidnext = 10;
+  s.first_recent_uid = 11;  // no message above UIDNEXT can be recent
+  EXPECT_EQ(Decode(Encode(s), &s_out).code(), Code::kCorrupt);
+  s.first_recent_uid = 0;
+  EXPECT_EQ(Decode(Encode(s), &s_out).code(), Code::kCorrupt);
+  s.first_recent_uid = 10;
+  EXPECT_TRUE(Decode(Encode(s), &s_out).ok());
 
   ChangeEntry c{{{5, 4}}, {}};
   ChangeEntry c_out;
