@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from daemons import OP_TIMEOUT, Node
 from imap_connection import drop_recent
 from messages import message
 
@@ -239,3 +240,32 @@ def test_notify_selected_mailbox_is_not_reported_as_status(watcher, other):
     time.sleep(WATCH_REARM)
     other.append("box", message())
     expect(watcher, ["* 1 EXISTS", "* 1 FETCH (UID 1)"])
+
+
+# ---- without a watch -------------------------------------------------------------------
+
+POLL_INTERVAL = 1
+
+
+@pytest.fixture(scope="module")
+def polling_node(work_dir, cluster):
+    """A node on the shared cluster that polls every POLL_INTERVAL s."""
+    node = Node.start("P", work_dir / "node-p", "rbd", cluster, op_timeout="%ds" % OP_TIMEOUT,
+                      idle_check_interval=POLL_INTERVAL)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.mark.rbd_only("a node of its own on the cluster; reads the user's objects")
+def test_notify_without_a_list_watch_polls_and_misses_nothing(polling_node, cluster,
+                                                              connect, node_b, user):
+    polling_node.add_user(user)
+    watcher = connect(polling_node, user)
+    # A new user has no mailbox list object yet: there is nothing to watch.
+    watcher.ok("NOTIFY SET (personal (MailboxName))")
+    assert "r" not in cluster.objects("mail-index", user)
+    connect(node_b, user).ok("CREATE", "box")
+    lines, _ = pushed(watcher, 1, timeout=POLL_INTERVAL * 3 + 2)
+    assert lines == ['* LIST (\\HasNoChildren) "/" box']
