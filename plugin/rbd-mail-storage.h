@@ -76,6 +76,9 @@ struct rbd_mailbox {
 	struct rbd_watch *watch;
 	struct io *watch_io;
 	struct timeout *poll_to;
+	/* The index changed while nobody listened (rbd-notify.c). */
+	struct timeout *pending_to;
+	bool notify_pending;
 };
 
 /* A flag change of one transaction, queued by rbd-mail.c and pushed to

@@ -242,6 +242,20 @@ def test_notify_selected_mailbox_is_not_reported_as_status(watcher, other):
     expect(watcher, ["* 1 EXISTS", "* 1 FETCH (UID 1)"])
 
 
+@pytest.mark.rbd_only("mdbox reports a change made while imap re-arms its watch only at the "
+                      "next poll (30 s) or NOOP")
+def test_notify_selected_change_while_imap_rearms_its_watch_comes_at_once(watcher, other):
+    watcher.append("INBOX", message("one"))
+    watcher.ok("SELECT", "INBOX")
+    other.ok("SELECT", "INBOX")
+    watcher.ok(SELECTED)
+    time.sleep(WATCH_REARM)
+    other.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert pushed(watcher, 1)[0] == ["* 1 FETCH (FLAGS (\\Deleted))"]
+    # imap reported that as a command of its own: its watch is off for a second now.
+    other.ok("EXPUNGE")
+    expect(watcher, ["* 1 EXPUNGE"])
+
 # ---- without a watch -------------------------------------------------------------------
 
 POLL_INTERVAL = 1
