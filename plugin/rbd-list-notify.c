@@ -47,6 +47,11 @@ struct rbd_list_notify_box {
 	bool listed : 1;
 };
 
+struct rbd_list_notify_rename {
+	const char *old_name, *new_name;
+};
+ARRAY_DEFINE_TYPE(rbd_list_notify_rename, struct rbd_list_notify_rename);
+
 struct rbd_list_notify {
 	struct mailbox_list_notify notify;
 	struct rbd_user *user;
@@ -287,8 +292,10 @@ static void rbd_list_notify_diff_deleted(struct rbd_list_notify *lnotify)
    delete. */
 static void
 rbd_list_notify_diff_mailboxes(struct rbd_list_notify *lnotify,
-                               const struct rbd_mailbox_entries *entries)
+                               const struct rbd_mailbox_entries *entries,
+                               ARRAY_TYPE(rbd_list_notify_rename) * renames)
 {
+	struct rbd_list_notify_rename *rename;
 	ARRAY(const struct rbd_mailbox_entry *) renamed, created;
 	const struct rbd_mailbox_entry *entry;
 	struct hash_iterate_context *iter;
@@ -326,6 +333,9 @@ rbd_list_notify_diff_mailboxes(struct rbd_list_notify *lnotify,
 		box->name = i_strdup(entry->name);
 		rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_RENAME,
 		                    entry->name, entry->guid, old_name);
+		rename = array_append_space(renames);
+		rename->old_name = old_name;
+		rename->new_name = entry->name;
 	}
 	array_foreach_elem(&created, entry)
 	{
@@ -353,18 +363,57 @@ rbd_list_notify_next_subscribed(const struct rbd_mailbox_entries *entries,
 	return NULL;
 }
 
+static bool rbd_list_notify_find(const ARRAY_TYPE(const_string) * names,
+                                 const char *name, unsigned int *idx_r)
+{
+	const char *const *items;
+	unsigned int count;
+
+	items = array_get(names, &count);
+	for (*idx_r = 0; *idx_r < count; (*idx_r)++) {
+		if (strcmp(items[*idx_r], name) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* A renamed mailbox's subscription moves with it (the core renames both in
+   one op, as Dovecot does on its own storages). mdbox reports the rename
+   alone, not the subscription changes that come with it: nor does this. */
+static void
+rbd_list_notify_drop_renamed(ARRAY_TYPE(const_string) * subscribed,
+                             ARRAY_TYPE(const_string) * unsubscribed,
+                             const ARRAY_TYPE(rbd_list_notify_rename) * renames)
+{
+	const struct rbd_list_notify_rename *rename;
+	unsigned int sub_idx, unsub_idx;
+
+	array_foreach(renames, rename)
+	{
+		if (rbd_list_notify_find(subscribed, rename->new_name,
+		                         &sub_idx) &&
+		    rbd_list_notify_find(unsubscribed, rename->old_name,
+		                         &unsub_idx)) {
+			array_delete(subscribed, sub_idx, 1);
+			array_delete(unsubscribed, unsub_idx, 1);
+		}
+	}
+}
+
 /* Both lists are in name order: one merge finds what was subscribed and
    what was unsubscribed. */
-static void
-rbd_list_notify_diff_subscriptions(struct rbd_list_notify *lnotify,
-                                   const struct rbd_mailbox_entries *entries)
+static void rbd_list_notify_diff_subscriptions(
+        struct rbd_list_notify *lnotify,
+        const struct rbd_mailbox_entries *entries,
+        const ARRAY_TYPE(rbd_list_notify_rename) * renames)
 {
-	ARRAY_TYPE(const_string) unsubscribed;
+	ARRAY_TYPE(const_string) subscribed, unsubscribed;
 	const struct rbd_mailbox_entries *old = lnotify->entries;
-	const char *old_name, *new_name;
+	const char *old_name, *new_name, *name;
 	size_t old_idx = 0, new_idx = 0;
 	int cmp;
 
+	t_array_init(&subscribed, 8);
 	t_array_init(&unsubscribed, 8);
 	old_name = rbd_list_notify_next_subscribed(old, &old_idx);
 	new_name = rbd_list_notify_next_subscribed(entries, &new_idx);
@@ -372,13 +421,10 @@ rbd_list_notify_diff_subscriptions(struct rbd_list_notify *lnotify,
 		cmp = old_name == NULL   ? 1
 		      : new_name == NULL ? -1
 		                         : strcmp(old_name, new_name);
-		if (cmp > 0) {
-			rbd_list_notify_add(lnotify,
-			                    MAILBOX_LIST_NOTIFY_SUBSCRIBE,
-			                    new_name, NULL, NULL);
-		} else if (cmp < 0) {
+		if (cmp > 0)
+			array_push_back(&subscribed, &new_name);
+		else if (cmp < 0)
 			array_push_back(&unsubscribed, &old_name);
-		}
 		if (cmp <= 0)
 			old_name =
 			        rbd_list_notify_next_subscribed(old, &old_idx);
@@ -387,15 +433,22 @@ rbd_list_notify_diff_subscriptions(struct rbd_list_notify *lnotify,
 			                                           &new_idx);
 		}
 	}
-	array_foreach_elem(&unsubscribed, old_name)
+	rbd_list_notify_drop_renamed(&subscribed, &unsubscribed, renames);
+	array_foreach_elem(&subscribed, name)
+	{
+		rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_SUBSCRIBE,
+		                    name, NULL, NULL);
+	}
+	array_foreach_elem(&unsubscribed, name)
 	{
 		rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_UNSUBSCRIBE,
-		                    old_name, NULL, NULL);
+		                    name, NULL, NULL);
 	}
 }
 
 static int rbd_list_notify_read_list(struct rbd_list_notify *lnotify)
 {
+	ARRAY_TYPE(rbd_list_notify_rename) renames;
 	struct rbd_mailbox_entries *entries;
 	struct rbd_error err;
 
@@ -407,8 +460,9 @@ static int rbd_list_notify_read_list(struct rbd_list_notify *lnotify)
 		lnotify->list_changed = TRUE;
 		return -1;
 	}
-	rbd_list_notify_diff_mailboxes(lnotify, entries);
-	rbd_list_notify_diff_subscriptions(lnotify, entries);
+	t_array_init(&renames, 4);
+	rbd_list_notify_diff_mailboxes(lnotify, entries, &renames);
+	rbd_list_notify_diff_subscriptions(lnotify, entries, &renames);
 	rbd_mailbox_entries_free(&lnotify->entries);
 	lnotify->entries = entries;
 	return 0;

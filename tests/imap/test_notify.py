@@ -188,6 +188,15 @@ def test_notify_subscription_change(watcher, other, report, request):
     expect(watcher, ['* LIST (\\HasNoChildren) "/" box'])
 
 
+def test_notify_rename_of_a_subscribed_mailbox_is_reported_as_the_rename_alone(watcher,
+                                                                               other):
+    prepare(watcher, "a")
+    watcher.ok("SUBSCRIBE", "a")
+    watcher.ok("NOTIFY SET (personal (MailboxName SubscriptionChange))")
+    other.ok("RENAME", "a", "b")
+    expect(watcher, ['* LIST (\\HasNoChildren) "/" b ("OLDNAME" (a))'],
+           push=STORAGE != "mdbox")
+
 def test_notify_reports_only_the_mailboxes_and_events_asked_for(watcher, other):
     prepare(watcher, "quiet", "loud")
     watcher.ok("NOTIFY SET (mailboxes loud (MessageNew MessageExpunge))")
