@@ -41,8 +41,7 @@ static char rbd_list_get_hierarchy_sep(struct mailbox_list *list ATTR_UNUSED)
 	return RBD_HIERARCHY_SEP;
 }
 
-static int rbd_list_get_user(struct mailbox_list *list,
-                             struct rbd_user **user_r)
+int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r)
 {
 	struct mail_storage *storage =
 	        mail_namespace_get_default_storage(list->ns);
@@ -373,5 +372,10 @@ struct mailbox_list rbd_mailbox_list = {
                         .delete_dir = rbd_list_delete_dir,
                         .delete_symlink = rbd_list_delete_dir,
                         .rename_mailbox = rbd_list_rename_mailbox,
+                        .notify_init = rbd_list_notify_init,
+                        .notify_next = rbd_list_notify_next,
+                        .notify_deinit = rbd_list_notify_deinit,
+                        .notify_wait = rbd_list_notify_wait,
+                        .notify_flush = rbd_list_notify_flush,
                 },
 };

@@ -76,6 +76,9 @@ struct rbd_mailbox {
 	struct rbd_watch *watch;
 	struct io *watch_io;
 	struct timeout *poll_to;
+	/* The index changed while nobody listened (rbd-notify.c). */
+	struct timeout *pending_to;
+	bool notify_pending;
 };
 
 /* A flag change of one transaction, queued by rbd-mail.c and pushed to
@@ -124,6 +127,21 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox);
 /* TRUE (with the storage error set) if the cluster failed to answer
    within the last moments (see unavailable_until). */
 bool rbd_storage_unavailable(struct rbd_storage *storage);
+
+/* rbd-list.c */
+/* The user of the list's namespace; sets the list error on failure. */
+int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
+
+/* rbd-list-notify.c: mailbox list notification (imap NOTIFY). */
+int rbd_list_notify_init(struct mailbox_list *list,
+                         enum mailbox_list_notify_event mask,
+                         struct mailbox_list_notify **notify_r);
+int rbd_list_notify_next(struct mailbox_list_notify *notify,
+                         const struct mailbox_list_notify_rec **rec_r);
+void rbd_list_notify_deinit(struct mailbox_list_notify *notify);
+void rbd_list_notify_wait(struct mailbox_list_notify *notify,
+                          void (*callback)(void *context), void *context);
+void rbd_list_notify_flush(struct mailbox_list_notify *notify);
 
 /* rbd-sync.c */
 /* Registers the index header extension recording which RADOS state

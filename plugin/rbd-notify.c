@@ -1,8 +1,13 @@
-/* Push for IDLE: a mailbox with a notify callback watches its index
-   object. The core signals a file descriptor (never calls us from a
+/* Push for IDLE and NOTIFY: a mailbox with a notify callback watches its
+   index object. The core signals a file descriptor (never calls us from a
    librados thread); the ioloop wakes on it and Dovecot syncs. A lost watch
    degrades to polling at mailbox_idle_check_interval, never to a stale
-   view: the poll timer runs whether or not the watch works. */
+   view: the poll timer runs whether or not the watch works.
+
+   imap removes the callback while a command runs and sets it again a
+   second after (NOTIFY) or at the next IDLE. The watch stays open across
+   that gap: a change made meanwhile is remembered and reported as soon as
+   the callback is back, not at the next poll. */
 
 #include "lib.h"
 #include "ioloop.h"
@@ -12,14 +17,21 @@ void rbd_notify_deinit(struct rbd_mailbox *mbox)
 {
 	io_remove(&mbox->watch_io);
 	timeout_remove(&mbox->poll_to);
+	timeout_remove(&mbox->pending_to);
+	mbox->notify_pending = FALSE;
 	if (mbox->watch != NULL)
 		rbd_watch_close(&mbox->watch);
 }
 
 static void rbd_notify_callback(struct rbd_mailbox *mbox)
 {
-	if (mbox->box.notify_callback != NULL)
+	timeout_remove(&mbox->pending_to);
+	if (mbox->box.notify_callback == NULL)
+		mbox->notify_pending = TRUE;
+	else {
+		mbox->notify_pending = FALSE;
 		mbox->box.notify_callback(&mbox->box, mbox->box.notify_context);
+	}
 }
 
 static void rbd_notify_input(struct rbd_mailbox *mbox)
@@ -54,7 +66,9 @@ void rbd_notify_changes(struct mailbox *box)
 	unsigned int interval = box->storage->set->mailbox_idle_check_interval;
 
 	if (box->notify_callback == NULL) {
-		rbd_notify_deinit(mbox);
+		/* The watch stays: see the top of this file. */
+		timeout_remove(&mbox->poll_to);
+		timeout_remove(&mbox->pending_to);
 		return;
 	}
 	if (mbox->watch == NULL)
@@ -62,5 +76,10 @@ void rbd_notify_changes(struct mailbox *box)
 	if (mbox->poll_to == NULL && interval > 0) {
 		mbox->poll_to =
 		        timeout_add(interval * 1000, rbd_notify_callback, mbox);
+	}
+	/* Not from within this call: imap is still setting up its watch. */
+	if (mbox->notify_pending && mbox->pending_to == NULL) {
+		mbox->pending_to =
+		        timeout_add_short(0, rbd_notify_callback, mbox);
 	}
 }

@@ -561,6 +561,14 @@ struct rbd_watch;
  */
 rbd_code rbd_watch_open(struct rbd_index *mailbox, struct rbd_watch **watch_r,
                         struct rbd_error *err);
+/*
+ * Watches the user's mailbox list (the root object `r`): every committed
+ * create, delete, rename, subscription or special-use change by any process
+ * makes rbd_watch_fd() readable. RBD_ERR_NOT_FOUND while the user has no
+ * mailbox list yet (no mailbox was ever created): watch again later.
+ */
+rbd_code rbd_watch_open_list(struct rbd_user *user, struct rbd_watch **watch_r,
+                             struct rbd_error *err);
 /* A file descriptor that becomes readable when something happened. */
 int rbd_watch_fd(const struct rbd_watch *watch);
 /*

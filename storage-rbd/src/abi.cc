@@ -632,7 +632,17 @@ rbd_code rbd_body_unref(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_e
 rbd_code rbd_watch_open(rbd_index* mailbox, rbd_watch** watch_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::unique_ptr<rbd::MailboxWatch> w;
-    rbd::Status s = rbd::MailboxWatch::Open(mailbox->account, mailbox->index->guid(), &w);
+    rbd::Status s =
+        rbd::MailboxWatch::Open(mailbox->account, rbd::keys::IndexObject(mailbox->index->guid()), &w);
+    if (s.ok()) *watch_r = new rbd_watch{std::move(w)};
+    return s;
+  });
+}
+
+rbd_code rbd_watch_open_list(rbd_user* user, rbd_watch** watch_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::unique_ptr<rbd::MailboxWatch> w;
+    rbd::Status s = rbd::MailboxWatch::Open(user->account.get(), rbd::keys::kRoot, &w);
     if (s.ok()) *watch_r = new rbd_watch{std::move(w)};
     return s;
   });

@@ -65,8 +65,7 @@ Cluster::~Cluster() {
   if (rados_) rados_->shutdown();
 }
 
-void Cluster::Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload,
-                     uint64_t timeout_ms) {
+void Cluster::Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload) {
   std::lock_guard<std::mutex> lock(notify_mu_);
   notifies_.erase(std::remove_if(notifies_.begin(), notifies_.end(),
                                  [](const auto& n) { return n->completion->is_complete(); }),
@@ -76,7 +75,7 @@ void Cluster::Notify(const librados::IoCtx& io, const std::string& oid, const st
   n->payload.append(payload);
   n->completion = NewAioCompletion();
   // A notify that cannot be queued is dropped: watchers fall back to polling.
-  if (n->io.aio_notify(oid, n->completion.get(), n->payload, timeout_ms, &n->reply) == 0)
+  if (n->io.aio_notify(oid, n->completion.get(), n->payload, kNotifyTimeoutMs, &n->reply) == 0)
     notifies_.push_back(std::move(n));
 }
 

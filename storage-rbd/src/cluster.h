@@ -53,8 +53,9 @@ class Cluster {
   // closed the user. Completed notifies are reaped by later calls on the
   // caller's thread (no callback runs our code on a librados thread); the
   // destructor waits for the rest, bounded by the notify timeout.
-  void Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload,
-              uint64_t timeout_ms);
+  // How long a notify waits for watchers' acks. Nobody waits on it.
+  static constexpr uint64_t kNotifyTimeoutMs = 5000;
+  void Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload);
 
  private:
   Status ConnectLocked();

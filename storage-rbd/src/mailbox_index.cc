@@ -19,8 +19,6 @@ namespace {
 constexpr size_t kOmapPage = 16384;
 // Change-log entries removed per trim op.
 constexpr size_t kTrimBatch = 4096;
-// How long a notify waits for watchers' acks. Nobody waits on it.
-constexpr uint64_t kNotifyTimeoutMs = 5000;
 
 librados::bufferlist ToBufferlist(const std::string& s) {
   librados::bufferlist bl;
@@ -135,8 +133,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
 }
 
 void MailboxIndex::Notify() {
-  account_->cluster()->Notify(account_->index_io(), oid_, std::to_string(state_.highest_modseq),
-                              kNotifyTimeoutMs);
+  account_->cluster()->Notify(account_->index_io(), oid_, std::to_string(state_.highest_modseq));
 }
 
 uint32_t MailboxIndex::KeywordId(std::vector<std::string>* table, const std::string& name) {

@@ -96,7 +96,12 @@ Status MailboxList::Mutate(const Planner& plan) {
     if (!m.set.empty()) op.omap_set(m.set);
     if (!m.remove.empty()) op.omap_rm_keys(m.remove);
     int r = account_->index_io().operate(keys::kRoot, &op);
-    if (r == 0) return Status::OK();
+    if (r == 0) {
+      // After the commit, as MailboxIndex does: a watcher (NOTIFY) that
+      // re-reads the list on this signal must find the change.
+      account_->cluster()->Notify(account_->index_io(), keys::kRoot, std::to_string(m.state.version));
+      return Status::OK();
+    }
     if (r != -ECANCELED && r != -EEXIST) return Status::FromRados(r, "update mailbox list");
     if (!retry.Backoff(attempt, start)) return Status::Conflict("update mailbox list: too much contention");
   }

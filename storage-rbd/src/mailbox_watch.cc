@@ -6,8 +6,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "keys.h"
-
 namespace rbd {
 
 MailboxWatch::MailboxWatch(librados::IoCtx& io, std::string oid, int event_fd)
@@ -15,10 +13,10 @@ MailboxWatch::MailboxWatch(librados::IoCtx& io, std::string oid, int event_fd)
   io_.dup(io);
 }
 
-Status MailboxWatch::Open(Account* account, const Guid& mailbox, std::unique_ptr<MailboxWatch>* watch) {
+Status MailboxWatch::Open(Account* account, const std::string& oid, std::unique_ptr<MailboxWatch>* watch) {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return Status::Io(std::string("eventfd: ") + std::strerror(errno));
-  std::unique_ptr<MailboxWatch> w(new MailboxWatch(account->index_io(), keys::IndexObject(mailbox), fd));
+  std::unique_ptr<MailboxWatch> w(new MailboxWatch(account->index_io(), oid, fd));
   Status s = w->Register();
   if (!s.ok()) return s;
   *watch = std::move(w);

@@ -1,4 +1,5 @@
-// MailboxWatch: push notification of changes to one mailbox index.
+// MailboxWatch: push notification of changes to one mailbox index, or to
+// the mailbox list (the user root object).
 //
 // librados delivers notifies on its own threads; Dovecot must never be
 // called from one (DESIGN.md 5). So the callbacks here only record what
@@ -14,7 +15,6 @@
 #include <string>
 
 #include "account.h"
-#include "guid.h"
 #include "status.h"
 
 namespace rbd {
@@ -24,7 +24,9 @@ class MailboxWatch : public librados::WatchCtx2 {
   static constexpr unsigned kChanged = 0x1;
   static constexpr unsigned kLost = 0x2;
 
-  static Status Open(Account* account, const Guid& mailbox, std::unique_ptr<MailboxWatch>* watch);
+  // Watches `oid` in the index pool: keys::IndexObject(guid) or keys::kRoot.
+  // NotFound if the object does not exist (yet).
+  static Status Open(Account* account, const std::string& oid, std::unique_ptr<MailboxWatch>* watch);
   ~MailboxWatch() override;
 
   int fd() const { return event_fd_; }

@@ -373,6 +373,32 @@ TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   rbd_index_close(&mailbox);
 }
 
+TEST_F(MailboxIndexTest, EveryCommittedListChangeWakesTheListWatcherFd) {
+  rbd_watch* watch = nullptr;
+  // No list yet: the caller polls until a first mailbox creates it.
+  EXPECT_EQ(rbd_watch_open_list(user_, &watch, &err_), RBD_ERR_NOT_FOUND);
+  CreateMailbox("INBOX");
+  ASSERT_EQ(rbd_watch_open_list(user_, &watch, &err_), RBD_OK) << err_.message;
+  auto woken = [&] {
+    struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1) return false;
+    return (rbd_watch_consume(watch) & RBD_WATCH_CHANGED) != 0;
+  };
+  CreateMailbox("a");
+  EXPECT_TRUE(woken()) << "create";
+  ASSERT_EQ(rbd_set_subscribed(user_, "a", 1, &err_), RBD_OK);
+  EXPECT_TRUE(woken()) << "subscribe";
+  ASSERT_EQ(rbd_rename_mailbox(user_, "a", "b", '/', &err_), RBD_OK);
+  EXPECT_TRUE(woken()) << "rename";
+  ASSERT_EQ(rbd_delete_mailbox(user_, "b", &err_), RBD_OK);
+  EXPECT_TRUE(woken()) << "delete";
+  // A refused change commits nothing and wakes nobody.
+  EXPECT_EQ(rbd_rename_mailbox(user_, "nope", "x", '/', &err_), RBD_ERR_NOT_FOUND);
+  struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 200), 0);
+  rbd_watch_close(&watch);
+}
+
 TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   const std::string mbox = CreateMailbox("INBOX");
   rbd_index* mailbox = OpenMailbox(mbox);
