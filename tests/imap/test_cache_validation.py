@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from daemons import DOVECOT_DEV
-from imap_connection import ImapError, quote, selected_state
+from imap_connection import ImapError, Literal, quote, selected_state
 from messages import numbered
 
 two_nodes = pytest.mark.two_nodes
@@ -175,3 +175,17 @@ def test_store_in_a_mailbox_deleted_or_renamed_on_b_fails_and_ends_the_session(
     if change[0].startswith("RENAME"):
         on_b = connect(node_b, user)
         assert view(on_b, "Y")[1][1][0] == []
+
+
+@two_nodes
+@pytest.mark.parametrize("change", CHANGES)
+def test_append_to_a_selected_mailbox_deleted_or_renamed_on_b_fails_and_ends_the_session(
+        connect, node_a, node_b, user, change):
+    """The APPEND names the selected mailbox: it must not land in the mailbox that now
+    has another name."""
+    on_a = select_then_change_on_b(connect, node_a, node_b, user, change)
+    resp = on_a.command("APPEND", "X", Literal(numbered(2)))
+    assert (resp.status, resp.text) == ("NO", "Mailbox was deleted under us")
+    assert_closed(on_a)
+    if change[0].startswith("RENAME"):
+        assert bodies(view(connect(node_b, user), "Y")) == [numbered(1)]
