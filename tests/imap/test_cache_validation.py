@@ -19,6 +19,8 @@ from messages import numbered
 two_nodes = pytest.mark.two_nodes
 # The mailbox dsync copies from, in the user's home on the node running it.
 DSYNC_SOURCE = "mdbox:~/dsync-source"
+# Stored as m.<guid>, not inline in the index: recoverable when the index is lost.
+BIG = 20000
 
 
 def view(conn, mailbox):
@@ -189,3 +191,27 @@ def test_append_to_a_selected_mailbox_deleted_or_renamed_on_b_fails_and_ends_the
     assert_closed(on_a)
     if change[0].startswith("RENAME"):
         assert bodies(view(connect(node_b, user), "Y")) == [numbered(1)]
+
+
+@two_nodes
+@pytest.mark.rbd_only("removes a mailbox index from the cluster")
+def test_a_mailbox_index_recreated_from_the_bodies_is_seen_afresh_on_a(cluster, connect,
+                                                                      node_a, node_b, user):
+    """The recreated index starts again at a low HIGHESTMODSEQ: node A's cache is ahead of
+    the cluster, and its MODSEQs can never come down to the cluster's in place."""
+    saved = [numbered(n, size=BIG) for n in (1, 2, 3)]
+    on_a = connect(node_a, user)
+    on_a.ok("CREATE X")
+    for body in saved:
+        on_a.append("X", body)
+    on_a.ok("SELECT X")
+    for flag in ("\\Flagged", "\\Answered", "$Later", "$Done"):
+        on_a.ok("STORE 1:3 +FLAGS.SILENT (%s)" % flag)
+    cached = view(on_a, "X")
+    guid = node_b.doveadm_json("mailbox", "status", "-u", user, "guid", "X")[0]["guid"]
+    cluster.rados("mail-index", user, "rm", "i." + guid)
+    node_b.doveadm_ok("force-resync", "-u", user, "X")
+    seen_on_b = view(connect(node_b, user), "X")
+    assert bodies(seen_on_b) == saved
+    assert seen_on_b[0]["highestmodseq"] < cached[0]["highestmodseq"]
+    assert view(on_a, "X") == seen_on_b
