@@ -443,7 +443,10 @@ static int rbd_mailbox_retire_cache(struct rbd_mailbox *mbox,
    GUID, UIDVALIDITY, HIGHESTMODSEQ) before Dovecot opens it, so that a
    stale one is replaced while nothing of this mailbox uses it yet. The
    cache is kept by name, so after another node deleted and re-created or
-   renamed the mailbox it holds the mailbox that had the name before. */
+   renamed the mailbox it holds the mailbox that had the name before.
+   Returns 1 if the cache is kept and left open (so that Dovecot's open
+   does not read it again: the caller closes it after that), 0 if there is
+   none now, -1 on error. */
 static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
 {
 	struct mail_index_view *view;
@@ -453,8 +456,9 @@ static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
 		return ret;
 	if ((ret = rbd_mailbox_cache_usable(mbox, view)) != 0) {
 		mail_index_view_close(&view);
-		mail_index_close(mbox->box.index);
-		return ret < 0 ? -1 : 0;
+		if (ret < 0)
+			mail_index_close(mbox->box.index);
+		return ret;
 	}
 	e_debug(mbox->box.event,
 	        "rbd: index cache is of another state of "
@@ -465,12 +469,16 @@ static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
 static int rbd_mailbox_open(struct mailbox *box)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	int kept, ret;
 
-	if (rbd_mailbox_open_index(mbox) < 0)
+	if (rbd_mailbox_open_index(mbox) < 0 ||
+	    (kept = rbd_mailbox_check_cache(mbox)) < 0)
 		return -1;
-	if (rbd_mailbox_check_cache(mbox) < 0)
-		return -1;
-	if (index_storage_mailbox_open(box, FALSE) < 0)
+	ret = index_storage_mailbox_open(box, FALSE);
+	/* Dovecot's open took a reference of its own. */
+	if (kept > 0)
+		mail_index_close(box->index);
+	if (ret < 0)
 		return -1;
 	/* Every record carries its RADOS MODSEQ from the first sync on, not
 	   only once a client enables CONDSTORE. */
