@@ -57,6 +57,9 @@ struct rbd_mailbox {
 
 	guid_128_t guid;
 	struct rbd_index *index;
+	/* When the name was last found to lead to `guid` (ioloop time: once
+	   per command is enough, see rbd_mailbox_check_name). */
+	struct timeval name_checked;
 	/* RADOS state the local index was last synced to. */
 	struct rbd_index_status synced;
 	uint32_t rbd_ext_id;
@@ -124,6 +127,15 @@ int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r);
 void rbd_storage_set_error(struct mail_storage *storage,
                            const struct rbd_error *err);
 int rbd_mailbox_open_index(struct rbd_mailbox *mbox);
+/* Sets the error of a failed operation on the mailbox's index: one that is
+   gone was deleted under this session (MAIL_ERROR_NOTFOUND, and Dovecot
+   ends a session that has it selected). */
+void rbd_mailbox_set_error(struct rbd_mailbox *mbox,
+                           const struct rbd_error *err);
+/* Fails, with the mailbox marked deleted, if its name no longer leads to
+   the index this session has open (deleted, or renamed, on another node).
+   At most one lookup per command. */
+int rbd_mailbox_check_name(struct rbd_mailbox *mbox);
 /* TRUE (with the storage error set) if the cluster failed to answer
    within the last moments (see unavailable_until). */
 bool rbd_storage_unavailable(struct rbd_storage *storage);
@@ -144,6 +156,22 @@ void rbd_list_notify_wait(struct mailbox_list_notify *notify,
 void rbd_list_notify_flush(struct mailbox_list_notify *notify);
 
 /* rbd-sync.c */
+/* How this node's index cache of a mailbox relates to the cluster's state
+   of it. */
+enum rbd_cache_state {
+	/* Nothing cached yet: the first sync fills it. */
+	RBD_CACHE_EMPTY,
+	/* The same mailbox (GUID, UIDVALIDITY), at or behind the cluster's
+	   HIGHESTMODSEQ: a sync brings it up to date. */
+	RBD_CACHE_CURRENT,
+	/* Anything else (the mailbox that had the name before, another
+	   UIDVALIDITY, MODSEQs the cluster never reached, marked deleted):
+	   never synced, rebuilt. */
+	RBD_CACHE_STALE,
+};
+enum rbd_cache_state
+rbd_sync_cache_state(struct rbd_mailbox *mbox, struct mail_index_view *view,
+                     const struct rbd_index_status *status);
 /* Registers the index header extension recording which RADOS state
    (mailbox GUID, UIDVALIDITY, HIGHESTMODSEQ) this node's index reflects,
    and the record extension with each message's GUID. */

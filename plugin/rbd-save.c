@@ -280,7 +280,7 @@ static int rbd_commit_saves(struct rbd_save_context *ctx,
 	}
 	if (rbd_index_append(ctx->mbox->index, msgs, count, uids, &err) !=
 	    RBD_OK) {
-		rbd_storage_set_error(ctx->mbox->box.storage, &err);
+		rbd_mailbox_set_error(ctx->mbox, &err);
 		return -1;
 	}
 	return 0;
@@ -341,7 +341,8 @@ int rbd_transaction_save_commit_pre(struct mail_save_context *_ctx)
 	items = array_get(&ctx->items, &count);
 	if (count == 0)
 		return 0;
-	if (rbd_mailbox_open_index(ctx->mbox) < 0)
+	if (rbd_mailbox_open_index(ctx->mbox) < 0 ||
+	    rbd_mailbox_check_name(ctx->mbox) < 0)
 		return -1;
 	uids = t_new(uint32_t, count);
 	/* Consecutive runs of saves, or of copies from one source, each

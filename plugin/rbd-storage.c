@@ -3,9 +3,11 @@
 
 #include "lib.h"
 #include "array.h"
+#include "ioloop.h"
 #include "time-util.h"
 #include "mail-copy.h"
 #include "index-mail.h"
+#include "mail-index-alloc-cache.h"
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
@@ -204,6 +206,15 @@ void rbd_storage_set_error(struct mail_storage *storage,
 	}
 }
 
+void rbd_mailbox_set_error(struct rbd_mailbox *mbox,
+                           const struct rbd_error *err)
+{
+	if (err->code == RBD_ERR_NOT_FOUND)
+		mailbox_set_deleted(&mbox->box);
+	else
+		rbd_storage_set_error(mbox->box.storage, err);
+}
+
 static struct mailbox *rbd_mailbox_alloc(struct mail_storage *storage,
                                          struct mailbox_list *list,
                                          const char *vname,
@@ -302,6 +313,7 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 		}
 		return -1;
 	}
+	mbox->name_checked = ioloop_timeval;
 	if (rbd_storage_get_user(mbox->storage, &user) < 0)
 		return -1;
 	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) == RBD_OK)
@@ -318,13 +330,155 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 	return -1;
 }
 
+int rbd_mailbox_check_name(struct rbd_mailbox *mbox)
+{
+	guid_128_t guid;
+	int ret;
+
+	/* A rename racing with the command is as if it came just after it:
+	   one lookup per command (ioloop iteration) is as good as more. */
+	if (timeval_cmp(&mbox->name_checked, &ioloop_timeval) == 0)
+		return 0;
+	if ((ret = rbd_lookup(mbox, guid)) < 0)
+		return -1;
+	if (ret == 0 || !guid_128_equals(guid, mbox->guid)) {
+		e_debug(mbox->box.event,
+		        "rbd: the name now leads to %s: mailbox closed",
+		        ret == 0 ? "no mailbox" : "another mailbox");
+		mailbox_set_deleted(&mbox->box);
+		return -1;
+	}
+	mbox->name_checked = ioloop_timeval;
+	return 0;
+}
+
+/* Whether this node's cache (`view`) may be synced from where it is: 1 if
+   so, 0 if it is stale. The state rbd_index_open read predates the cache
+   read, so a cache found ahead of it may merely have been synced since by
+   another process of this node: only a fresh read of the state says it
+   is stale. */
+static int rbd_mailbox_cache_usable(struct rbd_mailbox *mbox,
+                                    struct mail_index_view *view)
+{
+	struct rbd_index_status status;
+	struct rbd_error err;
+
+	rbd_index_last_status(mbox->index, &status);
+	if (rbd_sync_cache_state(mbox, view, &status) != RBD_CACHE_STALE)
+		return 1;
+	if (rbd_index_get_status(mbox->index, &status, &err) != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	return rbd_sync_cache_state(mbox, view, &status) != RBD_CACHE_STALE;
+}
+
+/* Drops this process's handle on the cache, so that the next open reads
+   (or creates) the files on disk afresh. */
+static void rbd_mailbox_drop_cache(struct mailbox *box)
+{
+	mail_index_close(box->index);
+	mail_index_alloc_cache_unref(&box->index);
+	mail_index_alloc_cache_destroy_unrefed();
+}
+
+/* Opens this node's cache of the mailbox as it is on disk: 1 with a view,
+   0 if there are no files (a new or in-memory cache: Dovecot's own open
+   decides what to do), -1 on error. */
+static int rbd_mailbox_open_cache(struct rbd_mailbox *mbox,
+                                  struct mail_index_view **view_r)
+{
+	struct mailbox *box = &mbox->box;
+	struct index_mailbox_context *ibox = INDEX_STORAGE_CONTEXT(box);
+	unsigned int attempt;
+
+	for (attempt = 0;; attempt++) {
+		if (index_storage_mailbox_alloc_index(box) < 0)
+			return -1;
+		(void)mailbox_get_permissions(box);
+		if (mail_index_open(box->index, ibox->index_flags) <= 0)
+			return 0;
+		/* A handle this process kept open may be of files another
+		   process of this node has replaced since (a reset gives
+		   them a new index id): it cannot be refreshed, only
+		   reopened. */
+		if (mail_index_refresh(box->index) == 0 || attempt > 0)
+			break;
+		rbd_mailbox_drop_cache(box);
+	}
+	rbd_sync_register_ext(mbox);
+	*view_r = mail_index_view_open(box->index);
+	return 1;
+}
+
+/* Replaces a stale cache with new files, as Dovecot replaces the index of
+   a deleted mailbox: marked deleted first, so that a session of this node
+   still using it ends (it shows another mailbox, and could write it back),
+   then unlinked, and this process's handle dropped, so that the open that
+   follows creates new files. A reset in place would not do: Dovecot
+   starts even a reset index at its old HIGHESTMODSEQ, and the mailbox now
+   under the name usually has a lower one. */
+static int rbd_mailbox_retire_cache(struct rbd_mailbox *mbox,
+                                    struct mail_index_view **view)
+{
+	struct mailbox *box = &mbox->box;
+	struct mail_index_transaction *trans;
+	int ret;
+
+	if (!mail_index_is_deleted(box->index)) {
+		/* Dovecot logs a failure; the sessions it would have told
+		   still find out at their next sync (rbd_sync_once). */
+		trans = mail_index_transaction_begin(*view, 0);
+		mail_index_set_deleted(trans);
+		(void)mail_index_transaction_commit(&trans);
+	}
+	if ((ret = mail_index_unlink(box->index)) < 0)
+		mail_storage_set_index_error(box->storage, box->index);
+	mail_index_view_close(view);
+	rbd_mailbox_drop_cache(box);
+	return ret;
+}
+
+/* Checks this node's cache of the mailbox against the cluster (mailbox
+   GUID, UIDVALIDITY, HIGHESTMODSEQ) before Dovecot opens it, so that a
+   stale one is replaced while nothing of this mailbox uses it yet. The
+   cache is kept by name, so after another node deleted and re-created or
+   renamed the mailbox it holds the mailbox that had the name before.
+   Returns 1 if the cache is kept and left open (so that Dovecot's open
+   does not read it again: the caller closes it after that), 0 if there is
+   none now, -1 on error. */
+static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
+{
+	struct mail_index_view *view;
+	int ret;
+
+	if ((ret = rbd_mailbox_open_cache(mbox, &view)) <= 0)
+		return ret;
+	if ((ret = rbd_mailbox_cache_usable(mbox, view)) != 0) {
+		mail_index_view_close(&view);
+		if (ret < 0)
+			mail_index_close(mbox->box.index);
+		return ret;
+	}
+	e_debug(mbox->box.event,
+	        "rbd: index cache is of another state of "
+	        "the mailbox than the cluster's: rebuilding it");
+	return rbd_mailbox_retire_cache(mbox, &view);
+}
+
 static int rbd_mailbox_open(struct mailbox *box)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	int kept, ret;
 
-	if (rbd_mailbox_open_index(mbox) < 0)
+	if (rbd_mailbox_open_index(mbox) < 0 ||
+	    (kept = rbd_mailbox_check_cache(mbox)) < 0)
 		return -1;
-	if (index_storage_mailbox_open(box, FALSE) < 0)
+	ret = index_storage_mailbox_open(box, FALSE);
+	/* Dovecot's open took a reference of its own. */
+	if (kept > 0)
+		mail_index_close(box->index);
+	if (ret < 0)
 		return -1;
 	/* Every record carries its RADOS MODSEQ from the first sync on, not
 	   only once a client enables CONDSTORE. */

@@ -82,6 +82,61 @@ static void rbd_sync_header_write(struct rbd_mailbox *mbox,
 	                             sizeof(hdr));
 }
 
+/* The cache's "rbd" header, or FALSE if it has none (a new cache, or one
+   written before the header existed). */
+static bool rbd_sync_header_get(struct rbd_mailbox *mbox,
+                                struct mail_index_view *view,
+                                struct rbd_sync_header *hdr_r)
+{
+	const void *data;
+	size_t size;
+
+	i_zero(hdr_r);
+	mail_index_get_header_ext(view, mbox->rbd_ext_id, &data, &size);
+	if (size != sizeof(*hdr_r))
+		return FALSE;
+	memcpy(hdr_r, data, sizeof(*hdr_r));
+	return TRUE;
+}
+
+/* A cache synced to a MODSEQ the cluster never reached holds changes of
+   some other state of the mailbox, and Dovecot never lowers an index's
+   MODSEQs (even a reset starts its log at the old HIGHESTMODSEQ): only new
+   files can follow the cluster from there. */
+static bool rbd_sync_cache_ahead(const struct rbd_sync_header *hdr,
+                                 const struct rbd_index_status *status)
+{
+	return hdr->highest_modseq > status->highest_modseq;
+}
+
+enum rbd_cache_state rbd_sync_cache_state(struct rbd_mailbox *mbox,
+                                          struct mail_index_view *view,
+                                          const struct rbd_index_status *status)
+{
+	const struct mail_index_header *idx_hdr = mail_index_get_header(view);
+	struct rbd_sync_header hdr;
+
+	if (mail_index_is_deleted(mail_index_view_get_index(view)))
+		return RBD_CACHE_STALE;
+	if (!rbd_sync_header_get(mbox, view, &hdr)) {
+		return idx_hdr->messages_count == 0 &&
+		                       idx_hdr->uid_validity == 0
+		               ? RBD_CACHE_EMPTY
+		               : RBD_CACHE_STALE;
+	}
+	/* Dovecot's own HIGHESTMODSEQ may also have run ahead: a cache reset
+	   in place over another mailbox, or one that counted local changes
+	   the cluster never saw. It would report a HIGHESTMODSEQ no other
+	   node has, so a new open rebuilds it too. */
+	if (!guid_128_equals(hdr.mailbox_guid, mbox->guid) ||
+	    hdr.uidvalidity != idx_hdr->uid_validity ||
+	    hdr.uidvalidity != status->uidvalidity ||
+	    rbd_sync_cache_ahead(&hdr, status) ||
+	    mail_index_modseq_get_highest(view) > status->highest_modseq)
+		return RBD_CACHE_STALE;
+	return RBD_CACHE_CURRENT;
+}
+
 static int rbd_uid_msg_cmp(const uint32_t *uid, const struct rbd_msg *msg)
 {
 	return *uid < msg->uid ? -1 : (*uid > msg->uid ? 1 : 0);
@@ -670,9 +725,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	struct rbd_sync_context ctx;
 	struct rbd_sync_header hdr;
 	struct rbd_index_status status;
-	const void *data;
-	size_t size;
-	bool reset;
+	bool have_hdr, reset;
 	int ret;
 
 	i_zero(&ctx);
@@ -681,28 +734,37 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		return -1;
 	i_array_init(&ctx.top_modseqs, 16);
 
-	mail_index_get_header_ext(ctx.sync_view, mbox->rbd_ext_id, &data,
-	                          &size);
-	i_zero(&hdr);
-	if (size == sizeof(hdr))
-		memcpy(&hdr, data, sizeof(hdr));
 	/* A GUID names one RADOS mailbox for ever, so a cache of another GUID
 	   is rebuilt. A new, empty cache needs no reset, only its first full
-	   sync. */
+	   sync. The open already rebuilt any cache of another mailbox
+	   (rbd_mailbox_open): what is left here is dsync's change of GUID
+	   (in this process) or UIDVALIDITY, made on an empty mailbox whose
+	   MODSEQs carry over, so a reset in place stays exact. */
+	have_hdr = rbd_sync_header_get(mbox, ctx.sync_view, &hdr);
 	idx_hdr = mail_index_get_header(ctx.sync_view);
 	reset = force_reset ||
-	        (size != sizeof(hdr) &&
+	        (!have_hdr &&
 	         (idx_hdr->messages_count > 0 || idx_hdr->uid_validity != 0)) ||
-	        (size == sizeof(hdr) &&
-	         (!guid_128_equals(hdr.mailbox_guid, mbox->guid) ||
-	          hdr.uidvalidity != idx_hdr->uid_validity));
+	        (have_hdr && (!guid_128_equals(hdr.mailbox_guid, mbox->guid) ||
+	                      hdr.uidvalidity != idx_hdr->uid_validity));
 
 	ret = 0;
-	if (!reset && !force_full && size == sizeof(hdr))
+	if (!reset && !force_full && have_hdr)
 		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
 	if (ret == 0) {
-		ctx.built_from_records = reset || size != sizeof(hdr);
+		ctx.built_from_records = reset || !have_hdr;
 		ret = rbd_sync_full(&ctx, reset, &status);
+	}
+	if (ret >= 0 && have_hdr && rbd_sync_cache_ahead(&hdr, &status)) {
+		/* The cluster's mailbox went back (its index was recreated):
+		   this session's view of it cannot follow, so it ends as for
+		   a deleted mailbox, and the next open rebuilds the cache. */
+		e_warning(mbox->box.event,
+		          "rbd: index cache is at MODSEQ %" PRIu64
+		          ", the cluster at %" PRIu64 ": closing the mailbox",
+		          hdr.highest_modseq, status.highest_modseq);
+		mailbox_set_deleted(&mbox->box);
+		ret = -1;
 	}
 	if (ret < 0) {
 		if (ctx.index_sync_ctx != NULL)
@@ -751,9 +813,18 @@ rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 
 	if (!box->opened && mailbox_open(box) < 0)
 		ret = -1;
+	/* A rename elsewhere leaves the index readable under its new name: a
+	   full sync (NOOP, IDLE, CHECK, SELECT) checks that the name still
+	   leads to it. A FAST one (after FETCH, SEARCH) only reads. */
+	else if ((flags & MAILBOX_SYNC_FLAG_FAST) == 0 &&
+	         rbd_mailbox_check_name(mbox) < 0)
+		ret = -1;
 	if (ret == 0)
 		ret = rbd_sync(mbox,
 		               (flags & MAILBOX_SYNC_FLAG_FORCE_RESYNC) != 0);
+	if (ret < 0 && box->opened &&
+	    mailbox_get_last_mail_error(box) == MAIL_ERROR_NOTFOUND)
+		mailbox_set_deleted(box);
 	return index_mailbox_sync_init(box, flags, ret < 0);
 }
 
@@ -921,7 +992,7 @@ static int rbd_push_change(struct mailbox_transaction_context *t,
 	if (rbd_index_update_flags(mbox->index, array_front(&uids),
 	                           array_count(&uids), &update, &conflicts,
 	                           &conflict_count, &modseq, &err) != RBD_OK) {
-		rbd_storage_set_error(mbox->box.storage, &err);
+		rbd_mailbox_set_error(mbox, &err);
 		return -1;
 	}
 	if (conflict_count == 0 &&
@@ -947,7 +1018,8 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 
 	if (array_count(&rt->changes) == 0 && array_count(&rt->expunges) == 0)
 		return 0;
-	if (rbd_mailbox_open_index(mbox) < 0)
+	if (rbd_mailbox_open_index(mbox) < 0 ||
+	    rbd_mailbox_check_name(mbox) < 0)
 		return -1;
 	T_BEGIN
 	{
@@ -966,7 +1038,7 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 			if (rbd_index_expunge(mbox->index, array_front(&uids),
 			                      array_count(&uids), &expunged,
 			                      &err) != RBD_OK) {
-				rbd_storage_set_error(mbox->box.storage, &err);
+				rbd_mailbox_set_error(mbox, &err);
 				ret = -1;
 			}
 		}
