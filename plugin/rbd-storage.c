@@ -427,9 +427,26 @@ static int rbd_mailbox_change_guid(struct rbd_mailbox *mbox,
 	return 0;
 }
 
+/* dsync carries the source's first recent UID: the messages below it were
+   \Recent in some session there, so no session here may claim them. They
+   are claimed for nobody; the local header follows at the next sync. */
+static int rbd_mailbox_update_first_recent(struct rbd_mailbox *mbox,
+                                           uint32_t min_first_recent_uid)
+{
+	struct rbd_error err;
+	uint32_t first, end;
+
+	if (rbd_index_claim_recent(mbox->index, min_first_recent_uid, &first,
+	                           &end, &err) != RBD_OK) {
+		rbd_mailbox_update_failed(mbox, &err);
+		return -1;
+	}
+	return 0;
+}
+
 /* dsync makes the mailbox the copy of its source: GUID, UIDVALIDITY, and
    at least the source's UIDNEXT and HIGHESTMODSEQ (what clients of the
-   source may have cached must stay valid). */
+   source may have cached must stay valid) and first recent UID. */
 static int rbd_mailbox_update(struct mailbox *box,
                               const struct mailbox_update *update)
 {
@@ -456,6 +473,12 @@ static int rbd_mailbox_update(struct mailbox *box,
 			rbd_mailbox_update_failed(mbox, &err);
 			return -1;
 		}
+		changed = TRUE;
+	}
+	if (update->min_first_recent_uid != 0) {
+		if (rbd_mailbox_update_first_recent(
+		            mbox, update->min_first_recent_uid) < 0)
+			return -1;
 		changed = TRUE;
 	}
 	/* The local index learns of it as of any change in RADOS. */

@@ -192,3 +192,20 @@ def test_examine_on_one_node_leaves_recent_for_a_select_on_the_other(connect, no
     on_b = connect(node_b, user)
     assert recent_count(on_b.select("INBOX")) == 1
     assert status_recent(connect(node_a, user)) == 0
+
+
+@two_nodes
+def test_dsync_s_first_recent_uid_leaves_only_the_later_messages_recent(connect, node_a,
+                                                                      node_b, user):
+    """dsync (here its doveadm front end) carries the source's first recent UID: the
+    messages below it were recent in a session there, so none is recent here, on any
+    node; the mailbox's FIRST RECENT UID then matches the source's."""
+    appender = connect(node_a, user)
+    for i in (1, 2, 3):
+        appender.append("INBOX", numbered(i))
+    node_a.doveadm_ok("mailbox", "update", "-u", user, "--min-next-uid", "4",
+                      "--min-first-recent-uid", "3", "INBOX")
+    assert status_recent(connect(node_b, user)) == 1
+    first = connect(node_b, user)
+    assert recent_count(first.select("INBOX")) == 1
+    assert search(first, "RECENT") == [3]
