@@ -391,9 +391,10 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
 }
 
 Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end) {
-  // The no-op decision must come from the current state, not from the one
-  // this handle last saw: a stale one could hide messages to claim.
-  state_valid_ = false;
+  // A write is guarded, but a no-op is decided on the state this handle
+  // last saw: fine when that state has reached the caller's UIDNEXT (the
+  // first recent UID only grows), re-read when it is older than that.
+  if (state_.uidnext < up_to) state_valid_ = false;
   return Mutate({}, [&](const auto&, Mutation* m) -> Status {
     *first = m->state.first_recent_uid;
     *end = std::max(*first, std::min(up_to, m->state.uidnext));

@@ -199,6 +199,14 @@ TEST_F(MailboxIndexTest, ConcurrentRecentClaimsPartitionTheUids) {
   ASSERT_EQ(rbd_index_get_status(mailbox, &after, &err_), RBD_OK);
   EXPECT_EQ(after.first_recent_uid, until + 2);
   EXPECT_EQ(after.highest_modseq, st.highest_modseq + 2) << "claims take no MODSEQ";
+  // A handle whose last state is older than the caller's UIDNEXT (another
+  // handle appended since) still claims what is there.
+  rbd_index* other = OpenMailbox(mbox);
+  AppendOne(other, "three");
+  ASSERT_EQ(rbd_index_claim_recent(mailbox, until + 3, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(first, until + 2);
+  EXPECT_EQ(end, until + 3);
+  rbd_index_close(&other);
   rbd_index_close(&mailbox);
 }
 

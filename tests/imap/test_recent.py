@@ -194,6 +194,7 @@ def test_examine_on_one_node_leaves_recent_for_a_select_on_the_other(connect, no
     assert status_recent(connect(node_a, user)) == 0
 
 
+@two_nodes
 def test_dsync_s_first_recent_uid_leaves_only_the_later_messages_recent(connect, node_a,
                                                                       node_b, user):
     """dsync (here its doveadm front end) carries the source's first recent UID: the
