@@ -287,6 +287,20 @@ static void rbd_list_notify_diff_deleted(struct rbd_list_notify *lnotify)
 	}
 }
 
+/* A mailbox that appeared since the last look may have had messages added
+   before its watch was registered: those are its first change. */
+static bool rbd_list_notify_box_appended(struct rbd_list_notify_box *box)
+{
+	struct rbd_index_status status;
+	struct rbd_error err;
+
+	if (box->watch == NULL)
+		return FALSE;
+	if (rbd_index_get_status(box->index, &status, &err) != RBD_OK)
+		return TRUE;
+	return status.uidnext > 1;
+}
+
 /* Mailboxes by GUID: a GUID under a new name is a rename, a new GUID a
    create (also under a name that was deleted meanwhile), a GUID gone a
    delete. */
@@ -341,7 +355,8 @@ rbd_list_notify_diff_mailboxes(struct rbd_list_notify *lnotify,
 	{
 		/* No status yet: its first change reports every item as
 		   new (UIDVALIDITY too), as the list index does. */
-		(void)rbd_list_notify_box_add(lnotify, entry);
+		box = rbd_list_notify_box_add(lnotify, entry);
+		box->changed = rbd_list_notify_box_appended(box);
 		if (!rbd_list_is_inbox(lnotify, entry->name)) {
 			rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_CREATE,
 			                    entry->name, entry->guid, NULL);
