@@ -224,7 +224,8 @@ static int rbd_list_notify_get_status(struct rbd_list_notify *lnotify,
 	return ret;
 }
 
-static bool rbd_list_is_inbox(struct rbd_list_notify *lnotify, const char *name)
+static bool rbd_list_notify_is_inbox(struct rbd_list_notify *lnotify,
+                                     const char *name)
 {
 	/* rbd-list.c always lists it: it never appears or goes. */
 	return (lnotify->notify.list->ns->flags & NAMESPACE_FLAG_INBOX_USER) !=
@@ -279,7 +280,7 @@ static void rbd_list_notify_diff_deleted(struct rbd_list_notify *lnotify)
 	array_sort(&deleted, rbd_list_notify_box_name_cmp);
 	array_foreach_elem(&deleted, box)
 	{
-		if (!rbd_list_is_inbox(lnotify, box->name)) {
+		if (!rbd_list_notify_is_inbox(lnotify, box->name)) {
 			rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_DELETE,
 			                    box->name, box->guid, NULL);
 		}
@@ -357,7 +358,7 @@ rbd_list_notify_diff_mailboxes(struct rbd_list_notify *lnotify,
 		   new (UIDVALIDITY too), as the list index does. */
 		box = rbd_list_notify_box_add(lnotify, entry);
 		box->changed = rbd_list_notify_box_appended(box);
-		if (!rbd_list_is_inbox(lnotify, entry->name)) {
+		if (!rbd_list_notify_is_inbox(lnotify, entry->name)) {
 			rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_CREATE,
 			                    entry->name, entry->guid, NULL);
 		}
