@@ -224,7 +224,8 @@ static int rbd_list_notify_get_status(struct rbd_list_notify *lnotify,
 	return ret;
 }
 
-static bool rbd_list_is_inbox(struct rbd_list_notify *lnotify, const char *name)
+static bool rbd_list_notify_is_inbox(struct rbd_list_notify *lnotify,
+                                     const char *name)
 {
 	/* rbd-list.c always lists it: it never appears or goes. */
 	return (lnotify->notify.list->ns->flags & NAMESPACE_FLAG_INBOX_USER) !=
@@ -279,12 +280,26 @@ static void rbd_list_notify_diff_deleted(struct rbd_list_notify *lnotify)
 	array_sort(&deleted, rbd_list_notify_box_name_cmp);
 	array_foreach_elem(&deleted, box)
 	{
-		if (!rbd_list_is_inbox(lnotify, box->name)) {
+		if (!rbd_list_notify_is_inbox(lnotify, box->name)) {
 			rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_DELETE,
 			                    box->name, box->guid, NULL);
 		}
 		rbd_list_notify_box_remove(lnotify, box);
 	}
+}
+
+/* A mailbox that appeared since the last look may have had messages added
+   before its watch was registered: those are its first change. */
+static bool rbd_list_notify_box_appended(struct rbd_list_notify_box *box)
+{
+	struct rbd_index_status status;
+	struct rbd_error err;
+
+	if (box->watch == NULL)
+		return FALSE;
+	if (rbd_index_get_status(box->index, &status, &err) != RBD_OK)
+		return TRUE;
+	return status.uidnext > 1;
 }
 
 /* Mailboxes by GUID: a GUID under a new name is a rename, a new GUID a
@@ -341,8 +356,9 @@ rbd_list_notify_diff_mailboxes(struct rbd_list_notify *lnotify,
 	{
 		/* No status yet: its first change reports every item as
 		   new (UIDVALIDITY too), as the list index does. */
-		(void)rbd_list_notify_box_add(lnotify, entry);
-		if (!rbd_list_is_inbox(lnotify, entry->name)) {
+		box = rbd_list_notify_box_add(lnotify, entry);
+		box->changed = rbd_list_notify_box_appended(box);
+		if (!rbd_list_notify_is_inbox(lnotify, entry->name)) {
 			rbd_list_notify_add(lnotify, MAILBOX_LIST_NOTIFY_CREATE,
 			                    entry->name, entry->guid, NULL);
 		}

@@ -47,14 +47,14 @@ class Cluster {
 
   const Config& config() const { return config_; }
 
+  // How long a notify waits for watchers' acks. Nobody waits on it.
+  static constexpr uint64_t kNotifyTimeoutMs = 5000;
   // Sends a notify on `oid` without waiting for the watchers' acks. Each
   // in-flight notify holds its own reference to the I/O context: librados
   // uses it until the notify completes, which can be after the caller has
   // closed the user. Completed notifies are reaped by later calls on the
   // caller's thread (no callback runs our code on a librados thread); the
   // destructor waits for the rest, bounded by the notify timeout.
-  // How long a notify waits for watchers' acks. Nobody waits on it.
-  static constexpr uint64_t kNotifyTimeoutMs = 5000;
   void Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload);
 
  private:

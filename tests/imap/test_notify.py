@@ -178,6 +178,17 @@ def test_notify_a_mailbox_created_later_reports_all_its_status(watcher, other):
     assert watcher.ok("NOOP").lines() == []
 
 
+def test_notify_a_mailbox_created_and_appended_to_at_once_reports_both(watcher, other):
+    prepare(watcher)
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    other.ok("CREATE", "later")
+    other.append("later", message())
+    lines, _ = pushed(watcher, 2)
+    assert lines == ['* LIST (\\HasNoChildren) "/" later',
+                     "* STATUS later (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d UNSEEN 1)" %
+                     status_value(watcher, "later", "UIDVALIDITY")]
+    assert watcher.ok("NOOP").lines() == []
+
 def test_notify_subscription_change(watcher, other, report, request):
     prepare(watcher, "box")
     watcher.ok("NOTIFY SET (personal (SubscriptionChange))")
