@@ -40,6 +40,8 @@ std::vector<uint32_t> ApplyKeywords(const std::vector<uint32_t>& current, std::v
   return out;
 }
 
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
 std::set<std::string> RecordKeys(const std::vector<uint32_t>& uids) {
   std::set<std::string> keys;
   for (uint32_t uid : uids) keys.insert(keys::RecordKey(uid));
@@ -365,13 +367,16 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
   std::vector<Guid> stored;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
     stored.clear();
+    const librados::bufferlist released = ToBufferlist(Encode(BodyRef{0, Now()}));
     for (const auto& [key, bl] : values) {
       MessageRecord rec;
       Status ds = Decode(bl.to_str(), &rec);
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
       m->remove.insert(key);
+      // The body outlives the record: sessions may still show the message
+      // (MessageStore's reference rule; gc reclaims it after the grace).
       if (rec.inline_body) {
-        m->remove.insert(keys::InlineBodyKey(rec.uid));
+        m->set[keys::ReleasedBodyKey(rec.uid)] = released;
       } else {
         stored.push_back(rec.guid);
       }
@@ -386,8 +391,8 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
     return Status::OK();
   });
   if (!s.ok()) return s;
-  // The records are gone: now the references may go (DESIGN.md 4). A
-  // failure here only leaves a count too high, which gc repairs.
+  // The records are gone: now the references may go. A failure here only
+  // leaves a count too high, which gc repairs.
   std::vector<Status> statuses;
   MessageStore(account_).ChangeRefs(stored, -1, &statuses);
   return Status::OK();
@@ -526,6 +531,39 @@ Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
     s = lease->Renew();
     if (!s.ok()) return s;
   }
+}
+
+Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace) {
+  std::string after = keys::kReleasedBodyPrefix;
+  for (bool more = true; more;) {
+    std::map<std::string, librados::bufferlist> page;
+    int r =
+        account_->index_io().omap_get_vals2(oid_, after, keys::kReleasedBodyPrefix, kOmapPage, &page, &more);
+    if (r == -ENOENT) return Status::OK();
+    if (r < 0) return Status::FromRados(r, "list released bodies of " + oid_);
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    std::set<std::string> old;
+    for (const auto& [key, bl] : page) {
+      auto uid = keys::ParseReleasedBodyKey(key);
+      BodyRef released;
+      if (!uid || !Decode(bl.to_str(), &released).ok()) return Status::Corrupt(oid_ + ": bad key " + key);
+      if (released.changed > cutoff) {
+        (*in_grace)++;
+        continue;
+      }
+      old.insert(key);
+      old.insert(keys::InlineBodyKey(*uid));
+    }
+    if (old.empty()) continue;
+    Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
+      m->remove = old;  // maintenance: no MODSEQ, nothing a client sees
+      return Status::OK();
+    });
+    if (!s.ok()) return s;
+    *reclaimed += old.size() / 2;
+  }
+  return Status::OK();
 }
 
 Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length,

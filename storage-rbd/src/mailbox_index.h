@@ -110,6 +110,12 @@ class MailboxIndex {
   // Trims change-log entries <= up_to_modseq, under the "trim" lease.
   Status TrimLog(uint64_t up_to_modseq);
 
+  // Removes the inline bodies of messages expunged at or before `cutoff`
+  // (seconds since the epoch), counting them in *reclaimed and the younger
+  // ones in *in_grace. Sessions that still show an expunged message read
+  // its inline body until then (Expunge keeps it).
+  Status ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace);
+
   Status ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length, std::string* out);
   void ReadBodies(const std::vector<MessageRecord>& records, std::vector<std::string>* out,
                   std::vector<Status>* statuses);
