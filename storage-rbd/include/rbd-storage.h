@@ -334,6 +334,11 @@ struct rbd_copy_override {
 	size_t keyword_count;
 	/* The UID wanted for the copy, or 0 (see rbd_index_append). */
 	uint32_t uid;
+	/* What the caller's session still shows of the source message, or
+	   NULL. When its record is gone (another session expunged it since)
+	   the copy is made from this, as long as gc has not reclaimed the
+	   body (rbd_user_gc); dest_uids_r[i] is 0 once it has. */
+	const struct rbd_record *shown;
 };
 rbd_code rbd_index_copy(struct rbd_index *source, const uint32_t *source_uids,
                         size_t count, struct rbd_index *dest,

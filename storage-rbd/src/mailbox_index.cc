@@ -158,7 +158,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
   std::vector<Guid> referenced;  // references this append holds
   for (const NewMessage& msg : messages) {
     if (msg.stored) {
-      shared.push_back(msg.guid);
+      (msg.referenced ? referenced : shared).push_back(msg.guid);
     } else if (!msg.body) {
       return Status::Invalid("append: message without a body");
     } else if (msg.body->size() > config.inline_max) {
@@ -254,11 +254,19 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
   if (!s.ok()) return s;
   std::map<uint32_t, const MessageRecord*> by_uid;
   for (const MessageRecord& r : records) by_uid[r.uid] = &r;
+  // Expunged since the caller's session last synced: copied as the session
+  // shows it, while gc has not reclaimed the body.
+  std::set<uint32_t> shown_only;
+  for (size_t i = 0; i < source_uids.size() && i < overrides.size(); i++) {
+    if (by_uid.count(source_uids[i]) || !overrides[i] || !overrides[i]->shown) continue;
+    by_uid[source_uids[i]] = &*overrides[i]->shown;
+    shown_only.insert(source_uids[i]);
+  }
 
   // Inline bodies travel with the copy; stored ones are shared.
   std::set<std::string> inline_keys;
-  for (const MessageRecord& r : records)
-    if (r.inline_body) inline_keys.insert(keys::InlineBodyKey(r.uid));
+  for (const auto& [uid, r] : by_uid)
+    if (r->inline_body) inline_keys.insert(keys::InlineBodyKey(uid));
   std::map<std::string, librados::bufferlist> inline_bodies;
   if (!inline_keys.empty()) {
     int r = account_->index_io().omap_get_vals_by_keys(source->oid_, inline_keys, &inline_bodies);
@@ -266,7 +274,17 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
   }
 
   const std::vector<std::string>& source_keywords = source->last_state().keywords;
+  MessageStore store(account_);
   std::vector<NewMessage> messages;
+  // References taken back for shown-only messages go with `messages`.
+  auto give_back = [&](const Status& status) {
+    std::vector<Guid> held;
+    for (const NewMessage& msg : messages)
+      if (msg.referenced) held.push_back(msg.guid);
+    std::vector<Status> unused;
+    store.ChangeRefs(held, -1, &unused);
+    return status;
+  };
   std::vector<std::string> inline_storage;
   inline_storage.reserve(source_uids.size());
   std::vector<size_t> message_of(source_uids.size(), SIZE_MAX);
@@ -274,15 +292,23 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     auto it = by_uid.find(source_uids[i]);
     if (it == by_uid.end()) continue;
     const MessageRecord& r = *it->second;
+    const bool shown = shown_only.count(r.uid) != 0;
     NewMessage msg;
     msg.guid = r.guid;
     msg.guid_text = r.guid_text;
     if (r.inline_body) {
+      auto body = inline_bodies.find(keys::InlineBodyKey(r.uid));
+      if (shown && body == inline_bodies.end()) continue;  // reclaimed
       InlineBody inl;
-      Status ds = Decode(inline_bodies[keys::InlineBodyKey(r.uid)].to_str(), &inl);
-      if (!ds.ok()) return Status::Corrupt(source->oid_ + ": " + ds.message());
+      Status ds = Decode(body == inline_bodies.end() ? "" : body->second.to_str(), &inl);
+      if (!ds.ok()) return give_back(Status::Corrupt(source->oid_ + ": " + ds.message()));
       inline_storage.push_back(std::move(inl.bytes));
       msg.body = inline_storage.back();
+    } else if (shown) {
+      Status rs = store.AddRef(r.guid);
+      if (rs.IsNotFound()) continue;  // reclaimed
+      if (!rs.ok()) return give_back(rs);
+      msg.stored = msg.referenced = true;
     } else {
       msg.stored = true;
     }

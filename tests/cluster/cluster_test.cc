@@ -498,16 +498,23 @@ TEST_F(MailboxIndexTest, ExpungedBodiesStayUntilGcReclaimsThemUnreferencedAfterT
   EXPECT_EQ(read(shown->records[0]), big);
   EXPECT_EQ(read(shown->records[1]), small);
 
-  // A COPY of the still-shown message references the released body again.
-  rbd_new_message copy{};
-  std::memcpy(copy.guid, rescued_guid, RBD_GUID_SIZE);
-  copy.stored = 1;
-  copy.physical_size = rescued.size();
-  copy.virtual_size = rescued.size();
-  uint32_t copy_uid = 0;
-  ASSERT_EQ(rbd_index_append(archive, &copy, 1, &copy_uid, &err_), RBD_OK) << err_.message;
+  // A COPY by the session that still shows the message references the
+  // released body again.
+  auto copy = [&](const rbd_record& rec) {
+    rbd_copy_override over{};
+    over.shown = &rec;
+    uint32_t dest = 0;
+    EXPECT_EQ(rbd_index_copy(inbox, &rec.uid, 1, archive, &over, &dest, &err_), RBD_OK) << err_.message;
+    return dest;
+  };
+  const uint32_t copy_uid = copy(shown->records[2]);
+  ASSERT_NE(copy_uid, 0u);
   ASSERT_EQ(rbd_body_stat(user_, rescued_guid, &info, &err_), RBD_OK);
   EXPECT_EQ(info.references, 1u);
+  rbd_copy_override unshown{};
+  uint32_t dest = 0;
+  ASSERT_EQ(rbd_index_copy(inbox, &uids[0], 1, archive, &unshown, &dest, &err_), RBD_OK);
+  EXPECT_EQ(dest, 0u) << "without what the session shows, an expunged message is not copied";
 
   ASSERT_EQ(rbd_user_gc(user_, 0, &stats, &err_), RBD_OK) << err_.message;
   EXPECT_EQ(stats.bodies_reclaimed, 2u) << "the big and the inline body";
@@ -516,10 +523,14 @@ TEST_F(MailboxIndexTest, ExpungedBodiesStayUntilGcReclaimsThemUnreferencedAfterT
   EXPECT_EQ(read(shown->records[1]), "<not found>");
   EXPECT_EQ(ReadBody(archive, copy_uid), rescued) << "a rescued body is never reclaimed";
 
-  // Once gc has removed a body, a new reference fails rather than
-  // publishing a record without a body.
-  std::memcpy(copy.guid, big_guid, RBD_GUID_SIZE);
-  EXPECT_EQ(rbd_index_append(archive, &copy, 1, &copy_uid, &err_), RBD_ERR_NOT_FOUND);
+  // Once gc has removed a body, a copy is an expunged message rather than
+  // a record without a body.
+  EXPECT_EQ(copy(shown->records[0]), 0u);
+  EXPECT_EQ(copy(shown->records[1]), 0u);
+  rbd_new_message again{};
+  std::memcpy(again.guid, big_guid, RBD_GUID_SIZE);
+  again.stored = 1;
+  EXPECT_EQ(rbd_index_append(archive, &again, 1, &dest, &err_), RBD_ERR_NOT_FOUND);
   rbd_records_free(&shown);
   rbd_index_close(&inbox);
   rbd_index_close(&archive);
