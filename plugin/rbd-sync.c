@@ -299,15 +299,12 @@ static bool rbd_sync_has_ext(struct rbd_sync_context *ctx, uint32_t seq,
 	return data != NULL && !guid_128_is_empty(data);
 }
 
-/* A cache that has messages but no rbd_msg_ext at all was written before
-   the extension existed: one full sync fills it in. */
+/* A cache whose oldest message has no rbd_msg_ext was written before the
+   extension existed: one full sync fills it in for every message. */
 static bool rbd_sync_needs_full(struct rbd_sync_context *ctx)
 {
-	uint32_t idx;
-
 	return mail_index_view_get_messages_count(ctx->sync_view) > 0 &&
-	       !mail_index_map_get_ext_idx(ctx->sync_view->map,
-	                                   ctx->mbox->msg_ext_id, &idx);
+	       !rbd_sync_has_ext(ctx, 1, ctx->mbox->msg_ext_id);
 }
 
 static void rbd_sync_expunge(struct rbd_sync_context *ctx, uint32_t seq)
