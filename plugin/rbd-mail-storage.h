@@ -57,12 +57,9 @@ struct rbd_msg_ext {
    by sync. */
 struct rbd_msg {
 	uint32_t uid;
-	bool inline_body;
-	guid_128_t guid;
-	uint64_t physical_size, virtual_size;
-	time_t received_date, save_date;
+	struct rbd_msg_ext ext;
 	const char *pop3_uidl;
-	/* The GUID the message was saved with (dsync), or NULL: guid. */
+	/* The GUID the message was saved with (dsync), or NULL: ext.guid. */
 	const char *guid_text;
 };
 ARRAY_DEFINE_TYPE(rbd_msg, struct rbd_msg);

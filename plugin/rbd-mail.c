@@ -50,14 +50,7 @@ static int rbd_mail_msg(struct mail *mail, struct rbd_msg_ext *ext_r)
 			mail_set_expunged(mail);
 		return -1;
 	}
-	i_zero(ext_r);
-	memcpy(ext_r->guid, msg->guid, sizeof(ext_r->guid));
-	ext_r->physical_size = msg->physical_size;
-	ext_r->virtual_size = msg->virtual_size;
-	ext_r->received_date = msg->received_date;
-	ext_r->save_date = msg->save_date;
-	if (msg->inline_body)
-		ext_r->flags |= RBD_MSG_EXT_INLINE_BODY;
+	*ext_r = msg->ext;
 	return 0;
 }
 
@@ -176,27 +169,40 @@ static int rbd_mail_get_special(struct mail *mail, enum mail_fetch_field field,
 	return 0;
 }
 
-const struct rbd_record *rbd_mail_get_shown(struct mail *mail, pool_t pool)
+/* The message as a record (without flags, keywords and strings), from what
+   the view keeps of it: where its body is, its sizes and dates. Returns -1
+   as rbd_mail_msg() does, else 1 when the record has a guid_text, 0 when
+   not. */
+static int rbd_mail_record(struct mail *mail, struct rbd_record *rec_r)
 {
-	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
-	const struct rbd_msg *msg;
 	struct rbd_msg_ext ext;
-	struct rbd_record *rec;
 
 	if (rbd_mail_msg(mail, &ext) < 0)
+		return -1;
+	i_zero(rec_r);
+	rec_r->uid = mail->uid;
+	memcpy(rec_r->guid, ext.guid, sizeof(rec_r->guid));
+	rec_r->inline_body = (ext.flags & RBD_MSG_EXT_INLINE_BODY) != 0;
+	rec_r->physical_size = ext.physical_size;
+	rec_r->virtual_size = ext.virtual_size;
+	rec_r->received_date = ext.received_date;
+	rec_r->save_date = ext.save_date;
+	return (ext.flags & RBD_MSG_EXT_GUID_TEXT) != 0 ? 1 : 0;
+}
+
+const struct rbd_record *rbd_mail_get_shown(struct mail *mail, pool_t pool)
+{
+	struct rbd_record rec;
+	const struct rbd_msg *msg;
+	int ret;
+
+	if ((ret = rbd_mail_record(mail, &rec)) < 0)
 		return NULL;
-	rec = p_new(pool, struct rbd_record, 1);
-	rec->uid = mail->uid;
-	memcpy(rec->guid, ext.guid, sizeof(rec->guid));
-	rec->inline_body = (ext.flags & RBD_MSG_EXT_INLINE_BODY) != 0;
-	rec->physical_size = ext.physical_size;
-	rec->virtual_size = ext.virtual_size;
-	rec->received_date = ext.received_date;
-	rec->save_date = ext.save_date;
-	if ((ext.flags & RBD_MSG_EXT_GUID_TEXT) != 0 &&
-	    rbd_mailbox_msg(mbox, mail->uid, &msg) > 0)
-		rec->guid_text = p_strdup(pool, msg->guid_text);
-	return rec;
+	/* Best effort: without it the copy's GUID is the hash's hex. */
+	if (ret > 0 &&
+	    rbd_mailbox_msg(RBD_MAILBOX(mail->box), mail->uid, &msg) > 0)
+		rec.guid_text = p_strdup(pool, msg->guid_text);
+	return p_memdup(pool, &rec, sizeof(rec));
 }
 
 void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox)
@@ -211,20 +217,6 @@ void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox)
 	array_clear(&mbox->prefetch_records);
 }
 
-/* Where the message's body is, from what the view keeps of it. */
-static int rbd_mail_body_record(struct mail *mail, struct rbd_record *rec_r)
-{
-	struct rbd_msg_ext ext;
-
-	if (rbd_mail_msg(mail, &ext) < 0)
-		return -1;
-	i_zero(rec_r);
-	rec_r->uid = mail->uid;
-	memcpy(rec_r->guid, ext.guid, sizeof(rec_r->guid));
-	rec_r->inline_body = (ext.flags & RBD_MSG_EXT_INLINE_BODY) != 0;
-	return 0;
-}
-
 static bool rbd_mail_prefetch(struct mail *mail)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
@@ -237,7 +229,7 @@ static bool rbd_mail_prefetch(struct mail *mail)
 	    imail->data.stream != NULL || mail->saving)
 		return TRUE;
 	/* A mail without a body to point at fails when it is read. */
-	if (rbd_mail_body_record(mail, &rec) < 0)
+	if (rbd_mail_record(mail, &rec) < 0)
 		return TRUE;
 	if (!array_is_created(&mbox->prefetch_records)) {
 		p_array_init(&mbox->prefetch_records, mbox->box.pool, 32);
@@ -318,7 +310,7 @@ static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
 	struct rbd_buffer *body;
 	struct rbd_error err;
 
-	if (rbd_mail_body_record(mail, &record) < 0)
+	if (rbd_mail_record(mail, &record) < 0)
 		return -1;
 	body = rbd_mailbox_take_prefetched(mbox, mail->uid);
 	if (body == NULL && rbd_storage_unavailable(mbox->storage))

@@ -90,16 +90,28 @@ static int rbd_uid_msg_cmp(const uint32_t *uid, const struct rbd_msg *msg)
 	return *uid < msg->uid ? -1 : (*uid > msg->uid ? 1 : 0);
 }
 
+static void rbd_msg_ext_fill(struct rbd_msg_ext *ext,
+                             const struct rbd_record *rec)
+{
+	i_zero(ext);
+	memcpy(ext->guid, rec->guid, sizeof(ext->guid));
+	ext->physical_size = rec->physical_size;
+	ext->virtual_size = rec->virtual_size;
+	ext->received_date = rec->received_date;
+	ext->save_date = rec->save_date;
+	if (rec->inline_body != 0)
+		ext->flags |= RBD_MSG_EXT_INLINE_BODY;
+	if (rec->guid_text != NULL)
+		ext->flags |= RBD_MSG_EXT_GUID_TEXT;
+	if (rec->pop3_uidl != NULL)
+		ext->flags |= RBD_MSG_EXT_POP3_UIDL;
+}
+
 static void rbd_msg_fill(struct rbd_mailbox *mbox, struct rbd_msg *msg,
                          const struct rbd_record *rec)
 {
 	msg->uid = rec->uid;
-	msg->inline_body = rec->inline_body != 0;
-	memcpy(msg->guid, rec->guid, sizeof(msg->guid));
-	msg->physical_size = rec->physical_size;
-	msg->virtual_size = rec->virtual_size;
-	msg->received_date = rec->received_date;
-	msg->save_date = rec->save_date;
+	rbd_msg_ext_fill(&msg->ext, rec);
 	/* Listing again must not copy the same strings again. */
 	if (null_strcmp(msg->pop3_uidl, rec->pop3_uidl) != 0)
 		msg->pop3_uidl = p_strdup(mbox->msg_pool, rec->pop3_uidl);
@@ -270,18 +282,7 @@ static void rbd_sync_set_msg(struct rbd_sync_context *ctx, uint32_t seq,
 {
 	struct rbd_msg_ext ext;
 
-	i_zero(&ext);
-	memcpy(ext.guid, rec->guid, sizeof(ext.guid));
-	ext.physical_size = rec->physical_size;
-	ext.virtual_size = rec->virtual_size;
-	ext.received_date = rec->received_date;
-	ext.save_date = rec->save_date;
-	if (rec->inline_body != 0)
-		ext.flags |= RBD_MSG_EXT_INLINE_BODY;
-	if (rec->guid_text != NULL)
-		ext.flags |= RBD_MSG_EXT_GUID_TEXT;
-	if (rec->pop3_uidl != NULL)
-		ext.flags |= RBD_MSG_EXT_POP3_UIDL;
+	rbd_msg_ext_fill(&ext, rec);
 	mail_index_update_ext(ctx->trans, seq, ctx->mbox->msg_ext_id, &ext,
 	                      NULL);
 }
