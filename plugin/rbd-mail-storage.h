@@ -32,16 +32,34 @@ struct rbd_storage {
 	struct timeval unavailable_until;
 };
 
-/* What the index records say about one message, for lookups that must not
-   read its body (sizes, dates, GUID, POP3 UIDL). Filled by sync. */
+/* What the index record extension "rbd-msg" keeps of each message: what
+   FETCH needs without asking RADOS (sizes, dates, GUID, where the body
+   is). The sync writes it when it appends the message to this node's
+   index; rbd-mail.c reads it through the mail's view. So every session has
+   it for every message its view shows, whichever process synced the
+   message in, and still after another node expunged it. */
+enum rbd_msg_ext_flags {
+	RBD_MSG_EXT_INLINE_BODY = 0x01,
+	/* The record has a guid_text or a POP3 UIDL: rbd_mailbox_msg(). */
+	RBD_MSG_EXT_GUID_TEXT = 0x02,
+	RBD_MSG_EXT_POP3_UIDL = 0x04,
+};
+struct rbd_msg_ext {
+	guid_128_t guid; /* never empty once written */
+	uint64_t physical_size, virtual_size;
+	int64_t received_date, save_date;
+	uint32_t flags; /* enum rbd_msg_ext_flags */
+	uint32_t unused;
+};
+
+/* A record as RADOS had it when this process last listed the records, for
+   the strings the extension does not keep (guid_text, POP3 UIDL). Filled
+   by sync. */
 struct rbd_msg {
 	uint32_t uid;
-	bool inline_body;
-	guid_128_t guid;
-	uint64_t physical_size, virtual_size;
-	time_t received_date, save_date;
+	struct rbd_msg_ext ext;
 	const char *pop3_uidl;
-	/* The GUID the message was saved with (dsync), or NULL: guid. */
+	/* The GUID the message was saved with (dsync), or NULL: ext.guid. */
 	const char *guid_text;
 };
 ARRAY_DEFINE_TYPE(rbd_msg, struct rbd_msg);
@@ -65,15 +83,19 @@ struct rbd_mailbox {
 	uint32_t rbd_ext_id;
 	/* Per message: the 128-bit GUID dsync compares (rbd-sync.c). */
 	uint32_t guid_ext_id;
+	/* Per message: struct rbd_msg_ext. */
+	uint32_t msg_ext_id;
 
-	/* Records by UID (sorted), in msg_pool. Complete after the first
-	   sync of this process; incremental syncs keep it current. */
+	/* Records by UID (sorted), in msg_pool. Never loses a UID a view may
+	   still show; a miss lists the records again once per sync
+	   (msgs_stale). */
 	pool_t msg_pool;
 	ARRAY_TYPE(rbd_msg) msgs;
-	bool msgs_complete;
+	bool msgs_stale;
 
-	/* Bodies read ahead for a FETCH of many messages (rbd-mail.c). */
-	ARRAY_TYPE(uint32_t) prefetch_uids;
+	/* Bodies read ahead for a FETCH of many messages (rbd-mail.c): uid,
+	   guid and inline_body of each. */
+	ARRAY(struct rbd_record) prefetch_records;
 	ARRAY(struct rbd_prefetched_body) prefetched;
 
 	struct rbd_watch *watch;
@@ -174,19 +196,27 @@ rbd_sync_cache_state(struct rbd_mailbox *mbox, struct mail_index_view *view,
                      const struct rbd_index_status *status);
 /* Registers the index header extension recording which RADOS state
    (mailbox GUID, UIDVALIDITY, HIGHESTMODSEQ) this node's index reflects,
-   and the record extension with each message's GUID. */
+   and the record extensions with each message's GUID and rbd_msg_ext. */
 void rbd_sync_register_ext(struct rbd_mailbox *mbox);
 struct mailbox_sync_context *
 rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags);
 int rbd_sync(struct rbd_mailbox *mbox, bool force_full);
 int rbd_transaction_push(struct mailbox_transaction_context *t);
-const struct rbd_msg *rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid);
+/* The record of `uid` as last listed: 1 with *msg_r, 0 when RADOS no
+   longer has it (expunged before this process listed it), -1 on a cluster
+   error (storage error set). */
+int rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid,
+                    const struct rbd_msg **msg_r);
 
 /* rbd-mail.c */
 struct mail *rbd_mail_alloc(struct mailbox_transaction_context *t,
                             enum mail_fetch_field wanted_fields,
                             struct mailbox_header_lookup_ctx *wanted_headers);
 void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox);
+/* What the session shows of a stored message (in `pool`), for a COPY that
+   may find its record already expunged (rbd_copy_override.shown); NULL
+   when the mail has nothing to show. */
+const struct rbd_record *rbd_mail_get_shown(struct mail *mail, pool_t pool);
 
 /* rbd-save.c */
 struct mail_save_context *rbd_save_alloc(struct mailbox_transaction_context *t);

@@ -1,7 +1,9 @@
-/* Per-message lookups. Sizes, dates, GUID and POP3 UIDL come from the
-   index records (no body is read for FETCH FLAGS RFC822.SIZE). Bodies are
-   read from RADOS, many at once when Dovecot prefetches. Flag changes and
-   expunges are queued on the transaction (rbd-sync.c pushes them). */
+/* Per-message lookups. Sizes, dates, GUID and where the body is come from
+   the local index (struct rbd_msg_ext, no RADOS read for FETCH FLAGS
+   RFC822.SIZE); the rare strings (a dsync GUID text, POP3 UIDL) from the
+   records. Bodies are read from RADOS, many at once when Dovecot
+   prefetches. Flag changes and expunges are queued on the transaction
+   (rbd-sync.c pushes them). */
 
 #include "lib.h"
 #include "array.h"
@@ -22,13 +24,48 @@ struct mail *rbd_mail_alloc(struct mailbox_transaction_context *t,
 	return &mail->mail.mail;
 }
 
-static const struct rbd_msg *rbd_mail_msg(struct mail *mail)
+/* What the mail's view keeps of the message (struct rbd_msg_ext). It is
+   there for every message the view shows, also one another node has
+   expunged since: a miss means the cache is older than the extension, and
+   the record is asked for instead. Returns -1 with the mail marked expunged
+   when neither has it, or with a storage error when the cluster failed. */
+static int rbd_mail_msg(struct mail *mail, struct rbd_msg_ext *ext_r)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
+	const struct rbd_msg *msg;
+	const void *data;
+	bool expunged;
+	int ret;
+
+	mail_index_lookup_ext(mail->transaction->view, mail->seq,
+	                      mbox->msg_ext_id, &data, &expunged);
+	if (data != NULL && !guid_128_is_empty(data)) {
+		memcpy(ext_r, data, sizeof(*ext_r));
+		return 0;
+	}
+	if (!mail_metadata_access_start(mail))
+		return -1;
+	if ((ret = rbd_mailbox_msg(mbox, mail->uid, &msg)) <= 0) {
+		if (ret == 0)
+			mail_set_expunged(mail);
+		return -1;
+	}
+	*ext_r = msg->ext;
+	return 0;
+}
+
+/* The record's strings (guid_text, POP3 UIDL), which the extension only
+   flags: the record as this process last listed it. */
+static int rbd_mail_msg_strings(struct mail *mail, const struct rbd_msg **msg_r)
+{
+	int ret;
 
 	if (!mail_metadata_access_start(mail))
-		return NULL;
-	return rbd_mailbox_msg(mbox, mail->uid);
+		return -1;
+	ret = rbd_mailbox_msg(RBD_MAILBOX(mail->box), mail->uid, msg_r);
+	if (ret == 0)
+		mail_set_expunged(mail);
+	return ret > 0 ? 0 : -1;
 }
 
 /* Sizes of a stored message come from its record; a message being saved
@@ -36,7 +73,7 @@ static const struct rbd_msg *rbd_mail_msg(struct mail *mail)
 static int rbd_mail_get_sizes(struct mail *mail, uoff_t *physical_size_r,
                               uoff_t *virtual_size_r)
 {
-	const struct rbd_msg *msg;
+	struct rbd_msg_ext ext;
 
 	if (mail->saving) {
 		return rbd_save_get_sizes(mail->transaction->save_ctx,
@@ -45,10 +82,10 @@ static int rbd_mail_get_sizes(struct mail *mail, uoff_t *physical_size_r,
 		               ? 0
 		               : -1;
 	}
-	if ((msg = rbd_mail_msg(mail)) == NULL)
+	if (rbd_mail_msg(mail, &ext) < 0)
 		return -1;
-	*physical_size_r = msg->physical_size;
-	*virtual_size_r = msg->virtual_size;
+	*physical_size_r = ext.physical_size;
+	*virtual_size_r = ext.virtual_size;
 	return 0;
 }
 
@@ -72,25 +109,25 @@ static int rbd_mail_get_virtual_size(struct mail *mail, uoff_t *size_r)
 
 static int rbd_mail_get_received_date(struct mail *mail, time_t *date_r)
 {
-	const struct rbd_msg *msg;
+	struct rbd_msg_ext ext;
 
 	if (mail->saving)
 		return index_mail_get_received_date(mail, date_r);
-	if ((msg = rbd_mail_msg(mail)) == NULL)
+	if (rbd_mail_msg(mail, &ext) < 0)
 		return -1;
-	*date_r = msg->received_date;
+	*date_r = ext.received_date;
 	return 0;
 }
 
 static int rbd_mail_get_save_date(struct mail *mail, time_t *date_r)
 {
-	const struct rbd_msg *msg;
+	struct rbd_msg_ext ext;
 
 	if (mail->saving)
 		return index_mail_get_save_date(mail, date_r);
-	if ((msg = rbd_mail_msg(mail)) == NULL)
+	if (rbd_mail_msg(mail, &ext) < 0)
 		return -1;
-	*date_r = msg->save_date;
+	*date_r = ext.save_date;
 	return 1;
 }
 
@@ -102,31 +139,70 @@ static int rbd_mail_get_special(struct mail *mail, enum mail_fetch_field field,
 	struct index_mail *imail = INDEX_MAIL(mail);
 	pool_t pool = imail->mail.data_pool;
 	const struct rbd_msg *msg;
+	struct rbd_msg_ext ext;
 
-	switch (field) {
-	case MAIL_FETCH_GUID:
-		if (mail->saving)
-			break;
-		if ((msg = rbd_mail_msg(mail)) == NULL)
+	if (mail->saving ||
+	    (field != MAIL_FETCH_GUID && field != MAIL_FETCH_UIDL_BACKEND))
+		return index_mail_get_special(mail, field, value_r);
+	if (rbd_mail_msg(mail, &ext) < 0)
+		return -1;
+	if (field == MAIL_FETCH_GUID) {
+		if ((ext.flags & RBD_MSG_EXT_GUID_TEXT) == 0) {
+			*value_r = p_strdup(pool, guid_128_to_string(ext.guid));
+			return 0;
+		}
+		if (rbd_mail_msg_strings(mail, &msg) < 0)
 			return -1;
 		*value_r =
 		        p_strdup(pool, msg->guid_text != NULL
 		                               ? msg->guid_text
-		                               : guid_128_to_string(msg->guid));
+		                               : guid_128_to_string(ext.guid));
 		return 0;
-	case MAIL_FETCH_UIDL_BACKEND:
-		if (mail->saving)
-			break;
-		if ((msg = rbd_mail_msg(mail)) == NULL)
-			return -1;
-		*value_r = msg->pop3_uidl == NULL
-		                   ? ""
-		                   : p_strdup(pool, msg->pop3_uidl);
-		return 0;
-	default:
-		break;
 	}
-	return index_mail_get_special(mail, field, value_r);
+	if ((ext.flags & RBD_MSG_EXT_POP3_UIDL) == 0) {
+		*value_r = "";
+		return 0;
+	}
+	if (rbd_mail_msg_strings(mail, &msg) < 0)
+		return -1;
+	*value_r = p_strdup_empty(pool, msg->pop3_uidl);
+	return 0;
+}
+
+/* The message as a record (without flags, keywords and strings), from what
+   the view keeps of it: where its body is, its sizes and dates. Returns -1
+   as rbd_mail_msg() does, else 1 when the record has a guid_text, 0 when
+   not. */
+static int rbd_mail_record(struct mail *mail, struct rbd_record *rec_r)
+{
+	struct rbd_msg_ext ext;
+
+	if (rbd_mail_msg(mail, &ext) < 0)
+		return -1;
+	i_zero(rec_r);
+	rec_r->uid = mail->uid;
+	memcpy(rec_r->guid, ext.guid, sizeof(rec_r->guid));
+	rec_r->inline_body = (ext.flags & RBD_MSG_EXT_INLINE_BODY) != 0;
+	rec_r->physical_size = ext.physical_size;
+	rec_r->virtual_size = ext.virtual_size;
+	rec_r->received_date = ext.received_date;
+	rec_r->save_date = ext.save_date;
+	return (ext.flags & RBD_MSG_EXT_GUID_TEXT) != 0 ? 1 : 0;
+}
+
+const struct rbd_record *rbd_mail_get_shown(struct mail *mail, pool_t pool)
+{
+	struct rbd_record rec;
+	const struct rbd_msg *msg;
+	int ret;
+
+	if ((ret = rbd_mail_record(mail, &rec)) < 0)
+		return NULL;
+	/* Best effort: without it the copy's GUID is the hash's hex. */
+	if (ret > 0 &&
+	    rbd_mailbox_msg(RBD_MAILBOX(mail->box), mail->uid, &msg) > 0)
+		rec.guid_text = p_strdup(pool, msg->guid_text);
+	return p_memdup(pool, &rec, sizeof(rec));
 }
 
 void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox)
@@ -138,60 +214,51 @@ void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox)
 	array_foreach_modifiable(&mbox->prefetched, p)
 	        rbd_buffer_free(&p->body);
 	array_clear(&mbox->prefetched);
-	array_clear(&mbox->prefetch_uids);
+	array_clear(&mbox->prefetch_records);
 }
 
 static bool rbd_mail_prefetch(struct mail *mail)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
 	struct index_mail *imail = INDEX_MAIL(mail);
+	struct rbd_record rec;
 
 	/* Only bodies are worth reading ahead; Dovecot asks for up to
 	   mail_prefetch_count mails before it needs the first one. */
 	if ((imail->data.access_part & (READ_HDR | READ_BODY)) == 0 ||
 	    imail->data.stream != NULL || mail->saving)
 		return TRUE;
-	if (!array_is_created(&mbox->prefetch_uids)) {
-		p_array_init(&mbox->prefetch_uids, mbox->box.pool, 32);
+	/* A mail without a body to point at fails when it is read. */
+	if (rbd_mail_record(mail, &rec) < 0)
+		return TRUE;
+	if (!array_is_created(&mbox->prefetch_records)) {
+		p_array_init(&mbox->prefetch_records, mbox->box.pool, 32);
 		p_array_init(&mbox->prefetched, mbox->box.pool, 32);
 	}
-	array_push_back(&mbox->prefetch_uids, &mail->uid);
+	array_push_back(&mbox->prefetch_records, &rec);
 	return FALSE;
 }
 
 /* Reads every body asked for by prefetch, all in flight at once. */
 static void rbd_mailbox_read_prefetched(struct rbd_mailbox *mbox)
 {
-	const uint32_t *uids;
-	struct rbd_record *records;
+	const struct rbd_record *records;
 	struct rbd_buffer **bodies;
 	struct rbd_error err;
-	unsigned int i, count, n = 0;
+	unsigned int i, count;
 
 	if (rbd_storage_unavailable(mbox->storage)) {
-		array_clear(&mbox->prefetch_uids);
+		array_clear(&mbox->prefetch_records);
 		return;
 	}
-	uids = array_get(&mbox->prefetch_uids, &count);
-	records = t_new(struct rbd_record, count);
+	records = array_get(&mbox->prefetch_records, &count);
 	bodies = t_new(struct rbd_buffer *, count);
-	for (i = 0; i < count; i++) {
-		const struct rbd_msg *msg = rbd_mailbox_msg(mbox, uids[i]);
-
-		if (msg == NULL)
-			continue;
-		records[n].uid = msg->uid;
-		memcpy(records[n].guid, msg->guid, sizeof(records[n].guid));
-		records[n].inline_body = msg->inline_body ? 1 : 0;
-		n++;
-	}
-	array_clear(&mbox->prefetch_uids);
 	/* A failed body stays NULL and is read again, alone, on demand --
 	   unless the cluster is away, which then fails at once. */
-	if (rbd_index_read_bodies(mbox->index, records, n, bodies, &err) ==
+	if (rbd_index_read_bodies(mbox->index, records, count, bodies, &err) ==
 	    RBD_ERR_UNAVAILABLE)
 		rbd_storage_set_error(mbox->box.storage, &err);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < count; i++) {
 		struct rbd_prefetched_body *p;
 
 		if (bodies[i] == NULL)
@@ -200,6 +267,7 @@ static void rbd_mailbox_read_prefetched(struct rbd_mailbox *mbox)
 		p->uid = records[i].uid;
 		p->body = bodies[i];
 	}
+	array_clear(&mbox->prefetch_records);
 }
 
 static struct rbd_buffer *rbd_mailbox_take_prefetched(struct rbd_mailbox *mbox,
@@ -207,14 +275,14 @@ static struct rbd_buffer *rbd_mailbox_take_prefetched(struct rbd_mailbox *mbox,
 {
 	struct rbd_prefetched_body *p;
 	struct rbd_buffer *body;
-	const uint32_t *puid;
+	const struct rbd_record *rec;
 	bool pending = FALSE;
 
 	if (!array_is_created(&mbox->prefetched))
 		return NULL;
-	array_foreach(&mbox->prefetch_uids, puid)
+	array_foreach(&mbox->prefetch_records, rec)
 	{
-		if (*puid == uid)
+		if (rec->uid == uid)
 			pending = TRUE;
 	}
 	if (pending)
@@ -232,33 +300,28 @@ static struct rbd_buffer *rbd_mailbox_take_prefetched(struct rbd_mailbox *mbox,
 	return NULL;
 }
 
+/* A body gc has reclaimed (the message was expunged long enough ago) is an
+   expunged mail, which Dovecot answers without ending the session; a
+   cluster that fails to answer is a temporary error, never "expunged". */
 static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
-	const struct rbd_msg *msg;
 	struct rbd_record record;
 	struct rbd_buffer *body;
 	struct rbd_error err;
 
-	if ((msg = rbd_mailbox_msg(mbox, mail->uid)) == NULL)
+	if (rbd_mail_record(mail, &record) < 0)
 		return -1;
 	body = rbd_mailbox_take_prefetched(mbox, mail->uid);
 	if (body == NULL && rbd_storage_unavailable(mbox->storage))
 		return -1;
-	if (body == NULL) {
-		i_zero(&record);
-		record.uid = msg->uid;
-		memcpy(record.guid, msg->guid, sizeof(record.guid));
-		record.inline_body = msg->inline_body ? 1 : 0;
-		if (rbd_index_read_body(mbox->index, &record, 0, 0, &body,
-		                        &err) != RBD_OK) {
-			if (err.code == RBD_ERR_NOT_FOUND) {
-				mail_set_expunged(mail);
-				return -1;
-			}
+	if (body == NULL && rbd_index_read_body(mbox->index, &record, 0, 0,
+	                                        &body, &err) != RBD_OK) {
+		if (err.code == RBD_ERR_NOT_FOUND)
+			mail_set_expunged(mail);
+		else
 			rbd_storage_set_error(mail->box->storage, &err);
-			return -1;
-		}
+		return -1;
 	}
 	*input_r = i_stream_create_copy_from_data(body->data, body->size);
 	rbd_buffer_free(&body);

@@ -22,6 +22,8 @@ struct rbd_save_item {
 	/* Set for a copy; a save otherwise. */
 	struct rbd_mailbox *copy_src;
 	uint32_t copy_src_uid;
+	/* What the copying session shows of the source, or NULL. */
+	const struct rbd_record *copy_src_shown;
 
 	uint32_t seq; /* temporary sequence */
 	uint32_t uid; /* wanted (dsync), or 0 */
@@ -244,6 +246,7 @@ void rbd_save_add_copy(struct mail_save_context *_ctx, struct mail *src)
 	rbd_save_fill_common(ctx, item);
 	item->copy_src = RBD_MAILBOX(src->box);
 	item->copy_src_uid = src->uid;
+	item->copy_src_shown = rbd_mail_get_shown(src, ctx->pool);
 	if (mail_get_physical_size(src, &size) == 0)
 		item->physical_size = size;
 	if (mail_get_virtual_size(src, &size) == 0)
@@ -304,6 +307,7 @@ static int rbd_commit_copies(struct rbd_save_context *ctx,
 		overrides[i].keyword_count =
 		        str_array_length(items[i].keywords);
 		overrides[i].uid = items[i].uid;
+		overrides[i].shown = items[i].copy_src_shown;
 	}
 	if (rbd_mailbox_open_index(src) < 0) {
 		mail_storage_copy_error(ctx->mbox->box.storage,

@@ -486,6 +486,7 @@ static int rbd_mailbox_open(struct mailbox *box)
 	rbd_sync_register_ext(mbox);
 	mbox->msg_pool = pool_alloconly_create("rbd messages", 4096);
 	p_array_init(&mbox->msgs, mbox->msg_pool, 64);
+	mbox->msgs_stale = TRUE;
 	return 0;
 }
 
@@ -498,7 +499,6 @@ static void rbd_mailbox_close(struct mailbox *box)
 	if (mbox->index != NULL)
 		rbd_index_close(&mbox->index);
 	pool_unref(&mbox->msg_pool);
-	mbox->msgs_complete = FALSE;
 	index_storage_mailbox_close(box);
 }
 

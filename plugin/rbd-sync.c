@@ -58,6 +58,8 @@ struct rbd_sync_context {
 	bool built_from_records;
 	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
 	uint32_t recent_first, recent_end;
+	/* The UIDs a full sync listed. */
+	ARRAY_TYPE(seq_range) listed;
 };
 
 void rbd_sync_register_ext(struct rbd_mailbox *mbox)
@@ -66,6 +68,9 @@ void rbd_sync_register_ext(struct rbd_mailbox *mbox)
 	        mbox->box.index, "rbd", sizeof(struct rbd_sync_header), 0, 0);
 	mbox->guid_ext_id = mail_index_ext_register(mbox->box.index, "guid", 0,
 	                                            GUID_128_SIZE, 1);
+	mbox->msg_ext_id = mail_index_ext_register(
+	        mbox->box.index, "rbd-msg", 0, sizeof(struct rbd_msg_ext),
+	        sizeof(uint64_t));
 }
 
 static void rbd_sync_header_write(struct rbd_mailbox *mbox,
@@ -142,20 +147,33 @@ static int rbd_uid_msg_cmp(const uint32_t *uid, const struct rbd_msg *msg)
 	return *uid < msg->uid ? -1 : (*uid > msg->uid ? 1 : 0);
 }
 
+static void rbd_msg_ext_fill(struct rbd_msg_ext *ext,
+                             const struct rbd_record *rec)
+{
+	i_zero(ext);
+	memcpy(ext->guid, rec->guid, sizeof(ext->guid));
+	ext->physical_size = rec->physical_size;
+	ext->virtual_size = rec->virtual_size;
+	ext->received_date = rec->received_date;
+	ext->save_date = rec->save_date;
+	if (rec->inline_body != 0)
+		ext->flags |= RBD_MSG_EXT_INLINE_BODY;
+	if (rec->guid_text != NULL)
+		ext->flags |= RBD_MSG_EXT_GUID_TEXT;
+	if (rec->pop3_uidl != NULL)
+		ext->flags |= RBD_MSG_EXT_POP3_UIDL;
+}
+
 static void rbd_msg_fill(struct rbd_mailbox *mbox, struct rbd_msg *msg,
                          const struct rbd_record *rec)
 {
 	msg->uid = rec->uid;
-	msg->inline_body = rec->inline_body != 0;
-	memcpy(msg->guid, rec->guid, sizeof(msg->guid));
-	msg->physical_size = rec->physical_size;
-	msg->virtual_size = rec->virtual_size;
-	msg->received_date = rec->received_date;
-	msg->save_date = rec->save_date;
-	msg->pop3_uidl = rec->pop3_uidl == NULL
-	                         ? NULL
-	                         : p_strdup(mbox->msg_pool, rec->pop3_uidl);
-	msg->guid_text = p_strdup(mbox->msg_pool, rec->guid_text);
+	rbd_msg_ext_fill(&msg->ext, rec);
+	/* Listing again must not copy the same strings again. */
+	if (null_strcmp(msg->pop3_uidl, rec->pop3_uidl) != 0)
+		msg->pop3_uidl = p_strdup(mbox->msg_pool, rec->pop3_uidl);
+	if (null_strcmp(msg->guid_text, rec->guid_text) != 0)
+		msg->guid_text = p_strdup(mbox->msg_pool, rec->guid_text);
 }
 
 static void rbd_msgs_update(struct rbd_mailbox *mbox,
@@ -172,16 +190,9 @@ static void rbd_msgs_update(struct rbd_mailbox *mbox,
 	rbd_msg_fill(mbox, msg, rec);
 }
 
-static void rbd_msgs_remove(struct rbd_mailbox *mbox, uint32_t uid)
-{
-	unsigned int idx;
-
-	if (array_bsearch_insert_pos(&mbox->msgs, &uid, rbd_uid_msg_cmp, &idx))
-		array_delete(&mbox->msgs, idx, 1);
-}
-
-/* Pages through every record in UID order, refilling mbox->msgs and
-   handing each record to `apply` (when not NULL). */
+/* Pages through every record in UID order, updating mbox->msgs and
+   handing each record to `apply` (when not NULL). Entries RADOS no longer
+   has stay: a view may still show their messages. */
 static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
                              void (*apply)(void *context,
                                            const struct rbd_record *rec),
@@ -192,9 +203,7 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 	uint32_t after = 0;
 	size_t i, count;
 
-	p_clear(mbox->msg_pool);
-	p_array_init(&mbox->msgs, mbox->msg_pool, 128);
-	mbox->msgs_complete = FALSE;
+	mbox->msgs_stale = FALSE;
 	do {
 		if (rbd_index_list_records(mbox->index, after, RBD_LIST_PAGE,
 		                           &records, &err) != RBD_OK) {
@@ -204,10 +213,7 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 		for (i = 0; i < records->count; i++)
 			T_BEGIN
 			{
-				struct rbd_msg *msg =
-				        array_append_space(&mbox->msgs);
-
-				rbd_msg_fill(mbox, msg, &records->records[i]);
+				rbd_msgs_update(mbox, &records->records[i]);
 				if (apply != NULL)
 					apply(context, &records->records[i]);
 			}
@@ -217,28 +223,23 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 			after = records->records[count - 1].uid;
 		rbd_records_free(&records);
 	} while (count == RBD_LIST_PAGE);
-	mbox->msgs_complete = TRUE;
 	return 0;
 }
 
-const struct rbd_msg *rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid)
+int rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid,
+                    const struct rbd_msg **msg_r)
 {
-	const struct rbd_msg *msg;
-
-	msg = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
-	if (msg == NULL && !mbox->msgs_complete) {
-		/* This process synced incrementally from an index cache on
-		   disk: learn every record once rather than one per miss. */
+	*msg_r = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
+	if (*msg_r == NULL && mbox->msgs_stale) {
+		/* Another process (or an incremental sync from the index
+		   cache on disk) brought the message into the view: learn
+		   every record once rather than one per miss. */
 		if (rbd_storage_unavailable(mbox->storage) ||
 		    rbd_msgs_load_all(mbox, NULL, NULL) < 0)
-			return NULL;
-		msg = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
+			return -1;
+		*msg_r = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
 	}
-	if (msg == NULL) {
-		mail_storage_set_error(mbox->box.storage, MAIL_ERROR_EXPUNGED,
-		                       "Message was expunged");
-	}
-	return msg;
+	return *msg_r == NULL ? 0 : 1;
 }
 
 /* \Recent across nodes (doc/design.md): a message is \Recent in the one
@@ -395,16 +396,37 @@ static void rbd_sync_set_guid(struct rbd_sync_context *ctx, uint32_t seq,
 	                      NULL);
 }
 
-/* A cache written before GUIDs were kept gets them from any full sync
-   (doveadm force-resync). */
-static bool rbd_sync_has_guid(struct rbd_sync_context *ctx, uint32_t seq)
+/* Keeps what rbd-mail.c needs of the message in the index, for as long as
+   any view shows it (struct rbd_msg_ext). */
+static void rbd_sync_set_msg(struct rbd_sync_context *ctx, uint32_t seq,
+                             const struct rbd_record *rec)
 {
-	const void *guid;
+	struct rbd_msg_ext ext;
+
+	rbd_msg_ext_fill(&ext, rec);
+	mail_index_update_ext(ctx->trans, seq, ctx->mbox->msg_ext_id, &ext,
+	                      NULL);
+}
+
+/* Both record extensions start with a GUID, never empty once written. A
+   cache written before an extension existed gets it from a full sync (see
+   rbd_sync_needs_full). */
+static bool rbd_sync_has_ext(struct rbd_sync_context *ctx, uint32_t seq,
+                             uint32_t ext_id)
+{
+	const void *data;
 	bool expunged;
 
-	mail_index_lookup_ext(ctx->sync_view, seq, ctx->mbox->guid_ext_id,
-	                      &guid, &expunged);
-	return guid != NULL && !guid_128_is_empty(guid);
+	mail_index_lookup_ext(ctx->sync_view, seq, ext_id, &data, &expunged);
+	return data != NULL && !guid_128_is_empty(data);
+}
+
+/* A cache whose oldest message has no rbd_msg_ext was written before the
+   extension existed: one full sync fills it in for every message. */
+static bool rbd_sync_needs_full(struct rbd_sync_context *ctx)
+{
+	return mail_index_view_get_messages_count(ctx->sync_view) > 0 &&
+	       !rbd_sync_has_ext(ctx, 1, ctx->mbox->msg_ext_id);
 }
 
 static void rbd_sync_expunge(struct rbd_sync_context *ctx, uint32_t seq)
@@ -454,13 +476,16 @@ static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
 		}
 		mail_index_append(ctx->trans, rec->uid, &seq);
 		rbd_sync_set_guid(ctx, seq, rec);
+		rbd_sync_set_msg(ctx, seq, rec);
 		ctx->next_uid = rec->uid + 1;
 		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
 		                        (enum mail_flags)rec->flags);
 		array_append_array(&add, &wanted);
 	} else {
-		if (!rbd_sync_has_guid(ctx, seq))
+		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->guid_ext_id))
 			rbd_sync_set_guid(ctx, seq, rec);
+		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->msg_ext_id))
+			rbd_sync_set_msg(ctx, seq, rec);
 		irec = mail_index_lookup(ctx->sync_view, seq);
 		old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
 		if ((rec->flags & ~old_flags) != 0) {
@@ -533,7 +558,10 @@ static void rbd_sync_top_modseqs(struct rbd_sync_context *ctx,
 
 static void rbd_sync_apply(void *context, const struct rbd_record *rec)
 {
-	rbd_sync_apply_record(context, rec);
+	struct rbd_sync_context *ctx = context;
+
+	seq_range_array_add(&ctx->listed, rec->uid);
+	rbd_sync_apply_record(ctx, rec);
 }
 
 static int rbd_sync_keywords(struct rbd_sync_context *ctx)
@@ -570,6 +598,7 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	struct rbd_mailbox *mbox = ctx->mbox;
 	struct rbd_error err;
 	uint32_t seq, uid, messages;
+	int ret;
 
 	if (rbd_index_get_status(mbox->index, status_r, &err) != RBD_OK) {
 		rbd_storage_set_error(mbox->box.storage, &err);
@@ -586,6 +615,9 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		/* As Dovecot's index rebuild does: the reset drops every
 		   extension, so re-introduce the MODSEQ one at once. */
 		mail_index_reset(ctx->trans);
+		/* The UIDs may now name other messages. */
+		p_clear(mbox->msg_pool);
+		p_array_init(&mbox->msgs, mbox->msg_pool, 64);
 		i_zero(&modseq_hdr);
 		modseq_hdr.highest_modseq = status_r->highest_modseq;
 		mail_index_update_header_ext(ctx->trans,
@@ -600,22 +632,22 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		        &status_r->uidvalidity, sizeof(status_r->uidvalidity),
 		        TRUE);
 	}
-	if (rbd_msgs_load_all(mbox, rbd_sync_apply, ctx) < 0)
-		return -1;
-	if (ctx->inconsistent)
-		return -1;
-	if (reset)
-		return 0;
-	/* Expunge what RADOS no longer has. These expunges are exported
-	   after the MODSEQ updates and count one more: they land on the
-	   cluster's HIGHESTMODSEQ, never above it (rbd_sync_once). */
-	messages = mail_index_view_get_messages_count(ctx->sync_view);
-	for (seq = 1; seq <= messages; seq++) {
-		mail_index_lookup_uid(ctx->sync_view, seq, &uid);
-		if (array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp) == NULL)
-			rbd_sync_expunge(ctx, seq);
+	i_array_init(&ctx->listed, 64);
+	ret = rbd_msgs_load_all(mbox, rbd_sync_apply, ctx);
+	if (ret == 0 && !ctx->inconsistent && !reset) {
+		/* Expunge what RADOS no longer has. These expunges are
+		   exported after the MODSEQ updates and count one more: they
+		   land on the cluster's HIGHESTMODSEQ, never above it
+		   (rbd_sync_once). */
+		messages = mail_index_view_get_messages_count(ctx->sync_view);
+		for (seq = 1; seq <= messages; seq++) {
+			mail_index_lookup_uid(ctx->sync_view, seq, &uid);
+			if (!seq_range_exists(&ctx->listed, uid))
+				rbd_sync_expunge(ctx, seq);
+		}
 	}
-	return 0;
+	array_free(&ctx->listed);
+	return ret < 0 || ctx->inconsistent ? -1 : 0;
 }
 
 /* Only what changed since the MODSEQ this cache reflects: every record
@@ -657,7 +689,6 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 		if (mail_index_lookup_seq(ctx->sync_view, changes->expunged[i],
 		                          &seq))
 			rbd_sync_expunge(ctx, seq);
-		rbd_msgs_remove(mbox, changes->expunged[i]);
 	}
 	rbd_changes_free(&changes);
 	return ctx->inconsistent ? -1 : 1;
@@ -749,7 +780,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	                      hdr.uidvalidity != idx_hdr->uid_validity));
 
 	ret = 0;
-	if (!reset && !force_full && have_hdr)
+	if (!reset && !force_full && have_hdr && !rbd_sync_needs_full(&ctx))
 		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
 	if (ret == 0) {
 		ctx.built_from_records = reset || !have_hdr;
@@ -796,6 +827,9 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 
 	if (rbd_mailbox_open_index(mbox) < 0)
 		return -1;
+	/* The view may gain messages another process synced into the index
+	   cache: rbd_mailbox_msg() lists the records again on a miss. */
+	mbox->msgs_stale = TRUE;
 	ret = rbd_sync_once(mbox, force_full, FALSE);
 	if (ret == 0) {
 		e_debug(mbox->box.event,

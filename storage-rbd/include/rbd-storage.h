@@ -352,6 +352,11 @@ struct rbd_copy_override {
 	size_t keyword_count;
 	/* The UID wanted for the copy, or 0 (see rbd_index_append). */
 	uint32_t uid;
+	/* What the caller's session still shows of the source message, or
+	   NULL. When its record is gone (another session expunged it since)
+	   the copy is made from this, as long as gc has not reclaimed the
+	   body (rbd_user_gc); dest_uids_r[i] is 0 once it has. */
+	const struct rbd_record *shown;
 };
 rbd_code rbd_index_copy(struct rbd_index *source, const uint32_t *source_uids,
                         size_t count, struct rbd_index *dest,
@@ -397,7 +402,9 @@ void rbd_uids_free(uint32_t **uids);
 
 /*
  * Expunges `count` UIDs in one guarded op, then drops the references their
- * records held on stored bodies (deleting bodies that reach zero).
+ * records held on stored bodies. No body is deleted: stored and inline
+ * bodies stay readable (rbd_index_read_body) until rbd_user_gc reclaims
+ * them after the grace period, for sessions that still show the messages.
  * *expunged_r counts the UIDs that existed.
  */
 rbd_code rbd_index_expunge(struct rbd_index *mailbox, const uint32_t *uids,
@@ -539,8 +546,8 @@ rbd_code rbd_body_stat(struct rbd_user *user, const uint8_t guid[RBD_GUID_SIZE],
                        struct rbd_body_info *info_r, struct rbd_error *err);
 
 /*
- * Drops one reference from `m.<guid>`, removing the body (and its chunks)
- * when it was the last. Used after a record referencing it is gone.
+ * Drops one reference from `m.<guid>`. Used after a record referencing it
+ * is gone. A body left without references stays until rbd_user_gc.
  */
 rbd_code rbd_body_unref(struct rbd_user *user,
                         const uint8_t guid[RBD_GUID_SIZE],
@@ -606,8 +613,11 @@ struct rbd_gc_stats {
 
 /*
  * Reclaims the user's bodies that no record references and whose last
- * reference change is older than `grace_seconds`, and index objects that
- * no mailbox name points to. Runs under the user's "gc" lease.
+ * reference change is older than `grace_seconds` (the only way a body is
+ * ever removed: an expunge only releases it, for sessions that still show
+ * the message), and index objects that no mailbox name points to. The
+ * counts include the inline bodies of expunged messages. Runs under the
+ * user's "gc" lease.
  */
 rbd_code rbd_user_gc(struct rbd_user *user, uint32_t grace_seconds,
                      struct rbd_gc_stats *stats_r, struct rbd_error *err);
@@ -618,7 +628,10 @@ enum rbd_problem_kind {
 	/* A mailbox's message count, sizes or UIDNEXT disagree with its
 	   records. */
 	RBD_PROBLEM_WRONG_COUNTERS,
-	/* A body no record references, unchanged for the grace period. */
+	/* A body no record references that still counts references (a crash
+	   between its reference and its record), unchanged for the grace
+	   period. Released bodies (no references left) are gc's ordinary
+	   work, not a problem. */
 	RBD_PROBLEM_UNREFERENCED_BODY,
 };
 

@@ -428,9 +428,16 @@ rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t c
     std::vector<uint32_t> uids(source_uids, source_uids + count);
     std::vector<std::optional<rbd::FlagOverride>> over(count);
     if (overrides != nullptr) {
-      for (size_t i = 0; i < count; i++)
-        over[i] = rbd::FlagOverride{
-            overrides[i].flags, Strings(overrides[i].keywords, overrides[i].keyword_count), overrides[i].uid};
+      for (size_t i = 0; i < count; i++) {
+        over[i] = rbd::FlagOverride{overrides[i].flags,
+                                    Strings(overrides[i].keywords, overrides[i].keyword_count),
+                                    overrides[i].uid,
+                                    {}};
+        if (overrides[i].shown != nullptr) {
+          over[i]->shown = ToRecord(*overrides[i].shown);
+          over[i]->shown->uid = source_uids[i];
+        }
+      }
     }
     std::vector<uint32_t> dest_uids;
     rbd::Status s = dest->index->CopyFrom(source->index.get(), uids, over, &dest_uids);

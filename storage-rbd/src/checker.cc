@@ -127,6 +127,8 @@ Status Checker::Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* p
     if (s.IsNotFound()) continue;
     if (!s.ok()) return s;
     if (ref.changed > cutoff) continue;  // in flight
+    // Released by an expunge or delete: gc's ordinary work, not a fault.
+    if (ref.count == 0) continue;
     unreferenced = true;
     problems->push_back(
         {Problem::Kind::kUnreferencedBody, Guid(), 0, body,

@@ -69,6 +69,12 @@ Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
       if (page.size() < kRecordPage) break;
       after = page.back().uid;
     }
+    uint64_t reclaimed = 0, in_grace = 0;
+    s = index.ReclaimReleasedBodies(cutoff, &reclaimed, &in_grace);
+    if (!s.ok() && !s.IsNotFound()) return s;
+    stats->bodies_scanned += reclaimed + in_grace;
+    stats->bodies_reclaimed += reclaimed;
+    stats->bodies_in_grace += in_grace;
     s = lease->Renew();
     if (!s.ok()) return s;
   }

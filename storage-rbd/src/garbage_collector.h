@@ -1,12 +1,16 @@
-// GarbageCollector: reclaims what crashes leave behind (DESIGN.md 4).
+// GarbageCollector: the only remover of message bodies.
 //
-// The reference counts on bodies can only be too high after a crash, so
-// the truth is found by scanning: a body is reclaimable when no record of
-// any listed mailbox points at it AND its reference count has not changed
-// for the grace period. The grace period protects a COPY or APPEND in
-// flight: both touch the reference (AddRef, or the initial write) before
-// they publish the record, and the removal itself is guarded by the
-// reference bytes gc read, so a reference taken after the scan wins.
+// Expunges and mailbox deletes release bodies, never remove them
+// (MessageStore's reference rule), and reference counts can only be too
+// high after a crash, so the truth is found by scanning: a body is
+// reclaimable when no record of any listed mailbox points at it AND its
+// reference count has not changed for the grace period. The grace period
+// protects a COPY or APPEND in flight (both touch the reference, AddRef or
+// the initial write, before they publish the record) and every session
+// that still shows an expunged message and may FETCH it. The removal itself
+// is guarded by the reference bytes gc read, so a reference taken after the
+// scan wins. Inline bodies of expunged messages go the same way
+// (MailboxIndex::ReclaimReleasedBodies), counted with the others.
 #ifndef STORAGE_RBD_GARBAGE_COLLECTOR_H_
 #define STORAGE_RBD_GARBAGE_COLLECTOR_H_
 

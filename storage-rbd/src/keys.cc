@@ -23,6 +23,13 @@ bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
   return true;
 }
 
+std::optional<uint32_t> ParseUidKey(std::string_view key, std::string_view prefix) {
+  if (!ConsumePrefix(&key, prefix)) return std::nullopt;
+  auto v = ParseFixedDecimal<uint64_t>(key, 10);
+  if (!v || *v > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(*v);
+}
+
 }  // namespace
 
 std::string IndexObject(const Guid& mailbox) { return "i." + mailbox.Hex(); }
@@ -84,11 +91,16 @@ std::string ChangeKey(uint64_t modseq) {
   return buf;
 }
 
-std::optional<uint32_t> ParseRecordKey(std::string_view key) {
-  if (!ConsumePrefix(&key, kRecordPrefix)) return std::nullopt;
-  auto v = ParseFixedDecimal<uint64_t>(key, 10);
-  if (!v || *v > UINT32_MAX) return std::nullopt;
-  return static_cast<uint32_t>(*v);
+std::string ReleasedBodyKey(uint32_t uid) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "x.%010u", uid);
+  return buf;
+}
+
+std::optional<uint32_t> ParseRecordKey(std::string_view key) { return ParseUidKey(key, kRecordPrefix); }
+
+std::optional<uint32_t> ParseReleasedBodyKey(std::string_view key) {
+  return ParseUidKey(key, kReleasedBodyPrefix);
 }
 
 std::optional<uint64_t> ParseChangeKey(std::string_view key) {

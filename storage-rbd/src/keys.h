@@ -44,10 +44,15 @@ inline constexpr char kBodyRefAttr[] = "ref";
 inline constexpr char kRecordPrefix[] = "u.";
 inline constexpr char kInlineBodyPrefix[] = "b.";
 inline constexpr char kChangePrefix[] = "c.";
+// An expunged message's inline body, kept for the grace period: its value
+// is a BodyRef (count 0, time of the expunge), see MailboxIndex::Expunge.
+inline constexpr char kReleasedBodyPrefix[] = "x.";
 std::string RecordKey(uint32_t uid);
 std::string InlineBodyKey(uint32_t uid);
 std::string ChangeKey(uint64_t modseq);
+std::string ReleasedBodyKey(uint32_t uid);
 std::optional<uint32_t> ParseRecordKey(std::string_view key);
+std::optional<uint32_t> ParseReleasedBodyKey(std::string_view key);
 std::optional<uint64_t> ParseChangeKey(std::string_view key);
 
 // Omap keys of the user root.

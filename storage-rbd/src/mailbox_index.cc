@@ -38,6 +38,8 @@ std::vector<uint32_t> ApplyKeywords(const std::vector<uint32_t>& current, std::v
   return out;
 }
 
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
 std::set<std::string> RecordKeys(const std::vector<uint32_t>& uids) {
   std::set<std::string> keys;
   for (uint32_t uid : uids) keys.insert(keys::RecordKey(uid));
@@ -153,7 +155,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
   std::vector<Guid> referenced;  // references this append holds
   for (const NewMessage& msg : messages) {
     if (msg.stored) {
-      shared.push_back(msg.guid);
+      (msg.referenced ? referenced : shared).push_back(msg.guid);
     } else if (!msg.body) {
       return Status::Invalid("append: message without a body");
     } else if (msg.body->size() > config.inline_max) {
@@ -249,11 +251,19 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
   if (!s.ok()) return s;
   std::map<uint32_t, const MessageRecord*> by_uid;
   for (const MessageRecord& r : records) by_uid[r.uid] = &r;
+  // Expunged since the caller's session last synced: copied as the session
+  // shows it, while gc has not reclaimed the body.
+  std::set<uint32_t> shown_only;
+  for (size_t i = 0; i < source_uids.size() && i < overrides.size(); i++) {
+    if (by_uid.count(source_uids[i]) || !overrides[i] || !overrides[i]->shown) continue;
+    by_uid[source_uids[i]] = &*overrides[i]->shown;
+    shown_only.insert(source_uids[i]);
+  }
 
   // Inline bodies travel with the copy; stored ones are shared.
   std::set<std::string> inline_keys;
-  for (const MessageRecord& r : records)
-    if (r.inline_body) inline_keys.insert(keys::InlineBodyKey(r.uid));
+  for (const auto& [uid, r] : by_uid)
+    if (r->inline_body) inline_keys.insert(keys::InlineBodyKey(uid));
   std::map<std::string, librados::bufferlist> inline_bodies;
   if (!inline_keys.empty()) {
     int r = account_->index_io().omap_get_vals_by_keys(source->oid_, inline_keys, &inline_bodies);
@@ -261,7 +271,17 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
   }
 
   const std::vector<std::string>& source_keywords = source->last_state().keywords;
+  MessageStore store(account_);
   std::vector<NewMessage> messages;
+  // References taken back for shown-only messages go with `messages`.
+  auto give_back = [&](const Status& status) {
+    std::vector<Guid> held;
+    for (const NewMessage& msg : messages)
+      if (msg.referenced) held.push_back(msg.guid);
+    std::vector<Status> unused;
+    store.ChangeRefs(held, -1, &unused);
+    return status;
+  };
   std::vector<std::string> inline_storage;
   inline_storage.reserve(source_uids.size());
   std::vector<size_t> message_of(source_uids.size(), SIZE_MAX);
@@ -269,15 +289,23 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     auto it = by_uid.find(source_uids[i]);
     if (it == by_uid.end()) continue;
     const MessageRecord& r = *it->second;
+    const bool shown = shown_only.count(r.uid) != 0;
     NewMessage msg;
     msg.guid = r.guid;
     msg.guid_text = r.guid_text;
     if (r.inline_body) {
+      auto body = inline_bodies.find(keys::InlineBodyKey(r.uid));
+      if (shown && body == inline_bodies.end()) continue;  // reclaimed
       InlineBody inl;
-      Status ds = Decode(inline_bodies[keys::InlineBodyKey(r.uid)].to_str(), &inl);
-      if (!ds.ok()) return Status::Corrupt(source->oid_ + ": " + ds.message());
+      Status ds = Decode(body == inline_bodies.end() ? "" : body->second.to_str(), &inl);
+      if (!ds.ok()) return give_back(Status::Corrupt(source->oid_ + ": " + ds.message()));
       inline_storage.push_back(std::move(inl.bytes));
       msg.body = inline_storage.back();
+    } else if (shown) {
+      Status rs = store.AddRef(r.guid);
+      if (rs.IsNotFound()) continue;  // reclaimed
+      if (!rs.ok()) return give_back(rs);
+      msg.stored = msg.referenced = true;
     } else {
       msg.stored = true;
     }
@@ -362,13 +390,16 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
   std::vector<Guid> stored;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
     stored.clear();
+    const librados::bufferlist released = ToBufferlist(Encode(BodyRef{0, Now()}));
     for (const auto& [key, bl] : values) {
       MessageRecord rec;
       Status ds = Decode(bl.to_str(), &rec);
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
       m->remove.insert(key);
+      // The body outlives the record: sessions may still show the message
+      // (MessageStore's reference rule; gc reclaims it after the grace).
       if (rec.inline_body) {
-        m->remove.insert(keys::InlineBodyKey(rec.uid));
+        m->set[keys::ReleasedBodyKey(rec.uid)] = released;
       } else {
         stored.push_back(rec.guid);
       }
@@ -383,8 +414,8 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
     return Status::OK();
   });
   if (!s.ok()) return s;
-  // The records are gone: now the references may go (DESIGN.md 4). A
-  // failure here only leaves a count too high, which gc repairs.
+  // The records are gone: now the references may go. A failure here only
+  // leaves a count too high, which gc repairs.
   std::vector<Status> statuses;
   MessageStore(account_).ChangeRefs(stored, -1, &statuses);
   return Status::OK();
@@ -537,6 +568,39 @@ Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
     s = lease->Renew();
     if (!s.ok()) return s;
   }
+}
+
+Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace) {
+  std::string after = keys::kReleasedBodyPrefix;
+  for (bool more = true; more;) {
+    std::map<std::string, librados::bufferlist> page;
+    int r =
+        account_->index_io().omap_get_vals2(oid_, after, keys::kReleasedBodyPrefix, kOmapPage, &page, &more);
+    if (r == -ENOENT) return Status::OK();
+    if (r < 0) return Status::FromRados(r, "list released bodies of " + oid_);
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    std::set<std::string> old;
+    for (const auto& [key, bl] : page) {
+      auto uid = keys::ParseReleasedBodyKey(key);
+      BodyRef released;
+      if (!uid || !Decode(bl.to_str(), &released).ok()) return Status::Corrupt(oid_ + ": bad key " + key);
+      if (released.changed > cutoff) {
+        (*in_grace)++;
+        continue;
+      }
+      old.insert(key);
+      old.insert(keys::InlineBodyKey(*uid));
+    }
+    if (old.empty()) continue;
+    Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
+      m->remove = old;  // maintenance: no MODSEQ, nothing a client sees
+      return Status::OK();
+    });
+    if (!s.ok()) return s;
+    *reclaimed += old.size() / 2;
+  }
+  return Status::OK();
 }
 
 Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length,

@@ -43,6 +43,9 @@ struct NewMessage {
   std::optional<std::string_view> body;
   // The body is already in `m.<guid>`: take a reference on it.
   bool stored = false;
+  // With `stored`: the caller has taken that reference; the append holds
+  // it from now on (and gives it back if nothing is published).
+  bool referenced = false;
   uint8_t flags = 0;
   std::vector<std::string> keywords;
   int64_t received_date = 0;
@@ -65,6 +68,10 @@ struct FlagOverride {
   uint8_t flags = 0;
   std::vector<std::string> keywords;
   uint32_t uid = 0;  // the UID wanted for the copy, as NewMessage::uid
+  // What the caller's session shows of the source message: copied as
+  // shown when its record is gone (expunged since) but gc has not yet
+  // reclaimed its body.
+  std::optional<MessageRecord> shown;
 };
 
 struct ChangeSet {
@@ -117,6 +124,12 @@ class MailboxIndex {
   Status Changes(uint64_t since_modseq, ChangeSet* changes);
   // Trims change-log entries <= up_to_modseq, under the "trim" lease.
   Status TrimLog(uint64_t up_to_modseq);
+
+  // Removes the inline bodies of messages expunged at or before `cutoff`
+  // (seconds since the epoch), counting them in *reclaimed and the younger
+  // ones in *in_grace. Sessions that still show an expunged message read
+  // its inline body until then (Expunge keeps it).
+  Status ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace);
 
   Status ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length, std::string* out);
   void ReadBodies(const std::vector<MessageRecord>& records, std::vector<std::string>* out,

@@ -197,105 +197,76 @@ Status MessageStore::Stat(const Guid& guid, BodyMeta* meta, BodyRef* ref) {
 }
 
 Status MessageStore::AddRef(const Guid& guid) {
-  const std::string oid = keys::BodyObject(guid);
-  RetryPolicy retry(Budget(account_));
-  auto start = RetryPolicy::Clock::now();
-  for (unsigned attempt = 1;; attempt++) {
-    librados::bufferlist bl;
-    int r = account_->mail_io().getxattr(oid, keys::kBodyRefAttr, bl);
-    if (r < 0) return Status::FromRados(r, "reference " + oid);
-    BodyRef ref;
-    Status s = Decode(bl.to_str(), &ref);
-    if (!s.ok()) return Status::Corrupt(oid + ": " + s.message());
-    if (ref.count == 0) return Status::NotFound(oid + ": body is being removed");
-    librados::ObjectWriteOperation op;
-    op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, bl);
-    op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{ref.count + 1, Now()})));
-    r = account_->mail_io().operate(oid, &op);
-    if (r != -ECANCELED) return r < 0 ? Status::FromRados(r, "reference " + oid) : Status::OK();
-    if (!retry.Backoff(attempt, start)) return Status::Conflict("reference " + oid + ": too much contention");
-  }
+  std::vector<Status> statuses;
+  ChangeRefs({guid}, +1, &statuses);
+  return statuses[0];
 }
 
 Status MessageStore::Unref(const Guid& guid) {
-  const std::string oid = keys::BodyObject(guid);
-  RetryPolicy retry(Budget(account_));
-  auto start = RetryPolicy::Clock::now();
-  for (unsigned attempt = 1;; attempt++) {
-    BodyMeta meta;
-    BodyRef ref;
-    Status s = Stat(guid, &meta, &ref);
-    if (!s.ok()) return s;
-    librados::bufferlist seen = ToBufferlist(Encode(ref));
-    if (ref.count <= 1) {
-      s = RemoveIfUnchanged(guid, ref);
-      if (s.ok()) return RemoveChunks(guid, meta.chunks);
-      if (s.code() != Code::kConflict) return s;
-    } else {
-      librados::ObjectWriteOperation op;
-      op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, seen);
-      op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{ref.count - 1, Now()})));
-      int r = account_->mail_io().operate(oid, &op);
-      if (r != -ECANCELED) return r < 0 ? Status::FromRados(r, "unreference " + oid) : Status::OK();
-    }
-    if (!retry.Backoff(attempt, start))
-      return Status::Conflict("unreference " + oid + ": too much contention");
-  }
+  std::vector<Status> statuses;
+  ChangeRefs({guid}, -1, &statuses);
+  return statuses[0];
 }
 
 void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::vector<Status>* statuses) {
   librados::IoCtx& io = account_->mail_io();
   struct Pending {
+    size_t index;
     std::string oid;
     AioCompletionPtr completion;
-    librados::bufferlist meta_bl, ref_bl;
-    int meta_r = 0, ref_r = 0;
-    BodyMeta meta;
-    bool removes = false;
+    librados::bufferlist ref_bl;
+    int ref_r = 0;
   };
-  std::vector<Pending> ops(guids.size());
   statuses->assign(guids.size(), Status::OK());
-  for (size_t i = 0; i < guids.size(); i++) {
-    ops[i].oid = keys::BodyObject(guids[i]);
-    ops[i].completion = NewAioCompletion();
-    librados::ObjectReadOperation op;
-    op.getxattr(keys::kBodyMetaAttr, &ops[i].meta_bl, &ops[i].meta_r);
-    op.getxattr(keys::kBodyRefAttr, &ops[i].ref_bl, &ops[i].ref_r);
-    io.aio_operate(ops[i].oid, ops[i].completion.get(), &op, nullptr);
-  }
-  for (size_t i = 0; i < guids.size(); i++) {
-    Pending& p = ops[i];
-    int r = WaitFor(p.completion);
-    BodyRef ref;
-    Status s = r < 0 ? Status::FromRados(r, "reference " + p.oid) : Decode(p.meta_bl.to_str(), &p.meta);
-    if (s.ok()) s = Decode(p.ref_bl.to_str(), &ref);
-    if (s.ok() && delta > 0 && ref.count == 0) s = Status::NotFound(p.oid + ": body is being removed");
-    if (!s.ok()) {
-      (*statuses)[i] = s.code() == Code::kCorrupt ? Status::Corrupt(p.oid + ": " + s.message()) : s;
-      p.completion.reset();
-      continue;
+  std::vector<size_t> todo(guids.size());
+  for (size_t i = 0; i < guids.size(); i++) todo[i] = i;
+  RetryPolicy retry(Budget(account_));
+  const auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1; !todo.empty(); attempt++) {
+    std::vector<Pending> ops(todo.size());
+    for (size_t j = 0; j < todo.size(); j++) {
+      ops[j].index = todo[j];
+      ops[j].oid = keys::BodyObject(guids[todo[j]]);
+      ops[j].completion = NewAioCompletion();
+      librados::ObjectReadOperation op;
+      op.getxattr(keys::kBodyRefAttr, &ops[j].ref_bl, &ops[j].ref_r);
+      io.aio_operate(ops[j].oid, ops[j].completion.get(), &op, nullptr);
     }
-    librados::ObjectWriteOperation op;
-    op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, p.ref_bl);
-    p.removes = delta < 0 && ref.count <= 1;
-    if (p.removes) {
-      op.remove();
-    } else {
-      op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{ref.count + delta, Now()})));
+    for (Pending& p : ops) {
+      int r = WaitFor(p.completion);
+      BodyRef ref;
+      Status s = r < 0 ? Status::FromRados(r, "reference " + p.oid) : Decode(p.ref_bl.to_str(), &ref);
+      if (!s.ok()) {
+        (*statuses)[p.index] = s.code() == Code::kCorrupt ? Status::Corrupt(p.oid + ": " + s.message()) : s;
+        p.completion.reset();
+        continue;
+      }
+      // A count of zero is a released body that gc has not reclaimed yet
+      // (its grace protects sessions still showing the message): a new
+      // reference takes it back. The body is never removed here; the
+      // guard on the reference bytes orders this against gc's removal.
+      const uint32_t count = delta > 0 ? ref.count + 1 : (ref.count > 0 ? ref.count - 1 : 0);
+      librados::ObjectWriteOperation op;
+      op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, p.ref_bl);
+      op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{count, Now()})));
+      p.completion = NewAioCompletion();
+      io.aio_operate(p.oid, p.completion.get(), &op);
     }
-    p.completion = NewAioCompletion();
-    io.aio_operate(p.oid, p.completion.get(), &op);
-  }
-  for (size_t i = 0; i < guids.size(); i++) {
-    Pending& p = ops[i];
-    if (!p.completion) continue;
-    int r = WaitFor(p.completion);
-    if (r == -ECANCELED) {
-      (*statuses)[i] = delta > 0 ? AddRef(guids[i]) : Unref(guids[i]);
-    } else if (r < 0) {
-      (*statuses)[i] = Status::FromRados(r, "reference " + p.oid);
-    } else if (p.removes) {
-      (*statuses)[i] = RemoveChunks(guids[i], p.meta.chunks);
+    todo.clear();
+    for (Pending& p : ops) {
+      if (!p.completion) continue;
+      int r = WaitFor(p.completion);
+      if (r == -ECANCELED) {
+        todo.push_back(p.index);
+      } else if (r < 0) {
+        (*statuses)[p.index] = Status::FromRados(r, "reference " + p.oid);
+      }
+    }
+    if (!todo.empty() && !retry.Backoff(attempt, start)) {
+      for (size_t i : todo)
+        (*statuses)[i] =
+            Status::Conflict("reference " + keys::BodyObject(guids[i]) + ": too much contention");
+      return;
     }
   }
 }

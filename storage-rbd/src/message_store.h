@@ -5,10 +5,17 @@
 // first mailbox, dates, chunking) and a reference count ("ref") with the
 // time it last changed.
 //
-// Reference rule (DESIGN.md 4): a reference is taken before a record that
-// points at the body is published, and dropped only after that record is
-// gone. The count may therefore only be too high after a crash, never too
-// low; gc finds the leftovers by scanning the indexes.
+// Reference rule: a reference is taken before a record that points at the
+// body is published, and dropped only after that record is gone. The count
+// may therefore only be too high after a crash, never too low; gc finds the
+// leftovers by scanning the indexes.
+//
+// Dropping the last reference does not remove the body: a session on any
+// node may still show the expunged message and FETCH it. The count stays
+// at zero with the time it got there, and only gc removes the body, once
+// no record references it and that time is older than the grace period.
+// A new reference (COPY of a message still shown) before then takes the
+// body back. See doc/design.md, "Body lifetime after expunge".
 //
 // Large bodies: a body above rbd_stripe_size is split into chunk objects
 // `m.<guid>.<n>` (n >= 1) of stripe_size bytes, the head object holding
@@ -59,8 +66,10 @@ class MessageStore {
 
   Status Stat(const Guid& guid, BodyMeta* meta, BodyRef* ref);
 
+  // Takes a reference, also on a released body gc has not reclaimed yet;
+  // NotFound once gc has.
   Status AddRef(const Guid& guid);
-  // Drops a reference; removes the body and its chunks at zero.
+  // Drops a reference. The body stays, even at zero (see above).
   Status Unref(const Guid& guid);
   // AddRef or Unref (delta +1 or -1) of many bodies with every read, then
   // every guarded write, in flight at once: a COPY or EXPUNGE of N stored

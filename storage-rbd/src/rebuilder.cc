@@ -65,6 +65,10 @@ Status Rebuilder::Run(RebuildStats* stats) {
     s = store.Stat(body.guid, &body.meta, &ref);
     if (s.IsNotFound()) continue;
     if (!s.ok()) return s;
+    // Released bodies belong to expunged messages and deleted mailboxes,
+    // kept only until gc: bringing them back would undo the expunge. A
+    // count is never too low, so a body still referenced is never skipped.
+    if (ref.count == 0) continue;
     if (!body.meta.first_mailbox.IsZero() && !indexes.count(body.meta.first_mailbox))
       lost[body.meta.first_mailbox].push_back(std::move(body));
   }

@@ -48,9 +48,16 @@ class MailboxIndexTest : public UserFixture {
     rbd_records* recs = nullptr;
     EXPECT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &recs, &err_), RBD_OK);
     if (recs == nullptr || recs->count != 1) return "<missing>";
-    rbd_buffer* buf = nullptr;
-    rbd_code r = rbd_index_read_body(mailbox, &recs->records[0], offset, length, &buf, &err_);
+    std::string out = ReadRecordBody(mailbox, recs->records[0], offset, length);
     rbd_records_free(&recs);
+    return out;
+  }
+
+  // The body of a record as read earlier (a session's view keeps it).
+  std::string ReadRecordBody(rbd_index* mailbox, const rbd_record& rec, uint64_t offset = 0,
+                             uint64_t length = 0) {
+    rbd_buffer* buf = nullptr;
+    rbd_code r = rbd_index_read_body(mailbox, &rec, offset, length, &buf, &err_);
     if (r != RBD_OK) return std::string("<") + rbd_code_name(r) + ">";
     std::string out(static_cast<char*>(buf->data), buf->size);
     rbd_buffer_free(&buf);
@@ -552,8 +559,80 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
   EXPECT_EQ(info.references, 1u);
   EXPECT_EQ(ReadBody(archive, 1), big);
   ASSERT_EQ(rbd_index_expunge(archive, &one, 1, &n, &err_), RBD_OK);
-  EXPECT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_ERR_NOT_FOUND)
-      << "last reference removes the body";
+  ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK) << "only gc removes a body";
+  EXPECT_EQ(info.references, 0u);
+  rbd_index_close(&inbox);
+  rbd_index_close(&archive);
+}
+
+// A session may still show a message another node expunged: its body,
+// stored or inline, stays readable until gc finds it unreferenced for the
+// grace period; a new reference in between takes it back.
+TEST_F(MailboxIndexTest, ExpungedBodiesStayUntilGcReclaimsThemUnreferencedAfterTheGrace) {
+  Reopen({{"rbd_inline_max", "1k"}});
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  rbd_index* archive = OpenMailbox(CreateMailbox("Archive"));
+  const std::string big = Big(5000, 2), rescued = Big(6000, 3), small = "Subject: small\r\n\r\nhi\r\n";
+  uint8_t big_guid[RBD_GUID_SIZE], rescued_guid[RBD_GUID_SIZE];
+  uint32_t uids[] = {AppendOne(inbox, big, 0, big_guid), AppendOne(inbox, small),
+                     AppendOne(inbox, rescued, 0, rescued_guid)};
+  // What a session's view keeps of the messages (rbd-mail.c reads with it).
+  rbd_records* shown = nullptr;
+  ASSERT_EQ(rbd_index_lookup_records(inbox, uids, 3, &shown, &err_), RBD_OK);
+  ASSERT_EQ(shown->count, 3u);
+  ASSERT_TRUE(shown->records[1].inline_body);
+  auto read = [&](const rbd_record& rec) { return ReadRecordBody(inbox, rec); };
+
+  size_t n = 0;
+  ASSERT_EQ(rbd_index_expunge(inbox, uids, 3, &n, &err_), RBD_OK);
+  ASSERT_EQ(n, 3u);
+  rbd_body_info info{};
+  ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK) << "Expunge keeps the body";
+  EXPECT_EQ(info.references, 0u);
+  EXPECT_EQ(read(shown->records[0]), big);
+  EXPECT_EQ(read(shown->records[1]), small) << "the inline body stays too";
+
+  rbd_gc_stats stats{};
+  ASSERT_EQ(rbd_user_gc(user_, 3600, &stats, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(stats.bodies_reclaimed, 0u) << "never within the grace period";
+  EXPECT_EQ(stats.bodies_in_grace, 3u) << "two stored, one inline";
+  EXPECT_EQ(read(shown->records[0]), big);
+  EXPECT_EQ(read(shown->records[1]), small);
+
+  // A COPY by the session that still shows the message references the
+  // released body again.
+  auto copy = [&](const rbd_record& rec) {
+    rbd_copy_override over{};
+    over.shown = &rec;
+    uint32_t dest = 0;
+    EXPECT_EQ(rbd_index_copy(inbox, &rec.uid, 1, archive, &over, &dest, &err_), RBD_OK) << err_.message;
+    return dest;
+  };
+  const uint32_t copy_uid = copy(shown->records[2]);
+  ASSERT_NE(copy_uid, 0u);
+  ASSERT_EQ(rbd_body_stat(user_, rescued_guid, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.references, 1u);
+  rbd_copy_override unshown{};
+  uint32_t dest = 0;
+  ASSERT_EQ(rbd_index_copy(inbox, &uids[0], 1, archive, &unshown, &dest, &err_), RBD_OK);
+  EXPECT_EQ(dest, 0u) << "without what the session shows, an expunged message is not copied";
+
+  ASSERT_EQ(rbd_user_gc(user_, 0, &stats, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(stats.bodies_reclaimed, 2u) << "the big and the inline body";
+  EXPECT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_ERR_NOT_FOUND);
+  EXPECT_EQ(read(shown->records[0]), "<not found>");
+  EXPECT_EQ(read(shown->records[1]), "<not found>");
+  EXPECT_EQ(ReadBody(archive, copy_uid), rescued) << "a rescued body is never reclaimed";
+
+  // Once gc has removed a body, a copy is an expunged message rather than
+  // a record without a body.
+  EXPECT_EQ(copy(shown->records[0]), 0u);
+  EXPECT_EQ(copy(shown->records[1]), 0u);
+  rbd_new_message again{};
+  std::memcpy(again.guid, big_guid, RBD_GUID_SIZE);
+  again.stored = 1;
+  EXPECT_EQ(rbd_index_append(archive, &again, 1, &dest, &err_), RBD_ERR_NOT_FOUND);
+  rbd_records_free(&shown);
   rbd_index_close(&inbox);
   rbd_index_close(&archive);
 }
@@ -581,7 +660,10 @@ TEST_F(MailboxIndexTest, ReferencesOfManyBodiesChangeTogether) {
     EXPECT_EQ(info.references, 1u);
   }
   ASSERT_EQ(rbd_index_expunge(archive, copied.data(), kBodies, &n, &err_), RBD_OK);
-  for (auto& g : guids) EXPECT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_ERR_NOT_FOUND);
+  for (auto& g : guids) {
+    ASSERT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_OK) << "released, left to gc";
+    EXPECT_EQ(info.references, 0u);
+  }
   rbd_index_close(&inbox);
   rbd_index_close(&archive);
 }
@@ -737,15 +819,18 @@ TEST_F(MailboxIndexTest, CheckFindsEachInjectedFaultAndRepairFixesIt) {
   EXPECT_EQ(problems->count, 0u) << "a healthy user has no problems";
   rbd_problems_free(&problems);
 
-  // Fault 1: the body of UID 2 is gone (dropping its only reference removes it).
-  ASSERT_EQ(rbd_body_unref(user_, lost, &err_), RBD_OK);
+  // Fault 1: the body of UID 2 is gone.
+  librados::IoCtx mail_io = AdminIo(Env("RBD_TEST_POOL"));
+  ASSERT_EQ(mail_io.remove("m." + Hex(lost)), 0);
   // Fault 2: a body no record references.
   uint8_t orphan[RBD_GUID_SIZE];
   RandomGuid(orphan);
   const std::string body = "Subject: orphan\r\n\r\nnobody\r\n";
   ASSERT_EQ(rbd_body_write(user_, orphan, body.data(), body.size(), nullptr, &err_), RBD_OK);
   // Fault 3: the message count says 7.
-  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  librados::IoCtx index_io;
+  ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
+  index_io.set_namespace(ns_);
   const std::string oid = "i." + guid_hex;
   librados::bufferlist raw;
   ASSERT_GT(index_io.getxattr(oid, rbd::keys::kStateAttr, raw), 0);

@@ -15,6 +15,9 @@ TEST(Keys, UidKeysSortInNumericOrder) {
   EXPECT_FALSE(keys::ParseRecordKey("u.9999999999"));
   EXPECT_FALSE(keys::ParseRecordKey("u.41"));
   EXPECT_FALSE(keys::ParseRecordKey("b.0000000041"));
+  EXPECT_EQ(keys::ReleasedBodyKey(41), "x.0000000041");
+  EXPECT_EQ(keys::ParseReleasedBodyKey(keys::ReleasedBodyKey(4294967295u)), 4294967295u);
+  EXPECT_FALSE(keys::ParseReleasedBodyKey(keys::RecordKey(41)));
 }
 
 TEST(Keys, ModseqKeysSortInNumericOrder) {
@@ -29,6 +32,7 @@ TEST(Keys, RecordBodyAndLogKeysDoNotInterleave) {
   // Listings filter by prefix; the prefixes must be distinct and ordered.
   EXPECT_LT(keys::InlineBodyKey(UINT32_MAX), keys::ChangeKey(0));
   EXPECT_LT(keys::ChangeKey(UINT64_MAX), keys::RecordKey(0));
+  EXPECT_LT(keys::RecordKey(UINT32_MAX), keys::ReleasedBodyKey(0));
 }
 
 TEST(Keys, ObjectNamesParseBack) {
