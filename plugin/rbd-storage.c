@@ -427,7 +427,7 @@ static int rbd_mailbox_retire_cache(struct rbd_mailbox *mbox,
 
 	if (!mail_index_is_deleted(box->index)) {
 		/* Dovecot logs a failure; the sessions it would have told
-		   still find out at their next sync (rbd_sync_once). */
+		   find out by themselves (rbd_mailbox_sync_init). */
 		trans = mail_index_transaction_begin(*view, 0);
 		mail_index_set_deleted(trans);
 		(void)mail_index_transaction_commit(&trans);

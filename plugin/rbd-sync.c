@@ -756,7 +756,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	struct rbd_sync_context ctx;
 	struct rbd_sync_header hdr;
 	struct rbd_index_status status;
-	bool have_hdr, reset;
+	bool have_hdr, same_guid, reset;
 	int ret;
 
 	i_zero(&ctx);
@@ -770,20 +770,24 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	   sync. The open already rebuilt any cache of another mailbox
 	   (rbd_mailbox_open): what is left here is dsync's change of GUID
 	   (in this process) or UIDVALIDITY, made on an empty mailbox whose
-	   MODSEQs carry over, so a reset in place stays exact. */
+	   MODSEQs carry over, so a reset in place stays exact. An empty cache
+	   of the old GUID needs none either: a reset gives the index a new id,
+	   which every other process of this node holding it logs as
+	   corruption. */
 	have_hdr = rbd_sync_header_get(mbox, ctx.sync_view, &hdr);
+	same_guid = have_hdr && guid_128_equals(hdr.mailbox_guid, mbox->guid);
 	idx_hdr = mail_index_get_header(ctx.sync_view);
 	reset = force_reset ||
 	        (!have_hdr &&
 	         (idx_hdr->messages_count > 0 || idx_hdr->uid_validity != 0)) ||
-	        (have_hdr && (!guid_128_equals(hdr.mailbox_guid, mbox->guid) ||
-	                      hdr.uidvalidity != idx_hdr->uid_validity));
+	        (have_hdr && hdr.uidvalidity != idx_hdr->uid_validity) ||
+	        (have_hdr && !same_guid && idx_hdr->messages_count > 0);
 
 	ret = 0;
-	if (!reset && !force_full && have_hdr && !rbd_sync_needs_full(&ctx))
+	if (!reset && !force_full && same_guid && !rbd_sync_needs_full(&ctx))
 		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
 	if (ret == 0) {
-		ctx.built_from_records = reset || !have_hdr;
+		ctx.built_from_records = reset || !same_guid;
 		ret = rbd_sync_full(&ctx, reset, &status);
 	}
 	if (ret >= 0 && have_hdr && rbd_sync_cache_ahead(&hdr, &status)) {

@@ -199,6 +199,30 @@ def test_a_mailbox_index_recreated_from_the_bodies_is_seen_afresh_on_a(cluster, 
                                                                       node_a, node_b, user):
     """The recreated index starts again at a low HIGHESTMODSEQ: node A's cache is ahead of
     the cluster, and its MODSEQs can never come down to the cluster's in place."""
+    on_a, saved = cache_then_recreate_index(connect, node_a, user)
+    cached = view(on_a, "X")
+    recreate_index(cluster, node_b, user)
+    seen_on_b = view(connect(node_b, user), "X")
+    assert bodies(seen_on_b) == saved
+    assert seen_on_b[0]["highestmodseq"] < cached[0]["highestmodseq"]
+    assert view(on_a, "X") == seen_on_b
+
+
+@two_nodes
+@pytest.mark.rbd_only("removes a mailbox index from the cluster")
+def test_a_session_in_a_mailbox_whose_index_was_recreated_ends(cluster, connect, node_a,
+                                                             node_b, user):
+    """Its MODSEQs went back: the session cannot follow them."""
+    on_a, _ = cache_then_recreate_index(connect, node_a, user)
+    on_a.ok("SELECT X")
+    recreate_index(cluster, node_b, user)
+    with pytest.raises(ImapError) as closed:
+        on_a.command("NOOP")
+    assert closed.value.untagged == [b"* BYE IMAP session state is inconsistent, please relogin."]
+
+
+def cache_then_recreate_index(connect, node_a, user):
+    """Node A's session, with mailbox X cached after a few changes; X's messages."""
     saved = [numbered(n, size=BIG) for n in (1, 2, 3)]
     on_a = connect(node_a, user)
     on_a.ok("CREATE X")
@@ -207,11 +231,12 @@ def test_a_mailbox_index_recreated_from_the_bodies_is_seen_afresh_on_a(cluster, 
     on_a.ok("SELECT X")
     for flag in ("\\Flagged", "\\Answered", "$Later", "$Done"):
         on_a.ok("STORE 1:3 +FLAGS.SILENT (%s)" % flag)
-    cached = view(on_a, "X")
-    guid = node_b.doveadm_json("mailbox", "status", "-u", user, "guid", "X")[0]["guid"]
+    on_a.ok("UNSELECT")
+    return on_a, saved
+
+
+def recreate_index(cluster, node, user):
+    """Loses X's index object, and has doveadm recreate it from the bodies."""
+    guid = node.doveadm_json("mailbox", "status", "-u", user, "guid", "X")[0]["guid"]
     cluster.rados("mail-index", user, "rm", "i." + guid)
-    node_b.doveadm_ok("force-resync", "-u", user, "X")
-    seen_on_b = view(connect(node_b, user), "X")
-    assert bodies(seen_on_b) == saved
-    assert seen_on_b[0]["highestmodseq"] < cached[0]["highestmodseq"]
-    assert view(on_a, "X") == seen_on_b
+    node.doveadm_ok("force-resync", "-u", user, "X")
