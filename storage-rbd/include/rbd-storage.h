@@ -227,8 +227,8 @@ struct rbd_record {
 	uint32_t uid;
 	uint8_t guid[RBD_GUID_SIZE];
 	uint8_t flags;
-	/* Ids into the mailbox keyword table (rbd_index_keywords, or the
-	   table returned with the records). */
+	/* Ids into the mailbox keyword table returned with the records
+	   (rbd_index_list_snapshot, rbd_index_changes). */
 	const uint32_t *keywords;
 	size_t keyword_count;
 	uint64_t modseq;
@@ -268,15 +268,6 @@ rbd_code rbd_index_get_status(struct rbd_index *mailbox,
  */
 void rbd_index_last_status(const struct rbd_index *index,
                            struct rbd_index_status *status_r);
-
-/*
- * Returns the keyword table as of the last status or change read: name
- * of id `i` is names_r[i]. The array lives until the next call on the
- * mailbox handle.
- */
-rbd_code rbd_index_keywords(struct rbd_index *mailbox,
-                            const char *const **names_r, size_t *count_r,
-                            struct rbd_error *err);
 
 /* A message to append. Exactly one of `body` or `stored` supplies the body. */
 struct rbd_new_message {

@@ -44,9 +44,9 @@ struct rbd_user {
 struct rbd_index {
   rbd::Account* account;
   std::unique_ptr<rbd::MailboxIndex> index;
-  std::vector<const char*> keyword_names;
-  // The table keyword_names points into, when it is not last_state()'s.
+  // The keyword table of the last rbd_index_list_snapshot() call.
   std::vector<std::string> keyword_source;
+  std::vector<const char*> keyword_names;
 };
 
 struct rbd_watch {
@@ -383,18 +383,6 @@ rbd_code rbd_index_get_status(rbd_index* mailbox, struct rbd_index_status* statu
 
 void rbd_index_last_status(const rbd_index* index, struct rbd_index_status* status_r) {
   ToStatus(index->index->last_state(), status_r);
-}
-
-rbd_code rbd_index_keywords(rbd_index* mailbox, const char* const** names_r, size_t* count_r,
-                            rbd_error* err) {
-  return Guarded(err, [&] {
-    const auto& keywords = mailbox->index->last_state().keywords;
-    mailbox->keyword_names.clear();
-    for (const std::string& k : keywords) mailbox->keyword_names.push_back(k.c_str());
-    *names_r = mailbox->keyword_names.data();
-    *count_r = mailbox->keyword_names.size();
-    return rbd::Status::OK();
-  });
 }
 
 rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,

@@ -175,14 +175,12 @@ TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   }
   // The keywords on the message are exactly the updates reported applied:
   // none lost, none of the conflicting ones written.
-  uint32_t uid = 1;
   rbd_records* holder = nullptr;
-  ASSERT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &holder, &err_), RBD_OK);
   rbd_index_status st{};
-  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   const char* const* names = nullptr;
   size_t nnames = 0;
-  ASSERT_EQ(rbd_index_keywords(mailbox, &names, &nnames, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_list_snapshot(mailbox, 0, 1, &holder, &st, &names, &nnames, &err_), RBD_OK);
+  ASSERT_EQ(holder->count, 1u);
   std::set<std::string> present;
   for (size_t k = 0; k < holder->records[0].keyword_count; k++)
     present.insert(names[holder->records[0].keywords[k]]);
@@ -475,21 +473,26 @@ TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
   workers.push_back(std::make_unique<Worker>(
       ns_, std::vector<std::string>{"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), "20"}));
   workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "40", "w"}));
+  // Reads race the writers at least until the last append is in.
   int reads = 0;
-  for (; reads < 150; reads++) {
+  const auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  for (uint32_t messages = 0; (messages < 60 || reads < 50) && steady_clock::now() < deadline; reads++) {
     rbd_changes* changes = nullptr;
     ASSERT_EQ(rbd_index_changes(mailbox, since, &changes, &err_), RBD_OK) << err_.message;
     Cache replayed = start;
     Replay(changes, since, &replayed);
-    EXPECT_EQ(replayed.size(), changes->status.messages) << "ops and state of different snapshots";
+    messages = changes->status.messages;
+    EXPECT_EQ(replayed.size(), messages) << "ops and state of different snapshots";
     rbd_changes_free(&changes);
     if (reads % 10 == 0) {
       uint64_t highest = 0;
       ListSnapshot(mailbox, &highest, &restarts);
     }
   }
+  size_t applied_on_3 = 0;  // keyword updates not lost to a racing flag update
   for (auto& w : workers) {
-    w->ReadAll();
+    for (const std::string& line : w->ReadAll())
+      if (w == workers.front() && line.rfind("ok ", 0) == 0) applied_on_3++;
     EXPECT_EQ(w->Wait(), 0);
   }
 
@@ -503,7 +506,8 @@ TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
   EXPECT_EQ(changes->status.highest_modseq, highest);
   EXPECT_EQ(replayed.size(), 60u);
   EXPECT_TRUE(replayed == end) << "replay of the log differs from the records";
-  EXPECT_EQ(end.at(3).keywords.size(), 60u);
+  EXPECT_EQ(end.at(3).keywords.size(), applied_on_3);
+  EXPECT_GT(applied_on_3, 0u);
   rbd_changes_free(&changes);
   std::printf("[ info ] %d change reads, %d listings overtaken by a writer\n", reads, restarts);
   rbd_index_close(&mailbox);
