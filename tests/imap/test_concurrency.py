@@ -2,6 +2,7 @@
 the cluster, and every message has the same MODSEQ on every node (issue #8, failures 2
 and 3). See doc/design.md, "Sync snapshot and MODSEQs"."""
 
+import re
 import threading
 
 import pytest
@@ -155,3 +156,28 @@ def test_a_fresh_cache_on_b_has_the_modseqs_of_a(connect, node_a, node_b, user):
     seen_b, highest_b = modseqs_and_flags(connect(node_b, user))
     assert seen_b == seen_a
     assert highest_b == highest_a
+
+
+@two_nodes
+def test_silent_stores_are_not_echoed_and_keep_the_cluster_modseqs(connect, node_a, node_b,
+                                                                   user):
+    on_a = connect(node_a, user)
+    for i in range(1, 4):
+        on_a.append("INBOX", numbered(i), flags=["\\Seen"])
+    on_a.ok("SELECT", "INBOX", "(CONDSTORE)")
+    on_a.ok("NOOP")
+    # Parts of a change that are so already (\Seen, $x on message 2) write nothing: the
+    # node's own copy of the change must count only what changed, on the changed messages.
+    on_a.ok("STORE 2 +FLAGS.SILENT ($x)")
+    for change in ("1:3 +FLAGS.SILENT (\\Seen $x)", "1:2 -FLAGS.SILENT ($x $never)"):
+        # CONDSTORE answers a silent STORE with the new MODSEQs, never with the flags.
+        answer = [line for line in on_a.ok("STORE " + change).lines() if "FETCH" in line]
+        assert answer and all(re.fullmatch(r"\* \d FETCH \(MODSEQ \(\d+\)\)", line)
+                              for line in answer), answer
+        assert on_a.ok("NOOP").lines() == []
+    seen_a, highest_a = modseqs_and_flags(on_a)
+    seen_b, highest_b = modseqs_and_flags(connect(node_b, user))
+    assert seen_a == seen_b
+    assert highest_a == highest_b
+    assert seen_a[1][0] == seen_a[2][0] == highest_a
+    assert seen_a[3][0] < highest_a
