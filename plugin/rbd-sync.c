@@ -533,10 +533,30 @@ static bool rbd_sync_uidvalidity_changed(struct rbd_sync_context *ctx,
 	return TRUE;
 }
 
+/* An op that only appended messages without keywords. Consecutive ones
+   share one index transaction (a run of deliveries is then one commit and
+   one fsync, not one each): Dovecot writes one append record for all of
+   them, counted at the first op's MODSEQ at most, and each message's
+   explicit update sets its own. */
+static bool rbd_sync_plain_append(const struct rbd_change *op)
+{
+	size_t i;
+
+	if (op->appended_count == 0 || op->updated_count > 0 ||
+	    op->expunged_count > 0)
+		return FALSE;
+	for (i = 0; i < op->appended_count; i++) {
+		if (op->appended[i].keyword_count > 0)
+			return FALSE;
+	}
+	return TRUE;
+}
+
 /* Only what changed since the MODSEQ this cache reflects: the ops of one
    snapshot, in MODSEQ order, each in a local index transaction of its own
-   (see rbd_sync_replay_op), each committed with the header saying which
-   MODSEQ the cache reached. Returns 1, 0 when the cache needs a full sync
+   (see rbd_sync_replay_op; only runs of plain appends share one), each
+   committed with the header saying which MODSEQ the cache reached.
+   Returns 1, 0 when the cache needs a full sync
    instead, or -1 (with ctx->inconsistent when it must be reset). */
 static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
                             struct rbd_index_status *status_r)
@@ -573,6 +593,10 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 			ret = -1;
 			break;
 		}
+		if (i + 1 < changes->op_count &&
+		    rbd_sync_plain_append(&changes->ops[i]) &&
+		    rbd_sync_plain_append(&changes->ops[i + 1]))
+			continue;
 		reached.highest_modseq = changes->ops[i].modseq;
 		rbd_sync_header_write(mbox, ctx->trans, &reached);
 		if (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0)
@@ -835,7 +859,7 @@ static void rbd_push_apply_own(struct mailbox_transaction_context *t,
 	struct rbd_changes *changes;
 	struct rbd_error err;
 
-	if (rt->own_replayed ||
+	if (modseq == 0 || rt->own_replayed ||
 	    mail_index_modseq_get_highest(view) != mbox->synced.highest_modseq)
 		return;
 	if (rbd_index_changes(mbox->index, mbox->synced.highest_modseq,

@@ -358,8 +358,9 @@ struct rbd_flag_update {
  * Updates flags of `count` UIDs in one guarded op with a new MODSEQ.
  * Messages whose MODSEQ is above unchanged_since are not changed; their
  * UIDs are returned in conflicts_r (free with rbd_uids_free).
- * UIDs that do not exist are ignored. modseq_r receives the new MODSEQ
- * (unchanged when nothing changed).
+ * UIDs that do not exist are ignored. modseq_r receives the op's MODSEQ,
+ * or 0 when nothing changed (then no op was committed: the current
+ * HIGHESTMODSEQ may be another writer's op).
  */
 rbd_code rbd_index_update_flags(struct rbd_index *mailbox, const uint32_t *uids,
                                 size_t count,

@@ -330,6 +330,7 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
 
 Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                                  std::vector<uint32_t>* conflicts, uint64_t* modseq) {
+  bool changed = false;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
     conflicts->clear();
     std::vector<uint32_t> add_ids, remove_ids;
@@ -365,6 +366,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     }
     // A new keyword name alone is not worth a MODSEQ.
     m->noop = updated.empty();
+    changed = !m->noop;
     if (m->noop) return Status::OK();
     const uint64_t modseq = m->Advance((flags_changed ? 1 : 0) + added.size() + removed.size());
     for (auto& [key, rec] : updated) {
@@ -374,7 +376,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     }
     return Status::OK();
   });
-  if (s.ok()) *modseq = state_.highest_modseq;
+  if (s.ok()) *modseq = changed ? state_.highest_modseq : 0;
   return s;
 }
 

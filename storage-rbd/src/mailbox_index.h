@@ -102,6 +102,8 @@ class MailboxIndex {
   Status CopyFrom(MailboxIndex* source, const std::vector<uint32_t>& source_uids,
                   const std::vector<std::optional<FlagOverride>>& overrides,
                   std::vector<uint32_t>* dest_uids);
+  // *modseq: the op's MODSEQ, or 0 when nothing changed (no op was
+  // committed, so no MODSEQ is this caller's).
   Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                      std::vector<uint32_t>* conflicts, uint64_t* modseq);
   Status Expunge(const std::vector<uint32_t>& uids, size_t* expunged);

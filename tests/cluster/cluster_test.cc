@@ -555,6 +555,7 @@ TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
   ASSERT_EQ(rbd_index_update_flags(mailbox, uids, 3, &again, &conflicts, &nconflicts, &op_modseq, &err_),
             RBD_OK);
   expect_step(0, "a change that changes nothing");
+  EXPECT_EQ(op_modseq, 0u) << "no op, so no MODSEQ of its own";
 
   size_t n = 0;
   ASSERT_EQ(rbd_index_expunge(mailbox, uids, 2, &n, &err_), RBD_OK);

@@ -181,3 +181,17 @@ def test_silent_stores_are_not_echoed_and_keep_the_cluster_modseqs(connect, node
     assert highest_a == highest_b
     assert seen_a[1][0] == seen_a[2][0] == highest_a
     assert seen_a[3][0] < highest_a
+
+
+@two_nodes
+def test_a_silent_store_another_node_made_already_still_reports_that_change(
+        connect, node_a, node_b, user):
+    on_a = connect(node_a, user)
+    on_a.append("INBOX", numbered(1))
+    on_a.ok("SELECT", "INBOX")
+    on_b = connect(node_b, user)
+    on_b.ok("SELECT", "INBOX")
+    on_b.ok("STORE 1 +FLAGS.SILENT ($b)")
+    # A's STORE changes nothing in the cluster: B's change must not pass for A's own.
+    answer = on_a.ok("STORE 1 +FLAGS.SILENT ($b)").lines() + on_a.ok("NOOP").lines()
+    assert "* 1 FETCH (FLAGS ($b))" in answer, answer
