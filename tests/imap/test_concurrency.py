@@ -2,6 +2,7 @@
 the cluster, and every message has the same MODSEQ on every node (issue #8, failures 2
 and 3). See doc/design.md, "Sync snapshot and MODSEQs"."""
 
+import random
 import re
 import threading
 
@@ -195,3 +196,43 @@ def test_a_silent_store_another_node_made_already_still_reports_that_change(
     # A's STORE changes nothing in the cluster: B's change must not pass for A's own.
     answer = on_a.ok("STORE 1 +FLAGS.SILENT ($b)").lines() + on_a.ok("NOOP").lines()
     assert "* 1 FETCH (FLAGS ($b))" in answer, answer
+
+
+@two_nodes
+def test_concurrent_stores_and_expunges_on_both_nodes_end_identical(connect, node_a, node_b,
+                                                                   user):
+    on_a = connect(node_a, user)
+    for i in range(1, 13):
+        on_a.append("INBOX", numbered(i))
+    on_b = connect(node_b, user)
+    panics_before = panics(node_a) + panics(node_b)
+    errors = []
+
+    def work(conn, seed):
+        rng = random.Random(seed)
+        try:
+            conn.ok("SELECT", "INBOX", "(CONDSTORE)")
+            for i in range(60):
+                if i % 20 == 19:
+                    conn.ok("UID STORE %d +FLAGS.SILENT (\\Deleted)" % rng.randint(1, 12))
+                    conn.ok("EXPUNGE")
+                    continue
+                flags = rng.sample(["\\Seen", "\\Flagged", "$a", "$b", "$c", "$n%d" % i], 2)
+                conn.command("UID STORE %d:%d %sFLAGS%s (%s)" % (
+                    rng.randint(1, 6), rng.randint(6, 12), rng.choice("+-"),
+                    rng.choice(["", ".SILENT"]), " ".join(flags)))
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(conn, seed))
+               for conn, seed in ((on_a, 1), (on_b, 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    seen_a, highest_a = modseqs_and_flags(on_a)
+    seen_b, highest_b = modseqs_and_flags(on_b)
+    assert seen_a == seen_b
+    assert highest_a == highest_b
+    assert panics(node_a) + panics(node_b) == panics_before
