@@ -48,6 +48,9 @@ struct rbd_sync_context {
 	bool inconsistent;
 	/* The cache is being rebuilt: every record is appended anew. */
 	bool reset;
+	/* Another process of this node brought the cache past this sync's
+	   snapshot while the index was unlocked between two commits. */
+	bool overtaken;
 	/* The cache was built from the records alone (see
 	   rbd_sync_forget_history). */
 	bool built_from_records;
@@ -432,6 +435,25 @@ static bool rbd_sync_append(struct rbd_sync_context *ctx,
 	return TRUE;
 }
 
+/* The cluster HIGHESTMODSEQ the cache reflects now: a sync commits once per
+   op, and in between another process of this node may sync the cache
+   further (0 for a cache of no or another mailbox). */
+static uint64_t rbd_sync_cached_modseq(struct rbd_sync_context *ctx)
+{
+	struct rbd_sync_header hdr;
+	const void *data;
+	size_t size;
+
+	mail_index_get_header_ext(ctx->sync_view, ctx->mbox->rbd_ext_id, &data,
+	                          &size);
+	if (size != sizeof(hdr))
+		return 0;
+	memcpy(&hdr, data, sizeof(hdr));
+	return guid_128_equals(hdr.mailbox_guid, ctx->mbox->guid)
+	               ? hdr.highest_modseq
+	               : 0;
+}
+
 /* Checks that the cache can take `op`: its appends are new to it, the
    messages it changed are there, its keyword ids resolve. Nothing is
    written before this holds, so a replay is all of the op or nothing. */
@@ -584,6 +606,8 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 	ctx->keyword_count = changes->keyword_count;
 	reached = *status_r;
 	for (i = 0; i < changes->op_count && ret > 0; i++) {
+		if (changes->ops[i].modseq <= rbd_sync_cached_modseq(ctx))
+			continue;
 		T_BEGIN
 		{
 			replayed = rbd_sync_replay_op(ctx, &changes->ops[i]);
@@ -683,6 +707,11 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 			rbd_snapshot_free(&snap);
 			return -1;
 		}
+		if (rbd_sync_cached_modseq(ctx) > status_r->highest_modseq) {
+			ctx->overtaken = TRUE;
+			rbd_snapshot_free(&snap);
+			return 1;
+		}
 	} else {
 		struct mail_index_modseq_header modseq_hdr;
 
@@ -737,6 +766,11 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 static int rbd_sync_finish(struct rbd_sync_context *ctx,
                            const struct rbd_index_status *status)
 {
+	if (!ctx->reset && (ctx->overtaken || rbd_sync_cached_modseq(ctx) >
+	                                              status->highest_modseq)) {
+		/* Never take the cache back to an older snapshot. */
+		return rbd_sync_commit(ctx) < 0 ? -1 : 1;
+	}
 	if (status->uidnext > ctx->next_uid) {
 		mail_index_update_header(
 		        ctx->trans,

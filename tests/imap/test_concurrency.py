@@ -236,3 +236,30 @@ def test_concurrent_stores_and_expunges_on_both_nodes_end_identical(connect, nod
     assert seen_a == seen_b
     assert highest_a == highest_b
     assert panics(node_a) + panics(node_b) == panics_before
+
+
+@two_nodes
+def test_two_sessions_of_one_node_catching_up_at_once_agree_with_the_cluster(
+        connect, node_a, node_b, user):
+    first = connect(node_a, user)
+    for i in range(1, 7):
+        first.append("INBOX", numbered(i))
+    second = connect(node_a, user)
+    on_b = connect(node_b, user)
+    for conn in (first, second, on_b):
+        conn.ok("SELECT", "INBOX", "(CONDSTORE)")
+    rng = random.Random(3)
+    for round in range(6):
+        for i in range(25):
+            on_b.ok("UID STORE %d %sFLAGS.SILENT (%s)" % (
+                rng.randint(1, 6), rng.choice("+-"),
+                " ".join(rng.sample(["\\Seen", "\\Flagged", "$a", "$b", "$r%d" % round], 2))))
+        # Both sessions sync the same cache at once, each op in a commit of its own.
+        threads = [threading.Thread(target=conn.ok, args=("NOOP",)) for conn in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    on_b.ok("NOOP")
+    states = [modseqs_and_flags(conn) for conn in (first, second, on_b)]
+    assert states[0] == states[1] == states[2]
