@@ -501,7 +501,6 @@ static bool rbd_sync_op_applies(struct rbd_sync_context *ctx,
 static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
                                const struct rbd_change *op)
 {
-	struct rbd_mailbox *mbox = ctx->mbox;
 	ARRAY_TYPE(const_string) names;
 	bool expunged = FALSE;
 	uint32_t seq;
@@ -518,7 +517,6 @@ static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
 		                             rec->keyword_count, &names);
 		(void)rbd_sync_append(ctx, rec, &names, &seq);
 		mail_index_update_modseq(ctx->trans, seq, op->modseq);
-		rbd_msgs_update(mbox, rec);
 	}
 	for (i = 0; i < op->updated_count; i++) {
 		const struct rbd_flag_state *u = &op->updated[i];
@@ -535,7 +533,6 @@ static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
 			rbd_sync_expunge(ctx, seq);
 			expunged = TRUE;
 		}
-		rbd_msgs_remove(mbox, op->expunged[i]);
 	}
 	mail_index_update_highest_modseq(ctx->trans,
 	                                 op->modseq - (expunged ? 1 : 0));
@@ -553,6 +550,19 @@ static bool rbd_sync_uidvalidity_changed(struct rbd_sync_context *ctx,
 		return FALSE;
 	ctx->inconsistent = TRUE;
 	return TRUE;
+}
+
+/* Keeps mbox->msgs in step with an op the cache has (replayed now, or by
+   another process of this node). */
+static void rbd_sync_msgs_apply(struct rbd_mailbox *mbox,
+                                const struct rbd_change *op)
+{
+	size_t i;
+
+	for (i = 0; i < op->appended_count; i++)
+		rbd_msgs_update(mbox, &op->appended[i]);
+	for (i = 0; i < op->expunged_count; i++)
+		rbd_msgs_remove(mbox, op->expunged[i]);
 }
 
 /* An op that only appended messages without keywords. Consecutive ones
@@ -606,8 +616,10 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 	ctx->keyword_count = changes->keyword_count;
 	reached = *status_r;
 	for (i = 0; i < changes->op_count && ret > 0; i++) {
-		if (changes->ops[i].modseq <= rbd_sync_cached_modseq(ctx))
+		if (changes->ops[i].modseq <= rbd_sync_cached_modseq(ctx)) {
+			rbd_sync_msgs_apply(mbox, &changes->ops[i]);
 			continue;
+		}
 		T_BEGIN
 		{
 			replayed = rbd_sync_replay_op(ctx, &changes->ops[i]);
@@ -617,6 +629,7 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 			ret = -1;
 			break;
 		}
+		rbd_sync_msgs_apply(mbox, &changes->ops[i]);
 		if (i + 1 < changes->op_count &&
 		    rbd_sync_plain_append(&changes->ops[i]) &&
 		    rbd_sync_plain_append(&changes->ops[i + 1]))
@@ -708,6 +721,9 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 			return -1;
 		}
 		if (rbd_sync_cached_modseq(ctx) > status_r->highest_modseq) {
+			/* The cache holds messages this snapshot lacks: learn
+			   them on the first miss (rbd_mailbox_msg). */
+			mbox->msgs_complete = FALSE;
 			ctx->overtaken = TRUE;
 			rbd_snapshot_free(&snap);
 			return 1;
@@ -807,6 +823,11 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	i_zero(&hdr);
 	if (size == sizeof(hdr))
 		memcpy(&hdr, data, sizeof(hdr));
+	/* Another process of this node synced the cache since this one did:
+	   the records it learned are not in mbox->msgs, so the first miss
+	   reads them (rbd_mailbox_msg). */
+	if (hdr.highest_modseq != mbox->synced.highest_modseq)
+		mbox->msgs_complete = FALSE;
 	/* A GUID names one RADOS mailbox for ever, so a cache of another GUID
 	   is rebuilt. A new, empty cache needs no reset, only its first full
 	   sync. */

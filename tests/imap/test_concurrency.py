@@ -250,16 +250,23 @@ def test_two_sessions_of_one_node_catching_up_at_once_agree_with_the_cluster(
         conn.ok("SELECT", "INBOX", "(CONDSTORE)")
     rng = random.Random(3)
     for round in range(6):
+        on_b.append("INBOX", numbered(10 + round))
         for i in range(25):
             on_b.ok("UID STORE %d %sFLAGS.SILENT (%s)" % (
                 rng.randint(1, 6), rng.choice("+-"),
                 " ".join(rng.sample(["\\Seen", "\\Flagged", "$a", "$b", "$r%d" % round], 2))))
+        on_b.append("INBOX", numbered(20 + round))
+        on_b.ok("UID STORE %d +FLAGS.SILENT (\\Deleted)" % (7 + 2 * round))
+        on_b.ok("EXPUNGE")
         # Both sessions sync the same cache at once, each op in a commit of its own.
         threads = [threading.Thread(target=conn.ok, args=("NOOP",)) for conn in (first, second)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        for conn in (first, second):
+            sizes = conn.fetch("1:*", "(RFC822.SIZE)")
+            assert sorted(sizes) == list(range(1, 7)) + [8 + 2 * r for r in range(round + 1)]
     on_b.ok("NOOP")
     states = [modseqs_and_flags(conn) for conn in (first, second, on_b)]
     assert states[0] == states[1] == states[2]
