@@ -795,7 +795,11 @@ class Bench {
       int64_t t = MonotonicNs();
       if (rbd_index_changes(mailbox.get(), since, &ch, &err) != RBD_OK) Fail("changes", err);
       sync_ms.push_back((MonotonicNs() - t) / 1e6);
-      size_t changed = ch->changed->count, expunged = ch->expunged_count;
+      size_t changed = 0, expunged = 0;
+      for (size_t op = 0; op < ch->op_count; op++) {
+        changed += ch->ops[op].appended_count + ch->ops[op].updated_count;
+        expunged += ch->ops[op].expunged_count;
+      }
       rbd_changes_free(&ch);
       if (changed != picked.size() || expunged != 0)
         Fail("changes since MODSEQ " + std::to_string(since) + ": " + std::to_string(changed) + " changed, " +

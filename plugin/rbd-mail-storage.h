@@ -119,6 +119,9 @@ struct rbd_transaction_context {
 	pool_t pool;
 	ARRAY(struct rbd_flag_change) changes;
 	ARRAY_TYPE(seq_range) expunges;
+	/* An op of this transaction was written into its index transaction
+	   (rbd_push_apply_own). */
+	bool own_replayed;
 };
 
 extern struct mail_storage rbd_storage;

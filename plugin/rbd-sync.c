@@ -4,11 +4,13 @@
    rbd-mail.c instead of being written to the local index; at commit they
    go to RADOS as one guarded op per distinct change.
 
-   Pull: what changed in RADOS since the HIGHESTMODSEQ this node last saw
-   is read from the change log (or, the first time or after a trim, every
-   record) and written into the index with the RADOS MODSEQs. The index is
-   only ever written here, so its MODSEQs are the cluster's and the same on
-   every node; an index that disagrees with RADOS on UIDVALIDITY or the
+   Pull: the ops committed in RADOS since the HIGHESTMODSEQ this node last
+   saw are read as one snapshot with the state they lead to (or, the first
+   time or after a trim, every record of one snapshot) and replayed into
+   the index one op per index transaction, so that every message lands on
+   its RADOS MODSEQ (doc/design.md, "Sync snapshot and MODSEQs"). The index
+   is only ever written here, so its MODSEQs are the cluster's and the same
+   on every node; an index that disagrees with RADOS on UIDVALIDITY or the
    mailbox GUID is rebuilt from the records. */
 
 #include "lib.h"
@@ -22,6 +24,9 @@
 #include "rbd-mail-storage.h"
 
 #define RBD_LIST_PAGE 10000
+/* Listings a stream of writers may overtake before a full sync gives up
+   (each restart follows a change, so this only bounds a busy mailbox). */
+#define RBD_LIST_ATTEMPTS 20
 
 /* What the local index reflects, kept in its "rbd" header extension. */
 struct rbd_sync_header {
@@ -31,35 +36,36 @@ struct rbd_sync_header {
 	uint64_t highest_modseq;
 };
 
-/* A message whose MODSEQ is the cluster's HIGHESTMODSEQ (see
-   rbd_sync_once). */
-struct rbd_sync_top_modseq {
-	uint32_t uid, seq;
-	uint64_t modseq;
-};
-ARRAY_DEFINE_TYPE(rbd_sync_top_modseq, struct rbd_sync_top_modseq);
-
 struct rbd_sync_context {
 	struct rbd_mailbox *mbox;
 	struct mail_index_sync_ctx *index_sync_ctx;
 	struct mail_index_view *sync_view;
 	struct mail_index_transaction *trans;
+	/* The keyword table of the snapshot being applied. */
 	const char *const *keyword_names;
 	size_t keyword_count;
 	uint32_t next_uid;
-	/* The cluster's HIGHESTMODSEQ this sync brings the cache to. */
-	uint64_t highest_modseq;
-	ARRAY_TYPE(rbd_sync_top_modseq) top_modseqs;
 	bool inconsistent;
-	/* The current sync ends with expunges (see rbd_sync_once). */
-	bool expunges_last;
+	/* The cache is being rebuilt: every record is appended anew. */
+	bool reset;
+	/* Another process of this node brought the cache past this sync's
+	   snapshot while the index was unlocked between two commits. */
+	bool overtaken;
 	/* The cache was built from the records alone (see
 	   rbd_sync_forget_history). */
 	bool built_from_records;
 	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
 	uint32_t recent_first, recent_end;
-	/* The UIDs a full sync listed. */
-	ARRAY_TYPE(seq_range) listed;
+};
+
+/* Every record of one snapshot (rbd_msgs_load_all). */
+struct rbd_snapshot {
+	ARRAY(struct rbd_records *) pages;
+	struct rbd_index_status status;
+	/* The snapshot's keyword table, valid until the next call on the
+	   index handle. */
+	const char *const *keyword_names;
+	size_t keyword_count;
 };
 
 void rbd_sync_register_ext(struct rbd_mailbox *mbox)
@@ -190,39 +196,65 @@ static void rbd_msgs_update(struct rbd_mailbox *mbox,
 	rbd_msg_fill(mbox, msg, rec);
 }
 
-/* Pages through every record in UID order, updating mbox->msgs and
-   handing each record to `apply` (when not NULL). Entries RADOS no longer
-   has stay: a view may still show their messages. */
-static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
-                             void (*apply)(void *context,
-                                           const struct rbd_record *rec),
-                             void *context)
+static void rbd_snapshot_free(struct rbd_snapshot *snap)
 {
+	struct rbd_records **page;
+
+	array_foreach_modifiable(&snap->pages, page)
+	{
+		rbd_records_free(page);
+	}
+	array_free(&snap->pages);
+}
+
+/* Pages through every record of one snapshot (rbd_index_list_snapshot) in
+   UID order, updating mbox->msgs; keeps the pages in snap_r when not NULL.
+   A writer that overtakes the listing starts it again. Entries RADOS no
+   longer has stay: a view may still show their messages. */
+static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
+                             struct rbd_snapshot *snap_r)
+{
+	struct rbd_snapshot snap;
 	struct rbd_records *records;
 	struct rbd_error err;
-	uint32_t after = 0;
+	unsigned int attempt;
+	uint32_t after;
+	rbd_code code;
 	size_t i, count;
 
+	i_zero(&snap);
+	i_array_init(&snap.pages, 8);
 	mbox->msgs_stale = FALSE;
-	do {
-		if (rbd_index_list_records(mbox->index, after, RBD_LIST_PAGE,
-		                           &records, &err) != RBD_OK) {
-			rbd_storage_set_error(mbox->box.storage, &err);
-			return -1;
-		}
-		for (i = 0; i < records->count; i++)
-			T_BEGIN
-			{
+	for (attempt = 0;; attempt++) {
+		after = 0;
+		do {
+			code = rbd_index_list_snapshot(
+			        mbox->index, after, RBD_LIST_PAGE, &records,
+			        &snap.status, &snap.keyword_names,
+			        &snap.keyword_count, &err);
+			if (code != RBD_OK)
+				break;
+			for (i = 0; i < records->count; i++)
 				rbd_msgs_update(mbox, &records->records[i]);
-				if (apply != NULL)
-					apply(context, &records->records[i]);
-			}
-		T_END;
-		count = records->count;
-		if (count > 0)
-			after = records->records[count - 1].uid;
-		rbd_records_free(&records);
-	} while (count == RBD_LIST_PAGE);
+			count = records->count;
+			if (count > 0)
+				after = records->records[count - 1].uid;
+			array_push_back(&snap.pages, &records);
+		} while (count == RBD_LIST_PAGE);
+		if (code != RBD_ERR_CONFLICT || attempt == RBD_LIST_ATTEMPTS)
+			break;
+		rbd_snapshot_free(&snap);
+		i_array_init(&snap.pages, 8);
+	}
+	if (code != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		rbd_snapshot_free(&snap);
+		return -1;
+	}
+	if (snap_r != NULL)
+		*snap_r = snap;
+	else
+		rbd_snapshot_free(&snap);
 	return 0;
 }
 
@@ -235,7 +267,7 @@ int rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid,
 		   cache on disk) brought the message into the view: learn
 		   every record once rather than one per miss. */
 		if (rbd_storage_unavailable(mbox->storage) ||
-		    rbd_msgs_load_all(mbox, NULL, NULL) < 0)
+		    rbd_msgs_load_all(mbox, NULL) < 0)
 			return -1;
 		*msg_r = array_bsearch(&mbox->msgs, &uid, rbd_uid_msg_cmp);
 	}
@@ -317,8 +349,6 @@ static int rbd_sync_begin(struct rbd_sync_context *ctx)
 		return -1;
 	}
 	ctx->next_uid = mail_index_get_header(ctx->sync_view)->next_uid;
-	ctx->expunges_last = FALSE;
-	ctx->built_from_records = FALSE;
 	return 0;
 }
 
@@ -440,83 +470,80 @@ static void rbd_sync_expunge(struct rbd_sync_context *ctx, uint32_t seq)
 		mail_index_expunge_guid(ctx->trans, seq, guid);
 	else
 		mail_index_expunge(ctx->trans, seq);
-	ctx->expunges_last = TRUE;
 }
 
-/* Brings one message of the index to the record's state by its
-   differences only (ADD/REMOVE, never REPLACE): the log then gets exactly
-   the records the core counted when it gave the op its MODSEQ step. */
-static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
-                                  const struct rbd_record *rec)
+/* The names of keyword ids (NULL-terminated behind the array's end, for
+   mail_index_keywords_create). FALSE when an id is not in the snapshot's
+   table (left out): data another node wrote, so a condition to handle,
+   never an assertion. */
+static bool rbd_sync_keyword_names(struct rbd_sync_context *ctx,
+                                   const uint32_t *ids, size_t count,
+                                   ARRAY_TYPE(const_string) * names_r)
+{
+	bool known = TRUE;
+	size_t i;
+
+	t_array_init(names_r, count + 1);
+	for (i = 0; i < count; i++) {
+		if (ids[i] < ctx->keyword_count)
+			array_push_back(names_r, &ctx->keyword_names[ids[i]]);
+		else
+			known = FALSE;
+	}
+	array_append_zero(names_r);
+	array_pop_back(names_r);
+	return known;
+}
+
+/* Brings message `seq` to `flags` and the `wanted` keywords by its
+   differences only (ADD/REMOVE, never REPLACE, nothing for what is already
+   so): Dovecot's log then gets at most one flag record and one record per
+   keyword added or removed, the records the core counted for the op. */
+static void rbd_sync_set_flags(struct rbd_sync_context *ctx, uint32_t seq,
+                               uint8_t flags,
+                               const ARRAY_TYPE(const_string) * wanted)
 {
 	const ARRAY_TYPE(keywords) *index_keywords =
 	        mail_index_get_keywords(ctx->mbox->box.index);
-	ARRAY_TYPE(const_string) wanted, add, remove;
+	ARRAY_TYPE(const_string) add, remove;
 	ARRAY_TYPE(keyword_indexes) current;
 	const struct mail_index_record *irec;
 	const unsigned int *idx;
 	const char *name;
 	uint8_t old_flags;
-	uint32_t seq;
-	size_t i;
 
-	t_array_init(&wanted, rec->keyword_count + 1);
-	for (i = 0; i < rec->keyword_count; i++) {
-		i_assert(rec->keywords[i] < ctx->keyword_count);
-		array_push_back(&wanted, &ctx->keyword_names[rec->keywords[i]]);
+	irec = mail_index_lookup(ctx->sync_view, seq);
+	old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
+	if ((flags & ~old_flags) != 0) {
+		mail_index_update_flags(ctx->trans, seq, MODIFY_ADD,
+		                        flags & ~old_flags);
+	}
+	if ((old_flags & ~flags) != 0) {
+		mail_index_update_flags(ctx->trans, seq, MODIFY_REMOVE,
+		                        old_flags & ~flags);
 	}
 	t_array_init(&add, 4);
 	t_array_init(&remove, 4);
-	if (!mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq)) {
-		if (rec->uid < ctx->next_uid) {
-			/* Below the cache's next UID yet unknown to it: the
-			   cache does not belong to this RADOS state. */
-			ctx->inconsistent = TRUE;
-			return;
-		}
-		mail_index_append(ctx->trans, rec->uid, &seq);
-		rbd_sync_set_guid(ctx, seq, rec);
-		rbd_sync_set_msg(ctx, seq, rec);
-		ctx->next_uid = rec->uid + 1;
-		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
-		                        (enum mail_flags)rec->flags);
-		array_append_array(&add, &wanted);
-	} else {
-		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->guid_ext_id))
-			rbd_sync_set_guid(ctx, seq, rec);
-		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->msg_ext_id))
-			rbd_sync_set_msg(ctx, seq, rec);
-		irec = mail_index_lookup(ctx->sync_view, seq);
-		old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
-		if ((rec->flags & ~old_flags) != 0) {
-			mail_index_update_flags(ctx->trans, seq, MODIFY_ADD,
-			                        rec->flags & ~old_flags);
-		}
-		if ((old_flags & ~rec->flags) != 0) {
-			mail_index_update_flags(ctx->trans, seq, MODIFY_REMOVE,
-			                        old_flags & ~rec->flags);
-		}
-		t_array_init(&current, 8);
-		mail_index_lookup_keywords(ctx->sync_view, seq, &current);
+	t_array_init(&current, 8);
+	mail_index_lookup_keywords(ctx->sync_view, seq, &current);
+	array_foreach(&current, idx)
+	{
+		name = array_idx_elem(index_keywords, *idx);
+		if (!array_lsearch(wanted, &name, i_strcmp_p))
+			array_push_back(&remove, &name);
+	}
+	array_foreach_elem(wanted, name)
+	{
+		bool have = FALSE;
+
 		array_foreach(&current, idx)
 		{
-			name = array_idx_elem(index_keywords, *idx);
-			if (!array_lsearch(&wanted, &name, i_strcmp_p))
-				array_push_back(&remove, &name);
+			if (strcmp(array_idx_elem(index_keywords, *idx),
+			           name) == 0)
+				have = TRUE;
 		}
-		array_foreach_elem(&wanted, name)
-		{
-			bool have = FALSE;
-
-			array_foreach(&current, idx)
-			{
-				if (strcmp(array_idx_elem(index_keywords, *idx),
-				           name) == 0)
-					have = TRUE;
-			}
-			if (!have)
-				array_push_back(&add, &name);
-		}
+		if (!have)
+			array_push_back(&add, &name);
 	}
 	array_append_zero(&add);
 	array_pop_back(&add);
@@ -524,56 +551,133 @@ static void rbd_sync_apply_record(struct rbd_sync_context *ctx,
 	array_pop_back(&remove);
 	rbd_sync_keywords_update(ctx, seq, &add, MODIFY_ADD);
 	rbd_sync_keywords_update(ctx, seq, &remove, MODIFY_REMOVE);
-	if (rec->modseq < ctx->highest_modseq)
-		mail_index_update_modseq(ctx->trans, seq, rec->modseq);
-	else {
-		struct rbd_sync_top_modseq *top =
-		        array_append_space(&ctx->top_modseqs);
-
-		top->uid = rec->uid;
-		top->seq = seq;
-		top->modseq = rec->modseq;
-	}
 }
 
-/* Sets the MODSEQs held back by rbd_sync_apply_record. `by_uid` when the
-   sync that applied the records was committed since, and their sequences
-   may have moved. */
-static void rbd_sync_top_modseqs(struct rbd_sync_context *ctx,
-                                 const ARRAY_TYPE(rbd_sync_top_modseq) * tops,
-                                 bool by_uid)
+/* Appends a record the cache lacks; its flags travel in Dovecot's append
+   record, each keyword in one record per keyword. FALSE (with
+   ctx->inconsistent) when the UID is below the cache's next UID: the
+   cache does not belong to this RADOS state. */
+static bool rbd_sync_append(struct rbd_sync_context *ctx,
+                            const struct rbd_record *rec,
+                            const ARRAY_TYPE(const_string) * keywords,
+                            uint32_t *seq_r)
 {
-	const struct rbd_sync_top_modseq *top;
+	if (rec->uid < ctx->next_uid) {
+		ctx->inconsistent = TRUE;
+		return FALSE;
+	}
+	mail_index_append(ctx->trans, rec->uid, seq_r);
+	rbd_sync_set_guid(ctx, *seq_r, rec);
+	rbd_sync_set_msg(ctx, *seq_r, rec);
+	ctx->next_uid = rec->uid + 1;
+	mail_index_update_flags(ctx->trans, *seq_r, MODIFY_REPLACE,
+	                        (enum mail_flags)rec->flags);
+	rbd_sync_keywords_update(ctx, *seq_r, keywords, MODIFY_ADD);
+	return TRUE;
+}
+
+/* The cluster HIGHESTMODSEQ the cache reflects now: a sync commits once per
+   op, and in between another process of this node may sync the cache
+   further (0 for a cache of no or another mailbox). */
+static uint64_t rbd_sync_cached_modseq(struct rbd_sync_context *ctx)
+{
+	struct rbd_sync_header hdr;
+	const void *data;
+	size_t size;
+
+	mail_index_get_header_ext(ctx->sync_view, ctx->mbox->rbd_ext_id, &data,
+	                          &size);
+	if (size != sizeof(hdr))
+		return 0;
+	memcpy(&hdr, data, sizeof(hdr));
+	return guid_128_equals(hdr.mailbox_guid, ctx->mbox->guid)
+	               ? hdr.highest_modseq
+	               : 0;
+}
+
+/* Checks that the cache can take `op`: its appends are new to it, the
+   messages it changed are there, its keyword ids resolve. Nothing is
+   written before this holds, so a replay is all of the op or nothing. */
+static bool rbd_sync_op_applies(struct rbd_sync_context *ctx,
+                                const struct rbd_change *op)
+{
+	ARRAY_TYPE(const_string) names;
 	uint32_t seq;
+	size_t i;
 
-	array_foreach(tops, top)
-	{
-		seq = top->seq;
-		if (by_uid &&
-		    !mail_index_lookup_seq(ctx->sync_view, top->uid, &seq))
-			continue;
-		mail_index_update_modseq(ctx->trans, seq, top->modseq);
+	for (i = 0; i < op->appended_count; i++) {
+		const struct rbd_record *rec = &op->appended[i];
+
+		if (mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq) ||
+		    rec->uid < ctx->next_uid ||
+		    !rbd_sync_keyword_names(ctx, rec->keywords,
+		                            rec->keyword_count, &names))
+			return FALSE;
 	}
+	for (i = 0; i < op->updated_count; i++) {
+		if (!mail_index_lookup_seq(ctx->sync_view, op->updated[i].uid,
+		                           &seq) ||
+		    !rbd_sync_keyword_names(ctx, op->updated[i].keywords,
+		                            op->updated[i].keyword_count,
+		                            &names))
+			return FALSE;
+	}
+	return TRUE;
 }
 
-static void rbd_sync_apply(void *context, const struct rbd_record *rec)
+/* Writes exactly one op into ctx->trans and lands the index and every
+   message the op touched on the op's MODSEQ, as on every other node.
+
+   Dovecot exports a transaction's records in a fixed order (appends, flag
+   updates, keyword updates, MODSEQ updates, expunges), counts one MODSEQ
+   per append, flag, keyword and expunge record, and lets a MODSEQ update
+   only raise the count and a message's MODSEQ. The core gave the op a step
+   of exactly the records a replay of this op alone writes (the changes are
+   applied by their differences), so the explicit updates to the op's
+   MODSEQ set every touched message and the index to it, never below a
+   counted record. An expunge op counts one record, exported last: the
+   index is raised to one below the op's MODSEQ first, so the expunge
+   lands on it. Returns FALSE, writing nothing, when the op does not apply
+   to this cache (ctx->inconsistent). */
+static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
+                               const struct rbd_change *op)
 {
-	struct rbd_sync_context *ctx = context;
+	ARRAY_TYPE(const_string) names;
+	bool expunged = FALSE;
+	uint32_t seq;
+	size_t i;
 
-	seq_range_array_add(&ctx->listed, rec->uid);
-	rbd_sync_apply_record(ctx, rec);
-}
-
-static int rbd_sync_keywords(struct rbd_sync_context *ctx)
-{
-	struct rbd_error err;
-
-	if (rbd_index_keywords(ctx->mbox->index, &ctx->keyword_names,
-	                       &ctx->keyword_count, &err) != RBD_OK) {
-		rbd_storage_set_error(ctx->mbox->box.storage, &err);
-		return -1;
+	if (!rbd_sync_op_applies(ctx, op)) {
+		ctx->inconsistent = TRUE;
+		return FALSE;
 	}
-	return 0;
+	for (i = 0; i < op->appended_count; i++) {
+		const struct rbd_record *rec = &op->appended[i];
+
+		(void)rbd_sync_keyword_names(ctx, rec->keywords,
+		                             rec->keyword_count, &names);
+		(void)rbd_sync_append(ctx, rec, &names, &seq);
+		mail_index_update_modseq(ctx->trans, seq, op->modseq);
+	}
+	for (i = 0; i < op->updated_count; i++) {
+		const struct rbd_flag_state *u = &op->updated[i];
+
+		(void)mail_index_lookup_seq(ctx->sync_view, u->uid, &seq);
+		(void)rbd_sync_keyword_names(ctx, u->keywords, u->keyword_count,
+		                             &names);
+		rbd_sync_set_flags(ctx, seq, u->flags, &names);
+		mail_index_update_modseq(ctx->trans, seq, op->modseq);
+	}
+	for (i = 0; i < op->expunged_count; i++) {
+		if (mail_index_lookup_seq(ctx->sync_view, op->expunged[i],
+		                          &seq)) {
+			rbd_sync_expunge(ctx, seq);
+			expunged = TRUE;
+		}
+	}
+	mail_index_update_highest_modseq(ctx->trans,
+	                                 op->modseq - (expunged ? 1 : 0));
+	return TRUE;
 }
 
 /* dsync may set the UIDVALIDITY of an empty mailbox (rbd_mailbox_update):
@@ -589,35 +693,203 @@ static bool rbd_sync_uidvalidity_changed(struct rbd_sync_context *ctx,
 	return TRUE;
 }
 
-/* Every record, in one pass: the first sync of a cache, or after a trimmed
-   log. Returns 0, or -1 with ctx->inconsistent set when the cache must be
-   reset instead. */
+/* Keeps mbox->msgs in step with an op the cache has (replayed now, or by
+   another process of this node). Expunged messages keep their entries: a
+   view may still show them. */
+static void rbd_sync_msgs_apply(struct rbd_mailbox *mbox,
+                                const struct rbd_change *op)
+{
+	size_t i;
+
+	for (i = 0; i < op->appended_count; i++)
+		rbd_msgs_update(mbox, &op->appended[i]);
+}
+
+/* An op that only appended messages without keywords. Consecutive ones
+   share one index transaction (a run of deliveries is then one commit and
+   one fsync, not one each): Dovecot writes one append record for all of
+   them, counted at the first op's MODSEQ at most, and each message's
+   explicit update sets its own. */
+static bool rbd_sync_plain_append(const struct rbd_change *op)
+{
+	size_t i;
+
+	if (op->appended_count == 0 || op->updated_count > 0 ||
+	    op->expunged_count > 0)
+		return FALSE;
+	for (i = 0; i < op->appended_count; i++) {
+		if (op->appended[i].keyword_count > 0)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Only what changed since the MODSEQ this cache reflects: the ops of one
+   snapshot, in MODSEQ order, each in a local index transaction of its own
+   (see rbd_sync_replay_op; only runs of plain appends share one), each
+   committed with the header saying which MODSEQ the cache reached.
+   Returns 1, 0 when the cache needs a full sync
+   instead, or -1 (with ctx->inconsistent when it must be reset). */
+static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
+                            struct rbd_index_status *status_r)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
+	struct rbd_index_status reached;
+	struct rbd_changes *changes;
+	struct rbd_error err;
+	bool replayed;
+	size_t i;
+	int ret = 1;
+
+	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
+		if (err.code == RBD_ERR_RESYNC)
+			return 0;
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
+	}
+	*status_r = changes->status;
+	if (rbd_sync_uidvalidity_changed(ctx, status_r)) {
+		rbd_changes_free(&changes);
+		return -1;
+	}
+	ctx->keyword_names = changes->keywords;
+	ctx->keyword_count = changes->keyword_count;
+	reached = *status_r;
+	for (i = 0; i < changes->op_count && ret > 0; i++) {
+		if (changes->ops[i].modseq <= rbd_sync_cached_modseq(ctx)) {
+			rbd_sync_msgs_apply(mbox, &changes->ops[i]);
+			continue;
+		}
+		T_BEGIN
+		{
+			replayed = rbd_sync_replay_op(ctx, &changes->ops[i]);
+		}
+		T_END;
+		if (!replayed) {
+			ret = -1;
+			break;
+		}
+		rbd_sync_msgs_apply(mbox, &changes->ops[i]);
+		if (i + 1 < changes->op_count &&
+		    rbd_sync_plain_append(&changes->ops[i]) &&
+		    rbd_sync_plain_append(&changes->ops[i + 1]))
+			continue;
+		reached.highest_modseq = changes->ops[i].modseq;
+		rbd_sync_header_write(mbox, ctx->trans, &reached);
+		if (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0)
+			ret = -1;
+		else
+			mbox->synced = reached;
+	}
+	rbd_changes_free(&changes);
+	return ret;
+}
+
+/* Brings one message of the cache to its record (full sync). */
+static bool rbd_sync_record(struct rbd_sync_context *ctx,
+                            const struct rbd_record *rec)
+{
+	ARRAY_TYPE(const_string) names;
+	uint32_t seq;
+
+	if (!rbd_sync_keyword_names(ctx, rec->keywords, rec->keyword_count,
+	                            &names)) {
+		mailbox_set_critical(
+		        &ctx->mbox->box,
+		        "rbd: the record of UID %u names a keyword "
+		        "id outside its snapshot's keyword table",
+		        rec->uid);
+	}
+	if (ctx->reset ||
+	    !mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq)) {
+		if (!rbd_sync_append(ctx, rec, &names, &seq))
+			return FALSE;
+	} else {
+		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->guid_ext_id))
+			rbd_sync_set_guid(ctx, seq, rec);
+		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->msg_ext_id))
+			rbd_sync_set_msg(ctx, seq, rec);
+		rbd_sync_set_flags(ctx, seq, rec->flags, &names);
+	}
+	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
+	return TRUE;
+}
+
+/* Every record of one snapshot: the first sync of a cache, or after the log
+   could not bring it forward. Expunges of what RADOS no longer has go
+   first, in a transaction of their own (one record, one MODSEQ); then the
+   records, in UID order, by their differences, with the keywords
+   registered in the snapshot's table order. On a new cache that makes
+   every counted record land at or below the MODSEQ of each message it
+   touches (the core gave keyword id i a MODSEQ of its own before any
+   message could carry it), so each message's explicit MODSEQ update sets
+   it exactly. A cache brought forward over several ops at once can hold
+   a message above its MODSEQ (never below): see doc/design.md. Returns 1,
+   or -1 (with ctx->inconsistent when the cache must be reset). */
 static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
                          struct rbd_index_status *status_r)
 {
 	struct rbd_mailbox *mbox = ctx->mbox;
-	struct rbd_error err;
+	struct rbd_snapshot snap;
+	struct rbd_records *const *page;
+	struct mail_keywords *table;
+	ARRAY_TYPE(seq_range) listed;
 	uint32_t seq, uid, messages;
-	int ret;
+	bool expunged = FALSE;
+	size_t i;
+	int ret = 1;
 
-	if (rbd_index_get_status(mbox->index, status_r, &err) != RBD_OK) {
-		rbd_storage_set_error(mbox->box.storage, &err);
+	if (reset) {
+		/* The UIDs may now name other messages. */
+		p_clear(mbox->msg_pool);
+		p_array_init(&mbox->msgs, mbox->msg_pool, 64);
+	}
+	if (rbd_msgs_load_all(mbox, &snap) < 0)
+		return -1;
+	*status_r = snap.status;
+	if (!reset && rbd_sync_uidvalidity_changed(ctx, status_r)) {
+		rbd_snapshot_free(&snap);
 		return -1;
 	}
-	if (!reset && rbd_sync_uidvalidity_changed(ctx, status_r))
-		return -1;
-	ctx->highest_modseq = status_r->highest_modseq;
-	if (rbd_sync_keywords(ctx) < 0)
-		return -1;
-	if (reset) {
+	ctx->keyword_names = snap.keyword_names;
+	ctx->keyword_count = snap.keyword_count;
+	if (!reset) {
+		/* mbox->msgs keeps expunged messages: the snapshot says
+		   what RADOS still has. */
+		t_array_init(&listed, 64);
+		array_foreach(&snap.pages, page)
+		{
+			for (i = 0; i < (*page)->count; i++)
+				seq_range_array_add(&listed,
+				                    (*page)->records[i].uid);
+		}
+		messages = mail_index_view_get_messages_count(ctx->sync_view);
+		for (seq = 1; seq <= messages; seq++) {
+			mail_index_lookup_uid(ctx->sync_view, seq, &uid);
+			if (!seq_range_exists(&listed, uid)) {
+				rbd_sync_expunge(ctx, seq);
+				expunged = TRUE;
+			}
+		}
+		if (expunged &&
+		    (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0)) {
+			rbd_snapshot_free(&snap);
+			return -1;
+		}
+		if (rbd_sync_cached_modseq(ctx) > status_r->highest_modseq) {
+			/* The cache holds messages this snapshot lacks: they
+			   are learned on the first miss (rbd_mailbox_msg). */
+			ctx->overtaken = TRUE;
+			rbd_snapshot_free(&snap);
+			return 1;
+		}
+	} else {
 		struct mail_index_modseq_header modseq_hdr;
 
 		/* As Dovecot's index rebuild does: the reset drops every
 		   extension, so re-introduce the MODSEQ one at once. */
 		mail_index_reset(ctx->trans);
-		/* The UIDs may now name other messages. */
-		p_clear(mbox->msg_pool);
-		p_array_init(&mbox->msgs, mbox->msg_pool, 64);
+		ctx->reset = TRUE;
 		i_zero(&modseq_hdr);
 		modseq_hdr.highest_modseq = status_r->highest_modseq;
 		mail_index_update_header_ext(ctx->trans,
@@ -632,120 +904,55 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		        &status_r->uidvalidity, sizeof(status_r->uidvalidity),
 		        TRUE);
 	}
-	i_array_init(&ctx->listed, 64);
-	ret = rbd_msgs_load_all(mbox, rbd_sync_apply, ctx);
-	if (ret == 0 && !ctx->inconsistent && !reset) {
-		/* Expunge what RADOS no longer has. These expunges are
-		   exported after the MODSEQ updates and count one more: they
-		   land on the cluster's HIGHESTMODSEQ, never above it
-		   (rbd_sync_once). */
-		messages = mail_index_view_get_messages_count(ctx->sync_view);
-		for (seq = 1; seq <= messages; seq++) {
-			mail_index_lookup_uid(ctx->sync_view, seq, &uid);
-			if (!seq_range_exists(&ctx->listed, uid))
-				rbd_sync_expunge(ctx, seq);
-		}
-	}
-	array_free(&ctx->listed);
-	return ret < 0 || ctx->inconsistent ? -1 : 0;
-}
-
-/* Only what changed since the MODSEQ this cache reflects: every record
-   brought to its current state by its differences (in UID order, as
-   appends must be), then the expunges (see rbd_sync_once). */
-static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
-                            struct rbd_index_status *status_r)
-{
-	struct rbd_mailbox *mbox = ctx->mbox;
-	struct rbd_changes *changes;
-	struct rbd_error err;
-	uint32_t seq;
-	size_t i;
-
-	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
-		if (err.code == RBD_ERR_RESYNC)
-			return 0;
-		rbd_storage_set_error(mbox->box.storage, &err);
-		return -1;
-	}
-	*status_r = changes->status;
-	ctx->highest_modseq = status_r->highest_modseq;
-	if (rbd_sync_uidvalidity_changed(ctx, status_r) ||
-	    rbd_sync_keywords(ctx) < 0) {
-		rbd_changes_free(&changes);
-		return -1;
-	}
-	for (i = 0; i < changes->changed->count; i++)
+	if (ctx->keyword_count > 0)
 		T_BEGIN
 		{
-			const struct rbd_record *rec =
-			        &changes->changed->records[i];
+			const char **names =
+			        t_new(const char *, ctx->keyword_count + 1);
 
-			rbd_sync_apply_record(ctx, rec);
-			rbd_msgs_update(mbox, rec);
+			memcpy(names, ctx->keyword_names,
+			       sizeof(*names) * ctx->keyword_count);
+			table = mail_index_keywords_create(mbox->box.index,
+			                                   names);
+			mail_index_keywords_unref(&table);
 		}
 	T_END;
-	for (i = 0; i < changes->expunged_count; i++) {
-		if (mail_index_lookup_seq(ctx->sync_view, changes->expunged[i],
-		                          &seq))
-			rbd_sync_expunge(ctx, seq);
+	array_foreach(&snap.pages, page)
+	{
+		for (i = 0; i < (*page)->count && ret > 0; i++)
+			T_BEGIN
+			{
+				if (!rbd_sync_record(ctx, &(*page)->records[i]))
+					ret = -1;
+			}
+		T_END;
 	}
-	rbd_changes_free(&changes);
-	return ctx->inconsistent ? -1 : 1;
+	rbd_snapshot_free(&snap);
+	return ret;
 }
 
-/* Lands the cache exactly on the cluster's HIGHESTMODSEQ H, with every
-   message at its own MODSEQ, so that a client moving between nodes never
-   holds a MODSEQ a node has not reached.
-
-   Dovecot counts one MODSEQ per log record of a local sync, takes the
-   maximum with the explicit MODSEQ updates, and exports the expunges after
-   both, one more. The record differences write at most as many log records
-   as the ops' MODSEQ steps that were not expunges, so raising the index to
-   H-1 before the expunges lands it on H. The expunges are thus logged at H,
-   not at their own MODSEQs: QRESYNC may report an already known expunge
-   again (RFC 7162 allows more, never fewer).
-
-   A message whose MODSEQ is H itself (the newest op was not an expunge)
-   would lift the index to H before the expunges and so above H after them:
-   its MODSEQ is set by a second local sync once the expunges are in. Until
-   then the cache claims H-1, so a crash in between is repaired by the next
-   sync. */
+/* Lands the cache on the snapshot's state: its HIGHESTMODSEQ (where an
+   incremental sync already is, op by op), UIDNEXT, and the header saying
+   which state the cache reflects. */
 static int rbd_sync_finish(struct rbd_sync_context *ctx,
                            const struct rbd_index_status *status)
 {
-	struct rbd_mailbox *mbox = ctx->mbox;
-	struct rbd_index_status reached = *status;
-	ARRAY_TYPE(rbd_sync_top_modseq) tops;
-	bool later = ctx->expunges_last && array_count(&ctx->top_modseqs) > 0;
-
-	if (!later)
-		rbd_sync_top_modseqs(ctx, &ctx->top_modseqs, FALSE);
-	else
-		reached.highest_modseq--;
-	mail_index_update_highest_modseq(ctx->trans,
-	                                 status->highest_modseq -
-	                                         (ctx->expunges_last ? 1 : 0));
-	rbd_sync_header_write(mbox, ctx->trans, &reached);
-	if (rbd_sync_commit(ctx) < 0)
-		return -1;
-	mbox->synced = reached;
-	if (!later)
-		return 1;
-
-	tops = ctx->top_modseqs;
-	i_zero(&ctx->top_modseqs);
-	if (rbd_sync_begin(ctx) < 0) {
-		array_free(&tops);
-		return -1;
+	if (!ctx->reset && (ctx->overtaken || rbd_sync_cached_modseq(ctx) >
+	                                              status->highest_modseq)) {
+		/* Never take the cache back to an older snapshot. */
+		return rbd_sync_commit(ctx) < 0 ? -1 : 1;
 	}
-	rbd_sync_top_modseqs(ctx, &tops, TRUE);
-	array_free(&tops);
+	if (status->uidnext > ctx->next_uid) {
+		mail_index_update_header(
+		        ctx->trans,
+		        offsetof(struct mail_index_header, next_uid),
+		        &status->uidnext, sizeof(status->uidnext), FALSE);
+	}
 	mail_index_update_highest_modseq(ctx->trans, status->highest_modseq);
-	rbd_sync_header_write(mbox, ctx->trans, status);
+	rbd_sync_header_write(ctx->mbox, ctx->trans, status);
 	if (rbd_sync_commit(ctx) < 0)
 		return -1;
-	mbox->synced = *status;
+	ctx->mbox->synced = *status;
 	return 1;
 }
 
@@ -763,7 +970,6 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	ctx.mbox = mbox;
 	if (rbd_sync_begin(&ctx) < 0)
 		return -1;
-	i_array_init(&ctx.top_modseqs, 16);
 
 	/* A GUID names one RADOS mailbox for ever, so a cache of another GUID
 	   is rebuilt. A new, empty cache needs no reset, only its first full
@@ -801,27 +1007,18 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		mailbox_set_deleted(&mbox->box);
 		ret = -1;
 	}
+	if (ret >= 0 &&
+	    rbd_sync_claim_recent(&ctx, &status,
+	                          I_MAX(status.uidnext, ctx.next_uid)) < 0)
+		ret = -1;
 	if (ret < 0) {
 		if (ctx.index_sync_ctx != NULL)
 			mail_index_sync_rollback(&ctx.index_sync_ctx);
-		array_free(&ctx.top_modseqs);
 		return ctx.inconsistent ? 0 : -1;
 	}
-	if (status.uidnext > ctx.next_uid) {
-		mail_index_update_header(
-		        ctx.trans, offsetof(struct mail_index_header, next_uid),
-		        &status.uidnext, sizeof(status.uidnext), FALSE);
-	}
-	if (rbd_sync_claim_recent(&ctx, &status,
-	                          I_MAX(status.uidnext, ctx.next_uid)) < 0)
-		ret = -1;
-	else
-		ret = rbd_sync_finish(&ctx, &status);
+	ret = rbd_sync_finish(&ctx, &status);
 	if (ret > 0)
 		rbd_sync_mark_recent(&ctx);
-	else if (ret < 0 && ctx.index_sync_ctx != NULL)
-		mail_index_sync_rollback(&ctx.index_sync_ctx);
-	array_free(&ctx.top_modseqs);
 	return ret;
 }
 
@@ -880,125 +1077,46 @@ static void rbd_push_conflicts(struct mailbox_transaction_context *t,
 	}
 }
 
-/* A NULL-terminated copy, for mail_index_keywords_create(). */
-static const char *const *rbd_names_z(const ARRAY_TYPE(const_string) * names)
-{
-	unsigned int count = array_count(names);
-	const char **out = t_new(const char *, count + 1);
-
-	if (count > 0)
-		memcpy(out, array_front(names), sizeof(*out) * count);
-	return out;
-}
-
-static bool rbd_msg_has_keyword(const ARRAY_TYPE(keyword_indexes) * current,
-                                const ARRAY_TYPE(keywords) * names,
-                                const char *name)
-{
-	const unsigned int *idx;
-
-	array_foreach(current, idx)
-	{
-		if (strcmp(array_idx_elem(names, *idx), name) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
-/* Writes a pushed change into the client's own transaction when that is
-   exact: a hidden transaction (STORE .SILENT) must not see its change
-   echoed back by the next sync as if another session had made it. Exact
-   means the op's RADOS MODSEQ is the synced HIGHESTMODSEQ plus the records
-   this change writes here (the core's step rule), i.e. nothing else
-   happened in between; otherwise the next sync brings it. */
+/* A hidden transaction (STORE .SILENT) must not see its own change echoed
+   back by the next sync as if another session had made it, so the op is
+   replayed into the client's own transaction, exactly as a sync would
+   (rbd_sync_replay_op), when the change log since this cache's
+   HIGHESTMODSEQ holds that op alone: the cache then held the state the op
+   started from. Only a transaction's first op can be replayed so (a
+   second would share Dovecot's flag and keyword records with it and could
+   land a message above its MODSEQ); otherwise the next sync brings it. */
 static void rbd_push_apply_own(struct mailbox_transaction_context *t,
-                               struct rbd_mailbox *mbox,
-                               const struct rbd_flag_change *change,
-                               const ARRAY_TYPE(uint32_t) * uids,
-                               uint64_t modseq)
+                               struct rbd_mailbox *mbox, uint64_t modseq)
 {
-	const ARRAY_TYPE(keywords) *names =
-	        mail_index_get_keywords(t->box->index);
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
 	struct mail_index_view *view = t->box->view;
-	ARRAY_TYPE(keyword_indexes) current;
-	ARRAY_TYPE(const_string) added, removed;
-	struct rbd_index_status status;
-	const struct mail_index_record *irec;
-	const char *const *kw;
-	uint32_t uid, seq;
-	unsigned int records = 0;
-	bool flags_changed = FALSE;
+	struct rbd_sync_context ctx;
+	struct rbd_changes *changes;
+	struct rbd_error err;
 
-	if (mail_index_modseq_get_highest(view) != mbox->synced.highest_modseq)
+	if (modseq == 0 || rt->own_replayed ||
+	    mail_index_modseq_get_highest(view) != mbox->synced.highest_modseq)
 		return;
-	t_array_init(&current, 8);
-	t_array_init(&added, 4);
-	t_array_init(&removed, 4);
-	array_foreach_elem(uids, uid)
-	{
-		uint8_t old_flags, new_flags;
-
-		if (!mail_index_lookup_seq(view, uid, &seq))
-			return;
-		irec = mail_index_lookup(view, seq);
-		old_flags = irec->flags & MAIL_FLAGS_NONRECENT;
-		new_flags =
-		        (old_flags | change->add_flags) & ~change->remove_flags;
-		flags_changed |= new_flags != old_flags;
-		array_clear(&current);
-		mail_index_lookup_keywords(view, seq, &current);
-		array_foreach(&change->add_keywords, kw)
-		{
-			if (!rbd_msg_has_keyword(&current, names, *kw) &&
-			    !array_lsearch(&added, kw, i_strcmp_p))
-				array_push_back(&added, kw);
-		}
-		array_foreach(&change->remove_keywords, kw)
-		{
-			if (rbd_msg_has_keyword(&current, names, *kw) &&
-			    !array_lsearch(&removed, kw, i_strcmp_p))
-				array_push_back(&removed, kw);
+	if (rbd_index_changes(mbox->index, mbox->synced.highest_modseq,
+	                      &changes, &err) != RBD_OK)
+		return;
+	if (changes->op_count == 1 && changes->ops[0].modseq == modseq &&
+	    changes->status.uidvalidity == mbox->synced.uidvalidity) {
+		i_zero(&ctx);
+		ctx.mbox = mbox;
+		ctx.sync_view = view;
+		ctx.trans = t->itrans;
+		ctx.keyword_names = changes->keywords;
+		ctx.keyword_count = changes->keyword_count;
+		ctx.next_uid = mail_index_get_header(view)->next_uid;
+		if (rbd_sync_replay_op(&ctx, &changes->ops[0])) {
+			rbd_sync_header_write(mbox, t->itrans,
+			                      &changes->status);
+			mbox->synced = changes->status;
+			rt->own_replayed = TRUE;
 		}
 	}
-	records = (flags_changed ? 1 : 0) + array_count(&added) +
-	          array_count(&removed);
-	if (records == 0 || mbox->synced.highest_modseq + records != modseq)
-		return;
-
-	array_foreach_elem(uids, uid)
-	{
-		struct mail_keywords *kws;
-
-		(void)mail_index_lookup_seq(view, uid, &seq);
-		if (change->add_flags != 0)
-			mail_index_update_flags(t->itrans, seq, MODIFY_ADD,
-			                        change->add_flags);
-		if (change->remove_flags != 0)
-			mail_index_update_flags(t->itrans, seq, MODIFY_REMOVE,
-			                        change->remove_flags);
-		if (array_count(&change->add_keywords) > 0) {
-			kws = mail_index_keywords_create(
-			        t->box->index,
-			        rbd_names_z(&change->add_keywords));
-			mail_index_update_keywords(t->itrans, seq, MODIFY_ADD,
-			                           kws);
-			mail_index_keywords_unref(&kws);
-		}
-		if (array_count(&change->remove_keywords) > 0) {
-			kws = mail_index_keywords_create(
-			        t->box->index,
-			        rbd_names_z(&change->remove_keywords));
-			mail_index_update_keywords(t->itrans, seq,
-			                           MODIFY_REMOVE, kws);
-			mail_index_keywords_unref(&kws);
-		}
-		mail_index_update_modseq(t->itrans, seq, modseq);
-	}
-	mail_index_update_highest_modseq(t->itrans, modseq);
-	status = mbox->synced;
-	status.highest_modseq = modseq;
-	rbd_sync_header_write(mbox, t->itrans, &status);
-	mbox->synced = status;
+	rbd_changes_free(&changes);
 }
 
 static int rbd_push_change(struct mailbox_transaction_context *t,
@@ -1035,7 +1153,7 @@ static int rbd_push_change(struct mailbox_transaction_context *t,
 	}
 	if (conflict_count == 0 &&
 	    (t->flags & MAILBOX_TRANSACTION_FLAG_HIDE) != 0)
-		rbd_push_apply_own(t, mbox, change, &uids, modseq);
+		rbd_push_apply_own(t, mbox, modseq);
 	rbd_push_conflicts(t, conflicts, conflict_count);
 	rbd_uids_free(&conflicts);
 	return ret;

@@ -230,7 +230,8 @@ struct rbd_record {
 	uint32_t uid;
 	uint8_t guid[RBD_GUID_SIZE];
 	uint8_t flags;
-	/* Ids into the mailbox keyword table (rbd_index_keywords). */
+	/* Ids into the mailbox keyword table returned with the records
+	   (rbd_index_list_snapshot, rbd_index_changes). */
 	const uint32_t *keywords;
 	size_t keyword_count;
 	uint64_t modseq;
@@ -285,15 +286,6 @@ void rbd_index_last_status(const struct rbd_index *index,
 rbd_code rbd_index_claim_recent(struct rbd_index *mailbox, uint32_t up_to,
                                 uint32_t *first_r, uint32_t *end_r,
                                 struct rbd_error *err);
-
-/*
- * Returns the keyword table as of the last status or change read: name
- * of id `i` is names_r[i]. The array lives until the next call on the
- * mailbox handle.
- */
-rbd_code rbd_index_keywords(struct rbd_index *mailbox,
-                            const char *const **names_r, size_t *count_r,
-                            struct rbd_error *err);
 
 /* A message to append. Exactly one of `body` or `stored` supplies the body. */
 struct rbd_new_message {
@@ -389,8 +381,9 @@ struct rbd_flag_update {
  * Updates flags of `count` UIDs in one guarded op with a new MODSEQ.
  * Messages whose MODSEQ is above unchanged_since are not changed; their
  * UIDs are returned in conflicts_r (free with rbd_uids_free).
- * UIDs that do not exist are ignored. modseq_r receives the new MODSEQ
- * (unchanged when nothing changed).
+ * UIDs that do not exist are ignored. modseq_r receives the op's MODSEQ,
+ * or 0 when nothing changed (then no op was committed: the current
+ * HIGHESTMODSEQ may be another writer's op).
  */
 rbd_code rbd_index_update_flags(struct rbd_index *mailbox, const uint32_t *uids,
                                 size_t count,
@@ -422,19 +415,73 @@ rbd_code rbd_index_lookup_records(struct rbd_index *mailbox,
                                   struct rbd_records **records_r,
                                   struct rbd_error *err);
 
-struct rbd_changes {
-	/* Current records of messages changed or added after the MODSEQ. */
-	struct rbd_records *changed;
-	/* UIDs expunged after the MODSEQ, ascending. */
-	uint32_t *expunged;
+/*
+ * Reads the records of one snapshot, page by page (up to `max` records
+ * with UID > after_uid, in UID order). after_uid 0 starts the snapshot:
+ * the state (*status_r) and the first page come from one read; each later
+ * page is read only while the mailbox is still in that state, else
+ * RBD_ERR_CONFLICT (start again from UID 0). *keywords_r is the
+ * snapshot's keyword table (name of id i), valid until the next call on
+ * the handle.
+ */
+rbd_code rbd_index_list_snapshot(struct rbd_index *mailbox, uint32_t after_uid,
+                                 size_t max, struct rbd_records **records_r,
+                                 struct rbd_index_status *status_r,
+                                 const char *const **keywords_r,
+                                 size_t *keyword_count_r,
+                                 struct rbd_error *err);
+
+/* A message's flags and keywords as a flag change left them. */
+struct rbd_flag_state {
+	uint32_t uid;
+	uint8_t flags;
+	/* Ids into rbd_changes.keywords. */
+	const uint32_t *keywords;
+	size_t keyword_count;
+};
+
+/*
+ * One committed op, at its MODSEQ: it appended messages, changed flags or
+ * keywords of messages, or expunged messages (one kind per op), or only
+ * raised HIGHESTMODSEQ (all empty). Each message it changed or appended
+ * has the op's MODSEQ. The op's MODSEQ step (this MODSEQ minus the
+ * previous op's) is the number of records Dovecot's transaction log
+ * writes when exactly this op is replayed by its differences: one for the
+ * appends, one for any system flag change, one for the expunges, one per
+ * distinct keyword added and per distinct keyword removed.
+ */
+struct rbd_change {
+	uint64_t modseq;
+	/* The new records, ascending UIDs (their keyword ids index
+	   rbd_changes.keywords). */
+	const struct rbd_record *appended;
+	size_t appended_count;
+	/* Messages whose flags or keywords changed, ascending UIDs. */
+	const struct rbd_flag_state *updated;
+	size_t updated_count;
+	/* Expunged UIDs, ascending. */
+	const uint32_t *expunged;
 	size_t expunged_count;
-	/* The mailbox state the changes lead to. */
+};
+
+struct rbd_changes {
+	/* Every op after the MODSEQ asked for, ascending, up to
+	   status.highest_modseq and never above it. */
+	const struct rbd_change *ops;
+	size_t op_count;
+	/* The mailbox state the ops lead to, read in the same snapshot. */
 	struct rbd_index_status status;
+	/* That state's keyword table: the name of id i is keywords[i]. */
+	const char *const *keywords;
+	size_t keyword_count;
 };
 /*
- * Reads what changed after `since_modseq` from the change log. Returns
- * RBD_ERR_RESYNC when the log was trimmed past since_modseq: the caller
- * must then list all records.
+ * Reads what changed after `since_modseq`, as one snapshot: the state and
+ * the change log from one read (further log pages only while the state is
+ * unchanged; a lost race reads again within the op timeout). Returns
+ * RBD_ERR_RESYNC when the log cannot bring a cache forward from
+ * since_modseq (trimmed past it, or written by an older version): the
+ * caller must then list all records (rbd_index_list_snapshot).
  */
 rbd_code rbd_index_changes(struct rbd_index *mailbox, uint64_t since_modseq,
                            struct rbd_changes **changes_r,

@@ -44,6 +44,8 @@ struct rbd_user {
 struct rbd_index {
   rbd::Account* account;
   std::unique_ptr<rbd::MailboxIndex> index;
+  // The keyword table of the last rbd_index_list_snapshot() call.
+  std::vector<std::string> keyword_source;
   std::vector<const char*> keyword_names;
 };
 
@@ -97,7 +99,13 @@ struct RecordsHolder : rbd_records {
 };
 
 struct ChangesHolder : rbd_changes {
-  std::vector<uint32_t> expunged_uids;
+  std::vector<rbd::Change> source;
+  std::vector<rbd_records*> appended;
+  std::vector<std::vector<rbd_flag_state>> updated;
+  std::vector<std::vector<uint32_t>> expunged;
+  std::vector<rbd_change> items;
+  std::vector<std::string> keyword_source;
+  std::vector<const char*> keyword_names;
 };
 
 struct ProblemsHolder : rbd_problems {
@@ -355,7 +363,7 @@ rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_i
     auto index = std::make_unique<rbd::MailboxIndex>(user->account.get(), rbd::Guid::FromBytes(guid));
     rbd::MailboxState state;
     rbd::Status s = index->ReadState(&state);
-    if (s.ok()) *mailbox_r = new rbd_index{user->account.get(), std::move(index), {}};
+    if (s.ok()) *mailbox_r = new rbd_index{user->account.get(), std::move(index), {}, {}};
     return s;
   });
 }
@@ -381,18 +389,6 @@ void rbd_index_last_status(const rbd_index* index, struct rbd_index_status* stat
 rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,
                                 rbd_error* err) {
   return Guarded(err, [&] { return mailbox->index->ClaimRecent(up_to, first_r, end_r); });
-}
-
-rbd_code rbd_index_keywords(rbd_index* mailbox, const char* const** names_r, size_t* count_r,
-                            rbd_error* err) {
-  return Guarded(err, [&] {
-    const auto& keywords = mailbox->index->last_state().keywords;
-    mailbox->keyword_names.clear();
-    for (const std::string& k : keywords) mailbox->keyword_names.push_back(k.c_str());
-    *names_r = mailbox->keyword_names.data();
-    *count_r = mailbox->keyword_names.size();
-    return rbd::Status::OK();
-  });
 }
 
 rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
@@ -491,6 +487,25 @@ rbd_code rbd_index_list_records(rbd_index* mailbox, uint32_t after_uid, size_t m
   });
 }
 
+rbd_code rbd_index_list_snapshot(rbd_index* mailbox, uint32_t after_uid, size_t max, rbd_records** records_r,
+                                 struct rbd_index_status* status_r, const char* const** keywords_r,
+                                 size_t* keyword_count_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::MessageRecord> records;
+    rbd::MailboxState state;
+    rbd::Status s = mailbox->index->ListSnapshot(after_uid, max, &records, &state);
+    if (!s.ok()) return s;
+    *records_r = MakeRecords(std::move(records));
+    ToStatus(state, status_r);
+    mailbox->keyword_source = std::move(state.keywords);
+    mailbox->keyword_names.clear();
+    for (const std::string& k : mailbox->keyword_source) mailbox->keyword_names.push_back(k.c_str());
+    *keywords_r = mailbox->keyword_names.data();
+    *keyword_count_r = mailbox->keyword_names.size();
+    return s;
+  });
+}
+
 rbd_code rbd_index_lookup_records(rbd_index* mailbox, const uint32_t* uids, size_t count,
                                   rbd_records** records_r, rbd_error* err) {
   return Guarded(err, [&] {
@@ -508,11 +523,36 @@ rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_change
     rbd::Status s = mailbox->index->Changes(since_modseq, &set);
     if (!s.ok()) return s;
     auto* h = new ChangesHolder;
-    h->changed = MakeRecords(std::move(set.changed));
-    h->expunged_uids = std::move(set.expunged);
-    h->expunged = h->expunged_uids.data();
-    h->expunged_count = h->expunged_uids.size();
+    h->source = std::move(set.ops);
+    const size_t n = h->source.size();
+    h->appended.resize(n);
+    h->updated.resize(n);
+    h->expunged.resize(n);
+    h->items.resize(n);
+    for (size_t i = 0; i < n; i++) {
+      rbd::ChangeEntry& e = h->source[i].entry;
+      h->appended[i] = MakeRecords(std::move(e.appended));
+      for (const rbd::FlagState& u : e.updated)
+        h->updated[i].push_back({u.uid, u.flags, u.keywords.data(), u.keywords.size()});
+      for (const rbd::UidRange& range : e.expunged)
+        for (uint64_t uid = range.first; uid <= range.last; uid++)
+          h->expunged[i].push_back(static_cast<uint32_t>(uid));
+      rbd_change& c = h->items[i];
+      c.modseq = h->source[i].modseq;
+      c.appended = h->appended[i]->records;
+      c.appended_count = h->appended[i]->count;
+      c.updated = h->updated[i].data();
+      c.updated_count = h->updated[i].size();
+      c.expunged = h->expunged[i].data();
+      c.expunged_count = h->expunged[i].size();
+    }
+    h->ops = h->items.data();
+    h->op_count = n;
     ToStatus(set.state, &h->status);
+    h->keyword_source = std::move(set.state.keywords);
+    for (const std::string& k : h->keyword_source) h->keyword_names.push_back(k.c_str());
+    h->keywords = h->keyword_names.data();
+    h->keyword_count = h->keyword_names.size();
     *changes_r = h;
     return s;
   });
@@ -520,7 +560,8 @@ rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_change
 
 void rbd_changes_free(rbd_changes** changes) {
   auto* h = static_cast<ChangesHolder*>(*changes);
-  if (h != nullptr) rbd_records_free(&h->changed);
+  if (h != nullptr)
+    for (rbd_records*& r : h->appended) rbd_records_free(&r);
   delete h;
   *changes = nullptr;
 }

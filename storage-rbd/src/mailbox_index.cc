@@ -40,6 +40,11 @@ std::vector<uint32_t> ApplyKeywords(const std::vector<uint32_t>& current, std::v
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+template <typename T>
+void SortByUid(std::vector<T>* v) {
+  std::sort(v->begin(), v->end(), [](const T& a, const T& b) { return a.uid < b.uid; });
+}
+
 std::set<std::string> RecordKeys(const std::vector<uint32_t>& uids) {
   std::set<std::string> keys;
   for (uint32_t uid : uids) keys.insert(keys::RecordKey(uid));
@@ -108,10 +113,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     m.state = state_;
     Status s = plan(values, &m);
     if (!s.ok() || m.noop) return s;
-    if (m.advanced) {
-      ChangeEntry change{ToRanges(m.changed), ToRanges(m.expunged)};
-      m.set[keys::ChangeKey(m.state.highest_modseq)] = ToBufferlist(Encode(change));
-    }
+    if (m.advanced) m.set[keys::ChangeKey(m.state.highest_modseq)] = ToBufferlist(Encode(ToChangeEntry(&m)));
     librados::bufferlist new_raw = ToBufferlist(Encode(m.state));
     librados::ObjectWriteOperation op;
     op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, state_raw_);
@@ -132,6 +134,21 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       return Status::Conflict("update " + oid_ + ": gave up after " + std::to_string(attempt) +
                               " lost races");
   }
+}
+
+ChangeEntry MailboxIndex::ToChangeEntry(Mutation* m) {
+  ChangeEntry change;
+  SortByUid(&m->appended);
+  SortByUid(&m->updated);
+  std::vector<uint32_t> changed;
+  for (const MessageRecord& r : m->appended) changed.push_back(r.uid);
+  for (const FlagState& u : m->updated) changed.push_back(u.uid);
+  change.changed = ToRanges(std::move(changed));
+  change.expunged = ToRanges(m->expunged);
+  change.replayable = true;
+  change.appended = std::move(m->appended);
+  change.updated = std::move(m->updated);
+  return change;
 }
 
 void MailboxIndex::Notify() {
@@ -230,8 +247,8 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
       m->state.messages++;
       m->state.physical_size += rec.physical_size;
       m->state.virtual_size += rec.virtual_size;
-      m->changed.push_back(rec.uid);
       uids->push_back(rec.uid);
+      m->appended.push_back(std::move(rec));
     }
     m->state.uidnext = static_cast<uint32_t>(next);
     return Status::OK();
@@ -338,6 +355,7 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
 
 Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                                  std::vector<uint32_t>* conflicts, uint64_t* modseq) {
+  bool changed = false;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
     conflicts->clear();
     std::vector<uint32_t> add_ids, remove_ids;
@@ -373,16 +391,17 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     }
     // A new keyword name alone is not worth a MODSEQ.
     m->noop = updated.empty();
+    changed = !m->noop;
     if (m->noop) return Status::OK();
     const uint64_t modseq = m->Advance((flags_changed ? 1 : 0) + added.size() + removed.size());
     for (auto& [key, rec] : updated) {
       rec.modseq = modseq;
       m->set[key] = ToBufferlist(Encode(rec));
-      m->changed.push_back(rec.uid);
+      m->updated.push_back({rec.uid, rec.flags, rec.keywords});
     }
     return Status::OK();
   });
-  if (s.ok()) *modseq = state_.highest_modseq;
+  if (s.ok()) *modseq = changed ? state_.highest_modseq : 0;
   return s;
 }
 
@@ -446,29 +465,74 @@ Status MailboxIndex::SetCounters(uint32_t messages, uint64_t virtual_size, uint6
   });
 }
 
-Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records) {
-  records->clear();
-  std::string after = keys::RecordKey(after_uid);
+int MailboxIndex::ReadPages(const std::string& after, const char* prefix, size_t max, PageState mode,
+                            librados::bufferlist* state_raw,
+                            std::map<std::string, librados::bufferlist>* values) {
+  values->clear();
+  std::string from = after;
   bool more = true;
-  while (more && records->size() < max) {
-    std::map<std::string, librados::bufferlist> values;
+  while (more && values->size() < max) {
+    std::map<std::string, librados::bufferlist> page;
     librados::ObjectReadOperation op;
-    int omap_r = 0;
-    op.omap_get_vals2(after, keys::kRecordPrefix, std::min(kOmapPage, max - records->size()), &values, &more,
-                      &omap_r);
-    int r = account_->index_io().operate(oid_, &op, nullptr);
-    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-    if (r < 0) return Status::FromRados(r, "list " + oid_);
-    for (const auto& [key, bl] : values) {
-      MessageRecord rec;
-      Status s = Decode(bl.to_str(), &rec);
-      if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
-      records->push_back(std::move(rec));
+    int attr_r = 0, omap_r = 0;
+    if (mode == PageState::kRead) {
+      op.getxattr(keys::kStateAttr, state_raw, &attr_r);
+    } else if (mode == PageState::kGuard) {
+      op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, *state_raw);
     }
-    if (values.empty()) break;
-    after = values.rbegin()->first;
+    op.omap_get_vals2(from, prefix, std::min(kOmapPage, max - values->size()), &page, &more, &omap_r);
+    int r = account_->index_io().operate(oid_, &op, nullptr);
+    if (r < 0) return r;
+    if (mode == PageState::kRead) mode = PageState::kGuard;
+    if (page.empty()) break;
+    from = page.rbegin()->first;
+    values->insert(page.begin(), page.end());
+  }
+  return 0;
+}
+
+namespace {
+
+Status DecodeRecords(const std::string& oid, const std::map<std::string, librados::bufferlist>& values,
+                     std::vector<MessageRecord>* records) {
+  records->clear();
+  for (const auto& [key, bl] : values) {
+    MessageRecord rec;
+    Status s = Decode(bl.to_str(), &rec);
+    if (!s.ok()) return Status::Corrupt(oid + " " + key + ": " + s.message());
+    records->push_back(std::move(rec));
   }
   return Status::OK();
+}
+
+}  // namespace
+
+Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records) {
+  std::map<std::string, librados::bufferlist> values;
+  int r =
+      ReadPages(keys::RecordKey(after_uid), keys::kRecordPrefix, max, PageState::kIgnore, nullptr, &values);
+  if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+  if (r < 0) return Status::FromRados(r, "list " + oid_);
+  return DecodeRecords(oid_, values, records);
+}
+
+Status MailboxIndex::ListSnapshot(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records,
+                                  MailboxState* state) {
+  const bool first = after_uid == 0;
+  if (!first && snapshot_raw_.length() == 0)
+    return Status::Invalid(oid_ + ": listing continued without a snapshot");
+  std::map<std::string, librados::bufferlist> values;
+  int r = ReadPages(keys::RecordKey(after_uid), keys::kRecordPrefix, max,
+                    first ? PageState::kRead : PageState::kGuard, &snapshot_raw_, &values);
+  if (r == -ECANCELED) return Status::Conflict(oid_ + " changed while its records were listed");
+  if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+  if (r < 0) return Status::FromRados(r, "list " + oid_);
+  if (first) {
+    Status s = Decode(snapshot_raw_.to_str(), &snapshot_state_);
+    if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
+  }
+  *state = snapshot_state_;
+  return DecodeRecords(oid_, values, records);
 }
 
 Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records) {
@@ -493,52 +557,48 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
 }
 
 Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
-  // One op reads the state and the first page of the log after it, so
-  // the log read is never older than the state returned.
+  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
+  const auto start = RetryPolicy::Clock::now();
   std::map<std::string, librados::bufferlist> entries;
-  librados::ObjectReadOperation op;
   librados::bufferlist raw;
-  int attr_r = 0, omap_r = 0;
-  bool more = false;
-  std::string after = keys::ChangeKey(since_modseq);
-  op.getxattr(keys::kStateAttr, &raw, &attr_r);
-  op.omap_get_vals2(after, keys::kChangePrefix, kOmapPage, &entries, &more, &omap_r);
-  int r = account_->index_io().operate(oid_, &op, nullptr);
-  if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-  if (r < 0) return Status::FromRados(r, "read changes of " + oid_);
+  for (unsigned attempt = 1;; attempt++) {
+    raw.clear();
+    int r = ReadPages(keys::ChangeKey(since_modseq), keys::kChangePrefix, SIZE_MAX, PageState::kRead, &raw,
+                      &entries);
+    if (r == 0) break;
+    if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r != -ECANCELED) return Status::FromRados(r, "read changes of " + oid_);
+    if (!retry.Backoff(attempt, start))
+      return Status::Conflict("read changes of " + oid_ + ": changed under " + std::to_string(attempt) +
+                              " reads");
+  }
   MailboxState state;
   Status s = Decode(raw.to_str(), &state);
   if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
   if (since_modseq < state.log_floor)
     return Status::Resync(oid_ + ": change log trimmed past MODSEQ " + std::to_string(since_modseq));
-  while (more) {
-    std::map<std::string, librados::bufferlist> page;
-    r = account_->index_io().omap_get_vals2(oid_, entries.rbegin()->first, keys::kChangePrefix, kOmapPage,
-                                            &page, &more);
-    if (r < 0) return Status::FromRados(r, "read changes of " + oid_);
-    entries.insert(page.begin(), page.end());
-  }
-  std::set<uint32_t> changed;
-  std::set<uint32_t> expunged;
+  changes->ops.clear();
   for (const auto& [key, bl] : entries) {
     auto modseq = keys::ParseChangeKey(key);
-    if (!modseq || *modseq > state.highest_modseq) continue;  // newer than the state we return
-    ChangeEntry entry;
-    s = Decode(bl.to_str(), &entry);
+    // The log and the state are written by the same ops, so a snapshot
+    // holds no entry above its HIGHESTMODSEQ.
+    if (!modseq || *modseq > state.highest_modseq) return Status::Corrupt(oid_ + ": change entry " + key);
+    Change change{*modseq, {}};
+    s = Decode(bl.to_str(), &change.entry);
     if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
-    for (const UidRange& range : entry.changed)
-      for (uint64_t uid = range.first; uid <= range.last; uid++) changed.insert(static_cast<uint32_t>(uid));
-    for (const UidRange& range : entry.expunged)
-      for (uint64_t uid = range.first; uid <= range.last; uid++) expunged.insert(static_cast<uint32_t>(uid));
+    if (!change.entry.replayable)
+      return Status::Resync(oid_ + " " + key + ": change entry of an older version");
+    auto known = [&](const std::vector<uint32_t>& ids) {
+      return std::all_of(ids.begin(), ids.end(), [&](uint32_t id) { return id < state.keywords.size(); });
+    };
+    for (const MessageRecord& r : change.entry.appended)
+      if (!known(r.keywords)) return Status::Resync(oid_ + " " + key + ": unknown keyword id");
+    for (const FlagState& u : change.entry.updated)
+      if (!known(u.keywords)) return Status::Resync(oid_ + " " + key + ": unknown keyword id");
+    changes->ops.push_back(std::move(change));
   }
-  std::vector<uint32_t> lookup;
-  for (uint32_t uid : changed)
-    if (!expunged.count(uid)) lookup.push_back(uid);
-  s = LookupRecords(lookup, &changes->changed);
-  if (!s.ok()) return s;
-  changes->expunged.assign(expunged.begin(), expunged.end());
   changes->state = state;
-  state_ = state;
+  state_ = std::move(state);
   state_raw_ = std::move(raw);
   state_valid_ = true;
   return Status::OK();

@@ -74,10 +74,17 @@ struct FlagOverride {
   std::optional<MessageRecord> shown;
 };
 
+// One op of the change log: its MODSEQ and what it did.
+struct Change {
+  uint64_t modseq = 0;
+  ChangeEntry entry;
+};
+
+// What changed after a MODSEQ, as one snapshot: `state` (with the keyword
+// table every keyword id in `ops` resolves in) and every op after that
+// MODSEQ up to the state's HIGHESTMODSEQ, ascending by MODSEQ.
 struct ChangeSet {
-  std::vector<MessageRecord> changed;
-  // Ascending UIDs.
-  std::vector<uint32_t> expunged;
+  std::vector<Change> ops;
   MailboxState state;
 };
 
@@ -102,6 +109,8 @@ class MailboxIndex {
   Status CopyFrom(MailboxIndex* source, const std::vector<uint32_t>& source_uids,
                   const std::vector<std::optional<FlagOverride>>& overrides,
                   std::vector<uint32_t>* dest_uids);
+  // *modseq: the op's MODSEQ, or 0 when nothing changed (no op was
+  // committed, so no MODSEQ is this caller's).
   Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                      std::vector<uint32_t>* conflicts, uint64_t* modseq);
   Status Expunge(const std::vector<uint32_t>& uids, size_t* expunged);
@@ -119,8 +128,19 @@ class MailboxIndex {
   Status SetCounters(uint32_t messages, uint64_t virtual_size, uint64_t physical_size, uint32_t uidnext);
 
   Status ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records);
+  // Records of one snapshot, page by page: after_uid 0 reads the state
+  // (into *state) and the first page in one op; each later page is read
+  // only while the state is still that one (Conflict otherwise: the caller
+  // starts again from UID 0), so every page belongs to *state.
+  Status ListSnapshot(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records,
+                      MailboxState* state);
   Status LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records);
-  // Resync when the log was trimmed past `since_modseq`.
+  // The ops after `since_modseq` and the state they lead to, as one
+  // snapshot (see ChangeSet): the state and the log come from one read op,
+  // further log pages from ops guarded by a compare with the same state
+  // bytes (a lost race reads everything again). Resync when the log was
+  // trimmed past `since_modseq` or holds an entry no replay can use (an
+  // older writer's, or one naming a keyword the table lacks).
   Status Changes(uint64_t since_modseq, ChangeSet* changes);
   // Trims change-log entries <= up_to_modseq, under the "trim" lease.
   Status TrimLog(uint64_t up_to_modseq);
@@ -157,7 +177,9 @@ class MailboxIndex {
     MailboxState state;
     std::map<std::string, librados::bufferlist> set;
     std::set<std::string> remove;
-    std::vector<uint32_t> changed;
+    // What the change-log entry says the op did (ChangeEntry).
+    std::vector<MessageRecord> appended;
+    std::vector<FlagState> updated;
     std::vector<uint32_t> expunged;
     bool advanced = false;  // false: maintenance that no client sees
     bool noop = false;      // nothing to write
@@ -167,8 +189,10 @@ class MailboxIndex {
     // when a node replays the op: one for an append, an expunge or any
     // system-flag change, plus one per distinct keyword added and per
     // distinct keyword removed. Dovecot counts MODSEQs per log record, so
-    // with this step every node's local counter lands exactly on the
-    // cluster's HIGHESTMODSEQ (plugin/rbd-sync.c relies on it).
+    // a node replaying this op alone in one index transaction never counts
+    // past the op's MODSEQ, and explicit MODSEQ updates (which only raise)
+    // land it and every message the op touched exactly on the cluster's
+    // values (plugin/rbd-sync.c, doc/design.md relies on it).
     uint64_t Advance(uint64_t step) {
       state.highest_modseq += step;
       advanced = true;
@@ -179,8 +203,21 @@ class MailboxIndex {
       std::function<Status(const std::map<std::string, librados::bufferlist>& values, Mutation* m)>;
 
   Status Mutate(const std::set<std::string>& read_keys, const Planner& plan);
+  // The change-log entry of an advancing mutation (consumes its op data).
+  static ChangeEntry ToChangeEntry(Mutation* m);
   Status ReadStateAndKeys(const std::set<std::string>& keys,
                           std::map<std::string, librados::bufferlist>* values);
+  // How ReadPages relates its pages to the state xattr.
+  enum class PageState {
+    kIgnore,  // pages only
+    kRead,    // the first op also reads the state into *state_raw
+    kGuard,   // every op first compares the state with *state_raw
+  };
+  // Reads up to `max` omap values with `prefix` after `after`, page by
+  // page. With kRead, the pages after the first are guarded as with
+  // kGuard. Returns the RADOS result: -ECANCELED when a guard failed.
+  int ReadPages(const std::string& after, const char* prefix, size_t max, PageState mode,
+                librados::bufferlist* state_raw, std::map<std::string, librados::bufferlist>* values);
   uint32_t KeywordId(std::vector<std::string>* table, const std::string& name);
   void Notify();
 
@@ -190,6 +227,9 @@ class MailboxIndex {
   MailboxState state_;
   librados::bufferlist state_raw_;
   bool state_valid_ = false;
+  // The state ListSnapshot's pages are guarded by.
+  librados::bufferlist snapshot_raw_;
+  MailboxState snapshot_state_;
 };
 
 }  // namespace rbd

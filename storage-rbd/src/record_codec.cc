@@ -263,7 +263,7 @@ enum : uint8_t {
 };
 }
 namespace change {
-enum : uint8_t { kChanged = 1, kExpunged };
+enum : uint8_t { kChanged = 1, kExpunged, kReplayable, kAppended, kUpdated };
 }
 namespace entry {
 enum : uint8_t { kGuid = 1, kSpecialUse };
@@ -297,7 +297,8 @@ bool MailboxState::operator==(const MailboxState& o) const {
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
-  return changed == o.changed && expunged == o.expunged;
+  return changed == o.changed && expunged == o.expunged && replayable == o.replayable &&
+         appended == o.appended && updated == o.updated;
 }
 
 bool MailboxEntry::operator==(const MailboxEntry& o) const {
@@ -415,21 +416,112 @@ std::string Encode(const ChangeEntry& c) {
   Encoder e(RecordType::kChange);
   e.RangeList(change::kChanged, c.changed);
   e.RangeList(change::kExpunged, c.expunged);
+  if (c.replayable) {
+    e.U8(change::kReplayable, 1);
+    // Each appended record is a whole encoded record behind its length.
+    std::string appended;
+    for (const MessageRecord& r : c.appended) {
+      std::string one = Encode(r);
+      PutU32(&appended, static_cast<uint32_t>(one.size()));
+      appended.append(one);
+    }
+    e.Bytes(change::kAppended, appended);
+    // Each update: UID, flags, keyword count, keyword ids.
+    std::string updated;
+    for (const FlagState& u : c.updated) {
+      PutU32(&updated, u.uid);
+      updated.push_back(static_cast<char>(u.flags));
+      PutU32(&updated, static_cast<uint32_t>(u.keywords.size()));
+      for (uint32_t id : u.keywords) PutU32(&updated, id);
+    }
+    e.Bytes(change::kUpdated, updated);
+  }
   return e.Finish();
 }
+
+namespace {
+
+Status DecodeAppended(std::string_view in, std::vector<MessageRecord>* out) {
+  while (!in.empty()) {
+    if (in.size() < 4 || out->size() >= kMaxListItems) return Status::Corrupt("malformed appended records");
+    uint32_t len = GetU32(in.data());
+    in.remove_prefix(4);
+    if (len > in.size()) return Status::Corrupt("appended record length exceeds the entry");
+    MessageRecord r;
+    Status s = Decode(in.substr(0, len), &r);
+    if (!s.ok()) return s;
+    out->push_back(std::move(r));
+    in.remove_prefix(len);
+  }
+  return Status::OK();
+}
+
+Status DecodeUpdated(std::string_view in, std::vector<FlagState>* out) {
+  while (!in.empty()) {
+    if (in.size() < 9 || out->size() >= kMaxListItems) return Status::Corrupt("malformed flag update");
+    FlagState u;
+    u.uid = GetU32(in.data());
+    u.flags = static_cast<uint8_t>(in[4]);
+    uint32_t count = GetU32(in.data() + 5);
+    in.remove_prefix(9);
+    if (u.uid == 0) return Status::Corrupt("flag update of UID 0");
+    if (count > in.size() / 4) return Status::Corrupt("keyword count exceeds the entry");
+    for (uint32_t i = 0; i < count; i++) u.keywords.push_back(GetU32(in.data() + 4 * i));
+    in.remove_prefix(4 * size_t{count});
+    out->push_back(std::move(u));
+  }
+  return Status::OK();
+}
+
+// The UIDs an entry's data covers must be exactly its `changed` ranges,
+// each once and ascending, so a replay and a reader of the ranges agree.
+bool CoversChanged(const ChangeEntry& c) {
+  std::vector<uint32_t> uids;
+  for (const MessageRecord& r : c.appended) uids.push_back(r.uid);
+  for (const FlagState& u : c.updated) uids.push_back(u.uid);
+  if (!std::is_sorted(c.appended.begin(), c.appended.end(),
+                      [](const auto& a, const auto& b) { return a.uid < b.uid; }) ||
+      !std::is_sorted(c.updated.begin(), c.updated.end(),
+                      [](const auto& a, const auto& b) { return a.uid < b.uid; }))
+    return false;
+  std::sort(uids.begin(), uids.end());
+  if (std::adjacent_find(uids.begin(), uids.end()) != uids.end()) return false;
+  return ToRanges(uids) == c.changed;
+}
+
+}  // namespace
 
 Status Decode(std::string_view in, ChangeEntry* out) {
   Decoder d(in, RecordType::kChange, "change entry");
   *out = ChangeEntry();
+  std::string_view appended, updated;
   Field f;
   while (d.Next(&f)) {
     switch (f.tag) {
       case change::kChanged: d.RangeList(f, &out->changed); break;
       case change::kExpunged: d.RangeList(f, &out->expunged); break;
+      case change::kReplayable: d.Bool(f, &out->replayable); break;
+      case change::kAppended: appended = f.value; break;
+      case change::kUpdated: updated = f.value; break;
       default: break;
     }
   }
-  return d.Finish({change::kChanged, change::kExpunged});
+  Status s = d.Finish({change::kChanged, change::kExpunged});
+  if (!s.ok()) return s;
+  if (!out->replayable) {
+    if (d.Has(change::kReplayable) || d.Has(change::kAppended) || d.Has(change::kUpdated))
+      return Status::Corrupt("change entry: op data without the replayable mark");
+    return s;
+  }
+  if (!d.Has(change::kAppended) || !d.Has(change::kUpdated))
+    return Status::Corrupt("change entry: replayable entry without its op data");
+  s = DecodeAppended(appended, &out->appended);
+  if (s.ok()) s = DecodeUpdated(updated, &out->updated);
+  if (!s.ok()) return Status::Corrupt("change entry: " + s.message());
+  if (!out->changed.empty() && !out->expunged.empty())
+    return Status::Corrupt("change entry: an op that both changes and expunges");
+  if (!CoversChanged(*out)) return Status::Corrupt("change entry: op data does not match the changed UIDs");
+  return s;
 }
 
 std::string Encode(const MailboxEntry& m) {

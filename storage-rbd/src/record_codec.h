@@ -77,10 +77,33 @@ struct UidRange {
   bool operator==(const UidRange& o) const { return first == o.first && last == o.last; }
 };
 
-// One change-log entry `c.<modseq>`: which UIDs a committed op touched.
+// A message's flags and keywords as a flag-changing op left them.
+struct FlagState {
+  uint32_t uid = 0;
+  uint8_t flags = 0;
+  std::vector<uint32_t> keywords;  // ids into MailboxState::keywords
+  bool operator==(const FlagState& o) const {
+    return uid == o.uid && flags == o.flags && keywords == o.keywords;
+  }
+};
+
+// One change-log entry `c.<modseq>`: what one committed op did, at the
+// MODSEQ of its key.
+//
+// `changed` and `expunged` name the UIDs (every writer writes them). A
+// replayable entry also carries the op's whole effect, so that a node
+// brings its cache forward op by op from the entries alone, read in the
+// same RADOS op as the state (no record read that could be newer): the
+// new records of an append, the new flags and keywords of each message a
+// flag change changed. An entry of an older writer is not replayable;
+// readers resync from the records instead, as after a trimmed log.
+// An op either changes messages or expunges them, never both.
 struct ChangeEntry {
   std::vector<UidRange> changed;
   std::vector<UidRange> expunged;
+  bool replayable = false;
+  std::vector<MessageRecord> appended;  // ascending UIDs
+  std::vector<FlagState> updated;       // ascending UIDs
   bool operator==(const ChangeEntry&) const;
 };
 // Collapses sorted or unsorted UIDs into ascending, merged ranges.

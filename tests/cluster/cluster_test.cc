@@ -257,14 +257,12 @@ TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   }
   // The keywords on the message are exactly the updates reported applied:
   // none lost, none of the conflicting ones written.
-  uint32_t uid = 1;
   rbd_records* holder = nullptr;
-  ASSERT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &holder, &err_), RBD_OK);
   rbd_index_status st{};
-  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   const char* const* names = nullptr;
   size_t nnames = 0;
-  ASSERT_EQ(rbd_index_keywords(mailbox, &names, &nnames, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_list_snapshot(mailbox, 0, 1, &holder, &st, &names, &nnames, &err_), RBD_OK);
+  ASSERT_EQ(holder->count, 1u);
   std::set<std::string> present;
   for (size_t k = 0; k < holder->records[0].keyword_count; k++)
     present.insert(names[holder->records[0].keywords[k]]);
@@ -437,29 +435,41 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   uint32_t six = AppendOne(mailbox, "msg 6");
   EXPECT_EQ(six, 6u);
 
+  // One entry per op, each with what a replay of that op needs.
   rbd_changes* changes = nullptr;
   ASSERT_EQ(rbd_index_changes(mailbox, seen, &changes, &err_), RBD_OK) << err_.message;
-  std::vector<uint32_t> changed;
-  for (size_t i = 0; i < changes->changed->count; i++) changed.push_back(changes->changed->records[i].uid);
-  EXPECT_EQ(changed, (std::vector<uint32_t>{2, 6}));
-  EXPECT_EQ(changes->changed->records[0].flags, RBD_FLAG_SEEN);
-  EXPECT_EQ(std::vector<uint32_t>(changes->expunged, changes->expunged + changes->expunged_count),
+  ASSERT_EQ(changes->op_count, 3u);
+  const rbd_change& flagged = changes->ops[0];
+  EXPECT_EQ(flagged.modseq, seen + 1);
+  ASSERT_EQ(flagged.updated_count, 1u);
+  EXPECT_EQ(flagged.updated[0].uid, 2u);
+  EXPECT_EQ(flagged.updated[0].flags, RBD_FLAG_SEEN);
+  EXPECT_EQ(flagged.appended_count + flagged.expunged_count, 0u);
+  const rbd_change& expunge = changes->ops[1];
+  EXPECT_EQ(expunge.modseq, seen + 2);
+  EXPECT_EQ(std::vector<uint32_t>(expunge.expunged, expunge.expunged + expunge.expunged_count),
             (std::vector<uint32_t>{4, 5}));
+  const rbd_change& append = changes->ops[2];
+  EXPECT_EQ(append.modseq, seen + 3);
+  ASSERT_EQ(append.appended_count, 1u);
+  EXPECT_EQ(append.appended[0].uid, 6u);
+  EXPECT_EQ(append.appended[0].modseq, seen + 3);
+  EXPECT_EQ(append.appended[0].physical_size, std::string("msg 6").size());
   EXPECT_EQ(changes->status.highest_modseq, seen + 3);
   EXPECT_EQ(changes->status.messages, 4u);
   rbd_changes_free(&changes);
 
   // Nothing since the newest MODSEQ.
   ASSERT_EQ(rbd_index_changes(mailbox, seen + 3, &changes, &err_), RBD_OK);
-  EXPECT_EQ(changes->changed->count, 0u);
-  EXPECT_EQ(changes->expunged_count, 0u);
+  EXPECT_EQ(changes->op_count, 0u);
   rbd_changes_free(&changes);
 
   // After a trim, a reader behind the trim point must resync.
   ASSERT_EQ(rbd_index_trim_log(mailbox, seen + 1, &err_), RBD_OK) << err_.message;
   EXPECT_EQ(rbd_index_changes(mailbox, seen, &changes, &err_), RBD_ERR_RESYNC);
   ASSERT_EQ(rbd_index_changes(mailbox, seen + 1, &changes, &err_), RBD_OK);
-  EXPECT_EQ(changes->expunged_count, 2u);
+  ASSERT_EQ(changes->op_count, 2u);
+  EXPECT_EQ(changes->ops[0].expunged_count, 2u);
   rbd_changes_free(&changes);
   ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.highest_modseq, seen + 3) << "trimming is not a change clients see";
@@ -468,6 +478,149 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
 
 // Dovecot counts MODSEQs per transaction-log record; an op must advance
 // HIGHESTMODSEQ by the records its replay writes (see rbd-storage.h).
+// A message as a node's cache would hold it.
+struct CachedMessage {
+  uint8_t flags = 0;
+  std::set<std::string> keywords;
+  uint64_t modseq = 0;
+  bool operator==(const CachedMessage& o) const {
+    return flags == o.flags && keywords == o.keywords && modseq == o.modseq;
+  }
+};
+using Cache = std::map<uint32_t, CachedMessage>;
+
+std::set<std::string> KeywordNames(const uint32_t* ids, size_t count, const char* const* names,
+                                   size_t name_count) {
+  std::set<std::string> out;
+  for (size_t i = 0; i < count; i++) {
+    EXPECT_LT(ids[i], name_count) << "keyword id outside the snapshot's table";
+    if (ids[i] < name_count) out.insert(names[ids[i]]);
+  }
+  return out;
+}
+
+// Every record of one snapshot, in small pages so that writers race the
+// listing; a listing a writer overtook is started again.
+Cache ListSnapshot(rbd_index* mailbox, uint64_t* highest_modseq, int* restarts) {
+  constexpr size_t kPage = 4;
+  rbd_error err{};
+  for (;;) {
+    Cache cache;
+    rbd_index_status st{};
+    uint32_t after = 0;
+    rbd_code r = RBD_OK;
+    for (;;) {
+      rbd_records* recs = nullptr;
+      const char* const* names = nullptr;
+      size_t name_count = 0;
+      r = rbd_index_list_snapshot(mailbox, after, kPage, &recs, &st, &names, &name_count, &err);
+      if (r != RBD_OK) break;
+      for (size_t i = 0; i < recs->count; i++) {
+        const rbd_record& rec = recs->records[i];
+        EXPECT_LE(rec.modseq, st.highest_modseq) << "a record newer than its snapshot";
+        cache[rec.uid] = {rec.flags, KeywordNames(rec.keywords, rec.keyword_count, names, name_count),
+                          rec.modseq};
+        after = rec.uid;
+      }
+      size_t count = recs->count;
+      rbd_records_free(&recs);
+      if (count < kPage) break;
+    }
+    if (r == RBD_OK) {
+      EXPECT_EQ(cache.size(), st.messages) << "pages of different states";
+      *highest_modseq = st.highest_modseq;
+      return cache;
+    }
+    EXPECT_EQ(r, RBD_ERR_CONFLICT) << err.message;
+    if (r != RBD_ERR_CONFLICT) return {};
+    (*restarts)++;
+  }
+}
+
+// Brings `cache` forward by the ops of one snapshot, checking that each op
+// stays within it.
+void Replay(const rbd_changes* changes, uint64_t since, Cache* cache) {
+  uint64_t last = since;
+  for (size_t i = 0; i < changes->op_count; i++) {
+    const rbd_change& op = changes->ops[i];
+    EXPECT_GT(op.modseq, last) << "ops out of order";
+    EXPECT_LE(op.modseq, changes->status.highest_modseq) << "an op above the snapshot's HIGHESTMODSEQ";
+    last = op.modseq;
+    for (size_t j = 0; j < op.appended_count; j++) {
+      const rbd_record& rec = op.appended[j];
+      EXPECT_EQ(rec.modseq, op.modseq);
+      (*cache)[rec.uid] = {
+          rec.flags, KeywordNames(rec.keywords, rec.keyword_count, changes->keywords, changes->keyword_count),
+          op.modseq};
+    }
+    for (size_t j = 0; j < op.updated_count; j++) {
+      const rbd_flag_state& u = op.updated[j];
+      (*cache)[u.uid] = {u.flags,
+                         KeywordNames(u.keywords, u.keyword_count, changes->keywords, changes->keyword_count),
+                         op.modseq};
+    }
+    for (size_t j = 0; j < op.expunged_count; j++) cache->erase(op.expunged[j]);
+  }
+}
+
+TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (int i = 0; i < 20; i++) AppendOne(mailbox, "m" + std::to_string(i));
+  uint64_t since = 0;
+  int restarts = 0;
+  const Cache start = ListSnapshot(mailbox, &since, &restarts);
+  ASSERT_EQ(start.size(), 20u);
+
+  // New keywords (the table grows), flags, appends, all at once.
+  std::vector<std::unique_ptr<Worker>> workers;
+  workers.push_back(
+      std::make_unique<Worker>(ns_, std::vector<std::string>{"keyword-race", mbox, "3", "60", "a"}));
+  workers.push_back(
+      std::make_unique<Worker>(ns_, std::vector<std::string>{"keyword-race", mbox, "7", "60", "b"}));
+  workers.push_back(std::make_unique<Worker>(
+      ns_, std::vector<std::string>{"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), "20"}));
+  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "40", "w"}));
+  // Reads race the writers at least until the last append is in.
+  int reads = 0;
+  const auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  for (uint32_t messages = 0; (messages < 60 || reads < 50) && steady_clock::now() < deadline; reads++) {
+    rbd_changes* changes = nullptr;
+    ASSERT_EQ(rbd_index_changes(mailbox, since, &changes, &err_), RBD_OK) << err_.message;
+    Cache replayed = start;
+    Replay(changes, since, &replayed);
+    messages = changes->status.messages;
+    EXPECT_EQ(replayed.size(), messages) << "ops and state of different snapshots";
+    rbd_changes_free(&changes);
+    if (reads % 10 == 0) {
+      uint64_t highest = 0;
+      ListSnapshot(mailbox, &highest, &restarts);
+    }
+  }
+  size_t applied_on_3 = 0;  // keyword updates not lost to a racing flag update
+  for (auto& w : workers) {
+    for (const std::string& line : w->ReadAll())
+      if (w == workers.front() && line.rfind("ok ", 0) == 0) applied_on_3++;
+    EXPECT_EQ(w->Wait(), 0);
+  }
+
+  // Replaying every op from the first snapshot gives exactly the last one.
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(mailbox, since, &changes, &err_), RBD_OK) << err_.message;
+  Cache replayed = start;
+  Replay(changes, since, &replayed);
+  uint64_t highest = 0;
+  const Cache end = ListSnapshot(mailbox, &highest, &restarts);
+  EXPECT_EQ(changes->status.highest_modseq, highest);
+  EXPECT_EQ(replayed.size(), 60u);
+  EXPECT_TRUE(replayed == end) << "replay of the log differs from the records";
+  EXPECT_EQ(end.at(3).keywords.size(), applied_on_3);
+  EXPECT_GT(applied_on_3, 0u);
+  rbd_changes_free(&changes);
+  std::printf("[ info ] %d change reads, %d listings overtaken by a writer\n", reads, restarts);
+  rbd_index_close(&mailbox);
+}
+
 TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
   rbd_index* mailbox = OpenMailbox(CreateMailbox("INBOX"));
   rbd_index_status st{};
@@ -510,6 +663,7 @@ TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
   ASSERT_EQ(rbd_index_update_flags(mailbox, uids, 3, &again, &conflicts, &nconflicts, &op_modseq, &err_),
             RBD_OK);
   expect_step(0, "a change that changes nothing");
+  EXPECT_EQ(op_modseq, 0u) << "no op, so no MODSEQ of its own";
 
   size_t n = 0;
   ASSERT_EQ(rbd_index_expunge(mailbox, uids, 2, &n, &err_), RBD_OK);
@@ -1115,7 +1269,12 @@ TEST_F(MailboxIndexTest, UpdateStateSetsUidValidityOnlyWhileEmptyAndNeverLowersC
   // A node that synced before the raise reads it as a change like any other.
   rbd_changes* changes = nullptr;
   ASSERT_EQ(rbd_index_changes(m, 1, &changes, &err_), RBD_OK);
-  EXPECT_EQ(changes->changed->count, 1u);
+  ASSERT_EQ(changes->op_count, 2u);
+  EXPECT_EQ(changes->ops[0].modseq, 100u);
+  EXPECT_EQ(changes->ops[0].appended_count + changes->ops[0].updated_count + changes->ops[0].expunged_count,
+            0u);
+  EXPECT_EQ(changes->ops[1].modseq, 101u);
+  EXPECT_EQ(changes->ops[1].appended_count, 1u);
   EXPECT_EQ(changes->status.highest_modseq, 101u);
   rbd_changes_free(&changes);
   rbd_index_close(&m);

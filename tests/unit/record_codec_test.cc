@@ -24,6 +24,14 @@ MessageRecord SampleRecord() {
   return r;
 }
 
+// An entry naming UIDs only, as every writer writes them.
+ChangeEntry UidsOnly(std::vector<UidRange> changed, std::vector<UidRange> expunged) {
+  ChangeEntry c;
+  c.changed = std::move(changed);
+  c.expunged = std::move(expunged);
+  return c;
+}
+
 template <typename T>
 T RoundTrip(const T& in) {
   T out;
@@ -72,7 +80,7 @@ TEST(RecordCodec, MailboxStateWithoutFirstRecentUidDecodesAsAllClaimed) {
 }
 
 TEST(RecordCodec, OtherRecordsRoundTrip) {
-  ChangeEntry c{{{1, 5}, {9, 9}}, {{2, 2}}};
+  ChangeEntry c = UidsOnly({{1, 5}, {9, 9}}, {{2, 2}});
   EXPECT_EQ(RoundTrip(c), c);
   MailboxEntry e{*Guid::FromHex("ffeeddccbbaa99887766554433221100"), "\\Sent \\Archive"};
   EXPECT_EQ(RoundTrip(e), e);
@@ -87,6 +95,79 @@ TEST(RecordCodec, OtherRecordsRoundTrip) {
   EXPECT_EQ(RoundTrip(BodyRef{3, 1700000000}), (BodyRef{3, 1700000000}));
   InlineBody b{99, std::string("Subject: x\r\n\r\n\0body", 20)};
   EXPECT_EQ(RoundTrip(b), b);
+}
+
+ChangeEntry ReplayableAppend() {
+  ChangeEntry c;
+  MessageRecord a = SampleRecord();
+  MessageRecord b = SampleRecord();
+  b.uid = 43;
+  b.keywords.clear();
+  b.pop3_uidl.clear();
+  b.inline_body = false;
+  c.appended = {a, b};
+  c.changed = {{42, 43}};
+  c.replayable = true;
+  return c;
+}
+
+TEST(RecordCodec, ReplayableChangeEntriesRoundTrip) {
+  EXPECT_EQ(RoundTrip(ReplayableAppend()), ReplayableAppend());
+  ChangeEntry flags;
+  flags.replayable = true;
+  flags.updated = {{3, 0x08, {}}, {4, 0x01, {0, 5}}, {9, 0, {2}}};
+  flags.changed = {{3, 4}, {9, 9}};
+  EXPECT_EQ(RoundTrip(flags), flags);
+  ChangeEntry expunge;
+  expunge.replayable = true;
+  expunge.expunged = {{7, 8}};
+  EXPECT_EQ(RoundTrip(expunge), expunge);
+  ChangeEntry raise;  // an op that only raised HIGHESTMODSEQ
+  raise.replayable = true;
+  EXPECT_EQ(RoundTrip(raise), raise);
+}
+
+TEST(RecordCodec, OlderChangeEntriesAreNotReplayable) {
+  ChangeEntry old = UidsOnly({{1, 2}}, {});
+  ChangeEntry out = RoundTrip(old);
+  EXPECT_FALSE(out.replayable);
+  EXPECT_TRUE(out.appended.empty());
+  EXPECT_EQ(out.changed, old.changed);
+}
+
+TEST(RecordCodec, ReplayableChangeEntriesRejectInconsistentData) {
+  ChangeEntry out;
+  ChangeEntry c = ReplayableAppend();
+  c.changed = {{42, 44}};  // names a UID the data lacks
+  EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
+  c = ReplayableAppend();
+  c.updated = {{42, 0, {}}};  // the same UID appended and updated
+  EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
+  c = ReplayableAppend();
+  std::swap(c.appended[0], c.appended[1]);  // not ascending
+  EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
+  c = ReplayableAppend();
+  c.expunged = {{50, 50}};  // changes and expunges in one op
+  EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
+  c = ReplayableAppend();
+  c.appended[1].uid = 0;  // a nested record that does not decode
+  c.changed = {{42, 42}};
+  EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
+}
+
+TEST(RecordCodec, ReplayableChangeEntryRejectsEveryTruncationAndBadKeywordCount) {
+  ChangeEntry flags;
+  flags.replayable = true;
+  flags.updated = {{4, 0x01, {0, 5}}};
+  flags.changed = {{4, 4}};
+  const std::string bytes = Encode(flags);
+  ChangeEntry out;
+  for (size_t len = 0; len < bytes.size(); len++)
+    EXPECT_EQ(Decode(bytes.substr(0, len), &out).code(), Code::kCorrupt) << "length " << len;
+  // The keyword count is the 4 bytes before the two ids at the end.
+  std::string bad = bytes;
+  bad[bad.size() - 12] = 3;
+  EXPECT_EQ(Decode(bad, &out).code(), Code::kCorrupt);
 }
 
 TEST(RecordCodec, ToRangesMergesAndSorts) {
@@ -168,7 +249,7 @@ TEST(RecordCodec, SemanticChecksRejectImpossibleValues) {
   s.first_recent_uid = 10;
   EXPECT_TRUE(Decode(Encode(s), &s_out).ok());
 
-  ChangeEntry c{{{5, 4}}, {}};
+  ChangeEntry c = UidsOnly({{5, 4}}, {});
   ChangeEntry c_out;
   EXPECT_EQ(Decode(Encode(c), &c_out).code(), Code::kCorrupt);
 
