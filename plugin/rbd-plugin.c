@@ -1,5 +1,5 @@
 /* Module entry points. Dovecot 2.3 does not autoload storage drivers, so
-   this module must be in the global mail_plugins (DESIGN.md 5). */
+   this module must be in the global mail_plugins (doc/design.md). */
 
 #include "lib.h"
 #include "module-dir.h"

@@ -2,7 +2,7 @@
  * rbd-storage.h - the C ABI of the dovecot-rbd storage core.
  *
  * The core keeps one user's mailboxes, messages and indexes in RADOS (see
- * DESIGN.md 3 and 4). This header is the only way the Dovecot plugin reaches
+ * doc/design.md). This header is the only way the Dovecot plugin reaches
  * it, so it is plain C: opaque handles, no librados or C++ types, no
  * exceptions, no callbacks from librados threads.
  *

@@ -1,6 +1,6 @@
 // Account: one user's RADOS namespace in the mail and index pools.
 //
-// All of a user's objects live in one namespace (DESIGN.md 3), so a user
+// All of a user's objects live in one namespace (doc/design.md), so a user
 // can be listed, exported or deleted without scanning the pool.
 #ifndef STORAGE_RBD_ACCOUNT_H_
 #define STORAGE_RBD_ACCOUNT_H_

@@ -1,8 +1,9 @@
 // Checker: `doveadm rbd check`, a user's indexes against their bodies.
 //
 // Finds what a bug, a lost object or an operator's mistake leaves behind;
-// crashes alone never produce the first two (DESIGN.md 4 publishes a record
-// only after its body exists and drops a body only after its records):
+// crashes alone never produce the first two (doc/design.md: a record is
+// published only after its body exists, and a body goes only after its
+// records):
 //  - a record whose stored body `m.<guid>` is gone (the message cannot be
 //    read: repair expunges the record, so every node drops it);
 //  - counters (messages, sizes, UIDNEXT) that disagree with the records

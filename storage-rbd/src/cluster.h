@@ -2,7 +2,7 @@
 //
 // One connection per (ceph.conf, cephx user, timeouts), shared by every user
 // the process serves and kept until the process exits: a connection costs
-// ~12 threads, ~25 MB RSS and 12-19 ms (DESIGN.md 5). It connects lazily on first use, and a failed
+// ~12 threads, ~25 MB RSS and 12-19 ms (doc/design.md). It connects lazily on first use, and a failed
 // connect is retried by the next use, so a process that started while the
 // cluster was away serves again once it returns.
 #ifndef STORAGE_RBD_CLUSTER_H_

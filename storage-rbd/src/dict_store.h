@@ -8,7 +8,7 @@
 // not at all. Increments are read-modify-write: the op carries an omap_cmp
 // of each incremented key against the value read, and a lost race
 // (-ECANCELED) re-reads and retries with jittered backoff, the pattern of
-// MailboxIndex (DESIGN.md 4), guarded per key instead of per object so
+// MailboxIndex (doc/design.md), guarded per key instead of per object so
 // that plain sets never contend.
 #ifndef STORAGE_RBD_DICT_STORE_H_
 #define STORAGE_RBD_DICT_STORE_H_

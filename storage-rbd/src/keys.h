@@ -1,4 +1,4 @@
-// Object names and omap keys (DESIGN.md 3).
+// Object names and omap keys (doc/design.md).
 //
 // UIDs and MODSEQs are fixed-width decimal so that omap's lexicographic
 // order is numeric order: a listing "after u.0000000041" is "UIDs > 41".

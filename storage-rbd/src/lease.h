@@ -1,4 +1,4 @@
-// Lease: an exclusive, expiring cls_lock on one object (DESIGN.md 4).
+// Lease: an exclusive, expiring cls_lock on one object (doc/design.md).
 //
 // Leases serialise only maintenance (gc, change-log trim, rebuild). A
 // holder that crashes simply stops renewing and its lease expires: no

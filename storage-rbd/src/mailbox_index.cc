@@ -165,7 +165,7 @@ uint32_t MailboxIndex::KeywordId(std::vector<std::string>* table, const std::str
 Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids) {
   const Config& config = account_->config();
   MessageStore store(account_);
-  // Bodies first (DESIGN.md 4): a crash before the index op leaves only
+  // Bodies first (doc/design.md): a crash before the index op leaves only
   // unreferenced bodies, never a record without its body.
   std::vector<BodyToWrite> to_write;
   std::vector<Guid> shared;      // stored bodies that gain a reference

@@ -5,7 +5,7 @@
 // (`b.<uid>`) and the change log (`c.<modseq>`).
 //
 // Every change is ONE write op guarded by a compare of the state xattr
-// against the bytes last read (DESIGN.md 4). Every change also replaces the
+// against the bytes last read (doc/design.md). Every change also replaces the
 // state (HIGHESTMODSEQ grows by one), so "state unchanged" means "nothing in
 // the object changed", and anything read after the state and before the
 // commit is consistent once the guard holds. A lost race (-ECANCELED)

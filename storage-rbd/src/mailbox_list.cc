@@ -161,7 +161,7 @@ Status MailboxList::Lookup(const std::string& name, MailboxEntry* entry) {
 Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t uidvalidity,
                            const std::string& special_use) {
   if (name.empty()) return Status::Invalid("create mailbox: empty name");
-  // The index object first (DESIGN.md 4), with a UIDVALIDITY above every
+  // The index object first (doc/design.md), with a UIDVALIDITY above every
   // one this user had; a lost race re-creates it with a fresh one.
   uint32_t created_uidvalidity = 0;
   Status s = Mutate([&](Mutation* m) -> Status {

@@ -1,4 +1,4 @@
-// MailboxList: the user root object `r` (DESIGN.md 3, 4).
+// MailboxList: the user root object `r` (doc/design.md).
 //
 // Omap holds `n.<name>` -> MailboxEntry for each mailbox and `s.<name>` for
 // each subscription; the "state" xattr holds a version that every change

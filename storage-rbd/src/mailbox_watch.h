@@ -2,7 +2,7 @@
 // the mailbox list (the user root object).
 //
 // librados delivers notifies on its own threads; Dovecot must never be
-// called from one (DESIGN.md 5). So the callbacks here only record what
+// called from one (doc/design.md). So the callbacks here only record what
 // happened and write to an eventfd, which the owner polls in its ioloop.
 // A watch error (disconnect, missed notifies) is reported as "lost": the
 // owner resyncs as if notified, and Consume() re-registers the watch.

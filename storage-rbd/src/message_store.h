@@ -1,4 +1,4 @@
-// MessageStore: message bodies in `m.<mail-guid>` (DESIGN.md 3).
+// MessageStore: message bodies in `m.<mail-guid>` (doc/design.md).
 //
 // A body is written once and never modified; COPY and MOVE share it. Its
 // xattrs hold the storage-side metadata ("meta": size, XXH3 of the bytes,

@@ -2,7 +2,7 @@
 // index objects.
 //
 // Every stored body keeps, in its "meta" xattr, the GUID of the mailbox it
-// was first saved to and its dates (DESIGN.md 3). A body no record
+// was first saved to and its dates (doc/design.md). A body no record
 // references whose first mailbox has no index object any more belongs to a
 // lost index: the Rebuilder recreates that index (a new UIDVALIDITY, as the
 // old UIDs are gone) under the mailbox's listed name, or under

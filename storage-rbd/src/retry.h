@@ -1,4 +1,4 @@
-// RetryPolicy: backoff for the optimistic guarded ops of DESIGN.md 4.
+// RetryPolicy: backoff for the optimistic guarded ops (doc/design.md, Consistency).
 //
 // A guarded op that loses the race (-ECANCELED) re-reads and tries again.
 // Writers to one mailbox must not retry in lock step, so the delay is
