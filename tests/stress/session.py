@@ -316,6 +316,9 @@ class Session:
         if msgid is None:
             return
         if "RFC822.SIZE" in d and int(d["RFC822.SIZE"]) != len(message(msgid)):
+            if int(d["RFC822.SIZE"]) == 0 and box.may_be_expunged(uid, rec.ack):
+                self.model.note("RFC822.SIZE 0 of a message that may be expunged")
+                return
             self.model.violation("size-wrong", "UID %d RFC822.SIZE %s, message has %d" %
                                  (uid, d["RFC822.SIZE"], len(message(msgid))), where, self.name)
         for key, value in d.items():
