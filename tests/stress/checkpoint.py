@@ -5,8 +5,9 @@ the model knows (README.md)."""
 import re
 from collections import defaultdict
 
-from imap_connection import ImapConnection, ImapError, parse, parse_fetch, quote, selected_state, uid_set
-from model import STABLE, Created, message, msgid_of, norm
+from imap_connection import (ImapConnection, ImapError, Literal, parse, parse_fetch, quote,
+                             response_code, selected_state, uid_set)
+from model import STABLE, Created, message, msgid_for, msgid_of, norm
 
 CHECKER = "checker"
 LOG_PROBLEM = re.compile(r": (Panic|Fatal|Error): ")
@@ -259,8 +260,8 @@ class Checker:
             created = box.created.get(uid)
             for op in ops:
                 # a STORE on a UID range may name a message appended after it was sent
-                if op.ack is None or op.modified or created is None or \
-                        created.ack is None or created.ack > op.send:
+                if op.ack is None or op.modified or created is None or (
+                        op.rid != created.rid and created.ack > op.send):
                     continue
                 for flag in op.flags:
                     if flag in flags:
@@ -309,6 +310,7 @@ class Checker:
             try:
                 self.command(conn, "LOGIN", quote(user), quote("pass"))
                 for name in STABLE:
+                    self.append_one(conn, user, name)
                     resp = self.command(conn, "SELECT", quote(name))
                     state = selected_state(resp)
                     box = self.model.box(user, name, state["uidvalidity"])
@@ -323,6 +325,17 @@ class Checker:
                     self.check_recent_box(box, recent, (user, name))
             finally:
                 conn.logout()
+
+    def append_one(self, conn, user, name):
+        """One more message while no session has the mailbox: it must be \Recent."""
+        msgid = msgid_for(self.runner.args.seed, CHECKER, self.runner.trace.tick(), 500)
+        send = self.runner.trace.tick()
+        resp = self.command(conn, "APPEND", quote(name), Literal(message(msgid)))
+        ack = self.runner.trace.tick()
+        code = response_code(resp.text)
+        box = self.model.box(user, name, code[1])
+        with self.model.lock:
+            box.created[int(code[2])] = Created(send, ack, "append", msgid, frozenset(), None)
 
     def check_recent_box(self, box, recent, where):
         if where in self.runner.uncertain:

@@ -172,14 +172,15 @@ class Expunge:
         self.send = send
         self.ack = None
         self.uids = uids        # None: every message with \Deleted
-        self.forced = forced    # MOVE, DELETE, RENAME: no \Deleted needed
+        self.forced = forced    # MOVE: no \Deleted needed
 
 
 class Box:
     """One mailbox instance: (user, name, UIDVALIDITY)."""
 
-    def __init__(self, key):
+    def __init__(self, key, kills):
         self.key = key
+        self.kills = kills      # the Records of every DELETE/RENAME of its name
         self.uid_msg = {}                       # uid -> msgid, as first seen
         self.created = {}                       # uid -> Created (APPENDUID / COPYUID)
         self.deleted_adds = defaultdict(list)   # uid -> send times of possible \Deleted
@@ -195,6 +196,9 @@ class Box:
         """Could an expunge sent before `before` have removed uid?"""
         created = self.created.get(uid)
         born = created.send if created else 0
+        for r in list(self.kills):
+            if r.send < before and (r.ack is None or r.ack > born):
+                return True
         for e in list(self.expunges):
             if e.send >= before or (e.ack is not None and e.ack < born):
                 continue
@@ -242,12 +246,8 @@ class Model:
         key = (user, name, int(uidvalidity))
         with self.lock:
             if key not in self.boxes:
-                self.boxes[key] = Box(key)
+                self.boxes[key] = Box(key, self.kills[(user, name)])
             return self.boxes[key]
-
-    def instances(self, user, name):
-        with self.lock:
-            return [b for k, b in self.boxes.items() if k[:2] == (user, name)]
 
     def violation(self, prop, detail, box=None, session=None):
         with self.lock:

@@ -74,7 +74,8 @@ class Selected:
         self.box = box
         self.rw = rw
         self.view = [None] * exists
-        self.dirty = False
+        self.dirty = False      # a VANISHED UID was unknown: positions may be off
+        self.view_hms = 0       # the highest MODSEQ the view has reported
         self.select_send = select_send
         self.rw_entry = None
 
@@ -229,7 +230,9 @@ class Session:
             elif _FETCH.match(line.encode()):
                 self.fetched(sel, line, rec, changed_since, partial)
             elif line.startswith("* OK [HIGHESTMODSEQ "):
-                self.highestmodseq(sel.box, int(response_code(line[5:])[1]), sel.name)
+                hms = int(response_code(line[5:])[1])
+                sel.view_hms = max(sel.view_hms, hms)
+                self.highestmodseq(sel.box, hms, sel.name)
 
     def vanished(self, sel, line, rec, known):
         rest = line[len("* VANISHED "):]
@@ -266,10 +269,10 @@ class Session:
             known = sel.view[seq - 1]
             if known is None:
                 sel.view[seq - 1] = uid
-            elif known != uid:
+            elif known != uid and not sel.dirty:
                 self.model.violation("sequence-changed", "message %d was UID %d, FETCH says "
                                      "UID %d" % (seq, known, uid), where, self.name)
-                sel.view[seq - 1] = uid
+            sel.view[seq - 1] = uid
         else:
             uid = sel.view[seq - 1]
         if uid is None:
@@ -279,6 +282,7 @@ class Session:
             self.model.saw_recent(box, uid, self.name)
         if "MODSEQ" in d:
             modseq = int(d["MODSEQ"][0])
+            sel.view_hms = max(sel.view_hms, modseq)
             key = (box.key, uid)
             if modseq < self.modseqs.get(key, 0):
                 self.model.violation("modseq-back-in-session", "UID %d MODSEQ %d after %d" %
@@ -445,6 +449,7 @@ class Session:
                 box.rw.append(sel.rw_entry)
         self.selected = sel
         if "highestmodseq" in state:
+            sel.view_hms = state["highestmodseq"]
             self.highestmodseq(box, state["highestmodseq"], name)
         same = seen is not None and seen[0] == state["uidvalidity"]
         self.process([u for u in text_lines(resp) if not u.startswith("* OK [HIGHESTMODSEQ")
@@ -530,8 +535,9 @@ class Session:
         self.fetch(text, text.split(" ", 3))
 
     def op_changedsince(self):
-        sel = self.selected
-        hms = self.max_hms.get(sel.box.key, 0)
+        # below what this view reported: every change the reply carries, its own or a
+        # sync's, is newer (a STATUS may have shown a later HIGHESTMODSEQ)
+        hms = self.selected.view_hms
         since = self.rng.randint(max(0, hms - 5), hms) if hms else 1
         text = "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %d)" % since
         self.fetch(text, text.split(" ", 3), changed_since=since)
@@ -791,8 +797,6 @@ class Session:
         def on_send(rec):
             with self.model.lock:
                 self.model.kills[(self.user, name)].append(rec)
-                for box in self.model.instances(self.user, name):
-                    box.expunges.append(Expunge(rec.send, None, True))
         return on_send
 
     def op_create(self):
