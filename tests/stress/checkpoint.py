@@ -260,7 +260,7 @@ class Checker:
             created = box.created.get(uid)
             for op in ops:
                 # a STORE on a UID range may name a message appended after it was sent
-                if op.ack is None or op.modified or created is None or (
+                if op.ack is None or op.modified or not op.seen or created is None or (
                         op.rid != created.rid and created.ack > op.send):
                     continue
                 for flag in op.flags:

@@ -139,15 +139,19 @@ class Trace:
 
 class FlagOp:
     """A STORE (or APPEND's flags) on one message: kind add, remove or replace."""
-    __slots__ = ("kind", "flags", "send", "ack", "modified", "rid")
+    __slots__ = ("kind", "flags", "send", "ack", "modified", "rid", "seen")
 
-    def __init__(self, kind, flags, send, rid):
+    def __init__(self, kind, flags, send, rid, seen=True):
         self.kind = kind
         self.flags = norm(flags)
         self.send = send
         self.ack = None
         self.modified = False   # UNCHANGEDSINCE refused it for this message
         self.rid = rid
+        # The message was in the session's view when the STORE was sent: a UID STORE
+        # applies to the messages the session knows (Dovecot resolves UIDs in its
+        # view, synced after the previous command), not to newer ones.
+        self.seen = seen
 
     def adds(self, flag):
         return self.kind in ("add", "replace") and flag in self.flags

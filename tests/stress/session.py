@@ -551,11 +551,12 @@ class Session:
         mod = " (UNCHANGEDSINCE %d)" % unchanged if unchanged is not None else ""
         text = "UID STORE %s%s %sFLAGS (%s)" % (uid_text(uids), mod, sign, " ".join(flags))
         ops = {}
+        view = set(self.known_uids())
 
         def on_send(rec):
             with self.model.lock:
                 for uid in uids:
-                    op = FlagOp(kind, flags, rec.send, rec.id)
+                    op = FlagOp(kind, flags, rec.send, rec.id, uid in view)
                     ops[uid] = op
                     box.flag_ops[uid].append(op)
                     if op.adds("\\deleted"):
