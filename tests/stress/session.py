@@ -95,6 +95,7 @@ class Session:
         self.conn = None
         self.selected = None
         self.closing = None     # the mailbox a SELECT in progress leaves
+        self.failed_select = None   # the last SELECT, if it failed
         self.last_seen = {}     # mailbox name -> (uidvalidity, highestmodseq, uids)
         self.max_hms = {}       # box key -> highest HIGHESTMODSEQ this session saw
         self.modseqs = {}       # (box key, uid) -> highest MODSEQ this session saw
@@ -124,6 +125,7 @@ class Session:
 
     def reconnect(self):
         self.close_selection(self.trace.tick())
+        self.failed_select = None
         try:
             self.conn.close()
         except OSError:
@@ -187,10 +189,14 @@ class Session:
     def disconnected(self, rec, untagged):
         """A BYE other than LOGOUT's is allowed only when the selected mailbox was deleted
         or renamed (RFC 3501 7.1.5): by any session after this one selected it."""
-        sel = self.selected or self.closing
         bye = [u for u in untagged if u.startswith("* BYE")]
-        allowed = sel is not None and is_volatile(sel.name) and \
-            self.model.killed_since(self.user, sel.name, sel.select_send)
+        tried = [t for t in (self.selected, self.closing, self.failed_select) if t is not None]
+        sel = tried[0] if tried else None
+        # After a SELECT that failed because the mailbox was being deleted, Dovecot ends
+        # the session at the next command ("IMAP session state is inconsistent").
+        allowed = any(is_volatile(t.name) and
+                      self.model.killed_since(self.user, t.name, t.select_send)
+                      for t in tried)
         if allowed:
             self.model.note("BYE: selected mailbox deleted or renamed by another session")
         else:
@@ -435,10 +441,12 @@ class Session:
             self.closing = None
         if old_rw is not None:
             old_rw[2] = rec.ack
+        self.failed_select = None
         if resp.status != "OK":
             if name in STABLE:
                 self.model.violation("select-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, name), self.name)
+            self.failed_select = Selected(name, None, False, 0, rec.send)
             return
         state = selected_state(resp)
         box = self.model.box(self.user, name, state["uidvalidity"])
@@ -673,37 +681,23 @@ class Session:
                 with self.model.lock:
                     src.expunges.append(e)
 
+        view = set(self.known_uids())
         try:
             resp, rec = self.command(text, ["UID", verb, uid_text(uids), quote(dest)],
                                      {(self.user, dest)}, on_send=on_send)
         except Abort as e:
-            self.maybe_copied(dest, src, uids, e.rec)
+            # the COPYUID may have arrived before the connection ended
+            if not self.copied(dest, src, e.rec, e.rec.untagged):
+                self.maybe_copied(dest, src, uids, view, e.rec)
             raise
         for e in exp:
             e.ack = rec.ack
-        codes = [response_code(resp.text)] + [response_code(u[5:]) for u in text_lines(resp)
-                                              if u.startswith("* OK [")]
-        copyuid = [c for c in codes if c and c[0] == "COPYUID"]
-        if resp.status == "OK" and copyuid:
-            _, validity, src_uids, dst_uids = copyuid[0]
-            dst = self.model.box(self.user, dest, validity)
-            pairs = list(zip(uid_set(src_uids), uid_set(dst_uids)))
-            with self.model.lock:
-                for s, d in pairs:
-                    msgid = src.uid_msg.get(s)
-                    dst.created[d] = Created(rec.send, rec.ack, "copy", msgid, None, rec.id)
-                    if any(t < rec.ack for t in src.deleted_adds.get(s, ())) or \
-                            s not in src.created:
-                        dst.deleted_adds[d].append(rec.send)
-                dst.owners.append((rec.id, frozenset(d for _, d in pairs)))
-            for s, d in pairs:
-                if src.uid_msg.get(s):
-                    self.model.saw_message(dst, d, src.uid_msg[s], self.name)
-        else:
+        if resp.status != "OK" or not self.copied(dest, src, rec,
+                                                  [resp.text] + text_lines(resp)):
             # Dovecot answers NO ("Mailbox was deleted under us") or OK without COPYUID
             # when the source or target was deleted meanwhile, after the copy may have
             # been committed: the target may hold copies with UIDs nobody was told.
-            self.maybe_copied(dest, src, uids, rec)
+            self.maybe_copied(dest, src, uids, view, rec)
             if resp.status == "OK":
                 self.model.note("%s OK without COPYUID" % verb)
             elif "[EXPUNGEISSUED]" in resp.text and any(src.may_be_expunged(u, rec.ack)
@@ -717,14 +711,38 @@ class Session:
                                      (self.user, dest), self.name)
         self.process(text_lines(resp), rec)
 
-    def maybe_copied(self, dest, src, uids, rec):
-        """A COPY/MOVE of uids whose outcome is unknown: its copies are allowed in dest."""
-        msgids = [src.uid_msg.get(u) for u in uids if u in src.uid_msg or u in src.created]
+    def copied(self, dest, src, rec, texts):
+        """Registers the copies a COPYUID (tagged or untagged) names; False if none."""
+        codes = [response_code(t[5:] if t.startswith("* OK [") else t) for t in texts]
+        copyuid = [c for c in codes if c and c[0] == "COPYUID"]
+        if not copyuid:
+            return False
+        _, validity, src_uids, dst_uids = copyuid[0]
+        dst = self.model.box(self.user, dest, validity)
+        pairs = list(zip(uid_set(src_uids), uid_set(dst_uids)))
+        with self.model.lock:
+            for s, d in pairs:
+                msgid = src.uid_msg.get(s)
+                dst.created[d] = Created(rec.send, rec.ack, "copy", msgid, None, rec.id)
+                if any(t < rec.ack for t in src.deleted_adds.get(s, ())) or \
+                        s not in src.created:
+                    dst.deleted_adds[d].append(rec.send)
+            dst.owners.append((rec.id, frozenset(d for _, d in pairs)))
+        for s, d in pairs:
+            if src.uid_msg.get(s):
+                self.model.saw_message(dst, d, src.uid_msg[s], self.name)
+        return True
+
+    def maybe_copied(self, dest, src, uids, view, rec):
+        """A COPY/MOVE of uids whose outcome is unknown: its copies are allowed in dest.
+        A message of the view whose id the model does not know makes dest uncertain."""
+        msgids = [src.uid_msg.get(u) for u in uids if u in src.uid_msg or u in view]
         with self.model.lock:
             if any(m is None for m in msgids):
                 self.runner.uncertain.add((self.user, dest))
             for msgid in msgids:
-                self.model.maybe_copied[(self.user, dest)][msgid] = rec
+                if msgid is not None:
+                    self.model.maybe_copied[(self.user, dest)][msgid] = rec
 
     def op_copy(self):
         self.copy("COPY")
