@@ -1,0 +1,374 @@
+"""Quiescent checkpoints: with every session paused, each node is asked for the state of
+every mailbox of every user, the nodes must agree exactly, and the state must match what
+the model knows (README.md)."""
+
+import re
+from collections import defaultdict
+
+from imap_connection import (ImapConnection, ImapError, Literal, parse, parse_fetch, quote,
+                             response_code, selected_state, uid_set)
+from model import STABLE, Created, message, msgid_for, msgid_of, norm
+
+CHECKER = "checker"
+LOG_PROBLEM = re.compile(r": (Panic|Fatal|Error): ")
+# Dovecot's own mdbox logs an Error when a session opens or syncs a mailbox that another
+# one deletes at that moment (stat(.../dovecot.index.log) failed, Mailbox was deleted
+# under us): allowed for a deleted tmpN mailbox, on every storage.
+DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbox (tmp\d+): |"
+                               r"Couldn't open mailbox '(tmp\d+)')")
+
+
+class Snapshot:
+    """One node's view of one mailbox at a checkpoint."""
+
+    def __init__(self, uidvalidity, uidnext, hms, msgs):
+        self.uidvalidity = uidvalidity
+        self.uidnext = uidnext
+        self.hms = hms
+        self.msgs = msgs    # uid -> (modseq, flags (normalized), size, msgid)
+
+    def same(self, other):
+        return (self.uidvalidity, self.uidnext, self.hms, self.msgs) == \
+            (other.uidvalidity, other.uidnext, other.hms, other.msgs)
+
+    def differences(self, other, limit=5):
+        out = []
+        for attr in ("uidvalidity", "uidnext", "hms"):
+            if getattr(self, attr) != getattr(other, attr):
+                out.append("%s %s vs %s" % (attr.upper(), getattr(self, attr),
+                                            getattr(other, attr)))
+        for uid in sorted(set(self.msgs) | set(other.msgs)):
+            a, b = self.msgs.get(uid), other.msgs.get(uid)
+            if a != b:
+                out.append("UID %d: %s vs %s" % (uid, show(a), show(b)))
+            if len(out) >= limit:
+                break
+        return "; ".join(out)
+
+
+def show(m):
+    if m is None:
+        return "absent"
+    return "MODSEQ %d FLAGS (%s)" % (m[0], " ".join(sorted(m[1])))
+
+
+class Checker:
+    def __init__(self, runner):
+        self.runner = runner
+        self.model = runner.model
+        self.prev = {}              # (user, name) -> node 0's Snapshot at the last checkpoint
+        self.log_pos = defaultdict(int)
+
+    def violation(self, prop, detail, box=None):
+        self.model.violation(prop, detail, box, CHECKER)
+
+    def command(self, conn, *parts):
+        resp = conn.command(*parts)
+        if resp.status != "OK":
+            raise ImapError("%s -> %s" % (" ".join(map(str, parts)), resp.tagged), resp.untagged)
+        return resp
+
+    # ---- one checkpoint ------------------------------------------------------------------
+
+    def run(self, final=False):
+        for user in self.runner.users:
+            try:
+                self.check_user(user, final)
+            except (ImapError, OSError) as e:
+                self.violation("checkpoint-failed", "%s: %s %s" % (
+                    user, e, [u[:200] for u in getattr(e, "untagged", [])][:3]))
+        self.scan_logs()
+
+    def check_user(self, user, final):
+        nodes = self.runner.nodes
+        conns = []
+        try:
+            for node in nodes:
+                conn = ImapConnection(node.imap_port, timeout=self.runner.op_timeout)
+                conns.append(conn)
+                self.command(conn, "LOGIN", quote(user), quote("pass"))
+                self.command(conn, "ENABLE", "QRESYNC")
+            lists = [self.mailboxes(conn) for conn in conns]
+            for node, names in zip(nodes[1:], lists[1:]):
+                if names != lists[0]:
+                    self.violation("list-differs", "%s: LIST on %s %s, on %s %s" % (
+                        user, nodes[0].name, sorted(lists[0]), node.name, sorted(names)))
+            for name in sorted(set(STABLE) | set().union(*lists)):
+                snaps = [self.snapshot(conn, node, user, name, final)
+                         for node, conn in zip(nodes, conns)]
+                self.compare(user, name, snaps)
+        finally:
+            for conn in conns:
+                conn.logout()
+
+    def mailboxes(self, conn):
+        resp = self.command(conn, "LIST", '""', '"*"')
+        names = set()
+        for u in resp.untagged:
+            if u.startswith(b"* LIST "):
+                item = parse(u[len(b"* LIST "):])
+                name = item[2]
+                names.add(name.decode() if isinstance(name, bytes) else name)
+        return names
+
+    def snapshot(self, conn, node, user, name, final):
+        """EXAMINE (with QRESYNC from the previous checkpoint), STATUS, FETCH CHANGEDSINCE
+        and a full FETCH; per-node checks; returns the Snapshot or None (no mailbox)."""
+        where = (user, name)
+        items = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        status = conn.command("STATUS", quote(name), items)
+        if status.status != "OK":
+            if name in STABLE:
+                self.violation("status-failed", "on %s: STATUS %s -> %s" % (
+                    node.name, name, status.tagged), where)
+            return None
+        values = parse([u for u in status.untagged if u.startswith(b"* STATUS ")][0]
+                       [len(b"* STATUS "):])[-1]
+        st = {values[i].upper(): int(values[i + 1]) for i in range(0, len(values), 2)}
+        prev = self.prev.get(where)
+        resync = prev is not None and prev.uidvalidity == st["UIDVALIDITY"]
+        parts = ["EXAMINE", quote(name)]
+        if resync:
+            known = sorted(prev.msgs)
+            parts.append("(QRESYNC (%d %d%s))" % (prev.uidvalidity, prev.hms,
+                                                  " " + ",".join(map(str, known)) if known
+                                                  else ""))
+        resp = self.command(conn, *parts)
+        state = selected_state(resp)
+        vanished = set()
+        for u in resp.untagged:
+            if u.startswith(b"* VANISHED (EARLIER) "):
+                vanished |= set(uid_set(u[len(b"* VANISHED (EARLIER) "):].decode()))
+        qfetched = set(parse_fetch(resp.untagged, key="UID"))
+        full = self.command(conn, "UID", "FETCH", "1:*", "(UID FLAGS MODSEQ RFC822.SIZE "
+                            "BODY.PEEK[HEADER.FIELDS (X-Stress-Id)])") if state["exists"] else None
+        msgs = {}
+        for uid, d in (parse_fetch(full.untagged, key="UID").items() if full else ()):
+            header = [v for k, v in d.items() if k.startswith("BODY[HEADER")]
+            msgs[uid] = (int(d["MODSEQ"][0]), norm(d["FLAGS"]), int(d["RFC822.SIZE"]),
+                         msgid_of(header[0]) if header and header[0] else None)
+        snap = Snapshot(state["uidvalidity"], state["uidnext"], state["highestmodseq"], msgs)
+        n = node.name
+        if (st["MESSAGES"], st["UIDNEXT"], st["UIDVALIDITY"], st["HIGHESTMODSEQ"]) != \
+                (state["exists"], snap.uidnext, snap.uidvalidity, snap.hms):
+            self.violation("status-differs-from-examine", "on %s: STATUS %s, EXAMINE %s" % (
+                n, st, state), where)
+        if len(msgs) != state["exists"]:
+            self.violation("fetch-count", "on %s: %d EXISTS, FETCH 1:* gave %d" % (
+                n, state["exists"], len(msgs)), where)
+        for uid, (modseq, _, size, msgid) in msgs.items():
+            if modseq > snap.hms or uid >= snap.uidnext:
+                self.violation("above-highest", "on %s: UID %d MODSEQ %d, HIGHESTMODSEQ %d "
+                               "UIDNEXT %d" % (n, uid, modseq, snap.hms, snap.uidnext), where)
+            if msgid is None:
+                self.violation("body-corrupt", "on %s: UID %d has no X-Stress-Id" % (n, uid),
+                               where)
+            elif size != len(message(msgid)):
+                self.violation("size-wrong", "on %s: UID %d (%s) RFC822.SIZE %d, message has "
+                               "%d" % (n, uid, msgid, size, len(message(msgid))), where)
+        if resync:
+            self.check_resync(conn, n, where, prev, snap, vanished, qfetched)
+        if final and msgs:
+            self.check_bodies(conn, n, where, snap)
+        return snap
+
+    def check_resync(self, conn, n, where, prev, snap, vanished, qfetched):
+        """QRESYNC and CHANGEDSINCE against the previous checkpoint's state: exact."""
+        want_vanished = set(prev.msgs) - set(snap.msgs)
+        if vanished != want_vanished:
+            self.violation("vanished-inexact", "on %s: QRESYNC (%d %d) VANISHED %s, expunged "
+                           "since: %s" % (n, prev.uidvalidity, prev.hms, sorted(vanished),
+                                          sorted(want_vanished)), where)
+        changed = {u for u, m in snap.msgs.items() if m[0] > prev.hms}
+        # QRESYNC's FETCHes are for the known UIDs only (RFC 7162 3.2.5.2)
+        if qfetched != changed & set(prev.msgs):
+            self.violation("qresync-fetch-inexact", "on %s: QRESYNC (%d %d) FETCH for %s, "
+                           "known and changed since: %s" % (
+                               n, prev.uidvalidity, prev.hms, sorted(qfetched),
+                               sorted(changed & set(prev.msgs))), where)
+        resp = self.command(conn, "UID", "FETCH", "1:*", "(UID)", "(CHANGEDSINCE %d)" % prev.hms)
+        got = set(parse_fetch(resp.untagged, key="UID"))
+        if got != changed:
+            self.violation("changedsince-inexact", "on %s: CHANGEDSINCE %d gave %s, changed "
+                           "since: %s" % (n, prev.hms, sorted(got), sorted(changed)), where)
+        for uid in set(snap.msgs) - set(prev.msgs):
+            if snap.msgs[uid][0] <= prev.hms:
+                self.violation("new-message-old-modseq", "on %s: new UID %d has MODSEQ %d, "
+                               "HIGHESTMODSEQ was %d" % (n, uid, snap.msgs[uid][0], prev.hms),
+                               where)
+        if snap.hms < prev.hms:
+            self.violation("highestmodseq-back", "on %s: HIGHESTMODSEQ %d, was %d" % (
+                n, snap.hms, prev.hms), where)
+
+    def check_bodies(self, conn, n, where, snap):
+        resp = self.command(conn, "UID", "FETCH", "1:*", "(UID BODY.PEEK[])")
+        for uid, d in parse_fetch(resp.untagged, key="UID").items():
+            msgid = snap.msgs.get(uid, (0, 0, 0, None))[3]
+            if msgid and d.get("BODY[]") != message(msgid):
+                self.violation("body-not-exact", "on %s: UID %d (%s) body differs" % (
+                    n, uid, msgid), where)
+
+    # ---- across nodes and against the model --------------------------------------------
+
+    def compare(self, user, name, snaps):
+        where = (user, name)
+        nodes = self.runner.nodes
+        if snaps[0] is None:
+            return
+        for node, snap in zip(nodes[1:], snaps[1:]):
+            if snap is None:
+                self.violation("nodes-differ", "%s missing on %s" % (name, node.name), where)
+            elif not snap.same(snaps[0]):
+                self.violation("nodes-differ", "%s vs %s: %s" % (
+                    nodes[0].name, node.name, snaps[0].differences(snap)), where)
+        snap = snaps[0]
+        self.prev[where] = snap
+        box = self.model.box(user, name, snap.uidvalidity)
+        for uid, (modseq, flags, _, msgid) in snap.msgs.items():
+            if msgid:
+                self.model.saw_message(box, uid, msgid, CHECKER)
+            if modseq < box.max_modseq.get(uid, 0):
+                self.violation("modseq-decreased", "UID %d MODSEQ %d, was seen as %d" % (
+                    uid, modseq, box.max_modseq[uid]), where)
+            self.model.saw_state(box, uid, modseq, flags, CHECKER)
+        if name not in STABLE or where in self.runner.uncertain:
+            return
+        with self.model.lock:
+            self.check_messages(box, snap, where)
+            self.check_flags(box, snap, where)
+            self.check_modseq_groups(box, where)
+
+    def check_messages(self, box, snap, where):
+        for uid, created in sorted(box.created.items()):
+            if uid not in snap.msgs and not box.may_be_expunged(uid):
+                self.violation("message-lost", "UID %d (%s, %s by command #%d) is gone, but "
+                               "no EXPUNGE/MOVE could have removed it" % (
+                                   uid, created.msgid, created.kind, created.rid), where)
+        resolved = defaultdict(set)
+        for uid in sorted(set(snap.msgs) - set(box.created)):
+            msgid = snap.msgs[uid][3]
+            rec = self.model.maybe_copied[where].get(msgid)
+            if rec is not None:
+                self.model.note("a COPY/MOVE/APPEND with an unknown outcome had stored a message")
+                box.created[uid] = Created(rec.send, rec.ack, "copy", msgid, None, rec.id)
+                box.deleted_adds[uid].append(rec.send)
+                resolved[rec.id].add(uid)
+                continue
+            self.violation("unknown-message", "UID %d (%s) was never appended or copied here "
+                           "by an acknowledged command" % (uid, snap.msgs[uid][3]), where)
+        for rid, uids in resolved.items():
+            box.owners.append((rid, frozenset(uids)))
+
+    def check_flags(self, box, snap, where):
+        for uid, (_, flags, _, _) in snap.msgs.items():
+            ops = box.flag_ops.get(uid, [])
+            created = box.created.get(uid)
+            for op in ops:
+                # a STORE on a UID range may name a message appended after it was sent
+                if op.ack is None or op.modified or not op.seen or created is None or (
+                        op.rid != created.rid and created.ack > op.send):
+                    continue
+                for flag in op.flags:
+                    if flag in flags:
+                        continue
+                    removals = [r for r in ops if r.removes(flag)]
+                    if all(r.ack is not None and r.ack < op.send for r in removals):
+                        self.violation("flag-lost", "UID %d lost %s, set by command #%d; no "
+                                       "later removal (flags now: %s)" % (
+                                           uid, flag, op.rid, " ".join(sorted(flags))), where)
+            if created is None or created.kind != "append":
+                continue
+            for flag in flags:
+                if not any(op.adds(flag) for op in ops):
+                    self.violation("flag-from-nowhere", "UID %d has %s, which no APPEND or "
+                                   "STORE set" % (uid, flag), where)
+
+    def check_modseq_groups(self, box, where):
+        """Every MODSEQ value is one change: all messages ever seen with MODSEQ m were
+        changed by one command (one STORE, APPEND or COPY transaction)."""
+        groups = defaultdict(set)
+        for uid, modseq in box.states:
+            groups[modseq].add(uid)
+        # a command with an unknown outcome owns the UIDs that carry its messages, and
+        # those no one was told (expunged before anyone saw them)
+        unknown = defaultdict(set)
+        for msgid, rec in self.model.maybe_copied[where].items():
+            unknown[rec.id].add(msgid)
+        unseen = {uid for uid, _ in box.states
+                  if uid not in box.created and uid not in box.uid_msg}
+        owners = [owned for _, owned in box.owners] + [
+            unseen | {uid for uid, msgid in box.uid_msg.items() if msgid in msgids}
+            for msgids in unknown.values()]
+        for modseq, uids in sorted(groups.items()):
+            if len(uids) > 1 and not any(uids <= owned for owned in owners):
+                self.violation("modseq-shared", "MODSEQ %d is on UIDs %s, which no single "
+                               "command changed together" % (modseq, sorted(uids)), where)
+
+    # ---- final ---------------------------------------------------------------------------
+
+    def check_recent(self):
+        """With every session gone, a read-write SELECT shows \\Recent exactly for the
+        messages no read-write session could have seen."""
+        node = self.runner.nodes[0]
+        for user in self.runner.users:
+            conn = ImapConnection(node.imap_port, timeout=self.runner.op_timeout)
+            try:
+                self.command(conn, "LOGIN", quote(user), quote("pass"))
+                for name in STABLE:
+                    self.append_one(conn, user, name)
+                    resp = self.command(conn, "SELECT", quote(name))
+                    state = selected_state(resp)
+                    box = self.model.box(user, name, state["uidvalidity"])
+                    recent = set()
+                    if state["exists"]:
+                        resp = self.command(conn, "UID", "FETCH", "1:*", "(UID FLAGS)")
+                        for u in resp.untagged:
+                            items = parse(u[u.index(b"FETCH ") + 6:])[0]
+                            d = {items[i]: items[i + 1] for i in range(0, len(items), 2)}
+                            if "\\Recent" in d["FLAGS"]:
+                                recent.add(int(d["UID"]))
+                    self.check_recent_box(box, recent, (user, name))
+            finally:
+                conn.logout()
+
+    def append_one(self, conn, user, name):
+        """One more message while no session has the mailbox: it must be \Recent."""
+        msgid = msgid_for(self.runner.args.seed, CHECKER, self.runner.trace.tick(), 500)
+        send = self.runner.trace.tick()
+        resp = self.command(conn, "APPEND", quote(name), Literal(message(msgid)))
+        ack = self.runner.trace.tick()
+        code = response_code(resp.text)
+        box = self.model.box(user, name, code[1])
+        with self.model.lock:
+            box.created[int(code[2])] = Created(send, ack, "append", msgid, frozenset(), None)
+
+    def check_recent_box(self, box, recent, where):
+        if where in self.runner.uncertain:
+            return
+        with self.model.lock:
+            for uid in sorted(recent):
+                if uid in box.recent:
+                    self.violation("recent-twice", "UID %d \\Recent for the final SELECT, "
+                                   "already for session %s" % (uid, box.recent[uid]), where)
+            for uid, created in sorted(box.created.items()):
+                if uid in recent or box.may_be_expunged(uid):
+                    continue
+                if all(end is not None and end < created.send for _, _, end in box.rw):
+                    self.violation("recent-lost", "UID %d (%s) was never in a read-write "
+                                   "session, yet not \\Recent" % (uid, created.msgid), where)
+
+    def scan_logs(self):
+        for node in self.runner.nodes:
+            path = node.path / "dovecot.log"
+            with open(path, errors="replace") as f:
+                f.seek(self.log_pos[path])
+                text = f.read()
+                self.log_pos[path] = f.tell()
+            for line in text.splitlines():
+                if not LOG_PROBLEM.search(line):
+                    continue
+                m = DELETED_BOX_ERROR.search(line)
+                if m and self.model.kills.get((m.group(1), m.group(2) or m.group(3))):
+                    self.model.note("Error logged for a mailbox deleted meanwhile")
+                    continue
+                self.violation("log-error", "%s: %s" % (node.name, line[:400]))
