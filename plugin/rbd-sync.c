@@ -310,8 +310,12 @@ static int rbd_sync_claim_recent(struct rbd_sync_context *ctx,
 		first_recent = ctx->recent_end;
 	}
 	first_recent = I_MIN(first_recent, next_uid);
+	/* Never lowered (Dovecot logs that as an error): another process of
+	   this node may have synced the header past this sync's snapshot,
+	   and a read-write sync moves it on to next_uid by itself. Only a
+	   cache built anew starts again from the cluster's value. */
 	if (ctx->built_from_records ||
-	    first_recent !=
+	    first_recent >
 	            mail_index_get_header(ctx->sync_view)->first_recent_uid) {
 		mail_index_update_header(
 		        ctx->trans,

@@ -95,7 +95,10 @@ def test_fetch_of_a_shown_message_whose_body_gc_reclaimed_answers_expunged_witho
     node_b.doveadm_ok(*grace0, "rbd", "gc", "-u", user)
 
     resp = on_a.command("FETCH 1 (UID RFC822.SIZE BODY.PEEK[])")
-    assert resp.lines() == ["* 1 FETCH (UID 1 RFC822.SIZE %d BODY[] NIL)" % len(body)]
+    # The sync replays B's ops one by one: the \Deleted flag set before the expunge
+    # reaches the session first, as it does on mdbox.
+    lines = [line for line in resp.lines() if line != "* 1 FETCH (FLAGS (\\Deleted))"]
+    assert lines == ["* 1 FETCH (UID 1 RFC822.SIZE %d BODY[] NIL)" % len(body)]
     assert (resp.status, response_code(resp.text)) == ("OK", ["EXPUNGEISSUED"])
     # COPY's NO [EXPUNGEISSUED] brings the expunge along (Dovecot's cmd-copy.c).
     resp = on_a.command("COPY 1 y")
