@@ -24,8 +24,14 @@ Status MailboxWatch::Open(Account* account, const std::string& oid, std::unique_
 }
 
 MailboxWatch::~MailboxWatch() {
-  // unwatch2 waits for callbacks in progress, so none runs after this.
   if (registered_) io_.unwatch2(handle_);
+  // unwatch2 (here or in Register()) stops new callbacks, but one librados
+  // already started still runs on its finisher thread: it would then ack
+  // through a destroyed IoCtx and write to a closed (or reused) fd. That
+  // happens when a session is closed as its mailbox is deleted, just as the
+  // OSD's disconnect and the last notifies arrive. watch_flush() returns
+  // once every callback queued so far has returned.
+  librados::Rados(io_).watch_flush();
   close(event_fd_);
 }
 
