@@ -13,9 +13,13 @@ CHECKER = "checker"
 LOG_PROBLEM = re.compile(r": (Panic|Fatal|Error): ")
 # Dovecot's own mdbox logs an Error when a session opens or syncs a mailbox that another
 # one deletes at that moment (stat(.../dovecot.index.log) failed, Mailbox was deleted
-# under us): allowed for a deleted tmpN mailbox, on every storage.
+# under us), or when a process writing its index finds the directory gone (unlink(
+# .../tmpN/dovecot.index.tmp) failed: the deleting process removed it): allowed for a
+# deleted tmpN mailbox, on every storage.
 DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbox (tmp\d+): |"
-                               r"Couldn't open mailbox '(tmp\d+)')")
+                               r"Couldn't open mailbox '(tmp\d+)'|"
+                               r"unlink\([^)]*/(tmp\d+)/(?:dbox-Mails/)?dovecot\.index\.tmp\) "
+                               r"failed: No such file or directory)")
 
 
 class Snapshot:
@@ -368,7 +372,7 @@ class Checker:
                 if not LOG_PROBLEM.search(line):
                     continue
                 m = DELETED_BOX_ERROR.search(line)
-                if m and self.model.kills.get((m.group(1), m.group(2) or m.group(3))):
+                if m and self.model.kills.get((m.group(1), m.group(2) or m.group(3) or m.group(4))):
                     self.model.note("Error logged for a mailbox deleted meanwhile")
                     continue
                 self.violation("log-error", "%s: %s" % (node.name, line[:400]))
