@@ -692,12 +692,15 @@ class Session:
             raise
         for e in exp:
             e.ack = rec.ack
-        if resp.status != "OK" or not self.copied(dest, src, rec,
-                                                  [resp.text] + text_lines(resp)):
+        # A NO may still carry an untagged COPYUID: the copy was committed first.
+        copied = self.copied(dest, src, rec, [resp.text] + text_lines(resp))
+        if resp.status != "OK" or not copied:
             # Dovecot answers NO ("Mailbox was deleted under us") or OK without COPYUID
             # when the source or target was deleted meanwhile, after the copy may have
-            # been committed: the target may hold copies with UIDs nobody was told.
-            self.maybe_copied(dest, src, uids, view, rec)
+            # been committed: without a COPYUID, the target may hold copies with UIDs
+            # nobody was told.
+            if not copied:
+                self.maybe_copied(dest, src, uids, view, rec)
             if resp.status == "OK":
                 self.model.note("%s OK without COPYUID" % verb)
             elif "[EXPUNGEISSUED]" in resp.text and any(src.may_be_expunged(u, rec.ack)
