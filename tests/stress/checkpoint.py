@@ -300,9 +300,11 @@ class Checker:
             unknown[rec.id].add(msgid)
         unseen = {uid for uid, _ in box.states
                   if uid not in box.created and uid not in box.uid_msg}
+        # (check_messages resolves the ones a checkpoint found into box.created)
         owners = [owned for _, owned in box.owners] + [
             unseen | {uid for uid, msgid in box.uid_msg.items() if msgid in msgids}
-            for msgids in unknown.values()]
+            | {uid for uid, created in box.created.items() if created.rid == rid}
+            for rid, msgids in unknown.items()]
         for modseq, uids in sorted(groups.items()):
             if len(uids) > 1 and not any(uids <= owned for owned in owners):
                 self.violation("modseq-shared", "MODSEQ %d is on UIDs %s, which no single "
