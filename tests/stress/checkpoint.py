@@ -13,13 +13,14 @@ CHECKER = "checker"
 LOG_PROBLEM = re.compile(r": (Panic|Fatal|Error): ")
 # Dovecot's own mdbox logs an Error when a session opens or syncs a mailbox that another
 # one deletes at that moment (stat(.../dovecot.index.log) failed, Mailbox was deleted
-# under us), or when a process writing its index finds the directory gone (unlink(
-# .../tmpN/dovecot.index.tmp) failed: the deleting process removed it): allowed for a
-# deleted tmpN mailbox, on every storage.
+# under us), or when a process writing its index files finds the directory gone
+# (unlink(.../tmpN/dovecot.index.tmp) or rename(.../tmpN/dovecot.index.log.newlock, ...)
+# failed: the deleting process removed it): allowed for a deleted tmpN mailbox, on every
+# storage.
 DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbox (tmp\d+): |"
                                r"Couldn't open mailbox '(tmp\d+)'|"
-                               r"unlink\([^)]*/(tmp\d+)/(?:dbox-Mails/)?dovecot\.index\.tmp\) "
-                               r"failed: No such file or directory)")
+                               r"(?:unlink|rename)\([^),]*/(tmp\d+)/(?:dbox-Mails/)?"
+                               r"dovecot\.index[^)]*\) failed: No such file or directory)")
 
 
 class Snapshot:
