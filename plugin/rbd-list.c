@@ -4,14 +4,36 @@
 
 #include "lib.h"
 #include "array.h"
+#include "hex-binary.h"
 #include "imap-match.h"
+#include "ioloop.h"
 #include "mail-namespace.h"
 #include "mailbox-tree.h"
 #include "mailbox-list-subscriptions.h"
+#include "sha2.h"
+#include "str.h"
 #include "unlink-directory.h"
 #include "rbd-mail-storage.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
 #define RBD_LIST_TEMP_PREFIX ".temp."
+/* Below NAME_MAX with room to spare. */
+#define RBD_LIST_USER_DIR_MAX_LEN 200
+
+/* A cache directory older than this whose GUID the user's listing does
+   not name is of a mailbox deleted (or moved to a new GUID by dsync) on
+   another node. Old enough that no process of this node is creating it
+   for a mailbox created after the listing was read. */
+#define RBD_LIST_CACHE_SWEEP_AGE_SECS (60 * 60)
+
+struct rbd_list {
+	struct mailbox_list list;
+	/* This session removed the caches of mailboxes gone elsewhere. */
+	bool cache_swept;
+};
 
 struct rbd_list_iterate_context {
 	struct mailbox_list_iterate_context ctx;
@@ -21,14 +43,14 @@ struct rbd_list_iterate_context {
 
 static struct mailbox_list *rbd_list_alloc(void)
 {
-	struct mailbox_list *list;
+	struct rbd_list *list;
 	pool_t pool;
 
 	pool = pool_alloconly_create("rbd list", 1024);
-	list = p_new(pool, struct mailbox_list, 1);
-	*list = rbd_mailbox_list;
-	list->pool = pool;
-	return list;
+	list = p_new(pool, struct rbd_list, 1);
+	list->list = rbd_mailbox_list;
+	list->list.pool = pool;
+	return &list->list;
 }
 
 static void rbd_list_deinit(struct mailbox_list *list)
@@ -86,31 +108,98 @@ static void rbd_list_set_error(struct mailbox_list *list, const char *name,
 	}
 }
 
-/* Index cache paths: <root>/<mailbox name>. Without a root (INDEX=MEMORY)
-   there is no path, and Dovecot keeps the index in memory. */
-static int rbd_list_get_path(struct mailbox_list *list, const char *name,
-                             enum mailbox_list_path_type type,
-                             const char **path_r)
+/* The user's directory under the cache root: the owner's username, with
+   every byte outside [A-Za-z0-9_@-] written as "=XX". So no two users
+   share a directory, whatever their names (".", "a/", ".."): the escaping
+   is injective and never yields a path separator or a dot entry. A name
+   too long for one path component is replaced by "=H" and its SHA-256,
+   which escaping never produces. */
+static const char *rbd_list_user_dir(struct mailbox_list *list)
+{
+	const struct mail_user *user = list->ns->owner != NULL
+	                                       ? list->ns->owner
+	                                       : list->ns->user;
+	unsigned char digest[SHA256_RESULTLEN];
+	string_t *dir = t_str_new(64);
+	const char *p;
+
+	for (p = user->username; *p != '\0'; p++) {
+		if (i_isalnum(*p) || *p == '_' || *p == '@' || *p == '-')
+			str_append_c(dir, *p);
+		else
+			str_printfa(dir, "=%02X", (unsigned char)*p);
+	}
+	if (str_len(dir) <= RBD_LIST_USER_DIR_MAX_LEN)
+		return str_c(dir);
+	sha256_get_digest(user->username, strlen(user->username), digest);
+	return t_strconcat("=H", binary_to_hex(digest, sizeof(digest)), NULL);
+}
+
+/* The cache root of the namespace's user: <root>/<user dir>. Without a
+   root (INDEX=MEMORY) there is none, and Dovecot keeps indexes in
+   memory. */
+static const char *rbd_list_cache_root(struct mailbox_list *list)
 {
 	/* Dovecot leaves index_dir NULL when it equals the root, and sets
 	   it to "" for INDEX=MEMORY. */
 	const char *root = list->set.index_dir != NULL ? list->set.index_dir
 	                                               : list->set.root_dir;
 
+	if (root == NULL || *root == '\0')
+		return NULL;
+	return t_strconcat(root, "/", rbd_list_user_dir(list), NULL);
+}
+
+const char *rbd_list_cache_path(struct mailbox_list *list,
+                                const guid_128_t mailbox_guid)
+{
+	const char *root = rbd_list_cache_root(list);
+
+	return root == NULL ? NULL
+	                    : t_strconcat(root, "/", guid_128_to_string(mailbox_guid),
+	                                  NULL);
+}
+
+/* A mailbox's cache is keyed by its GUID, not its name: a name deleted and
+   re-created, or renamed, on another node leads to another directory, so
+   no process ever replaces files another process of this node still has
+   open, and a rename keeps its cache. An open mailbox has its path set
+   from the GUID it opened (rbd_mailbox_open); this is for the rest, which
+   must look the name up. The cache lives with the index (no separate
+   INDEX_CACHE dir, which would be keyed by name). */
+static int rbd_list_get_path(struct mailbox_list *list, const char *name,
+                             enum mailbox_list_path_type type,
+                             const char **path_r)
+{
+	const char *root = rbd_list_cache_root(list);
+	struct rbd_user *user;
+	struct rbd_error err;
+	guid_128_t guid;
+
 	*path_r = NULL;
 	switch (type) {
 	case MAILBOX_LIST_PATH_TYPE_INDEX:
-	case MAILBOX_LIST_PATH_TYPE_INDEX_CACHE:
-	case MAILBOX_LIST_PATH_TYPE_INDEX_PRIVATE:
 	case MAILBOX_LIST_PATH_TYPE_CONTROL:
 	case MAILBOX_LIST_PATH_TYPE_LIST_INDEX:
 		break;
 	default:
 		return 0;
 	}
-	if (root == NULL || *root == '\0')
+	if (root == NULL)
 		return 0;
-	*path_r = name == NULL ? root : t_strconcat(root, "/", name, NULL);
+	if (name == NULL) {
+		*path_r = root;
+		return 1;
+	}
+	if (rbd_list_get_user(list, &user) < 0)
+		return -1;
+	if (rbd_lookup_mailbox(user, name, guid, &err) != RBD_OK) {
+		if (err.code == RBD_ERR_NOT_FOUND)
+			return 0;
+		rbd_list_set_error(list, name, &err);
+		return -1;
+	}
+	*path_r = rbd_list_cache_path(list, guid);
 	return 1;
 }
 
@@ -135,6 +224,59 @@ static void rbd_list_add(struct rbd_list_iterate_context *ctx,
 	info->ns = list->ns;
 	info->vname = p_strdup(ctx->ctx.pool, vname);
 	info->flags = flags;
+}
+
+static bool rbd_list_names_guid(const struct rbd_mailbox_entries *entries,
+                                const guid_128_t guid)
+{
+	size_t i;
+
+	for (i = 0; i < entries->count; i++) {
+		if (!entries->entries[i].nonexistent &&
+		    guid_128_equals(entries->entries[i].guid, guid))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Caches are kept by mailbox GUID, so the cache of a mailbox deleted on
+   another node is never opened again, and stays behind. The first listing
+   of a session removes those (see RBD_LIST_CACHE_SWEEP_AGE_SECS). */
+static void rbd_list_sweep_cache(struct mailbox_list *list,
+                                 const struct rbd_mailbox_entries *entries)
+{
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
+	const char *root, *path, *error;
+	struct dirent *d;
+	struct stat st;
+	guid_128_t guid;
+	DIR *dir;
+
+	if (rlist->cache_swept)
+		return;
+	rlist->cache_swept = TRUE;
+	if ((root = rbd_list_cache_root(list)) == NULL ||
+	    (dir = opendir(root)) == NULL)
+		return;
+	while ((d = readdir(dir)) != NULL) {
+		if (guid_128_from_string(d->d_name, guid) < 0 ||
+		    rbd_list_names_guid(entries, guid))
+			continue;
+		path = t_strconcat(root, "/", d->d_name, NULL);
+		if (stat(path, &st) < 0 ||
+		    st.st_mtime > ioloop_time - RBD_LIST_CACHE_SWEEP_AGE_SECS)
+			continue;
+		e_debug(list->ns->user->event,
+		        "rbd: removing the index cache %s of a mailbox that no "
+		        "longer exists",
+		        path);
+		if (unlink_directory(path, UNLINK_DIRECTORY_FLAG_RMDIR,
+		                     &error) < 0 &&
+		    errno != ENOENT)
+			e_warning(list->ns->user->event,
+			          "rbd: index cache %s: %s", path, error);
+	}
+	(void)closedir(dir);
 }
 
 static int rbd_list_fill(struct rbd_list_iterate_context *ctx)
@@ -173,6 +315,7 @@ static int rbd_list_fill(struct rbd_list_iterate_context *ctx)
 		node = mailbox_tree_get(tree, "INBOX", &created);
 		node->flags &= ENUM_NEGATE(MAILBOX_NONEXISTENT);
 	}
+	rbd_list_sweep_cache(list, entries);
 	rbd_mailbox_entries_free(&entries);
 
 	iter = mailbox_tree_iterate_init(tree, NULL, 0);
@@ -290,11 +433,11 @@ static int rbd_list_set_subscribed(struct mailbox_list *list, const char *name,
 	return 0;
 }
 
+/* The cache goes in rbd_mailbox_delete, which knows the mailbox's GUID. */
 static int rbd_list_delete_mailbox(struct mailbox_list *list, const char *name)
 {
 	struct rbd_user *user;
 	struct rbd_error err;
-	const char *path, *error;
 
 	if (rbd_list_get_user(list, &user) < 0)
 		return -1;
@@ -302,15 +445,6 @@ static int rbd_list_delete_mailbox(struct mailbox_list *list, const char *name)
 		rbd_list_set_error(list, name, &err);
 		return -1;
 	}
-	/* This node's cache of it goes too: Dovecot marked it deleted, and a
-	   mailbox created under the same name must not inherit that mark.
-	   Only the files: the directory may hold child mailboxes' caches. */
-	if (rbd_list_get_path(list, name, MAILBOX_LIST_PATH_TYPE_INDEX, &path) >
-	            0 &&
-	    unlink_directory(path, UNLINK_DIRECTORY_FLAG_FILES_ONLY, &error) <
-	            0)
-		e_warning(list->ns->user->event, "rbd: index cache %s: %s",
-		          path, error);
 	return 0;
 }
 

@@ -168,6 +168,10 @@ bool rbd_storage_unavailable(struct rbd_storage *storage);
 /* rbd-list.c */
 /* The user of the list's namespace; sets the list error on failure. */
 int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
+/* This node's index cache directory of the mailbox with that GUID in the
+   list's namespace, or NULL if indexes are kept in memory. */
+const char *rbd_list_cache_path(struct mailbox_list *list,
+                                const guid_128_t mailbox_guid);
 
 /* rbd-list-notify.c: mailbox list notification (imap NOTIFY). */
 int rbd_list_notify_init(struct mailbox_list *list,

@@ -11,6 +11,7 @@
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
+#include "unlink-directory.h"
 #include "rbd-mail-storage.h"
 
 #include <sys/resource.h>
@@ -442,8 +443,9 @@ static int rbd_mailbox_retire_cache(struct rbd_mailbox *mbox,
 /* Checks this node's cache of the mailbox against the cluster (mailbox
    GUID, UIDVALIDITY, HIGHESTMODSEQ) before Dovecot opens it, so that a
    stale one is replaced while nothing of this mailbox uses it yet. The
-   cache is kept by name, so after another node deleted and re-created or
-   renamed the mailbox it holds the mailbox that had the name before.
+   cache is kept by mailbox GUID, so it is stale only after a change of
+   UIDVALIDITY under the same GUID (dsync), or if it ran ahead of the
+   cluster.
    Returns 1 if the cache is kept and left open (so that Dovecot's open
    does not read it again: the caller closes it after that), 0 if there is
    none now, -1 on error. */
@@ -469,10 +471,16 @@ static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
 static int rbd_mailbox_open(struct mailbox *box)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	const char *path;
 	int kept, ret;
 
-	if (rbd_mailbox_open_index(mbox) < 0 ||
-	    (kept = rbd_mailbox_check_cache(mbox)) < 0)
+	if (rbd_mailbox_open_index(mbox) < 0)
+		return -1;
+	/* The cache of the mailbox the name led to now (rbd_list_get_path
+	   would look the name up again, and could find another). */
+	path = rbd_list_cache_path(box->list, mbox->guid);
+	box->_index_path = path == NULL ? "" : p_strdup(box->pool, path);
+	if ((kept = rbd_mailbox_check_cache(mbox)) < 0)
 		return -1;
 	ret = index_storage_mailbox_open(box, FALSE);
 	/* Dovecot's open took a reference of its own. */
@@ -644,12 +652,26 @@ static int rbd_mailbox_update(struct mailbox *box,
 
 static int rbd_mailbox_delete(struct mailbox *box)
 {
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	const char *path, *error;
+	int ret;
+
 	/* RADOS drops the records' body references itself, so messages need
-	   not be expunged one by one first. The standard path then calls the
-	   list's delete (RADOS) and retires this node's cached index, which
-	   Dovecot has marked deleted. */
+	   not be expunged one by one first. */
 	box->delete_skip_empty_check = TRUE;
-	return index_storage_mailbox_delete(box);
+	if ((ret = index_storage_mailbox_delete_pre(box)) <= 0)
+		return ret;
+	path = rbd_list_cache_path(box->list, mbox->guid);
+	if (index_storage_mailbox_delete_post(box) < 0)
+		return -1;
+	/* This node's cache goes too. Other processes of this node that have
+	   it open see it marked deleted and close it; no new one opens it,
+	   the GUID being gone. */
+	if (path != NULL &&
+	    unlink_directory(path, UNLINK_DIRECTORY_FLAG_RMDIR, &error) < 0 &&
+	    errno != ENOENT)
+		e_warning(box->event, "rbd: index cache %s: %s", path, error);
+	return 0;
 }
 
 /* RFC 3501: renaming INBOX moves all its messages into a new mailbox of

@@ -150,7 +150,13 @@ class Node:
         return json.loads(self.doveadm_ok("-f", "json", *args))
 
     def cache_dir(self, user):
-        return Path(self.index) / user
+        """The user's index cache directory on this node: on rbd under the plugin's escaped
+        username (doc/design.md, "Index cache on each node"), on mdbox under %u."""
+        if self.storage != "rbd":
+            return Path(self.index) / user
+        safe = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@-"
+        return Path(self.index) / "".join(
+            chr(b) if b in safe else "=%02X" % b for b in user.encode())
 
     def connect(self):
         return ImapConnection(self.imap_port)

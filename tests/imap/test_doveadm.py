@@ -194,7 +194,9 @@ def test_force_resync_rebuilds_a_deleted_cache_from_the_cluster(node_a, imap, us
     for path in sorted(node_a.cache_dir(user).rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     node_a.doveadm_ok("force-resync", "-u", user, "*")
-    assert sorted(p.name for p in node_a.cache_dir(user).iterdir()) == ["INBOX", "Other"]
+    guids = node_a.doveadm_json("mailbox", "status", "-u", user, "guid", "INBOX", "Other")
+    assert sorted(p.name for p in node_a.cache_dir(user).iterdir()) == \
+        sorted(g["guid"] for g in guids)
     again = node_a.login(user)
     try:
         again.ok("ENABLE CONDSTORE")
