@@ -11,7 +11,6 @@
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
-#include "unlink-directory.h"
 #include "rbd-mail-storage.h"
 
 #include <sys/resource.h>
@@ -652,26 +651,14 @@ static int rbd_mailbox_update(struct mailbox *box,
 
 static int rbd_mailbox_delete(struct mailbox *box)
 {
-	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
-	const char *path, *error;
-	int ret;
-
 	/* RADOS drops the records' body references itself, so messages need
-	   not be expunged one by one first. */
+	   not be expunged one by one first. This node's cache stays, marked
+	   deleted by Dovecot: other processes of this node that have it open
+	   see the mark and close it, where removing it under them would fail
+	   their writes. No one opens it again, its GUID being gone, and the
+	   first LIST an hour on removes it (rbd_list_sweep_cache). */
 	box->delete_skip_empty_check = TRUE;
-	if ((ret = index_storage_mailbox_delete_pre(box)) <= 0)
-		return ret;
-	path = rbd_list_cache_path(box->list, mbox->guid);
-	if (index_storage_mailbox_delete_post(box) < 0)
-		return -1;
-	/* This node's cache goes too. Other processes of this node that have
-	   it open see it marked deleted and close it; no new one opens it,
-	   the GUID being gone. */
-	if (path != NULL &&
-	    unlink_directory(path, UNLINK_DIRECTORY_FLAG_RMDIR, &error) < 0 &&
-	    errno != ENOENT)
-		e_warning(box->event, "rbd: index cache %s: %s", path, error);
-	return 0;
+	return index_storage_mailbox_delete(box);
 }
 
 /* RFC 3501: renaming INBOX moves all its messages into a new mailbox of
