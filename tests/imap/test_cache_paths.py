@@ -106,3 +106,35 @@ def test_a_cache_of_a_mailbox_deleted_on_another_node_is_removed_at_the_next_lis
     connect(node_a, user).ok("LIST", '""', "*")
     left = sorted(p.name for p in cache.iterdir())
     assert left == sorted([g for g, m in before.items() if m != "Gone"] + [young.name])
+
+
+def cache_files(node, user):
+    """{path relative to the user's cache dir: inode} of every index file on the node."""
+    root = node.cache_dir(user)
+    return {str(p.relative_to(root)): p.stat().st_ino for p in root.rglob("dovecot.index*")}
+
+
+@rbd_only
+def test_a_name_created_again_on_another_node_gets_new_files_here_and_the_old_stay_untouched(
+        connect, node_a, node_b, user):
+    """The files a session of this node still has open are never replaced: the panic
+    'mail_index_write: assertion failed: (file->hdr.prev_file_seq == hdr->log_file_seq)'
+    came from one process replacing a name-keyed cache another process had open."""
+    on_b = connect(node_b, user)
+    on_b.ok("CREATE Box")
+    on_b.append("Box", numbered(1))
+    holder = connect(node_a, user)
+    holder.ok("SELECT Box")
+    before = cache_files(node_a, user)
+    on_b.ok("DELETE Box")
+    on_b.ok("CREATE Box")
+    on_b.append("Box", numbered(2))
+    on_b.append("Box", numbered(3))
+    other = connect(node_a, user)
+    assert other.ok("SELECT Box").lines("2 EXISTS") == ["* 2 EXISTS"]
+    after = cache_files(node_a, user)
+    assert {path: after.get(path) for path in before} == before
+    assert len({path.split("/")[0] for path in after}) == 2   # one directory per GUID
+    with pytest.raises(ImapError) as closed:
+        holder.command("NOOP")
+    assert closed.value.untagged == [b"* BYE IMAP session state is inconsistent, please relogin."]
