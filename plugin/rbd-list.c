@@ -116,9 +116,8 @@ static void rbd_list_set_error(struct mailbox_list *list, const char *name,
    which escaping never produces. */
 static const char *rbd_list_user_dir(struct mailbox_list *list)
 {
-	const struct mail_user *user = list->ns->owner != NULL
-	                                       ? list->ns->owner
-	                                       : list->ns->user;
+	const struct mail_user *user =
+	        list->ns->owner != NULL ? list->ns->owner : list->ns->user;
 	unsigned char digest[SHA256_RESULTLEN];
 	string_t *dir = t_str_new(64);
 	const char *p;
@@ -155,9 +154,10 @@ const char *rbd_list_cache_path(struct mailbox_list *list,
 {
 	const char *root = rbd_list_cache_root(list);
 
-	return root == NULL ? NULL
-	                    : t_strconcat(root, "/", guid_128_to_string(mailbox_guid),
-	                                  NULL);
+	return root == NULL
+	               ? NULL
+	               : t_strconcat(root, "/",
+	                             guid_128_to_string(mailbox_guid), NULL);
 }
 
 /* A mailbox's cache is keyed by its GUID, not its name: a name deleted and

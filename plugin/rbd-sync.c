@@ -1163,17 +1163,44 @@ static int rbd_push_change(struct mailbox_transaction_context *t,
 	return ret;
 }
 
+/* Expunges in RADOS, and tells the storage's sync_notify users (quota,
+   which subtracts the sizes it noted at mail_expunge; fts) of the messages
+   this op removed: here, once in the cluster, and not when a sync of any
+   node later applies the expunge to its cache, as that happens once per
+   node. A message another session expunged first is not this one's. */
+static int rbd_push_expunges(struct rbd_mailbox *mbox,
+                             const ARRAY_TYPE(seq_range) * expunges)
+{
+	ARRAY_TYPE(uint32_t) uids;
+	struct seq_range_iter iter;
+	struct rbd_error err;
+	unsigned int n = 0;
+	uint32_t uid, *removed;
+	size_t i, count;
+
+	t_array_init(&uids, 64);
+	seq_range_array_iter_init(&iter, expunges);
+	while (seq_range_array_iter_nth(&iter, n++, &uid))
+		array_push_back(&uids, &uid);
+	removed = t_new(uint32_t, array_count(&uids));
+	if (rbd_index_expunge(mbox->index, array_front(&uids),
+	                      array_count(&uids), removed, &count,
+	                      &err) != RBD_OK) {
+		rbd_mailbox_set_error(mbox, &err);
+		return -1;
+	}
+	for (i = 0; i < count; i++)
+		mailbox_sync_notify(&mbox->box, removed[i],
+		                    MAILBOX_SYNC_TYPE_EXPUNGE);
+	mailbox_sync_notify(&mbox->box, 0, 0);
+	return 0;
+}
+
 int rbd_transaction_push(struct mailbox_transaction_context *t)
 {
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
 	struct rbd_mailbox *mbox = RBD_MAILBOX(t->box);
 	const struct rbd_flag_change *change;
-	ARRAY_TYPE(uint32_t) uids;
-	struct seq_range_iter iter;
-	struct rbd_error err;
-	unsigned int n = 0;
-	size_t expunged;
-	uint32_t uid;
 	int ret = 0;
 
 	if (array_count(&rt->changes) == 0 && array_count(&rt->expunges) == 0)
@@ -1190,18 +1217,9 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 				break;
 			}
 		}
-		if (ret == 0 && array_count(&rt->expunges) > 0) {
-			t_array_init(&uids, 64);
-			seq_range_array_iter_init(&iter, &rt->expunges);
-			while (seq_range_array_iter_nth(&iter, n++, &uid))
-				array_push_back(&uids, &uid);
-			if (rbd_index_expunge(mbox->index, array_front(&uids),
-			                      array_count(&uids), &expunged,
-			                      &err) != RBD_OK) {
-				rbd_mailbox_set_error(mbox, &err);
-				ret = -1;
-			}
-		}
+		if (ret == 0 && array_count(&rt->expunges) > 0 &&
+		    rbd_push_expunges(mbox, &rt->expunges) < 0)
+			ret = -1;
 	}
 	T_END;
 	return ret;

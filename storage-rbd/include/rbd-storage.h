@@ -398,11 +398,13 @@ void rbd_uids_free(uint32_t **uids);
  * records held on stored bodies. No body is deleted: stored and inline
  * bodies stay readable (rbd_index_read_body) until rbd_user_gc reclaims
  * them after the grace period, for sessions that still show the messages.
- * *expunged_r counts the UIDs that existed.
+ * The UIDs that existed, the ones this call removed, go to `expunged_r`
+ * (room for `count`; may be NULL) and their number to *expunged_count_r:
+ * of two sessions expunging one message, exactly one is told it did.
  */
 rbd_code rbd_index_expunge(struct rbd_index *mailbox, const uint32_t *uids,
-                           size_t count, size_t *expunged_r,
-                           struct rbd_error *err);
+                           size_t count, uint32_t *expunged_r,
+                           size_t *expunged_count_r, struct rbd_error *err);
 
 /* Reads up to `max` records with UID > after_uid, in UID order. */
 rbd_code rbd_index_list_records(struct rbd_index *mailbox, uint32_t after_uid,

@@ -471,10 +471,16 @@ void rbd_uids_free(uint32_t** uids) {
   *uids = nullptr;
 }
 
-rbd_code rbd_index_expunge(rbd_index* mailbox, const uint32_t* uids, size_t count, size_t* expunged_r,
-                           rbd_error* err) {
-  return Guarded(
-      err, [&] { return mailbox->index->Expunge(std::vector<uint32_t>(uids, uids + count), expunged_r); });
+rbd_code rbd_index_expunge(rbd_index* mailbox, const uint32_t* uids, size_t count, uint32_t* expunged_r,
+                           size_t* expunged_count_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<uint32_t> expunged;
+    rbd::Status s = mailbox->index->Expunge(std::vector<uint32_t>(uids, uids + count), &expunged);
+    if (!s.ok()) return s;
+    if (expunged_r != nullptr) std::copy(expunged.begin(), expunged.end(), expunged_r);
+    *expunged_count_r = expunged.size();
+    return s;
+  });
 }
 
 rbd_code rbd_index_list_records(rbd_index* mailbox, uint32_t after_uid, size_t max, rbd_records** records_r,

@@ -87,7 +87,7 @@ Status Checker::Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* p
       after = page.back().uid;
     }
     if (repair && !bodiless.empty()) {
-      size_t expunged;
+      std::vector<uint32_t> expunged;
       s = index.Expunge(bodiless, &expunged);
       if (!s.ok()) return s;
       for (Problem& p : *problems)

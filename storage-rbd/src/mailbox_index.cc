@@ -405,7 +405,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
   return s;
 }
 
-Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged) {
+Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, std::vector<uint32_t>* expunged) {
   std::vector<Guid> stored;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
     stored.clear();
@@ -428,7 +428,7 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, size_t* expunged
       m->expunged.push_back(rec.uid);
     }
     m->noop = m->expunged.empty();
-    *expunged = m->expunged.size();
+    *expunged = m->expunged;
     if (!m->noop) m->Advance(1);
     return Status::OK();
   });

@@ -113,7 +113,7 @@ class MailboxIndex {
   // committed, so no MODSEQ is this caller's).
   Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                      std::vector<uint32_t>* conflicts, uint64_t* modseq);
-  Status Expunge(const std::vector<uint32_t>& uids, size_t* expunged);
+  Status Expunge(const std::vector<uint32_t>& uids, std::vector<uint32_t>* expunged);
   // RFC 3501 \Recent across nodes: raises the state's first recent UID to
   // `up_to` (at most UIDNEXT) in one guarded op, so the UIDs from the old
   // value up to the new one are this caller's alone: concurrent claims from

@@ -34,7 +34,7 @@ Status MoveRecords(MailboxIndex* from, MailboxIndex* to) {
   std::vector<uint32_t> uids, copied;
   for (const MessageRecord& r : records) uids.push_back(r.uid);
   s = to->CopyFrom(from, uids, {}, &copied);
-  size_t expunged;
+  std::vector<uint32_t> expunged;
   return s.ok() ? from->Expunge(uids, &expunged) : s;
 }
 

@@ -217,6 +217,30 @@ TEST_F(MailboxIndexTest, ConcurrentRecentClaimsPartitionTheUids) {
   rbd_index_close(&mailbox);
 }
 
+// Quota subtracts what a session expunged: of two handles expunging the
+// same message, exactly one is told it removed it (the second's guarded op
+// is retried against the first's state).
+TEST_F(MailboxIndexTest, OverlappingExpungesReportEachMessageOnce) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* first = OpenMailbox(mbox);
+  rbd_index* second = OpenMailbox(mbox);
+  for (int i = 0; i < 3; i++) AppendOne(first, "msg " + std::to_string(i));
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(second, &st, &err_), RBD_OK);  // state before the expunge
+
+  const uint32_t one_two[] = {1, 2}, two_three_four[] = {2, 3, 4};
+  uint32_t removed[3] = {};
+  size_t n = 0;
+  ASSERT_EQ(rbd_index_expunge(first, one_two, 2, removed, &n, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(std::vector<uint32_t>(removed, removed + n), (std::vector<uint32_t>{1, 2}));
+  ASSERT_EQ(rbd_index_expunge(second, two_three_four, 3, removed, &n, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(std::vector<uint32_t>(removed, removed + n), (std::vector<uint32_t>{3}));
+  ASSERT_EQ(rbd_index_expunge(first, one_two, 2, removed, &n, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(n, 0u);
+  rbd_index_close(&first);
+  rbd_index_close(&second);
+}
+
 TEST_F(MailboxIndexTest, RacingFlagUpdatesLoseNothing) {
   const std::string mbox = CreateMailbox("INBOX");
   rbd_index* mailbox = OpenMailbox(mbox);
@@ -430,7 +454,7 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
             RBD_OK);
   EXPECT_EQ(modseq, seen + 1);
   size_t expunged = 0;
-  ASSERT_EQ(rbd_index_expunge(mailbox, four_five, 2, &expunged, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(mailbox, four_five, 2, nullptr, &expunged, &err_), RBD_OK);
   EXPECT_EQ(expunged, 2u);
   uint32_t six = AppendOne(mailbox, "msg 6");
   EXPECT_EQ(six, 6u);
@@ -666,7 +690,7 @@ TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
   EXPECT_EQ(op_modseq, 0u) << "no op, so no MODSEQ of its own";
 
   size_t n = 0;
-  ASSERT_EQ(rbd_index_expunge(mailbox, uids, 2, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(mailbox, uids, 2, nullptr, &n, &err_), RBD_OK);
   expect_step(1, "expunge");
   rbd_index_close(&mailbox);
 }
@@ -708,11 +732,11 @@ TEST_F(MailboxIndexTest, CopySharesStoredBodiesAndExpungeReleasesThem) {
   rbd_records_free(&recs);
 
   size_t n = 0;
-  ASSERT_EQ(rbd_index_expunge(inbox, &big_uid, 1, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(inbox, &big_uid, 1, nullptr, &n, &err_), RBD_OK);
   ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK);
   EXPECT_EQ(info.references, 1u);
   EXPECT_EQ(ReadBody(archive, 1), big);
-  ASSERT_EQ(rbd_index_expunge(archive, &one, 1, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(archive, &one, 1, nullptr, &n, &err_), RBD_OK);
   ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK) << "only gc removes a body";
   EXPECT_EQ(info.references, 0u);
   rbd_index_close(&inbox);
@@ -738,7 +762,7 @@ TEST_F(MailboxIndexTest, ExpungedBodiesStayUntilGcReclaimsThemUnreferencedAfterT
   auto read = [&](const rbd_record& rec) { return ReadRecordBody(inbox, rec); };
 
   size_t n = 0;
-  ASSERT_EQ(rbd_index_expunge(inbox, uids, 3, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(inbox, uids, 3, nullptr, &n, &err_), RBD_OK);
   ASSERT_EQ(n, 3u);
   rbd_body_info info{};
   ASSERT_EQ(rbd_body_stat(user_, big_guid, &info, &err_), RBD_OK) << "Expunge keeps the body";
@@ -808,12 +832,12 @@ TEST_F(MailboxIndexTest, ReferencesOfManyBodiesChangeTogether) {
     EXPECT_EQ(info.references, 2u);
   }
   size_t n = 0;
-  ASSERT_EQ(rbd_index_expunge(inbox, uids.data(), kBodies, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(inbox, uids.data(), kBodies, nullptr, &n, &err_), RBD_OK);
   for (auto& g : guids) {
     ASSERT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_OK);
     EXPECT_EQ(info.references, 1u);
   }
-  ASSERT_EQ(rbd_index_expunge(archive, copied.data(), kBodies, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(archive, copied.data(), kBodies, nullptr, &n, &err_), RBD_OK);
   for (auto& g : guids) {
     ASSERT_EQ(rbd_body_stat(user_, g.data(), &info, &err_), RBD_OK) << "released, left to gc";
     EXPECT_EQ(info.references, 0u);
