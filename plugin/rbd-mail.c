@@ -406,6 +406,94 @@ rbd_change_get(struct rbd_transaction_context *rt, uint8_t add, uint8_t remove,
 	return change;
 }
 
+/* A transaction's flag and keyword changes wait in it for its commit
+   (rbd_transaction_push: RADOS first, the index by sync), so the index
+   view does not show them. A mail's flags and keywords include them, as
+   the transaction's view does for Dovecot's own storages: the notify
+   plugin (mail_log, push_notification) compares them before and after an
+   update to tell what changed. Changes apply in queued order, as the push
+   applies them. */
+static enum mail_flags rbd_mail_get_flags(struct mail *mail)
+{
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
+	enum mail_flags flags = index_mail_get_flags(mail);
+	const struct rbd_flag_change *change;
+
+	array_foreach(&rt->changes, change)
+	{
+		if (seq_range_exists(&change->uids, mail->uid)) {
+			flags = (flags | change->add_flags) &
+			        ENUM_NEGATE(change->remove_flags);
+		}
+	}
+	return flags;
+}
+
+static bool rbd_keyword_in(const ARRAY_TYPE(const_string) * names,
+                           const char *name)
+{
+	const char *item;
+
+	array_foreach_elem(names, item)
+	{
+		if (strcasecmp(item, name) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static bool rbd_change_keywords_of(const struct rbd_flag_change *change,
+                                   uint32_t uid)
+{
+	return (!array_is_empty(&change->add_keywords) ||
+	        !array_is_empty(&change->remove_keywords)) &&
+	       seq_range_exists(&change->uids, uid);
+}
+
+/* The keywords with the transaction's queued changes (see
+   rbd_mail_get_flags), in the mail's data pool like Dovecot's own. */
+static const char *const *rbd_mail_get_keywords(struct mail *mail)
+{
+	struct mail_private *pmail = (struct mail_private *)mail;
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
+	const char *const *base = index_mail_get_keywords(mail);
+	const struct rbd_flag_change *changes;
+	ARRAY_TYPE(const_string) result, next;
+	unsigned int i, count;
+	const char *name;
+
+	changes = array_get(&rt->changes, &count);
+	for (i = 0; i < count; i++) {
+		if (rbd_change_keywords_of(&changes[i], mail->uid))
+			break;
+	}
+	if (i == count)
+		return base;
+	p_array_init(&result, pmail->data_pool, 8);
+	for (; *base != NULL; base++)
+		array_push_back(&result, base);
+	for (; i < count; i++) {
+		if (!rbd_change_keywords_of(&changes[i], mail->uid))
+			continue;
+		p_array_init(&next, pmail->data_pool, array_count(&result) + 4);
+		array_foreach_elem(&result, name)
+		{
+			if (!rbd_keyword_in(&changes[i].remove_keywords, name))
+				array_push_back(&next, &name);
+		}
+		array_foreach_elem(&changes[i].add_keywords, name)
+		{
+			if (!rbd_keyword_in(&changes[i].remove_keywords,
+			                    name) &&
+			    !rbd_keyword_in(&next, name))
+				array_push_back(&next, &name);
+		}
+		result = next;
+	}
+	array_append_zero(&result);
+	return array_front(&result);
+}
+
 static void rbd_mail_update_flags(struct mail *mail,
                                   enum modify_type modify_type,
                                   enum mail_flags flags)
@@ -506,8 +594,8 @@ struct mail_vfuncs rbd_mail_vfuncs = {
         .precache = index_mail_precache,
         .add_temp_wanted_fields = index_mail_add_temp_wanted_fields,
 
-        .get_flags = index_mail_get_flags,
-        .get_keywords = index_mail_get_keywords,
+        .get_flags = rbd_mail_get_flags,
+        .get_keywords = rbd_mail_get_keywords,
         .get_keyword_indexes = index_mail_get_keyword_indexes,
         .get_modseq = index_mail_get_modseq,
         .get_pvt_modseq = index_mail_get_pvt_modseq,

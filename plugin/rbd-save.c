@@ -142,6 +142,15 @@ static void rbd_save_add_temp_record(struct rbd_save_context *ctx,
 	struct index_mail *imail;
 
 	mail_index_append(ctx->trans, 0, &item->seq);
+	/* Its flags and keywords too: mail_log and push_notification report
+	   them for a save or copy. */
+	mail_index_update_flags(ctx->trans, item->seq, MODIFY_REPLACE,
+	                        item->flags);
+	if (ctx->ctx.data.keywords != NULL) {
+		mail_index_update_keywords(ctx->trans, item->seq,
+		                           MODIFY_REPLACE,
+		                           ctx->ctx.data.keywords);
+	}
 	if (ctx->ctx.dest_mail == NULL)
 		return;
 	mail_set_seq_saving(ctx->ctx.dest_mail, item->seq);

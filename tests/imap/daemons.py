@@ -108,7 +108,8 @@ class Node:
 
     @classmethod
     def start(cls, name, path, storage, cluster=None, **options):
-        """dovecot-dev start; options are its flags: op_timeout="5s" is --op-timeout 5s.
+        """dovecot-dev start; options are its flags: op_timeout="5s" is --op-timeout 5s,
+        a list value repeats the flag.
         The rbd-only options (op_timeout, stripe_size) are dropped for mdbox."""
         args = [DOVECOT_DEV, "start", path, "--storage", storage]
         if storage == "rbd":
@@ -116,7 +117,8 @@ class Node:
         else:
             options = {k: v for k, v in options.items() if k not in RBD_ONLY_OPTIONS}
         for key, value in options.items():
-            args += ["--" + key.replace("_", "-"), value]
+            for one in value if isinstance(value, list) else [value]:
+                args += ["--" + key.replace("_", "-"), one]
         run(*args)
         return cls(name, path, owned=True)
 
