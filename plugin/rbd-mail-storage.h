@@ -167,6 +167,8 @@ bool rbd_storage_unavailable(struct rbd_storage *storage);
 
 /* rbd-list.c */
 /* The user of the list's namespace; sets the list error on failure. */
+extern struct event_category event_category_rbd;
+
 int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
 /* This node's index cache directory of the mailbox with that GUID in the
    list's namespace, or NULL if indexes are kept in memory. */

@@ -35,6 +35,13 @@ static const char *const rbd_setting_names[] = {
         "rbd_gc_grace",   NULL,
 };
 
+/* Every event of the storage and its mailboxes carries it:
+   log_debug = category=rbd, and metric filters, select this storage. */
+struct event_category event_category_rbd = {
+        .parent = &event_category_storage,
+        .name = "rbd",
+};
+
 static struct mail_storage *rbd_storage_alloc(void)
 {
 	struct rbd_storage *storage;
@@ -101,6 +108,7 @@ static int rbd_storage_create(struct mail_storage *_storage,
 	struct mail_user *user = _storage->user;
 	struct rbd_error err;
 
+	event_add_category(_storage->event, &event_category_rbd);
 	if (rbd_check_vsz_limit(error_r) < 0)
 		return -1;
 	if (rbd_user_config(user, &storage->config, error_r) < 0)
