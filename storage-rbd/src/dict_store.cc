@@ -29,11 +29,14 @@ bool ParseInt64(const std::string& text, int64_t* value) {
 
 Status DictStore::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
                        std::unique_ptr<DictStore>* store) {
+  Status s = cluster->CheckNamespace(ns);
+  if (!s.ok()) return s;
   std::unique_ptr<DictStore> d(new DictStore(std::move(cluster), config, ns));
-  Status s = d->cluster_->OpenIoCtx(config.IndexPool(),
-                                    config.index_pool.empty() ? "rbd_pool" : "rbd_index_pool", &d->io_);
+  s = d->cluster_->OpenIoCtx(config.IndexPool(), config.IndexPoolSetting(), &d->io_);
   if (!s.ok()) return s;
   d->io_.set_namespace(ns);
+  s = d->cluster_->CheckAccess({{&d->io_, config.IndexPoolSetting()}});
+  if (!s.ok()) return s;
   *store = std::move(d);
   return Status::OK();
 }
