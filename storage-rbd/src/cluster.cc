@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -59,10 +60,41 @@ struct Cluster::InFlightNotify {
 };
 
 Cluster::~Cluster() {
+  if (!rados_) return;
+  Drain();
+  rados_->shutdown();
+}
+
+void Cluster::Drain() {
   // A notify completes once every watcher acked or timed out.
   for (auto& n : notifies_) n->completion->wait_for_complete();
   notifies_.clear();
-  if (rados_) rados_->shutdown();
+  if (!connected_) return;
+  // A notify's completion is signalled BEFORE librados has run the
+  // handler it queued to cancel the notify's linger op (IoCtxImpl.cc,
+  // C_aio_linger_Complete defers it on the client's finish strand). Run
+  // by a librados thread while shutdown() tears the objecter down, that
+  // handler crashed imap processes at exit. The strand runs handlers in
+  // order, so a completion callback queued on it now (aio_watch_flush,
+  // which first flushes the watch callbacks too) runs after every such
+  // handler: once it has run, librados has nothing of ours left to call.
+  struct Flushed {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  } flushed;
+  auto callback = [](librados::completion_t, void* arg) {
+    auto* f = static_cast<Flushed*>(arg);
+    // Notified under the lock: the waiter cannot return (and free `f`)
+    // before this thread is done with it.
+    std::lock_guard<std::mutex> lock(f->mu);
+    f->done = true;
+    f->cv.notify_all();
+  };
+  AioCompletionPtr completion(librados::Rados::aio_create_completion(&flushed, callback));
+  if (rados_->aio_watch_flush(completion.get()) < 0) return;
+  std::unique_lock<std::mutex> lock(flushed.mu);
+  flushed.cv.wait(lock, [&] { return flushed.done; });
 }
 
 void Cluster::Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload) {

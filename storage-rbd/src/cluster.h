@@ -80,6 +80,10 @@ class Cluster {
 
  private:
   Status ConnectLocked();
+  // Waits until librados has run every callback it queued for this
+  // connection's in-flight notifies and watches; for the destructor, which
+  // shuts librados down next.
+  void Drain();
   Status DescribeConnectError(int r);
 
   const Config config_;
