@@ -21,7 +21,7 @@ SESSIONS = 1000
 # Bounded for the full run: the sessions stop at the deadline, and at least MIN_SESSIONS
 # must have ended by then for the test to mean something.
 DEADLINE = 120
-MIN_SESSIONS = 200
+MIN_SESSIONS = 100
 WORKERS = 8
 
 
