@@ -216,6 +216,9 @@ Status Cluster::CheckAccess(const std::vector<PoolUse>& pools) {
     AioCompletionPtr stat, write;
     uint64_t size = 0;
     time_t mtime = 0;
+    // The results; an op librados would not even queue has its error here
+    // and no completion to wait for.
+    int read = 0, written = 0;
   };
   std::vector<Probe> probes;
   {
@@ -230,17 +233,19 @@ Status Cluster::CheckAccess(const std::vector<PoolUse>& pools) {
   }
   for (Probe& p : probes) {
     p.stat = NewAioCompletion();
-    p.use->io->aio_stat(kProbe, p.stat.get(), &p.size, &p.mtime);
+    p.read = p.use->io->aio_stat(kProbe, p.stat.get(), &p.size, &p.mtime);
+    if (p.read < 0) p.stat.reset();
     librados::ObjectWriteOperation op;
     op.create(false);
     op.remove();
     p.write = NewAioCompletion();
-    p.use->io->aio_operate(kProbe, p.write.get(), &op);
+    p.written = p.use->io->aio_operate(kProbe, p.write.get(), &op);
+    if (p.written < 0) p.write.reset();
   }
   Status result = Status::OK();
   for (Probe& p : probes) {
-    const int read = WaitFor(p.stat);
-    const int write = WaitFor(p.write);
+    const int read = p.stat ? WaitFor(p.stat) : p.read;
+    const int write = p.write ? WaitFor(p.write) : p.written;
     if (!result.ok()) continue;
     const std::string where =
         std::string(p.use->setting) + ": pool '" + p.where.first + "', namespace '" + p.where.second + "'";
