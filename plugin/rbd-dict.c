@@ -24,6 +24,8 @@
 #define RBD_DICT_USER_PTR "rbd_mail_user"
 /* Entries read per RADOS call while iterating. */
 #define RBD_DICT_ITER_PAGE 1000
+/* Length of a mailbox GUID in hex, as Dovecot writes it in dict keys. */
+#define RBD_DICT_GUID_HEX_LEN 32
 
 struct rbd_dict_setting {
 	const char *name, *value;
@@ -48,9 +50,12 @@ struct rbd_dict {
 	/* The mail user the dict was opened for and its storage namespace,
 	   or NULL. */
 	const char *owner, *owner_ns;
-	/* The objects of priv_ns's priv/ keys and of the shared/ keys. */
+	/* The objects of priv_ns's own keys and of the keys every user
+	   shares (rbd_dict_key_is_own). */
 	struct rbd_dict_store *priv, *shared;
 	char *priv_ns;
+	/* priv has adopted its mailboxes' legacy shared entries. */
+	bool priv_adopted;
 
 	ARRAY(struct rbd_dict_commit) pending;
 	struct timeout *to_pending;
@@ -214,11 +219,59 @@ static int rbd_dict_connect(struct rbd_dict *dict, const char **error_r)
 	return 0;
 }
 
-/* The object holding `key`. A priv/ key of the user the dict was opened
-   for is in that user's storage namespace (rbd_namespace); of any other
-   user, in the namespace named like the user, the storage's default.
-   shared/ keys mean "the same for every user" in Dovecot (acl_shared_dict
-   tells one user who shares mailboxes with them), so they are in the
+/* TRUE if `key` is a mailbox's shared/ METADATA entry: Dovecot
+   (index-attribute.c) writes "shared/<mailbox GUID in hex>/<entry>". */
+static bool rbd_dict_key_is_mailbox_shared(const char *key)
+{
+	const char *guid;
+
+	if (!str_begins(key, DICT_PATH_SHARED))
+		return FALSE;
+	guid = key + strlen(DICT_PATH_SHARED);
+	return strspn(guid, "0123456789abcdef") == RBD_DICT_GUID_HEX_LEN &&
+	       guid[RBD_DICT_GUID_HEX_LEN] == '/';
+}
+
+/* TRUE if `key` belongs to `username`: priv/ keys, and the shared/
+   METADATA entries of the user's mailboxes. Those are shared with whoever
+   may see the mailbox (ACLs), not with every user: a mailbox GUID is unique
+   only within one user (`doveadm mailbox create -g` or dsync from a
+   template give two users the same one), so keyed by GUID alone one user
+   would read and overwrite another's entries. The other shared/ keys
+   (acl_shared_dict, last_login, ...) name the users they are about and
+   mean the same for every user. */
+static bool rbd_dict_key_is_own(const char *username, const char *key)
+{
+	if (!str_begins(key, DICT_PATH_SHARED))
+		return TRUE;
+	return username != NULL && *username != '\0' &&
+	       rbd_dict_key_is_mailbox_shared(key);
+}
+
+/* Earlier versions kept mailbox shared/ entries with the keys every user
+   shares: the first access adopts the user's own (see
+   rbd_dict_store_adopt and doc/design.md, "Isolation and operator
+   errors"). */
+static int rbd_dict_adopt(struct rbd_dict *dict, const char *key,
+                          const char **error_r)
+{
+	struct rbd_error err;
+
+	if (dict->priv_adopted || !rbd_dict_key_is_mailbox_shared(key))
+		return 0;
+	if (rbd_dict_store_adopt(dict->priv, "", DICT_PATH_SHARED, &err) !=
+	    RBD_OK) {
+		*error_r = rbd_dict_error(&err);
+		return -1;
+	}
+	dict->priv_adopted = TRUE;
+	return 0;
+}
+
+/* The object holding `key`. A key of the user the dict was opened for
+   (rbd_dict_key_is_own) is in that user's storage namespace
+   (rbd_namespace); of any other user, in the namespace named like the
+   user, the storage's default. The keys every user shares are in the
    default namespace, which no user's storage uses. */
 static int rbd_dict_get_store(struct rbd_dict *dict, const char *username,
                               const char *key, struct rbd_dict_store **store_r,
@@ -230,7 +283,7 @@ static int rbd_dict_get_store(struct rbd_dict *dict, const char *username,
 
 	if (rbd_dict_connect(dict, error_r) < 0)
 		return -1;
-	if (str_begins(key, DICT_PATH_SHARED)) {
+	if (!rbd_dict_key_is_own(username, key)) {
 		store = &dict->shared;
 		ns = "";
 	} else {
@@ -250,8 +303,11 @@ static int rbd_dict_get_store(struct rbd_dict *dict, const char *username,
 		if (store == &dict->priv) {
 			i_free(dict->priv_ns);
 			dict->priv_ns = i_strdup(ns);
+			dict->priv_adopted = FALSE;
 		}
 	}
+	if (store == &dict->priv && rbd_dict_adopt(dict, key, error_r) < 0)
+		return -1;
 	*store_r = *store;
 	return 0;
 }
@@ -259,10 +315,10 @@ static int rbd_dict_get_store(struct rbd_dict *dict, const char *username,
 /* ---- transactions ---- */
 
 /* One transaction is one RADOS write op on one object, so it is applied
-   whole or not at all. priv/ and shared/ keys live in different objects:
-   a transaction mixing them is refused rather than applied in two ops.
-   Dovecot's own callers never mix them (index-attribute.c keeps one
-   transaction per attribute type). */
+   whole or not at all. A user's own keys and the keys every user shares
+   live in different objects: a transaction mixing them is refused rather
+   than applied in two ops. Dovecot's own callers never mix them
+   (index-attribute.c keeps one transaction per attribute type). */
 static enum dict_commit_ret
 rbd_dict_apply(struct rbd_dict *dict,
                struct dict_transaction_memory_context *ctx,
@@ -273,18 +329,19 @@ rbd_dict_apply(struct rbd_dict *dict,
 	struct rbd_dict_store *store;
 	struct rbd_error err;
 	unsigned int i, count;
-	bool shared;
+	const char *username = ctx->ctx.set.username;
+	bool own;
 	int missed;
 
 	changes = array_get(&ctx->changes, &count);
 	if (count == 0)
 		return DICT_COMMIT_RET_OK;
-	shared = str_begins(changes[0].key, DICT_PATH_SHARED);
+	own = rbd_dict_key_is_own(username, changes[0].key);
 	ops = t_new(struct rbd_dict_change, count);
 	for (i = 0; i < count; i++) {
-		if (str_begins(changes[i].key, DICT_PATH_SHARED) != shared) {
+		if (rbd_dict_key_is_own(username, changes[i].key) != own) {
 			*error_r = "rbd: a transaction cannot change both "
-			           "priv/ and shared/ keys";
+			           "a user's own keys and keys all users share";
 			return DICT_COMMIT_RET_FAILED;
 		}
 		ops[i].key = changes[i].key;
@@ -302,8 +359,8 @@ rbd_dict_apply(struct rbd_dict *dict,
 			break;
 		}
 	}
-	if (rbd_dict_get_store(dict, ctx->ctx.set.username, changes[0].key,
-	                       &store, error_r) < 0)
+	if (rbd_dict_get_store(dict, username, changes[0].key, &store,
+	                       error_r) < 0)
 		return DICT_COMMIT_RET_FAILED;
 	if (rbd_dict_store_commit(store, ops, count, &missed, &err) != RBD_OK) {
 		*error_r = rbd_dict_error(&err);

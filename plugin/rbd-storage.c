@@ -69,6 +69,65 @@ int rbd_check_vsz_limit(const char **error_r)
 	return -1;
 }
 
+/* Levenshtein distance of a and b; UINT_MAX if b is unusually long. */
+static unsigned int rbd_edit_distance(const char *a, const char *b)
+{
+	unsigned int row[64], i, j, diagonal, above;
+	size_t b_len = strlen(b);
+
+	if (b_len >= N_ELEMENTS(row))
+		return UINT_MAX;
+	for (j = 0; j <= b_len; j++)
+		row[j] = j;
+	for (i = 1; a[i - 1] != '\0'; i++) {
+		diagonal = row[0];
+		row[0] = i;
+		for (j = 1; j <= b_len; j++) {
+			above = row[j];
+			row[j] = I_MIN(I_MIN(above, row[j - 1]) + 1,
+			               diagonal +
+			                       (a[i - 1] == b[j - 1] ? 0 : 1));
+			diagonal = above;
+		}
+	}
+	return row[b_len];
+}
+
+/* A misspelt setting would otherwise be silently ignored and its default
+   used: warn about every rbd_* plugin setting this plugin does not know,
+   naming the known one closest to it. Once per process. */
+static void rbd_warn_unknown_settings(struct mail_user *user)
+{
+	static bool warned = FALSE;
+	const char *const *envs, *closest;
+	unsigned int i, j, count, distance, best;
+
+	if (warned || !array_is_created(&user->set->plugin_envs))
+		return;
+	warned = TRUE;
+	envs = array_get(&user->set->plugin_envs, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		if (!str_begins(envs[i], "rbd_") ||
+		    str_array_find(rbd_setting_names, envs[i]))
+			continue;
+		closest = rbd_setting_names[0];
+		best = UINT_MAX;
+		for (j = 0; rbd_setting_names[j] != NULL; j++) {
+			distance = rbd_edit_distance(envs[i],
+			                             rbd_setting_names[j]);
+			if (distance < best) {
+				best = distance;
+				closest = rbd_setting_names[j];
+			}
+		}
+		e_warning(user->event,
+		          "rbd: unknown setting %s ignored (did you mean %s? "
+		          "known: %s)",
+		          envs[i], closest,
+		          t_strarray_join(rbd_setting_names, " "));
+	}
+}
+
 int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
                     const char **error_r)
 {
@@ -77,6 +136,7 @@ int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
 	const char *value;
 	unsigned int i;
 
+	rbd_warn_unknown_settings(user);
 	config = rbd_config_new();
 	for (i = 0; rbd_setting_names[i] != NULL; i++) {
 		value = mail_user_plugin_getenv(user, rbd_setting_names[i]);
@@ -204,6 +264,12 @@ void rbd_storage_set_error(struct mail_storage *storage,
 		                       RBD_UNAVAILABLE_MSG);
 		break;
 	case RBD_ERR_PERMISSION:
+		/* The key's caps: the operator's to fix, nothing the client
+		   did. The message names the setting, pool and key. */
+		e_error(storage->event, "rbd: %s", err->message);
+		mail_storage_set_error(storage, MAIL_ERROR_UNAVAILABLE,
+		                       RBD_UNAVAILABLE_MSG);
+		break;
 	case RBD_ERR_INVALID:
 	case RBD_ERR_CORRUPT:
 	case RBD_ERR_RESYNC:

@@ -827,6 +827,19 @@ rbd_code rbd_dict_store_commit(struct rbd_dict_store *store,
                                size_t count, int *inc_missed_r,
                                struct rbd_error *err);
 
+/*
+ * Copies into `store`'s dictionary, once per namespace, the entries of the
+ * dictionary in namespace `legacy_ns` whose key is `prefix`, the GUID (32
+ * lower-case hex digits) of one of the namespace's mailboxes, "/" and
+ * more: keys that older versions kept where all users shared them. Later
+ * calls cost one read. Legacy entries are left in place. Errors as for
+ * rbd_dict_store_lookup(); nothing is copied then, and the next call tries
+ * again.
+ */
+rbd_code rbd_dict_store_adopt(struct rbd_dict_store *store,
+                              const char *legacy_ns, const char *prefix,
+                              struct rbd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

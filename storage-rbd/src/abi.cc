@@ -917,4 +917,9 @@ rbd_code rbd_dict_store_commit(rbd_dict_store* store, const rbd_dict_change* cha
   });
 }
 
+rbd_code rbd_dict_store_adopt(rbd_dict_store* store, const char* legacy_ns, const char* prefix,
+                              rbd_error* err) {
+  return Guarded(err, [&] { return store->impl->Adopt(legacy_ns, prefix); });
+}
+
 }  // extern "C"

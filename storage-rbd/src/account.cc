@@ -5,14 +5,17 @@ namespace rbd {
 Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
                      std::unique_ptr<Account>* account) {
   if (ns.empty()) return Status::Invalid("rbd_namespace: the user's namespace is empty");
-  std::unique_ptr<Account> a(new Account(std::move(cluster), config, ns));
-  Status s = a->cluster_->OpenIoCtx(config.pool, "rbd_pool", &a->mail_io_);
+  Status s = cluster->CheckNamespace(ns);
   if (!s.ok()) return s;
-  s = a->cluster_->OpenIoCtx(config.IndexPool(), config.index_pool.empty() ? "rbd_pool" : "rbd_index_pool",
-                             &a->index_io_);
+  std::unique_ptr<Account> a(new Account(std::move(cluster), config, ns));
+  s = a->cluster_->OpenIoCtx(config.pool, "rbd_pool", &a->mail_io_);
+  if (!s.ok()) return s;
+  s = a->cluster_->OpenIoCtx(config.IndexPool(), config.IndexPoolSetting(), &a->index_io_);
   if (!s.ok()) return s;
   a->mail_io_.set_namespace(ns);
   a->index_io_.set_namespace(ns);
+  s = a->cluster_->CheckAccess({{&a->mail_io_, "rbd_pool"}, {&a->index_io_, config.IndexPoolSetting()}});
+  if (!s.ok()) return s;
   *account = std::move(a);
   return Status::OK();
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -59,10 +60,41 @@ struct Cluster::InFlightNotify {
 };
 
 Cluster::~Cluster() {
+  if (!rados_) return;
+  Drain();
+  rados_->shutdown();
+}
+
+void Cluster::Drain() {
   // A notify completes once every watcher acked or timed out.
   for (auto& n : notifies_) n->completion->wait_for_complete();
   notifies_.clear();
-  if (rados_) rados_->shutdown();
+  if (!connected_) return;
+  // A notify's completion is signalled BEFORE librados has run the
+  // handler it queued to cancel the notify's linger op (IoCtxImpl.cc,
+  // C_aio_linger_Complete defers it on the client's finish strand). Run
+  // by a librados thread while shutdown() tears the objecter down, that
+  // handler crashed imap processes at exit. The strand runs handlers in
+  // order, so a completion callback queued on it now (aio_watch_flush,
+  // which first flushes the watch callbacks too) runs after every such
+  // handler: once it has run, librados has nothing of ours left to call.
+  struct Flushed {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  } flushed;
+  auto callback = [](librados::completion_t, void* arg) {
+    auto* f = static_cast<Flushed*>(arg);
+    // Notified under the lock: the waiter cannot return (and free `f`)
+    // before this thread is done with it.
+    std::lock_guard<std::mutex> lock(f->mu);
+    f->done = true;
+    f->cv.notify_all();
+  };
+  AioCompletionPtr completion(librados::Rados::aio_create_completion(&flushed, callback));
+  if (rados_->aio_watch_flush(completion.get()) < 0) return;
+  std::unique_lock<std::mutex> lock(flushed.mu);
+  flushed.cv.wait(lock, [&] { return flushed.done; });
 }
 
 void Cluster::Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload) {
@@ -119,9 +151,10 @@ Status Cluster::ConnectLocked() {
 
 Status Cluster::DescribeConnectError(int r) {
   const std::string who = "client." + config_.ceph_user;
-  if (r == -ENOENT || r == -EACCES || r == -EPERM || r == -EINVAL) {
-    // librados reports a missing or unreadable keyring as a bare ENOENT;
-    // name the keyring so a permission problem of the mail uid is obvious.
+  if (r == -ENOENT || r == -EACCES || r == -EPERM || r == -EINVAL || r == -EIO) {
+    // librados reports a missing or unreadable keyring as a bare ENOENT,
+    // and a key it cannot decode as EIO; name the keyring so a permission
+    // problem of the mail uid or a damaged file is obvious.
     std::string keyrings;
     rados_->conf_get("keyring", keyrings);
     std::string detail;
@@ -131,7 +164,9 @@ Status Cluster::DescribeConnectError(int r) {
       while (!path.empty() && path.front() == ' ') path.erase(0, 1);
       if (path.empty()) continue;
       if (access(path.c_str(), R_OK) == 0) {
-        detail = "keyring " + path + " is readable, but the cluster refused the key";
+        detail = "keyring " + path +
+                 (r == -EIO ? " is readable, but its key for " + who + " cannot be decoded (malformed key?)"
+                            : " is readable, but the cluster refused the key");
         break;
       }
       if (errno != ENOENT) {
@@ -154,6 +189,82 @@ Status Cluster::OpenIoCtx(const std::string& pool, const char* setting, librados
   if (r == -ENOENT) return Status::Invalid(std::string(setting) + ": pool '" + pool + "' does not exist");
   if (r < 0) return Status::FromRados(r, std::string(setting) + ": cannot open pool '" + pool + "'");
   return Status::OK();
+}
+
+Status Cluster::CheckNamespace(const std::string& ns) {
+  size_t max = 256;  // Ceph's default osd_max_object_namespace_len
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status s = ConnectLocked();
+    if (!s.ok()) return s;
+    std::string value;
+    if (rados_->conf_get("osd_max_object_namespace_len", value) == 0) max = std::stoul(value);
+  }
+  if (ns.size() <= max) return Status::OK();
+  return Status::Invalid("rbd_namespace: the namespace (by default the username) is " +
+                         std::to_string(ns.size()) + " bytes long, RADOS allows at most " +
+                         std::to_string(max) + " (osd_max_object_namespace_len): '" + ns.substr(0, 40) +
+                         "...'");
+}
+
+Status Cluster::CheckAccess(const std::vector<PoolUse>& pools) {
+  // An object name no key scheme uses (keys.h).
+  static constexpr char kProbe[] = "rbd.probe";
+  struct Probe {
+    const PoolUse* use;
+    std::pair<std::string, std::string> where;
+    AioCompletionPtr stat, write;
+    uint64_t size = 0;
+    time_t mtime = 0;
+    // The results; an op librados would not even queue has its error here
+    // and no completion to wait for.
+    int read = 0, written = 0;
+  };
+  std::vector<Probe> probes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const PoolUse& use : pools) {
+      std::pair<std::string, std::string> where{use.io->get_pool_name(), use.io->get_namespace()};
+      if (accessible_.count(where)) continue;
+      bool duplicate = false;
+      for (const Probe& p : probes) duplicate |= p.where == where;
+      if (!duplicate) probes.push_back(Probe{&use, std::move(where), nullptr, nullptr});
+    }
+  }
+  for (Probe& p : probes) {
+    p.stat = NewAioCompletion();
+    p.read = p.use->io->aio_stat(kProbe, p.stat.get(), &p.size, &p.mtime);
+    if (p.read < 0) p.stat.reset();
+    librados::ObjectWriteOperation op;
+    op.create(false);
+    op.remove();
+    p.write = NewAioCompletion();
+    p.written = p.use->io->aio_operate(kProbe, p.write.get(), &op);
+    if (p.written < 0) p.write.reset();
+  }
+  Status result = Status::OK();
+  for (Probe& p : probes) {
+    const int read = p.stat ? WaitFor(p.stat) : p.read;
+    const int write = p.write ? WaitFor(p.write) : p.written;
+    if (!result.ok()) continue;
+    const std::string where =
+        std::string(p.use->setting) + ": pool '" + p.where.first + "', namespace '" + p.where.second + "'";
+    const std::string key = "client." + config_.ceph_user;
+    if (read == -EPERM || read == -EACCES || write == -EPERM || write == -EACCES) {
+      result = Status::Permission(where + ": the cephx key " + key + " may not " +
+                                  (read == -EPERM || read == -EACCES ? "read" : "write") +
+                                  " there (Operation not permitted); its OSD caps need 'allow rw pool=" +
+                                  p.where.first + "' (the index pool: rwx)");
+    } else if (read < 0 && read != -ENOENT) {
+      result = Status::FromRados(read, where + ": cannot read");
+    } else if (write < 0) {
+      result = Status::FromRados(write, where + ": cannot write");
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
+      accessible_.insert(p.where);
+    }
+  }
+  return result;
 }
 
 }  // namespace rbd

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <rados/librados.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,26 @@ class Cluster {
 
   const Config& config() const { return config_; }
 
+  // A pool an account uses: its I/O context (namespace set) and the
+  // dovecot.conf setting it came from, for messages.
+  struct PoolUse {
+    librados::IoCtx* io;
+    const char* setting;
+  };
+  // Checks that the key may read and write each pool in its namespace: a
+  // stat and a create+remove (one op, so the object never exists) of one
+  // object, all in flight at once. Once per pool and namespace for the
+  // process: without it a key lacking caps on the body pool fails only at
+  // the first message too large to inline, with a bare "Operation not
+  // permitted" naming neither pool nor setting. Permission names the
+  // setting, pool, namespace and cephx user.
+  Status CheckAccess(const std::vector<PoolUse>& pools);
+
+  // Invalid, naming rbd_namespace, if RADOS cannot hold `ns` (longer than
+  // osd_max_object_namespace_len); every op in it would fail with
+  // ENAMETOOLONG ("File name too long").
+  Status CheckNamespace(const std::string& ns);
+
   // How long a notify waits for watchers' acks. Nobody waits on it.
   static constexpr uint64_t kNotifyTimeoutMs = 5000;
   // Sends a notify on `oid` without waiting for the watchers' acks. Each
@@ -59,12 +80,19 @@ class Cluster {
 
  private:
   Status ConnectLocked();
+  // Waits until librados has run every callback it queued for this
+  // connection's in-flight notifies and watches; for the destructor, which
+  // shuts librados down next.
+  void Drain();
   Status DescribeConnectError(int r);
 
   const Config config_;
   std::mutex mu_;
   std::unique_ptr<librados::Rados> rados_;
   bool connected_ = false;
+
+  // Pool name and namespace pairs CheckAccess() found usable.
+  std::set<std::pair<std::string, std::string>> accessible_;
 
   struct InFlightNotify;
   std::mutex notify_mu_;

@@ -42,6 +42,8 @@ struct Config {
   Status Validate() const;
 
   const std::string& IndexPool() const { return index_pool.empty() ? pool : index_pool; }
+  // The setting IndexPool() came from, for messages.
+  const char* IndexPoolSetting() const { return index_pool.empty() ? "rbd_pool" : "rbd_index_pool"; }
   // Identifies connections that can be shared (see Cluster::Get).
   std::string ConnectionKey() const;
 };

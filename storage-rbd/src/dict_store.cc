@@ -4,7 +4,9 @@
 #include <charconv>
 #include <optional>
 
+#include "account.h"
 #include "keys.h"
+#include "mailbox_list.h"
 #include "retry.h"
 
 namespace rbd {
@@ -27,11 +29,14 @@ bool ParseInt64(const std::string& text, int64_t* value) {
 
 Status DictStore::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
                        std::unique_ptr<DictStore>* store) {
+  Status s = cluster->CheckNamespace(ns);
+  if (!s.ok()) return s;
   std::unique_ptr<DictStore> d(new DictStore(std::move(cluster), config, ns));
-  Status s = d->cluster_->OpenIoCtx(config.IndexPool(),
-                                    config.index_pool.empty() ? "rbd_pool" : "rbd_index_pool", &d->io_);
+  s = d->cluster_->OpenIoCtx(config.IndexPool(), config.IndexPoolSetting(), &d->io_);
   if (!s.ok()) return s;
   d->io_.set_namespace(ns);
+  s = d->cluster_->CheckAccess({{&d->io_, config.IndexPoolSetting()}});
+  if (!s.ok()) return s;
   *store = std::move(d);
   return Status::OK();
 }
@@ -156,6 +161,49 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
       return Status::Conflict("update " + Where() + ": gave up after " + std::to_string(attempt) +
                               " lost races");
   }
+}
+
+Status DictStore::Adopt(const std::string& legacy_ns, const std::string& prefix) {
+  const std::string marker = kAdoptedPrefix + prefix;
+  std::string done;
+  Status s = Lookup(marker, &done);
+  if (s.ok() || !s.IsNotFound()) return s;
+
+  std::unique_ptr<Account> account;
+  s = Account::Open(cluster_, config_, ns_, &account);
+  if (!s.ok()) return s;
+  std::vector<MailboxInfo> mailboxes;
+  s = MailboxList(account.get()).List(&mailboxes);
+  if (!s.ok()) return s;
+  std::unique_ptr<DictStore> legacy;
+  s = Open(cluster_, config_, legacy_ns, &legacy);
+  if (!s.ok()) return s;
+  std::map<std::string, librados::bufferlist> copies;
+  for (const MailboxInfo& mailbox : mailboxes) {
+    if (!mailbox.exists) continue;
+    const std::string mailbox_prefix = prefix + mailbox.entry.guid.Hex() + "/";
+    DictEntries page;
+    bool more = true;
+    for (std::string after; more; after = page.back().first) {
+      s = legacy->List(mailbox_prefix, after, 1000, &page, &more);
+      if (!s.ok()) return s;
+      if (page.empty()) break;
+      for (const auto& [key, value] : page) copies[key] = ToBufferlist(value);
+    }
+  }
+  copies[marker] = ToBufferlist("1");
+
+  librados::ObjectWriteOperation op;
+  op.create(false);
+  // A missing key compares as empty: only the first adoption applies.
+  op.omap_cmp({{marker, {librados::bufferlist(), LIBRADOS_CMPXATTR_OP_EQ}}}, nullptr);
+  op.omap_set(copies);
+  int r = io_.operate(keys::kDict, &op);
+  if (r == -ECANCELED) return Status::OK();
+  if (r < 0)
+    return Status::FromRados(r,
+                             "adopt " + prefix + " entries of namespace '" + legacy_ns + "' into " + Where());
+  return Status::OK();
 }
 
 }  // namespace rbd

@@ -60,6 +60,21 @@ class DictStore {
   // not a decimal integer, or that would overflow, fails the whole commit.
   Status Commit(const std::vector<DictChange>& changes, bool* increment_missed);
 
+  // Copies into this namespace's dictionary, once, the entries of the
+  // dictionary in namespace `legacy_ns` whose key starts with `prefix`
+  // followed by the GUID (hex) of one of this namespace's mailboxes and
+  // "/". For keys that older versions kept where every user shared them:
+  // each user owning such a mailbox gets its own copy, and from then on
+  // only that copy is read and written. The legacy entries stay (another
+  // user may own a mailbox with the same GUID). Done is marked by the key
+  // kAdoptedPrefix + prefix, written in the same op as the copies and
+  // guarded against a concurrent adoption, so it happens exactly once.
+  Status Adopt(const std::string& legacy_ns, const std::string& prefix);
+
+  // Marks a finished Adopt(). Dovecot never sees it: its keys start with
+  // "priv/" or "shared/".
+  static constexpr char kAdoptedPrefix[] = "rbd.adopted/";
+
  private:
   struct Plan {
     std::map<std::string, librados::bufferlist> set;

@@ -200,6 +200,34 @@ TEST_F(DictStoreTest, EachNamespaceHasItsOwnDictionary) {
   rbd_dict_store_close(&shared);
 }
 
+TEST_F(DictStoreTest, AdoptCopiesTheEntriesOfTheNamespacesMailboxesOnce) {
+  rbd_dict_store* legacy = nullptr;
+  ASSERT_EQ(rbd_dict_store_open(cluster_, "", &legacy, &err_), RBD_OK) << err_.message;
+  const std::string prefix = "adopt-" + ns_ + "/";
+  const std::string mine = CreateMailbox("mine");
+  const std::string elsewhere = "0123456789abcdef0123456789abcdef";
+  ASSERT_EQ(
+      Commit(legacy, {Set(prefix + mine + "/comment", "kept"), Set(prefix + mine + "/a/b", "deep"),
+                      Set(prefix + elsewhere + "/comment", "not mine"), Set(prefix + mine, "no slash")}),
+      RBD_OK);
+  ASSERT_EQ(rbd_dict_store_adopt(store_, "", prefix.c_str(), &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(ListAll(prefix, 100),
+            (Entries{{prefix + mine + "/a/b", "deep"}, {prefix + mine + "/comment", "kept"}}));
+
+  // Once adopted, the copy is the user's own: the legacy entries are
+  // neither read again nor changed.
+  ASSERT_EQ(Commit({Unset(prefix + mine + "/comment")}), RBD_OK);
+  ASSERT_EQ(Commit(legacy, {Set(prefix + mine + "/new", "late")}), RBD_OK);
+  ASSERT_EQ(rbd_dict_store_adopt(store_, "", prefix.c_str(), &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(ListAll(prefix, 100), (Entries{{prefix + mine + "/a/b", "deep"}}));
+  EXPECT_EQ(Get(legacy, prefix + mine + "/comment"), "kept");
+  ASSERT_EQ(Commit(legacy, {Unset(prefix + mine + "/comment"), Unset(prefix + mine + "/a/b"),
+                            Unset(prefix + mine + "/new"), Unset(prefix + mine),
+                            Unset(prefix + elsewhere + "/comment")}),
+            RBD_OK);
+  rbd_dict_store_close(&legacy);
+}
+
 TEST_F(DictStoreTest, ConcurrentIncrementsFromManyProcessesLoseNothing) {
   constexpr int kWorkers = 6, kEach = 150;
   ASSERT_EQ(Commit({Set("priv/n", "0"), Set("priv/n.2", "1000")}), RBD_OK) << err_.message;

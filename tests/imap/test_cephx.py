@@ -1,5 +1,7 @@
 """The README's cephx key is what the whole suite runs with, and it can do
-nothing outside the mail pools.
+nothing outside the mail pools. A key, keyring or setting that cannot work is
+reported at the first use, in a log line naming the setting, pool or keyring,
+and the client gets a NO, never a late or misleading failure.
 
 scripts/ceph-dev-cluster gives client.dovecot its caps; running the README's
 `ceph auth get-or-create` line against the same cluster succeeds only if the
@@ -10,9 +12,12 @@ documented line and the tested key cannot drift apart.
 import re
 import shlex
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
+
+from daemons import wait_for
 
 pytestmark = pytest.mark.rbd_only("checks the cluster's cephx key")
 
@@ -61,3 +66,99 @@ def test_the_key_cannot_write_outside_the_mail_pools(cluster, tmp_path):
                              str(payload))
     assert status == 0, out
     cluster.rados("mail", "cephx-test", "rm", "ok")
+
+
+# ---- operator errors: a user whose settings (userdb fields) are wrong ----------------------
+
+def user_with_settings(nodes, new_user, **settings):
+    """A fresh user whose userdb carries these plugin settings (rbd_pool="x" etc.) on every
+    node; written before the user's first login, so auth reads them at once."""
+    user = new_user()
+    for node in set(nodes):
+        path = node.path / "users" / user
+        fields = path.read_text().rstrip("\n").split(":", 7)
+        fields[7] = " ".join([f for f in fields[7].split(" ") if f] +
+                             ["userdb_%s=%s" % item for item in settings.items()])
+        path.write_text(":".join(fields) + "\n")
+    return user
+
+
+def ceph_conf_with_key(cluster, work_dir, caps=None, keyring_text=None):
+    """A ceph.conf for a new cephx user (its name) whose keyring holds a key with these
+    OSD caps, or the given text ({name}: the user's name): (conf path, cephx user name)."""
+    name = "t" + uuid.uuid4().hex[:10]
+    keyring = work_dir / ("%s.keyring" % name)
+    if keyring_text is None:
+        cluster.ceph("auth", "get-or-create", "client." + name,
+                     "mon", "profile simple-rados-client", "osd", caps, "-o", str(keyring))
+    else:
+        keyring.write_text(keyring_text.format(name=name))
+    keyring.chmod(0o644)
+    conf = work_dir / ("%s.conf" % name)
+    base = Path(cluster.env["RBD_TEST_CEPH_CONF"]).read_text()
+    conf.write_text(base + "\n[client.%s]\nkeyring = %s\n" % (name, keyring))
+    conf.chmod(0o644)
+    return str(conf), name
+
+
+def log_lines(node, user):
+    return [l for l in (node.path / "dovecot.log").read_text(errors="replace").splitlines()
+            if "(%s)" % user in l]
+
+
+def assert_logged(node, user, *words):
+    """A log line of the user's names every word. Dovecot's log process writes it a moment
+    after the client has its answer."""
+    found = wait_for(lambda: [l for l in log_lines(node, user) if all(w in l for w in words)], 5)
+    assert found, "\n".join(log_lines(node, user))
+    return found
+
+
+def select_fails_naming(connect, node, user, *words):
+    """SELECT INBOX gets a clean NO and a log line of the user's names every word."""
+    resp = connect(node, user).command("SELECT", "INBOX")
+    assert resp.status == "NO", resp.tagged
+    assert_logged(node, user, *words)
+    return resp
+
+
+def test_a_key_without_caps_on_the_body_pool_fails_at_once_naming_pool_and_setting(
+        cluster, nodes, node_a, new_user, connect, work_dir):
+    conf, name = ceph_conf_with_key(cluster, work_dir, caps="allow rwx pool=mail-index")
+    user = user_with_settings(nodes, new_user, rbd_ceph_conf=conf, rbd_ceph_user=name)
+    # Before the fix only the first message too large to inline failed.
+    resp = select_fails_naming(connect, node_a, user, "rbd_pool", "pool 'mail'", "client." + name,
+                               "Operation not permitted")
+    assert resp.text.startswith("[UNAVAILABLE]"), resp.tagged
+
+
+def test_a_key_without_caps_on_the_index_pool_fails_naming_pool_and_setting(
+        cluster, nodes, node_a, new_user, connect, work_dir):
+    conf, name = ceph_conf_with_key(cluster, work_dir, caps="allow rw pool=mail")
+    user = user_with_settings(nodes, new_user, rbd_ceph_conf=conf, rbd_ceph_user=name)
+    resp = select_fails_naming(connect, node_a, user, "rbd_index_pool", "pool 'mail-index'",
+                               "client." + name)
+    assert resp.text.startswith("[UNAVAILABLE]"), resp.tagged
+
+
+def test_a_malformed_key_names_the_keyring(cluster, nodes, node_a, new_user, connect, work_dir):
+    conf, name = ceph_conf_with_key(cluster, work_dir,
+                                    keyring_text="[client.{name}]\n\tkey = not base64!\n")
+    user = user_with_settings(nodes, new_user, rbd_ceph_conf=conf, rbd_ceph_user=name)
+    keyring = str(work_dir / ("%s.keyring" % name))
+    select_fails_naming(connect, node_a, user, "keyring " + keyring, "cannot be decoded")
+
+
+def test_a_namespace_rados_cannot_hold_is_refused_naming_the_setting(nodes, node_a, new_user,
+                                                                     connect):
+    user = user_with_settings(nodes, new_user, rbd_namespace="n" * 300)
+    select_fails_naming(connect, node_a, user, "rbd_namespace", "300 bytes", "at most 256")
+    assert not [l for l in log_lines(node_a, user) if "File name too long" in l]
+
+
+def test_an_unknown_rbd_setting_is_warned_about_naming_the_closest_known_one(
+        nodes, node_a, new_user, connect):
+    user = user_with_settings(nodes, new_user, rbd_inline_maxx="1")
+    connect(node_a, user).select("INBOX")
+    assert_logged(node_a, user, "Warning", "unknown setting rbd_inline_maxx",
+                  "did you mean rbd_inline_max?")

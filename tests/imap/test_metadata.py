@@ -3,6 +3,8 @@ mail_attribute_dict: on rbd the plugin's dict driver (rbd:) stores them in RADOS
 node A sets node B reads at once; on mdbox a file in the user's home (the two_nodes tests
 are skipped there, see conftest.py)."""
 
+import uuid
+
 import pytest
 
 from imap_connection import Literal, parse, quote
@@ -133,3 +135,54 @@ def test_entries_follow_a_renamed_mailbox_and_a_recreated_name_starts_empty(imap
     imap.ok("CREATE", "done")
     assert get_metadata(imap, "done", entries) == {"/private/comment": None,
                                                    "/shared/comment": None}
+
+
+def test_shared_entries_of_mailboxes_with_one_guid_stay_with_their_user(connect, node_a, node_b,
+                                                                         new_user):
+    """A mailbox GUID is unique only within one user: `doveadm mailbox create -g` and dsync
+    from a template give two users the same one. Their /shared/ entries must not meet."""
+    first, second = new_user(), new_user()
+    guid = uuid.uuid4().hex
+    node_a.doveadm_ok("mailbox", "create", "-u", first, "-g", guid, "team")
+    node_b.doveadm_ok("mailbox", "create", "-u", second, "-g", guid, "team")
+    on_a, on_b = connect(node_a, first), connect(node_b, second)
+    entries = ["/shared/comment", "/shared/vendor/test/x"]
+    set_metadata(on_a, "team", {"/shared/comment": "first's", "/shared/vendor/test/x": "1"})
+    assert get_metadata(on_b, "team", entries) == {"/shared/comment": None,
+                                                   "/shared/vendor/test/x": None}
+    assert get_metadata(on_b, "team", ["/shared"], depth="infinity") == {}
+    set_metadata(on_b, "team", {"/shared/comment": "second's"})
+    set_metadata(on_b, "team", {"/shared/comment": None})
+    assert get_metadata(on_a, "team", entries) == {"/shared/comment": "first's",
+                                                   "/shared/vendor/test/x": "1"}
+    assert get_metadata(on_b, "team", entries) == {"/shared/comment": None,
+                                                   "/shared/vendor/test/x": None}
+
+
+@pytest.mark.rbd_only("writes the dictionary layout of earlier versions into the cluster")
+def test_shared_entries_kept_where_every_user_shared_them_are_adopted(connect, cluster, node_a,
+                                                                       node_b, new_user):
+    """Earlier versions kept every user's mailbox /shared/ entries in one object of the
+    pool's default namespace, keyed by mailbox GUID alone. After an upgrade each user who
+    owns a mailbox with that GUID reads them once more, and from then on has a copy of
+    their own; a user without such a mailbox never sees them."""
+    first, second, third = new_user(), new_user(), new_user()
+    guid = uuid.uuid4().hex
+    pool = cluster.env["RBD_TEST_INDEX_POOL"]
+    cluster.rados(pool, "", "setomapval", "d", "shared/%s/comment" % guid, "old")
+    cluster.rados(pool, "", "setomapval", "d", "shared/%s/vendor/test/x" % guid, "1")
+    for user in (first, second):
+        node_a.doveadm_ok("mailbox", "create", "-u", user, "-g", guid, "team")
+    node_a.doveadm_ok("mailbox", "create", "-u", third, "team")
+    on_a, on_b = connect(node_a, first), connect(node_b, second)
+    assert get_metadata(on_a, "team", ["/shared"], depth="infinity") == {
+        "/shared/comment": "old", "/shared/vendor/test/x": "1"}
+    set_metadata(on_a, "team", {"/shared/comment": "new"})
+    assert get_metadata(on_b, "team", ["/shared/comment"]) == {"/shared/comment": "old"}
+    set_metadata(on_b, "team", {"/shared/comment": None})
+    assert get_metadata(connect(node_b, first), "team", ["/shared/comment"]) == {
+        "/shared/comment": "new"}
+    assert get_metadata(on_b, "team", ["/shared/comment"]) == {"/shared/comment": None}
+    assert get_metadata(connect(node_b, third), "team", ["/shared/comment"]) == {
+        "/shared/comment": None}
+    assert "old" in cluster.rados(pool, "", "listomapvals", "d")
