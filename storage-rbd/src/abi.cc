@@ -64,7 +64,7 @@ struct rbd_body_writer {
 
 namespace {
 
-static_assert(static_cast<int>(rbd::Code::kIo) == RBD_ERR_IO, "rbd::Code must mirror rbd_code");
+static_assert(static_cast<int>(rbd::Code::kUnknown) == RBD_ERR_UNKNOWN, "rbd::Code must mirror rbd_code");
 
 rbd_code Report(const rbd::Status& s, rbd_error* err) {
   auto code = static_cast<rbd_code>(s.code());
@@ -231,6 +231,7 @@ const char* rbd_code_name(rbd_code code) {
     case RBD_ERR_RESYNC: return "resync needed";
     case RBD_ERR_BUSY: return "busy";
     case RBD_ERR_IO: return "I/O error";
+    case RBD_ERR_UNKNOWN: return "outcome unknown";
   }
   return "unknown";
 }
@@ -280,6 +281,10 @@ rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, rbd_user** user_r, 
     if (s.ok()) *user_r = new rbd_user{std::move(account)};
     return s;
   });
+}
+
+void rbd_user_set_command_clock(rbd_user* user, const struct timeval* command_started) {
+  user->account->SetCommandClock(command_started);
 }
 
 void rbd_user_close(rbd_user** user) {
