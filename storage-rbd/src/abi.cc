@@ -427,8 +427,9 @@ rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t c
                         const rbd_copy_override* overrides, uint32_t* dest_uids_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<uint32_t> uids(source_uids, source_uids + count);
-    std::vector<std::optional<rbd::FlagOverride>> over(count);
+    std::vector<std::optional<rbd::FlagOverride>> over;
     if (overrides != nullptr) {
+      over.resize(count);
       for (size_t i = 0; i < count; i++) {
         over[i] = rbd::FlagOverride{overrides[i].flags,
                                     Strings(overrides[i].keywords, overrides[i].keyword_count),
