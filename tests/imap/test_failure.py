@@ -109,7 +109,7 @@ class Outage:
     stopped under them: one per command tried on a selected INBOX (Dovecot ends a
     session after some failures), and one only logged in."""
 
-    SELECTED_FOR = ("fetch", "store", "append")
+    SELECTED_FOR = ("fetch", "store", "append", "append-large")
 
     def __init__(self, cluster, node):
         self.cluster = cluster
@@ -186,6 +186,14 @@ def test_store_and_append_on_a_selected_mailbox_fail_unavailable_within_the_op_t
     assert_unavailable(resp, seconds, "STORE")
     resp, seconds = timed(outage.selected["append"], "APPEND", "INBOX", Literal(numbered(9)))
     assert_unavailable(resp, seconds, "APPEND")
+
+
+def test_an_append_needing_several_ops_fails_within_one_deadline(outage):
+    # A body object of its own: the body write, the index op and giving back the
+    # reference are RADOS ops of one command, bounded by one deadline (issue 9, failure 2).
+    resp, seconds = timed(outage.selected["append-large"], "APPEND", "INBOX",
+                          Literal(numbered(10, size=600000)))
+    assert_unavailable(resp, seconds, "APPEND of a striped body")
 
 
 def test_select_status_list_and_create_fail_unavailable_never_missing_or_empty(outage):
