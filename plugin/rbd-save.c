@@ -12,6 +12,7 @@
 #include "lib.h"
 #include "array.h"
 #include "buffer.h"
+#include "str.h"
 #include "istream.h"
 #include "istream-crlf.h"
 #include "ostream.h"
@@ -265,6 +266,32 @@ void rbd_save_add_copy(struct mail_save_context *_ctx, struct mail *src)
 	index_save_context_free(_ctx);
 }
 
+/* The client hears NO for a save or copy whose outcome is unknown, yet its
+   messages may still appear: name them (the core keeps their bodies'
+   references; gc reclaims them after rbd_gc_grace if nothing appears). */
+static void rbd_commit_log_unknown(struct rbd_save_context *ctx,
+                                   const struct rbd_save_item *items,
+                                   unsigned int count)
+{
+	string_t *what = t_str_new(128);
+	unsigned int i;
+
+	for (i = 0; i < count; i++) {
+		if (i > 0)
+			str_append_c(what, ' ');
+		if (items[i].copy_src == NULL)
+			str_append(what, guid_128_to_string(items[i].guid));
+		else
+			str_printfa(what, "%s:%u",
+			            mailbox_get_vname(&items[i].copy_src->box),
+			            items[i].copy_src_uid);
+	}
+	e_error(ctx->mbox->box.event,
+	        "rbd: answered NO, but these %u messages may still appear in "
+	        "this mailbox (GUIDs, or copied mailbox:UID): %s",
+	        count, str_c(what));
+}
+
 static int rbd_commit_saves(struct rbd_save_context *ctx,
                             const struct rbd_save_item *items,
                             unsigned int count, uint32_t *uids)
@@ -292,6 +319,8 @@ static int rbd_commit_saves(struct rbd_save_context *ctx,
 	}
 	if (rbd_index_append(ctx->mbox->index, msgs, count, uids, &err) !=
 	    RBD_OK) {
+		if (err.code == RBD_ERR_UNKNOWN)
+			rbd_commit_log_unknown(ctx, items, count);
 		rbd_mailbox_set_error(ctx->mbox, &err);
 		return -1;
 	}
@@ -325,6 +354,8 @@ static int rbd_commit_copies(struct rbd_save_context *ctx,
 	}
 	if (rbd_index_copy(src->index, src_uids, count, ctx->mbox->index,
 	                   overrides, uids, &err) != RBD_OK) {
+		if (err.code == RBD_ERR_UNKNOWN)
+			rbd_commit_log_unknown(ctx, items, count);
 		rbd_storage_set_error(ctx->mbox->box.storage, &err);
 		return -1;
 	}

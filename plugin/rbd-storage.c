@@ -7,6 +7,7 @@
 #include "time-util.h"
 #include "mail-copy.h"
 #include "index-mail.h"
+#include "master-service.h"
 #include "mail-index-alloc-cache.h"
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
@@ -222,20 +223,43 @@ bool rbd_storage_unavailable(struct rbd_storage *storage)
 	return TRUE;
 }
 
+/* Services that serve a client command by command. Each command gets ONE
+   deadline, rbd_op_timeout after the ioloop woke up for it (its input
+   arrived), however many RADOS ops it needs. doveadm and the indexer run
+   long jobs and keep rbd_op_timeout per op. */
+static bool rbd_storage_serves_commands(void)
+{
+	const char *name = master_service_get_name(master_service);
+
+	return strcmp(name, "imap") == 0 || strcmp(name, "pop3") == 0 ||
+	       strcmp(name, "lmtp") == 0;
+}
+
 int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r)
 {
 	struct rbd_error err;
 
 	if (rbd_storage_unavailable(storage))
 		return -1;
-	if (storage->user == NULL &&
-	    rbd_user_open(storage->cluster, storage->ns, &storage->user,
-	                  &err) != RBD_OK) {
-		rbd_storage_set_error(&storage->storage, &err);
-		return -1;
+	if (storage->user == NULL) {
+		if (rbd_user_open(storage->cluster, storage->ns, &storage->user,
+		                  &err) != RBD_OK) {
+			rbd_storage_set_error(&storage->storage, &err);
+			return -1;
+		}
+		if (rbd_storage_serves_commands())
+			rbd_user_set_command_clock(storage->user,
+			                           &ioloop_timeval);
 	}
 	*user_r = storage->user;
 	return 0;
+}
+
+static void rbd_storage_fail_fast(struct mail_storage *storage)
+{
+	i_gettimeofday(&RBD_STORAGE(storage)->unavailable_until);
+	RBD_STORAGE(storage)->unavailable_until.tv_sec +=
+	        RBD_UNAVAILABLE_FAST_FAIL_SECS;
 }
 
 void rbd_storage_set_error(struct mail_storage *storage,
@@ -252,10 +276,19 @@ void rbd_storage_set_error(struct mail_storage *storage,
 		mail_storage_set_error(storage, MAIL_ERROR_EXISTS,
 		                       "Mailbox already exists");
 		break;
+	case RBD_ERR_UNKNOWN:
+		/* The change may still take effect although the client hears
+		   NO: the log must say so (gc reclaims the bodies if it never
+		   does). */
+		e_error(storage->event,
+		        "rbd: %s: the change may still take effect",
+		        err->message);
+		rbd_storage_fail_fast(storage);
+		mail_storage_set_error(storage, MAIL_ERROR_UNAVAILABLE,
+		                       RBD_UNAVAILABLE_MSG);
+		break;
 	case RBD_ERR_UNAVAILABLE:
-		i_gettimeofday(&RBD_STORAGE(storage)->unavailable_until);
-		RBD_STORAGE(storage)->unavailable_until.tv_sec +=
-		        RBD_UNAVAILABLE_FAST_FAIL_SECS;
+		rbd_storage_fail_fast(storage);
 		/* fall through */
 	case RBD_ERR_CONFLICT:
 	case RBD_ERR_BUSY:

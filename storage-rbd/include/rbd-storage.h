@@ -9,8 +9,11 @@
  * Conventions, for every function below unless it says otherwise:
  *  - The return value is an rbd_code; RBD_OK (0) is success. When `err` is
  *    not NULL it receives the code and a one-line message on failure.
- *  - Calls block the calling thread until RADOS answers or the configured
- *    op timeout passes (then RBD_ERR_UNAVAILABLE). Nothing is called back.
+ *  - Calls block the calling thread until RADOS answers or the deadline
+ *    passes (then RBD_ERR_UNAVAILABLE, or RBD_ERR_UNKNOWN for a write whose
+ *    outcome is unknown): rbd_op_timeout after the start of the current
+ *    command when the user has a command clock (rbd_user_set_command_clock),
+ *    rbd_op_timeout per RADOS op otherwise. Nothing is called back.
  *  - Handles are not thread-safe: use one handle from one thread at a time.
  *    The cluster handle may be shared by every user a process serves.
  *  - Memory returned through an out pointer is owned by the caller and is
@@ -51,6 +54,13 @@ typedef enum rbd_code {
 	RBD_ERR_BUSY,
 	/* Any other I/O error. */
 	RBD_ERR_IO,
+	/*
+	 * A write timed out or lost its connection and reading back could not
+	 * tell whether it was applied: it may still take effect later. The
+	 * caller reports a temporary failure and says so in its log; the core
+	 * has kept every body reference the write would need.
+	 */
+	RBD_ERR_UNKNOWN,
 } rbd_code;
 
 struct rbd_error {
@@ -130,6 +140,20 @@ rbd_code rbd_cluster_connect(struct rbd_cluster *cluster,
 rbd_code rbd_user_open(struct rbd_cluster *cluster, const char *ns,
                        struct rbd_user **user_r, struct rbd_error *err);
 void rbd_user_close(struct rbd_user **user);
+
+/*
+ * Gives the user's calls one deadline per command instead of one per RADOS
+ * op: `command_started` points at the wall-clock time the caller's current
+ * command began (it must stay valid while the user is open; the caller
+ * keeps it current, and the core reads it on the calling thread before
+ * each op). Every RADOS wait of a command then ends rbd_op_timeout after
+ * that time, whatever number of ops the command needs; resolving a write
+ * whose outcome is unknown may read for up to 0.7 s more. NULL (the
+ * default) gives every op rbd_op_timeout of its own.
+ */
+struct timeval;
+void rbd_user_set_command_clock(struct rbd_user *user,
+                                const struct timeval *command_started);
 
 /* ------------------------------------------------------------------ */
 /* Mailbox list: the user root object `r`                              */
@@ -336,7 +360,10 @@ rbd_code rbd_index_append(struct rbd_index *mailbox,
  * the destination op. `flags`/`keywords` of each copy come from the
  * source record unless `override` is set, then from the arrays given.
  * dest_uids_r[i] receives the new UID of source_uids[i], or 0 when that
- * message was expunged meanwhile.
+ * message was expunged meanwhile (its record is gone and not shown, or its
+ * body is gone from the store). With `overrides` (a session's COPY) the
+ * copy is all or nothing, as Dovecot's is: if any message was expunged,
+ * nothing is copied and every dest_uids_r[i] is 0.
  */
 struct rbd_copy_override {
 	uint8_t flags;

@@ -64,7 +64,7 @@ struct rbd_body_writer {
 
 namespace {
 
-static_assert(static_cast<int>(rbd::Code::kIo) == RBD_ERR_IO, "rbd::Code must mirror rbd_code");
+static_assert(static_cast<int>(rbd::Code::kUnknown) == RBD_ERR_UNKNOWN, "rbd::Code must mirror rbd_code");
 
 rbd_code Report(const rbd::Status& s, rbd_error* err) {
   auto code = static_cast<rbd_code>(s.code());
@@ -231,6 +231,7 @@ const char* rbd_code_name(rbd_code code) {
     case RBD_ERR_RESYNC: return "resync needed";
     case RBD_ERR_BUSY: return "busy";
     case RBD_ERR_IO: return "I/O error";
+    case RBD_ERR_UNKNOWN: return "outcome unknown";
   }
   return "unknown";
 }
@@ -280,6 +281,10 @@ rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, rbd_user** user_r, 
     if (s.ok()) *user_r = new rbd_user{std::move(account)};
     return s;
   });
+}
+
+void rbd_user_set_command_clock(rbd_user* user, const struct timeval* command_started) {
+  user->account->SetCommandClock(command_started);
 }
 
 void rbd_user_close(rbd_user** user) {
@@ -422,8 +427,9 @@ rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t c
                         const rbd_copy_override* overrides, uint32_t* dest_uids_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<uint32_t> uids(source_uids, source_uids + count);
-    std::vector<std::optional<rbd::FlagOverride>> over(count);
+    std::vector<std::optional<rbd::FlagOverride>> over;
     if (overrides != nullptr) {
+      over.resize(count);
       for (size_t i = 0; i < count; i++) {
         over[i] = rbd::FlagOverride{overrides[i].flags,
                                     Strings(overrides[i].keywords, overrides[i].keyword_count),

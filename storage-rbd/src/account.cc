@@ -1,5 +1,8 @@
 #include "account.h"
 
+#include <algorithm>
+#include <type_traits>
+
 namespace rbd {
 
 Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
@@ -18,6 +21,55 @@ Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, con
   if (!s.ok()) return s;
   *account = std::move(a);
   return Status::OK();
+}
+
+Deadline Account::deadline() const {
+  const auto now = std::chrono::steady_clock::now();
+  const std::chrono::milliseconds timeout(config_.op_timeout_ms);
+  if (command_started_ == nullptr) return now + timeout;
+  struct timeval wall;
+  gettimeofday(&wall, nullptr);
+  const auto elapsed = std::chrono::seconds(wall.tv_sec - command_started_->tv_sec) +
+                       std::chrono::microseconds(wall.tv_usec - command_started_->tv_usec);
+  // A clock step must not turn into no time at all or into more than the
+  // op timeout.
+  return now + std::clamp<std::chrono::steady_clock::duration>(timeout - elapsed, {}, timeout);
+}
+
+namespace {
+
+template <typename Op>
+int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline until) {
+  if (std::chrono::steady_clock::now() >= until) return -ETIMEDOUT;
+  AioWaiter waiter;
+  AioCompletionPtr c = waiter.NewCompletion();
+  int r;
+  if constexpr (std::is_same_v<Op, librados::ObjectReadOperation>) {
+    r = io.aio_operate(oid, c.get(), op, nullptr);
+  } else {
+    r = io.aio_operate(oid, c.get(), op);
+  }
+  if (r < 0) return r;
+  return waiter.Wait(io, c, until);
+}
+
+}  // namespace
+
+int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op) {
+  return OperateUntil(io, oid, op, deadline());
+}
+
+int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,
+                     Deadline until) {
+  return OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until);
+}
+
+int Account::ReadKeys(const std::string& oid, const std::set<std::string>& keys,
+                      std::map<std::string, librados::bufferlist>* values) {
+  librados::ObjectReadOperation op;
+  int omap_r = 0;
+  op.omap_get_vals_by_keys(keys, values, &omap_r);
+  return Operate(index_io_, oid, &op);
 }
 
 Status Account::ListObjects(librados::IoCtx& io, std::vector<std::string>* names) {

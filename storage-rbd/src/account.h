@@ -5,11 +5,17 @@
 #ifndef STORAGE_RBD_ACCOUNT_H_
 #define STORAGE_RBD_ACCOUNT_H_
 
+#include <sys/time.h>
+
+#include <chrono>
+#include <map>
 #include <memory>
 #include <rados/librados.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "aio.h"
 #include "cluster.h"
 #include "status.h"
 
@@ -29,6 +35,32 @@ class Account {
   Cluster* cluster() { return cluster_.get(); }
   const std::string& ns() const { return ns_; }
 
+  // Every command has ONE deadline, not one per RADOS op: `started`
+  // points at the wall-clock time the caller's current command began
+  // (Dovecot's ioloop_timeval), read before every op on the caller's
+  // thread; the command's RADOS waits end at that time plus
+  // rbd_op_timeout. Without a clock (nullptr: doveadm, whose commands may
+  // legitimately run long) every op gets rbd_op_timeout of its own.
+  void SetCommandClock(const struct timeval* started) { command_started_ = started; }
+  // When the current command's RADOS waits must end.
+  Deadline deadline() const;
+  // How long past deadline() an unknown outcome may still be resolved by
+  // reading (MailboxIndex::Mutate): "rbd_op_timeout + 1 s" for a whole
+  // command leaves this much for it and for sending the answer.
+  static constexpr std::chrono::milliseconds kResolveGrace{700};
+
+  // One op on `oid`, waited for until deadline() (`until` when given).
+  // Returns the RADOS result; -ETIMEDOUT when the deadline passed first,
+  // also for an op not issued because it had passed already. After a
+  // write, -ETIMEDOUT means the outcome is unknown.
+  int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op);
+  int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,
+              Deadline until = {});
+
+  // omap values of `oid` in the index pool by key, within deadline().
+  int ReadKeys(const std::string& oid, const std::set<std::string>& keys,
+               std::map<std::string, librados::bufferlist>* values);
+
   // Names of the account's objects in one of its pools (a namespace
   // listing: the cost grows with the pool's PG count, not with the pool).
   static Status ListObjects(librados::IoCtx& io, std::vector<std::string>* names);
@@ -42,6 +74,7 @@ class Account {
   std::string ns_;
   librados::IoCtx index_io_;
   librados::IoCtx mail_io_;
+  const struct timeval* command_started_ = nullptr;
 };
 
 }  // namespace rbd

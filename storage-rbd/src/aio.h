@@ -3,7 +3,11 @@
 #ifndef STORAGE_RBD_AIO_H_
 #define STORAGE_RBD_AIO_H_
 
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <rados/librados.hpp>
 
 namespace rbd {
@@ -22,6 +26,49 @@ inline int WaitFor(const AioCompletionPtr& c) {
   c->wait_for_complete();
   return c->get_return_value();
 }
+
+// When a command must have its answer (Account::deadline).
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Waits for completions up to a deadline. librados has no timed wait, so
+// the completions it makes signal it from librados's finisher thread.
+// Past the deadline the op is cancelled in the client: a write may still
+// have reached the OSD, so the caller must treat -ETIMEDOUT from a write
+// as "outcome unknown" (doc/design.md, "Unknown outcomes and command
+// deadlines"). Wait() returns only after the completion's callback has
+// run, so a waiter on the caller's stack outlives every callback as long
+// as each completion it made is waited for.
+class AioWaiter {
+ public:
+  // A completion that signals this waiter; issue its op at once.
+  AioCompletionPtr NewCompletion() {
+    return AioCompletionPtr(librados::Rados::aio_create_completion(this, &AioWaiter::Signal));
+  }
+
+  // The op's result, or -ETIMEDOUT when the deadline passed first.
+  int Wait(librados::IoCtx& io, const AioCompletionPtr& c, Deadline deadline) {
+    bool done;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      done = cv_.wait_until(lock, deadline, [&] { return c->is_complete(); });
+    }
+    // aio_cancel fails (-ENOENT) once the op has completed on its own:
+    // then its own result stands.
+    const bool cancelled = !done && io.aio_cancel(c.get()) == 0;
+    c->wait_for_complete_and_cb();
+    return cancelled ? -ETIMEDOUT : c->get_return_value();
+  }
+
+ private:
+  static void Signal(librados::completion_t, void* arg) {
+    auto* waiter = static_cast<AioWaiter*>(arg);
+    std::lock_guard<std::mutex> lock(waiter->mu_);
+    waiter->cv_.notify_all();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
 
 }  // namespace rbd
 

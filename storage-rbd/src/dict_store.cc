@@ -113,8 +113,7 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
   std::set<std::string> counters;
   for (const DictChange& c : changes)
     if (c.kind == DictChange::Kind::kIncrement) counters.insert(c.key);
-  RetryPolicy retry(std::chrono::milliseconds(config_.op_timeout_ms));
-  const auto start = RetryPolicy::Clock::now();
+  RetryPolicy retry(RetryPolicy::Clock::now() + std::chrono::milliseconds(config_.op_timeout_ms));
   for (unsigned attempt = 1;; attempt++) {
     std::map<std::string, librados::bufferlist> current;
     bool exists = true;
@@ -157,7 +156,7 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
     // Only removals, and no object: nothing to remove.
     if (r == -ENOENT && counters.empty()) return Status::OK();
     if (r != -ECANCELED && r != -EEXIST && r != -ENOENT) return Status::FromRados(r, "update " + Where());
-    if (!retry.Backoff(attempt, start))
+    if (!retry.Backoff(attempt))
       return Status::Conflict("update " + Where() + ": gave up after " + std::to_string(attempt) +
                               " lost races");
   }

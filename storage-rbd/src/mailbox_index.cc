@@ -67,7 +67,7 @@ Status MailboxIndex::Create(Account* account, const Guid& guid, const MailboxSta
   op.create(true);
   op.setxattr(keys::kStateAttr, ToBufferlist(Encode(state)));
   const std::string oid = keys::IndexObject(guid);
-  int r = account->index_io().operate(oid, &op);
+  int r = account->Operate(account->index_io(), oid, &op);
   return r < 0 ? Status::FromRados(r, "create " + oid) : Status::OK();
 }
 
@@ -78,7 +78,7 @@ Status MailboxIndex::ReadStateAndKeys(const std::set<std::string>& keys,
   int attr_r = 0, omap_r = 0;
   op.getxattr(keys::kStateAttr, &raw, &attr_r);
   if (!keys.empty()) op.omap_get_vals_by_keys(keys, values, &omap_r);
-  int r = account_->index_io().operate(oid_, &op, nullptr);
+  int r = account_->Operate(account_->index_io(), oid_, &op);
   if (r < 0) {
     state_valid_ = false;
     if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
@@ -101,8 +101,7 @@ Status MailboxIndex::ReadState(MailboxState* state) {
 }
 
 Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planner& plan) {
-  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
-  const auto start = RetryPolicy::Clock::now();
+  RetryPolicy retry(account_->deadline());
   for (unsigned attempt = 1;; attempt++) {
     std::map<std::string, librados::bufferlist> values;
     if (!state_valid_ || !read_keys.empty()) {
@@ -113,27 +112,66 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     m.state = state_;
     Status s = plan(values, &m);
     if (!s.ok() || m.noop) return s;
-    if (m.advanced) m.set[keys::ChangeKey(m.state.highest_modseq)] = ToBufferlist(Encode(ToChangeEntry(&m)));
+    const std::string change_key = m.advanced ? keys::ChangeKey(m.state.highest_modseq) : std::string();
+    if (m.advanced) m.set[change_key] = ToBufferlist(Encode(ToChangeEntry(&m)));
     librados::bufferlist new_raw = ToBufferlist(Encode(m.state));
+    const librados::bufferlist guard = state_raw_;
     librados::ObjectWriteOperation op;
-    op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, state_raw_);
+    op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, guard);
     op.setxattr(keys::kStateAttr, new_raw);
     if (!m.set.empty()) op.omap_set(m.set);
     if (!m.remove.empty()) op.omap_rm_keys(m.remove);
-    int r = account_->index_io().operate(oid_, &op);
-    if (r == 0) {
+    int r = account_->Operate(account_->index_io(), oid_, &op);
+    state_valid_ = false;
+    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    Outcome outcome = r == 0 ? Outcome::kApplied : Outcome::kNotApplied;
+    if (r != 0 && r != -ECANCELED) {
+      s = Status::FromRadosWrite(r, "update " + oid_);
+      if (!s.IsUnknown()) return s;
+      outcome = Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key]);
+      if (outcome == Outcome::kUnknown) return s;
+    }
+    if (outcome == Outcome::kApplied) {
       state_ = m.state;
       state_raw_ = std::move(new_raw);
+      state_valid_ = r == 0;  // resolved: others may have written since
       if (m.advanced) Notify();
       return Status::OK();
     }
-    state_valid_ = false;
-    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-    if (r != -ECANCELED) return Status::FromRados(r, "update " + oid_);
-    if (!retry.Backoff(attempt, start))
+    if (!retry.Backoff(attempt)) {
+      if (r != -ECANCELED) return Status::Unavailable("update " + oid_ + ": timed out, not applied");
       return Status::Conflict("update " + oid_ + ": gave up after " + std::to_string(attempt) +
                               " lost races");
+    }
   }
+}
+
+MailboxIndex::Outcome MailboxIndex::Resolve(const librados::bufferlist& guard,
+                                            const librados::bufferlist& written,
+                                            const std::string& change_key,
+                                            const librados::bufferlist* change) {
+  // RADOS applies one client's ops on one object in the order it sent
+  // them, and a timed-out op is never resent: once this read is answered,
+  // the write either was applied before it or never will be.
+  librados::ObjectReadOperation op;
+  librados::bufferlist raw;
+  std::map<std::string, librados::bufferlist> entries;
+  int attr_r = 0, omap_r = 0;
+  op.getxattr(keys::kStateAttr, &raw, &attr_r);
+  if (change != nullptr) op.omap_get_vals_by_keys({change_key}, &entries, &omap_r);
+  int r = account_->Operate(account_->index_io(), oid_, &op, account_->deadline() + Account::kResolveGrace);
+  if (r < 0) return Outcome::kUnknown;
+  if (raw.contents_equal(written)) return Outcome::kApplied;
+  // Every advancing op writes the change entry of its own MODSEQ, and no
+  // other op writes the same bytes (they name the op's UIDs and GUIDs).
+  if (change != nullptr) {
+    auto it = entries.find(change_key);
+    return it != entries.end() && it->second.contents_equal(*change) ? Outcome::kApplied
+                                                                     : Outcome::kNotApplied;
+  }
+  // Without a change entry (maintenance: no MODSEQ), unchanged state bytes
+  // mean not applied; state that moved on may or may not include the op.
+  return raw.contents_equal(guard) ? Outcome::kNotApplied : Outcome::kUnknown;
 }
 
 ChangeEntry MailboxIndex::ToChangeEntry(Mutation* m) {
@@ -253,10 +291,10 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
     m->state.uidnext = static_cast<uint32_t>(next);
     return Status::OK();
   });
-  if (!s.ok()) {
-    // Nothing was published: give back the references taken above.
-    store.ChangeRefs(referenced, -1, &unused);
-  }
+  // Nothing was published: give back the references taken above. An
+  // unknown outcome keeps them, since the records may still appear; if
+  // they never do, gc reclaims the bodies after rbd_gc_grace.
+  if (!s.ok() && !s.IsUnknown()) store.ChangeRefs(referenced, -1, &unused);
   return s;
 }
 
@@ -283,48 +321,69 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     if (r->inline_body) inline_keys.insert(keys::InlineBodyKey(uid));
   std::map<std::string, librados::bufferlist> inline_bodies;
   if (!inline_keys.empty()) {
-    int r = account_->index_io().omap_get_vals_by_keys(source->oid_, inline_keys, &inline_bodies);
+    int r = account_->ReadKeys(source->oid_, inline_keys, &inline_bodies);
     if (r < 0) return Status::FromRados(r, "read inline bodies of " + source->oid_);
   }
 
   const std::vector<std::string>& source_keywords = source->last_state().keywords;
   MessageStore store(account_);
-  std::vector<NewMessage> messages;
-  // References taken back for shown-only messages go with `messages`.
+  // References on stored bodies are taken here, all in one batch, so that
+  // a body gone from the store (gc reclaimed it, or it was lost) makes its
+  // message expunged for this COPY, as in any other storage, rather than
+  // failing the whole command.
+  std::vector<Guid> stored;
+  std::vector<size_t> stored_at;
+  for (size_t i = 0; i < source_uids.size(); i++) {
+    auto it = by_uid.find(source_uids[i]);
+    if (it != by_uid.end() && !it->second->inline_body) {
+      stored.push_back(it->second->guid);
+      stored_at.push_back(i);
+    }
+  }
+  std::vector<Status> ref_statuses;
+  store.ChangeRefs(stored, +1, &ref_statuses);
+  std::vector<bool> referenced(source_uids.size(), false), gone(source_uids.size(), false);
+  Status ref_failure;
+  for (size_t j = 0; j < stored.size(); j++) {
+    if (ref_statuses[j].ok()) {
+      referenced[stored_at[j]] = true;
+    } else if (ref_statuses[j].IsNotFound()) {
+      gone[stored_at[j]] = true;
+    } else if (ref_failure.ok()) {
+      ref_failure = ref_statuses[j];
+    }
+  }
   auto give_back = [&](const Status& status) {
     std::vector<Guid> held;
-    for (const NewMessage& msg : messages)
-      if (msg.referenced) held.push_back(msg.guid);
+    for (size_t j = 0; j < stored.size(); j++)
+      if (referenced[stored_at[j]]) held.push_back(stored[j]);
     std::vector<Status> unused;
     store.ChangeRefs(held, -1, &unused);
     return status;
   };
+  if (!ref_failure.ok()) return give_back(ref_failure);
+
+  std::vector<NewMessage> messages;
   std::vector<std::string> inline_storage;
   inline_storage.reserve(source_uids.size());
   std::vector<size_t> message_of(source_uids.size(), SIZE_MAX);
   for (size_t i = 0; i < source_uids.size(); i++) {
     auto it = by_uid.find(source_uids[i]);
-    if (it == by_uid.end()) continue;
+    if (it == by_uid.end() || gone[i]) continue;
     const MessageRecord& r = *it->second;
-    const bool shown = shown_only.count(r.uid) != 0;
     NewMessage msg;
     msg.guid = r.guid;
     msg.guid_text = r.guid_text;
     if (r.inline_body) {
       auto body = inline_bodies.find(keys::InlineBodyKey(r.uid));
-      if (shown && body == inline_bodies.end()) continue;  // reclaimed
+      if (shown_only.count(r.uid) != 0 && body == inline_bodies.end()) continue;  // reclaimed
       InlineBody inl;
       Status ds = Decode(body == inline_bodies.end() ? "" : body->second.to_str(), &inl);
       if (!ds.ok()) return give_back(Status::Corrupt(source->oid_ + ": " + ds.message()));
       inline_storage.push_back(std::move(inl.bytes));
       msg.body = inline_storage.back();
-    } else if (shown) {
-      Status rs = store.AddRef(r.guid);
-      if (rs.IsNotFound()) continue;  // reclaimed
-      if (!rs.ok()) return give_back(rs);
-      msg.stored = msg.referenced = true;
     } else {
-      msg.stored = true;
+      msg.stored = msg.referenced = true;
     }
     if (i < overrides.size() && overrides[i]) {
       msg.flags = overrides[i]->flags;
@@ -342,12 +401,14 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     message_of[i] = messages.size();
     messages.push_back(std::move(msg));
   }
+  dest_uids->assign(source_uids.size(), 0);
+  // A session's COPY copies all its messages or none (see the header).
+  if (!overrides.empty() && messages.size() < source_uids.size()) return give_back(Status::OK());
   std::vector<uint32_t> uids;
   if (!messages.empty()) {
     s = Append(messages, &uids);
     if (!s.ok()) return s;
   }
-  dest_uids->assign(source_uids.size(), 0);
   for (size_t i = 0; i < source_uids.size(); i++)
     if (message_of[i] != SIZE_MAX) (*dest_uids)[i] = uids[message_of[i]];
   return Status::OK();
@@ -481,7 +542,7 @@ int MailboxIndex::ReadPages(const std::string& after, const char* prefix, size_t
       op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, *state_raw);
     }
     op.omap_get_vals2(from, prefix, std::min(kOmapPage, max - values->size()), &page, &more, &omap_r);
-    int r = account_->index_io().operate(oid_, &op, nullptr);
+    int r = account_->Operate(account_->index_io(), oid_, &op);
     if (r < 0) return r;
     if (mode == PageState::kRead) mode = PageState::kGuard;
     if (page.empty()) break;
@@ -543,7 +604,7 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
     std::set<std::string> batch;
     while (it != all.end() && batch.size() < kOmapPage) batch.insert(*it++);
     std::map<std::string, librados::bufferlist> values;
-    int r = account_->index_io().omap_get_vals_by_keys(oid_, batch, &values);
+    int r = account_->ReadKeys(oid_, batch, &values);
     if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
     if (r < 0) return Status::FromRados(r, "read records of " + oid_);
     for (const auto& [key, bl] : values) {
@@ -557,8 +618,7 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
 }
 
 Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
-  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
-  const auto start = RetryPolicy::Clock::now();
+  RetryPolicy retry(account_->deadline());
   std::map<std::string, librados::bufferlist> entries;
   librados::bufferlist raw;
   for (unsigned attempt = 1;; attempt++) {
@@ -568,7 +628,7 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     if (r == 0) break;
     if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
     if (r != -ECANCELED) return Status::FromRados(r, "read changes of " + oid_);
-    if (!retry.Backoff(attempt, start))
+    if (!retry.Backoff(attempt))
       return Status::Conflict("read changes of " + oid_ + ": changed under " + std::to_string(attempt) +
                               " reads");
   }
@@ -668,7 +728,7 @@ Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint
   if (!record.inline_body) return MessageStore(account_).Read(record.guid, offset, length, out);
   const std::string key = keys::InlineBodyKey(record.uid);
   std::map<std::string, librados::bufferlist> values;
-  int r = account_->index_io().omap_get_vals_by_keys(oid_, {key}, &values);
+  int r = account_->ReadKeys(oid_, {key}, &values);
   if (r < 0) return Status::FromRados(r, "read body " + key + " of " + oid_);
   if (values.empty())
     return Status::NotFound(oid_ + ": message " + std::to_string(record.uid) + " was expunged");
@@ -701,7 +761,7 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
     }
   }
   std::map<std::string, librados::bufferlist> values;
-  int r = inline_keys.empty() ? 0 : account_->index_io().omap_get_vals_by_keys(oid_, inline_keys, &values);
+  int r = inline_keys.empty() ? 0 : account_->ReadKeys(oid_, inline_keys, &values);
   for (size_t i = 0; i < records.size(); i++) {
     if (!records[i].inline_body) continue;
     const std::string key = keys::InlineBodyKey(records[i].uid);
@@ -772,7 +832,7 @@ Status MailboxIndex::RemoveIfUnchanged() {
   librados::ObjectWriteOperation op;
   op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, state_raw_);
   op.remove();
-  int r = account_->index_io().operate(oid_, &op);
+  int r = account_->Operate(account_->index_io(), oid_, &op);
   state_valid_ = false;
   if (r == -ECANCELED) return Status::Conflict(oid_ + " changed since it was read");
   if (r < 0 && r != -ENOENT) return Status::FromRados(r, "remove " + oid_);

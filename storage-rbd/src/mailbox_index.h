@@ -105,7 +105,11 @@ class MailboxIndex {
   const MailboxState& last_state() const { return state_; }
 
   Status Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids);
-  // dest_uids[i] is 0 when source_uids[i] no longer exists.
+  // dest_uids[i] is 0 when source_uids[i] no longer exists (its record,
+  // or, with no record the session still shows, its body). With overrides
+  // (a session's COPY) the copy is all or nothing, as Dovecot's COPY is:
+  // when any message no longer exists, nothing is copied and every
+  // dest_uids[i] is 0. Without (maintenance), what exists is copied.
   Status CopyFrom(MailboxIndex* source, const std::vector<uint32_t>& source_uids,
                   const std::vector<std::optional<FlagOverride>>& overrides,
                   std::vector<uint32_t>* dest_uids);
@@ -202,7 +206,19 @@ class MailboxIndex {
   using Planner =
       std::function<Status(const std::map<std::string, librados::bufferlist>& values, Mutation* m)>;
 
+  // Runs one guarded op, re-planning after a lost race. A write whose
+  // outcome is unknown (timeout, lost connection) is resolved by Resolve():
+  // applied is success, not applied is retried like a lost race, and
+  // unresolved is returned as Status::Unknown, which callers must treat as
+  // "may still be applied later".
   Status Mutate(const std::set<std::string>& read_keys, const Planner& plan);
+  enum class Outcome { kApplied, kNotApplied, kUnknown };
+  // Reads back after a write with an unknown outcome (`guard`: the state
+  // it compared with; `written`: the state it set; `change`: the change
+  // entry it wrote under `change_key`, or nullptr), within
+  // Account::kResolveGrace past the command's deadline.
+  Outcome Resolve(const librados::bufferlist& guard, const librados::bufferlist& written,
+                  const std::string& change_key, const librados::bufferlist* change);
   // The change-log entry of an advancing mutation (consumes its op data).
   static ChangeEntry ToChangeEntry(Mutation* m);
   Status ReadStateAndKeys(const std::set<std::string>& keys,

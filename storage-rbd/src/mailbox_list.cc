@@ -41,7 +41,10 @@ Status MoveRecords(MailboxIndex* from, MailboxIndex* to) {
 }  // namespace
 
 Status MailboxList::ReadVersion(RootState* state, librados::bufferlist* raw, bool* exists) {
-  int r = account_->index_io().getxattr(keys::kRoot, keys::kStateAttr, *raw);
+  librados::ObjectReadOperation op;
+  int attr_r = 0;
+  op.getxattr(keys::kStateAttr, raw, &attr_r);
+  int r = account_->Operate(account_->index_io(), keys::kRoot, &op);
   if (r == -ENOENT || r == -ENODATA) {
     *exists = false;
     *state = RootState();
@@ -61,7 +64,10 @@ Status MailboxList::ReadPrefix(const std::string& prefix,
   std::string after;
   for (bool more = true; more;) {
     std::map<std::string, librados::bufferlist> page;
-    int r = account_->index_io().omap_get_vals2(keys::kRoot, after, prefix, kOmapPage, &page, &more);
+    librados::ObjectReadOperation op;
+    int omap_r = 0;
+    op.omap_get_vals2(after, prefix, kOmapPage, &page, &more, &omap_r);
+    int r = account_->Operate(account_->index_io(), keys::kRoot, &op);
     if (r == -ENOENT) return Status::OK();
     if (r < 0) return Status::FromRados(r, "read mailbox list");
     if (page.empty()) break;
@@ -72,8 +78,7 @@ Status MailboxList::ReadPrefix(const std::string& prefix,
 }
 
 Status MailboxList::Mutate(const Planner& plan) {
-  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
-  const auto start = RetryPolicy::Clock::now();
+  RetryPolicy retry(account_->deadline());
   for (unsigned attempt = 1;; attempt++) {
     RootState state;
     librados::bufferlist raw;
@@ -95,7 +100,7 @@ Status MailboxList::Mutate(const Planner& plan) {
     op.setxattr(keys::kStateAttr, ToBufferlist(Encode(m.state)));
     if (!m.set.empty()) op.omap_set(m.set);
     if (!m.remove.empty()) op.omap_rm_keys(m.remove);
-    int r = account_->index_io().operate(keys::kRoot, &op);
+    int r = account_->Operate(account_->index_io(), keys::kRoot, &op);
     if (r == 0) {
       // After the commit, as MailboxIndex does: a watcher (NOTIFY) that
       // re-reads the list on this signal must find the change.
@@ -103,7 +108,7 @@ Status MailboxList::Mutate(const Planner& plan) {
       return Status::OK();
     }
     if (r != -ECANCELED && r != -EEXIST) return Status::FromRados(r, "update mailbox list");
-    if (!retry.Backoff(attempt, start)) return Status::Conflict("update mailbox list: too much contention");
+    if (!retry.Backoff(attempt)) return Status::Conflict("update mailbox list: too much contention");
   }
 }
 
@@ -123,7 +128,10 @@ Status MailboxList::List(std::vector<MailboxInfo>* mailboxes) {
   std::string after;
   for (bool more = true; more;) {
     std::map<std::string, librados::bufferlist> page;
-    int r = account_->index_io().omap_get_vals2(keys::kRoot, after, kOmapPage, &page, &more);
+    librados::ObjectReadOperation op;
+    int omap_r = 0;
+    op.omap_get_vals2(after, kOmapPage, &page, &more, &omap_r);
+    int r = account_->Operate(account_->index_io(), keys::kRoot, &op);
     if (r == -ENOENT) break;
     if (r < 0) return Status::FromRados(r, "list mailboxes");
     if (page.empty()) break;
@@ -151,7 +159,7 @@ Status MailboxList::List(std::vector<MailboxInfo>* mailboxes) {
 Status MailboxList::Lookup(const std::string& name, MailboxEntry* entry) {
   std::map<std::string, librados::bufferlist> values;
   const std::string key = keys::MailboxKey(name);
-  int r = account_->index_io().omap_get_vals_by_keys(keys::kRoot, {key}, &values);
+  int r = account_->ReadKeys(keys::kRoot, {key}, &values);
   if (r < 0 && r != -ENOENT) return Status::FromRados(r, "look up mailbox " + name);
   if (values.empty()) return Status::NotFound("mailbox " + name + " does not exist");
   Status s = Decode(values.begin()->second.to_str(), entry);
@@ -240,7 +248,7 @@ Status MailboxList::Rename(const std::string& old_name, const std::string& new_n
     }
     if (targets.empty()) return Status::NotFound("mailbox " + old_name + " does not exist");
     std::map<std::string, librados::bufferlist> taken;
-    int r = account_->index_io().omap_get_vals_by_keys(keys::kRoot, targets, &taken);
+    int r = account_->ReadKeys(keys::kRoot, targets, &taken);
     if (r < 0) return Status::FromRados(r, "rename mailbox " + old_name);
     if (!taken.empty())
       return Status::Exists("mailbox " + taken.begin()->first.substr(2) + " already exists");

@@ -21,10 +21,6 @@ librados::bufferlist ToBufferlist(std::string_view s) {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
-std::chrono::milliseconds Budget(const Account* account) {
-  return std::chrono::milliseconds(account->config().op_timeout_ms);
-}
-
 uint32_t ChunkCount(uint64_t size, uint64_t chunk_size) {
   if (chunk_size == 0 || size <= chunk_size) return 1;
   return static_cast<uint32_t>((size + chunk_size - 1) / chunk_size);
@@ -46,6 +42,8 @@ uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), d
 Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
   const uint64_t chunk_size = account_->config().stripe_size;
   librados::IoCtx& io = account_->mail_io();
+  AioWaiter waiter;
+  const Deadline deadline = account_->deadline();
   struct Pending {
     std::string oid;
     AioCompletionPtr completion;
@@ -56,14 +54,14 @@ Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
     uint32_t n = ChunkCount(b.data.size(), chunk_size);
     for (uint32_t i = 1; i < n; i++) {
       std::string_view part = b.data.substr(i * chunk_size, chunk_size);
-      Pending p{keys::ChunkObject(b.guid, i), NewAioCompletion()};
+      Pending p{keys::ChunkObject(b.guid, i), waiter.NewCompletion()};
       io.aio_write_full(p.oid, p.completion.get(), ToBufferlist(part));
       chunks.push_back(std::move(p));
     }
   }
   Status status;
   for (Pending& p : chunks) {
-    int r = WaitFor(p.completion);
+    int r = waiter.Wait(io, p.completion, deadline);
     if (r < 0 && status.ok()) status = Status::FromRados(r, "write " + p.oid);
   }
   if (!status.ok()) return status;
@@ -77,12 +75,12 @@ Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
     meta.chunk_size = meta.chunks > 1 ? chunk_size : 0;
     librados::ObjectWriteOperation op;
     BuildHeadOp(&op, b.data.substr(0, meta.chunks > 1 ? chunk_size : b.data.size()), meta);
-    Pending p{keys::BodyObject(b.guid), NewAioCompletion()};
+    Pending p{keys::BodyObject(b.guid), waiter.NewCompletion()};
     io.aio_operate(p.oid, p.completion.get(), &op);
     heads.push_back(std::move(p));
   }
   for (Pending& p : heads) {
-    int r = WaitFor(p.completion);
+    int r = waiter.Wait(io, p.completion, deadline);
     if (r < 0 && status.ok()) status = Status::FromRados(r, "write " + p.oid);
   }
   return status;
@@ -97,7 +95,8 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
   int meta_r = 0, read_r = 0;
   op.getxattr(keys::kBodyMetaAttr, &meta_bl, &meta_r);
   op.read(offset, length, &head_bl, &read_r);
-  int r = io.operate(oid, &op, nullptr);
+  const Deadline deadline = account_->deadline();
+  int r = account_->Operate(io, oid, &op, deadline);
   if (r < 0) return Status::FromRados(r, "read " + oid);
   BodyMeta meta;
   Status s = Decode(meta_bl.to_str(), &meta);
@@ -116,6 +115,7 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
       AioCompletionPtr completion;
       librados::bufferlist bl;
     };
+    AioWaiter waiter;
     std::vector<std::unique_ptr<ChunkRead>> reads;
     uint64_t first = std::max<uint64_t>(1, offset / cs);
     for (uint64_t i = first; i * cs < end; i++) {
@@ -123,19 +123,27 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
       uint64_t stop = std::min(end, (i + 1) * cs);
       auto cr = std::make_unique<ChunkRead>();
       cr->chunk_off = start;
-      cr->completion = NewAioCompletion();
+      cr->completion = waiter.NewCompletion();
       io.aio_read(keys::ChunkObject(guid, static_cast<uint32_t>(i)), cr->completion.get(), &cr->bl,
                   stop - start, start - i * cs);
       reads.push_back(std::move(cr));
     }
+    // Every read is waited for, also after a failure: the waiter must
+    // outlive their callbacks.
+    Status status;
     for (auto& cr : reads) {
-      int rr = WaitFor(cr->completion);
-      if (rr < 0) return Status::FromRados(rr, "read chunk of " + oid);
-      if (out->size() != cr->chunk_off - offset)
-        return Status::Corrupt(oid + ": chunk at offset " + std::to_string(cr->chunk_off) +
-                               " is missing or short");
-      out->append(cr->bl.c_str(), cr->bl.length());
+      int rr = waiter.Wait(io, cr->completion, deadline);
+      if (!status.ok()) continue;
+      if (rr < 0) {
+        status = Status::FromRados(rr, "read chunk of " + oid);
+      } else if (out->size() != cr->chunk_off - offset) {
+        status = Status::Corrupt(oid + ": chunk at offset " + std::to_string(cr->chunk_off) +
+                                 " is missing or short");
+      } else {
+        out->append(cr->bl.c_str(), cr->bl.length());
+      }
     }
+    if (!status.ok()) return status;
   }
   if (out->size() != end - offset)
     return Status::Corrupt(oid + ": read " + std::to_string(out->size()) + " bytes, expected " +
@@ -153,19 +161,21 @@ void MessageStore::ReadMany(const std::vector<Guid>& guids, std::vector<std::str
     librados::bufferlist meta_bl, data_bl;
     int meta_r = 0, read_r = 0;
   };
+  AioWaiter waiter;
+  const Deadline deadline = account_->deadline();
   std::vector<HeadRead> reads(guids.size());
   for (size_t i = 0; i < guids.size(); i++) {
     librados::ObjectReadOperation op;
     op.getxattr(keys::kBodyMetaAttr, &reads[i].meta_bl, &reads[i].meta_r);
     op.read(0, 0, &reads[i].data_bl, &reads[i].read_r);
-    reads[i].completion = NewAioCompletion();
+    reads[i].completion = waiter.NewCompletion();
     io.aio_operate(keys::BodyObject(guids[i]), reads[i].completion.get(), &op, nullptr);
   }
   out->assign(guids.size(), std::string());
   statuses->assign(guids.size(), Status::OK());
   for (size_t i = 0; i < guids.size(); i++) {
     const std::string oid = keys::BodyObject(guids[i]);
-    int r = WaitFor(reads[i].completion);
+    int r = waiter.Wait(io, reads[i].completion, deadline);
     if (r < 0) {
       (*statuses)[i] = Status::FromRados(r, "read " + oid);
       continue;
@@ -188,7 +198,10 @@ void MessageStore::ReadMany(const std::vector<Guid>& guids, std::vector<std::str
 Status MessageStore::Stat(const Guid& guid, BodyMeta* meta, BodyRef* ref) {
   const std::string oid = keys::BodyObject(guid);
   std::map<std::string, librados::bufferlist> attrs;
-  int r = account_->mail_io().getxattrs(oid, attrs);
+  librados::ObjectReadOperation op;
+  int attrs_r = 0;
+  op.getxattrs(&attrs, &attrs_r);
+  int r = account_->Operate(account_->mail_io(), oid, &op);
   if (r < 0) return Status::FromRados(r, "stat " + oid);
   Status s = Decode(attrs[keys::kBodyMetaAttr].to_str(), meta);
   if (s.ok()) s = Decode(attrs[keys::kBodyRefAttr].to_str(), ref);
@@ -220,20 +233,21 @@ void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::ve
   statuses->assign(guids.size(), Status::OK());
   std::vector<size_t> todo(guids.size());
   for (size_t i = 0; i < guids.size(); i++) todo[i] = i;
-  RetryPolicy retry(Budget(account_));
-  const auto start = RetryPolicy::Clock::now();
+  AioWaiter waiter;
+  const Deadline deadline = account_->deadline();
+  RetryPolicy retry(deadline);
   for (unsigned attempt = 1; !todo.empty(); attempt++) {
     std::vector<Pending> ops(todo.size());
     for (size_t j = 0; j < todo.size(); j++) {
       ops[j].index = todo[j];
       ops[j].oid = keys::BodyObject(guids[todo[j]]);
-      ops[j].completion = NewAioCompletion();
+      ops[j].completion = waiter.NewCompletion();
       librados::ObjectReadOperation op;
       op.getxattr(keys::kBodyRefAttr, &ops[j].ref_bl, &ops[j].ref_r);
       io.aio_operate(ops[j].oid, ops[j].completion.get(), &op, nullptr);
     }
     for (Pending& p : ops) {
-      int r = WaitFor(p.completion);
+      int r = waiter.Wait(io, p.completion, deadline);
       BodyRef ref;
       Status s = r < 0 ? Status::FromRados(r, "reference " + p.oid) : Decode(p.ref_bl.to_str(), &ref);
       if (!s.ok()) {
@@ -249,20 +263,20 @@ void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::ve
       librados::ObjectWriteOperation op;
       op.cmpxattr(keys::kBodyRefAttr, LIBRADOS_CMPXATTR_OP_EQ, p.ref_bl);
       op.setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{count, Now()})));
-      p.completion = NewAioCompletion();
+      p.completion = waiter.NewCompletion();
       io.aio_operate(p.oid, p.completion.get(), &op);
     }
     todo.clear();
     for (Pending& p : ops) {
       if (!p.completion) continue;
-      int r = WaitFor(p.completion);
+      int r = waiter.Wait(io, p.completion, deadline);
       if (r == -ECANCELED) {
         todo.push_back(p.index);
       } else if (r < 0) {
-        (*statuses)[p.index] = Status::FromRados(r, "reference " + p.oid);
+        (*statuses)[p.index] = Status::FromRadosWrite(r, "reference " + p.oid);
       }
     }
-    if (!todo.empty() && !retry.Backoff(attempt, start)) {
+    if (!todo.empty() && !retry.Backoff(attempt)) {
       for (size_t i : todo)
         (*statuses)[i] =
             Status::Conflict("reference " + keys::BodyObject(guids[i]) + ": too much contention");

@@ -6,9 +6,9 @@
 
 namespace rbd {
 
-RetryPolicy::RetryPolicy(std::chrono::milliseconds budget, std::chrono::microseconds base_delay,
+RetryPolicy::RetryPolicy(Clock::time_point deadline, std::chrono::microseconds base_delay,
                          std::chrono::microseconds max_delay, uint64_t seed)
-    : budget_(budget), base_delay_(base_delay), max_delay_(max_delay), rng_(seed) {}
+    : deadline_(deadline), base_delay_(base_delay), max_delay_(max_delay), rng_(seed) {}
 
 namespace {
 
@@ -21,8 +21,8 @@ uint64_t Seed() {
 
 }  // namespace
 
-RetryPolicy::RetryPolicy(std::chrono::milliseconds budget)
-    : RetryPolicy(budget, std::chrono::microseconds(500), std::chrono::milliseconds(50), Seed()) {}
+RetryPolicy::RetryPolicy(Clock::time_point deadline)
+    : RetryPolicy(deadline, std::chrono::microseconds(500), std::chrono::milliseconds(50), Seed()) {}
 
 std::chrono::microseconds RetryPolicy::Ceiling(unsigned attempt) const {
   if (attempt == 0) return std::chrono::microseconds(0);
@@ -38,13 +38,11 @@ std::chrono::microseconds RetryPolicy::Delay(unsigned attempt) {
   return std::chrono::microseconds(dist(rng_));
 }
 
-bool RetryPolicy::HasTime(Clock::time_point start, Clock::time_point now) const {
-  return now - start < budget_;
-}
+bool RetryPolicy::HasTime(Clock::time_point now) const { return now < deadline_; }
 
-bool RetryPolicy::Backoff(unsigned attempt, Clock::time_point start) {
+bool RetryPolicy::Backoff(unsigned attempt) {
   auto delay = Delay(attempt);
-  if (!HasTime(start, Clock::now() + delay)) return false;
+  if (!HasTime(Clock::now() + delay)) return false;
   std::this_thread::sleep_for(delay);
   return true;
 }

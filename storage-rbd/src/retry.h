@@ -2,8 +2,9 @@
 //
 // A guarded op that loses the race (-ECANCELED) re-reads and tries again.
 // Writers to one mailbox must not retry in lock step, so the delay is
-// exponential with full jitter, capped; the whole loop is bounded by the op
-// timeout so a hot mailbox degrades to a temporary failure, never a hang.
+// exponential with full jitter, capped; the whole loop is bounded by the
+// command's deadline (Account::deadline) so a hot mailbox degrades to a
+// temporary failure, never a hang, and never a late answer.
 #ifndef STORAGE_RBD_RETRY_H_
 #define STORAGE_RBD_RETRY_H_
 
@@ -17,23 +18,23 @@ class RetryPolicy {
  public:
   using Clock = std::chrono::steady_clock;
 
-  RetryPolicy(std::chrono::milliseconds budget, std::chrono::microseconds base_delay,
+  RetryPolicy(Clock::time_point deadline, std::chrono::microseconds base_delay,
               std::chrono::microseconds max_delay, uint64_t seed);
-  explicit RetryPolicy(std::chrono::milliseconds budget);
+  explicit RetryPolicy(Clock::time_point deadline);
 
   // The delay before attempt `attempt` (1 = the first retry): a uniform
   // draw from [0, min(max_delay, base_delay * 2^(attempt-1))].
   std::chrono::microseconds Delay(unsigned attempt);
   // The upper bound Delay() draws from, for tests and logs.
   std::chrono::microseconds Ceiling(unsigned attempt) const;
-  // True while another attempt fits in the budget started at `start`.
-  bool HasTime(Clock::time_point start, Clock::time_point now) const;
-  // Sleeps Delay(attempt) unless that would cross the budget; returns false
-  // when the budget is spent.
-  bool Backoff(unsigned attempt, Clock::time_point start);
+  // True while another attempt can start before the deadline.
+  bool HasTime(Clock::time_point now) const;
+  // Sleeps Delay(attempt) unless that would cross the deadline; returns
+  // false when the time is spent.
+  bool Backoff(unsigned attempt);
 
  private:
-  std::chrono::milliseconds budget_;
+  Clock::time_point deadline_;
   std::chrono::microseconds base_delay_;
   std::chrono::microseconds max_delay_;
   std::mt19937_64 rng_;

@@ -30,4 +30,16 @@ Status Status::FromRados(int r, std::string_view what) {
   }
 }
 
+Status Status::FromRadosWrite(int r, std::string_view what) {
+  switch (-r) {
+    case ETIMEDOUT:
+    case ENOTCONN:
+    case ESHUTDOWN:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case EPIPE: return Unknown(std::string(what) + ": outcome unknown: " + std::strerror(-r));
+    default: return FromRados(r, what);
+  }
+}
+
 }  // namespace rbd

@@ -23,6 +23,7 @@ enum class Code {
   kResync,
   kBusy,
   kIo,
+  kUnknown,
 };
 
 class Status {
@@ -40,15 +41,21 @@ class Status {
   static Status Resync(std::string msg) { return {Code::kResync, std::move(msg)}; }
   static Status Busy(std::string msg) { return {Code::kBusy, std::move(msg)}; }
   static Status Io(std::string msg) { return {Code::kIo, std::move(msg)}; }
+  static Status Unknown(std::string msg) { return {Code::kUnknown, std::move(msg)}; }
 
   // Maps a negative librados/errno result to a Status. `what` names the
   // operation and object ("append to i.0a1b..."). Timeouts, a lost
   // connection and a full cluster are kUnavailable: the caller must report
   // a temporary failure, never "does not exist".
   static Status FromRados(int r, std::string_view what);
+  // The same for the result of a write: a timeout or a lost connection is
+  // kUnknown, since the write may still be applied (doc/design.md,
+  // "Unknown outcomes and command deadlines").
+  static Status FromRadosWrite(int r, std::string_view what);
 
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
+  bool IsUnknown() const { return code_ == Code::kUnknown; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
 

@@ -104,3 +104,23 @@ def test_fetch_of_a_shown_message_whose_body_gc_reclaimed_answers_expunged_witho
     resp = on_a.command("COPY 1 y")
     assert (resp.status, response_code(resp.text)) == ("NO", ["EXPUNGEISSUED"])
     assert resp.lines() == ["* 1 EXPUNGE"]
+
+
+@pytest.mark.rbd_only("deletes a body object behind the storage's back")
+def test_copy_of_a_message_whose_body_is_gone_answers_expunged_and_copies_nothing(
+        cluster, connect, node_a, user):
+    # Issue 9, failure 9: this was "NO [TRYCREATE] Mailbox doesn't exist", with the
+    # messages whose bodies were there copied all the same.
+    conn = connect(node_a, user)
+    conn.ok("CREATE", "y")
+    conn.append("INBOX", numbered(1))
+    conn.append("INBOX", BODIES["striped"])
+    conn.ok("SELECT", "INBOX")
+    guid = conn.fetch("2", "(X-GUID)")[2]["X-GUID"]
+    cluster.rados("mail", user, "rm", "m." + guid)
+
+    resp = conn.command("UID COPY 1:2 y")
+    assert (resp.status, response_code(resp.text)) == ("NO", ["EXPUNGEISSUED"]), resp.text
+    assert "doesn't exist" not in resp.text
+    # All or nothing, as Dovecot's own storages copy.
+    assert selected_state(conn.ok("EXAMINE", "y"))["exists"] == 0
