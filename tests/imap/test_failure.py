@@ -18,6 +18,7 @@ pytestmark = pytest.mark.rbd_only("stops the cluster or deletes a node's cache d
 OP_TIMEOUT = 2        # rbd_op_timeout of node C, seconds
 SLACK = 3             # allowed on top of it for one failing command
 RECOVERY_WAIT = 60    # librados re-hunts its MON with backoff after a restart
+UNAVAILABLE = "Mail storage temporarily unavailable, try again later"
 
 
 def account_state(conn):
@@ -96,10 +97,19 @@ def isolated(work_dir):
         cluster.stop()
 
 
+def set_userdb_setting(node, user, setting):
+    """Adds a setting override (NAME=VALUE) to the user's userdb fields on `node`."""
+    path = node.path / "users" / user
+    fields = path.read_text().rstrip("\n").split(":", 7)
+    fields[7] = " ".join(f for f in fields[7].split(" ") + ["userdb_" + setting] if f)
+    path.write_text(":".join(fields) + "\n")
+
+
 class Outage:
     """One user on node C with a populated account, sessions opened before the cluster
     stopped under them: one per command tried on a selected INBOX (Dovecot ends a
-    session after some failures), and one only logged in."""
+    session after some failures), and one only logged in. A second user has the
+    FETCH failure setting conf.d/90-rbd.conf ships (imap_fetch_failure = no-after)."""
 
     SELECTED_FOR = ("fetch", "store", "append")
 
@@ -115,6 +125,14 @@ class Outage:
         self.selected = {what: node.login(self.user) for what in self.SELECTED_FOR}
         for conn in self.selected.values():
             conn.ok("SELECT", "INBOX")
+        shipped_user = self.user + "s"
+        node.add_user(shipped_user)
+        set_userdb_setting(node, shipped_user, "imap_fetch_failure=no-after")
+        conn = node.login(shipped_user)
+        populate(conn)
+        conn.logout()
+        self.selected["shipped"] = node.login(shipped_user)
+        self.selected["shipped"].ok("SELECT", "INBOX")
         self.logged_in = node.login(self.user)
         self.master_pid = node.master_pid()
         cluster.stop()
@@ -161,15 +179,37 @@ def assert_unavailable(resp, seconds, what):
     assert resp.tagged.startswith("NO [UNAVAILABLE] "), "%s: %s" % (what, resp.tagged)
 
 
-def test_a_failed_fetch_ends_the_session_with_bye_within_the_op_timeout(outage):
-    # Dovecot never answers NO to a FETCH that failed in the storage (clients loop on
-    # it): it sends BYE and disconnects (imap_fetch_failure = disconnect-immediately).
-    resp, seconds = timed(outage.selected["fetch"], "UID FETCH 2 (BODY.PEEK[])")
+def assert_fetch_bye(resp, seconds):
+    """A FETCH that ended the session, within the op timeout, saying the storage is
+    temporarily unavailable: never that the message was expunged or does not exist."""
     assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
     assert isinstance(resp, ImapError), "FETCH answered: %s" % resp.tagged
     byes = [u.decode() for u in resp.untagged if u.startswith(b"* BYE ")]
-    assert len(byes) == 1 and byes[0].startswith("* BYE FETCH failed: "), resp.untagged
-    assert "doesn't exist" not in byes[0]
+    assert len(byes) == 1 and byes[0].startswith("* BYE FETCH failed: " + UNAVAILABLE), \
+        resp.untagged
+
+
+def test_a_failed_fetch_ends_the_session_with_bye_within_the_op_timeout(outage):
+    # Dovecot's default (imap_fetch_failure = disconnect-immediately) never answers NO
+    # to a FETCH that failed in the storage (clients loop on it): it sends BYE.
+    assert_fetch_bye(*timed(outage.selected["fetch"], "UID FETCH 2 (BODY.PEEK[])"))
+
+
+def test_with_the_shipped_fetch_setting_a_failed_fetch_answers_no_then_bye(outage):
+    # imap_fetch_failure = no-after (conf.d/90-rbd.conf): the first FETCH of a message
+    # the cluster cannot serve answers a tagged NO with the code Dovecot 2.3 hard-codes
+    # for it ([SERVERBUG]; cmd-fetch.c has no way to say [UNAVAILABLE]) and the
+    # temporary error's text (also untagged, after a FETCH line with the UID only). The
+    # same FETCH again ends the session, so that a client cannot loop on it. The
+    # message is never reported expunged.
+    conn = outage.selected["shipped"]
+    resp, seconds = timed(conn, "UID FETCH 2 (BODY.PEEK[])")
+    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
+    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    assert resp.untagged == [b"* 1 FETCH (UID 2)", b"* NO " + UNAVAILABLE.encode()], \
+        resp.untagged
+    assert_fetch_bye(*timed(conn, "UID FETCH 2 (BODY.PEEK[])"))
 
 
 def test_store_and_append_on_a_selected_mailbox_fail_unavailable_within_the_op_timeout(
