@@ -1198,9 +1198,9 @@ TEST_F(MailboxIndexTest, RebuildOfOneMailboxRecreatesOnlyItAndOnlyWhileListed) {
 
 // A delete lists the mailbox's records, then removes its index. A session
 // that opened the mailbox before the delete unlisted it (on another node)
-// may append in between: gdb holds the deleting process exactly there (its
-// second write op; the first unlists the name), and the delete must still
-// drop the references of what was appended, not leave them to gc.
+// may append in between: gdb holds the deleting process exactly there (at
+// its second write op, the first unlists the name), and the delete must
+// still drop the references of what was appended, not leave them to gc.
 TEST_F(MailboxIndexTest, DeleteRacingAnAppendDropsTheReferencesOfWhatWasAppended) {
   if (std::system("command -v gdb >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs gdb";
   Reopen({{"rbd_inline_max", "0"}});
@@ -1212,21 +1212,19 @@ TEST_F(MailboxIndexTest, DeleteRacingAnAppendDropsTheReferencesOfWhatWasAppended
   const std::string dir = "/tmp/rbd-delete-race-" + ns_;
   ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
   const std::string go = dir + "/go", script = dir + "/gdb.cmds";
-  std::ofstream(script) << "set pagination off\n"
-                           "set breakpoint pending on\n"
-                           "break librados::v14_2_0::IoCtx::operate(std::__cxx11::basic_string<char, "
-                           "std::char_traits<char>, std::allocator<char> > const&, "
-                           "librados::v14_2_0::ObjectWriteOperation*)\n"
-                           "ignore 1 1\n"
-                           "commands 1\n"
-                           "silent\n"
-                           "echo \\nPAUSED\\n\n"
-                           "shell while [ ! -e "
-                        << go
-                        << " ]; do sleep 0.05; done\n"
-                           "continue\n"
-                           "end\n"
-                           "run\n";
+  // Breakpoint 1: the write ops (the first one unlists); 2: a plain
+  // removal, which is how a delete without a guard removes the index.
+  const std::string string_ref =
+      "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&";
+  const std::string pause =
+      "silent\necho \\nPAUSED\\n\nshell while [ ! -e " + go + " ]; do sleep 0.05; done\ncontinue\nend\n";
+  std::ofstream(script) << "set pagination off\nset breakpoint pending on\n"
+                        << "break librados::v14_2_0::IoCtx::operate(" << string_ref
+                        << ", librados::v14_2_0::ObjectWriteOperation*)\n"
+                        << "break librados::v14_2_0::IoCtx::remove(" << string_ref << ")\n"
+                        << "ignore 1 1\ncommands 1\n"
+                        << pause << "commands 2\n"
+                        << pause << "run\n";
   Worker deleter(ns_, {"delete", "Doomed"}, {"gdb", "-q", "-nx", "-batch", "-x", script, "--args"});
   std::string line;
   while (line != "PAUSED") ASSERT_TRUE(deleter.ReadLine(&line, milliseconds(60000))) << "never paused";
