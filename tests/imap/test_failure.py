@@ -5,11 +5,12 @@ The cluster-stop tests run on a cluster and node of their own (node C), so stopp
 cluster cannot disturb the other tests."""
 
 import shutil
+import subprocess
 import time
 
 import pytest
 
-from daemons import PASSWORD, Cluster, Node
+from daemons import DOVECOT_DEV, PASSWORD, Cluster, Node
 from imap_connection import ImapConnection, ImapError, Literal, selected_state
 from messages import numbered
 
@@ -85,14 +86,17 @@ def isolated(work_dir):
     cluster, and a short op timeout so failures are quick. Node C keeps Dovecot's
     index in memory (mail_location = rbd:INDEX=MEMORY), the other supported form."""
     cluster = Cluster.start(work_dir / "ceph-failure")
-    node = None
+    nodes = []
     try:
-        node = Node.start("C", work_dir / "node-c", "rbd", cluster,
-                          op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30,
-                          index="memory")
-        yield cluster, node
+        nodes.append(Node.start("C", work_dir / "node-c", "rbd", cluster,
+                                op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30,
+                                index="memory"))
+        # D: an index cache on disk, shared by the node's processes.
+        nodes.append(Node.start("D", work_dir / "node-d", "rbd", cluster,
+                                op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30))
+        yield (cluster, *nodes)
     finally:
-        if node:
+        for node in nodes:
             node.stop()
         cluster.stop()
 
@@ -105,15 +109,27 @@ def set_userdb_setting(node, user, setting):
     path.write_text(":".join(fields) + "\n")
 
 
+def import_message(node, user, message):
+    """Saves `message` into the user's INBOX with a GUID kept as text in its record, as
+    `doveadm import` (or dsync) does: saved into an mdbox first, then imported."""
+    source = "mdbox:~/import"
+    proc = subprocess.run([str(DOVECOT_DEV), "doveadm", str(node.path), "-o",
+                           "mail_location=" + source, "save", "-u", user, "-m", "INBOX"],
+                          input=message, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout
+    node.doveadm_ok("import", "-u", user, source, "", "all")
+
+
 class Outage:
     """One user on node C with a populated account, sessions opened before the cluster
     stopped under them: one per command tried on a selected INBOX (Dovecot ends a
-    session after some failures), and one only logged in. A second user has the
-    FETCH failure setting conf.d/90-rbd.conf ships (imap_fetch_failure = no-after)."""
+    session after some failures), and one only logged in. Two more users have the
+    FETCH failure setting conf.d/90-rbd.conf ships (imap_fetch_failure = no-after): one
+    on node C, one on node D (see test_a_fetch_that_failed_once_...)."""
 
     SELECTED_FOR = ("fetch", "store", "append")
 
-    def __init__(self, cluster, node):
+    def __init__(self, cluster, node, node_d):
         self.cluster = cluster
         self.node = node
         self.user = "f%d" % (time.monotonic_ns() % 10**9)
@@ -133,6 +149,17 @@ class Outage:
         conn.logout()
         self.selected["shipped"] = node.login(shipped_user)
         self.selected["shipped"].ok("SELECT", "INBOX")
+        cached_user = self.user + "d"
+        node_d.add_user(cached_user)
+        set_userdb_setting(node_d, cached_user, "imap_fetch_failure=no-after")
+        conn = node_d.login(cached_user)
+        conn.append("INBOX", numbered(1))
+        self.selected["cached"] = node_d.login(cached_user)
+        self.selected["cached"].ok("SELECT", "INBOX")
+        import_message(node_d, cached_user, numbered(2))
+        conn.ok("SELECT", "INBOX")                # syncs UID 2 into D's cache
+        self.selected["cached"].ok("NOOP")        # takes it from that cache
+        conn.logout()
         self.logged_in = node.login(self.user)
         self.master_pid = node.master_pid()
         cluster.stop()
@@ -210,6 +237,19 @@ def test_with_the_shipped_fetch_setting_a_failed_fetch_answers_no_then_bye(outag
     assert resp.untagged == [b"* 1 FETCH (UID 2)", b"* NO " + UNAVAILABLE.encode()], \
         resp.untagged
     assert_fetch_bye(*timed(conn, "UID FETCH 2 (BODY.PEEK[])"))
+
+
+def test_a_fetch_that_failed_once_is_never_answered_as_expunged(outage):
+    # UID 2 reached this session through node D's cache (another process synced it), so
+    # the strings of its record (the imported GUID, kept as text) are listed on first
+    # use. While the cluster is away that listing fails, every time: the message must
+    # not be reported expunged the second time (it was: OK [EXPUNGEISSUED], X-GUID "").
+    conn = outage.selected["cached"]
+    resp, seconds = timed(conn, "UID FETCH 2 (X-GUID)")
+    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
+    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    assert_fetch_bye(*timed(conn, "UID FETCH 2 (X-GUID)"))
 
 
 def test_store_and_append_on_a_selected_mailbox_fail_unavailable_within_the_op_timeout(
