@@ -1247,6 +1247,45 @@ TEST_F(MailboxIndexTest, DeleteRacingAnAppendDropsTheReferencesOfWhatWasAppended
   EXPECT_EQ(rbd_index_open(user_, guid, &doomed, &err_), RBD_ERR_NOT_FOUND);
 }
 
+// check lists the bodies before the records: a message appended in between
+// names a body the listing lacks. gdb holds a `check --repair` right after
+// the body listing (at its first read op); the message appended then must
+// not be reported missing, let alone expunged.
+TEST_F(MailboxIndexTest, CheckRepairNeverExpungesAMessageAppendedDuringIt) {
+  if (std::system("command -v gdb >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs gdb";
+  Reopen({{"rbd_inline_max", "0"}});
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  AppendOne(inbox, "Subject: before\r\n\r\nbefore\r\n");
+
+  const std::string dir = "/tmp/rbd-check-race-" + ns_;
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::string go = dir + "/go", script = dir + "/gdb.cmds";
+  std::ofstream(script) << "set pagination off\nset breakpoint pending on\n"
+                        << "break librados::v14_2_0::IoCtx::operate(std::__cxx11::basic_string<char, "
+                           "std::char_traits<char>, std::allocator<char> > const&, "
+                           "librados::v14_2_0::ObjectReadOperation*, ceph::buffer::v15_2_0::list*)\n"
+                        << "commands 1\nsilent\necho \\nPAUSED\\n\nshell while [ ! -e " << go
+                        << " ]; do sleep 0.05; done\ncontinue\nend\nrun\n";
+  Worker checker(ns_, {"check-repair"}, {"gdb", "-q", "-nx", "-batch", "-x", script, "--args"});
+  std::string line;
+  while (line != "PAUSED") ASSERT_TRUE(checker.ReadLine(&line, milliseconds(60000))) << "never paused";
+  const uint32_t during = AppendOne(inbox, "Subject: during\r\n\r\nduring\r\n");
+  std::ofstream(go) << "go\n";
+  std::vector<std::string> problems;
+  while (line.rfind("checked ", 0) != 0) {
+    ASSERT_TRUE(checker.ReadLine(&line, milliseconds(60000))) << "never finished";
+    if (line.rfind("problem ", 0) == 0) problems.push_back(line);
+  }
+  checker.Wait();
+  std::remove(go.c_str());
+  std::remove(script.c_str());
+  rmdir(dir.c_str());
+  EXPECT_EQ(problems, std::vector<std::string>{});
+  EXPECT_EQ(line, "checked 0");
+  EXPECT_EQ(ReadBody(inbox, during), "Subject: during\r\n\r\nduring\r\n");
+  rbd_index_close(&inbox);
+}
+
 // librados' client threads: a second connection would add about a dozen.
 int ThreadCount() {
   std::ifstream status("/proc/self/status");
