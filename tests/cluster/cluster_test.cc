@@ -1196,6 +1196,72 @@ TEST_F(MailboxIndexTest, RebuildOfOneMailboxRecreatesOnlyItAndOnlyWhileListed) {
   EXPECT_EQ(names, (std::set<std::string>{"Lost", "Other"}));
 }
 
+// A worker held in gdb at one exact point of a maintenance op, for races
+// that must land there: every breakpoint (librados entry points, after
+// `ignore` hits of the first) pauses it until Release(). Lines the worker
+// prints come through as usual; "PAUSED" marks a hold.
+class HeldWorker {
+ public:
+  static constexpr const char* kWriteOp = "ObjectWriteOperation*)";
+  static constexpr const char* kReadOp = "ObjectReadOperation*, ceph::buffer::v15_2_0::list*)";
+  static constexpr const char* kRemove = "";
+
+  // `ops`: the IoCtx::operate overloads (kWriteOp, kReadOp) or IoCtx::remove
+  // (kRemove) to break at.
+  HeldWorker(const std::string& ns, const std::vector<std::string>& args, const std::vector<const char*>& ops,
+             int ignore)
+      : dir_("/tmp/rbd-held-" + ns + "-" + std::to_string(NowNs())), go_(dir_ + "/go") {
+    EXPECT_EQ(mkdir(dir_.c_str(), 0700), 0);
+    const std::string string_ref =
+        "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&";
+    std::ofstream script(dir_ + "/gdb.cmds");
+    script << "set pagination off\nset breakpoint pending on\n";
+    for (size_t i = 0; i < ops.size(); i++) {
+      if (*ops[i] == '\0') {
+        script << "break librados::v14_2_0::IoCtx::remove(" << string_ref << ")\n";
+      } else {
+        script << "break librados::v14_2_0::IoCtx::operate(" << string_ref
+               << ", librados::v14_2_0::" << ops[i] << "\n";
+      }
+      script << "commands " << i + 1 << "\nsilent\necho \\nPAUSED\\n\nshell while [ ! -e " << go_
+             << " ]; do sleep 0.05; done\ncontinue\nend\n";
+    }
+    if (ignore > 0) script << "ignore 1 " << ignore << "\n";
+    script << "run\n";
+    script.close();
+    worker_ = std::make_unique<Worker>(
+        ns, args, std::vector<std::string>{"gdb", "-q", "-nx", "-batch", "-x", dir_ + "/gdb.cmds", "--args"});
+  }
+  ~HeldWorker() {
+    Release();
+    worker_.reset();
+    std::remove(go_.c_str());
+    std::remove((dir_ + "/gdb.cmds").c_str());
+    rmdir(dir_.c_str());
+  }
+  // Waits for the first hold; false if the worker never got there.
+  bool WaitHeld() {
+    std::string line;
+    while (line != "PAUSED")
+      if (!worker_->ReadLine(&line, milliseconds(60000))) return false;
+    return true;
+  }
+  // Lets it go on, at once past every later breakpoint.
+  void Release() { std::ofstream(go_) << "go\n"; }
+  // The next line the worker prints that starts with `prefix`.
+  bool ReadUntil(const std::string& prefix, std::string* line, std::vector<std::string>* others = nullptr) {
+    for (;;) {
+      if (!worker_->ReadLine(line, milliseconds(60000))) return false;
+      if (line->rfind(prefix, 0) == 0) return true;
+      if (others != nullptr) others->push_back(*line);
+    }
+  }
+
+ private:
+  std::string dir_, go_;
+  std::unique_ptr<Worker> worker_;
+};
+
 // A delete lists the mailbox's records, then removes its index. A session
 // that opened the mailbox before the delete unlisted it (on another node)
 // may append in between: gdb holds the deleting process exactly there (at
@@ -1209,32 +1275,14 @@ TEST_F(MailboxIndexTest, DeleteRacingAnAppendDropsTheReferencesOfWhatWasAppended
   uint8_t before[RBD_GUID_SIZE], during[RBD_GUID_SIZE];
   AppendOne(doomed, "Subject: before\r\n\r\nbefore\r\n", 0, before);
 
-  const std::string dir = "/tmp/rbd-delete-race-" + ns_;
-  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-  const std::string go = dir + "/go", script = dir + "/gdb.cmds";
-  // Breakpoint 1: the write ops (the first one unlists); 2: a plain
-  // removal, which is how a delete without a guard removes the index.
-  const std::string string_ref =
-      "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&";
-  const std::string pause =
-      "silent\necho \\nPAUSED\\n\nshell while [ ! -e " + go + " ]; do sleep 0.05; done\ncontinue\nend\n";
-  std::ofstream(script) << "set pagination off\nset breakpoint pending on\n"
-                        << "break librados::v14_2_0::IoCtx::operate(" << string_ref
-                        << ", librados::v14_2_0::ObjectWriteOperation*)\n"
-                        << "break librados::v14_2_0::IoCtx::remove(" << string_ref << ")\n"
-                        << "ignore 1 1\ncommands 1\n"
-                        << pause << "commands 2\n"
-                        << pause << "run\n";
-  Worker deleter(ns_, {"delete", "Doomed"}, {"gdb", "-q", "-nx", "-batch", "-x", script, "--args"});
-  std::string line;
-  while (line != "PAUSED") ASSERT_TRUE(deleter.ReadLine(&line, milliseconds(60000))) << "never paused";
+  // The first write op unlists the name; the second removes the index, as
+  // IoCtx::remove does in a delete without a guard.
+  HeldWorker deleter(ns_, {"delete", "Doomed"}, {HeldWorker::kWriteOp, HeldWorker::kRemove}, 1);
+  ASSERT_TRUE(deleter.WaitHeld()) << "never paused";
   AppendOne(doomed, "Subject: during\r\n\r\nduring\r\n", 0, during);
-  std::ofstream(go) << "go\n";
-  while (line != "deleted") ASSERT_TRUE(deleter.ReadLine(&line, milliseconds(60000))) << "never deleted";
-  deleter.Wait();
-  std::remove(go.c_str());
-  std::remove(script.c_str());
-  rmdir(dir.c_str());
+  deleter.Release();
+  std::string line;
+  ASSERT_TRUE(deleter.ReadUntil("deleted", &line)) << "never deleted";
 
   rbd_body_info info{};
   ASSERT_EQ(rbd_body_stat(user_, before, &info, &err_), RBD_OK);
@@ -1257,32 +1305,58 @@ TEST_F(MailboxIndexTest, CheckRepairNeverExpungesAMessageAppendedDuringIt) {
   rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
   AppendOne(inbox, "Subject: before\r\n\r\nbefore\r\n");
 
-  const std::string dir = "/tmp/rbd-check-race-" + ns_;
-  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-  const std::string go = dir + "/go", script = dir + "/gdb.cmds";
-  std::ofstream(script) << "set pagination off\nset breakpoint pending on\n"
-                        << "break librados::v14_2_0::IoCtx::operate(std::__cxx11::basic_string<char, "
-                           "std::char_traits<char>, std::allocator<char> > const&, "
-                           "librados::v14_2_0::ObjectReadOperation*, ceph::buffer::v15_2_0::list*)\n"
-                        << "commands 1\nsilent\necho \\nPAUSED\\n\nshell while [ ! -e " << go
-                        << " ]; do sleep 0.05; done\ncontinue\nend\nrun\n";
-  Worker checker(ns_, {"check-repair"}, {"gdb", "-q", "-nx", "-batch", "-x", script, "--args"});
-  std::string line;
-  while (line != "PAUSED") ASSERT_TRUE(checker.ReadLine(&line, milliseconds(60000))) << "never paused";
+  HeldWorker checker(ns_, {"check-repair"}, {HeldWorker::kReadOp}, 0);
+  ASSERT_TRUE(checker.WaitHeld()) << "never paused";
   const uint32_t during = AppendOne(inbox, "Subject: during\r\n\r\nduring\r\n");
-  std::ofstream(go) << "go\n";
+  checker.Release();
+  std::string line;
   std::vector<std::string> problems;
-  while (line.rfind("checked ", 0) != 0) {
-    ASSERT_TRUE(checker.ReadLine(&line, milliseconds(60000))) << "never finished";
-    if (line.rfind("problem ", 0) == 0) problems.push_back(line);
-  }
-  checker.Wait();
-  std::remove(go.c_str());
-  std::remove(script.c_str());
-  rmdir(dir.c_str());
+  ASSERT_TRUE(checker.ReadUntil("checked ", &line, &problems)) << "never finished";
+  problems.erase(std::remove_if(problems.begin(), problems.end(),
+                                [](const std::string& l) { return l.rfind("problem ", 0) != 0; }),
+                 problems.end());
   EXPECT_EQ(problems, std::vector<std::string>{});
   EXPECT_EQ(line, "checked 0");
   EXPECT_EQ(ReadBody(inbox, during), "Subject: during\r\n\r\nduring\r\n");
+  rbd_index_close(&inbox);
+}
+
+// check --repair rewrites counters from a listing: a message appended
+// between that listing and the write (gdb holds the repair at its write)
+// must count, so the counters end equal to the records, not to the listing.
+TEST_F(MailboxIndexTest, CheckRepairWritesCountersOnlyUnderTheStateItCounted) {
+  if (std::system("command -v gdb >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs gdb";
+  Reopen({{"rbd_inline_max", "0"}});
+  const std::string guid_hex = CreateMailbox("INBOX");
+  rbd_index* inbox = OpenMailbox(guid_hex);
+  AppendOne(inbox, "Subject: before\r\n\r\nbefore\r\n");
+  librados::IoCtx index_io;
+  AdminIo(Env("RBD_TEST_POOL"));
+  ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
+  index_io.set_namespace(ns_);
+  librados::bufferlist raw;
+  ASSERT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
+  rbd::MailboxState state;
+  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+  state.messages = 7;
+  librados::bufferlist bad;
+  bad.append(rbd::Encode(state));
+  ASSERT_EQ(index_io.setxattr("i." + guid_hex, rbd::keys::kStateAttr, bad), 0);
+
+  HeldWorker repair(ns_, {"check-repair"}, {HeldWorker::kWriteOp}, 0);
+  ASSERT_TRUE(repair.WaitHeld()) << "never paused";
+  AppendOne(inbox, "Subject: during\r\n\r\nduring\r\n");
+  repair.Release();
+  std::string line;
+  ASSERT_TRUE(repair.ReadUntil("checked ", &line)) << "never finished";
+
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.messages, 2u) << "counters written from a listing the append overtook";
+  rbd_problems* problems = nullptr;
+  ASSERT_EQ(rbd_user_check(user_, 0, 3600, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
+  rbd_problems_free(&problems);
   rbd_index_close(&inbox);
 }
 
