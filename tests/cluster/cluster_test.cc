@@ -14,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <rados/librados.hpp>
 #include <set>
@@ -76,6 +77,22 @@ class MailboxIndexTest : public UserFixture {
     EXPECT_EQ(rados_.ioctx_create(pool.c_str(), io), 0);
     io.set_namespace(ns_);
     return io;
+  }
+
+  // Rewrites the state of mailbox `guid_hex` as `edit` says, behind the
+  // core's back (a fault, or counters a repair wrote from a stale listing).
+  void EditState(const std::string& guid_hex, const std::function<void(rbd::MailboxState*)>& edit) {
+    librados::IoCtx index_io;
+    AdminIo(Env("RBD_TEST_POOL"));
+    ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
+    index_io.set_namespace(ns_);
+    librados::bufferlist raw, edited;
+    ASSERT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
+    rbd::MailboxState state;
+    ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+    edit(&state);
+    edited.append(rbd::Encode(state));
+    ASSERT_EQ(index_io.setxattr("i." + guid_hex, rbd::keys::kStateAttr, edited), 0);
   }
 
   void TearDown() override {
@@ -1077,19 +1094,12 @@ TEST_F(MailboxIndexTest, UidValidityAndGuidChangeOnlyWhenNoRecordExistsWhateverT
   const std::string guid_hex = CreateMailbox("INBOX");
   rbd_index* m = OpenMailbox(guid_hex);
   AppendOne(m, "Subject: kept\r\n\r\nkept\r\n");
-  librados::IoCtx index_io;
-  AdminIo(Env("RBD_TEST_POOL"));
-  ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
-  index_io.set_namespace(ns_);
-  librados::bufferlist raw;
-  ASSERT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
   rbd::MailboxState state;
-  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
-  state.messages = 0;
-  state.virtual_size = state.physical_size = 0;
-  librados::bufferlist zero;
-  zero.append(rbd::Encode(state));
-  ASSERT_EQ(index_io.setxattr("i." + guid_hex, rbd::keys::kStateAttr, zero), 0);
+  EditState(guid_hex, [&](rbd::MailboxState* s) {
+    s->messages = 0;
+    s->virtual_size = s->physical_size = 0;
+    state = *s;
+  });
 
   rbd_index_close(&m);
   m = OpenMailbox(guid_hex);
@@ -1330,18 +1340,7 @@ TEST_F(MailboxIndexTest, CheckRepairWritesCountersOnlyUnderTheStateItCounted) {
   const std::string guid_hex = CreateMailbox("INBOX");
   rbd_index* inbox = OpenMailbox(guid_hex);
   AppendOne(inbox, "Subject: before\r\n\r\nbefore\r\n");
-  librados::IoCtx index_io;
-  AdminIo(Env("RBD_TEST_POOL"));
-  ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
-  index_io.set_namespace(ns_);
-  librados::bufferlist raw;
-  ASSERT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
-  rbd::MailboxState state;
-  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
-  state.messages = 7;
-  librados::bufferlist bad;
-  bad.append(rbd::Encode(state));
-  ASSERT_EQ(index_io.setxattr("i." + guid_hex, rbd::keys::kStateAttr, bad), 0);
+  EditState(guid_hex, [](rbd::MailboxState* s) { s->messages = 7; });
 
   HeldWorker repair(ns_, {"check-repair"}, {HeldWorker::kWriteOp}, 0);
   ASSERT_TRUE(repair.WaitHeld()) << "never paused";
