@@ -379,10 +379,11 @@ static int rbd_mailbox_exists(struct mailbox *box, bool auto_boxes,
 
 /* A listed mailbox whose index object is gone. doveadm (force-resync, or
    any command opening it with ACLs ignored, i.e. as the administrator)
-   recreates it from the bodies, with every other lost index of the user
-   (one scan of the user's bodies for all; see rebuilder.h). Elsewhere it
-   stays an error: the rebuild scans every body of the user and must not
-   stall an IMAP session. */
+   recreates this one mailbox from the bodies that are really lost (no
+   record of any mailbox references them; see rebuilder.h), and only while
+   it is still listed: a delete from another node that won the race stays
+   a delete. Elsewhere it stays an error: the rebuild scans every body of
+   the user and must not stall an IMAP session. */
 static int rbd_mailbox_rebuild_lost(struct rbd_mailbox *mbox,
                                     struct rbd_user *user)
 {
@@ -391,14 +392,13 @@ static int rbd_mailbox_rebuild_lost(struct rbd_mailbox *mbox,
 
 	if ((mbox->box.flags & MAILBOX_FLAG_IGNORE_ACLS) == 0)
 		return 0;
-	if (rbd_user_rebuild(user, &stats, &err) != RBD_OK) {
+	if (rbd_mailbox_rebuild(user, mbox->guid, &stats, &err) != RBD_OK) {
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return -1;
 	}
-	i_info("rbd: index of %s was lost: recreated %" PRIu64
-	       " mailboxes with %" PRIu64 " messages from their bodies",
-	       mbox->box.vname, stats.mailboxes_recreated,
-	       stats.messages_recovered);
+	i_info("rbd: index of %s was lost: recreated it with %" PRIu64
+	       " messages from their bodies",
+	       mbox->box.vname, stats.messages_recovered);
 	return 1;
 }
 

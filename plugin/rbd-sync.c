@@ -224,7 +224,6 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 
 	i_zero(&snap);
 	i_array_init(&snap.pages, 8);
-	mbox->msgs_stale = FALSE;
 	for (attempt = 0;; attempt++) {
 		after = 0;
 		do {
@@ -247,10 +246,13 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 		i_array_init(&snap.pages, 8);
 	}
 	if (code != RBD_OK) {
+		/* Still stale: a miss after a failed listing (the cluster is
+		   away) is a temporary error again, never an expunged mail. */
 		rbd_storage_set_error(mbox->box.storage, &err);
 		rbd_snapshot_free(&snap);
 		return -1;
 	}
+	mbox->msgs_stale = FALSE;
 	if (snap_r != NULL)
 		*snap_r = snap;
 	else

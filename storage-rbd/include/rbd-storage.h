@@ -530,8 +530,9 @@ rbd_code rbd_index_trim_log(struct rbd_index *mailbox, uint64_t up_to_modseq,
 /*
  * Sets UIDVALIDITY (unless 0) and raises UIDNEXT and HIGHESTMODSEQ to at
  * least min_uidnext and min_highest_modseq, in one guarded op. UIDVALIDITY
- * changes only while the mailbox has no messages: RBD_ERR_INVALID
- * otherwise.
+ * changes only while the mailbox has no message records: RBD_ERR_INVALID
+ * otherwise. A UIDVALIDITY set here is never given to a mailbox the user
+ * creates later (the user's last UIDVALIDITY is raised to it first).
  */
 rbd_code rbd_index_update_state(struct rbd_index *mailbox, uint32_t uidvalidity,
                                 uint32_t min_uidnext,
@@ -770,13 +771,23 @@ struct rbd_rebuild_stats {
 /*
  * Recreates lost mailbox index objects from the stored bodies' metadata
  * (see rebuilder.h): each with a new UIDVALIDITY, under its listed name or
- * "Recovered/<guid>", one record per body. Flags, keywords and inline
- * bodies are not recoverable. Runs under the user's "gc" lease
- * (RBD_ERR_BUSY while gc runs). A no-op when no index is lost.
+ * "Recovered/<guid>", one record per body no record of any mailbox
+ * references. Flags, keywords and inline bodies are not recoverable. Runs under
+ * the user's "gc" lease (RBD_ERR_BUSY while gc runs). A no-op when no index is
+ * lost.
  */
 rbd_code rbd_user_rebuild(struct rbd_user *user,
                           struct rbd_rebuild_stats *stats_r,
                           struct rbd_error *err);
+/*
+ * The same for one mailbox only, and only while a name still lists it:
+ * RBD_ERR_NOT_FOUND when it was deleted (not lost). A body is recovered
+ * into it only when no record of any mailbox references it.
+ */
+rbd_code rbd_mailbox_rebuild(struct rbd_user *user,
+                             const uint8_t guid[RBD_GUID_SIZE],
+                             struct rbd_rebuild_stats *stats_r,
+                             struct rbd_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Dictionary: key-value pairs in the omap of object `d`               */

@@ -824,14 +824,28 @@ void rbd_objects_free(rbd_objects** objects) {
   *objects = nullptr;
 }
 
-rbd_code rbd_user_rebuild(rbd_user* user, rbd_rebuild_stats* stats_r, rbd_error* err) {
+namespace {
+
+rbd_code Rebuild(rbd_user* user, const uint8_t* only, rbd_rebuild_stats* stats_r, rbd_error* err) {
   return Guarded(err, [&] {
     rbd::RebuildStats stats;
-    rbd::Status s = rbd::Rebuilder(user->account.get()).Run(&stats);
+    rbd::Rebuilder rebuilder(user->account.get());
+    rbd::Status s = only ? rebuilder.RunFor(rbd::Guid::FromBytes(only), &stats) : rebuilder.Run(&stats);
     stats_r->mailboxes_recreated = stats.mailboxes_recreated;
     stats_r->messages_recovered = stats.messages_recovered;
     return s;
   });
+}
+
+}  // namespace
+
+rbd_code rbd_user_rebuild(rbd_user* user, rbd_rebuild_stats* stats_r, rbd_error* err) {
+  return Rebuild(user, nullptr, stats_r, err);
+}
+
+rbd_code rbd_mailbox_rebuild(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_rebuild_stats* stats_r,
+                             rbd_error* err) {
+  return Rebuild(user, guid, stats_r, err);
 }
 
 }  // extern "C"

@@ -14,8 +14,6 @@ namespace rbd {
 
 namespace {
 
-constexpr size_t kRecordPage = 16384;
-
 // What a mailbox's records add up to.
 struct Totals {
   uint32_t messages = 0;
@@ -28,12 +26,6 @@ struct Totals {
     virtual_size += r.virtual_size;
     physical_size += r.physical_size;
     max_uid = std::max(max_uid, r.uid);
-  }
-  // UIDs stay used: max_uid is kept.
-  void Remove(const Totals& o) {
-    messages -= o.messages;
-    virtual_size -= o.virtual_size;
-    physical_size -= o.physical_size;
   }
 };
 
@@ -54,6 +46,8 @@ Status Checker::Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* p
     keys::ParsedObject parsed = keys::ParseObject(oid);
     if (parsed.kind == keys::ObjectKind::kBody) bodies.insert(parsed.guid);
   }
+  const int64_t cutoff = static_cast<int64_t>(std::time(nullptr)) - grace_seconds;
+  MessageStore store(account_);
 
   std::vector<MailboxInfo> mailboxes;
   s = MailboxList(account_).List(&mailboxes);
@@ -61,63 +55,11 @@ Status Checker::Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* p
   std::set<Guid> referenced;
   for (const MailboxInfo& info : mailboxes) {
     if (!info.exists) continue;
-    MailboxIndex index(account_, info.entry.guid);
-    MailboxState state;
-    s = index.ReadState(&state);
+    s = CheckMailbox(info, bodies, repair, &referenced, problems);
     if (s.IsNotFound()) continue;  // deleted meanwhile
     if (!s.ok()) return s;
-    Totals totals, gone;
-    std::vector<uint32_t> bodiless;
-    for (uint32_t after = 0;;) {
-      std::vector<MessageRecord> page;
-      s = index.ListRecords(after, kRecordPage, &page);
-      if (!s.ok()) return s;
-      for (const MessageRecord& r : page) {
-        totals.Add(r);
-        if (r.inline_body) continue;
-        referenced.insert(r.guid);
-        if (bodies.count(r.guid)) continue;
-        bodiless.push_back(r.uid);
-        gone.Add(r);
-        problems->push_back(
-            {Problem::Kind::kMissingBody, info.entry.guid, r.uid, r.guid,
-             info.name + " UID " + std::to_string(r.uid) + ": body m." + r.guid.Hex() + " does not exist"});
-      }
-      if (page.size() < kRecordPage) break;
-      after = page.back().uid;
-    }
-    if (repair && !bodiless.empty()) {
-      std::vector<uint32_t> expunged;
-      s = index.Expunge(bodiless, &expunged);
-      if (!s.ok()) return s;
-      for (Problem& p : *problems)
-        if (p.kind == Problem::Kind::kMissingBody && p.mailbox == info.entry.guid) p.repaired = true;
-      totals.Remove(gone);
-      s = index.ReadState(&state);
-      if (!s.ok()) return s;
-    }
-    if (state.messages != totals.messages || state.virtual_size != totals.virtual_size ||
-        state.physical_size != totals.physical_size || state.uidnext <= totals.max_uid) {
-      MailboxState expected = state;
-      expected.messages = totals.messages;
-      expected.virtual_size = totals.virtual_size;
-      expected.physical_size = totals.physical_size;
-      expected.uidnext = std::max(state.uidnext, totals.max_uid + 1);
-      Problem p{
-          Problem::Kind::kWrongCounters, info.entry.guid, 0, Guid(),
-          info.name + ": counters say " + Describe(state) + "; records add up to " + Describe(expected)};
-      if (repair) {
-        s = index.SetCounters(expected.messages, expected.virtual_size, expected.physical_size,
-                              expected.uidnext);
-        if (!s.ok()) return s;
-        p.repaired = true;
-      }
-      problems->push_back(std::move(p));
-    }
   }
 
-  const int64_t cutoff = static_cast<int64_t>(std::time(nullptr)) - grace_seconds;
-  MessageStore store(account_);
   bool unreferenced = false;
   for (const Guid& body : bodies) {
     if (referenced.count(body)) continue;
@@ -134,6 +76,13 @@ Status Checker::Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* p
         {Problem::Kind::kUnreferencedBody, Guid(), 0, body,
          "body m." + body.Hex() + " (" + std::to_string(meta.size) + " bytes) is referenced by no record"});
   }
+  const auto headless = HeadlessChunks(account_->mail_io(), mail_objects, cutoff);
+  for (const auto& [body, chunks] : headless) {
+    unreferenced = true;
+    problems->push_back({Problem::Kind::kUnreferencedBody, Guid(), 0, body,
+                         "body m." + body.Hex() + " has " + std::to_string(chunks.size()) +
+                             " chunk objects and no head: its write never finished"});
+  }
   if (repair && unreferenced) {
     // gc's own scan, under its lease: it re-checks every body against the
     // records, so a reference taken since this scan wins.
@@ -142,12 +91,85 @@ Status Checker::Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* p
     if (!s.ok()) return s;
     for (Problem& p : *problems) {
       if (p.kind != Problem::Kind::kUnreferencedBody) continue;
-      BodyMeta meta;
-      BodyRef ref;
-      p.repaired = store.Stat(p.body, &meta, &ref).IsNotFound();
+      auto chunks = headless.find(p.body);
+      if (chunks == headless.end()) {
+        BodyMeta meta;
+        BodyRef ref;
+        p.repaired = store.Stat(p.body, &meta, &ref).IsNotFound();
+      } else {
+        uint64_t size;
+        time_t mtime;
+        p.repaired = std::none_of(chunks->second.begin(), chunks->second.end(), [&](const std::string& oid) {
+          return account_->mail_io().stat(oid, &size, &mtime) == 0;
+        });
+      }
     }
   }
   return Status::OK();
+}
+
+// Under live traffic: the records are counted from one snapshot, a missing
+// body is confirmed by a read (the body listing predates the records, so a
+// message appended since is not in it), and counters are written only
+// while the state is still that snapshot's. A repair that loses a race to a
+// writer counts again, a few times, then reports the problem unrepaired.
+Status Checker::CheckMailbox(const MailboxInfo& info, const std::set<Guid>& bodies, bool repair,
+                             std::set<Guid>* referenced, std::vector<Problem>* problems) {
+  constexpr int kAttempts = 5;
+  MailboxIndex index(account_, info.entry.guid);
+  MessageStore store(account_);
+  std::set<uint32_t> reported;
+  for (int attempt = 1;; attempt++) {
+    std::vector<MessageRecord> records;
+    MailboxState state;
+    Status s = index.ListAll(&records, &state);
+    if (!s.ok()) return s;
+    Totals totals;
+    std::vector<uint32_t> bodiless;
+    for (const MessageRecord& r : records) {
+      totals.Add(r);
+      if (r.inline_body) continue;
+      referenced->insert(r.guid);
+      if (bodies.count(r.guid)) continue;
+      BodyMeta meta;
+      BodyRef ref;
+      s = store.Stat(r.guid, &meta, &ref);
+      if (s.ok()) continue;
+      if (!s.IsNotFound()) return s;
+      bodiless.push_back(r.uid);
+      if (!reported.insert(r.uid).second) continue;
+      problems->push_back(
+          {Problem::Kind::kMissingBody, info.entry.guid, r.uid, r.guid,
+           info.name + " UID " + std::to_string(r.uid) + ": body m." + r.guid.Hex() + " does not exist"});
+    }
+    if (repair && !bodiless.empty()) {
+      std::vector<uint32_t> expunged;
+      s = index.Expunge(bodiless, &expunged);
+      if (!s.ok()) return s;
+      for (Problem& p : *problems)
+        if (p.kind == Problem::Kind::kMissingBody && p.mailbox == info.entry.guid) p.repaired = true;
+      continue;  // counted again without them
+    }
+    if (state.messages == totals.messages && state.virtual_size == totals.virtual_size &&
+        state.physical_size == totals.physical_size && state.uidnext > totals.max_uid)
+      return Status::OK();
+    MailboxState expected = state;
+    expected.messages = totals.messages;
+    expected.virtual_size = totals.virtual_size;
+    expected.physical_size = totals.physical_size;
+    expected.uidnext = std::max(state.uidnext, totals.max_uid + 1);
+    Problem p{Problem::Kind::kWrongCounters, info.entry.guid, 0, Guid(),
+              info.name + ": counters say " + Describe(state) + "; records add up to " + Describe(expected)};
+    if (repair) {
+      s = index.SetCounters(state, expected.messages, expected.virtual_size, expected.physical_size,
+                            expected.uidnext);
+      if (s.code() == Code::kConflict && attempt < kAttempts) continue;
+      if (!s.ok() && s.code() != Code::kConflict) return s;
+      p.repaired = s.ok();
+    }
+    problems->push_back(std::move(p));
+    return Status::OK();
+  }
 }
 
 }  // namespace rbd

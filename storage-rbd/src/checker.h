@@ -9,17 +9,20 @@
 //  - counters (messages, sizes, UIDNEXT) that disagree with the records
 //    (STATUS and quota read them: repair rewrites them);
 //  - a body that no record references and whose reference has not changed
-//    for the grace period (repair reclaims it, as gc does). Younger ones are
-//    a COPY or APPEND in flight, not a problem.
+//    for the grace period, or the chunks of a body whose head was never
+//    written, unchanged as long (repair reclaims them, as gc does). Younger
+//    ones are a COPY or APPEND in flight, not a problem.
 #ifndef STORAGE_RBD_CHECKER_H_
 #define STORAGE_RBD_CHECKER_H_
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "account.h"
 #include "guid.h"
+#include "mailbox_list.h"
 #include "status.h"
 
 namespace rbd {
@@ -43,6 +46,11 @@ class Checker {
   Status Run(bool repair, uint32_t grace_seconds, std::vector<Problem>* problems);
 
  private:
+  // One mailbox: its missing bodies and counters; adds the bodies its
+  // records reference to *referenced.
+  Status CheckMailbox(const MailboxInfo& info, const std::set<Guid>& bodies, bool repair,
+                      std::set<Guid>* referenced, std::vector<Problem>* problems);
+
   Account* account_;
 };
 

@@ -1,6 +1,8 @@
 #include "garbage_collector.h"
 
+#include <algorithm>
 #include <ctime>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -26,6 +28,24 @@ bool OlderThan(librados::IoCtx& io, const std::string& oid, int64_t cutoff) {
 }
 
 }  // namespace
+
+std::map<Guid, std::vector<std::string>> HeadlessChunks(librados::IoCtx& io,
+                                                        const std::vector<std::string>& objects,
+                                                        int64_t cutoff) {
+  std::set<Guid> heads;
+  std::map<Guid, std::vector<std::string>> chunks;
+  for (const std::string& oid : objects) {
+    keys::ParsedObject parsed = keys::ParseObject(oid);
+    if (parsed.kind == keys::ObjectKind::kBody) heads.insert(parsed.guid);
+    if (parsed.kind == keys::ObjectKind::kChunk) chunks[parsed.guid].push_back(oid);
+  }
+  for (auto it = chunks.begin(); it != chunks.end();) {
+    const bool old = std::all_of(it->second.begin(), it->second.end(),
+                                 [&](const std::string& oid) { return OlderThan(io, oid, cutoff); });
+    it = heads.count(it->first) || !old ? chunks.erase(it) : std::next(it);
+  }
+  return chunks;
+}
 
 Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
   *stats = GcStats();
@@ -82,19 +102,13 @@ Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
   std::vector<std::string> mail_objects;
   s = Account::ListObjects(mail_io, &mail_objects);
   if (!s.ok()) return s;
-  std::set<Guid> heads;
-  for (const std::string& oid : mail_objects) {
-    keys::ParsedObject parsed = keys::ParseObject(oid);
-    if (parsed.kind == keys::ObjectKind::kBody) heads.insert(parsed.guid);
+  for (const auto& [guid, chunks] : HeadlessChunks(mail_io, mail_objects, cutoff)) {
+    for (const std::string& oid : chunks) mail_io.remove(oid);
+    stats->bodies_reclaimed++;
   }
   MessageStore store(account_);
   for (const std::string& oid : mail_objects) {
     keys::ParsedObject parsed = keys::ParseObject(oid);
-    if (parsed.kind == keys::ObjectKind::kChunk) {
-      // A chunk without a head is a crashed streamed write.
-      if (!heads.count(parsed.guid) && OlderThan(mail_io, oid, cutoff)) mail_io.remove(oid);
-      continue;
-    }
     if (parsed.kind != keys::ObjectKind::kBody) continue;
     stats->bodies_scanned++;
     if (referenced.count(parsed.guid)) continue;

@@ -15,8 +15,12 @@
 #define STORAGE_RBD_GARBAGE_COLLECTOR_H_
 
 #include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "account.h"
+#include "guid.h"
 #include "status.h"
 
 namespace rbd {
@@ -27,6 +31,15 @@ struct GcStats {
   uint64_t bodies_in_grace = 0;
   uint64_t indexes_reclaimed = 0;
 };
+
+// The chunk objects (`m.<guid>.<n>`, by body GUID) among `objects` whose
+// head `m.<guid>` is not among them and none of which changed after
+// `cutoff`: what a striped or streamed write that never reached its commit
+// point (the head, MessageStore) leaves. A younger chunk is a write in
+// flight. gc removes them and check reports them, by this one rule.
+std::map<Guid, std::vector<std::string>> HeadlessChunks(librados::IoCtx& io,
+                                                        const std::vector<std::string>& objects,
+                                                        int64_t cutoff);
 
 class GarbageCollector {
  public:

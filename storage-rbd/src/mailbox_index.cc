@@ -5,6 +5,7 @@
 
 #include "keys.h"
 #include "lease.h"
+#include "mailbox_list.h"
 #include "message_store.h"
 #include "retry.h"
 
@@ -515,9 +516,11 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
   });
 }
 
-Status MailboxIndex::SetCounters(uint32_t messages, uint64_t virtual_size, uint64_t physical_size,
-                                 uint32_t uidnext) {
+Status MailboxIndex::SetCounters(const MailboxState& listed, uint32_t messages, uint64_t virtual_size,
+                                 uint64_t physical_size, uint32_t uidnext) {
+  state_valid_ = false;  // compared with the cluster's state, not a cached one
   return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    if (!(m->state == listed)) return Status::Conflict(oid_ + " changed since its records were counted");
     m->state.messages = messages;
     m->state.virtual_size = virtual_size;
     m->state.physical_size = physical_size;
@@ -594,6 +597,34 @@ Status MailboxIndex::ListSnapshot(uint32_t after_uid, size_t max, std::vector<Me
   }
   *state = snapshot_state_;
   return DecodeRecords(oid_, values, records);
+}
+
+Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state) {
+  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
+  const auto start = RetryPolicy::Clock::now();
+  for (unsigned attempt = 1;; attempt++) {
+    records->clear();
+    Status s;
+    for (uint32_t after = 0;;) {
+      std::vector<MessageRecord> page;
+      s = ListSnapshot(after, kOmapPage, &page, state);
+      if (!s.ok()) break;
+      records->insert(records->end(), page.begin(), page.end());
+      if (page.size() < kOmapPage) break;
+      after = page.back().uid;
+    }
+    if (s.code() != Code::kConflict) return s;
+    if (!retry.Backoff(attempt, start)) return s;
+  }
+}
+
+Status MailboxIndex::HasRecords(bool* any) {
+  std::map<std::string, librados::bufferlist> values;
+  int r = ReadPages(keys::kRecordPrefix, keys::kRecordPrefix, 1, PageState::kIgnore, nullptr, &values);
+  if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+  if (r < 0) return Status::FromRados(r, "list " + oid_);
+  *any = !values.empty();
+  return Status::OK();
 }
 
 Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records) {
@@ -789,34 +820,51 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
 }
 
 Status MailboxIndex::Remove() {
-  std::vector<Guid> stored;
-  uint32_t after = 0;
-  for (;;) {
-    std::vector<MessageRecord> page;
-    Status s = ListRecords(after, kOmapPage, &page);
-    if (s.IsNotFound()) return Status::OK();
-    if (!s.ok()) return s;
-    for (const MessageRecord& rec : page)
-      if (!rec.inline_body) stored.push_back(rec.guid);
-    if (page.size() < kOmapPage) break;
-    after = page.back().uid;
-  }
-  int r = account_->index_io().remove(oid_);
-  if (r < 0 && r != -ENOENT) return Status::FromRados(r, "remove " + oid_);
+  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
+  const auto start = RetryPolicy::Clock::now();
   state_valid_ = false;
-  std::vector<Status> statuses;
-  MessageStore(account_).ChangeRefs(stored, -1, &statuses);
-  return Status::OK();
+  for (unsigned attempt = 1;; attempt++) {
+    std::vector<MessageRecord> records;
+    MailboxState state;
+    Status s = ListAll(&records, &state);
+    if (s.IsNotFound()) return Status::OK();  // removed meanwhile, by whoever drops its references
+    if (!s.ok()) return s;
+    librados::ObjectWriteOperation op;
+    op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, snapshot_raw_);
+    op.remove();
+    int r = account_->index_io().operate(oid_, &op);
+    if (r == -ENOENT) return Status::OK();
+    if (r == -ECANCELED) {
+      if (!retry.Backoff(attempt, start))
+        return Status::Conflict("remove " + oid_ + ": written to under " + std::to_string(attempt) +
+                                " removals");
+      continue;
+    }
+    if (r < 0) return Status::FromRados(r, "remove " + oid_);
+    std::vector<Guid> stored;
+    for (const MessageRecord& rec : records)
+      if (!rec.inline_body) stored.push_back(rec.guid);
+    std::vector<Status> statuses;
+    MessageStore(account_).ChangeRefs(stored, -1, &statuses);
+    return Status::OK();
+  }
 }
 
 Status MailboxIndex::UpdateState(uint32_t uidvalidity, uint32_t min_uidnext, uint64_t min_highest_modseq) {
+  // Raised first: a crash after it only skips a value, never reuses one.
+  if (uidvalidity != 0) {
+    Status s = MailboxList(account_).RaiseLastUidValidity(uidvalidity);
+    if (!s.ok()) return s;
+  }
   return Mutate({}, [&](const auto&, Mutation* m) -> Status {
     const MailboxState before = m->state;
     if (uidvalidity != 0 && uidvalidity != m->state.uidvalidity) {
       // A node's cache holds UIDs under the old UIDVALIDITY: with no
       // message left, rebuilding it loses nothing (rbd-sync.c does).
-      if (m->state.messages != 0)
-        return Status::Invalid(oid_ + ": UIDVALIDITY can change only while the mailbox is empty");
+      bool any = false;
+      Status hs = HasRecords(&any);
+      if (!hs.ok()) return hs;
+      if (any) return Status::Invalid(oid_ + ": UIDVALIDITY can change only while the mailbox is empty");
       m->state.uidvalidity = uidvalidity;
     }
     m->state.uidnext = std::max(m->state.uidnext, min_uidnext);

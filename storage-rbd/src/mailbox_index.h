@@ -127,9 +127,12 @@ class MailboxIndex {
   // no client sees a claim as a change.
   Status ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end);
   // Repair: sets the message count and sizes to what the records add up to
-  // and raises UIDNEXT above the highest UID. No client sees counters
-  // change through MODSEQs, so HIGHESTMODSEQ stays.
-  Status SetCounters(uint32_t messages, uint64_t virtual_size, uint64_t physical_size, uint32_t uidnext);
+  // and raises UIDNEXT above the highest UID, only while the state is still
+  // `listed`, the one the records were counted under (ListAll); Conflict
+  // when a writer changed it since: the caller counts again. No client sees
+  // counters change through MODSEQs, so HIGHESTMODSEQ stays.
+  Status SetCounters(const MailboxState& listed, uint32_t messages, uint64_t virtual_size,
+                     uint64_t physical_size, uint32_t uidnext);
 
   Status ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records);
   // Records of one snapshot, page by page: after_uid 0 reads the state
@@ -138,6 +141,9 @@ class MailboxIndex {
   // starts again from UID 0), so every page belongs to *state.
   Status ListSnapshot(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records,
                       MailboxState* state);
+  // Every record of one snapshot and its state: ListSnapshot page by page,
+  // started again when a writer overtakes it, within the op timeout.
+  Status ListAll(std::vector<MessageRecord>* records, MailboxState* state);
   Status LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records);
   // The ops after `since_modseq` and the state they lead to, as one
   // snapshot (see ChangeSet): the state and the log come from one read op,
@@ -160,16 +166,26 @@ class MailboxIndex {
                   std::vector<Status>* statuses);
 
   // Removes the index object, then drops the references its records held.
+  // The removal is guarded by the state the records were listed under, so
+  // a writer racing it (an APPEND from a node that opened the mailbox
+  // before it was unlisted) either lands first, and its references are
+  // dropped with the others, or finds no index and publishes nothing.
   Status Remove();
 
   // For dsync's mailbox_update(): sets UIDVALIDITY (when not 0) and raises
   // UIDNEXT and HIGHESTMODSEQ to at least the values given, in one guarded
-  // op. UIDVALIDITY changes only while the mailbox has no messages
-  // (Invalid otherwise): every node's cache of it is then rebuilt.
+  // op. UIDVALIDITY changes only while no record exists (Invalid
+  // otherwise): every node's cache of it is then rebuilt. The caller raises
+  // the user's last UIDVALIDITY first (MailboxList::RaiseLastUidValidity).
   Status UpdateState(uint32_t uidvalidity, uint32_t min_uidnext, uint64_t min_highest_modseq);
   // Removes the index object if its state is still the one last read
   // through this handle (Conflict otherwise); it must hold no records.
   Status RemoveIfUnchanged();
+  // Whether any message record exists, as of the state last read through
+  // this handle: read inside a planner, a guarded op makes the answer hold
+  // at its commit. The counters do not decide this: a repair computes them
+  // from a listing and may be wrong.
+  Status HasRecords(bool* any);
 
   const Guid& guid() const { return guid_; }
   const std::string& oid() const { return oid_; }

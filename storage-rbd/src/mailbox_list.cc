@@ -88,7 +88,7 @@ Status MailboxList::Mutate(const Planner& plan) {
     Mutation m;
     m.state = state;
     s = plan(&m);
-    if (!s.ok()) return s;
+    if (!s.ok() || m.noop) return s;
     m.state.version = state.version + 1;
     librados::ObjectWriteOperation op;
     if (exists) {
@@ -194,21 +194,35 @@ Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t u
   return s;
 }
 
-Status MailboxList::Recreate(const std::string& name, const Guid& guid) {
-  return Mutate([&](Mutation* m) -> Status {
+Status MailboxList::Recreate(const std::string& name, const Guid& guid, bool listed_only) {
+  bool created = false;
+  Status s = Mutate([&](Mutation* m) -> Status {
+    MailboxEntry existing;
+    Status ls = Lookup(name, &existing);
+    if (ls.ok() && existing.guid != guid) return Status::Exists("mailbox " + name + " names another mailbox");
+    if (!ls.ok() && !ls.IsNotFound()) return ls;
+    if (ls.IsNotFound()) {
+      if (listed_only) return Status::NotFound("mailbox " + name + " was deleted");
+      m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(MailboxEntry{guid, ""}));
+    }
     const uint32_t uv =
         std::max<uint32_t>(static_cast<uint32_t>(std::time(nullptr)), m->state.last_uidvalidity + 1);
-    Status s = MailboxIndex::Create(account_, guid, uv);
-    if (!s.ok() && s.code() != Code::kExists) return s;
+    Status cs = MailboxIndex::Create(account_, guid, uv);
+    if (!cs.ok() && cs.code() != Code::kExists) return cs;
+    created |= cs.ok();
     m->state.last_uidvalidity = std::max(m->state.last_uidvalidity, uv);
-    MailboxEntry existing;
-    s = Lookup(name, &existing);
-    if (s.IsNotFound()) {
-      m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(MailboxEntry{guid, ""}));
-      return Status::OK();
-    }
-    if (s.ok() && existing.guid != guid) return Status::Exists("mailbox " + name + " names another mailbox");
-    return s;
+    return Status::OK();
+  });
+  // The name went while the index was created: no index without a name.
+  if (!s.ok() && created) MailboxIndex(account_, guid).Remove();
+  return s;
+}
+
+Status MailboxList::RaiseLastUidValidity(uint32_t uidvalidity) {
+  return Mutate([&](Mutation* m) -> Status {
+    m->noop = m->state.last_uidvalidity >= uidvalidity;
+    m->state.last_uidvalidity = std::max(m->state.last_uidvalidity, uidvalidity);
+    return Status::OK();
   });
 }
 
@@ -263,8 +277,12 @@ Status MailboxList::ChangeGuid(const std::string& name, const Guid& new_guid) {
   MailboxIndex old_index(account_, entry.guid), new_index(account_, new_guid);
   MailboxState state;
   s = old_index.ReadState(&state);
+  bool any = false;
+  // Records, not the counters (a repair may have written them from a
+  // stale listing); the removal below is guarded by this state.
+  if (s.ok()) s = old_index.HasRecords(&any);
   if (!s.ok()) return s;
-  if (state.messages != 0)
+  if (any)
     return Status::Invalid("mailbox " + name + " has messages: its GUID can change only while it is empty");
   // No UID or MODSEQ goes backwards; the change log stays behind.
   state.log_floor = state.highest_modseq;

@@ -41,8 +41,14 @@ class MailboxList {
   // Rebuild: creates the lost index object of `guid`, with a UIDVALIDITY
   // above every one this user had (clients must forget what they cached),
   // and lists it as `name` unless it is listed already (the list itself
-  // may have been lost too).
-  Status Recreate(const std::string& name, const Guid& guid);
+  // may have been lost too). With `listed_only`, only while `name` still
+  // lists `guid` (NotFound otherwise: a delete won, the index stays gone).
+  Status Recreate(const std::string& name, const Guid& guid, bool listed_only);
+  // Raises the UIDVALIDITY every new mailbox of the user must exceed to at
+  // least `uidvalidity` (one guarded op; nothing is written when it is
+  // there already), so that a mailbox deleted and created again under the
+  // same name never gets a value a client may have cached.
+  Status RaiseLastUidValidity(uint32_t uidvalidity);
   // Unpublishes the name, then removes the index and its references.
   Status Delete(const std::string& name);
   Status Rename(const std::string& old_name, const std::string& new_name, char separator);
@@ -61,6 +67,7 @@ class MailboxList {
     RootState state;  // as read; the op writes it back with version + 1
     std::map<std::string, librados::bufferlist> set;
     std::set<std::string> remove;
+    bool noop = false;  // nothing to write
   };
   // The planner may read anything: the version guard makes it consistent.
   using Planner = std::function<Status(Mutation* m)>;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -37,29 +38,54 @@ struct LostBody {
 
 }  // namespace
 
-Status Rebuilder::Run(RebuildStats* stats) {
+Status Rebuilder::Run(RebuildStats* stats) { return Rebuild(std::nullopt, stats); }
+
+Status Rebuilder::RunFor(const Guid& mailbox, RebuildStats* stats) { return Rebuild(mailbox, stats); }
+
+Status Rebuilder::Rebuild(const std::optional<Guid>& only, RebuildStats* stats) {
   *stats = RebuildStats();
   std::unique_ptr<Lease> lease;
   Status s = Lease::Acquire(account_->index_io(), keys::LeaseObject("gc"), "gc", kLeaseDuration, &lease);
   if (!s.ok()) return s;
 
+  // Listed first: a mailbox created later has its index before its name.
+  std::vector<MailboxInfo> listed;
+  s = MailboxList(account_).List(&listed);
+  if (!s.ok()) return s;
   std::vector<std::string> index_objects;
   s = Account::ListObjects(account_->index_io(), &index_objects);
   if (!s.ok()) return s;
-  std::set<Guid> indexes;
+  std::set<Guid> indexes, referenced;
   for (const std::string& oid : index_objects) {
     keys::ParsedObject parsed = keys::ParseObject(oid);
-    if (parsed.kind == keys::ObjectKind::kIndex) indexes.insert(parsed.guid);
+    if (parsed.kind != keys::ObjectKind::kIndex) continue;
+    indexes.insert(parsed.guid);
+    // A body a record still references (copied or moved on before the
+    // mailbox it was first saved to went) is not lost.
+    std::vector<MessageRecord> records;
+    MailboxState state;
+    s = MailboxIndex(account_, parsed.guid).ListAll(&records, &state);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return s;
+    for (const MessageRecord& r : records)
+      if (!r.inline_body) referenced.insert(r.guid);
   }
 
+  std::map<Guid, std::string> names;
+  std::map<Guid, std::vector<LostBody>> lost;
+  for (const MailboxInfo& info : listed) {
+    if (!info.exists) continue;
+    names[info.entry.guid] = info.name;
+    // Listed without an index: lost, even with no body to recover.
+    if (!indexes.count(info.entry.guid) && (!only || *only == info.entry.guid)) lost[info.entry.guid];
+  }
   std::vector<std::string> mail_objects;
   s = Account::ListObjects(account_->mail_io(), &mail_objects);
   if (!s.ok()) return s;
   MessageStore store(account_);
-  std::map<Guid, std::vector<LostBody>> lost;
   for (const std::string& oid : mail_objects) {
     keys::ParsedObject parsed = keys::ParseObject(oid);
-    if (parsed.kind != keys::ObjectKind::kBody) continue;
+    if (parsed.kind != keys::ObjectKind::kBody || referenced.count(parsed.guid)) continue;
     LostBody body{parsed.guid, {}};
     BodyRef ref;
     s = store.Stat(body.guid, &body.meta, &ref);
@@ -69,22 +95,19 @@ Status Rebuilder::Run(RebuildStats* stats) {
     // kept only until gc: bringing them back would undo the expunge. A
     // count is never too low, so a body still referenced is never skipped.
     if (ref.count == 0) continue;
-    if (!body.meta.first_mailbox.IsZero() && !indexes.count(body.meta.first_mailbox))
-      lost[body.meta.first_mailbox].push_back(std::move(body));
+    const Guid& first = body.meta.first_mailbox;
+    if (first.IsZero() || indexes.count(first) || (only && *only != first)) continue;
+    lost[first].push_back(std::move(body));
   }
-  if (lost.empty()) return Status::OK();
-
-  std::vector<MailboxInfo> listed;
-  s = MailboxList(account_).List(&listed);
-  if (!s.ok()) return s;
-  std::map<Guid, std::string> names;
-  for (const MailboxInfo& info : listed)
-    if (info.exists) names[info.entry.guid] = info.name;
 
   for (auto& [mailbox, bodies] : lost) {
     auto name = names.find(mailbox);
-    s = MailboxList(account_).Recreate(name != names.end() ? name->second : "Recovered/" + mailbox.Hex(),
-                                       mailbox);
+    if (only && name == names.end()) return Status::NotFound("mailbox " + mailbox.Hex() + " was deleted");
+    // A listed mailbox is recreated only while it is still listed: one
+    // deleted meanwhile stays deleted.
+    s = name != names.end() ? MailboxList(account_).Recreate(name->second, mailbox, true)
+                            : MailboxList(account_).Recreate("Recovered/" + mailbox.Hex(), mailbox, false);
+    if (s.IsNotFound() && !only) continue;
     if (!s.ok()) return s;
     stats->mailboxes_recreated++;
     std::sort(bodies.begin(), bodies.end(), [](const LostBody& a, const LostBody& b) {

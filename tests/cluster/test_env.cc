@@ -115,7 +115,8 @@ std::vector<rbd_record> UserFixture::Records(rbd_index* mailbox, rbd_records** h
   return std::vector<rbd_record>((*holder)->records, (*holder)->records + (*holder)->count);
 }
 
-Worker::Worker(const std::string& ns, const std::vector<std::string>& args) {
+Worker::Worker(const std::string& ns, const std::vector<std::string>& args,
+               const std::vector<std::string>& wrapper) {
   int fds[2];
   if (pipe(fds) != 0) {
     ADD_FAILURE() << "pipe: " << std::strerror(errno);
@@ -125,17 +126,18 @@ Worker::Worker(const std::string& ns, const std::vector<std::string>& args) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&actions, fds[0]);
-  std::vector<std::string> argv_s = {RBD_TEST_WORKER};
+  std::vector<std::string> argv_s = wrapper;
+  argv_s.push_back(RBD_TEST_WORKER);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
   setenv("RBD_TEST_NS", ns.c_str(), 1);
-  int r = posix_spawn(&pid_, RBD_TEST_WORKER, &actions, nullptr, argv.data(), environ);
+  int r = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   fd_ = fds[0];
-  if (r != 0) ADD_FAILURE() << "spawn " << RBD_TEST_WORKER << ": " << std::strerror(r);
+  if (r != 0) ADD_FAILURE() << "spawn " << argv_s[0] << ": " << std::strerror(r);
 }
 
 Worker::~Worker() {

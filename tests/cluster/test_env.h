@@ -57,7 +57,9 @@ class UserFixture : public ::testing::Test {
 // A rbd_test_worker process. Its environment carries the namespace.
 class Worker {
  public:
-  Worker(const std::string& ns, const std::vector<std::string>& args);
+  // `wrapper` runs the worker under another program (gdb ... --args).
+  Worker(const std::string& ns, const std::vector<std::string>& args,
+         const std::vector<std::string>& wrapper = {});
   ~Worker();
   // Reads one line of the worker's stdout; false at EOF or on timeout.
   bool ReadLine(std::string* line, std::chrono::milliseconds timeout = std::chrono::seconds(120));

@@ -12,6 +12,9 @@
 //   hold-lease NAME DURATION_MS            "held", then sleep until killed
 //   dict-inc KEY COUNT                     COUNT commits, each adding 1 to KEY
 //                                          and 2 to KEY.2: "done MISSED"
+//   delete NAME                            delete a mailbox: "deleted" / "err CODE"
+//   check-repair                           check --repair (grace 1h): "problem DETAIL"
+//                                          each, then "checked COUNT"
 #include <unistd.h>
 
 #include <cstdio>
@@ -213,6 +216,19 @@ int main(int argc, char** argv) {
   } else if (cmd == "hold-lease") {
     need(2);
     rc = HoldLease(a[0].c_str(), std::stoul(a[1]));
+  } else if (cmd == "delete") {
+    need(1);
+    rbd_code r = rbd_delete_mailbox(user, a[0].c_str(), &err);
+    Print(r == RBD_OK ? std::string("deleted") : std::string("err ") + rbd_code_name(r));
+    rc = 0;
+  } else if (cmd == "check-repair") {
+    rbd_problems* problems = nullptr;
+    if (rbd_user_check(user, 1, 3600, &problems, &err) != RBD_OK) Die("check");
+    for (size_t i = 0; i < problems->count; i++)
+      Print(std::string("problem ") + problems->problems[i].detail);
+    Print("checked " + std::to_string(problems->count));
+    rbd_problems_free(&problems);
+    rc = 0;
   } else if (cmd == "dict-inc") {
     need(2);
     rc = DictInc(cluster, a[0], std::stoi(a[1]));

@@ -198,3 +198,41 @@ def test_force_resync_recreates_a_lost_index(cluster, node_a, imap, user):
     assert inbox in cluster.objects("mail-index", user)
     rows = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user, "INBOX"))
     assert [(r["guid"], r["messages"]) for r in rows] == [(inbox[2:], "1")]
+
+
+def test_rebuild_never_brings_back_a_deleted_mailbox_whose_messages_moved_on(
+        cluster, node_a, imap, user):
+    # The bodies were first saved to Work; one was copied and one moved to INBOX before
+    # Work was deleted. Their records in INBOX reference them: nothing is lost.
+    imap.ok("CREATE Work")
+    for i in (1, 2, 3):
+        imap.append("Work", numbered(i, size=BIG))
+    imap.ok("SELECT Work")
+    imap.ok("UID COPY 1 INBOX")
+    imap.ok("UID MOVE 2 INBOX")
+    imap.ok("UNSELECT")
+    imap.ok("DELETE Work")
+    assert table(doveadm_ok(node_a, "-f", "tab", "rbd", "rebuild", "-u", user)) == [
+        {"mailboxes": "0", "messages": "0"}]
+    assert [line for line in imap.ok('LIST "" *').lines() if "Recovered" in line] == []
+    assert selected_state(imap.ok("EXAMINE INBOX"))["exists"] == 2
+    grace0 = ("-o", "plugin/rbd_gc_grace=0")
+    status, out = node_a.doveadm(*grace0, "-f", "tab", "rbd", "check", "-u", user)
+    assert (status, table(out)) == (0, []), "no reference was raised"
+
+
+def test_opening_a_mailbox_whose_index_is_lost_recreates_that_one_only(cluster, node_a, imap,
+                                                                      user):
+    imap.ok("CREATE Work")
+    imap.append("INBOX", numbered(1, size=BIG))
+    imap.append("Work", numbered(2, size=BIG))
+    guids = {r["mailbox"]: r["guid"]
+             for r in table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user))}
+    for guid in guids.values():
+        cluster.rados("mail-index", user, "rm", "i." + guid)
+    doveadm_ok(node_a, "force-resync", "-u", user, "INBOX")
+    indexes = set(cluster.objects("mail-index", user))
+    assert "i." + guids["INBOX"] in indexes
+    assert "i." + guids["Work"] not in indexes, "rebuilt though nobody opened it"
+    assert table(doveadm_ok(node_a, "-f", "tab", "rbd", "rebuild", "-u", user)) == [
+        {"mailboxes": "1", "messages": "1"}]

@@ -4,28 +4,30 @@ invented, errors are temporary and fast, and no client hears NO for a change tha
 effect.
 
 The cluster-stop tests run on a cluster and node of their own (node C), so stopping the
-cluster cannot disturb the other tests; the OSD-pause tests on another (nodes D and E)."""
+cluster cannot disturb the other tests; the OSD-pause tests on another (nodes F and G)."""
 
 import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from daemons import CEPH_DEV_CLUSTER, PASSWORD, Cluster, Node, run
+from daemons import CEPH_DEV_CLUSTER, DOVECOT_DEV, PASSWORD, Cluster, Node, run
 from imap_connection import ImapConnection, ImapError, Literal, selected_state
 from messages import message, numbered
 
 pytestmark = pytest.mark.rbd_only("stops the cluster or deletes a node's cache dir")
 
-OP_TIMEOUT = 2        # rbd_op_timeout of nodes C, D and E, seconds
+OP_TIMEOUT = 2        # rbd_op_timeout of nodes C, D, F and G, seconds
 # Every command answers within rbd_op_timeout + 1 s (issue 9), however many RADOS ops it
 # needs; 0.5 s more for scheduling on a loaded two-core machine.
 SLACK = 1.5
 RECOVERY_WAIT = 60    # librados re-hunts its MON with backoff after a restart
+UNAVAILABLE = "Mail storage temporarily unavailable, try again later"
 
 
 def account_state(conn):
@@ -92,26 +94,50 @@ def isolated(work_dir):
     cluster, and a short op timeout so failures are quick. Node C keeps Dovecot's
     index in memory (mail_location = rbd:INDEX=MEMORY), the other supported form."""
     cluster = Cluster.start(work_dir / "ceph-failure")
-    node = None
+    nodes = []
     try:
-        node = Node.start("C", work_dir / "node-c", "rbd", cluster,
-                          op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30,
-                          index="memory")
-        yield cluster, node
+        nodes.append(Node.start("C", work_dir / "node-c", "rbd", cluster,
+                                op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30,
+                                index="memory"))
+        # D: an index cache on disk, shared by the node's processes.
+        nodes.append(Node.start("D", work_dir / "node-d", "rbd", cluster,
+                                op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30))
+        yield (cluster, *nodes)
     finally:
-        if node:
+        for node in nodes:
             node.stop()
         cluster.stop()
+
+
+def set_userdb_setting(node, user, setting):
+    """Adds a setting override (NAME=VALUE) to the user's userdb fields on `node`."""
+    path = node.path / "users" / user
+    fields = path.read_text().rstrip("\n").split(":", 7)
+    fields[7] = " ".join(f for f in fields[7].split(" ") + ["userdb_" + setting] if f)
+    path.write_text(":".join(fields) + "\n")
+
+
+def import_message(node, user, message):
+    """Saves `message` into the user's INBOX with a GUID kept as text in its record, as
+    `doveadm import` (or dsync) does: saved into an mdbox first, then imported."""
+    source = "mdbox:~/import"
+    proc = subprocess.run([str(DOVECOT_DEV), "doveadm", str(node.path), "-o",
+                           "mail_location=" + source, "save", "-u", user, "-m", "INBOX"],
+                          input=message, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout
+    node.doveadm_ok("import", "-u", user, source, "", "all")
 
 
 class Outage:
     """One user on node C with a populated account, sessions opened before the cluster
     stopped under them: one per command tried on a selected INBOX (Dovecot ends a
-    session after some failures), and one only logged in."""
+    session after some failures), and one only logged in. Two more users have the
+    FETCH failure setting conf.d/90-rbd.conf ships (imap_fetch_failure = no-after): one
+    on node C, one on node D (see test_a_fetch_that_failed_once_...)."""
 
     SELECTED_FOR = ("fetch", "store", "append", "append-large")
 
-    def __init__(self, cluster, node):
+    def __init__(self, cluster, node, node_d):
         self.cluster = cluster
         self.node = node
         self.user = "f%d" % (time.monotonic_ns() % 10**9)
@@ -123,6 +149,25 @@ class Outage:
         self.selected = {what: node.login(self.user) for what in self.SELECTED_FOR}
         for conn in self.selected.values():
             conn.ok("SELECT", "INBOX")
+        shipped_user = self.user + "s"
+        node.add_user(shipped_user)
+        set_userdb_setting(node, shipped_user, "imap_fetch_failure=no-after")
+        conn = node.login(shipped_user)
+        populate(conn)
+        conn.logout()
+        self.selected["shipped"] = node.login(shipped_user)
+        self.selected["shipped"].ok("SELECT", "INBOX")
+        cached_user = self.user + "d"
+        node_d.add_user(cached_user)
+        set_userdb_setting(node_d, cached_user, "imap_fetch_failure=no-after")
+        conn = node_d.login(cached_user)
+        conn.append("INBOX", numbered(1))
+        self.selected["cached"] = node_d.login(cached_user)
+        self.selected["cached"].ok("SELECT", "INBOX")
+        import_message(node_d, cached_user, numbered(2))
+        conn.ok("SELECT", "INBOX")                # syncs UID 2 into D's cache
+        self.selected["cached"].ok("NOOP")        # takes it from that cache
+        conn.logout()
         self.logged_in = node.login(self.user)
         self.master_pid = node.master_pid()
         cluster.stop()
@@ -169,15 +214,50 @@ def assert_unavailable(resp, seconds, what):
     assert resp.tagged.startswith("NO [UNAVAILABLE] "), "%s: %s" % (what, resp.tagged)
 
 
-def test_a_failed_fetch_ends_the_session_with_bye_within_the_op_timeout(outage):
-    # Dovecot never answers NO to a FETCH that failed in the storage (clients loop on
-    # it): it sends BYE and disconnects (imap_fetch_failure = disconnect-immediately).
-    resp, seconds = timed(outage.selected["fetch"], "UID FETCH 2 (BODY.PEEK[])")
+def assert_fetch_bye(resp, seconds):
+    """A FETCH that ended the session, within the op timeout, saying the storage is
+    temporarily unavailable: never that the message was expunged or does not exist."""
     assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
     assert isinstance(resp, ImapError), "FETCH answered: %s" % resp.tagged
     byes = [u.decode() for u in resp.untagged if u.startswith(b"* BYE ")]
-    assert len(byes) == 1 and byes[0].startswith("* BYE FETCH failed: "), resp.untagged
-    assert "doesn't exist" not in byes[0]
+    assert len(byes) == 1 and byes[0].startswith("* BYE FETCH failed: " + UNAVAILABLE), \
+        resp.untagged
+
+
+def test_a_failed_fetch_ends_the_session_with_bye_within_the_op_timeout(outage):
+    # Dovecot's default (imap_fetch_failure = disconnect-immediately) never answers NO
+    # to a FETCH that failed in the storage (clients loop on it): it sends BYE.
+    assert_fetch_bye(*timed(outage.selected["fetch"], "UID FETCH 2 (BODY.PEEK[])"))
+
+
+def test_with_the_shipped_fetch_setting_a_failed_fetch_answers_no_then_bye(outage):
+    # imap_fetch_failure = no-after (conf.d/90-rbd.conf): the first FETCH of a message
+    # the cluster cannot serve answers a tagged NO with the code Dovecot 2.3 hard-codes
+    # for it ([SERVERBUG]; cmd-fetch.c has no way to say [UNAVAILABLE]) and the
+    # temporary error's text (also untagged, after a FETCH line with the UID only). The
+    # same FETCH again ends the session, so that a client cannot loop on it. The
+    # message is never reported expunged.
+    conn = outage.selected["shipped"]
+    resp, seconds = timed(conn, "UID FETCH 2 (BODY.PEEK[])")
+    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
+    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    assert resp.untagged == [b"* 1 FETCH (UID 2)", b"* NO " + UNAVAILABLE.encode()], \
+        resp.untagged
+    assert_fetch_bye(*timed(conn, "UID FETCH 2 (BODY.PEEK[])"))
+
+
+def test_a_fetch_that_failed_once_is_never_answered_as_expunged(outage):
+    # UID 2 reached this session through node D's cache (another process synced it), so
+    # the strings of its record (the imported GUID, kept as text) are listed on first
+    # use. While the cluster is away that listing fails, every time: the message must
+    # not be reported expunged the second time (it was: OK [EXPUNGEISSUED], X-GUID "").
+    conn = outage.selected["cached"]
+    resp, seconds = timed(conn, "UID FETCH 2 (X-GUID)")
+    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
+    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    assert_fetch_bye(*timed(conn, "UID FETCH 2 (X-GUID)"))
 
 
 def test_store_and_append_on_a_selected_mailbox_fail_unavailable_within_the_op_timeout(
@@ -258,7 +338,7 @@ def test_after_the_cluster_returns_the_same_dovecot_serves_everything_unchanged(
 @pytest.fixture(scope="module")
 def paused(work_dir):
     """Three OSDs with pools of size 1, so each object lives on one OSD and pausing that
-    OSD (SIGSTOP) stalls exactly the ops on its objects; nodes D and E on it."""
+    OSD (SIGSTOP) stalls exactly the ops on its objects; nodes F and G on it."""
     cluster = Cluster.start(work_dir / "ceph-pause", osds=3)
     nodes = []
     try:
@@ -266,7 +346,7 @@ def paused(work_dir):
             cluster.ceph("osd", "pool", "set", pool, "min_size", "1")
             cluster.ceph("osd", "pool", "set", pool, "size", "1", "--yes-i-really-mean-it")
         run(CEPH_DEV_CLUSTER, "wait-clean", cluster.path)
-        for name in ("D", "E"):
+        for name in ("F", "G"):
             nodes.append(Node.start(name, work_dir / ("node-" + name.lower()), "rbd", cluster,
                                     op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30))
         yield cluster, nodes[0], nodes[1]
@@ -331,18 +411,18 @@ def assert_check_clean_after_gc(node, user):
 
 
 def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paused):
-    cluster, node_d, node_e = paused
+    cluster, node_f, node_g = paused
     user = "p%d" % (time.monotonic_ns() % 10**9)
-    for node in (node_d, node_e):
+    for node in (node_f, node_g):
         node.add_user(user)
-    conn = node_d.login(user)
+    conn = node_f.login(user)
     root_osd = osd_of(cluster, "mail-index", user, "r")
     # A mailbox whose index lives on another OSD than the mailbox list, so that only the
     # append's index write stalls, not the name check before it.
     for n in range(20):
         mailbox = "box%d" % n
         conn.ok("CREATE", mailbox)
-        osd = index_osd(cluster, node_d, user, mailbox)
+        osd = index_osd(cluster, node_f, user, mailbox)
         if osd != root_osd:
             break
     else:
@@ -357,7 +437,7 @@ def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paus
     assert seconds >= OP_TIMEOUT, "the write did not stall: %.1f s" % seconds
     assert seconds <= OP_TIMEOUT + SLACK, "APPEND took %.1f s" % seconds
     time.sleep(1)   # anything the OSD still had queued is applied by now
-    counts = [count_subject(node, user, mailbox, subject) for node in (node_d, node_e)]
+    counts = [count_subject(node, user, mailbox, subject) for node in (node_f, node_g)]
     if resp.status == "OK":
         assert counts == [1, 1], resp.text
     else:
@@ -366,16 +446,16 @@ def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paus
     # The server resolves the unknown outcome by reading back: it answers OK.
     assert resp.status == "OK" and "APPENDUID" in resp.text, resp.tagged
     conn.close()
-    assert_check_clean_after_gc(node_d, user)
+    assert_check_clean_after_gc(node_f, user)
 
 
 def test_a_copy_during_a_paused_osd_is_answered_within_the_deadline_and_all_or_nothing(
         paused):
-    cluster, node_d, node_e = paused
+    cluster, node_f, node_g = paused
     user = "q%d" % (time.monotonic_ns() % 10**9)
-    for node in (node_d, node_e):
+    for node in (node_f, node_g):
         node.add_user(user)
-    conn = node_d.login(user)
+    conn = node_f.login(user)
     conn.ok("CREATE", "dest")
     subject = "copied-%s" % user
     conn.append("INBOX", message(subject=subject, body="x" * 50000 + "\r\n"))  # stored
@@ -387,7 +467,7 @@ def test_a_copy_during_a_paused_osd_is_answered_within_the_deadline_and_all_or_n
     assert not isinstance(resp, ImapError), resp
     assert seconds <= OP_TIMEOUT + SLACK, "COPY took %.1f s" % seconds
     time.sleep(1)
-    counts = [count_subject(node, user, "dest", subject) for node in (node_d, node_e)]
+    counts = [count_subject(node, user, "dest", subject) for node in (node_f, node_g)]
     assert counts == ([1, 1] if resp.status == "OK" else [0, 0]), resp.tagged
     conn.close()
-    assert_check_clean_after_gc(node_d, user)
+    assert_check_clean_after_gc(node_f, user)

@@ -20,7 +20,7 @@ LINE = re.compile(r"imap\((?P<user>[^)]+)\)<[^>]*><[^>]*>: Info: (?P<event>\w+(?
 
 @pytest.fixture(scope="module")
 def log_node(work_dir, cluster):
-    node = Node.start("E", work_dir / "node-e", STORAGE, cluster,
+    node = Node.start("L", work_dir / "node-l", STORAGE, cluster,
                       mail_plugin=["notify", "mail_log"],
                       plugin_setting=["mail_log_events=" + EVENTS,
                                       "mail_log_fields=uid box msgid flags"])

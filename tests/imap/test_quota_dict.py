@@ -19,11 +19,11 @@ def kib(nbytes):
 
 @pytest.fixture(scope="module")
 def dict_nodes(work_dir, cluster):
-    """Nodes C and D (rbd; on mdbox only C) with quota = dict."""
+    """Nodes Q1 and Q2 (rbd; on mdbox only Q1) with quota = dict."""
     quota_dict = "rbd:" if STORAGE == "rbd" else "file:%h/quota"
     started = []
     try:
-        for name in ("C", "D") if STORAGE == "rbd" else ("C",):
+        for name in ("Q1", "Q2") if STORAGE == "rbd" else ("Q1",):
             started.append(Node.start(name, work_dir / ("node-" + name.lower()), STORAGE,
                                       cluster, quota="100k", quota_dict=quota_dict))
         yield started[0], started[-1]
@@ -46,27 +46,27 @@ def storage_kib(conn):
 
 
 def test_usage_goes_down_on_expunge_and_delete_on_every_node(connect, dict_nodes, quota_user):
-    node_c, node_d = dict_nodes
-    on_c = connect(node_c, quota_user)
-    on_c.ok("CREATE Other")
+    node_1, node_2 = dict_nodes
+    on_1 = connect(node_1, quota_user)
+    on_1.ok("CREATE Other")
     for _ in range(3):
-        on_c.append("INBOX", MSG)
-    on_c.append("Other", MSG)
-    on_c.append("Other", MSG)
-    on_d = connect(node_d, quota_user)
-    assert storage_kib(on_c) == storage_kib(on_d) == kib(5 * len(MSG))
+        on_1.append("INBOX", MSG)
+    on_1.append("Other", MSG)
+    on_1.append("Other", MSG)
+    on_2 = connect(node_2, quota_user)
+    assert storage_kib(on_1) == storage_kib(on_2) == kib(5 * len(MSG))
 
-    on_d.ok("SELECT INBOX")
-    on_d.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
-    on_d.ok("EXPUNGE")
-    assert storage_kib(on_d) == kib(4 * len(MSG))
-    on_c.ok("SELECT INBOX")      # node C applies the expunge to its cache: no second free
-    on_c.ok("NOOP")
-    assert storage_kib(on_c) == storage_kib(on_d) == kib(4 * len(MSG))
+    on_2.ok("SELECT INBOX")
+    on_2.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    on_2.ok("EXPUNGE")
+    assert storage_kib(on_2) == kib(4 * len(MSG))
+    on_1.ok("SELECT INBOX")      # node Q1 applies the expunge to its cache: no second free
+    on_1.ok("NOOP")
+    assert storage_kib(on_1) == storage_kib(on_2) == kib(4 * len(MSG))
 
-    on_c.ok("MOVE 1 Other")       # within the quota root: unchanged
-    assert storage_kib(on_c) == kib(4 * len(MSG))
+    on_1.ok("MOVE 1 Other")       # within the quota root: unchanged
+    assert storage_kib(on_1) == kib(4 * len(MSG))
 
-    on_c.ok("UNSELECT")
-    on_c.ok("DELETE Other")
-    assert storage_kib(on_c) == storage_kib(on_d) == kib(1 * len(MSG))
+    on_1.ok("UNSELECT")
+    on_1.ok("DELETE Other")
+    assert storage_kib(on_1) == storage_kib(on_2) == kib(1 * len(MSG))
