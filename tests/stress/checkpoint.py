@@ -3,6 +3,7 @@ every mailbox of every user, the nodes must agree exactly, and the state must ma
 the model knows (README.md)."""
 
 import re
+import time
 from collections import defaultdict
 
 from imap_connection import (ImapConnection, ImapError, Literal, parse, parse_fetch, quote,
@@ -21,6 +22,12 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
                                r"Couldn't open mailbox '(tmp\d+)'|"
                                r"(?:unlink|rename)\([^),]*/(tmp\d+)/(?:dbox-Mails/)?"
                                r"dovecot\.index[^)]*\) failed: No such file or directory)")
+
+# A login process whose master was killed (master-kill) cannot reach the master, config
+# or stats sockets until the master is back.
+MASTER_GONE = re.compile(r" imap-login: (?:Error|Fatal): .*net_connect_unix\([^)]*\) failed: "
+                         r"Connection refused")
+KILLED_CHILD = re.compile(r"Fatal: master: service\(imap\): child (\d+) killed with signal 9")
 
 
 class Snapshot:
@@ -253,8 +260,13 @@ class Checker:
         for uid in sorted(set(snap.msgs) - set(box.created)):
             msgid = snap.msgs[uid][3]
             rec = self.model.maybe_copied[where].get(msgid)
-            if rec is not None:
+            if rec is not None and rec.id in self.model.refused:
+                # issue 9: no client sees NO for an APPEND, COPY or MOVE that took effect
+                self.violation("no-but-applied", "UID %d (%s) is here, stored by %s" % (
+                    uid, msgid, rec.who()), where)
+            elif rec is not None:
                 self.model.note("a COPY/MOVE/APPEND with an unknown outcome had stored a message")
+            if rec is not None:
                 box.created[uid] = Created(rec.send, rec.ack, "copy", msgid, None, rec.id)
                 box.deleted_adds[uid].append(rec.send)
                 resolved[rec.id].add(uid)
@@ -310,6 +322,19 @@ class Checker:
             if len(uids) > 1 and not any(uids <= owned for owned in owners):
                 self.violation("modseq-shared", "MODSEQ %d is on UIDs %s, which no single "
                                "command changed together" % (modseq, sorted(uids)), where)
+
+    def maintenance(self, rounds):
+        """After a fault (and growth): `doveadm rbd gc`, then `doveadm rbd check` must be
+        clean, from the nodes in turn. The gc grace is short in these runs; waiting it
+        out lets gc reclaim what killed processes left."""
+        time.sleep(self.runner.gc_grace + 1)
+        node = self.runner.nodes[rounds % len(self.runner.nodes)]
+        for user in self.runner.users:
+            for verb, prop in (("gc", "rbd-gc-failed"), ("check", "rbd-check-not-clean")):
+                status, out = node.doveadm("rbd", verb, "-u", user)
+                if status != 0:
+                    self.violation(prop, "doveadm rbd %s -u %s on %s: exit %d: %s" % (
+                        verb, user, node.name, status, " | ".join(out.splitlines()[-8:])))
 
     # ---- final ---------------------------------------------------------------------------
 
@@ -377,5 +402,14 @@ class Checker:
                 m = DELETED_BOX_ERROR.search(line)
                 if m and self.model.kills.get((m.group(1), m.group(2) or m.group(3) or m.group(4))):
                     self.model.note("Error logged for a mailbox deleted meanwhile")
+                    continue
+                faults = self.runner.faults
+                if MASTER_GONE.search(line) and faults and any(
+                        w.kind == "master-kill" and w.node == node.name for w in faults.injected):
+                    self.model.note("imap-login Error while its master was down")
+                    continue
+                m = KILLED_CHILD.search(line)
+                if m and faults and int(m.group(1)) in faults.killed:
+                    self.model.note("master logged the imap process imap-kill killed")
                     continue
                 self.violation("log-error", "%s: %s" % (node.name, line[:400]))

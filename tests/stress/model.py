@@ -11,6 +11,7 @@ asserts what holds for every order.
 import functools
 import hashlib
 import threading
+import time
 from collections import defaultdict
 
 STABLE = ("INBOX", "m1", "m2")      # never deleted or renamed: exact content model
@@ -75,7 +76,7 @@ def msgid_of(data):
 class Record:
     """One command: who sent it where, when, and what came back."""
     __slots__ = ("id", "session", "node", "user", "text", "boxes", "send", "ack", "result",
-                 "untagged", "epoch")
+                 "untagged", "epoch", "t_send", "t_ack")
 
     def __init__(self, rid, session, node, user, text, boxes, send, epoch):
         self.id = rid
@@ -89,11 +90,24 @@ class Record:
         self.result = None
         self.untagged = []
         self.epoch = epoch
+        self.t_send = time.monotonic()
+        self.t_ack = None
+
+    def duration(self):
+        return self.t_ack - self.t_send if self.t_ack is not None else None
+
+    def who(self):
+        """Which command this is: number, session, node, text, answer and duration."""
+        took = " in %.1f s" % self.duration() if self.t_ack is not None else ""
+        return "#%d %s@%s `%s` -> %s%s" % (self.id, self.session, self.node, self.text[:120],
+                                           (self.result or "(none)")[:120], took)
 
     def line(self, full=False):
         ack = "%d" % self.ack if self.ack is not None else "-"
-        out = "[%d..%s] %s@%s %s: %s -> %s" % (self.send, ack, self.session, self.node,
-                                               self.user, self.text, self.result or "(none)")
+        took = " (%.1f s)" % self.duration() if self.t_ack is not None else ""
+        out = "[%d..%s] %s@%s %s: %s -> %s%s" % (self.send, ack, self.session, self.node,
+                                                 self.user, self.text, self.result or "(none)",
+                                                 took)
         if full and self.untagged:
             out += "".join("\n      " + u for u in self.untagged)
         return out
@@ -122,6 +136,7 @@ class Trace:
             return rec
 
     def end(self, rec, result, untagged=()):
+        rec.t_ack = time.monotonic()
         rec.ack = self.tick()
         rec.result = result if len(result) < 200 else result[:200] + "..."
         rec.untagged = [u[:300] for u in untagged[:40]]
@@ -242,6 +257,9 @@ class Model:
         self.volatile_count = defaultdict(int)
         # (user, name) -> {msgid: Record}: copies by a COPY/MOVE with an unknown outcome
         self.maybe_copied = defaultdict(dict)
+        # ids of the APPENDs, COPYs and MOVEs among those answered NO: none of them may
+        # have taken effect
+        self.refused = set()
         self.notes = defaultdict(int)     # allowed but remarkable outcomes -> count
         self.stop = threading.Event()     # set on the first violation unless keep-going
         self.keep_going = False

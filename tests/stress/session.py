@@ -7,6 +7,7 @@ import re
 import socket
 import time
 
+from faults import FAULTS, PROCESS_FAULTS, STORAGE_FAULTS
 from imap_connection import (ImapConnection, ImapError, Literal, parse, quote, response_code,
                              selected_state, uid_set)
 from model import (MAX_VOLATILE, STABLE, SYSTEM_FLAGS, Created, Expunge, FlagOp, is_volatile,
@@ -108,8 +109,29 @@ class Session:
     # ---- connection --------------------------------------------------------------------
 
     def connect(self):
-        self.conn = ImapConnection(self.node.imap_port, timeout=self.runner.op_timeout)
-        self.command("LOGIN %s" % self.user, ["LOGIN", quote(self.user), quote("pass")])
+        """Connects and logs in; leaves self.conn None if that failed (tried again at the
+        session's next turn)."""
+        try:
+            self.conn = ImapConnection(self.node.imap_port, timeout=self.runner.op_timeout)
+        except (ImapError, OSError) as e:
+            self.conn = None
+            if self.runner.faults and self.runner.faults.node_down(self.node.name):
+                self.model.note("connection refused while the node's master was down")
+                time.sleep(0.2)
+            else:
+                self.model.violation("connect-failed", "%s: %s" % (self.node.name, e),
+                                     None, self.name)
+                time.sleep(1)
+            return
+        resp, rec = self.command("LOGIN %s" % self.user,
+                                 ["LOGIN", quote(self.user), quote("pass")])
+        if resp.status != "OK":
+            if not self.unavailable(rec, resp):
+                self.model.violation("login-failed", rec.who(), None, self.name)
+            self.conn.close()
+            self.conn = None
+            time.sleep(0.2)
+            return
         self.command("ENABLE", ["ENABLE", "QRESYNC" if self.qresync else "CONDSTORE"])
 
     def close_selection(self, when):
@@ -163,6 +185,7 @@ class Session:
             resp = self.conn.command(*parts)
         except socket.timeout:
             self.trace.end(rec, "TIMEOUT after %.0f s" % self.runner.op_timeout)
+            self.timed(rec, boxes)
             self.model.violation("command-hung", "%s: no tagged reply in %.0f s" %
                                  (text, self.runner.op_timeout),
                                  self.box_name(boxes), self.name)
@@ -171,10 +194,12 @@ class Session:
         except (ImapError, OSError) as e:
             untagged = [u.decode("utf-8", "surrogateescape") for u in getattr(e, "untagged", [])]
             self.trace.end(rec, "DISCONNECTED (%s)" % e, untagged)
+            self.timed(rec, boxes)
             self.disconnected(rec, untagged)
             raise Abort(rec) from None
         untagged = text_lines(resp)
         self.trace.end(rec, resp.tagged, untagged)
+        self.timed(rec, boxes)
         if any(u.startswith("* BYE") for u in untagged):
             self.disconnected(rec, untagged)
             raise Abort(rec)
@@ -185,6 +210,30 @@ class Session:
 
     def box_name(self, boxes):
         return sorted(boxes)[0] if boxes else None
+
+    def timed(self, rec, boxes):
+        """Every command answers within rbd_op_timeout + 1 s (issue 9), faults or not."""
+        limit = self.runner.deadline
+        if limit is not None and rec.duration() > limit:
+            self.model.violation("command-too-long", "%s: over rbd_op_timeout + 1 s = %g s%s" %
+                                 (rec.who(), limit, self.fault_context(rec)),
+                                 self.box_name(boxes), self.name)
+
+    def fault_context(self, rec):
+        w = self.runner.faults and self.runner.faults.covering(rec, FAULTS, self.node.name)
+        return " (during %s)" % w if w else ""
+
+    def unavailable(self, rec, resp):
+        """A NO [UNAVAILABLE] to a command overlapping a storage fault: allowed, its
+        outcome is unknown (a change it made must not show: the checkpoints check)."""
+        faults = self.runner.faults
+        if resp.status == "NO" and "[UNAVAILABLE]" in resp.text and faults and \
+                faults.covering(rec, STORAGE_FAULTS):
+            words = rec.text.split(" ")
+            self.model.note("%s NO [UNAVAILABLE] during a fault" %
+                            " ".join(words[:2] if words[0] == "UID" else words[:1]))
+            return True
+        return False
 
     def disconnected(self, rec, untagged):
         """A BYE other than LOGOUT's is allowed only when the selected mailbox was deleted
@@ -197,11 +246,17 @@ class Session:
         allowed = any(is_volatile(t.name) and
                       self.model.killed_since(self.user, t.name, t.select_send)
                       for t in tried)
+        faults = self.runner.faults
+        killed = faults and faults.covering(rec, PROCESS_FAULTS, self.node.name)
         if allowed:
             self.model.note("BYE: selected mailbox deleted or renamed by another session")
+        elif killed and (not bye or (killed.kind == "master-kill" and
+                                     rec.text.startswith("LOGIN"))):
+            self.model.note("connection lost to %s" % killed.kind)
         else:
             self.model.violation(
-                "unexpected-bye", "%s -> %s" % (rec.text, bye[0] if bye else rec.result),
+                "unexpected-bye", "%s: %s%s" % (rec.who(), bye[0] if bye else rec.result,
+                                                self.fault_context(rec)),
                 (self.user, sel.name) if sel else None, self.name)
         self.reconnect()
 
@@ -361,6 +416,8 @@ class Session:
             try:
                 if self.conn is None:
                     self.connect()
+                    if self.conn is None:
+                        continue
                 if op in NEED_SELECTED and self.selected is None:
                     self.op_select(self.pick_mailbox(), "SELECT")
                     continue
@@ -443,7 +500,7 @@ class Session:
             old_rw[2] = rec.ack
         self.failed_select = None
         if resp.status != "OK":
-            if name in STABLE:
+            if name in STABLE and not self.unavailable(rec, resp):
                 self.model.violation("select-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, name), self.name)
             self.failed_select = Selected(name, None, False, 0, rec.send)
@@ -494,7 +551,7 @@ class Session:
             elif is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                   sel.select_send):
                 self.model.note("NO in a deleted or renamed selected mailbox")
-            else:
+            elif not self.unavailable(rec, resp):
                 self.model.violation("fetch-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, sel.name), self.name)
         return resp, rec
@@ -585,7 +642,7 @@ class Session:
             if is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                 sel.select_send):
                 self.model.note("NO in a deleted or renamed selected mailbox")
-            else:
+            elif not self.unavailable(rec, resp):
                 self.model.violation("store-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, sel.name), self.name)
 
@@ -637,14 +694,14 @@ class Session:
         exp[0].ack = rec.ack
         self.process(text_lines(resp), rec)
         if resp.status != "OK":
-            self.failed_in_selected(text, resp)
+            self.failed_in_selected(text, resp, rec)
 
-    def failed_in_selected(self, text, resp):
+    def failed_in_selected(self, text, resp, rec):
         sel = self.selected
         if sel and is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                     sel.select_send):
             self.model.note("NO in a deleted or renamed selected mailbox")
-        else:
+        elif not self.unavailable(rec, resp):
             self.model.violation("command-failed", "%s -> %s" % (text, resp.tagged),
                                  (self.user, sel.name) if sel else None, self.name)
 
@@ -710,9 +767,16 @@ class Session:
             elif is_volatile(dest) or is_volatile(sel.name):
                 self.model.note("%s NO with a volatile mailbox" % verb)
             else:
-                self.model.violation("copy-failed", "%s -> %s" % (text, resp.tagged),
-                                     (self.user, dest), self.name)
+                self.refuse(rec)
+                if not self.unavailable(rec, resp):
+                    self.model.violation("copy-failed", rec.who(), (self.user, dest),
+                                         self.name)
         self.process(text_lines(resp), rec)
+
+    def refuse(self, rec):
+        """rec was answered NO: if its change shows anyway, that is no-but-applied."""
+        with self.model.lock:
+            self.model.refused.add(rec.id)
 
     def copied(self, dest, src, rec, texts):
         """Registers the copies a COPYUID (tagged or untagged) names; False if none."""
@@ -803,8 +867,13 @@ class Session:
             self.model.violation("appenduid-missing", "%s -> %s" % (text, resp.tagged),
                                  (self.user, dest), self.name)
         else:
-            self.model.violation("append-failed", "%s -> %s" % (text, resp.tagged),
-                                 (self.user, dest), self.name)
+            # stored anyway? the checkpoint reports it (no-but-applied)
+            with self.model.lock:
+                for msgid, _ in msgs:
+                    self.model.maybe_copied[(self.user, dest)][msgid] = rec
+            self.refuse(rec)
+            if not self.unavailable(rec, resp):
+                self.model.violation("append-failed", rec.who(), (self.user, dest), self.name)
         self.process(text_lines(resp), rec)
 
     def op_append(self):
@@ -888,7 +957,7 @@ class Session:
         self.process([u.decode("utf-8", "surrogateescape") for u in resp.untagged
                       if not u.startswith(b"* STATUS")], rec)
         if resp.status != "OK":
-            if name in STABLE:
+            if name in STABLE and not self.unavailable(rec, resp):
                 self.model.violation("status-failed", "STATUS %s -> %s" % (name, resp.tagged),
                                      (self.user, name), self.name)
             return
@@ -926,6 +995,7 @@ class Session:
                 except socket.timeout:
                     break
             conn.sock.settimeout(self.runner.op_timeout)
+            rec.t_send = time.monotonic()   # its time: from DONE on
             conn.send("DONE\r\n")
             resp = conn.wait_tagged(tag, untagged)
         except socket.timeout:
@@ -942,6 +1012,7 @@ class Session:
             raise Abort(rec) from None
         text = [u.decode("utf-8", "surrogateescape") for u in resp.untagged]
         self.trace.end(rec, resp.tagged, text)
+        self.timed(rec, rec.boxes)
         if any(u.startswith("* BYE") for u in text):
             self.disconnected(rec, text)
             raise Abort(rec)
