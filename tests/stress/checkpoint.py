@@ -25,9 +25,11 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
 
 # A login process whose master was killed (master-kill) cannot reach the master, config
 # or stats sockets until the master is back.
-MASTER_GONE = re.compile(r" imap-login: (?:Error|Fatal): .*net_connect_unix\([^)]*\) failed: "
-                         r"Connection refused")
-KILLED_CHILD = re.compile(r"Fatal: master: service\(imap\): child (\d+) killed with signal 9")
+MASTER_GONE = re.compile(r" imap-login: (?:Error|Fatal): .*(?:net_connect_unix\([^)]*\) failed: "
+                         r"Connection refused|master\(imap\): read\(\) failed: Remote closed "
+                         r"connection)")
+KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
+                          r"signal 9")
 
 
 class Snapshot:
@@ -161,6 +163,7 @@ class Checker:
                          msgid_of(header[0]) if header and header[0] else None)
         snap = Snapshot(state["uidvalidity"], state["uidnext"], state["highestmodseq"], msgs)
         n = node.name
+        box = self.model.box(user, name, snap.uidvalidity)
         if (st["MESSAGES"], st["UIDNEXT"], st["UIDVALIDITY"], st["HIGHESTMODSEQ"]) != \
                 (state["exists"], snap.uidnext, snap.uidvalidity, snap.hms):
             self.violation("status-differs-from-examine", "on %s: STATUS %s, EXAMINE %s" % (
@@ -175,9 +178,9 @@ class Checker:
             if msgid is None:
                 self.violation("body-corrupt", "on %s: UID %d has no X-Stress-Id" % (n, uid),
                                where)
-            elif size != len(message(msgid)):
-                self.violation("size-wrong", "on %s: UID %d (%s) RFC822.SIZE %d, message has "
-                               "%d" % (n, uid, msgid, size, len(message(msgid))), where)
+            elif self.model.size_wrong(box, uid, msgid, size):
+                self.violation("size-wrong", "on %s: UID %d (%s) %s" % (
+                    n, uid, msgid, self.model.size_wrong(box, uid, msgid, size)), where)
         if resync:
             self.check_resync(conn, n, where, prev, snap, vanished, qfetched)
         if final and msgs:
@@ -216,7 +219,9 @@ class Checker:
         resp = self.command(conn, "UID", "FETCH", "1:*", "(UID BODY.PEEK[])")
         for uid, d in parse_fetch(resp.untagged, key="UID").items():
             msgid = snap.msgs.get(uid, (0, 0, 0, None))[3]
-            if msgid and d.get("BODY[]") != message(msgid):
+            body = d.get("BODY[]")
+            if msgid and body != self.model.stored(self.model.box(*where, snap.uidvalidity), uid,
+                                                   msgid, body):
                 self.violation("body-not-exact", "on %s: UID %d (%s) body differs" % (
                     n, uid, msgid), where)
 
@@ -275,6 +280,28 @@ class Checker:
                            "by an acknowledged command" % (uid, snap.msgs[uid][3]), where)
         for rid, uids in resolved.items():
             box.owners.append((rid, frozenset(uids)))
+        self.check_delivered(box, snap, where)
+
+    def check_delivered(self, box, snap, where):
+        """An acknowledged LMTP delivery is here (then check_messages made it a known
+        message), or an expunge could have removed it: at the UID a session saw it
+        with, or, if none did, at some UID nobody saw."""
+        here = {m[3] for m in snap.msgs.values()}
+        pending = self.model.delivered[where]
+        for msgid, rec in sorted(pending.items()):
+            del pending[msgid]
+            if msgid in here:
+                continue
+            seen = [u for u, m in box.uid_msg.items() if m == msgid]
+            if seen:
+                gone = box.may_be_expunged(seen[0])
+            else:
+                gone = any(u not in snap.msgs and u not in box.uid_msg and
+                           box.may_be_expunged(u) for u in range(1, snap.uidnext))
+            if not gone:
+                self.violation("message-lost", "%s, delivered by %s, is gone, but no "
+                               "EXPUNGE/MOVE could have removed it" % (msgid, rec.who()),
+                               where)
 
     def check_flags(self, box, snap, where):
         for uid, (_, flags, _, _) in snap.msgs.items():
@@ -410,6 +437,6 @@ class Checker:
                     continue
                 m = KILLED_CHILD.search(line)
                 if m and faults and int(m.group(1)) in faults.killed:
-                    self.model.note("master logged the imap process imap-kill killed")
+                    self.model.note("master logged a process a kill fault killed")
                     continue
                 self.violation("log-error", "%s: %s" % (node.name, line[:400]))

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from daemons import CEPH_DEV_CLUSTER, DOVECOT_DEV, run
 
-FAULTS = ("osd-stop", "osd-kill", "cluster-restart", "imap-kill", "master-kill")
+FAULTS = ("osd-stop", "osd-kill", "cluster-restart", "imap-kill", "lmtp-kill", "master-kill")
 OSD_FAULTS = {"osd-stop", "osd-kill", "cluster-restart"}
 # A command overlapping one of these may be answered NO [UNAVAILABLE] (outcome unknown).
 STORAGE_FAULTS = OSD_FAULTS
 # A session on the node may lose its connection (no BYE) or fail to connect.
-PROCESS_FAULTS = {"imap-kill", "master-kill"}
-# verbose_proctitle: "dovecot/imap [user 127.0.0.1 UID MOVE]"
-IN_WRITE = re.compile(r"^dovecot/imap \[\S+ \S+ (?:UID )?(?:APPEND|COPY|MOVE)\]")
-KILL_WAIT = 8           # seconds an imap-kill waits for an APPEND/COPY/MOVE in progress
+PROCESS_FAULTS = {"imap-kill", "lmtp-kill", "master-kill"}
+# verbose_proctitle: "dovecot/imap [user 127.0.0.1 UID MOVE]", "dovecot/lmtp [...DATA...]"
+IN_WRITE = {"imap": re.compile(r"^dovecot/imap \[\S+ \S+ (?:UID )?(?:APPEND|COPY|MOVE)\]"),
+            "lmtp": re.compile(r"^dovecot/lmtp \[.*DATA")}
+KILL_WAIT = 8           # seconds a kill waits for a write in progress
 
 
 class Window:
@@ -158,13 +159,20 @@ class Faults:
 
     def fault_imap_kill(self):
         """SIGKILL 1-3 imap processes, each while it runs an APPEND, COPY or MOVE."""
+        self.kill_writers("imap")
+
+    def fault_lmtp_kill(self):
+        """SIGKILL 1-3 lmtp processes, each while it takes a DATA."""
+        self.kill_writers("lmtp")
+
+    def kill_writers(self, service):
         count = self.rng.randint(1, 3)
         node = self.rng.choice(self.runner.nodes)
-        w = self.open("imap-kill", node.name, "on %s:" % node.name)
+        w = self.open("%s-kill" % service, node.name, "on %s:" % node.name)
         killed = 0
         deadline = time.monotonic() + KILL_WAIT
         while killed < count and time.monotonic() < deadline:
-            found = self.in_write(node)
+            found = self.in_write(node, IN_WRITE[service])
             if not found:
                 time.sleep(0.01)
                 continue
@@ -175,16 +183,16 @@ class Faults:
                 continue
             killed += 1
             self.killed.add(pid)
-            w.what += " [%s]" % title[len("dovecot/imap ["):-1]
+            w.what += " [%s]" % title[title.index("[") + 1:-1]
         if not killed:
-            w.what += " no APPEND/COPY/MOVE in progress within %d s" % KILL_WAIT
+            w.what += " no write in progress within %d s" % KILL_WAIT
 
-    def in_write(self, node):
-        """(pid, title) of node's imap processes in the middle of APPEND, COPY or MOVE."""
+    def in_write(self, node, pattern):
+        """(pid, title) of node's processes whose title matches pattern."""
         out = []
         for pid in children(node.master_pid()):
             title = cmdline(pid)
-            if IN_WRITE.match(title):
+            if pattern.match(title):
                 out.append((pid, title))
         return out
 

@@ -10,6 +10,7 @@ asserts what holds for every order.
 
 import functools
 import hashlib
+import re
 import threading
 import time
 from collections import defaultdict
@@ -59,6 +60,18 @@ def message(msgid):
         total += len(line)
         i += 1
     return head + b"".join(lines)
+
+
+# A message delivered by LMTP: its session part ends in this. Dovecot's LMTP puts trace
+# headers on top of it (Return-Path, Delivered-To, Received, folded), so its stored bytes
+# are known once a BODY[] has shown them.
+DELIVERED = "L"
+TRACE_HEADERS = re.compile(rb"(?:(?:Return-Path|Delivered-To|Received): [^\r\n]*\r\n"
+                           rb"|[ \t][^\r\n]*\r\n)*")
+
+
+def delivered(msgid):
+    return msgid.split("-")[1].endswith(DELIVERED)
 
 
 def msgid_of(data):
@@ -210,6 +223,7 @@ class Box:
         self.max_modseq = {}                    # uid -> highest MODSEQ seen anywhere
         self.rw = []                            # [session, start, end] read-write selections
         self.recent = {}                        # uid -> session that was shown it \Recent
+        self.bodies = {}                        # uid -> stored bytes of a delivered message
 
     def may_be_expunged(self, uid, before=INF):
         """Could an expunge sent before `before` have removed uid?"""
@@ -257,9 +271,12 @@ class Model:
         self.volatile_count = defaultdict(int)
         # (user, name) -> {msgid: Record}: copies by a COPY/MOVE with an unknown outcome
         self.maybe_copied = defaultdict(dict)
-        # ids of the APPENDs, COPYs and MOVEs among those answered NO: none of them may
-        # have taken effect
+        # ids of the APPENDs, COPYs and MOVEs among those answered NO (and LMTP
+        # deliveries refused): none of them may have taken effect
         self.refused = set()
+        # (user, "INBOX") -> {msgid: Record}: LMTP deliveries answered 250 that no
+        # checkpoint has found yet (their UIDs are known only once found)
+        self.delivered = defaultdict(dict)
         self.notes = defaultdict(int)     # allowed but remarkable outcomes -> count
         self.stop = threading.Event()     # set on the first violation unless keep-going
         self.keep_going = False
@@ -293,6 +310,30 @@ class Model:
         before `since`?"""
         with self.lock:
             return any(r.ack is None or r.ack > since for r in self.kills[(user, name)])
+
+    def stored(self, box, uid, msgid, body=None):
+        """The bytes box's uid must have: the message, or for one delivered by LMTP trace
+        headers and the message as first seen whole (body: a BODY[] just read), None
+        while unknown."""
+        want = message(msgid)
+        if not delivered(msgid):
+            return want
+        with self.lock:
+            if uid not in box.bodies and body is not None and body.endswith(want) and \
+                    TRACE_HEADERS.fullmatch(body[:-len(want)]):
+                box.bodies[uid] = body
+            return box.bodies.get(uid)
+
+    def size_wrong(self, box, uid, msgid, size):
+        """Why RFC822.SIZE size is wrong for box's uid, or None."""
+        full = self.stored(box, uid, msgid)
+        if full is None and size > len(message(msgid)):
+            return None
+        want = len(full if full is not None else message(msgid))
+        if size == want:
+            return None
+        return "RFC822.SIZE %d, message has %d%s" % (size, want, " and trace headers"
+                                                     if delivered(msgid) else "")
 
     # ---- observations --------------------------------------------------------------------
 

@@ -4,19 +4,21 @@ and checking every response it gets (README.md lists the properties)."""
 
 import random
 import re
+import smtplib
 import socket
 import time
 
 from faults import FAULTS, PROCESS_FAULTS, STORAGE_FAULTS
 from imap_connection import (ImapConnection, ImapError, Literal, parse, quote, response_code,
                              selected_state, uid_set)
-from model import (MAX_VOLATILE, STABLE, SYSTEM_FLAGS, Created, Expunge, FlagOp, is_volatile,
+from model import (DELIVERED, MAX_VOLATILE, STABLE, SYSTEM_FLAGS, Created, Expunge, FlagOp,
+                   is_volatile,
                    message, msgid_for, msgid_of, norm)
 
 # The command mix: name -> weight. --ops restricts it to some names (README.md).
 OPS = {
     "select": 6, "examine": 3, "qresync": 4, "unselect": 1,
-    "append": 9, "multiappend": 4,
+    "append": 9, "multiappend": 4, "deliver": 3,
     "fetch": 8, "fetch-body": 6, "fetch-seq": 4, "fetch-partial": 5, "fetch-header": 3,
     "changedsince": 4,
     "store": 12, "store-unchanged": 4, "keyword": 5,
@@ -373,24 +375,27 @@ class Session:
                                          (uid, key, value[:100]), where, self.name)
                     continue
                 self.model.saw_message(box, uid, msgid, self.name)
-                if key == "BODY[]" and value != message(msgid):
+                if key == "BODY[]" and value != self.model.stored(box, uid, msgid, value):
                     self.model.violation("body-not-exact", "UID %d (%s): %d bytes differ from "
-                                         "the %d appended" % (uid, msgid, len(value),
-                                                              len(message(msgid))),
+                                         "the %d stored" % (uid, msgid, len(value),
+                                                            len(message(msgid))),
                                          where, self.name)
         msgid = msgid or box.uid_msg.get(uid)
         if msgid is None:
             return
-        if "RFC822.SIZE" in d and int(d["RFC822.SIZE"]) != len(message(msgid)):
+        wrong = "RFC822.SIZE" in d and self.model.size_wrong(box, uid, msgid,
+                                                             int(d["RFC822.SIZE"]))
+        if wrong:
             if int(d["RFC822.SIZE"]) == 0 and box.may_be_expunged(uid, rec.ack):
                 self.model.note("RFC822.SIZE 0 of a message that may be expunged")
                 return
-            self.model.violation("size-wrong", "UID %d RFC822.SIZE %s, message has %d" %
-                                 (uid, d["RFC822.SIZE"], len(message(msgid))), where, self.name)
+            self.model.violation("size-wrong", "UID %d %s" % (uid, wrong), where, self.name)
+        full = self.model.stored(box, uid, msgid)
         for key, value in d.items():
-            if isinstance(key, str) and key.startswith("BODY[]<") and value is not None:
+            if full is not None and isinstance(key, str) and key.startswith("BODY[]<") and \
+                    value is not None:
                 origin = int(key[len("BODY[]<"):-1])
-                want = message(msgid)[origin:origin + (partial[1] if partial else len(value))]
+                want = full[origin:origin + (partial[1] if partial else len(value))]
                 if value != want:
                     self.model.violation("partial-not-exact", "UID %d %s: %d bytes, want %d" %
                                          (uid, key, len(value), len(want)), where, self.name)
@@ -461,7 +466,8 @@ class Session:
         pool = list(SYSTEM_FLAGS[:4]) + list(SHARED_KEYWORDS) + ["\\Deleted"]
         return self.rng.sample(pool, self.rng.randint(1, 2))
 
-    def new_message(self):
+    def new_message(self, kind=""):
+        """A new message id; kind DELIVERED for one LMTP delivers."""
         r = self.rng.random()
         if r < 0.03:
             size = self.rng.randint(262145, 420000)
@@ -470,7 +476,7 @@ class Session:
         else:
             size = self.rng.randint(300, 2000)
         self.counter += 1
-        return msgid_for(self.seed, self.name, self.counter, size)
+        return msgid_for(self.seed, self.name + kind, self.counter, size)
 
     # ---- selection ---------------------------------------------------------------------
 
@@ -878,6 +884,60 @@ class Session:
 
     def op_append(self):
         self.append(1)
+
+    def op_deliver(self):
+        """An LMTP delivery to the user, through this session's node: into INBOX, with
+        trace headers on top (model.stored)."""
+        msgid = self.new_message(DELIVERED)
+        where = (self.user, "INBOX")
+        rec = self.trace.begin(self.name, self.node.name, self.user, "LMTP {%s}" % msgid,
+                               {where})
+        self.commands += 1
+        with self.model.lock:       # whatever the answer, it may be there
+            self.model.maybe_copied[where][msgid] = rec
+        faults = self.runner.faults
+        try:
+            code, text = self.lmtp(message(msgid))
+        except (smtplib.SMTPServerDisconnected, OSError) as e:
+            self.trace.end(rec, "DISCONNECTED (%s)" % e)
+            self.timed(rec, rec.boxes)
+            killed = faults and faults.covering(rec, PROCESS_FAULTS, self.node.name)
+            if killed:
+                self.model.note("LMTP connection lost to %s" % killed.kind)
+            else:
+                self.model.violation("deliver-failed", rec.who(), where, self.name)
+            return
+        self.trace.end(rec, "%d %s" % (code, text.decode(errors="replace")))
+        self.timed(rec, rec.boxes)
+        if code == 250:
+            with self.model.lock:
+                self.model.delivered[where][msgid] = rec
+            return
+        killed = faults and faults.covering(rec, {"master-kill"}, self.node.name)
+        if code == 421 and killed:
+            # Dovecot's lmtp answers 421 when its master dies, delivered or not
+            self.model.note("LMTP 421 while the master was killed")
+            return
+        self.refuse(rec)
+        if 400 <= code < 500 and faults and faults.covering(rec, STORAGE_FAULTS):
+            self.model.note("LMTP %d during a fault" % code)
+        else:
+            self.model.violation("deliver-failed", rec.who(), where, self.name)
+
+    def lmtp(self, data):
+        """One LMTP transaction to this session's user: the reply to RCPT if it was not
+        250, else the one to DATA."""
+        with smtplib.LMTP("127.0.0.1", self.node.lmtp_port,
+                          timeout=self.runner.op_timeout) as lmtp:
+            lmtp.ehlo()
+            lmtp.mail("stress@example.org")
+            code, text = lmtp.rcpt("%s@example.org" % self.user)
+            if code != 250:
+                return code, text
+            try:
+                return lmtp.data(data)
+            except smtplib.SMTPResponseException as e:
+                return e.smtp_code, e.smtp_error
 
     def op_multiappend(self):
         self.append(self.rng.randint(2, 4))
