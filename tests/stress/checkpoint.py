@@ -269,6 +269,8 @@ class Checker:
                 # issue 9: no client sees NO for an APPEND, COPY or MOVE that took effect
                 self.violation("no-but-applied", "UID %d (%s) is here, stored by %s" % (
                     uid, msgid, rec.who()), where)
+            elif rec is not None and rec.text.startswith("LMTP"):
+                self.model.note("a checkpoint found the UID of an LMTP delivery")
             elif rec is not None:
                 self.model.note("a COPY/MOVE/APPEND with an unknown outcome had stored a message")
             if rec is not None:
