@@ -896,11 +896,12 @@ class Session:
         with self.model.lock:       # whatever the answer, it may be there
             self.model.maybe_copied[where][msgid] = rec
         faults = self.runner.faults
+        steps = []
         try:
-            code, text = self.lmtp(message(msgid))
+            code, text = self.lmtp(message(msgid), steps)
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self.trace.end(rec, "DISCONNECTED (%s)" % e)
-            self.timed(rec, rec.boxes)
+            self.lmtp_timed(rec, steps)
             killed = faults and faults.covering(rec, PROCESS_FAULTS, self.node.name)
             if killed:
                 self.model.note("LMTP connection lost to %s" % killed.kind)
@@ -908,7 +909,7 @@ class Session:
                 self.model.violation("deliver-failed", rec.who(), where, self.name)
             return
         self.trace.end(rec, "%d %s" % (code, text.decode(errors="replace")))
-        self.timed(rec, rec.boxes)
+        self.lmtp_timed(rec, steps)
         if code == 250:
             with self.model.lock:
                 self.model.delivered[where][msgid] = rec
@@ -924,18 +925,36 @@ class Session:
         else:
             self.model.violation("deliver-failed", rec.who(), where, self.name)
 
-    def lmtp(self, data):
+    def lmtp_timed(self, rec, steps):
+        """The deadline is per LMTP command: rec's time is its slowest one (steps:
+        (name, start, end)); the connection and greeting before them are not one."""
+        if not steps:
+            return
+        name, start, end = max(steps, key=lambda s: s[2] - s[1])
+        rec.result += " (slowest: %s)" % name
+        rec.t_send = rec.t_ack - (end - start)
+        self.timed(rec, rec.boxes)
+
+    def lmtp(self, data, steps):
         """One LMTP transaction to this session's user: the reply to RCPT if it was not
-        250, else the one to DATA."""
+        250, else the one to DATA. Appends (command, start, end) to steps."""
         with smtplib.LMTP("127.0.0.1", self.node.lmtp_port,
                           timeout=self.runner.op_timeout) as lmtp:
-            lmtp.ehlo()
-            lmtp.mail("stress@example.org")
-            code, text = lmtp.rcpt("%s@example.org" % self.user)
+
+            def step(name, call, *args):
+                start = time.monotonic()
+                try:
+                    return call(*args)
+                finally:
+                    steps.append((name, start, time.monotonic()))
+
+            step("LHLO", lmtp.ehlo)
+            step("MAIL", lmtp.mail, "stress@example.org")
+            code, text = step("RCPT", lmtp.rcpt, "%s@example.org" % self.user)
             if code != 250:
                 return code, text
             try:
-                return lmtp.data(data)
+                return step("DATA", lmtp.data, data)
             except smtplib.SMTPResponseException as e:
                 return e.smtp_code, e.smtp_error
 
