@@ -61,17 +61,16 @@ class Faults:
         self.cluster = cluster
         self.rng = random.Random("%d/faults" % runner.args.seed)
         self.order = []
-        self.windows = []
         self.grace = deadline or 0      # a command may end this long after its fault
         self.injected = []              # Window of every fault, in order
-        self.killed = set()             # pids of the imap processes killed
+        self.killed = set()             # pids of the imap and lmtp processes killed
 
     # ---- what a window excuses ----------------------------------------------------------
 
     def covering(self, rec, kinds, node=None):
         """The window of one of kinds (on node, or cluster-wide) that rec overlaps."""
         end = rec.t_ack if rec.t_ack is not None else time.monotonic()
-        for w in list(self.windows):
+        for w in list(self.injected):
             w_end = (w.end if w.end is not None else float("inf")) + self.grace
             if w.kind in kinds and (w.node is None or w.node == node) and \
                     rec.t_send <= w_end and end >= w.start:
@@ -82,7 +81,7 @@ class Faults:
         """Is a master-kill of node in progress (or just over)?"""
         now = time.monotonic()
         return any(w.kind == "master-kill" and w.node == node and
-                   (w.end is None or now <= w.end + self.grace) for w in list(self.windows))
+                   (w.end is None or now <= w.end + self.grace) for w in list(self.injected))
 
     # ---- injection ---------------------------------------------------------------------
 
@@ -111,7 +110,6 @@ class Faults:
 
     def open(self, kind, node, what):
         w = Window(kind, node, what)
-        self.windows.append(w)
         self.injected.append(w)
         return w
 
