@@ -23,9 +23,9 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
                                r"(?:unlink|rename)\([^),]*/(tmp\d+)/(?:dbox-Mails/)?"
                                r"dovecot\.index[^)]*\) failed: No such file or directory)")
 
-# A login process whose master was killed (master-kill) cannot reach the master, config
-# or stats sockets until the master is back.
-MASTER_GONE = re.compile(r" imap-login: (?:Error|Fatal): .*(?:net_connect_unix\([^)]*\) failed: "
+# A login or lmtp process whose master was killed (master-kill) cannot reach the master,
+# config or stats sockets until the master is back.
+MASTER_GONE = re.compile(r" (?:imap-login|lmtp): (?:Error|Fatal): .*(?:net_connect_unix\([^)]*\) failed: "
                          r"Connection refused|master\(imap\): read\(\) failed: Remote closed "
                          r"connection)")
 KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
@@ -435,7 +435,7 @@ class Checker:
                 faults = self.runner.faults
                 if MASTER_GONE.search(line) and faults and any(
                         w.kind == "master-kill" and w.node == node.name for w in faults.injected):
-                    self.model.note("imap-login Error while its master was down")
+                    self.model.note("imap-login/lmtp Error while their master was down")
                     continue
                 m = KILLED_CHILD.search(line)
                 if m and faults and int(m.group(1)) in faults.killed:
