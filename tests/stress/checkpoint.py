@@ -23,11 +23,12 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
                                r"(?:unlink|rename)\([^),]*/(tmp\d+)/(?:dbox-Mails/)?"
                                r"dovecot\.index[^)]*\) failed: No such file or directory)")
 
-# A login or lmtp process whose master was killed (master-kill) cannot reach the master,
-# config or stats sockets until the master is back.
-MASTER_GONE = re.compile(r" (?:imap-login|lmtp): (?:Error|Fatal): .*(?:net_connect_unix\([^)]*\) failed: "
-                         r"Connection refused|master\(imap\): read\(\) failed: Remote closed "
-                         r"connection)")
+# The processes a killed master (master-kill) left, and new ones started meanwhile,
+# cannot reach the sockets the master's services listened on (config, stats-writer,
+# auth-master, the imap service) until the master is back.
+MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connect(?:_unix)?\([^)]*\) "
+                         r"failed: Connection refused|master\(imap\): read\(\) failed: Remote "
+                         r"closed connection)")
 KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
                           r"signal 9")
 
@@ -433,9 +434,9 @@ class Checker:
                     self.model.note("Error logged for a mailbox deleted meanwhile")
                     continue
                 faults = self.runner.faults
-                if MASTER_GONE.search(line) and faults and any(
-                        w.kind == "master-kill" and w.node == node.name for w in faults.injected):
-                    self.model.note("imap-login/lmtp Error while their master was down")
+                m = MASTER_GONE.search(line)
+                if m and faults and faults.master_down_at(node.name, m.group(1)):
+                    self.model.note("Error logged while the node's master was down")
                     continue
                 m = KILLED_CHILD.search(line)
                 if m and faults and int(m.group(1)) in faults.killed:

@@ -6,6 +6,7 @@ Each fault opens a window (kind, node or None for the cluster, start, end). A co
 that overlaps a window, widened by the storage's answer deadline, may fail the way that
 fault allows (README.md); outside every window it may not fail at all."""
 
+import datetime
 import os
 import random
 import re
@@ -28,7 +29,7 @@ KILL_WAIT = 8           # seconds a kill waits for a write in progress
 
 
 class Window:
-    __slots__ = ("kind", "node", "what", "start", "end")
+    __slots__ = ("kind", "node", "what", "start", "end", "wall_start", "wall_end")
 
     def __init__(self, kind, node, what):
         self.kind = kind
@@ -36,6 +37,8 @@ class Window:
         self.what = what
         self.start = time.monotonic()
         self.end = None         # None while the fault lasts
+        self.wall_start = time.time()   # for log lines
+        self.wall_end = None
 
     def __str__(self):
         return "%s %s" % (self.kind, self.what)
@@ -77,6 +80,21 @@ class Faults:
                 return w
         return None
 
+    def master_down_at(self, node, stamp):
+        """Was node's master killed around the time of log stamp ('Dec 06 02:33:22',
+        whole seconds)?"""
+        t = datetime.datetime.strptime("%d %s" % (datetime.date.today().year, stamp),
+                                       "%Y %b %d %H:%M:%S").timestamp()
+        return any(w.kind == "master-kill" and w.node == node and
+                   w.wall_start - 1 <= t <= (w.wall_end or time.time()) + self.grace + 1
+                   for w in list(self.injected))
+
+    def orphaned(self, node, connected_at):
+        """Was node's master killed after a connection made at connected_at (its process
+        outlives that master)?"""
+        return any(w.kind == "master-kill" and w.node == node and w.start > connected_at
+                   for w in list(self.injected))
+
     def node_down(self, node):
         """Is a master-kill of node in progress (or just over)?"""
         now = time.monotonic()
@@ -106,6 +124,7 @@ class Faults:
         finally:
             w = self.injected[-1]
             w.end = time.monotonic()
+            w.wall_end = time.time()
         return w
 
     def open(self, kind, node, what):

@@ -96,6 +96,7 @@ class Session:
         self.rng = random.Random("%d/%d" % (seed, index))
         self.qresync = index % 2 == 0       # half QRESYNC (VANISHED), half CONDSTORE
         self.conn = None
+        self.connected_at = None
         self.selected = None
         self.closing = None     # the mailbox a SELECT in progress leaves
         self.failed_select = None   # the last SELECT, if it failed
@@ -114,6 +115,7 @@ class Session:
         """Connects and logs in; leaves self.conn None if that failed (tried again at the
         session's next turn)."""
         try:
+            self.connected_at = time.monotonic()
             self.conn = ImapConnection(self.node.imap_port, timeout=self.runner.op_timeout)
         except (ImapError, OSError) as e:
             self.conn = None
@@ -255,6 +257,10 @@ class Session:
         elif killed and (not bye or (killed.kind == "master-kill" and
                                      rec.text.startswith("LOGIN"))):
             self.model.note("connection lost to %s" % killed.kind)
+        elif faults and faults.orphaned(self.node.name, self.connected_at) and \
+                all(b.startswith("* BYE Server shutting down.") for b in bye):
+            # its process outlived a killed master: it ends at its next status change
+            self.model.note("session of a process a killed master left ended")
         else:
             self.model.violation(
                 "unexpected-bye", "%s: %s%s" % (rec.who(), bye[0] if bye else rec.result,
