@@ -28,7 +28,7 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
 # auth-master, the imap service) until the master is back.
 MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connect(?:_unix)?\([^)]*\) "
                          r"failed: Connection refused|master\(imap\): read\(\) failed: Remote "
-                         r"closed connection)")
+                         r"closed connection|Failed to lookup user \S+: Internal error occurred)")
 KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
                           r"signal 9")
 

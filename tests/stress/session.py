@@ -926,7 +926,7 @@ class Session:
             self.model.note("LMTP 421 while the master was killed")
             return
         self.refuse(rec)
-        if 400 <= code < 500 and faults and faults.covering(rec, STORAGE_FAULTS):
+        if 400 <= code < 500 and (killed or faults and faults.covering(rec, STORAGE_FAULTS)):
             self.model.note("LMTP %d during a fault" % code)
         else:
             self.model.violation("deliver-failed", rec.who(), where, self.name)
