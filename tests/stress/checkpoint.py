@@ -3,6 +3,7 @@ every mailbox of every user, the nodes must agree exactly, and the state must ma
 the model knows (README.md)."""
 
 import re
+import time
 from collections import defaultdict
 
 from imap_connection import (ImapConnection, ImapError, Literal, parse, parse_fetch, quote,
@@ -21,6 +22,15 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
                                r"Couldn't open mailbox '(tmp\d+)'|"
                                r"(?:unlink|rename)\([^),]*/(tmp\d+)/(?:dbox-Mails/)?"
                                r"dovecot\.index[^)]*\) failed: No such file or directory)")
+
+# The processes a killed master (master-kill) left, and new ones started meanwhile,
+# cannot reach the sockets the master's services listened on (config, stats-writer,
+# auth-master, the imap service) until the master is back.
+MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connect(?:_unix)?\([^)]*\) "
+                         r"failed: Connection refused|master\(imap\): read\(\) failed: Remote "
+                         r"closed connection|Failed to lookup user \S+: Internal error occurred)")
+KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
+                          r"signal 9")
 
 
 class Snapshot:
@@ -154,6 +164,7 @@ class Checker:
                          msgid_of(header[0]) if header and header[0] else None)
         snap = Snapshot(state["uidvalidity"], state["uidnext"], state["highestmodseq"], msgs)
         n = node.name
+        box = self.model.box(user, name, snap.uidvalidity)
         if (st["MESSAGES"], st["UIDNEXT"], st["UIDVALIDITY"], st["HIGHESTMODSEQ"]) != \
                 (state["exists"], snap.uidnext, snap.uidvalidity, snap.hms):
             self.violation("status-differs-from-examine", "on %s: STATUS %s, EXAMINE %s" % (
@@ -168,9 +179,9 @@ class Checker:
             if msgid is None:
                 self.violation("body-corrupt", "on %s: UID %d has no X-Stress-Id" % (n, uid),
                                where)
-            elif size != len(message(msgid)):
-                self.violation("size-wrong", "on %s: UID %d (%s) RFC822.SIZE %d, message has "
-                               "%d" % (n, uid, msgid, size, len(message(msgid))), where)
+            elif self.model.size_wrong(box, uid, msgid, size):
+                self.violation("size-wrong", "on %s: UID %d (%s) %s" % (
+                    n, uid, msgid, self.model.size_wrong(box, uid, msgid, size)), where)
         if resync:
             self.check_resync(conn, n, where, prev, snap, vanished, qfetched)
         if final and msgs:
@@ -209,7 +220,9 @@ class Checker:
         resp = self.command(conn, "UID", "FETCH", "1:*", "(UID BODY.PEEK[])")
         for uid, d in parse_fetch(resp.untagged, key="UID").items():
             msgid = snap.msgs.get(uid, (0, 0, 0, None))[3]
-            if msgid and d.get("BODY[]") != message(msgid):
+            body = d.get("BODY[]")
+            if msgid and body != self.model.stored(self.model.box(*where, snap.uidvalidity), uid,
+                                                   msgid, body):
                 self.violation("body-not-exact", "on %s: UID %d (%s) body differs" % (
                     n, uid, msgid), where)
 
@@ -253,8 +266,15 @@ class Checker:
         for uid in sorted(set(snap.msgs) - set(box.created)):
             msgid = snap.msgs[uid][3]
             rec = self.model.maybe_copied[where].get(msgid)
-            if rec is not None:
+            if rec is not None and rec.id in self.model.refused:
+                # issue 9: no client sees NO for an APPEND, COPY or MOVE that took effect
+                self.violation("no-but-applied", "UID %d (%s) is here, stored by %s" % (
+                    uid, msgid, rec.who()), where)
+            elif rec is not None and rec.text.startswith("LMTP"):
+                self.model.note("a checkpoint found the UID of an LMTP delivery")
+            elif rec is not None:
                 self.model.note("a COPY/MOVE/APPEND with an unknown outcome had stored a message")
+            if rec is not None:
                 box.created[uid] = Created(rec.send, rec.ack, "copy", msgid, None, rec.id)
                 box.deleted_adds[uid].append(rec.send)
                 resolved[rec.id].add(uid)
@@ -263,6 +283,28 @@ class Checker:
                            "by an acknowledged command" % (uid, snap.msgs[uid][3]), where)
         for rid, uids in resolved.items():
             box.owners.append((rid, frozenset(uids)))
+        self.check_delivered(box, snap, where)
+
+    def check_delivered(self, box, snap, where):
+        """An acknowledged LMTP delivery is here (then check_messages made it a known
+        message), or an expunge could have removed it: at the UID a session saw it
+        with, or, if none did, at some UID nobody saw."""
+        here = {m[3] for m in snap.msgs.values()}
+        pending = self.model.delivered[where]
+        for msgid, rec in sorted(pending.items()):
+            del pending[msgid]
+            if msgid in here:
+                continue
+            seen = [u for u, m in box.uid_msg.items() if m == msgid]
+            if seen:
+                gone = box.may_be_expunged(seen[0])
+            else:
+                gone = any(u not in snap.msgs and u not in box.uid_msg and
+                           box.may_be_expunged(u) for u in range(1, snap.uidnext))
+            if not gone:
+                self.violation("message-lost", "%s, delivered by %s, is gone, but no "
+                               "EXPUNGE/MOVE could have removed it" % (msgid, rec.who()),
+                               where)
 
     def check_flags(self, box, snap, where):
         for uid, (_, flags, _, _) in snap.msgs.items():
@@ -310,6 +352,19 @@ class Checker:
             if len(uids) > 1 and not any(uids <= owned for owned in owners):
                 self.violation("modseq-shared", "MODSEQ %d is on UIDs %s, which no single "
                                "command changed together" % (modseq, sorted(uids)), where)
+
+    def maintenance(self, rounds):
+        """After a fault (and growth): `doveadm rbd gc`, then `doveadm rbd check` must be
+        clean, from the nodes in turn. The gc grace is short in these runs; waiting it
+        out lets gc reclaim what killed processes left."""
+        time.sleep(self.runner.gc_grace + 1)
+        node = self.runner.nodes[rounds % len(self.runner.nodes)]
+        for user in self.runner.users:
+            for verb, prop in (("gc", "rbd-gc-failed"), ("check", "rbd-check-not-clean")):
+                status, out = node.doveadm("rbd", verb, "-u", user)
+                if status != 0:
+                    self.violation(prop, "doveadm rbd %s -u %s on %s: exit %d: %s" % (
+                        verb, user, node.name, status, " | ".join(out.splitlines()[-8:])))
 
     # ---- final ---------------------------------------------------------------------------
 
@@ -377,5 +432,14 @@ class Checker:
                 m = DELETED_BOX_ERROR.search(line)
                 if m and self.model.kills.get((m.group(1), m.group(2) or m.group(3) or m.group(4))):
                     self.model.note("Error logged for a mailbox deleted meanwhile")
+                    continue
+                faults = self.runner.faults
+                m = MASTER_GONE.search(line)
+                if m and faults and faults.master_down_at(node.name, m.group(1)):
+                    self.model.note("Error logged while the node's master was down")
+                    continue
+                m = KILLED_CHILD.search(line)
+                if m and faults and int(m.group(1)) in faults.killed:
+                    self.model.note("master logged a process a kill fault killed")
                     continue
                 self.violation("log-error", "%s: %s" % (node.name, line[:400]))

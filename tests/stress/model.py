@@ -10,7 +10,9 @@ asserts what holds for every order.
 
 import functools
 import hashlib
+import re
 import threading
+import time
 from collections import defaultdict
 
 STABLE = ("INBOX", "m1", "m2")      # never deleted or renamed: exact content model
@@ -60,6 +62,18 @@ def message(msgid):
     return head + b"".join(lines)
 
 
+# A message delivered by LMTP: its session part ends in this. Dovecot's LMTP puts trace
+# headers on top of it (Return-Path, Delivered-To, Received, folded), so its stored bytes
+# are known once a BODY[] has shown them.
+DELIVERED = "L"
+TRACE_HEADERS = re.compile(rb"(?:(?:Return-Path|Delivered-To|Received): [^\r\n]*\r\n"
+                           rb"|[ \t][^\r\n]*\r\n)*")
+
+
+def delivered(msgid):
+    return msgid.split("-")[1].endswith(DELIVERED)
+
+
 def msgid_of(data):
     """The X-Stress-Id of a message or of its header fields, or None."""
     for line in data.split(b"\r\n"):
@@ -75,7 +89,7 @@ def msgid_of(data):
 class Record:
     """One command: who sent it where, when, and what came back."""
     __slots__ = ("id", "session", "node", "user", "text", "boxes", "send", "ack", "result",
-                 "untagged", "epoch")
+                 "untagged", "epoch", "t_send", "t_ack")
 
     def __init__(self, rid, session, node, user, text, boxes, send, epoch):
         self.id = rid
@@ -89,11 +103,24 @@ class Record:
         self.result = None
         self.untagged = []
         self.epoch = epoch
+        self.t_send = time.monotonic()
+        self.t_ack = None
+
+    def duration(self):
+        return self.t_ack - self.t_send if self.t_ack is not None else None
+
+    def who(self):
+        """Which command this is: number, session, node, text, answer and duration."""
+        took = " in %.1f s" % self.duration() if self.t_ack is not None else ""
+        return "#%d %s@%s `%s` -> %s%s" % (self.id, self.session, self.node, self.text[:120],
+                                           (self.result or "(none)")[:120], took)
 
     def line(self, full=False):
         ack = "%d" % self.ack if self.ack is not None else "-"
-        out = "[%d..%s] %s@%s %s: %s -> %s" % (self.send, ack, self.session, self.node,
-                                               self.user, self.text, self.result or "(none)")
+        took = " (%.1f s)" % self.duration() if self.t_ack is not None else ""
+        out = "[%d..%s] %s@%s %s: %s -> %s%s" % (self.send, ack, self.session, self.node,
+                                                 self.user, self.text, self.result or "(none)",
+                                                 took)
         if full and self.untagged:
             out += "".join("\n      " + u for u in self.untagged)
         return out
@@ -122,6 +149,7 @@ class Trace:
             return rec
 
     def end(self, rec, result, untagged=()):
+        rec.t_ack = time.monotonic()
         rec.ack = self.tick()
         rec.result = result if len(result) < 200 else result[:200] + "..."
         rec.untagged = [u[:300] for u in untagged[:40]]
@@ -195,6 +223,7 @@ class Box:
         self.max_modseq = {}                    # uid -> highest MODSEQ seen anywhere
         self.rw = []                            # [session, start, end] read-write selections
         self.recent = {}                        # uid -> session that was shown it \Recent
+        self.bodies = {}                        # uid -> stored bytes of a delivered message
 
     def may_be_expunged(self, uid, before=INF):
         """Could an expunge sent before `before` have removed uid?"""
@@ -242,6 +271,12 @@ class Model:
         self.volatile_count = defaultdict(int)
         # (user, name) -> {msgid: Record}: copies by a COPY/MOVE with an unknown outcome
         self.maybe_copied = defaultdict(dict)
+        # ids of the APPENDs, COPYs and MOVEs among those answered NO (and LMTP
+        # deliveries refused): none of them may have taken effect
+        self.refused = set()
+        # (user, "INBOX") -> {msgid: Record}: LMTP deliveries answered 250 that no
+        # checkpoint has found yet (their UIDs are known only once found)
+        self.delivered = defaultdict(dict)
         self.notes = defaultdict(int)     # allowed but remarkable outcomes -> count
         self.stop = threading.Event()     # set on the first violation unless keep-going
         self.keep_going = False
@@ -275,6 +310,30 @@ class Model:
         before `since`?"""
         with self.lock:
             return any(r.ack is None or r.ack > since for r in self.kills[(user, name)])
+
+    def stored(self, box, uid, msgid, body=None):
+        """The bytes box's uid must have: the message, or for one delivered by LMTP trace
+        headers and the message as first seen whole (body: a BODY[] just read), None
+        while unknown."""
+        want = message(msgid)
+        if not delivered(msgid):
+            return want
+        with self.lock:
+            if uid not in box.bodies and body is not None and body.endswith(want) and \
+                    TRACE_HEADERS.fullmatch(body[:-len(want)]):
+                box.bodies[uid] = body
+            return box.bodies.get(uid)
+
+    def size_wrong(self, box, uid, msgid, size):
+        """Why RFC822.SIZE size is wrong for box's uid, or None."""
+        full = self.stored(box, uid, msgid)
+        if full is None and size > len(message(msgid)):
+            return None
+        want = len(full if full is not None else message(msgid))
+        if size == want:
+            return None
+        return "RFC822.SIZE %d, message has %d%s" % (size, want, " and trace headers"
+                                                     if delivered(msgid) else "")
 
     # ---- observations --------------------------------------------------------------------
 

@@ -4,18 +4,21 @@ and checking every response it gets (README.md lists the properties)."""
 
 import random
 import re
+import smtplib
 import socket
 import time
 
+from faults import FAULTS, PROCESS_FAULTS, STORAGE_FAULTS
 from imap_connection import (ImapConnection, ImapError, Literal, parse, quote, response_code,
                              selected_state, uid_set)
-from model import (MAX_VOLATILE, STABLE, SYSTEM_FLAGS, Created, Expunge, FlagOp, is_volatile,
+from model import (DELIVERED, MAX_VOLATILE, STABLE, SYSTEM_FLAGS, Created, Expunge, FlagOp,
+                   is_volatile,
                    message, msgid_for, msgid_of, norm)
 
 # The command mix: name -> weight. --ops restricts it to some names (README.md).
 OPS = {
     "select": 6, "examine": 3, "qresync": 4, "unselect": 1,
-    "append": 9, "multiappend": 4,
+    "append": 9, "multiappend": 4, "deliver": 3,
     "fetch": 8, "fetch-body": 6, "fetch-seq": 4, "fetch-partial": 5, "fetch-header": 3,
     "changedsince": 4,
     "store": 12, "store-unchanged": 4, "keyword": 5,
@@ -93,6 +96,7 @@ class Session:
         self.rng = random.Random("%d/%d" % (seed, index))
         self.qresync = index % 2 == 0       # half QRESYNC (VANISHED), half CONDSTORE
         self.conn = None
+        self.connected_at = None
         self.selected = None
         self.closing = None     # the mailbox a SELECT in progress leaves
         self.failed_select = None   # the last SELECT, if it failed
@@ -108,8 +112,30 @@ class Session:
     # ---- connection --------------------------------------------------------------------
 
     def connect(self):
-        self.conn = ImapConnection(self.node.imap_port, timeout=self.runner.op_timeout)
-        self.command("LOGIN %s" % self.user, ["LOGIN", quote(self.user), quote("pass")])
+        """Connects and logs in; leaves self.conn None if that failed (tried again at the
+        session's next turn)."""
+        try:
+            self.connected_at = time.monotonic()
+            self.conn = ImapConnection(self.node.imap_port, timeout=self.runner.op_timeout)
+        except (ImapError, OSError) as e:
+            self.conn = None
+            if self.runner.faults and self.runner.faults.node_down(self.node.name):
+                self.model.note("connection refused while the node's master was down")
+                time.sleep(0.2)
+            else:
+                self.model.violation("connect-failed", "%s: %s" % (self.node.name, e),
+                                     None, self.name)
+                time.sleep(1)
+            return
+        resp, rec = self.command("LOGIN %s" % self.user,
+                                 ["LOGIN", quote(self.user), quote("pass")])
+        if resp.status != "OK":
+            if not self.unavailable(rec, resp):
+                self.model.violation("login-failed", rec.who(), None, self.name)
+            self.conn.close()
+            self.conn = None
+            time.sleep(0.2)
+            return
         self.command("ENABLE", ["ENABLE", "QRESYNC" if self.qresync else "CONDSTORE"])
 
     def close_selection(self, when):
@@ -163,6 +189,7 @@ class Session:
             resp = self.conn.command(*parts)
         except socket.timeout:
             self.trace.end(rec, "TIMEOUT after %.0f s" % self.runner.op_timeout)
+            self.timed(rec, boxes)
             self.model.violation("command-hung", "%s: no tagged reply in %.0f s" %
                                  (text, self.runner.op_timeout),
                                  self.box_name(boxes), self.name)
@@ -171,10 +198,12 @@ class Session:
         except (ImapError, OSError) as e:
             untagged = [u.decode("utf-8", "surrogateescape") for u in getattr(e, "untagged", [])]
             self.trace.end(rec, "DISCONNECTED (%s)" % e, untagged)
+            self.timed(rec, boxes)
             self.disconnected(rec, untagged)
             raise Abort(rec) from None
         untagged = text_lines(resp)
         self.trace.end(rec, resp.tagged, untagged)
+        self.timed(rec, boxes)
         if any(u.startswith("* BYE") for u in untagged):
             self.disconnected(rec, untagged)
             raise Abort(rec)
@@ -185,6 +214,30 @@ class Session:
 
     def box_name(self, boxes):
         return sorted(boxes)[0] if boxes else None
+
+    def timed(self, rec, boxes):
+        """Every command answers within rbd_op_timeout + 1 s (issue 9), faults or not."""
+        limit = self.runner.deadline
+        if limit is not None and rec.duration() > limit:
+            self.model.violation("command-too-long", "%s: over rbd_op_timeout + 1 s = %g s%s" %
+                                 (rec.who(), limit, self.fault_context(rec)),
+                                 self.box_name(boxes), self.name)
+
+    def fault_context(self, rec):
+        w = self.runner.faults and self.runner.faults.covering(rec, FAULTS, self.node.name)
+        return " (during %s)" % w if w else ""
+
+    def unavailable(self, rec, resp):
+        """A NO [UNAVAILABLE] to a command overlapping a storage fault: allowed, its
+        outcome is unknown (a change it made must not show: the checkpoints check)."""
+        faults = self.runner.faults
+        if resp.status == "NO" and "[UNAVAILABLE]" in resp.text and faults and \
+                faults.covering(rec, STORAGE_FAULTS):
+            words = rec.text.split(" ")
+            self.model.note("%s NO [UNAVAILABLE] during a fault" %
+                            " ".join(words[:2] if words[0] == "UID" else words[:1]))
+            return True
+        return False
 
     def disconnected(self, rec, untagged):
         """A BYE other than LOGOUT's is allowed only when the selected mailbox was deleted
@@ -197,11 +250,21 @@ class Session:
         allowed = any(is_volatile(t.name) and
                       self.model.killed_since(self.user, t.name, t.select_send)
                       for t in tried)
+        faults = self.runner.faults
+        killed = faults and faults.covering(rec, PROCESS_FAULTS, self.node.name)
         if allowed:
             self.model.note("BYE: selected mailbox deleted or renamed by another session")
+        elif killed and (not bye or (killed.kind == "master-kill" and
+                                     rec.text.startswith("LOGIN"))):
+            self.model.note("connection lost to %s" % killed.kind)
+        elif faults and faults.orphaned(self.node.name, self.connected_at) and \
+                all(b.startswith("* BYE Server shutting down.") for b in bye):
+            # its process outlived a killed master: it ends at its next status change
+            self.model.note("session of a process a killed master left ended")
         else:
             self.model.violation(
-                "unexpected-bye", "%s -> %s" % (rec.text, bye[0] if bye else rec.result),
+                "unexpected-bye", "%s: %s%s" % (rec.who(), bye[0] if bye else rec.result,
+                                                self.fault_context(rec)),
                 (self.user, sel.name) if sel else None, self.name)
         self.reconnect()
 
@@ -318,24 +381,27 @@ class Session:
                                          (uid, key, value[:100]), where, self.name)
                     continue
                 self.model.saw_message(box, uid, msgid, self.name)
-                if key == "BODY[]" and value != message(msgid):
+                if key == "BODY[]" and value != self.model.stored(box, uid, msgid, value):
                     self.model.violation("body-not-exact", "UID %d (%s): %d bytes differ from "
-                                         "the %d appended" % (uid, msgid, len(value),
-                                                              len(message(msgid))),
+                                         "the %d stored" % (uid, msgid, len(value),
+                                                            len(message(msgid))),
                                          where, self.name)
         msgid = msgid or box.uid_msg.get(uid)
         if msgid is None:
             return
-        if "RFC822.SIZE" in d and int(d["RFC822.SIZE"]) != len(message(msgid)):
+        wrong = "RFC822.SIZE" in d and self.model.size_wrong(box, uid, msgid,
+                                                             int(d["RFC822.SIZE"]))
+        if wrong:
             if int(d["RFC822.SIZE"]) == 0 and box.may_be_expunged(uid, rec.ack):
                 self.model.note("RFC822.SIZE 0 of a message that may be expunged")
                 return
-            self.model.violation("size-wrong", "UID %d RFC822.SIZE %s, message has %d" %
-                                 (uid, d["RFC822.SIZE"], len(message(msgid))), where, self.name)
+            self.model.violation("size-wrong", "UID %d %s" % (uid, wrong), where, self.name)
+        full = self.model.stored(box, uid, msgid)
         for key, value in d.items():
-            if isinstance(key, str) and key.startswith("BODY[]<") and value is not None:
+            if full is not None and isinstance(key, str) and key.startswith("BODY[]<") and \
+                    value is not None:
                 origin = int(key[len("BODY[]<"):-1])
-                want = message(msgid)[origin:origin + (partial[1] if partial else len(value))]
+                want = full[origin:origin + (partial[1] if partial else len(value))]
                 if value != want:
                     self.model.violation("partial-not-exact", "UID %d %s: %d bytes, want %d" %
                                          (uid, key, len(value), len(want)), where, self.name)
@@ -361,6 +427,8 @@ class Session:
             try:
                 if self.conn is None:
                     self.connect()
+                    if self.conn is None:
+                        continue
                 if op in NEED_SELECTED and self.selected is None:
                     self.op_select(self.pick_mailbox(), "SELECT")
                     continue
@@ -404,7 +472,8 @@ class Session:
         pool = list(SYSTEM_FLAGS[:4]) + list(SHARED_KEYWORDS) + ["\\Deleted"]
         return self.rng.sample(pool, self.rng.randint(1, 2))
 
-    def new_message(self):
+    def new_message(self, kind=""):
+        """A new message id; kind DELIVERED for one LMTP delivers."""
         r = self.rng.random()
         if r < 0.03:
             size = self.rng.randint(262145, 420000)
@@ -413,7 +482,7 @@ class Session:
         else:
             size = self.rng.randint(300, 2000)
         self.counter += 1
-        return msgid_for(self.seed, self.name, self.counter, size)
+        return msgid_for(self.seed, self.name + kind, self.counter, size)
 
     # ---- selection ---------------------------------------------------------------------
 
@@ -443,7 +512,7 @@ class Session:
             old_rw[2] = rec.ack
         self.failed_select = None
         if resp.status != "OK":
-            if name in STABLE:
+            if name in STABLE and not self.unavailable(rec, resp):
                 self.model.violation("select-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, name), self.name)
             self.failed_select = Selected(name, None, False, 0, rec.send)
@@ -494,7 +563,7 @@ class Session:
             elif is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                   sel.select_send):
                 self.model.note("NO in a deleted or renamed selected mailbox")
-            else:
+            elif not self.unavailable(rec, resp):
                 self.model.violation("fetch-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, sel.name), self.name)
         return resp, rec
@@ -585,7 +654,7 @@ class Session:
             if is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                 sel.select_send):
                 self.model.note("NO in a deleted or renamed selected mailbox")
-            else:
+            elif not self.unavailable(rec, resp):
                 self.model.violation("store-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, sel.name), self.name)
 
@@ -637,14 +706,14 @@ class Session:
         exp[0].ack = rec.ack
         self.process(text_lines(resp), rec)
         if resp.status != "OK":
-            self.failed_in_selected(text, resp)
+            self.failed_in_selected(text, resp, rec)
 
-    def failed_in_selected(self, text, resp):
+    def failed_in_selected(self, text, resp, rec):
         sel = self.selected
         if sel and is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                     sel.select_send):
             self.model.note("NO in a deleted or renamed selected mailbox")
-        else:
+        elif not self.unavailable(rec, resp):
             self.model.violation("command-failed", "%s -> %s" % (text, resp.tagged),
                                  (self.user, sel.name) if sel else None, self.name)
 
@@ -710,9 +779,16 @@ class Session:
             elif is_volatile(dest) or is_volatile(sel.name):
                 self.model.note("%s NO with a volatile mailbox" % verb)
             else:
-                self.model.violation("copy-failed", "%s -> %s" % (text, resp.tagged),
-                                     (self.user, dest), self.name)
+                self.refuse(rec)
+                if not self.unavailable(rec, resp):
+                    self.model.violation("copy-failed", rec.who(), (self.user, dest),
+                                         self.name)
         self.process(text_lines(resp), rec)
+
+    def refuse(self, rec):
+        """rec was answered NO: if its change shows anyway, that is no-but-applied."""
+        with self.model.lock:
+            self.model.refused.add(rec.id)
 
     def copied(self, dest, src, rec, texts):
         """Registers the copies a COPYUID (tagged or untagged) names; False if none."""
@@ -803,12 +879,90 @@ class Session:
             self.model.violation("appenduid-missing", "%s -> %s" % (text, resp.tagged),
                                  (self.user, dest), self.name)
         else:
-            self.model.violation("append-failed", "%s -> %s" % (text, resp.tagged),
-                                 (self.user, dest), self.name)
+            # stored anyway? the checkpoint reports it (no-but-applied)
+            with self.model.lock:
+                for msgid, _ in msgs:
+                    self.model.maybe_copied[(self.user, dest)][msgid] = rec
+            self.refuse(rec)
+            if not self.unavailable(rec, resp):
+                self.model.violation("append-failed", rec.who(), (self.user, dest), self.name)
         self.process(text_lines(resp), rec)
 
     def op_append(self):
         self.append(1)
+
+    def op_deliver(self):
+        """An LMTP delivery to the user, through this session's node: into INBOX, with
+        trace headers on top (model.stored)."""
+        msgid = self.new_message(DELIVERED)
+        where = (self.user, "INBOX")
+        rec = self.trace.begin(self.name, self.node.name, self.user, "LMTP {%s}" % msgid,
+                               {where})
+        self.commands += 1
+        with self.model.lock:       # whatever the answer, it may be there
+            self.model.maybe_copied[where][msgid] = rec
+        faults = self.runner.faults
+        steps = []
+        try:
+            code, text = self.lmtp(message(msgid), steps)
+        except (smtplib.SMTPServerDisconnected, OSError) as e:
+            self.trace.end(rec, "DISCONNECTED (%s)" % e)
+            self.lmtp_timed(rec, steps)
+            killed = faults and faults.covering(rec, PROCESS_FAULTS, self.node.name)
+            if killed:
+                self.model.note("LMTP connection lost to %s" % killed.kind)
+            else:
+                self.model.violation("deliver-failed", rec.who(), where, self.name)
+            return
+        self.trace.end(rec, "%d %s" % (code, text.decode(errors="replace")))
+        self.lmtp_timed(rec, steps)
+        if code == 250:
+            with self.model.lock:
+                self.model.delivered[where][msgid] = rec
+            return
+        killed = faults and faults.covering(rec, {"master-kill"}, self.node.name)
+        if code == 421 and killed:
+            # Dovecot's lmtp answers 421 when its master dies, delivered or not
+            self.model.note("LMTP 421 while the master was killed")
+            return
+        self.refuse(rec)
+        if 400 <= code < 500 and (killed or faults and faults.covering(rec, STORAGE_FAULTS)):
+            self.model.note("LMTP %d during a fault" % code)
+        else:
+            self.model.violation("deliver-failed", rec.who(), where, self.name)
+
+    def lmtp_timed(self, rec, steps):
+        """The deadline is per LMTP command: rec's time is its slowest one (steps:
+        (name, start, end)); the connection and greeting before them are not one."""
+        if not steps:
+            return
+        name, start, end = max(steps, key=lambda s: s[2] - s[1])
+        rec.result += " (slowest: %s)" % name
+        rec.t_send = rec.t_ack - (end - start)
+        self.timed(rec, rec.boxes)
+
+    def lmtp(self, data, steps):
+        """One LMTP transaction to this session's user: the reply to RCPT if it was not
+        250, else the one to DATA. Appends (command, start, end) to steps."""
+        with smtplib.LMTP("127.0.0.1", self.node.lmtp_port,
+                          timeout=self.runner.op_timeout) as lmtp:
+
+            def step(name, call, *args):
+                start = time.monotonic()
+                try:
+                    return call(*args)
+                finally:
+                    steps.append((name, start, time.monotonic()))
+
+            step("LHLO", lmtp.ehlo)
+            step("MAIL", lmtp.mail, "stress@example.org")
+            code, text = step("RCPT", lmtp.rcpt, "%s@example.org" % self.user)
+            if code != 250:
+                return code, text
+            try:
+                return step("DATA", lmtp.data, data)
+            except smtplib.SMTPResponseException as e:
+                return e.smtp_code, e.smtp_error
 
     def op_multiappend(self):
         self.append(self.rng.randint(2, 4))
@@ -888,7 +1042,7 @@ class Session:
         self.process([u.decode("utf-8", "surrogateescape") for u in resp.untagged
                       if not u.startswith(b"* STATUS")], rec)
         if resp.status != "OK":
-            if name in STABLE:
+            if name in STABLE and not self.unavailable(rec, resp):
                 self.model.violation("status-failed", "STATUS %s -> %s" % (name, resp.tagged),
                                      (self.user, name), self.name)
             return
@@ -926,6 +1080,7 @@ class Session:
                 except socket.timeout:
                     break
             conn.sock.settimeout(self.runner.op_timeout)
+            rec.t_send = time.monotonic()   # its time: from DONE on
             conn.send("DONE\r\n")
             resp = conn.wait_tagged(tag, untagged)
         except socket.timeout:
@@ -942,6 +1097,7 @@ class Session:
             raise Abort(rec) from None
         text = [u.decode("utf-8", "surrogateescape") for u in resp.untagged]
         self.trace.end(rec, resp.tagged, text)
+        self.timed(rec, rec.boxes)
         if any(u.startswith("* BYE") for u in text):
             self.disconnected(rec, text)
             raise Abort(rec)
