@@ -600,8 +600,7 @@ Status MailboxIndex::ListSnapshot(uint32_t after_uid, size_t max, std::vector<Me
 }
 
 Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state) {
-  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
-  const auto start = RetryPolicy::Clock::now();
+  RetryPolicy retry(account_->deadline());
   for (unsigned attempt = 1;; attempt++) {
     records->clear();
     Status s;
@@ -614,7 +613,7 @@ Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* 
       after = page.back().uid;
     }
     if (s.code() != Code::kConflict) return s;
-    if (!retry.Backoff(attempt, start)) return s;
+    if (!retry.Backoff(attempt)) return s;
   }
 }
 
@@ -820,8 +819,7 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
 }
 
 Status MailboxIndex::Remove() {
-  RetryPolicy retry(std::chrono::milliseconds(account_->config().op_timeout_ms));
-  const auto start = RetryPolicy::Clock::now();
+  RetryPolicy retry(account_->deadline());
   state_valid_ = false;
   for (unsigned attempt = 1;; attempt++) {
     std::vector<MessageRecord> records;
@@ -835,7 +833,7 @@ Status MailboxIndex::Remove() {
     int r = account_->index_io().operate(oid_, &op);
     if (r == -ENOENT) return Status::OK();
     if (r == -ECANCELED) {
-      if (!retry.Backoff(attempt, start))
+      if (!retry.Backoff(attempt))
         return Status::Conflict("remove " + oid_ + ": written to under " + std::to_string(attempt) +
                                 " removals");
       continue;

@@ -1167,7 +1167,7 @@ TEST_F(MailboxIndexTest, RebuildLeavesBodiesThatRecordsReferenceAndDeletedMailbo
   uint32_t src[] = {copied_uid, moved_uid}, dest[2];
   ASSERT_EQ(rbd_index_copy(first, src, 2, kept, nullptr, dest, &err_), RBD_OK) << err_.message;
   size_t n = 0;
-  ASSERT_EQ(rbd_index_expunge(first, &moved_uid, 1, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_expunge(first, &moved_uid, 1, nullptr, &n, &err_), RBD_OK);
   rbd_index_close(&first);
   rbd_index_close(&kept);
   ASSERT_EQ(rbd_delete_mailbox(user_, "First", &err_), RBD_OK);
