@@ -830,7 +830,7 @@ Status MailboxIndex::Remove() {
     librados::ObjectWriteOperation op;
     op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, snapshot_raw_);
     op.remove();
-    int r = account_->index_io().operate(oid_, &op);
+    int r = account_->Operate(account_->index_io(), oid_, &op);
     if (r == -ENOENT) return Status::OK();
     if (r == -ECANCELED) {
       if (!retry.Backoff(attempt))

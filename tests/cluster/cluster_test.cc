@@ -1231,17 +1231,18 @@ TEST_F(MailboxIndexTest, RebuildOfOneMailboxRecreatesOnlyItAndOnlyWhileListed) {
 }
 
 // A worker held in gdb at one exact point of a maintenance op, for races
-// that must land there: every breakpoint (librados entry points, after
-// `ignore` hits of the first) pauses it until Release(). Lines the worker
-// prints come through as usual; "PAUSED" marks a hold.
+// that must land there: the op after `ignore` others of the kinds given
+// (librados entry points) pauses it until Release(). The access probe each
+// process sends once per pool (Cluster::CheckAccess, object rbd.probe) is
+// not counted. Lines the worker prints come through as usual; "PAUSED"
+// marks the hold.
 class HeldWorker {
  public:
+  // The IoCtx::aio_operate overloads every RADOS op of the core goes
+  // through (Account::Operate).
   static constexpr const char* kWriteOp = "ObjectWriteOperation*)";
   static constexpr const char* kReadOp = "ObjectReadOperation*, ceph::buffer::v15_2_0::list*)";
-  static constexpr const char* kRemove = "";
 
-  // `ops`: the IoCtx::operate overloads (kWriteOp, kReadOp) or IoCtx::remove
-  // (kRemove) to break at.
   HeldWorker(const std::string& ns, const std::vector<std::string>& args, const std::vector<const char*>& ops,
              int ignore)
       : dir_("/tmp/rbd-held-" + ns + "-" + std::to_string(NowNs())), go_(dir_ + "/go") {
@@ -1249,18 +1250,17 @@ class HeldWorker {
     const std::string string_ref =
         "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&";
     std::ofstream script(dir_ + "/gdb.cmds");
-    script << "set pagination off\nset breakpoint pending on\n";
+    script << "set pagination off\nset breakpoint pending on\nset $hits = 0\n";
     for (size_t i = 0; i < ops.size(); i++) {
-      if (*ops[i] == '\0') {
-        script << "break librados::v14_2_0::IoCtx::remove(" << string_ref << ")\n";
-      } else {
-        script << "break librados::v14_2_0::IoCtx::operate(" << string_ref
-               << ", librados::v14_2_0::" << ops[i] << "\n";
-      }
-      script << "commands " << i + 1 << "\nsilent\necho \\nPAUSED\\n\nshell while [ ! -e " << go_
-             << " ]; do sleep 0.05; done\ncontinue\nend\n";
+      script << "break librados::v14_2_0::IoCtx::aio_operate(" << string_ref
+             << ", librados::v14_2_0::AioCompletion*, librados::v14_2_0::" << ops[i] << "\n";
+      // The object name is the first argument after `this` (%rsi); a
+      // std::string starts with its data pointer.
+      script << "commands " << i + 1 << "\nsilent\nif !$_streq(*(char**)$rsi, \"rbd.probe\")\n"
+             << "set $hits = $hits + 1\nif $hits == " << ignore + 1
+             << "\necho \\nPAUSED\\n\nshell while [ ! -e " << go_
+             << " ]; do sleep 0.05; done\nend\nend\ncontinue\nend\n";
     }
-    if (ignore > 0) script << "ignore 1 " << ignore << "\n";
     script << "run\n";
     script.close();
     worker_ = std::make_unique<Worker>(
@@ -1309,9 +1309,8 @@ TEST_F(MailboxIndexTest, DeleteRacingAnAppendDropsTheReferencesOfWhatWasAppended
   uint8_t before[RBD_GUID_SIZE], during[RBD_GUID_SIZE];
   AppendOne(doomed, "Subject: before\r\n\r\nbefore\r\n", 0, before);
 
-  // The first write op unlists the name; the second removes the index, as
-  // IoCtx::remove does in a delete without a guard.
-  HeldWorker deleter(ns_, {"delete", "Doomed"}, {HeldWorker::kWriteOp, HeldWorker::kRemove}, 1);
+  // The first write op unlists the name; the second removes the index.
+  HeldWorker deleter(ns_, {"delete", "Doomed"}, {HeldWorker::kWriteOp}, 1);
   ASSERT_TRUE(deleter.WaitHeld()) << "never paused";
   AppendOne(doomed, "Subject: during\r\n\r\nduring\r\n", 0, during);
   deleter.Release();
