@@ -44,33 +44,40 @@ void BuildHeadOp(librados::ObjectWriteOperation* op, std::string_view head_bytes
   op->setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{1, Now()})));
 }
 
-// Reads [offset, end) of a body whose metadata is known from the objects
-// holding it (chunk 0 is the head), all in flight at once, appending to
-// *out.
 Status ReadObjects(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end,
                    std::string* out) {
+  return RangeRead(io, guid, meta, offset, end).Finish(out);
+}
+
+}  // namespace
+
+uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), data.size()); }
+
+RangeRead::RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset,
+                     uint64_t end)
+    : offset_(offset), end_(std::max(offset, end)) {
   // (A read of length 0 would read a whole object.)
-  if (offset >= end) return Status::OK();
+  if (offset_ == end_) return;
   const uint64_t cs = meta.chunks > 1 ? meta.chunk_size : meta.size;
-  struct ChunkRead {
-    std::string oid;
-    uint64_t length;
-    AioCompletionPtr completion;
-    librados::bufferlist bl;
-  };
-  std::vector<std::unique_ptr<ChunkRead>> reads;
-  for (uint64_t i = offset / cs; i * cs < end; i++) {
+  for (uint64_t i = offset / cs; i * cs < end_; i++) {
     const uint64_t start = std::max(offset, i * cs);
-    const uint64_t stop = std::min(end, (i + 1) * cs);
+    const uint64_t stop = std::min(end_, (i + 1) * cs);
     auto cr = std::make_unique<ChunkRead>();
     cr->oid = i == 0 ? keys::BodyObject(guid) : keys::ChunkObject(guid, static_cast<uint32_t>(i));
     cr->length = stop - start;
     cr->completion = NewAioCompletion();
     io.aio_read(cr->oid, cr->completion.get(), &cr->bl, cr->length, start - i * cs);
-    reads.push_back(std::move(cr));
+    reads_.push_back(std::move(cr));
   }
+}
+
+RangeRead::~RangeRead() {
+  for (auto& cr : reads_) (void)WaitFor(cr->completion);
+}
+
+Status RangeRead::Finish(std::string* out) {
   Status status;
-  for (auto& cr : reads) {
+  for (auto& cr : reads_) {
     int r = WaitFor(cr->completion);
     if (!status.ok()) continue;
     if (r < 0) {
@@ -84,10 +91,6 @@ Status ReadObjects(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, 
   }
   return status;
 }
-
-}  // namespace
-
-uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), data.size()); }
 
 Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
   const uint64_t chunk_size = account_->config().stripe_size;
@@ -455,9 +458,26 @@ Status BodyReader::Read(uint64_t offset, uint64_t length, std::string* out) {
   if (end <= window_.size()) {
     out->assign(window_, offset, end - offset);
   } else {
-    Status s = ReadObjects(account_->mail_io(), guid_, meta_, offset, end, out);
+    uint64_t from = offset;
+    if (ahead_ && ahead_->offset() == offset) {
+      Status s = ahead_->Finish(out);
+      from = ahead_->end();
+      ahead_.reset();
+      if (!s.ok()) return s;
+      if (from > end) {
+        out->resize(end - offset);
+        from = end;
+      }
+    }
+    ahead_.reset();
+    Status s = ReadObjects(account_->mail_io(), guid_, meta_, from, end, out);
     if (!s.ok()) return s;
+    // Read in order: the next range of the same length is read meanwhile.
+    if (offset == next_offset_ && end < meta_.size)
+      ahead_ = std::make_unique<RangeRead>(account_->mail_io(), guid_, meta_, end,
+                                           std::min(meta_.size, end + (end - offset)));
   }
+  next_offset_ = end;
   if (!verify_ || offset > hashed_ || end <= hashed_) return Status::OK();
   // In order from the start: hash what is new.
   XXH3_64bits_update(hash_.get(), out->data() + (hashed_ - offset), end - hashed_);

@@ -131,6 +131,32 @@ class BodyWriter {
   bool finished_ = false;
 };
 
+// Reads [offset, end) of a body whose metadata is known, from the objects
+// holding it (chunk 0 is the head), all in flight from construction on.
+class RangeRead {
+ public:
+  RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end);
+  // Waits for the reads still in flight: librados fills their buffers.
+  ~RangeRead();
+  RangeRead(const RangeRead&) = delete;
+  RangeRead& operator=(const RangeRead&) = delete;
+
+  uint64_t offset() const { return offset_; }
+  uint64_t end() const { return end_; }
+  // Waits for the reads and appends the range to *out.
+  Status Finish(std::string* out);
+
+ private:
+  struct ChunkRead {
+    std::string oid;
+    uint64_t length;
+    AioCompletionPtr completion;
+    librados::bufferlist bl;
+  };
+  uint64_t offset_, end_;
+  std::vector<std::unique_ptr<ChunkRead>> reads_;
+};
+
 // Reads one body by range: its metadata once, then only the chunks each
 // range covers, so a partial FETCH of a large message costs a read of the
 // bytes it returns. The first read also brings the body's first bytes
@@ -157,6 +183,11 @@ class BodyReader {
   // The body's first bytes, read with the metadata: a read inside them
   // costs no round trip.
   std::string window_;
+  // Reads in order (each starting where the last ended) keep the next
+  // range of the same length in flight, so a whole-body read waits for
+  // RADOS about once, not once per range.
+  uint64_t next_offset_ = 0;
+  std::unique_ptr<RangeRead> ahead_;
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash_;
   uint64_t hashed_ = 0;  // the prefix of the body hashed so far
   bool verify_ = true;
