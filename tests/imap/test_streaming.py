@@ -16,9 +16,10 @@ from daemons import wait_for
 from messages import message, multipart
 
 MiB = 1024 * 1024
-HUGE = 300 * MiB
-# What one session may grow by while it saves or reads HUGE: a small constant (the
-# issue's "few MiB", plus Dovecot's own buffers), never a fraction of the message.
+HUGE = 160 * MiB
+# What one session may grow by while it saves or reads HUGE (a body held whole grew it by
+# more than HUGE): a small constant (the "few MiB", plus Dovecot's own buffers),
+# never a fraction of the message.
 MAX_GROWTH = 64 * MiB
 STRIPE = 256 * 1024
 
