@@ -74,8 +74,8 @@ void rbd_config_free(struct rbd_config **config);
  * Sets one setting by its dovecot.conf name: rbd_ceph_conf, rbd_ceph_user,
  * rbd_pool, rbd_index_pool, rbd_namespace, rbd_op_timeout (a duration:
  * "30s", "500ms", "2m"), rbd_inline_max (a size: "4k"), rbd_stripe_size,
- * rbd_gc_grace, rbd_max_message_size. Returns RBD_ERR_INVALID with a message naming the setting
- * for an unknown name or an unparsable value.
+ * rbd_gc_grace, rbd_max_message_size. Returns RBD_ERR_INVALID with a message
+ * naming the setting for an unknown name or an unparsable value.
  */
 rbd_code rbd_config_set(struct rbd_config *config, const char *name,
                         const char *value, struct rbd_error *err);
