@@ -13,6 +13,10 @@
 #define RBD_STORAGE_NAME "rbd"
 #define RBD_LIST_NAME "rbd"
 #define RBD_HIERARCHY_SEP '/'
+/* The largest message a save accepts when neither rbd_max_message_size nor
+   quota_max_mail_size says (bodies are streamed: this is a policy, not a
+   memory limit). */
+#define RBD_DEFAULT_MAX_MESSAGE_SIZE (2ULL * 1024 * 1024 * 1024)
 #define RBD_UNAVAILABLE_MSG                                                    \
 	"Mail storage temporarily unavailable, try again later"
 
@@ -30,6 +34,8 @@ struct rbd_storage {
 	   command (body reads, the closing sync) must not each wait the
 	   timeout out again. Short, so a recovered cluster is used at once. */
 	struct timeval unavailable_until;
+	/* Saves of larger messages fail with MAIL_ERROR_LIMIT. */
+	uoff_t max_message_size;
 };
 
 /* What the index record extension "rbd-msg" keeps of each message: what
@@ -238,10 +244,11 @@ void rbd_transaction_save_commit_post(
         struct mail_save_context *ctx,
         struct mail_index_transaction_commit_result *result);
 void rbd_transaction_save_rollback(struct mail_save_context *ctx);
-/* The body of a message saved in this transaction, by its temporary
-   sequence, so that the saved mail can be read before commit (LMTP). */
-bool rbd_save_get_body(struct mail_save_context *ctx, uint32_t seq,
-                       const void **data_r, size_t *size_r);
+/* A stream of the body of a message saved in this transaction, by its
+   temporary sequence, so that the saved mail can be read before commit
+   (LMTP); NULL when there is none (or with the storage error set). */
+struct istream *rbd_save_get_stream(struct mail_save_context *ctx,
+                                    uint32_t seq);
 /* The sizes of a message saved or copied in this transaction. */
 bool rbd_save_get_sizes(struct mail_save_context *ctx, uint32_t seq,
                         uoff_t *physical_size_r, uoff_t *virtual_size_r);
@@ -251,6 +258,13 @@ void rbd_save_add_copy(struct mail_save_context *ctx, struct mail *src);
 
 /* rbd-copy.c */
 int rbd_copy(struct mail_save_context *ctx, struct mail *mail);
+
+/* rbd-istream.c */
+/* A seekable stream of the record's body that reads from RADOS only the
+   ranges read from it (rbd_body_reader); its size is known at once. */
+int rbd_body_istream_open(struct rbd_mailbox *mbox,
+                          const struct rbd_record *record,
+                          struct istream **input_r, struct rbd_error *err_r);
 
 /* rbd-notify.c */
 void rbd_notify_changes(struct mailbox *box);

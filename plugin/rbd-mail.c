@@ -217,6 +217,11 @@ void rbd_mailbox_prefetch_free(struct rbd_mailbox *mbox)
 	array_clear(&mbox->prefetch_records);
 }
 
+/* Bodies up to this size are read ahead whole for a FETCH of many
+   messages; larger ones are read by range as the stream is read, so a
+   partial FETCH reads only what it returns and memory stays bounded. */
+#define RBD_PREFETCH_MAX_SIZE (1024 * 1024)
+
 static bool rbd_mail_prefetch(struct mail *mail)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(mail->box);
@@ -229,7 +234,8 @@ static bool rbd_mail_prefetch(struct mail *mail)
 	    imail->data.stream != NULL || mail->saving)
 		return TRUE;
 	/* A mail without a body to point at fails when it is read. */
-	if (rbd_mail_record(mail, &rec) < 0)
+	if (rbd_mail_record(mail, &rec) < 0 ||
+	    rec.physical_size > RBD_PREFETCH_MAX_SIZE)
 		return TRUE;
 	if (!array_is_created(&mbox->prefetch_records)) {
 		p_array_init(&mbox->prefetch_records, mbox->box.pool, 32);
@@ -313,18 +319,21 @@ static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
 	if (rbd_mail_record(mail, &record) < 0)
 		return -1;
 	body = rbd_mailbox_take_prefetched(mbox, mail->uid);
-	if (body == NULL && rbd_storage_unavailable(mbox->storage))
+	if (body != NULL) {
+		*input_r =
+		        i_stream_create_copy_from_data(body->data, body->size);
+		rbd_buffer_free(&body);
+		return 0;
+	}
+	if (rbd_storage_unavailable(mbox->storage))
 		return -1;
-	if (body == NULL && rbd_index_read_body(mbox->index, &record, 0, 0,
-	                                        &body, &err) != RBD_OK) {
+	if (rbd_body_istream_open(mbox, &record, input_r, &err) < 0) {
 		if (err.code == RBD_ERR_NOT_FOUND)
 			mail_set_expunged(mail);
 		else
 			rbd_storage_set_error(mail->box->storage, &err);
 		return -1;
 	}
-	*input_r = i_stream_create_copy_from_data(body->data, body->size);
-	rbd_buffer_free(&body);
 	return 0;
 }
 
@@ -334,20 +343,17 @@ static int rbd_mail_get_stream(struct mail *mail, bool get_body ATTR_UNUSED,
                                struct istream **stream_r)
 {
 	struct index_mail *imail = INDEX_MAIL(mail);
-	const void *data;
-	size_t size;
 
 	if (imail->data.stream == NULL) {
 		if (!mail_stream_access_start(mail))
 			return -1;
 		if (mail->saving) {
-			if (!rbd_save_get_body(mail->transaction->save_ctx,
-			                       mail->seq, &data, &size)) {
+			imail->data.stream = rbd_save_get_stream(
+			        mail->transaction->save_ctx, mail->seq);
+			if (imail->data.stream == NULL) {
 				mail_set_expunged(mail);
 				return -1;
 			}
-			imail->data.stream =
-			        i_stream_create_from_data(data, size);
 		} else if (rbd_mail_read_body(mail, &imail->data.stream) < 0) {
 			return -1;
 		}

@@ -1,13 +1,17 @@
 /* Saving (APPEND, MULTIAPPEND, LMTP delivery, dsync) and the commit of
    saves and copies.
 
-   Each saved message is kept in memory until commit_pre, where all the
-   transaction's saves become ONE guarded op on the index (small bodies
-   inline, larger ones written first, in parallel), and all copies from a
-   source mailbox another one. Meanwhile a temporary index record lets the
-   saved mail be read (LMTP logs its Message-ID); it is dropped at commit,
-   and the real records arrive with their RADOS MODSEQs on the next sync,
-   as imapc does with its remote server. */
+   A saved message is kept in memory while the transaction's bodies in
+   memory stay within RBD_SAVE_MEMORY_MAX; beyond that it is streamed to
+   its body object as it arrives (rbd_body_writer), so memory stays bounded
+   whatever the message's size (doc/design.md, "Streaming bodies and range
+   reads"). At commit_pre all the transaction's saves become ONE guarded op
+   on the index (small bodies inline, larger ones in memory written first,
+   in parallel), and all copies from a source mailbox another one.
+   Meanwhile a temporary index record lets the saved mail be read (LMTP
+   logs its Message-ID); it is dropped at commit, and the real records
+   arrive with their RADOS MODSEQs on the next sync, as imapc does with its
+   remote server. */
 
 #include "lib.h"
 #include "array.h"
@@ -15,7 +19,7 @@
 #include "str.h"
 #include "istream.h"
 #include "istream-crlf.h"
-#include "ostream.h"
+#include "ostream-private.h"
 #include "index-mail.h"
 #include "rbd-mail-storage.h"
 
@@ -31,7 +35,10 @@ struct rbd_save_item {
 	guid_128_t guid;
 	/* The GUID the saver gave (dsync brings the source's), or NULL. */
 	const char *guid_text;
+	/* The body in memory, or NULL when it was streamed to `guid`. */
 	buffer_t *body;
+	/* Passed to rbd_index_append: its reference is the append's. */
+	bool appended;
 	enum mail_flags flags;
 	const char **keywords;
 	time_t received_date, save_date;
@@ -48,11 +55,28 @@ struct rbd_save_context {
 	ARRAY(struct rbd_save_item) items;
 	unsigned int temp_count;
 
-	/* the message being saved */
+	/* Bytes of the items' bodies in memory. */
+	size_t memory_used;
+
+	/* the message being saved: in `body`, or streamed to `writer` */
 	struct istream *input;
 	buffer_t *body;
+	struct rbd_body_writer *writer;
+	guid_128_t guid;
+	uoff_t size;
+	/* Why the body could not be taken; reported by save_continue. */
+	struct rbd_error write_error;
 	bool failed : 1;
 	bool finished : 1;
+	bool too_large : 1;
+};
+
+/* Bodies of one transaction kept in memory until commit, at most. */
+#define RBD_SAVE_MEMORY_MAX (4 * 1024 * 1024)
+
+struct rbd_body_ostream {
+	struct ostream_private ostream;
+	struct rbd_save_context *ctx;
 };
 
 #define RBD_SAVECTX(s) (container_of(s, struct rbd_save_context, ctx))
@@ -75,30 +99,132 @@ struct mail_save_context *rbd_save_alloc(struct mailbox_transaction_context *t)
 	return t->save_ctx;
 }
 
+static int rbd_save_set_too_large(struct rbd_save_context *ctx)
+{
+	mail_storage_set_error(
+	        ctx->mbox->box.storage, MAIL_ERROR_LIMIT,
+	        t_strdup_printf("Message is larger than the maximum of "
+	                        "%" PRIuUOFF_T " bytes",
+	                        ctx->mbox->storage->max_message_size));
+	return -1;
+}
+
+/* Moves the body from memory to a body writer, which takes it from then
+   on. */
+static int rbd_save_start_writer(struct rbd_save_context *ctx)
+{
+	struct rbd_user *user;
+
+	if (rbd_storage_get_user(ctx->mbox->storage, &user) < 0)
+		return -1;
+	guid_128_generate(ctx->guid);
+	if (rbd_body_writer_open(user, ctx->guid, &ctx->writer,
+	                         &ctx->write_error) != RBD_OK ||
+	    rbd_body_writer_write(ctx->writer, ctx->body->data, ctx->body->used,
+	                          &ctx->write_error) != RBD_OK)
+		return -1;
+	buffer_free(&ctx->body);
+	return 0;
+}
+
+static int rbd_save_take(struct rbd_save_context *ctx, const void *data,
+                         size_t size)
+{
+	if (ctx->size + size > ctx->mbox->storage->max_message_size) {
+		ctx->too_large = TRUE;
+		return -1;
+	}
+	ctx->size += size;
+	if (ctx->writer != NULL) {
+		return rbd_body_writer_write(ctx->writer, data, size,
+		                             &ctx->write_error) == RBD_OK
+		               ? 0
+		               : -1;
+	}
+	buffer_append(ctx->body, data, size);
+	if (ctx->memory_used + ctx->body->used <= RBD_SAVE_MEMORY_MAX)
+		return 0;
+	return rbd_save_start_writer(ctx);
+}
+
+/* Takes what index_storage_save_continue() copies from the input. A
+   failure is remembered for rbd_save_continue() to report (an ostream
+   error would only say "write failed"); the rest of the input is
+   discarded meanwhile. */
+static ssize_t o_stream_rbd_body_sendv(struct ostream_private *stream,
+                                       const struct const_iovec *iov,
+                                       unsigned int iov_count)
+{
+	struct rbd_body_ostream *bstream =
+	        container_of(stream, struct rbd_body_ostream, ostream);
+	struct rbd_save_context *ctx = bstream->ctx;
+	ssize_t ret = 0;
+	unsigned int i;
+
+	for (i = 0; i < iov_count; i++) {
+		if (!ctx->failed &&
+		    rbd_save_take(ctx, iov[i].iov_base, iov[i].iov_len) < 0)
+			ctx->failed = TRUE;
+		ret += iov[i].iov_len;
+	}
+	stream->ostream.offset += ret;
+	return ret;
+}
+
+static struct ostream *o_stream_create_rbd_body(struct rbd_save_context *ctx)
+{
+	struct rbd_body_ostream *bstream;
+	struct ostream *output;
+
+	bstream = i_new(struct rbd_body_ostream, 1);
+	bstream->ostream.max_buffer_size = SIZE_MAX;
+	bstream->ostream.sendv = o_stream_rbd_body_sendv;
+	bstream->ctx = ctx;
+	output = o_stream_create(&bstream->ostream, NULL, -1);
+	o_stream_set_name(output, "(rbd body)");
+	return output;
+}
+
 int rbd_save_begin(struct mail_save_context *_ctx, struct istream *input)
 {
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
+	uoff_t size;
 
 	ctx->finished = FALSE;
 	ctx->failed = FALSE;
+	ctx->too_large = FALSE;
+	ctx->size = 0;
+	i_zero(&ctx->write_error);
+	/* A size known up front (an IMAP literal) is refused before its data
+	   is read: imap answers NO instead of asking for the literal. */
+	if (i_stream_get_size(input, TRUE, &size) > 0 &&
+	    size > ctx->mbox->storage->max_message_size)
+		return rbd_save_set_too_large(ctx);
 	ctx->body = buffer_create_dynamic(default_pool, 4096);
 	ctx->input = i_stream_create_crlf(input);
-	_ctx->data.output = o_stream_create_buffer(ctx->body);
-	o_stream_cork(_ctx->data.output);
+	_ctx->data.output = o_stream_create_rbd_body(ctx);
 	return 0;
+}
+
+/* Reports why the body could not be taken. */
+static int rbd_save_fail(struct rbd_save_context *ctx)
+{
+	if (ctx->too_large)
+		return rbd_save_set_too_large(ctx);
+	if (ctx->write_error.code != RBD_OK)
+		rbd_storage_set_error(ctx->mbox->box.storage,
+		                      &ctx->write_error);
+	return -1;
 }
 
 int rbd_save_continue(struct mail_save_context *_ctx)
 {
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
 
-	if (ctx->failed)
-		return -1;
-	if (index_storage_save_continue(_ctx, ctx->input, NULL) < 0) {
+	if (!ctx->failed &&
+	    index_storage_save_continue(_ctx, ctx->input, NULL) < 0)
 		ctx->failed = TRUE;
-		return -1;
-	}
-	return 0;
+	return ctx->failed ? rbd_save_fail(ctx) : 0;
 }
 
 static const char **rbd_save_keywords(struct rbd_save_context *ctx,
@@ -161,6 +287,36 @@ static void rbd_save_add_temp_record(struct rbd_save_context *ctx,
 	ctx->temp_count++;
 }
 
+/* Publishes a streamed body (its head object): the item then names it by
+   `guid`, with the reference the append is to own. */
+static int rbd_save_finish_writer(struct rbd_save_context *ctx,
+                                  struct rbd_save_item *item)
+{
+	struct rbd_body_info info;
+	struct rbd_error err;
+	int ret = 0;
+
+	i_zero(&info);
+	memcpy(info.first_mailbox_guid, ctx->mbox->guid,
+	       sizeof(info.first_mailbox_guid));
+	info.received_date = item->received_date;
+	info.save_date = item->save_date;
+	if (rbd_body_writer_finish(ctx->writer, &info, &err) != RBD_OK) {
+		rbd_storage_set_error(ctx->mbox->box.storage, &err);
+		ret = -1;
+	}
+	rbd_body_writer_free(&ctx->writer);
+	memcpy(item->guid, ctx->guid, sizeof(item->guid));
+	return ret;
+}
+
+static void rbd_save_discard_body(struct rbd_save_context *ctx)
+{
+	buffer_free(&ctx->body);
+	if (ctx->writer != NULL)
+		rbd_body_writer_free(&ctx->writer);
+}
+
 int rbd_save_finish(struct mail_save_context *_ctx)
 {
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
@@ -168,32 +324,35 @@ int rbd_save_finish(struct mail_save_context *_ctx)
 	struct rbd_save_item *item;
 
 	ctx->finished = TRUE;
-	if (!ctx->failed && o_stream_finish(mdata->output) < 0) {
-		mail_set_critical(_ctx->dest_mail, "rbd: save buffer: %s",
-		                  o_stream_get_error(mdata->output));
-		ctx->failed = TRUE;
-	}
 	o_stream_unref(&mdata->output);
 	i_stream_unref(&ctx->input);
 	if (ctx->failed) {
-		buffer_free(&ctx->body);
+		rbd_save_discard_body(ctx);
 		index_save_context_free(_ctx);
 		return -1;
 	}
 
 	item = array_append_space(&ctx->items);
 	rbd_save_fill_common(ctx, item);
-	item->body = ctx->body;
-	ctx->body = NULL;
 	item->received_date = mdata->received_date != (time_t)-1
 	                              ? mdata->received_date
 	                              : ioloop_time;
 	item->pop3_uidl = p_strdup(ctx->pool, mdata->pop3_uidl);
 	/* The stream went through a CRLF filter: the virtual size (CRLF
 	   line endings) is the stored size. */
-	item->virtual_size = item->body->used;
-
-	item->physical_size = item->body->used;
+	item->virtual_size = ctx->size;
+	item->physical_size = ctx->size;
+	if (ctx->writer != NULL) {
+		if (rbd_save_finish_writer(ctx, item) < 0) {
+			array_pop_back(&ctx->items);
+			index_save_context_free(_ctx);
+			return -1;
+		}
+	} else {
+		item->body = ctx->body;
+		ctx->body = NULL;
+		ctx->memory_used += item->body->used;
+	}
 	rbd_save_add_temp_record(ctx, item);
 	index_save_context_free(_ctx);
 	return 0;
@@ -222,16 +381,30 @@ static const struct rbd_save_item *rbd_save_find(struct mail_save_context *_ctx,
 	return NULL;
 }
 
-bool rbd_save_get_body(struct mail_save_context *ctx, uint32_t seq,
-                       const void **data_r, size_t *size_r)
+struct istream *rbd_save_get_stream(struct mail_save_context *ctx, uint32_t seq)
 {
 	const struct rbd_save_item *item = rbd_save_find(ctx, seq);
+	struct rbd_mailbox *mbox;
+	struct rbd_record record;
+	struct istream *input;
+	struct rbd_error err;
 
-	if (item == NULL || item->body == NULL)
-		return FALSE;
-	*data_r = item->body->data;
-	*size_r = item->body->used;
-	return TRUE;
+	if (item == NULL)
+		return NULL;
+	if (item->body != NULL)
+		return i_stream_create_from_data(item->body->data,
+		                                 item->body->used);
+	/* Streamed: its body object is already published. */
+	mbox = RBD_SAVECTX(ctx)->mbox;
+	if (rbd_mailbox_open_index(mbox) < 0)
+		return NULL;
+	i_zero(&record);
+	memcpy(record.guid, item->guid, sizeof(record.guid));
+	if (rbd_body_istream_open(mbox, &record, &input, &err) < 0) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return NULL;
+	}
+	return input;
 }
 
 bool rbd_save_get_sizes(struct mail_save_context *ctx, uint32_t seq,
@@ -293,8 +466,8 @@ static void rbd_commit_log_unknown(struct rbd_save_context *ctx,
 }
 
 static int rbd_commit_saves(struct rbd_save_context *ctx,
-                            const struct rbd_save_item *items,
-                            unsigned int count, uint32_t *uids)
+                            struct rbd_save_item *items, unsigned int count,
+                            uint32_t *uids)
 {
 	struct rbd_new_message *msgs = t_new(struct rbd_new_message, count);
 	struct rbd_error err;
@@ -304,19 +477,26 @@ static int rbd_commit_saves(struct rbd_save_context *ctx,
 		const struct rbd_save_item *item = &items[i];
 
 		memcpy(msgs[i].guid, item->guid, sizeof(msgs[i].guid));
-		msgs[i].body = item->body->data;
-		msgs[i].body_size = item->body->used;
+		if (item->body != NULL) {
+			msgs[i].body = item->body->data;
+			msgs[i].body_size = item->body->used;
+		} else {
+			msgs[i].stored = 1;
+			msgs[i].referenced = 1;
+		}
 		msgs[i].flags = item->flags;
 		msgs[i].keywords = item->keywords;
 		msgs[i].keyword_count = str_array_length(item->keywords);
 		msgs[i].received_date = item->received_date;
 		msgs[i].save_date = item->save_date;
-		msgs[i].physical_size = item->body->used;
+		msgs[i].physical_size = item->physical_size;
 		msgs[i].virtual_size = item->virtual_size;
 		msgs[i].pop3_uidl = item->pop3_uidl;
 		msgs[i].guid_text = item->guid_text;
 		msgs[i].uid = item->uid;
 	}
+	for (i = 0; i < count; i++)
+		items[i].appended = TRUE;
 	if (rbd_index_append(ctx->mbox->index, msgs, count, uids, &err) !=
 	    RBD_OK) {
 		if (err.code == RBD_ERR_UNKNOWN)
@@ -375,14 +555,14 @@ int rbd_transaction_save_commit_pre(struct mail_save_context *_ctx)
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
 	struct mail_transaction_commit_changes *changes =
 	        _ctx->transaction->changes;
-	const struct rbd_save_item *items;
+	struct rbd_save_item *items;
 	struct rbd_index_status status;
 	unsigned int i, j, count, last_seq;
 	uint32_t *uids;
 	int ret = 0;
 
 	i_assert(ctx->finished || ctx->failed);
-	items = array_get(&ctx->items, &count);
+	items = array_get_modifiable(&ctx->items, &count);
 	if (count == 0)
 		return 0;
 	if (rbd_mailbox_open_index(ctx->mbox) < 0 ||
@@ -431,8 +611,7 @@ static void rbd_save_free(struct rbd_save_context *ctx)
 		if (item->body != NULL)
 			buffer_free(&item->body);
 	}
-	if (ctx->body != NULL)
-		buffer_free(&ctx->body);
+	rbd_save_discard_body(ctx);
 	ctx->ctx.transaction->save_ctx = NULL;
 	pool_unref(&ctx->pool);
 }
@@ -444,7 +623,30 @@ void rbd_transaction_save_commit_post(
 	rbd_save_free(RBD_SAVECTX(_ctx));
 }
 
+/* Streamed bodies that no append was asked to publish are released, so
+   that `doveadm rbd check` does not count them as a crash's leftovers; gc
+   reclaims them. One the append was given stays as the append left it. */
+static void rbd_save_release_streamed(struct rbd_save_context *ctx)
+{
+	struct rbd_save_item *item;
+	struct rbd_user *user;
+	struct rbd_error err;
+
+	array_foreach_modifiable(&ctx->items, item)
+	{
+		if (item->copy_src != NULL || item->body != NULL ||
+		    item->appended)
+			continue;
+		if (rbd_storage_get_user(ctx->mbox->storage, &user) < 0 ||
+		    rbd_body_unref(user, item->guid, &err) != RBD_OK)
+			return;
+	}
+}
+
 void rbd_transaction_save_rollback(struct mail_save_context *_ctx)
 {
-	rbd_save_free(RBD_SAVECTX(_ctx));
+	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
+
+	rbd_save_release_streamed(ctx);
+	rbd_save_free(ctx);
 }

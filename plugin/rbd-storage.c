@@ -12,6 +12,7 @@
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
+#include "settings-parser.h"
 #include "rbd-mail-storage.h"
 
 #include <sys/resource.h>
@@ -29,11 +30,17 @@ struct rbd_transaction_module rbd_transaction_module =
 extern struct mailbox rbd_mailbox;
 
 static const char *const rbd_setting_names[] = {
-        "rbd_ceph_conf",  "rbd_ceph_user",
-        "rbd_pool",       "rbd_index_pool",
-        "rbd_namespace",  "rbd_op_timeout",
-        "rbd_inline_max", "rbd_stripe_size",
-        "rbd_gc_grace",   NULL,
+        "rbd_ceph_conf",
+        "rbd_ceph_user",
+        "rbd_pool",
+        "rbd_index_pool",
+        "rbd_namespace",
+        "rbd_op_timeout",
+        "rbd_inline_max",
+        "rbd_stripe_size",
+        "rbd_gc_grace",
+        "rbd_max_message_size",
+        NULL,
 };
 
 /* Every event of the storage and its mailboxes carries it:
@@ -161,6 +168,32 @@ const char *rbd_user_namespace(struct mail_user *user)
 	return value != NULL && *value != '\0' ? value : user->username;
 }
 
+/* The largest message a save accepts: rbd_max_message_size, else
+   Dovecot's own quota_max_mail_size (which the quota plugin also enforces,
+   when loaded), else RBD_DEFAULT_MAX_MESSAGE_SIZE. */
+static int rbd_storage_max_message_size(struct rbd_storage *storage,
+                                        const char **error_r)
+{
+	const char *value, *error;
+
+	storage->max_message_size =
+	        rbd_config_max_message_size(storage->config);
+	if (storage->max_message_size != 0)
+		return 0;
+	storage->max_message_size = RBD_DEFAULT_MAX_MESSAGE_SIZE;
+	value = mail_user_plugin_getenv(storage->storage.user,
+	                                "quota_max_mail_size");
+	if (value == NULL || *value == '\0')
+		return 0;
+	if (settings_get_size(value, &storage->max_message_size, &error) < 0) {
+		*error_r = t_strdup_printf("quota_max_mail_size: %s", error);
+		return -1;
+	}
+	if (storage->max_message_size == 0)
+		storage->max_message_size = RBD_DEFAULT_MAX_MESSAGE_SIZE;
+	return 0;
+}
+
 static int rbd_storage_create(struct mail_storage *_storage,
                               struct mail_namespace *ns ATTR_UNUSED,
                               const char **error_r)
@@ -172,7 +205,8 @@ static int rbd_storage_create(struct mail_storage *_storage,
 	event_add_category(_storage->event, &event_category_rbd);
 	if (rbd_check_vsz_limit(error_r) < 0)
 		return -1;
-	if (rbd_user_config(user, &storage->config, error_r) < 0)
+	if (rbd_user_config(user, &storage->config, error_r) < 0 ||
+	    rbd_storage_max_message_size(storage, error_r) < 0)
 		return -1;
 	storage->ns = p_strdup(_storage->pool, rbd_user_namespace(user));
 	if (rbd_cluster_get(storage->config, &storage->cluster, &err) !=

@@ -1378,12 +1378,108 @@ def workload_f(ctx, rep):
 
 # ----------------------------------------------------------------------------
 
+# ----------------------------------------------------------------------------
+# (g) large messages: memory of a huge APPEND, a 20-byte partial FETCH at the
+#     end of a large message, BINARY.SIZE
+# ----------------------------------------------------------------------------
+
+G_LINE = 98  # bytes per body line: 96 base64 characters and CRLF
+G_PIECE_LINES = 8 * 1024 * 1024 // G_LINE
+
+
+def g_body_piece(first, n):
+    """Lines first..first+n-1 of a large base64 body, each starting with its number."""
+    fill = b"A" * 84 + b"\r\n"
+    return b"".join(b"%012d" % k + fill for k in range(first, first + n))
+
+
+def g_append(c, size):
+    """APPENDs a single-part base64 message of about `size` bytes, sent in pieces with
+    LITERAL+ so the client never holds it whole; returns its exact size."""
+    head = (b"From: a@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n")
+    lines = (size - len(head)) // G_LINE
+    total = len(head) + lines * G_LINE
+    tag = c.next_tag()
+    c.send(tag + b' APPEND "INBOX" {%d+}\r\n' % total + head)
+    for first in range(0, lines, G_PIECE_LINES):
+        c.send(g_body_piece(first, min(G_PIECE_LINES, lines - first)))
+    c.send(b"\r\n")
+    resp = c.read_response(tag)
+    if resp.status != b"OK":
+        raise Failure("%s: APPEND of %d bytes: %r" % (c.name, total, resp.tagged))
+    return total
+
+
+def workload_g(ctx, rep):
+    huge = ctx.args.g_huge_mib * 1024 * 1024
+    large = ctx.args.g_large_mib * 1024 * 1024
+    user = "bench-g"
+    for node in ctx.all_nodes:
+        node.add_users([user])
+    rep.say("(g) large messages: VmHWM of the imap process during a %d MiB APPEND (RSS before "
+            "it in brackets); then a %d MiB message: 20-byte partial FETCH at its end and "
+            "BINARY.SIZE in fresh sessions (rbd: node B, which did not save it)"
+            % (huge // 2**20, large // 2**20))
+    res = {}
+    for kind, node, reader in (("rbd", ctx.rbd_a, ctx.rbd_b), ("mdbox", ctx.mdbox, ctx.mdbox)):
+        node.wait_no_sessions()
+        c = Imap(node.addr, user)
+        c.select("INBOX")
+        pid = node.pids(comm="imap")[0]
+        before = kib(status_fields(pid).get("VmRSS"))
+        t0 = time.perf_counter()
+        g_append(c, huge)
+        t_huge = time.perf_counter() - t0
+        hwm = kib(status_fields(pid).get("VmHWM"))
+        large_size = g_append(c, large)
+        c.logout()
+        timings = {"partial": [], "binary_size": [], "binary_size_again": []}
+        for _ in range(3):
+            r = Imap(reader.addr, user)
+            r.command('EXAMINE "INBOX"')
+            t0 = time.perf_counter()
+            resp = r.command("FETCH 2 (BODY.PEEK[]<%d.20>)" % (large_size - 20))
+            timings["partial"].append(time.perf_counter() - t0)
+            if resp.literal_bytes != 20:
+                rep.fail("(g) %s: partial FETCH returned %d bytes" % (kind, resp.literal_bytes))
+            for key in ("binary_size", "binary_size_again"):
+                t0 = time.perf_counter()
+                r.command("FETCH 2 (BINARY.SIZE[1])")
+                timings[key].append(time.perf_counter() - t0)
+            r.logout()
+        # The first BINARY.SIZE on the node parses the message; later ones, in any
+        # session of the node, find the sizes in its cache file.
+        res[kind] = {"hwm_kib": hwm, "before_kib": before, "append_s": t_huge,
+                     "partial_first_s": timings["partial"][0],
+                     "partial_s": statistics.median(timings["partial"]),
+                     "binary_size_first_s": timings["binary_size"][0],
+                     "binary_size_s": statistics.median(timings["binary_size"][1:] +
+                                                        timings["binary_size_again"])}
+        rep.say("    %-6s APPEND %d MiB in %.1f s: VmHWM %.1f MiB [%.1f]" % (
+            kind, huge // 2**20, t_huge, hwm / 1024, before / 1024))
+    r, m = res["rbd"], res["mdbox"]
+    rep.pair("g.hwm", "imap VmHWM, %d MiB APPEND" % (huge // 2**20), r["hwm_kib"] / 1024,
+             m["hwm_kib"] / 1024, "MiB", goal=("<=", 2.0))
+    rep.pair("g.grow", "imap growth over its RSS before", (r["hwm_kib"] - r["before_kib"]) / 1024,
+             (m["hwm_kib"] - m["before_kib"]) / 1024, "MiB")
+    rep.pair("g.partial1", "20-byte FETCH at the end, first", r["partial_first_s"] * 1000,
+             m["partial_first_s"] * 1000, "ms", fmt="%.2f")
+    rep.pair("g.partial", "20-byte FETCH at the end, %d MiB" % (large // 2**20),
+             r["partial_s"] * 1000, m["partial_s"] * 1000, "ms", goal=("<=", 2.0), fmt="%.2f")
+    rep.pair("g.bsize1", "BINARY.SIZE, first on the node", r["binary_size_first_s"] * 1000,
+             m["binary_size_first_s"] * 1000, "ms", fmt="%.1f")
+    rep.pair("g.bsize", "BINARY.SIZE, cached", r["binary_size_s"] * 1000,
+             m["binary_size_s"] * 1000, "ms", fmt="%.2f")
+
+
 class Ctx:
     pass
 
 
 WORKLOADS = {"a": workload_a, "b": workload_b, "c": workload_c, "d": workload_d,
-             "e": workload_e, "f": workload_f}
+             "e": workload_e, "f": workload_f, "g": workload_g}
 
 
 def parse_args():
@@ -1397,7 +1493,7 @@ def parse_args():
     ap.add_argument("--mdbox", required=True, help="dovecot-dev DIR of the mdbox instance")
     ap.add_argument("--dovecot-dev", required=True, help="path of scripts/dovecot-dev")
     ap.add_argument("--quick", action="store_true", help="small N, short runs (~1 minute)")
-    ap.add_argument("--only", default="abcdef", help="workloads to run, e.g. 'ad' (default all)")
+    ap.add_argument("--only", default="abcdefg", help="workloads to run, e.g. 'ad' (default all)")
     ap.add_argument("--json", help="also write every figure to this file")
     ap.add_argument("--n-append", type=int, help="(a) APPEND count (10000; quick 1000)")
     ap.add_argument("--chunk", type=int, default=500, help="(a) alternate storages every N")
@@ -1412,12 +1508,15 @@ def parse_args():
     ap.add_argument("--e-sessions", type=int, help="(e) sessions (100; quick 20)")
     ap.add_argument("--f-seconds", type=float, help="(f) seconds per storage (15; quick 4)")
     ap.add_argument("--f-clients", type=int, default=4, help="(f) parallel clients")
+    ap.add_argument("--g-huge-mib", type=int, help="(g) size of the APPEND whose memory is measured (1024; quick 128)")
+    ap.add_argument("--g-large-mib", type=int, help="(g) size of the partially fetched message (100; quick 20)")
     args = ap.parse_args()
     q = args.quick
     defaults = {"n_append": (10000, 1000), "b_seconds": (30.0, 4.0), "b_clients": ("10,50", "4,10"),
                 "census": (50, 10), "c_messages": (100000, 5000), "d_samples": (200, 30),
                 "d_mdbox_samples": (40, 10),
-                "e_sessions": (100, 20), "f_seconds": (15.0, 4.0)}
+                "e_sessions": (100, 20), "f_seconds": (15.0, 4.0),
+                "g_huge_mib": (1024, 128), "g_large_mib": (100, 20)}
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick if q else full)
@@ -1446,7 +1545,7 @@ def main():
     t_all = time.monotonic()
     # (c) last: its 100k-message fill leaves the OSD compacting for a while, which
     # would show up in the latencies of whatever ran next.
-    for key in "abdefc":
+    for key in "abdefgc":
         if key not in args.only:
             continue
         rep.say("")

@@ -84,8 +84,8 @@ void rbd_config_free(struct rbd_config **config);
  * Sets one setting by its dovecot.conf name: rbd_ceph_conf, rbd_ceph_user,
  * rbd_pool, rbd_index_pool, rbd_namespace, rbd_op_timeout (a duration:
  * "30s", "500ms", "2m"), rbd_inline_max (a size: "4k"), rbd_stripe_size,
- * rbd_gc_grace. Returns RBD_ERR_INVALID with a message naming the setting
- * for an unknown name or an unparsable value.
+ * rbd_gc_grace, rbd_max_message_size. Returns RBD_ERR_INVALID with a message
+ * naming the setting for an unknown name or an unparsable value.
  */
 rbd_code rbd_config_set(struct rbd_config *config, const char *name,
                         const char *value, struct rbd_error *err);
@@ -96,6 +96,9 @@ rbd_code rbd_config_validate(const struct rbd_config *config,
 
 /* rbd_gc_grace in seconds, for rbd_user_gc() and rbd_user_check(). */
 uint32_t rbd_config_gc_grace(const struct rbd_config *config);
+
+/* rbd_max_message_size in bytes, or 0 when it is not set. */
+uint64_t rbd_config_max_message_size(const struct rbd_config *config);
 
 /* ------------------------------------------------------------------ */
 /* Cluster and user                                                    */
@@ -328,6 +331,13 @@ struct rbd_new_message {
 	 * takes a reference on it before the record is published.
 	 */
 	int stored;
+	/*
+	 * With `stored`: the body was just written by this caller, and the
+	 * reference it was written with is this record's. The append takes
+	 * none; if nothing is published it drops that one (gc then reclaims
+	 * the body).
+	 */
+	int referenced;
 	uint8_t flags;
 	const char *const *keywords;
 	size_t keyword_count;
@@ -581,6 +591,27 @@ rbd_code rbd_index_read_bodies(struct rbd_index *mailbox,
                                struct rbd_buffer **bodies_r,
                                struct rbd_error *err);
 
+/*
+ * Reads a message body by range, so that a partial FETCH of a large
+ * message reads only what it returns: open reads the body's metadata and
+ * first bytes in one op (an inline body: the whole body) and gives its size;
+ * each read then reads only the chunks it covers. Reads that cover the
+ * body front to back, in order, are checked against its XXH3 checksum when
+ * they reach the end (RBD_ERR_CORRUPT). RBD_ERR_NOT_FOUND when gc has
+ * reclaimed the body.
+ */
+struct rbd_body_reader;
+rbd_code rbd_body_reader_open(struct rbd_index *mailbox,
+                              const struct rbd_record *record,
+                              struct rbd_body_reader **reader_r,
+                              uint64_t *size_r, struct rbd_error *err);
+/* Reads up to `size` bytes at `offset` into `buf`; *read_r is less than
+   `size` only at the end of the body. */
+rbd_code rbd_body_reader_read(struct rbd_body_reader *reader, uint64_t offset,
+                              void *buf, size_t size, size_t *read_r,
+                              struct rbd_error *err);
+void rbd_body_reader_free(struct rbd_body_reader **reader);
+
 /* Storage-side metadata kept with every stored body (disaster recovery). */
 struct rbd_body_info {
 	uint64_t size;
@@ -604,7 +635,13 @@ rbd_code rbd_body_write(struct rbd_user *user,
                         size_t size, const struct rbd_body_info *info,
                         struct rbd_error *err);
 
-/* Streams a large body to `m.<guid>` without holding it in memory. */
+/*
+ * Streams a body to `m.<guid>` with bounded memory (the first
+ * rbd_stripe_size bytes and a few MiB in flight), whatever its size. The
+ * body is published by finish (with one reference, as rbd_body_write);
+ * chunks written before a failure are removed by free, or by gc when the
+ * process died.
+ */
 struct rbd_body_writer;
 rbd_code rbd_body_writer_open(struct rbd_user *user,
                               const uint8_t guid[RBD_GUID_SIZE],
@@ -612,7 +649,9 @@ rbd_code rbd_body_writer_open(struct rbd_user *user,
                               struct rbd_error *err);
 rbd_code rbd_body_writer_write(struct rbd_body_writer *writer, const void *data,
                                size_t size, struct rbd_error *err);
-/* Writes the head object; `info->size`/`xxh3` are computed here. */
+/* Writes the head object; `info->size`/`xxh3` are computed here.
+   RBD_ERR_UNAVAILABLE also when the body took half of rbd_gc_grace to
+   arrive (gc may have reclaimed its first chunks meanwhile). */
 rbd_code rbd_body_writer_finish(struct rbd_body_writer *writer,
                                 const struct rbd_body_info *info,
                                 struct rbd_error *err);

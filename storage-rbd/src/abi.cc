@@ -57,6 +57,10 @@ struct rbd_lease {
   std::unique_ptr<rbd::Lease> impl;
 };
 
+struct rbd_body_reader {
+  std::unique_ptr<rbd::BodyReader> impl;
+};
+
 struct rbd_body_writer {
   std::unique_ptr<rbd::BodyWriter> impl;
   rbd::Guid guid;
@@ -253,6 +257,8 @@ rbd_code rbd_config_validate(const rbd_config* config, rbd_error* err) {
 
 uint32_t rbd_config_gc_grace(const rbd_config* config) { return config->config.gc_grace_seconds; }
 
+uint64_t rbd_config_max_message_size(const rbd_config* config) { return config->config.max_message_size; }
+
 rbd_code rbd_cluster_get(const rbd_config* config, rbd_cluster** cluster_r, rbd_error* err) {
   return Guarded(err, [&] {
     rbd::Status s = config->config.Validate();
@@ -406,6 +412,7 @@ rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, s
       n.guid = rbd::Guid::FromBytes(m.guid);
       if (m.body != nullptr) n.body = std::string_view(static_cast<const char*>(m.body), m.body_size);
       n.stored = m.stored != 0;
+      n.referenced = n.stored && m.referenced != 0;
       n.flags = m.flags;
       n.keywords = Strings(m.keywords, m.keyword_count);
       n.received_date = m.received_date;
@@ -632,6 +639,35 @@ rbd_code rbd_index_read_bodies(rbd_index* mailbox, const rbd_record* records, si
     }
     return first;
   });
+}
+
+rbd_code rbd_body_reader_open(rbd_index* mailbox, const rbd_record* record, rbd_body_reader** reader_r,
+                              uint64_t* size_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::unique_ptr<rbd::BodyReader> reader;
+    rbd::Status s = mailbox->index->OpenBody(ToRecord(*record), &reader);
+    if (!s.ok()) return s;
+    *size_r = reader->size();
+    *reader_r = new rbd_body_reader{std::move(reader)};
+    return s;
+  });
+}
+
+rbd_code rbd_body_reader_read(rbd_body_reader* reader, uint64_t offset, void* buf, size_t size,
+                              size_t* read_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::string bytes;
+    rbd::Status s = reader->impl->Read(offset, size, &bytes);
+    if (!s.ok()) return s;
+    std::memcpy(buf, bytes.data(), bytes.size());
+    *read_r = bytes.size();
+    return s;
+  });
+}
+
+void rbd_body_reader_free(rbd_body_reader** reader) {
+  delete *reader;
+  *reader = nullptr;
 }
 
 rbd_code rbd_body_write(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], const void* data, size_t size,

@@ -117,6 +117,9 @@ Status Config::Set(std::string_view name, std::string_view value) {
     if (!ParseDurationMs(v, &n) || n / 1000 > std::numeric_limits<uint32_t>::max())
       return BadValue(name, value, "a duration such as 1h");
     gc_grace_seconds = static_cast<uint32_t>(n / 1000);
+  } else if (name == "rbd_max_message_size") {
+    if (!ParseSize(v, &n) || n == 0) return BadValue(name, value, "a size such as 100M or 2G");
+    max_message_size = n;
   } else {
     return Status::Invalid(std::string(name) + ": unknown setting");
   }

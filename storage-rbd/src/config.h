@@ -35,6 +35,9 @@ struct Config {
   // partial FETCH reads only the chunks it covers.
   uint64_t stripe_size = 4 * 1024 * 1024;
   uint32_t gc_grace_seconds = 3600;
+  // The largest message a save accepts; 0: not set, and the plugin takes
+  // Dovecot's own limit (quota_max_mail_size) or its default.
+  uint64_t max_message_size = 0;
 
   // Sets one setting by its dovecot.conf name (e.g. "rbd_op_timeout").
   Status Set(std::string_view name, std::string_view value);

@@ -775,6 +775,14 @@ Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint
   return Status::OK();
 }
 
+Status MailboxIndex::OpenBody(const MessageRecord& record, std::unique_ptr<BodyReader>* reader) {
+  if (!record.inline_body) return BodyReader::Open(account_, record.guid, reader);
+  std::string bytes;
+  Status s = ReadBody(record, 0, 0, &bytes);
+  if (s.ok()) *reader = BodyReader::FromBytes(std::move(bytes));
+  return s;
+}
+
 void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::vector<std::string>* out,
                               std::vector<Status>* statuses) {
   out->assign(records.size(), std::string());

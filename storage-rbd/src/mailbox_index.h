@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <rados/librados.hpp>
 #include <set>
@@ -26,6 +27,7 @@
 
 #include "account.h"
 #include "guid.h"
+#include "message_store.h"
 #include "record_codec.h"
 #include "status.h"
 
@@ -162,6 +164,8 @@ class MailboxIndex {
   Status ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace);
 
   Status ReadBody(const MessageRecord& record, uint64_t offset, uint64_t length, std::string* out);
+  // A reader of the record's body by range (an inline one is read whole).
+  Status OpenBody(const MessageRecord& record, std::unique_ptr<BodyReader>* reader);
   void ReadBodies(const std::vector<MessageRecord>& records, std::vector<std::string>* out,
                   std::vector<Status>* statuses);
 

@@ -10,8 +10,13 @@ namespace rbd {
 
 namespace {
 
-// Chunk writes of one streamed body kept in flight at once.
-constexpr size_t kMaxChunkWritesInFlight = 4;
+// A streamed body is written in pieces of this size, at most this many in
+// flight: with the head chunk, what a BodyWriter holds (doc/design.md,
+// "Streaming bodies and range reads").
+constexpr uint64_t kPieceSize = 1024 * 1024;
+constexpr size_t kMaxPiecesInFlight = 4;
+// What BodyReader::Open reads of the head with the metadata.
+constexpr uint64_t kFirstWindow = 256 * 1024;
 
 librados::bufferlist ToBufferlist(std::string_view s) {
   librados::bufferlist bl;
@@ -35,9 +40,53 @@ void BuildHeadOp(librados::ObjectWriteOperation* op, std::string_view head_bytes
   op->setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{1, Now()})));
 }
 
+Status ReadObjects(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end,
+                   std::string* out) {
+  return RangeRead(io, guid, meta, offset, end).Finish(out);
+}
+
 }  // namespace
 
 uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), data.size()); }
+
+RangeRead::RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset,
+                     uint64_t end)
+    : offset_(offset), end_(std::max(offset, end)) {
+  // (A read of length 0 would read a whole object.)
+  if (offset_ == end_) return;
+  const uint64_t cs = meta.chunks > 1 ? meta.chunk_size : meta.size;
+  for (uint64_t i = offset / cs; i * cs < end_; i++) {
+    const uint64_t start = std::max(offset, i * cs);
+    const uint64_t stop = std::min(end_, (i + 1) * cs);
+    auto cr = std::make_unique<ChunkRead>();
+    cr->oid = i == 0 ? keys::BodyObject(guid) : keys::ChunkObject(guid, static_cast<uint32_t>(i));
+    cr->length = stop - start;
+    cr->completion = NewAioCompletion();
+    io.aio_read(cr->oid, cr->completion.get(), &cr->bl, cr->length, start - i * cs);
+    reads_.push_back(std::move(cr));
+  }
+}
+
+RangeRead::~RangeRead() {
+  for (auto& cr : reads_) (void)WaitFor(cr->completion);
+}
+
+Status RangeRead::Finish(std::string* out) {
+  Status status;
+  for (auto& cr : reads_) {
+    int r = WaitFor(cr->completion);
+    if (!status.ok()) continue;
+    if (r < 0) {
+      status = Status::FromRados(r, "read " + cr->oid);
+    } else if (cr->bl.length() != cr->length) {
+      status = Status::Corrupt(cr->oid + " is short: " + std::to_string(cr->bl.length()) + " bytes of " +
+                               std::to_string(cr->length) + " read");
+    } else {
+      out->append(cr->bl.c_str(), cr->bl.length());
+    }
+  }
+  return status;
+}
 
 Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
   const uint64_t chunk_size = account_->config().stripe_size;
@@ -109,41 +158,8 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
   out->assign(head_bl.c_str(), head_bl.length());
   if (meta.chunks > 1) {
     out->resize(std::min<uint64_t>(out->size(), end - offset));
-    uint64_t cs = meta.chunk_size;
-    struct ChunkRead {
-      uint64_t chunk_off;
-      AioCompletionPtr completion;
-      librados::bufferlist bl;
-    };
-    AioWaiter waiter;
-    std::vector<std::unique_ptr<ChunkRead>> reads;
-    uint64_t first = std::max<uint64_t>(1, offset / cs);
-    for (uint64_t i = first; i * cs < end; i++) {
-      uint64_t start = std::max(offset, i * cs);
-      uint64_t stop = std::min(end, (i + 1) * cs);
-      auto cr = std::make_unique<ChunkRead>();
-      cr->chunk_off = start;
-      cr->completion = waiter.NewCompletion();
-      io.aio_read(keys::ChunkObject(guid, static_cast<uint32_t>(i)), cr->completion.get(), &cr->bl,
-                  stop - start, start - i * cs);
-      reads.push_back(std::move(cr));
-    }
-    // Every read is waited for, also after a failure: the waiter must
-    // outlive their callbacks.
-    Status status;
-    for (auto& cr : reads) {
-      int rr = waiter.Wait(io, cr->completion, deadline);
-      if (!status.ok()) continue;
-      if (rr < 0) {
-        status = Status::FromRados(rr, "read chunk of " + oid);
-      } else if (out->size() != cr->chunk_off - offset) {
-        status = Status::Corrupt(oid + ": chunk at offset " + std::to_string(cr->chunk_off) +
-                                 " is missing or short");
-      } else {
-        out->append(cr->bl.c_str(), cr->bl.length());
-      }
-    }
-    if (!status.ok()) return status;
+    Status rs = ReadObjects(io, guid, meta, offset + out->size(), end, out);
+    if (!rs.ok()) return rs.code() == Code::kCorrupt ? Status::Corrupt(oid + ": " + rs.message()) : rs;
   }
   if (out->size() != end - offset)
     return Status::Corrupt(oid + ": read " + std::to_string(out->size()) + " bytes, expected " +
@@ -319,35 +335,58 @@ BodyWriter::BodyWriter(Account* account, const Guid& guid)
 
 BodyWriter::~BodyWriter() {
   if (finished_) return;
-  // Abandoned: wait for chunk writes still in flight, then remove every
-  // chunk written so nothing is left for gc.
-  WaitInFlight(0);
-  MessageStore(account_).RemoveChunks(guid_, next_chunk_);
+  // Abandoned: wait for pieces still in flight, then remove every chunk
+  // written so nothing is left for gc (whatever a failure here leaves, gc
+  // reclaims as chunks without a head).
+  (void)WaitInFlight(0);
+  (void)MessageStore(account_).RemoveChunks(guid_, ChunksWritten());
+}
+
+uint32_t BodyWriter::ChunksWritten() const {
+  const uint64_t sent = piece_start_ > chunk_size_ ? piece_start_ : 0;
+  return static_cast<uint32_t>((sent + chunk_size_ - 1) / chunk_size_);
 }
 
 Status BodyWriter::Append(std::string_view data) {
   XXH3_64bits_update(hash_.get(), data.data(), data.size());
-  size_ += data.size();
   while (!data.empty()) {
-    std::string& target = head_.size() < chunk_size_ ? head_ : current_;
-    size_t take = std::min<size_t>(data.size(), chunk_size_ - target.size());
-    target.append(data.substr(0, take));
-    data.remove_prefix(take);
-    if (current_.size() == chunk_size_) {
-      Status s = FlushChunk();
-      if (!s.ok()) return s;
+    size_t take;
+    if (size_ < chunk_size_) {
+      if (head_.empty()) head_.reserve(chunk_size_);
+      take = std::min<uint64_t>(data.size(), chunk_size_ - size_);
+      head_.append(data.data(), take);
+      piece_start_ = size_ + take;
+    } else {
+      // A piece never crosses a chunk boundary: it is one write of one
+      // chunk object.
+      const uint64_t in_chunk = (size_ % chunk_size_);
+      take = std::min<uint64_t>({data.size(), chunk_size_ - in_chunk, kPieceSize - piece_.length()});
+      piece_.append(data.data(), take);
+      if (piece_.length() == kPieceSize || (size_ + take) % chunk_size_ == 0) {
+        size_ += take;
+        data.remove_prefix(take);
+        Status s = FlushPiece();
+        if (!s.ok()) return s;
+        continue;
+      }
     }
+    size_ += take;
+    data.remove_prefix(take);
   }
   return Status::OK();
 }
 
-Status BodyWriter::FlushChunk() {
-  Status s = WaitInFlight(kMaxChunkWritesInFlight - 1);
+Status BodyWriter::FlushPiece() {
+  Status s = WaitInFlight(kMaxPiecesInFlight - 1);
   if (!s.ok()) return s;
-  InFlight f{NewAioCompletion(), ToBufferlist(current_)};
-  account_->mail_io().aio_write_full(keys::ChunkObject(guid_, next_chunk_++), f.completion.get(), f.data);
+  if (piece_start_ == chunk_size_) first_chunk_write_ = std::chrono::steady_clock::now();
+  const uint32_t chunk = static_cast<uint32_t>(piece_start_ / chunk_size_);
+  InFlight f{NewAioCompletion(), std::move(piece_)};
+  piece_.clear();
+  account_->mail_io().aio_write(keys::ChunkObject(guid_, chunk), f.completion.get(), f.data, f.data.length(),
+                                piece_start_ % chunk_size_);
+  piece_start_ += f.data.length();
   in_flight_.push_back(std::move(f));
-  current_.clear();
   return Status::OK();
 }
 
@@ -362,23 +401,94 @@ Status BodyWriter::WaitInFlight(size_t keep) {
 }
 
 Status BodyWriter::Finish(const BodyMeta& meta_in) {
-  if (!current_.empty()) {
-    Status s = FlushChunk();
+  if (piece_.length() > 0) {
+    Status s = FlushPiece();
     if (!s.ok()) return s;
   }
   Status s = WaitInFlight(0);
   if (!s.ok()) return s;
+  const auto grace = std::chrono::seconds(account_->config().gc_grace_seconds);
+  if (size_ > chunk_size_ && std::chrono::steady_clock::now() - first_chunk_write_ >= grace / 2)
+    return Status::Unavailable("write " + keys::BodyObject(guid_) +
+                               ": the body took longer than half of rbd_gc_grace to arrive");
   BodyMeta meta = meta_in;
   meta.size = size_;
   meta.xxh3 = XXH3_64bits_digest(hash_.get());
-  meta.chunks = next_chunk_;
-  meta.chunk_size = next_chunk_ > 1 ? chunk_size_ : 0;
+  meta.chunks = ChunkCount(size_, chunk_size_);
+  meta.chunk_size = meta.chunks > 1 ? chunk_size_ : 0;
   librados::ObjectWriteOperation op;
   BuildHeadOp(&op, head_, meta);
   const std::string oid = keys::BodyObject(guid_);
   int r = account_->mail_io().operate(oid, &op);
   if (r < 0) return Status::FromRados(r, "write " + oid);
   finished_ = true;
+  return Status::OK();
+}
+
+BodyReader::BodyReader(Account* account, const Guid& guid)
+    : account_(account), guid_(guid), hash_(XXH3_createState(), XXH3_freeState) {
+  XXH3_64bits_reset(hash_.get());
+}
+
+Status BodyReader::Open(Account* account, const Guid& guid, std::unique_ptr<BodyReader>* reader) {
+  const std::string oid = keys::BodyObject(guid);
+  librados::ObjectReadOperation op;
+  librados::bufferlist meta_bl, head_bl;
+  int meta_r = 0, read_r = 0;
+  op.getxattr(keys::kBodyMetaAttr, &meta_bl, &meta_r);
+  op.read(0, kFirstWindow, &head_bl, &read_r);
+  int r = account->mail_io().operate(oid, &op, nullptr);
+  if (r < 0) return Status::FromRados(r, "read " + oid);
+  std::unique_ptr<BodyReader> br(new BodyReader(account, guid));
+  Status s = Decode(meta_bl.to_str(), &br->meta_);
+  if (!s.ok()) return Status::Corrupt(oid + ": " + s.message());
+  br->window_ = head_bl.to_str();
+  if (br->window_.size() > br->meta_.size) return Status::Corrupt(oid + ": longer than its size");
+  *reader = std::move(br);
+  return Status::OK();
+}
+
+std::unique_ptr<BodyReader> BodyReader::FromBytes(std::string bytes) {
+  std::unique_ptr<BodyReader> br(new BodyReader(nullptr, Guid()));
+  br->meta_.size = bytes.size();
+  br->window_ = std::move(bytes);
+  br->verify_ = false;
+  return br;
+}
+
+Status BodyReader::Read(uint64_t offset, uint64_t length, std::string* out) {
+  out->clear();
+  if (offset >= meta_.size) return Status::OK();
+  const uint64_t end = std::min(meta_.size, offset + length);
+  if (end <= window_.size()) {
+    out->assign(window_, offset, end - offset);
+  } else {
+    uint64_t from = offset;
+    if (ahead_ && ahead_->offset() == offset) {
+      Status s = ahead_->Finish(out);
+      from = ahead_->end();
+      ahead_.reset();
+      if (!s.ok()) return s;
+      if (from > end) {
+        out->resize(end - offset);
+        from = end;
+      }
+    }
+    ahead_.reset();
+    Status s = ReadObjects(account_->mail_io(), guid_, meta_, from, end, out);
+    if (!s.ok()) return s;
+    // Read in order: the next range of the same length is read meanwhile.
+    if (offset == next_offset_ && end < meta_.size)
+      ahead_ = std::make_unique<RangeRead>(account_->mail_io(), guid_, meta_, end,
+                                           std::min(meta_.size, end + (end - offset)));
+  }
+  next_offset_ = end;
+  if (!verify_ || offset > hashed_ || end <= hashed_) return Status::OK();
+  // In order from the start: hash what is new.
+  XXH3_64bits_update(hash_.get(), out->data() + (hashed_ - offset), end - hashed_);
+  hashed_ = end;
+  if (hashed_ == meta_.size && XXH3_64bits_digest(hash_.get()) != meta_.xxh3)
+    return Status::Corrupt(keys::BodyObject(guid_) + ": XXH3 checksum mismatch");
   return Status::OK();
 }
 

@@ -29,6 +29,7 @@
 
 #include <xxhash.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -88,8 +89,13 @@ class MessageStore {
   Account* account_;
 };
 
-// Streams one body into the store without holding more than two chunks in
-// memory. Nothing is visible until Finish() writes the head object.
+// Streams one body into the store with memory bounded by the head chunk
+// plus a few pieces in flight, whatever the body's size. Nothing is
+// visible until Finish() writes the head object; chunk objects `m.<guid>.<n>`
+// are written in pieces as the data arrives. A writer freed unfinished
+// removes what it wrote; what a crash leaves is a chunk without a head,
+// which gc reclaims after rbd_gc_grace (so Finish() refuses a stream that
+// took half of that long: its first chunks could be reclaimed meanwhile).
 class BodyWriter {
  public:
   BodyWriter(Account* account, const Guid& guid);
@@ -99,26 +105,92 @@ class BodyWriter {
 
   Status Append(std::string_view data);
   // `meta` supplies mailbox and dates; size and checksum are computed.
+  // The head carries one reference, for the record the caller publishes.
   Status Finish(const BodyMeta& meta);
+  uint64_t size() const { return size_; }
 
  private:
-  Status FlushChunk();
+  Status FlushPiece();
   Status WaitInFlight(size_t keep);
+  uint32_t ChunksWritten() const;
 
   Account* account_;
   Guid guid_;
   uint64_t chunk_size_;
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash_;
-  std::string head_;     // chunk 0
-  std::string current_;  // the chunk being filled, once past chunk 0
-  uint32_t next_chunk_ = 1;
+  std::string head_;            // chunk 0, written last by Finish()
+  librados::bufferlist piece_;  // the next bytes of a chunk object
+  uint64_t piece_start_ = 0;    // body offset of piece_
   uint64_t size_ = 0;
+  std::chrono::steady_clock::time_point first_chunk_write_;
   struct InFlight {
     AioCompletionPtr completion;
     librados::bufferlist data;
   };
   std::vector<InFlight> in_flight_;
   bool finished_ = false;
+};
+
+// Reads [offset, end) of a body whose metadata is known, from the objects
+// holding it (chunk 0 is the head), all in flight from construction on.
+class RangeRead {
+ public:
+  RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end);
+  // Waits for the reads still in flight: librados fills their buffers.
+  ~RangeRead();
+  RangeRead(const RangeRead&) = delete;
+  RangeRead& operator=(const RangeRead&) = delete;
+
+  uint64_t offset() const { return offset_; }
+  uint64_t end() const { return end_; }
+  // Waits for the reads and appends the range to *out.
+  Status Finish(std::string* out);
+
+ private:
+  struct ChunkRead {
+    std::string oid;
+    uint64_t length;
+    AioCompletionPtr completion;
+    librados::bufferlist bl;
+  };
+  uint64_t offset_, end_;
+  std::vector<std::unique_ptr<ChunkRead>> reads_;
+};
+
+// Reads one body by range: its metadata once, then only the chunks each
+// range covers, so a partial FETCH of a large message costs a read of the
+// bytes it returns. The first read also brings the body's first bytes
+// (small bodies need no second round trip). Reads that cover the body
+// front to back, in order, are verified against its XXH3 when they reach
+// the end (Corrupt then).
+class BodyReader {
+ public:
+  // Opens a stored body `m.<guid>`: one read.
+  static Status Open(Account* account, const Guid& guid, std::unique_ptr<BodyReader>* reader);
+  // A body already read whole and verified (inline in an index).
+  static std::unique_ptr<BodyReader> FromBytes(std::string bytes);
+
+  uint64_t size() const { return meta_.size; }
+  // Reads [offset, offset+length), cut at the end of the body.
+  Status Read(uint64_t offset, uint64_t length, std::string* out);
+
+ private:
+  BodyReader(Account* account, const Guid& guid);
+
+  Account* account_;
+  Guid guid_;
+  BodyMeta meta_;
+  // The body's first bytes, read with the metadata: a read inside them
+  // costs no round trip.
+  std::string window_;
+  // Reads in order (each starting where the last ended) keep the next
+  // range of the same length in flight, so a whole-body read waits for
+  // RADOS about once, not once per range.
+  uint64_t next_offset_ = 0;
+  std::unique_ptr<RangeRead> ahead_;
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash_;
+  uint64_t hashed_ = 0;  // the prefix of the body hashed so far
+  bool verify_ = true;
 };
 
 uint64_t BodyChecksum(std::string_view data);

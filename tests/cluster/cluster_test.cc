@@ -908,6 +908,81 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
   rbd_index_close(&inbox);
 }
 
+// A body streamed with bounded memory is published by its head, owned by
+// the record that names it (one reference, not two), and read by range
+// through a reader that touches only the chunks a range covers.
+TEST_F(MailboxIndexTest, StreamedBodiesAreOwnedByTheirRecordAndReadByRange) {
+  Reopen({{"rbd_stripe_size", "64k"}});
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  const std::string body = Big(5 * 1024 * 1024 + 99, 5);  // 1 MiB pieces across 64k chunks
+  uint8_t guid[RBD_GUID_SIZE];
+  RandomGuid(guid);
+  rbd_body_writer* writer = nullptr;
+  ASSERT_EQ(rbd_body_writer_open(user_, guid, &writer, &err_), RBD_OK);
+  for (size_t off = 0; off < body.size(); off += 300000)
+    ASSERT_EQ(
+        rbd_body_writer_write(writer, body.data() + off, std::min<size_t>(300000, body.size() - off), &err_),
+        RBD_OK);
+  ASSERT_EQ(rbd_body_writer_finish(writer, nullptr, &err_), RBD_OK) << err_.message;
+  rbd_body_writer_free(&writer);
+  rbd_new_message msg{};
+  std::memcpy(msg.guid, guid, RBD_GUID_SIZE);
+  msg.stored = 1;
+  msg.referenced = 1;
+  msg.physical_size = body.size();
+  uint32_t uid = 0;
+  ASSERT_EQ(rbd_index_append(inbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+  rbd_body_info info{};
+  ASSERT_EQ(rbd_body_stat(user_, guid, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.references, 1u) << "the writer's reference is the record's";
+  EXPECT_EQ(info.size, body.size());
+  EXPECT_EQ(info.chunks, (body.size() + 65535) / 65536);
+  size_t n = 0;
+  ASSERT_EQ(rbd_index_expunge(inbox, &uid, 1, nullptr, &n, &err_), RBD_OK);
+  ASSERT_EQ(rbd_body_stat(user_, guid, &info, &err_), RBD_OK);
+  EXPECT_EQ(info.references, 0u) << "released by the expunge, left to gc";
+
+  uint32_t again = AppendOne(inbox, body);
+  rbd_records* recs = nullptr;
+  ASSERT_EQ(rbd_index_lookup_records(inbox, &again, 1, &recs, &err_), RBD_OK);
+  rbd_body_reader* reader = nullptr;
+  uint64_t size = 0;
+  ASSERT_EQ(rbd_body_reader_open(inbox, &recs->records[0], &reader, &size, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(size, body.size());
+  std::string buf(200000, '\0');
+  for (auto [off, len] : std::vector<std::pair<uint64_t, size_t>>{
+           {0, 10}, {65530, 20}, {3 * 65536, 65536}, {100000, 200000}, {body.size() - 7, 7}}) {
+    size_t got = 0;
+    ASSERT_EQ(rbd_body_reader_read(reader, off, buf.data(), len, &got, &err_), RBD_OK) << err_.message;
+    EXPECT_EQ(buf.substr(0, got), body.substr(off, len)) << "range " << off << "+" << len;
+  }
+  size_t got = 1;
+  ASSERT_EQ(rbd_body_reader_read(reader, body.size(), buf.data(), 10, &got, &err_), RBD_OK);
+  EXPECT_EQ(got, 0u) << "nothing past the end";
+  std::string whole;
+  for (uint64_t off = 0; off < size; off += got) {
+    ASSERT_EQ(rbd_body_reader_read(reader, off, buf.data(), buf.size(), &got, &err_), RBD_OK) << err_.message;
+    whole.append(buf.data(), got);
+  }
+  EXPECT_EQ(whole, body);
+  rbd_body_reader_free(&reader);
+
+  // A read front to back is checked at its end: a flipped byte in a chunk
+  // fails the last read.
+  librados::IoCtx mail = AdminIo(Env("RBD_TEST_POOL"));
+  librados::bufferlist flipped;
+  flipped.append("#");
+  ASSERT_EQ(mail.write("m." + Hex(recs->records[0].guid) + ".000007", flipped, 1, 5), 0);
+  ASSERT_EQ(rbd_body_reader_open(inbox, &recs->records[0], &reader, &size, &err_), RBD_OK);
+  rbd_code last = RBD_OK;
+  for (uint64_t off = 0; off < size && last == RBD_OK; off += got)
+    last = rbd_body_reader_read(reader, off, buf.data(), buf.size(), &got, &err_);
+  EXPECT_EQ(last, RBD_ERR_CORRUPT);
+  rbd_body_reader_free(&reader);
+  rbd_records_free(&recs);
+  rbd_index_close(&inbox);
+}
+
 TEST_F(MailboxIndexTest, CorruptedBodiesAreDetected) {
   Reopen({{"rbd_inline_max", "0"}});
   rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));

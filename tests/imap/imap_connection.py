@@ -86,13 +86,18 @@ class ImapConnection:
         return line + b"\r\n"
 
     def _read_exact(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buf)))
+        # Chunks joined once: appending to bytes would copy a large literal per chunk.
+        chunks, have = [self.buf], len(self.buf)
+        while have < n:
+            chunk = self.sock.recv(max(65536, min(n - have, 1 << 20)))
             if not chunk:
+                self.buf = b"".join(chunks)
                 raise ImapError("connection closed inside a literal")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
+            chunks.append(chunk)
+            have += len(chunk)
+        data = b"".join(chunks)
+        self.buf = data[n:]
+        return data[:n]
 
     def read_response(self):
         """One complete server response (a line plus its literals), CRLF stripped."""

@@ -39,6 +39,9 @@ TEST(Config, SettingsApply) {
   ASSERT_TRUE(c.Set("rbd_ceph_user", "client.dovecot").ok());
   ASSERT_TRUE(c.Set("rbd_op_timeout", "2s").ok());
   ASSERT_TRUE(c.Set("rbd_inline_max", "16k").ok());
+  EXPECT_EQ(c.max_message_size, 0u) << "not set: the plugin takes Dovecot's limit";
+  ASSERT_TRUE(c.Set("rbd_max_message_size", "50M").ok());
+  EXPECT_EQ(c.max_message_size, 50u * 1024 * 1024);
   EXPECT_EQ(c.pool, "mail");
   EXPECT_EQ(c.IndexPool(), "mail");
   EXPECT_EQ(c.ceph_user, "dovecot");
@@ -56,9 +59,12 @@ TEST(Config, ErrorsNameTheSetting) {
     const char* name;
     const char* value;
   } cases[] = {
-      {"rbd_op_timeout", "soon"}, {"rbd_op_timeout", "0"},   {"rbd_inline_max", "lots"},
-      {"rbd_inline_max", "2G"},   {"rbd_stripe_size", "1k"}, {"rbd_pool", ""},
-      {"rbd_ceph_conf", " "},     {"rbd_ceph_user", ""},     {"rbd_gc_grace", "later"},
+      {"rbd_op_timeout", "soon"},       {"rbd_op_timeout", "0"},
+      {"rbd_inline_max", "lots"},       {"rbd_inline_max", "2G"},
+      {"rbd_stripe_size", "1k"},        {"rbd_pool", ""},
+      {"rbd_ceph_conf", " "},           {"rbd_ceph_user", ""},
+      {"rbd_gc_grace", "later"},        {"rbd_max_message_size", "0"},
+      {"rbd_max_message_size", "huge"},
   };
   for (const Case& k : cases) {
     Status s = c.Set(k.name, k.value);
