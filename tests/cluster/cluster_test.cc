@@ -33,6 +33,18 @@ using std::chrono::steady_clock;
 
 class MailboxIndexTest : public UserFixture {
  protected:
+  // Writes `body` as body object `guid` through the streaming writer, in
+  // pieces of `piece` bytes.
+  void StreamBody(const uint8_t* guid, const std::string& body, size_t piece) {
+    rbd_body_writer* writer = nullptr;
+    ASSERT_EQ(rbd_body_writer_open(user_, guid, &writer, &err_), RBD_OK);
+    for (size_t off = 0; off < body.size(); off += piece)
+      ASSERT_EQ(rbd_body_writer_write(writer, body.data() + off, std::min(piece, body.size() - off), &err_),
+                RBD_OK);
+    ASSERT_EQ(rbd_body_writer_finish(writer, nullptr, &err_), RBD_OK) << err_.message;
+    rbd_body_writer_free(&writer);
+  }
+
   uint32_t AppendOne(rbd_index* mailbox, const std::string& body, uint8_t flags = 0,
                      uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
     rbd_new_message msg{};
@@ -888,14 +900,7 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
   // A streamed body lands the same way.
   uint8_t streamed[RBD_GUID_SIZE];
   RandomGuid(streamed);
-  rbd_body_writer* writer = nullptr;
-  ASSERT_EQ(rbd_body_writer_open(user_, streamed, &writer, &err_), RBD_OK);
-  for (size_t off = 0; off < body.size(); off += 10000)
-    ASSERT_EQ(
-        rbd_body_writer_write(writer, body.data() + off, std::min<size_t>(10000, body.size() - off), &err_),
-        RBD_OK);
-  ASSERT_EQ(rbd_body_writer_finish(writer, nullptr, &err_), RBD_OK) << err_.message;
-  rbd_body_writer_free(&writer);
+  ASSERT_NO_FATAL_FAILURE(StreamBody(streamed, body, 10000));
   rbd_new_message msg{};
   std::memcpy(msg.guid, streamed, RBD_GUID_SIZE);
   msg.stored = 1;
@@ -917,14 +922,7 @@ TEST_F(MailboxIndexTest, StreamedBodiesAreOwnedByTheirRecordAndReadByRange) {
   const std::string body = Big(5 * 1024 * 1024 + 99, 5);  // 1 MiB pieces across 64k chunks
   uint8_t guid[RBD_GUID_SIZE];
   RandomGuid(guid);
-  rbd_body_writer* writer = nullptr;
-  ASSERT_EQ(rbd_body_writer_open(user_, guid, &writer, &err_), RBD_OK);
-  for (size_t off = 0; off < body.size(); off += 300000)
-    ASSERT_EQ(
-        rbd_body_writer_write(writer, body.data() + off, std::min<size_t>(300000, body.size() - off), &err_),
-        RBD_OK);
-  ASSERT_EQ(rbd_body_writer_finish(writer, nullptr, &err_), RBD_OK) << err_.message;
-  rbd_body_writer_free(&writer);
+  ASSERT_NO_FATAL_FAILURE(StreamBody(guid, body, 300000));
   rbd_new_message msg{};
   std::memcpy(msg.guid, guid, RBD_GUID_SIZE);
   msg.stored = 1;

@@ -230,6 +230,16 @@ def test_a_failed_fetch_ends_the_session_with_bye_within_the_op_timeout(outage):
     assert_fetch_bye(*timed(outage.selected["fetch"], "UID FETCH 2 (BODY.PEEK[])"))
 
 
+def assert_fetch_no(conn, command):
+    """The tagged NO imap_fetch_failure = no-after gives a FETCH the cluster cannot serve,
+    within the deadline: the response."""
+    resp, seconds = timed(conn, command)
+    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
+    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    return resp
+
+
 def test_with_the_shipped_fetch_setting_a_failed_fetch_answers_no_then_bye(outage):
     # imap_fetch_failure = no-after (conf.d/90-rbd.conf): the first FETCH of a message
     # the cluster cannot serve answers a tagged NO with the code Dovecot 2.3 hard-codes
@@ -238,10 +248,7 @@ def test_with_the_shipped_fetch_setting_a_failed_fetch_answers_no_then_bye(outag
     # same FETCH again ends the session, so that a client cannot loop on it. The
     # message is never reported expunged.
     conn = outage.selected["shipped"]
-    resp, seconds = timed(conn, "UID FETCH 2 (BODY.PEEK[])")
-    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
-    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
-    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    resp = assert_fetch_no(conn, "UID FETCH 2 (BODY.PEEK[])")
     assert resp.untagged == [b"* 1 FETCH (UID 2)", b"* NO " + UNAVAILABLE.encode()], \
         resp.untagged
     assert_fetch_bye(*timed(conn, "UID FETCH 2 (BODY.PEEK[])"))
@@ -253,10 +260,7 @@ def test_a_fetch_that_failed_once_is_never_answered_as_expunged(outage):
     # use. While the cluster is away that listing fails, every time: the message must
     # not be reported expunged the second time (it was: OK [EXPUNGEISSUED], X-GUID "").
     conn = outage.selected["cached"]
-    resp, seconds = timed(conn, "UID FETCH 2 (X-GUID)")
-    assert seconds <= OP_TIMEOUT + SLACK, "FETCH took %.1f s" % seconds
-    assert not isinstance(resp, ImapError), "connection dropped: %s" % resp
-    assert resp.tagged.startswith("NO [SERVERBUG] " + UNAVAILABLE), resp.tagged
+    assert_fetch_no(conn, "UID FETCH 2 (X-GUID)")
     assert_fetch_bye(*timed(conn, "UID FETCH 2 (X-GUID)"))
 
 

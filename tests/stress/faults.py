@@ -89,6 +89,15 @@ class Faults:
                    w.wall_start - 1 <= t <= (w.wall_end or time.time()) + self.grace + 1
                    for w in list(self.injected))
 
+    def storage_down_at(self, stamp):
+        """Was a storage fault in progress around the time of log stamp (as
+        master_down_at)?"""
+        t = datetime.datetime.strptime("%d %s" % (datetime.date.today().year, stamp),
+                                       "%Y %b %d %H:%M:%S").timestamp()
+        return any(w.kind in STORAGE_FAULTS and
+                   w.wall_start - 1 <= t <= (w.wall_end or time.time()) + self.grace + 1
+                   for w in list(self.injected))
+
     def orphaned(self, node, connected_at):
         """Was node's master killed after a connection made at connected_at (its process
         outlives that master)?"""

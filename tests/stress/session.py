@@ -257,6 +257,13 @@ class Session:
         elif killed and (not bye or (killed.kind == "master-kill" and
                                      rec.text.startswith("LOGIN"))):
             self.model.note("connection lost to %s" % killed.kind)
+        elif "FETCH" in rec.text.split(" ")[:2] and faults and \
+                faults.covering(rec, STORAGE_FAULTS) and \
+                bye == ["* BYE FETCH failed: Mail storage temporarily unavailable, try again "
+                        "later"]:
+            # Dovecot 2.3 ends the session on a FETCH the storage failed (its default
+            # imap_fetch_failure; README): it has no tagged answer for it.
+            self.model.note("BYE FETCH failed during a storage fault")
         elif faults and faults.orphaned(self.node.name, self.connected_at) and \
                 all(b.startswith("* BYE Server shutting down.") for b in bye):
             # its process outlived a killed master: it ends at its next status change
