@@ -136,11 +136,20 @@ Status Cluster::ConnectLocked() {
   if (r < 0) return Status::FromRados(r, "rbd_ceph_user: cannot initialise " + name);
   r = rados_->conf_read_file(config_.ceph_conf.c_str());
   if (r < 0) return Status::FromRados(r, "rbd_ceph_conf: cannot parse " + config_.ceph_conf);
-  // librados waits forever by default; every wait is bounded by the op
-  // timeout so an unreachable cluster is a temporary failure, not a hang.
-  const std::string timeout = Seconds(config_.op_timeout_ms);
-  for (const char* option : {"rados_osd_op_timeout", "rados_mon_op_timeout", "client_mount_timeout"}) {
-    r = rados_->conf_set(option, timeout.c_str());
+  // librados waits forever by default; every wait is bounded so an
+  // unreachable cluster is a temporary failure, not a hang. An OSD op gets
+  // the op timeout (and the command deadline, Account::Operate). The MON
+  // waits of a first use come one after the other before any op and
+  // outside the deadline's reach: the connect, then the first osdmap (at
+  // the first pool lookup). Each gets half, so that together they fit in
+  // one op timeout: a session that starts while the MONs stop would wait
+  // for both in full (9 s against a 5 s timeout, found by the checker).
+  const std::string osd_timeout = Seconds(config_.op_timeout_ms);
+  const std::string mon_timeout = std::to_string(std::max<uint32_t>(1, config_.op_timeout_ms / 2000));
+  for (const auto& [option, value] : {std::pair{"rados_osd_op_timeout", osd_timeout},
+                                      {"rados_mon_op_timeout", mon_timeout},
+                                      {"client_mount_timeout", mon_timeout}}) {
+    r = rados_->conf_set(option, value.c_str());
     if (r < 0) return Status::FromRados(r, std::string("rbd_op_timeout: cannot set ") + option);
   }
   r = rados_->connect();

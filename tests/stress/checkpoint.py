@@ -33,7 +33,7 @@ MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connec
 # stalled past the deadline and the read-back too; doc/design.md, "Unknown outcomes"): the
 # designed report, allowed during a storage fault. That no such write showed up is what the
 # checkpoints check (no-but-applied).
-UNKNOWN_OUTCOME = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: Error: (?:Mailbox [^:]+: )?rbd: "
+UNKNOWN_OUTCOME = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: Error: .*?rbd: "
                              r"(?:update \S+: outcome unknown: |answered NO, but these )")
 KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
                           r"signal 9")
