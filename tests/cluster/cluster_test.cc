@@ -45,6 +45,19 @@ class MailboxIndexTest : public UserFixture {
     rbd_body_writer_free(&writer);
   }
 
+  // Appends one record naming the stored body `guid` of `size` bytes;
+  // `referenced`: the append owns the writer's reference. Its UID.
+  uint32_t AppendStored(rbd_index* mailbox, const uint8_t* guid, uint64_t size, bool referenced) {
+    rbd_new_message msg{};
+    std::memcpy(msg.guid, guid, RBD_GUID_SIZE);
+    msg.stored = 1;
+    msg.referenced = referenced ? 1 : 0;
+    msg.physical_size = size;
+    uint32_t uid = 0;
+    EXPECT_EQ(rbd_index_append(mailbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+    return uid;
+  }
+
   uint32_t AppendOne(rbd_index* mailbox, const std::string& body, uint8_t flags = 0,
                      uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
     rbd_new_message msg{};
@@ -901,12 +914,7 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
   uint8_t streamed[RBD_GUID_SIZE];
   RandomGuid(streamed);
   ASSERT_NO_FATAL_FAILURE(StreamBody(streamed, body, 10000));
-  rbd_new_message msg{};
-  std::memcpy(msg.guid, streamed, RBD_GUID_SIZE);
-  msg.stored = 1;
-  msg.physical_size = body.size();
-  uint32_t uid2 = 0;
-  ASSERT_EQ(rbd_index_append(inbox, &msg, 1, &uid2, &err_), RBD_OK) << err_.message;
+  const uint32_t uid2 = AppendStored(inbox, streamed, body.size(), false);
   EXPECT_EQ(ReadBody(inbox, uid2), body);
   ASSERT_EQ(rbd_body_stat(user_, streamed, &info, &err_), RBD_OK);
   EXPECT_EQ(info.references, 2u) << "writer's reference plus the append's";
@@ -923,13 +931,8 @@ TEST_F(MailboxIndexTest, StreamedBodiesAreOwnedByTheirRecordAndReadByRange) {
   uint8_t guid[RBD_GUID_SIZE];
   RandomGuid(guid);
   ASSERT_NO_FATAL_FAILURE(StreamBody(guid, body, 300000));
-  rbd_new_message msg{};
-  std::memcpy(msg.guid, guid, RBD_GUID_SIZE);
-  msg.stored = 1;
-  msg.referenced = 1;
-  msg.physical_size = body.size();
-  uint32_t uid = 0;
-  ASSERT_EQ(rbd_index_append(inbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+  uint32_t uid = AppendStored(inbox, guid, body.size(), true);
+  ASSERT_NE(uid, 0u);
   rbd_body_info info{};
   ASSERT_EQ(rbd_body_stat(user_, guid, &info, &err_), RBD_OK);
   EXPECT_EQ(info.references, 1u) << "the writer's reference is the record's";
