@@ -12,6 +12,7 @@
 #include "mailbox-list-subscriptions.h"
 #include "sha2.h"
 #include "str.h"
+#include "time-util.h"
 #include "unlink-directory.h"
 #include "rbd-mail-storage.h"
 
@@ -33,6 +34,13 @@ struct rbd_list {
 	struct mailbox_list list;
 	/* This session removed the caches of mailboxes gone elsewhere. */
 	bool cache_swept;
+	/* The last name a mailbox open looked up, its GUID, and when (ioloop
+	   time): Dovecot asks for the mailbox's path again in the same
+	   command (its permissions), and one lookup per command is as good as
+	   two (rbd_mailbox_check_name). */
+	char *looked_up_name;
+	guid_128_t looked_up_guid;
+	struct timeval looked_up_at;
 };
 
 struct rbd_list_iterate_context {
@@ -55,6 +63,9 @@ static struct mailbox_list *rbd_list_alloc(void)
 
 static void rbd_list_deinit(struct mailbox_list *list)
 {
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
+
+	i_free(rlist->looked_up_name);
 	pool_unref(&list->pool);
 }
 
@@ -171,6 +182,7 @@ static int rbd_list_get_path(struct mailbox_list *list, const char *name,
                              enum mailbox_list_path_type type,
                              const char **path_r)
 {
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
 	const char *root = rbd_list_cache_root(list);
 	struct rbd_user *user;
 	struct rbd_error err;
@@ -191,6 +203,12 @@ static int rbd_list_get_path(struct mailbox_list *list, const char *name,
 		*path_r = root;
 		return 1;
 	}
+	if (rlist->looked_up_name != NULL &&
+	    strcmp(rlist->looked_up_name, name) == 0 &&
+	    timeval_cmp(&rlist->looked_up_at, &ioloop_timeval) == 0) {
+		*path_r = rbd_list_cache_path(list, rlist->looked_up_guid);
+		return 1;
+	}
 	if (rbd_list_get_user(list, &user) < 0)
 		return -1;
 	if (rbd_lookup_mailbox(user, name, guid, &err) != RBD_OK) {
@@ -201,6 +219,19 @@ static int rbd_list_get_path(struct mailbox_list *list, const char *name,
 	}
 	*path_r = rbd_list_cache_path(list, guid);
 	return 1;
+}
+
+void rbd_list_looked_up(struct mailbox_list *list, const char *name,
+                        const guid_128_t guid)
+{
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
+
+	if (null_strcmp(rlist->looked_up_name, name) != 0) {
+		i_free(rlist->looked_up_name);
+		rlist->looked_up_name = i_strdup(name);
+	}
+	guid_128_copy(rlist->looked_up_guid, guid);
+	rlist->looked_up_at = ioloop_timeval;
 }
 
 static const char *

@@ -180,6 +180,10 @@ int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
    list's namespace, or NULL if indexes are kept in memory. */
 const char *rbd_list_cache_path(struct mailbox_list *list,
                                 const guid_128_t mailbox_guid);
+/* A mailbox open found `name` leading to `guid`: the list's path lookups
+   of that name in the same command use it instead of reading RADOS. */
+void rbd_list_looked_up(struct mailbox_list *list, const char *name,
+                        const guid_128_t guid);
 
 /* rbd-list-notify.c: mailbox list notification (imap NOTIFY). */
 int rbd_list_notify_init(struct mailbox_list *list,

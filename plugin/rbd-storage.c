@@ -455,6 +455,7 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 		return -1;
 	}
 	mbox->name_checked = ioloop_timeval;
+	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
 	if (rbd_storage_get_user(mbox->storage, &user) < 0)
 		return -1;
 	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) == RBD_OK)
