@@ -271,8 +271,11 @@ class Checker:
         resolved = defaultdict(set)
         for uid in sorted(set(snap.msgs) - set(box.created)):
             msgid = snap.msgs[uid][3]
-            rec = self.model.maybe_copied[where].get(msgid)
-            if rec is not None and rec.id in self.model.refused:
+            candidates = self.model.maybe_copied[where].get(msgid, [])
+            # the one that stored it: one with an unknown outcome if any could have
+            unknown = [r for r in candidates if r.id not in self.model.refused]
+            rec = (unknown or candidates or [None])[0]
+            if rec is not None and not unknown:
                 # issue 9: no client sees NO for an APPEND, COPY or MOVE that took effect
                 self.violation("no-but-applied", "UID %d (%s) is here, stored by %s" % (
                     uid, msgid, rec.who()), where)
@@ -345,8 +348,9 @@ class Checker:
         # a command with an unknown outcome owns the UIDs that carry its messages, and
         # those no one was told (expunged before anyone saw them)
         unknown = defaultdict(set)
-        for msgid, rec in self.model.maybe_copied[where].items():
-            unknown[rec.id].add(msgid)
+        for msgid, recs in self.model.maybe_copied[where].items():
+            for rec in recs:
+                unknown[rec.id].add(msgid)
         unseen = {uid for uid, _ in box.states
                   if uid not in box.created and uid not in box.uid_msg}
         # (check_messages resolves the ones a checkpoint found into box.created)

@@ -269,8 +269,10 @@ class Model:
         self.violations = []
         self.volatile = defaultdict(list)   # user -> volatile names believed to exist
         self.volatile_count = defaultdict(int)
-        # (user, name) -> {msgid: Record}: copies by a COPY/MOVE with an unknown outcome
-        self.maybe_copied = defaultdict(dict)
+        # (user, name) -> {msgid: [Record]}: the commands with an unknown outcome (or
+        # answered NO) that may have stored the message there; one message can have
+        # several (a partly committed APPEND, then a COPY of it back that failed)
+        self.maybe_copied = defaultdict(lambda: defaultdict(list))
         # ids of the APPENDs, COPYs and MOVEs among those answered NO (and LMTP
         # deliveries refused): none of them may have taken effect
         self.refused = set()

@@ -828,7 +828,7 @@ class Session:
                 self.runner.uncertain.add((self.user, dest))
             for msgid in msgids:
                 if msgid is not None:
-                    self.model.maybe_copied[(self.user, dest)][msgid] = rec
+                    self.model.maybe_copied[(self.user, dest)][msgid].append(rec)
 
     def op_copy(self):
         self.copy("COPY")
@@ -860,7 +860,7 @@ class Session:
         except Abort as e:
             with self.model.lock:
                 for msgid, _ in msgs:
-                    self.model.maybe_copied[(self.user, dest)][msgid] = e.rec
+                    self.model.maybe_copied[(self.user, dest)][msgid].append(e.rec)
             raise
         code = response_code(resp.text)
         if resp.status == "OK" and code and code[0] == "APPENDUID":
@@ -889,7 +889,7 @@ class Session:
             # stored anyway? the checkpoint reports it (no-but-applied)
             with self.model.lock:
                 for msgid, _ in msgs:
-                    self.model.maybe_copied[(self.user, dest)][msgid] = rec
+                    self.model.maybe_copied[(self.user, dest)][msgid].append(rec)
             self.refuse(rec)
             if not self.unavailable(rec, resp):
                 self.model.violation("append-failed", rec.who(), (self.user, dest), self.name)
@@ -907,7 +907,7 @@ class Session:
                                {where})
         self.commands += 1
         with self.model.lock:       # whatever the answer, it may be there
-            self.model.maybe_copied[where][msgid] = rec
+            self.model.maybe_copied[where][msgid].append(rec)
         faults = self.runner.faults
         steps = []
         try:

@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""Unit tests of the checker's own reasoning (pure logic, no daemons): the cases where a
+run on Dovecot's mdbox proved the checker wrong. Run: python3 tests/stress/test_checker.py"""
+
+import sys
+import unittest
+from pathlib import Path
+from types import SimpleNamespace
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
+
+from checkpoint import Checker, Snapshot  # noqa: E402
+from model import Model, Trace  # noqa: E402
+
+USER = "u1"
+WHERE = (USER, "m2")
+
+
+class UnknownOutcomes(unittest.TestCase):
+    def setUp(self):
+        self.trace = Trace()
+        self.model = Model(self.trace)
+        self.model.keep_going = True
+        self.checker = Checker(SimpleNamespace(model=self.model, users=[USER]))
+        self.box = self.model.box(USER, "m2", 7)
+
+    def command(self, text, result):
+        rec = self.trace.begin("s13", "B", USER, text, {WHERE})
+        self.trace.end(rec, result)
+        return rec
+
+    def maybe_stored(self, rec, *msgids):
+        for msgid in msgids:
+            self.model.maybe_copied[WHERE][msgid].append(rec)
+
+    def check(self, msgs):
+        """A checkpoint that finds msgs ({uid: (modseq, msgid)}), and every UID that
+        ever carried a MODSEQ."""
+        snap = Snapshot(7, 200, 300, {uid: (modseq, frozenset(), 100, msgid)
+                                      for uid, (modseq, msgid) in msgs.items()})
+        self.checker.check_messages(self.box, snap, WHERE)
+        self.checker.check_modseq_groups(self.box, WHERE)
+        return sorted(v.prop for v in self.model.violations)
+
+    def test_partly_committed_append_then_a_refused_copy_of_one_of_its_messages(self):
+        # seed 32061 on mdbox: a MULTIAPPEND cut off by the server stored 3 of its 4
+        # messages under one MODSEQ; one of them was moved away and a COPY of it back
+        # was refused. The refused COPY must not hide that the APPEND stored it.
+        append = self.command("APPEND m2 (4 messages)", "DISCONNECTED")
+        self.maybe_stored(append, "a", "b", "c", "d")
+        self.model.saw_message(self.box, 168, "a", "s00")
+        for uid in (168, 169, 170):
+            self.model.saw_state(self.box, uid, 235, frozenset(), "s00")
+        copy = self.command("UID COPY 178 m2", "NO [EXPUNGEISSUED]")
+        self.model.refused.add(copy.id)
+        self.maybe_stored(copy, "a")
+        self.box.expunges.append(SimpleNamespace(send=0, ack=None, uids=None, forced=True))
+        self.assertEqual(self.check({169: (235, "b"), 170: (235, "c")}), [])
+
+    def test_a_refused_command_alone_cannot_explain_a_message(self):
+        copy = self.command("UID COPY 5 m2", "NO [UNAVAILABLE]")
+        self.model.refused.add(copy.id)
+        self.maybe_stored(copy, "a")
+        self.assertEqual(self.check({169: (235, "a")}), ["no-but-applied"])
+
+
+if __name__ == "__main__":
+    unittest.main()
