@@ -191,7 +191,7 @@ class Session {
     for (const auto& [name, value] : settings)
       if (rbd_config_set(config_, name.c_str(), value.c_str(), &err_) != RBD_OK) Fail("config", err_);
     if (rbd_cluster_get(config_, &cluster_, &err_) != RBD_OK) Fail("cluster", err_);
-    if (rbd_user_open(cluster_, ns.c_str(), &user_, &err_) != RBD_OK) Fail("open user " + ns, err_);
+    if (rbd_user_open(cluster_, ns.c_str(), nullptr, &user_, &err_) != RBD_OK) Fail("open user " + ns, err_);
   }
   ~Session() {
     rbd_user_close(&user_);

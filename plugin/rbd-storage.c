@@ -276,14 +276,14 @@ int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r)
 	if (rbd_storage_unavailable(storage))
 		return -1;
 	if (storage->user == NULL) {
-		if (rbd_user_open(storage->cluster, storage->ns, &storage->user,
-		                  &err) != RBD_OK) {
+		const struct timeval *clock = rbd_storage_serves_commands() ?
+		                              &ioloop_timeval : NULL;
+
+		if (rbd_user_open(storage->cluster, storage->ns, clock,
+		                  &storage->user, &err) != RBD_OK) {
 			rbd_storage_set_error(&storage->storage, &err);
 			return -1;
 		}
-		if (rbd_storage_serves_commands())
-			rbd_user_set_command_clock(storage->user,
-			                           &ioloop_timeval);
 	}
 	*user_r = storage->user;
 	return 0;

@@ -12,7 +12,7 @@
  *  - Calls block the calling thread until RADOS answers or the deadline
  *    passes (then RBD_ERR_UNAVAILABLE, or RBD_ERR_UNKNOWN for a write whose
  *    outcome is unknown): rbd_op_timeout after the start of the current
- *    command when the user has a command clock (rbd_user_set_command_clock),
+ *    command when the user has a command clock (rbd_user_open),
  *    rbd_op_timeout per RADOS op otherwise. Nothing is called back.
  *  - Handles are not thread-safe: use one handle from one thread at a time.
  *    The cluster handle may be shared by every user a process serves.
@@ -138,25 +138,24 @@ rbd_code rbd_cluster_connect(struct rbd_cluster *cluster,
 /*
  * Opens the RADOS namespace of one user: `ns` (normally the username, or
  * the expanded rbd_namespace), or the configured rbd_namespace when NULL.
- * Connects if needed.
- */
-rbd_code rbd_user_open(struct rbd_cluster *cluster, const char *ns,
-                       struct rbd_user **user_r, struct rbd_error *err);
-void rbd_user_close(struct rbd_user **user);
-
-/*
- * Gives the user's calls one deadline per command instead of one per RADOS
- * op: `command_started` points at the wall-clock time the caller's current
- * command began (it must stay valid while the user is open; the caller
- * keeps it current, and the core reads it on the calling thread before
- * each op). Every RADOS wait of a command then ends rbd_op_timeout after
- * that time, whatever number of ops the command needs; resolving a write
- * whose outcome is unknown may read for up to 0.7 s more. NULL (the
- * default) gives every op rbd_op_timeout of its own.
+ * Connects if needed, and checks once per process that the key may read
+ * and write the pools there.
+ *
+ * `command_started` gives the user's calls one deadline per command
+ * instead of one per RADOS op: it points at the wall-clock time the
+ * caller's current command began (it must stay valid while the user is
+ * open; the caller keeps it current, and the core reads it on the calling
+ * thread before each op). Every RADOS wait of a command, the access check
+ * of this first open included, then ends rbd_op_timeout after that time,
+ * whatever number of ops the command needs; resolving a write whose
+ * outcome is unknown may read for up to 0.7 s more. NULL gives every op
+ * rbd_op_timeout of its own (doveadm's long jobs).
  */
 struct timeval;
-void rbd_user_set_command_clock(struct rbd_user *user,
-                                const struct timeval *command_started);
+rbd_code rbd_user_open(struct rbd_cluster *cluster, const char *ns,
+                       const struct timeval *command_started,
+                       struct rbd_user **user_r, struct rbd_error *err);
+void rbd_user_close(struct rbd_user **user);
 
 /* ------------------------------------------------------------------ */
 /* Mailbox list: the user root object `r`                              */

@@ -279,18 +279,15 @@ rbd_code rbd_cluster_connect(rbd_cluster* cluster, rbd_error* err) {
   return Guarded(err, [&] { return cluster->impl->Connect(); });
 }
 
-rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, rbd_user** user_r, rbd_error* err) {
+rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
+                       rbd_user** user_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::string name = ns != nullptr ? ns : cluster->config.ns;
     std::unique_ptr<rbd::Account> account;
-    rbd::Status s = rbd::Account::Open(cluster->impl, cluster->config, name, &account);
+    rbd::Status s = rbd::Account::Open(cluster->impl, cluster->config, name, command_started, &account);
     if (s.ok()) *user_r = new rbd_user{std::move(account)};
     return s;
   });
-}
-
-void rbd_user_set_command_clock(rbd_user* user, const struct timeval* command_started) {
-  user->account->SetCommandClock(command_started);
 }
 
 void rbd_user_close(rbd_user** user) {

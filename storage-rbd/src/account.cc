@@ -6,7 +6,7 @@
 namespace rbd {
 
 Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
-                     std::unique_ptr<Account>* account) {
+                     const struct timeval* command_started, std::unique_ptr<Account>* account) {
   if (ns.empty()) return Status::Invalid("rbd_namespace: the user's namespace is empty");
   Status s = cluster->CheckNamespace(ns);
   if (!s.ok()) return s;
@@ -17,7 +17,9 @@ Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, con
   if (!s.ok()) return s;
   a->mail_io_.set_namespace(ns);
   a->index_io_.set_namespace(ns);
-  s = a->cluster_->CheckAccess({{&a->mail_io_, "rbd_pool"}, {&a->index_io_, config.IndexPoolSetting()}});
+  a->command_started_ = command_started;
+  s = a->cluster_->CheckAccess({{&a->mail_io_, "rbd_pool"}, {&a->index_io_, config.IndexPoolSetting()}},
+                               a->deadline());
   if (!s.ok()) return s;
   *account = std::move(a);
   return Status::OK();

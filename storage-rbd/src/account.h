@@ -25,9 +25,11 @@ class Account {
  public:
   // `config` is the caller's own: the shared connection only fixes how to
   // reach the cluster, while pools, namespace and size limits may differ
-  // between the users one process serves.
+  // between the users one process serves. `command_started`: see
+  // deadline(); the access check of a first open already counts against
+  // the command's deadline.
   static Status Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
-                     std::unique_ptr<Account>* account);
+                     const struct timeval* command_started, std::unique_ptr<Account>* account);
 
   librados::IoCtx& index_io() { return index_io_; }
   librados::IoCtx& mail_io() { return mail_io_; }
@@ -35,14 +37,13 @@ class Account {
   Cluster* cluster() { return cluster_.get(); }
   const std::string& ns() const { return ns_; }
 
-  // Every command has ONE deadline, not one per RADOS op: `started`
+  // When the current command's RADOS waits must end. Every command has ONE
+  // deadline, not one per RADOS op: the command clock given to Open()
   // points at the wall-clock time the caller's current command began
   // (Dovecot's ioloop_timeval), read before every op on the caller's
   // thread; the command's RADOS waits end at that time plus
   // rbd_op_timeout. Without a clock (nullptr: doveadm, whose commands may
   // legitimately run long) every op gets rbd_op_timeout of its own.
-  void SetCommandClock(const struct timeval* started) { command_started_ = started; }
-  // When the current command's RADOS waits must end.
   Deadline deadline() const;
   // How long past deadline() an unknown outcome may still be resolved by
   // reading (MailboxIndex::Mutate): "rbd_op_timeout + 1 s" for a whole

@@ -216,7 +216,7 @@ Status Cluster::CheckNamespace(const std::string& ns) {
                          "...'");
 }
 
-Status Cluster::CheckAccess(const std::vector<PoolUse>& pools) {
+Status Cluster::CheckAccess(const std::vector<PoolUse>& pools, Deadline until) {
   // An object name no key scheme uses (keys.h).
   static constexpr char kProbe[] = "rbd.probe";
   struct Probe {
@@ -240,21 +240,24 @@ Status Cluster::CheckAccess(const std::vector<PoolUse>& pools) {
       if (!duplicate) probes.push_back(Probe{&use, std::move(where), nullptr, nullptr});
     }
   }
+  AioWaiter waiter;
   for (Probe& p : probes) {
-    p.stat = NewAioCompletion();
+    p.stat = waiter.NewCompletion();
     p.read = p.use->io->aio_stat(kProbe, p.stat.get(), &p.size, &p.mtime);
     if (p.read < 0) p.stat.reset();
     librados::ObjectWriteOperation op;
     op.create(false);
     op.remove();
-    p.write = NewAioCompletion();
+    p.write = waiter.NewCompletion();
     p.written = p.use->io->aio_operate(kProbe, p.write.get(), &op);
     if (p.written < 0) p.write.reset();
   }
   Status result = Status::OK();
   for (Probe& p : probes) {
-    const int read = p.stat ? WaitFor(p.stat) : p.read;
-    const int write = p.write ? WaitFor(p.write) : p.written;
+    // Both are waited for even after a failure: the waiter must outlive
+    // every callback of the completions it made.
+    const int read = p.stat ? waiter.Wait(*p.use->io, p.stat, until) : p.read;
+    const int write = p.write ? waiter.Wait(*p.use->io, p.write, until) : p.written;
     if (!result.ok()) continue;
     const std::string where =
         std::string(p.use->setting) + ": pool '" + p.where.first + "', namespace '" + p.where.second + "'";

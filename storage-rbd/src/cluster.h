@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "aio.h"
 #include "config.h"
 #include "status.h"
 
@@ -60,8 +61,9 @@ class Cluster {
   // process: without it a key lacking caps on the body pool fails only at
   // the first message too large to inline, with a bare "Operation not
   // permitted" naming neither pool nor setting. Permission names the
-  // setting, pool, namespace and cephx user.
-  Status CheckAccess(const std::vector<PoolUse>& pools);
+  // setting, pool, namespace and cephx user. A probe still unanswered at
+  // `until` is cancelled: Unavailable, and checked again at the next open.
+  Status CheckAccess(const std::vector<PoolUse>& pools, Deadline until);
 
   // Invalid, naming rbd_namespace, if RADOS cannot hold `ns` (longer than
   // osd_max_object_namespace_len); every op in it would fail with

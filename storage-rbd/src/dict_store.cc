@@ -35,7 +35,9 @@ Status DictStore::Open(std::shared_ptr<Cluster> cluster, const Config& config, c
   s = d->cluster_->OpenIoCtx(config.IndexPool(), config.IndexPoolSetting(), &d->io_);
   if (!s.ok()) return s;
   d->io_.set_namespace(ns);
-  s = d->cluster_->CheckAccess({{&d->io_, config.IndexPoolSetting()}});
+  s = d->cluster_->CheckAccess(
+      {{&d->io_, config.IndexPoolSetting()}},
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config.op_timeout_ms));
   if (!s.ok()) return s;
   *store = std::move(d);
   return Status::OK();
@@ -169,7 +171,7 @@ Status DictStore::Adopt(const std::string& legacy_ns, const std::string& prefix)
   if (s.ok() || !s.IsNotFound()) return s;
 
   std::unique_ptr<Account> account;
-  s = Account::Open(cluster_, config_, ns_, &account);
+  s = Account::Open(cluster_, config_, ns_, nullptr, &account);
   if (!s.ok()) return s;
   std::vector<MailboxInfo> mailboxes;
   s = MailboxList(account.get()).List(&mailboxes);

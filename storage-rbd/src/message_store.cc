@@ -41,8 +41,8 @@ void BuildHeadOp(librados::ObjectWriteOperation* op, std::string_view head_bytes
 }
 
 Status ReadObjects(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end,
-                   std::string* out) {
-  return RangeRead(io, guid, meta, offset, end).Finish(out);
+                   Deadline until, std::string* out) {
+  return RangeRead(io, guid, meta, offset, end).Finish(until, out);
 }
 
 }  // namespace
@@ -51,7 +51,7 @@ uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), d
 
 RangeRead::RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset,
                      uint64_t end)
-    : offset_(offset), end_(std::max(offset, end)) {
+    : io_(&io), offset_(offset), end_(std::max(offset, end)) {
   // (A read of length 0 would read a whole object.)
   if (offset_ == end_) return;
   const uint64_t cs = meta.chunks > 1 ? meta.chunk_size : meta.size;
@@ -61,20 +61,20 @@ RangeRead::RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta
     auto cr = std::make_unique<ChunkRead>();
     cr->oid = i == 0 ? keys::BodyObject(guid) : keys::ChunkObject(guid, static_cast<uint32_t>(i));
     cr->length = stop - start;
-    cr->completion = NewAioCompletion();
+    cr->completion = waiter_.NewCompletion();
     io.aio_read(cr->oid, cr->completion.get(), &cr->bl, cr->length, start - i * cs);
     reads_.push_back(std::move(cr));
   }
 }
 
 RangeRead::~RangeRead() {
-  for (auto& cr : reads_) (void)WaitFor(cr->completion);
+  for (auto& cr : reads_) cr->completion->wait_for_complete_and_cb();
 }
 
-Status RangeRead::Finish(std::string* out) {
+Status RangeRead::Finish(Deadline until, std::string* out) {
   Status status;
   for (auto& cr : reads_) {
-    int r = WaitFor(cr->completion);
+    int r = waiter_.Wait(*io_, cr->completion, until);
     if (!status.ok()) continue;
     if (r < 0) {
       status = Status::FromRados(r, "read " + cr->oid);
@@ -158,7 +158,7 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
   out->assign(head_bl.c_str(), head_bl.length());
   if (meta.chunks > 1) {
     out->resize(std::min<uint64_t>(out->size(), end - offset));
-    Status rs = ReadObjects(io, guid, meta, offset + out->size(), end, out);
+    Status rs = ReadObjects(io, guid, meta, offset + out->size(), end, deadline, out);
     if (!rs.ok()) return rs.code() == Code::kCorrupt ? Status::Corrupt(oid + ": " + rs.message()) : rs;
   }
   if (out->size() != end - offset)
@@ -381,7 +381,7 @@ Status BodyWriter::FlushPiece() {
   if (!s.ok()) return s;
   if (piece_start_ == chunk_size_) first_chunk_write_ = std::chrono::steady_clock::now();
   const uint32_t chunk = static_cast<uint32_t>(piece_start_ / chunk_size_);
-  InFlight f{NewAioCompletion(), std::move(piece_)};
+  InFlight f{waiter_.NewCompletion(), std::move(piece_)};
   piece_.clear();
   account_->mail_io().aio_write(keys::ChunkObject(guid_, chunk), f.completion.get(), f.data, f.data.length(),
                                 piece_start_ % chunk_size_);
@@ -393,7 +393,7 @@ Status BodyWriter::FlushPiece() {
 Status BodyWriter::WaitInFlight(size_t keep) {
   Status status;
   while (in_flight_.size() > keep) {
-    int r = WaitFor(in_flight_.front().completion);
+    int r = waiter_.Wait(account_->mail_io(), in_flight_.front().completion, account_->deadline());
     if (r < 0 && status.ok()) status = Status::FromRados(r, "write chunk of " + keys::BodyObject(guid_));
     in_flight_.erase(in_flight_.begin());
   }
@@ -465,7 +465,7 @@ Status BodyReader::Read(uint64_t offset, uint64_t length, std::string* out) {
   } else {
     uint64_t from = offset;
     if (ahead_ && ahead_->offset() == offset) {
-      Status s = ahead_->Finish(out);
+      Status s = ahead_->Finish(account_->deadline(), out);
       from = ahead_->end();
       ahead_.reset();
       if (!s.ok()) return s;
@@ -475,7 +475,7 @@ Status BodyReader::Read(uint64_t offset, uint64_t length, std::string* out) {
       }
     }
     ahead_.reset();
-    Status s = ReadObjects(account_->mail_io(), guid_, meta_, from, end, out);
+    Status s = ReadObjects(account_->mail_io(), guid_, meta_, from, end, account_->deadline(), out);
     if (!s.ok()) return s;
     // Read in order: the next range of the same length is read meanwhile.
     if (offset == next_offset_ && end < meta_.size)

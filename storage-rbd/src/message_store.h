@@ -111,6 +111,9 @@ class BodyWriter {
 
  private:
   Status FlushPiece();
+  // Waits until at most `keep` pieces are in flight, each until the
+  // command's deadline: a piece not written by then is cancelled and the
+  // body fails (gc reclaims a chunk written after all).
   Status WaitInFlight(size_t keep);
   uint32_t ChunksWritten() const;
 
@@ -127,6 +130,8 @@ class BodyWriter {
     AioCompletionPtr completion;
     librados::bufferlist data;
   };
+  // Declared before in_flight_: it must outlive their callbacks.
+  AioWaiter waiter_;
   std::vector<InFlight> in_flight_;
   bool finished_ = false;
 };
@@ -143,8 +148,9 @@ class RangeRead {
 
   uint64_t offset() const { return offset_; }
   uint64_t end() const { return end_; }
-  // Waits for the reads and appends the range to *out.
-  Status Finish(std::string* out);
+  // Waits for the reads, until `until` (then Unavailable), and appends
+  // the range to *out.
+  Status Finish(Deadline until, std::string* out);
 
  private:
   struct ChunkRead {
@@ -153,7 +159,10 @@ class RangeRead {
     AioCompletionPtr completion;
     librados::bufferlist bl;
   };
+  librados::IoCtx* io_;
   uint64_t offset_, end_;
+  // Declared before reads_: it must outlive their callbacks.
+  AioWaiter waiter_;
   std::vector<std::unique_ptr<ChunkRead>> reads_;
 };
 

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1494,7 +1495,7 @@ TEST(Unreachable, ConnectAndOpsFailWithTimeoutWithinTheOpTimeout) {
   for (int attempt = 0; attempt < 2; attempt++) {
     auto start = steady_clock::now();
     rbd_user* user = nullptr;
-    rbd_code r = rbd_user_open(cluster, "nobody", &user, &err);
+    rbd_code r = rbd_user_open(cluster, "nobody", nullptr, &user, &err);
     double secs = std::chrono::duration<double>(steady_clock::now() - start).count();
     EXPECT_EQ(r, RBD_ERR_UNAVAILABLE) << err.message;
     std::printf("[ info ] unreachable cluster: %s after %.2f s (%s)\n", rbd_code_name(r), secs, err.message);
@@ -1541,9 +1542,9 @@ TEST(Cluster, HandlesSharingAConnectionKeepTheirOwnSettings) {
   ASSERT_EQ(rbd_cluster_get(bad_pool, &c, &err), RBD_OK);
   const std::string ns = RandomNamespace();
   rbd_user *ua = nullptr, *ub = nullptr, *uc = nullptr;
-  ASSERT_EQ(rbd_user_open(a, ns.c_str(), &ua, &err), RBD_OK) << err.message;
-  ASSERT_EQ(rbd_user_open(b, ns.c_str(), &ub, &err), RBD_OK) << err.message;
-  EXPECT_EQ(rbd_user_open(c, ns.c_str(), &uc, &err), RBD_ERR_INVALID);
+  ASSERT_EQ(rbd_user_open(a, ns.c_str(), nullptr, &ua, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(b, ns.c_str(), nullptr, &ub, &err), RBD_OK) << err.message;
+  EXPECT_EQ(rbd_user_open(c, ns.c_str(), nullptr, &uc, &err), RBD_ERR_INVALID);
   EXPECT_NE(std::string(err.message).find("rbd_pool"), std::string::npos) << err.message;
 
   uint8_t guid[RBD_GUID_SIZE];
@@ -1579,13 +1580,13 @@ TEST(Cluster, ConnectionOutlivesItsLastHandle) {
   rbd_cluster* cluster = nullptr;
   rbd_user* user = nullptr;
   ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
-  ASSERT_EQ(rbd_user_open(cluster, "first", &user, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(cluster, "first", nullptr, &user, &err), RBD_OK) << err.message;
   rbd_user_close(&user);
   rbd_cluster_unref(&cluster);
   int connected = ThreadCount();
   ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
   auto start = steady_clock::now();
-  ASSERT_EQ(rbd_user_open(cluster, "second", &user, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(cluster, "second", nullptr, &user, &err), RBD_OK) << err.message;
   double ms = std::chrono::duration<double, std::milli>(steady_clock::now() - start).count();
   EXPECT_EQ(ThreadCount(), connected) << "a second librados instance was started";
   std::printf("[ info ] next user on the kept connection opened in %.2f ms\n", ms);
@@ -1602,12 +1603,12 @@ TEST(Cluster, OneConnectionIsSharedByEveryUser) {
   ASSERT_EQ(rbd_cluster_get(a, &ca, &err), RBD_OK);
   ASSERT_EQ(rbd_cluster_get(b, &cb, &err), RBD_OK);
   rbd_user *u1 = nullptr, *u2 = nullptr;
-  ASSERT_EQ(rbd_user_open(ca, "user1", &u1, &err), RBD_OK) << err.message;
-  ASSERT_EQ(rbd_user_open(cb, "user2", &u2, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(ca, "user1", nullptr, &u1, &err), RBD_OK) << err.message;
+  ASSERT_EQ(rbd_user_open(cb, "user2", nullptr, &u2, &err), RBD_OK) << err.message;
   // Count librados client threads: a second connection would double them.
   int before = ThreadCount();
   rbd_user* u3 = nullptr;
-  ASSERT_EQ(rbd_user_open(ca, "user3", &u3, &err), RBD_OK);
+  ASSERT_EQ(rbd_user_open(ca, "user3", nullptr, &u3, &err), RBD_OK);
   EXPECT_EQ(ThreadCount(), before);
   rbd_user_close(&u1);
   rbd_user_close(&u2);
@@ -1616,6 +1617,30 @@ TEST(Cluster, OneConnectionIsSharedByEveryUser) {
   rbd_cluster_unref(&cb);
   rbd_config_free(&a);
   rbd_config_free(&b);
+}
+
+TEST(Cluster, FirstOpenChecksAccessWithinTheCommandsDeadline) {
+  // The access probe of a user's first open is part of the command that
+  // opened it (a SELECT, an APPEND): after a slow connect it gets what the
+  // command has left, not an op timeout of its own.
+  rbd_config* config = NewConfig({{"rbd_op_timeout", "5s"}});
+  rbd_cluster* cluster = nullptr;
+  rbd_error err{};
+  ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK);
+  struct timeval used_up;
+  gettimeofday(&used_up, nullptr);
+  used_up.tv_sec -= 5;
+  rbd_user* user = nullptr;
+  const auto start = steady_clock::now();
+  EXPECT_EQ(rbd_user_open(cluster, RandomNamespace().c_str(), &used_up, &user, &err), RBD_ERR_UNAVAILABLE);
+  EXPECT_LT(steady_clock::now() - start, milliseconds(500)) << "the probe waited past the deadline";
+  // With the command's time ahead of it the same open succeeds.
+  struct timeval now;
+  gettimeofday(&now, nullptr);
+  ASSERT_EQ(rbd_user_open(cluster, RandomNamespace().c_str(), &now, &user, &err), RBD_OK) << err.message;
+  rbd_user_close(&user);
+  rbd_cluster_unref(&cluster);
+  rbd_config_free(&config);
 }
 
 // ---- Migration: what dsync asks of a mailbox beside its messages ----------

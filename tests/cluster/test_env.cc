@@ -79,7 +79,7 @@ void UserFixture::SetUp() {
   ns_ = RandomNamespace();
   config_ = NewConfig();
   ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), nullptr, &user_, &err_), RBD_OK) << err_.message;
 }
 
 void UserFixture::TearDown() {
@@ -92,7 +92,7 @@ void UserFixture::Reopen(const std::vector<std::pair<std::string, std::string>>&
   UserFixture::TearDown();  // not a subclass's: only this fixture's handles
   config_ = NewConfig(settings);
   ASSERT_EQ(rbd_cluster_get(config_, &cluster_, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &user_, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), nullptr, &user_, &err_), RBD_OK) << err_.message;
 }
 
 std::string UserFixture::CreateMailbox(const std::string& name) {

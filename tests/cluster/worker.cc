@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
   rbd_config* config = rbdtest::NewConfig();
   rbd_cluster* cluster = nullptr;
   if (rbd_cluster_get(config, &cluster, &err) != RBD_OK) Die("cluster");
-  if (rbd_user_open(cluster, std::getenv("RBD_TEST_NS"), &user, &err) != RBD_OK) Die("open user");
+  if (rbd_user_open(cluster, std::getenv("RBD_TEST_NS"), nullptr, &user, &err) != RBD_OK) Die("open user");
   std::string cmd = argv[1];
   std::vector<std::string> a(argv + 2, argv + argc);
   auto need = [&](size_t n) {
