@@ -327,17 +327,29 @@ class Checker:
                 for flag in op.flags:
                     if flag in flags:
                         continue
-                    removals = [r for r in ops if r.removes(flag)]
-                    if all(r.ack is not None and r.ack < op.send for r in removals):
+                    removals = [r for r in ops if r.removes(flag) and
+                                not (r.ack is not None and r.ack < op.send)]
+                    if not removals:
                         self.violation("flag-lost", "UID %d lost %s, set by command #%d; no "
                                        "later removal (flags now: %s)" % (
                                            uid, flag, op.rid, " ".join(sorted(flags))), where)
+                    elif all(r.rid in self.model.refused for r in removals):
+                        self.no_but_applied(uid, flag, "removed", removals, where)
             if created is None or created.kind != "append":
                 continue
             for flag in flags:
-                if not any(op.adds(flag) for op in ops):
+                adds = [op for op in ops if op.adds(flag)]
+                if not adds:
                     self.violation("flag-from-nowhere", "UID %d has %s, which no APPEND or "
                                    "STORE set" % (uid, flag), where)
+                elif all(op.rid in self.model.refused for op in adds):
+                    self.no_but_applied(uid, flag, "set", adds, where)
+
+    def no_but_applied(self, uid, flag, did, ops, where):
+        """Only STOREs answered NO could have changed flag on uid (issue 9)."""
+        self.violation("no-but-applied", "UID %d: %s was %s, and only command(s) %s, "
+                       "answered NO, could have done that" % (
+                           uid, flag, did, ", ".join("#%d" % op.rid for op in ops)), where)
 
     def check_modseq_groups(self, box, where):
         """Every MODSEQ value is one change: all messages ever seen with MODSEQ m were

@@ -661,7 +661,9 @@ class Session:
             if is_volatile(sel.name) and self.model.killed_since(self.user, sel.name,
                                                                 sel.select_send):
                 self.model.note("NO in a deleted or renamed selected mailbox")
-            elif not self.unavailable(rec, resp):
+            elif self.unavailable(rec, resp):
+                self.refuse(rec)
+            else:
                 self.model.violation("store-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, sel.name), self.name)
 

@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
 
 from checkpoint import Checker, Snapshot  # noqa: E402
-from model import Model, Trace  # noqa: E402
+from model import Created, FlagOp, Model, Trace  # noqa: E402
 
 USER = "u1"
 WHERE = (USER, "m2")
@@ -63,6 +63,57 @@ class UnknownOutcomes(unittest.TestCase):
         self.model.refused.add(copy.id)
         self.maybe_stored(copy, "a")
         self.assertEqual(self.check({169: (235, "a")}), ["no-but-applied"])
+
+
+class RefusedStores(unittest.TestCase):
+    """A flag change that only STOREs answered NO could have made (issue 9)."""
+
+    def setUp(self):
+        self.trace = Trace()
+        self.model = Model(self.trace)
+        self.model.keep_going = True
+        self.checker = Checker(SimpleNamespace(model=self.model, users=[USER]))
+        self.box = self.model.box(USER, "m2", 7)
+        append = self.command("APPEND m2 (\\Seen) {a}", "OK [APPENDUID 7 1]")
+        self.box.created[1] = Created(append.send, append.ack, "append", "a",
+                                      frozenset({"\\seen"}), append.id)
+        self.flag_op(append, "add", ["\\Seen"])
+
+    def command(self, text, result):
+        rec = self.trace.begin("s01", "A", USER, text, {WHERE})
+        self.trace.end(rec, result)
+        return rec
+
+    def flag_op(self, rec, kind, flags):
+        op = FlagOp(kind, flags, rec.send, rec.id)
+        op.ack = rec.ack
+        op.modified = not rec.result.startswith("OK")
+        self.box.flag_ops[1].append(op)
+
+    def store(self, kind, flags, answer):
+        rec = self.command("UID STORE 1 %sFLAGS (%s)" % (kind, " ".join(flags)), answer)
+        if answer.startswith("NO"):
+            self.model.refused.add(rec.id)
+        self.flag_op(rec, {"+": "add", "-": "remove"}[kind], flags)
+
+    def check(self, flags):
+        snap = Snapshot(7, 2, 9, {1: (9, frozenset(flags), 100, "a")})
+        self.checker.check_flags(self.box, snap, WHERE)
+        return sorted(v.prop for v in self.model.violations)
+
+    def test_a_keyword_only_a_refused_store_set(self):
+        self.store("+", ["k1"], "NO [UNAVAILABLE]")
+        self.assertEqual(self.check({"\\seen", "k1"}), ["no-but-applied"])
+
+    def test_a_flag_only_a_refused_store_removed(self):
+        self.store("-", ["\\Seen"], "NO [UNAVAILABLE]")
+        self.assertEqual(self.check(set()), ["no-but-applied"])
+
+    def test_a_refused_store_and_one_that_succeeded(self):
+        self.store("+", ["k1"], "NO [UNAVAILABLE]")
+        self.store("+", ["k1"], "OK")
+        self.store("-", ["\\Seen"], "NO [UNAVAILABLE]")
+        self.assertEqual(self.check({"\\seen", "k1"}), [])
 
 
 if __name__ == "__main__":
