@@ -36,6 +36,12 @@ struct rbd_storage {
 	struct timeval unavailable_until;
 	/* Saves of larger messages fail with MAIL_ERROR_LIMIT. */
 	uoff_t max_message_size;
+	/* rbd-events.c: when the cluster stopped answering (0: it answers),
+	   and what this session's RADOS ops cost. */
+	time_t outage_since;
+	struct {
+		uint64_t ops, errors, bytes, usecs;
+	} op_totals;
 };
 
 /* What the index record extension "rbd-msg" keeps of each message: what
@@ -170,6 +176,11 @@ int rbd_mailbox_check_name(struct rbd_mailbox *mbox);
 /* TRUE (with the storage error set) if the cluster failed to answer
    within the last moments (see unavailable_until). */
 bool rbd_storage_unavailable(struct rbd_storage *storage);
+
+/* rbd-events.c */
+void rbd_events_flush(struct rbd_storage *storage);
+void rbd_events_unavailable(struct rbd_storage *storage, const char *reason);
+void rbd_events_session_finished(struct rbd_storage *storage);
 
 /* rbd-list.c */
 /* The user of the list's namespace; sets the list error on failure. */

@@ -221,8 +221,10 @@ static void rbd_storage_destroy(struct mail_storage *_storage)
 {
 	struct rbd_storage *storage = RBD_STORAGE(_storage);
 
-	if (storage->user != NULL)
+	if (storage->user != NULL) {
+		rbd_events_session_finished(storage);
 		rbd_user_close(&storage->user);
+	}
 	if (storage->cluster != NULL)
 		rbd_cluster_unref(&storage->cluster);
 	if (storage->config != NULL)
@@ -285,6 +287,7 @@ int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r)
 			return -1;
 		}
 	}
+	rbd_events_flush(storage);
 	*user_r = storage->user;
 	return 0;
 }
@@ -323,7 +326,10 @@ void rbd_storage_set_error(struct mail_storage *storage,
 		break;
 	case RBD_ERR_UNAVAILABLE:
 		rbd_storage_fail_fast(storage);
-		/* fall through */
+		rbd_events_unavailable(RBD_STORAGE(storage), err->message);
+		mail_storage_set_error(storage, MAIL_ERROR_UNAVAILABLE,
+		                       RBD_UNAVAILABLE_MSG);
+		break;
 	case RBD_ERR_CONFLICT:
 	case RBD_ERR_BUSY:
 		e_warning(storage->event, "rbd: %s", err->message);

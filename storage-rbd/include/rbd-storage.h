@@ -148,7 +148,7 @@ rbd_code rbd_cluster_connect(struct rbd_cluster *cluster,
  * thread before each op). Every RADOS wait of a command, the access check
  * of this first open included, then ends rbd_op_timeout after that time,
  * whatever number of ops the command needs; resolving a write whose
- * outcome is unknown may read for up to 0.7 s more. NULL gives every op
+ * outcome is unknown may read for up to 0.4 s more. NULL gives every op
  * rbd_op_timeout of its own (doveadm's long jobs).
  */
 struct timeval;
@@ -156,6 +156,31 @@ rbd_code rbd_user_open(struct rbd_cluster *cluster, const char *ns,
                        const struct timeval *command_started,
                        struct rbd_user **user_r, struct rbd_error *err);
 void rbd_user_close(struct rbd_user **user);
+
+/*
+ * One RADOS op that the user's calls waited for: the plugin's
+ * rbd_request_finished events. Strings are static.
+ */
+struct rbd_op_record {
+	const char *op;     /* "read" or "write" */
+	/* "index", "mailbox list", "body", "body chunk", "dictionary",
+	   "lease" or "other" */
+	const char *object;
+	uint64_t bytes;     /* body bytes written or read back; 0 for index ops */
+	/* "ok", or what went wrong: "timeout" (the command's deadline; for a
+	   write, outcome unknown), "conflict" (a guarded write lost a race),
+	   "not_found", "permission", "error" */
+	const char *result;
+	int error;          /* 0, or the RADOS result (a negative errno) */
+	uint64_t usecs;     /* from issue to answer */
+};
+/*
+ * Moves up to `max` records of the ops since the last call into `out`, oldest
+ * first, and returns how many. *dropped_r: records lost because nobody
+ * drained them (the core keeps a few thousand), reported once.
+ */
+size_t rbd_user_drain_ops(struct rbd_user *user, struct rbd_op_record *out,
+                          size_t max, uint64_t *dropped_r);
 
 /* ------------------------------------------------------------------ */
 /* Mailbox list: the user root object `r`                              */

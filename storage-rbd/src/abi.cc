@@ -39,6 +39,9 @@ struct rbd_cluster {
 
 struct rbd_user {
   std::unique_ptr<rbd::Account> account;
+  // Drained from the account's op log but not handed out yet (the
+  // caller's buffer was full).
+  std::vector<rbd::OpRecord> drained;
 };
 
 struct rbd_index {
@@ -133,6 +136,18 @@ const char* ObjectKindName(rbd::keys::ObjectKind kind) {
     case rbd::keys::ObjectKind::kOther: break;
   }
   return "other";
+}
+
+const char* OpResultName(int r) {
+  switch (r) {
+    case 0: return "ok";
+    case -ETIMEDOUT: return "timeout";
+    case -ECANCELED: return "conflict";
+    case -ENOENT: return "not_found";
+    case -EPERM:
+    case -EACCES: return "permission";
+  }
+  return r > 0 ? "ok" : "error";
 }
 
 struct BufferHolder : rbd_buffer {
@@ -285,9 +300,30 @@ rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeva
     std::string name = ns != nullptr ? ns : cluster->config.ns;
     std::unique_ptr<rbd::Account> account;
     rbd::Status s = rbd::Account::Open(cluster->impl, cluster->config, name, command_started, &account);
-    if (s.ok()) *user_r = new rbd_user{std::move(account)};
+    if (s.ok()) *user_r = new rbd_user{std::move(account), {}};
     return s;
   });
+}
+
+size_t rbd_user_drain_ops(rbd_user* user, rbd_op_record* out, size_t max, uint64_t* dropped_r) {
+  rbd::OpLog& log = user->account->op_log();
+  std::vector<rbd::OpRecord>& pending = user->drained;
+  uint64_t dropped = 0;
+  std::vector<rbd::OpRecord> more = log.Drain(&dropped);
+  pending.insert(pending.end(), more.begin(), more.end());
+  *dropped_r = dropped;
+  const size_t n = std::min(max, pending.size());
+  for (size_t i = 0; i < n; i++) {
+    const rbd::OpRecord& r = pending[i];
+    out[i] = rbd_op_record{r.type == rbd::OpType::kRead ? "read" : "write",
+                           ObjectKindName(r.object),
+                           r.bytes,
+                           OpResultName(r.result),
+                           r.result,
+                           static_cast<uint64_t>(r.latency.count())};
+  }
+  pending.erase(pending.begin(), pending.begin() + n);
+  return n;
 }
 
 void rbd_user_close(rbd_user** user) {

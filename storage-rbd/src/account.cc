@@ -41,29 +41,32 @@ Deadline Account::deadline() const {
 namespace {
 
 template <typename Op>
-int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline until) {
-  if (std::chrono::steady_clock::now() >= until) return -ETIMEDOUT;
+int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline until, OpLog* log) {
+  const auto issued = std::chrono::steady_clock::now();
+  if (issued >= until) return -ETIMEDOUT;
   AioWaiter waiter;
   AioCompletionPtr c = waiter.NewCompletion();
   int r;
-  if constexpr (std::is_same_v<Op, librados::ObjectReadOperation>) {
+  constexpr bool kRead = std::is_same_v<Op, librados::ObjectReadOperation>;
+  if constexpr (kRead) {
     r = io.aio_operate(oid, c.get(), op, nullptr);
   } else {
     r = io.aio_operate(oid, c.get(), op);
   }
-  if (r < 0) return r;
-  return waiter.Wait(io, c, until);
+  if (r >= 0) r = waiter.Wait(io, c, until);
+  log->Add(kRead ? OpType::kRead : OpType::kWrite, oid, 0, r, issued);
+  return r;
 }
 
 }  // namespace
 
 int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op) {
-  return OperateUntil(io, oid, op, deadline());
+  return OperateUntil(io, oid, op, deadline(), &op_log_);
 }
 
 int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,
                      Deadline until) {
-  return OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until);
+  return OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until, &op_log_);
 }
 
 int Account::ReadKeys(const std::string& oid, const std::set<std::string>& keys,

@@ -40,18 +40,22 @@ void BuildHeadOp(librados::ObjectWriteOperation* op, std::string_view head_bytes
   op->setxattr(keys::kBodyRefAttr, ToBufferlist(Encode(BodyRef{1, Now()})));
 }
 
-Status ReadObjects(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end,
-                   Deadline until, std::string* out) {
-  return RangeRead(io, guid, meta, offset, end).Finish(until, out);
+Status ReadObjects(librados::IoCtx& io, OpLog* log, const Guid& guid, const BodyMeta& meta, uint64_t offset,
+                   uint64_t end, Deadline until, std::string* out) {
+  return RangeRead(io, log, guid, meta, offset, end).Finish(until, out);
 }
 
 }  // namespace
 
 uint64_t BodyChecksum(std::string_view data) { return XXH3_64bits(data.data(), data.size()); }
 
-RangeRead::RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset,
+RangeRead::RangeRead(librados::IoCtx& io, OpLog* log, const Guid& guid, const BodyMeta& meta, uint64_t offset,
                      uint64_t end)
-    : io_(&io), offset_(offset), end_(std::max(offset, end)) {
+    : io_(&io),
+      log_(log),
+      issued_(std::chrono::steady_clock::now()),
+      offset_(offset),
+      end_(std::max(offset, end)) {
   // (A read of length 0 would read a whole object.)
   if (offset_ == end_) return;
   const uint64_t cs = meta.chunks > 1 ? meta.chunk_size : meta.size;
@@ -75,6 +79,7 @@ Status RangeRead::Finish(Deadline until, std::string* out) {
   Status status;
   for (auto& cr : reads_) {
     int r = waiter_.Wait(*io_, cr->completion, until);
+    log_->Add(OpType::kRead, cr->oid, cr->bl.length(), r, issued_);
     if (!status.ok()) continue;
     if (r < 0) {
       status = Status::FromRados(r, "read " + cr->oid);
@@ -93,8 +98,10 @@ Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
   librados::IoCtx& io = account_->mail_io();
   AioWaiter waiter;
   const Deadline deadline = account_->deadline();
+  const auto issued = std::chrono::steady_clock::now();
   struct Pending {
     std::string oid;
+    uint64_t bytes;
     AioCompletionPtr completion;
   };
   // Chunks of striped bodies first: a head must never exist without them.
@@ -103,7 +110,7 @@ Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
     uint32_t n = ChunkCount(b.data.size(), chunk_size);
     for (uint32_t i = 1; i < n; i++) {
       std::string_view part = b.data.substr(i * chunk_size, chunk_size);
-      Pending p{keys::ChunkObject(b.guid, i), waiter.NewCompletion()};
+      Pending p{keys::ChunkObject(b.guid, i), part.size(), waiter.NewCompletion()};
       io.aio_write_full(p.oid, p.completion.get(), ToBufferlist(part));
       chunks.push_back(std::move(p));
     }
@@ -111,6 +118,7 @@ Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
   Status status;
   for (Pending& p : chunks) {
     int r = waiter.Wait(io, p.completion, deadline);
+    account_->op_log().Add(OpType::kWrite, p.oid, p.bytes, r, issued);
     if (r < 0 && status.ok()) status = Status::FromRados(r, "write " + p.oid);
   }
   if (!status.ok()) return status;
@@ -124,12 +132,13 @@ Status MessageStore::Write(const std::vector<BodyToWrite>& bodies) {
     meta.chunk_size = meta.chunks > 1 ? chunk_size : 0;
     librados::ObjectWriteOperation op;
     BuildHeadOp(&op, b.data.substr(0, meta.chunks > 1 ? chunk_size : b.data.size()), meta);
-    Pending p{keys::BodyObject(b.guid), waiter.NewCompletion()};
+    Pending p{keys::BodyObject(b.guid), meta.chunks > 1 ? chunk_size : b.data.size(), waiter.NewCompletion()};
     io.aio_operate(p.oid, p.completion.get(), &op);
     heads.push_back(std::move(p));
   }
   for (Pending& p : heads) {
     int r = waiter.Wait(io, p.completion, deadline);
+    account_->op_log().Add(OpType::kWrite, p.oid, p.bytes, r, issued);
     if (r < 0 && status.ok()) status = Status::FromRados(r, "write " + p.oid);
   }
   return status;
@@ -158,7 +167,7 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
   out->assign(head_bl.c_str(), head_bl.length());
   if (meta.chunks > 1) {
     out->resize(std::min<uint64_t>(out->size(), end - offset));
-    Status rs = ReadObjects(io, guid, meta, offset + out->size(), end, deadline, out);
+    Status rs = ReadObjects(io, &account_->op_log(), guid, meta, offset + out->size(), end, deadline, out);
     if (!rs.ok()) return rs.code() == Code::kCorrupt ? Status::Corrupt(oid + ": " + rs.message()) : rs;
   }
   if (out->size() != end - offset)
@@ -179,6 +188,7 @@ void MessageStore::ReadMany(const std::vector<Guid>& guids, std::vector<std::str
   };
   AioWaiter waiter;
   const Deadline deadline = account_->deadline();
+  const auto issued = std::chrono::steady_clock::now();
   std::vector<HeadRead> reads(guids.size());
   for (size_t i = 0; i < guids.size(); i++) {
     librados::ObjectReadOperation op;
@@ -192,6 +202,7 @@ void MessageStore::ReadMany(const std::vector<Guid>& guids, std::vector<std::str
   for (size_t i = 0; i < guids.size(); i++) {
     const std::string oid = keys::BodyObject(guids[i]);
     int r = waiter.Wait(io, reads[i].completion, deadline);
+    account_->op_log().Add(OpType::kRead, oid, reads[i].data_bl.length(), r, issued);
     if (r < 0) {
       (*statuses)[i] = Status::FromRados(r, "read " + oid);
       continue;
@@ -253,6 +264,7 @@ void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::ve
   const Deadline deadline = account_->deadline();
   RetryPolicy retry(deadline);
   for (unsigned attempt = 1; !todo.empty(); attempt++) {
+    auto issued = std::chrono::steady_clock::now();
     std::vector<Pending> ops(todo.size());
     for (size_t j = 0; j < todo.size(); j++) {
       ops[j].index = todo[j];
@@ -264,6 +276,7 @@ void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::ve
     }
     for (Pending& p : ops) {
       int r = waiter.Wait(io, p.completion, deadline);
+      account_->op_log().Add(OpType::kRead, p.oid, 0, r, issued);
       BodyRef ref;
       Status s = r < 0 ? Status::FromRados(r, "reference " + p.oid) : Decode(p.ref_bl.to_str(), &ref);
       if (!s.ok()) {
@@ -283,9 +296,11 @@ void MessageStore::ChangeRefs(const std::vector<Guid>& guids, int delta, std::ve
       io.aio_operate(p.oid, p.completion.get(), &op);
     }
     todo.clear();
+    issued = std::chrono::steady_clock::now();
     for (Pending& p : ops) {
       if (!p.completion) continue;
       int r = waiter.Wait(io, p.completion, deadline);
+      account_->op_log().Add(OpType::kWrite, p.oid, 0, r, issued);
       if (r == -ECANCELED) {
         todo.push_back(p.index);
       } else if (r < 0) {
@@ -381,9 +396,10 @@ Status BodyWriter::FlushPiece() {
   if (!s.ok()) return s;
   if (piece_start_ == chunk_size_) first_chunk_write_ = std::chrono::steady_clock::now();
   const uint32_t chunk = static_cast<uint32_t>(piece_start_ / chunk_size_);
-  InFlight f{waiter_.NewCompletion(), std::move(piece_)};
+  InFlight f{waiter_.NewCompletion(), keys::ChunkObject(guid_, chunk), std::chrono::steady_clock::now(),
+             std::move(piece_)};
   piece_.clear();
-  account_->mail_io().aio_write(keys::ChunkObject(guid_, chunk), f.completion.get(), f.data, f.data.length(),
+  account_->mail_io().aio_write(f.oid, f.completion.get(), f.data, f.data.length(),
                                 piece_start_ % chunk_size_);
   piece_start_ += f.data.length();
   in_flight_.push_back(std::move(f));
@@ -393,7 +409,9 @@ Status BodyWriter::FlushPiece() {
 Status BodyWriter::WaitInFlight(size_t keep) {
   Status status;
   while (in_flight_.size() > keep) {
-    int r = waiter_.Wait(account_->mail_io(), in_flight_.front().completion, account_->deadline());
+    const InFlight& f = in_flight_.front();
+    int r = waiter_.Wait(account_->mail_io(), f.completion, account_->deadline());
+    account_->op_log().Add(OpType::kWrite, f.oid, f.data.length(), r, f.issued);
     if (r < 0 && status.ok()) status = Status::FromRados(r, "write chunk of " + keys::BodyObject(guid_));
     in_flight_.erase(in_flight_.begin());
   }
@@ -419,8 +437,8 @@ Status BodyWriter::Finish(const BodyMeta& meta_in) {
   librados::ObjectWriteOperation op;
   BuildHeadOp(&op, head_, meta);
   const std::string oid = keys::BodyObject(guid_);
-  int r = account_->mail_io().operate(oid, &op);
-  if (r < 0) return Status::FromRados(r, "write " + oid);
+  int r = account_->Operate(account_->mail_io(), oid, &op);
+  if (r < 0) return Status::FromRadosWrite(r, "write " + oid);
   finished_ = true;
   return Status::OK();
 }
@@ -437,7 +455,7 @@ Status BodyReader::Open(Account* account, const Guid& guid, std::unique_ptr<Body
   int meta_r = 0, read_r = 0;
   op.getxattr(keys::kBodyMetaAttr, &meta_bl, &meta_r);
   op.read(0, kFirstWindow, &head_bl, &read_r);
-  int r = account->mail_io().operate(oid, &op, nullptr);
+  int r = account->Operate(account->mail_io(), oid, &op);
   if (r < 0) return Status::FromRados(r, "read " + oid);
   std::unique_ptr<BodyReader> br(new BodyReader(account, guid));
   Status s = Decode(meta_bl.to_str(), &br->meta_);
@@ -475,11 +493,12 @@ Status BodyReader::Read(uint64_t offset, uint64_t length, std::string* out) {
       }
     }
     ahead_.reset();
-    Status s = ReadObjects(account_->mail_io(), guid_, meta_, from, end, account_->deadline(), out);
+    Status s = ReadObjects(account_->mail_io(), &account_->op_log(), guid_, meta_, from, end,
+                           account_->deadline(), out);
     if (!s.ok()) return s;
     // Read in order: the next range of the same length is read meanwhile.
     if (offset == next_offset_ && end < meta_.size)
-      ahead_ = std::make_unique<RangeRead>(account_->mail_io(), guid_, meta_, end,
+      ahead_ = std::make_unique<RangeRead>(account_->mail_io(), &account_->op_log(), guid_, meta_, end,
                                            std::min(meta_.size, end + (end - offset)));
   }
   next_offset_ = end;

@@ -128,6 +128,8 @@ class BodyWriter {
   std::chrono::steady_clock::time_point first_chunk_write_;
   struct InFlight {
     AioCompletionPtr completion;
+    std::string oid;
+    std::chrono::steady_clock::time_point issued;
     librados::bufferlist data;
   };
   // Declared before in_flight_: it must outlive their callbacks.
@@ -140,7 +142,9 @@ class BodyWriter {
 // holding it (chunk 0 is the head), all in flight from construction on.
 class RangeRead {
  public:
-  RangeRead(librados::IoCtx& io, const Guid& guid, const BodyMeta& meta, uint64_t offset, uint64_t end);
+  // Each read is recorded in `log` once waited for.
+  RangeRead(librados::IoCtx& io, OpLog* log, const Guid& guid, const BodyMeta& meta, uint64_t offset,
+            uint64_t end);
   // Waits for the reads still in flight: librados fills their buffers.
   ~RangeRead();
   RangeRead(const RangeRead&) = delete;
@@ -160,6 +164,8 @@ class RangeRead {
     librados::bufferlist bl;
   };
   librados::IoCtx* io_;
+  OpLog* log_;
+  std::chrono::steady_clock::time_point issued_;
   uint64_t offset_, end_;
   // Declared before reads_: it must outlive their callbacks.
   AioWaiter waiter_;

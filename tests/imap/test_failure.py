@@ -337,6 +337,25 @@ def test_after_the_cluster_returns_the_same_dovecot_serves_everything_unchanged(
         conn.close()
 
 
+def test_a_session_logs_the_outage_once_and_its_end_once(outage):
+    # Six commands of this session failed during the outage: one warning, not six
+    # (issue 11), and one line when its next command found the cluster answering.
+    conn = outage.logged_in
+    conn.ok("STATUS INBOX (MESSAGES)")
+    conn.logout()
+    log = (outage.node.path / "dovecot.log").read_text(errors="replace").splitlines()
+    per_process = {}
+    for line in log:
+        if "rbd: cluster unavailable: " in line or "rbd: the cluster answers again" in line:
+            pid = line.split("<", 1)[1].split(">", 1)[0]
+            per_process.setdefault(pid, []).append(
+                "down" if "unavailable" in line.split("rbd: ", 1)[1][:20] else "up")
+    assert per_process, "no outage logged"
+    assert all(events in (["down"], ["down", "up"]) for events in per_process.values()), \
+        per_process
+    assert ["down", "up"] in per_process.values(), per_process
+
+
 # ---- one OSD paused under a write -----------------------------------------------------
 
 @pytest.fixture(scope="module")
