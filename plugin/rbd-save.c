@@ -410,12 +410,21 @@ struct istream *rbd_save_get_stream(struct mail_save_context *ctx, uint32_t seq)
 	if (item->body != NULL)
 		return i_stream_create_from_data(item->body->data,
 		                                 item->body->used);
-	/* Streamed: its body object is already published. */
-	mbox = RBD_SAVECTX(ctx)->mbox;
+	if (item->copy_src != NULL) {
+		/* A copy shares its source's body (mail_log reads its
+		   Message-ID before the commit). */
+		if (item->copy_src_shown == NULL)
+			return NULL;
+		mbox = item->copy_src;
+		record = *item->copy_src_shown;
+	} else {
+		/* Streamed: its body object is already published. */
+		mbox = RBD_SAVECTX(ctx)->mbox;
+		i_zero(&record);
+		memcpy(record.guid, item->guid, sizeof(record.guid));
+	}
 	if (rbd_mailbox_open_index(mbox) < 0)
 		return NULL;
-	i_zero(&record);
-	memcpy(record.guid, item->guid, sizeof(record.guid));
 	if (rbd_body_istream_open(mbox, &record, &input, &err) < 0) {
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return NULL;
