@@ -91,10 +91,10 @@ def plugin_nodes(work_dir, cluster):
             node.stop()
 
 
-def check_reads_back(conn, expected):
+def check_reads_back(conn, expected, mailbox="INBOX"):
     """expected: {uid: message}. Every read a client makes returns the saved bytes, and
     SEARCH TEXT finds each of them by its word."""
-    conn.ok("EXAMINE INBOX")
+    conn.ok("EXAMINE", mailbox)
     uids = ",".join(map(str, expected))
     fetched = conn.fetch(uids, "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT])")
     assert sorted(fetched) == sorted(expected)
@@ -138,8 +138,13 @@ def test_mail_reads_back_as_saved_on_both_nodes(case, plugin_nodes, connect, clu
     for msg in messages:
         on_saver.append("INBOX", msg)
     saved = dict(enumerate(messages, 1))
-    check_reads_back(connect(reader, user), saved)
+    on_reader = connect(reader, user)
+    check_reads_back(on_reader, saved)
     check_reads_back(on_saver, saved)
+    # A copy shares the stored body.
+    on_reader.ok("CREATE Copies")
+    on_reader.ok("UID COPY 1:2 Copies")
+    check_reads_back(on_saver, {1: SMALL, 2: MEDIUM}, "Copies")
     # What is stored is what the plugin made of the messages above the inline size.
     assert stored_bytes(cluster, work_dir, user).count(magic) >= len(messages) - 1
 
