@@ -7,9 +7,9 @@ openssl, as Dovecot's documentation says) and saves nothing encrypted unless a u
 mail_crypt_save_version says so; zlib saves nothing compressed unless a user's zlib_save
 says so. Each case is one user with its own userdb fields. A message is saved on Z1 and
 read on Z2 and Z1. On mdbox the two nodes share one mail root (mdbox's own two-process
-case). The stored form is checked by reading the message with the plugins off (the
-user's mail_plugins without them): it must start with the format's magic bytes, so a
-plugin that wrote nothing could not pass."""
+case). The stored form is checked in the storage itself (RADOS body objects, mdbox
+files): it holds the format's magic bytes once per body, so a plugin that wrote nothing
+could not pass."""
 
 import base64
 import hashlib
