@@ -337,28 +337,42 @@ static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
 	return 0;
 }
 
+/* The body as stored: what zlib and mail_crypt wrote when it was saved. */
+static int rbd_mail_open_stored(struct mail *mail, struct istream **input_r)
+{
+	if (!mail->saving)
+		return rbd_mail_read_body(mail, input_r);
+	*input_r = rbd_save_get_stream(mail->transaction->save_ctx, mail->seq);
+	if (*input_r == NULL) {
+		mail_set_expunged(mail);
+		return -1;
+	}
+	return 0;
+}
+
+/* Plugins that change what is stored (zlib, mail_crypt) decode it in
+   istream_opened, as for dbox: the mail's stream, its sizes and what
+   SEARCH reads are the message as it was saved. */
 static int rbd_mail_get_stream(struct mail *mail, bool get_body ATTR_UNUSED,
                                struct message_size *hdr_size,
                                struct message_size *body_size,
                                struct istream **stream_r)
 {
+	struct mail_private *pmail = (struct mail_private *)mail;
 	struct index_mail *imail = INDEX_MAIL(mail);
+	struct istream *input;
 
 	if (imail->data.stream == NULL) {
-		if (!mail_stream_access_start(mail))
+		if (!mail_stream_access_start(mail) ||
+		    rbd_mail_open_stored(mail, &input) < 0)
 			return -1;
-		if (mail->saving) {
-			imail->data.stream = rbd_save_get_stream(
-			        mail->transaction->save_ctx, mail->seq);
-			if (imail->data.stream == NULL) {
-				mail_set_expunged(mail);
-				return -1;
-			}
-		} else if (rbd_mail_read_body(mail, &imail->data.stream) < 0) {
+		i_stream_set_name(input,
+		                  t_strdup_printf("rbd uid=%u", mail->uid));
+		if (pmail->v.istream_opened(mail, &input) < 0) {
+			i_stream_unref(&input);
 			return -1;
 		}
-		i_stream_set_name(imail->data.stream,
-		                  t_strdup_printf("rbd uid=%u", mail->uid));
+		imail->data.stream = input;
 	}
 	return index_mail_init_stream(imail, hdr_size, body_size, stream_r);
 }

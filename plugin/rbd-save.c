@@ -322,8 +322,24 @@ int rbd_save_finish(struct mail_save_context *_ctx)
 	struct rbd_save_context *ctx = RBD_SAVECTX(_ctx);
 	struct mail_save_data *mdata = &_ctx->data;
 	struct rbd_save_item *item;
+	uoff_t size;
 
 	ctx->finished = TRUE;
+	/* Plugins' encoders (zlib, mail_crypt) write their last bytes when
+	   finished. The message's size is what was read, not what they
+	   stored: sizes are those of the message as saved, as dbox records
+	   them. */
+	if (ctx->failed) {
+		if (mdata->output != NULL)
+			o_stream_abort(mdata->output);
+	} else if (o_stream_finish(mdata->output) < 0) {
+		mail_storage_set_critical(ctx->mbox->box.storage,
+		                          "write(%s) failed: %s",
+		                          o_stream_get_name(mdata->output),
+		                          o_stream_get_error(mdata->output));
+		ctx->failed = TRUE;
+	}
+	size = ctx->input == NULL ? 0 : ctx->input->v_offset;
 	o_stream_unref(&mdata->output);
 	i_stream_unref(&ctx->input);
 	if (ctx->failed) {
@@ -339,9 +355,9 @@ int rbd_save_finish(struct mail_save_context *_ctx)
 	                              : ioloop_time;
 	item->pop3_uidl = p_strdup(ctx->pool, mdata->pop3_uidl);
 	/* The stream went through a CRLF filter: the virtual size (CRLF
-	   line endings) is the stored size. */
-	item->virtual_size = ctx->size;
-	item->physical_size = ctx->size;
+	   line endings) is the physical size. */
+	item->virtual_size = size;
+	item->physical_size = size;
 	if (ctx->writer != NULL) {
 		if (rbd_save_finish_writer(ctx, item) < 0) {
 			array_pop_back(&ctx->items);
@@ -394,12 +410,21 @@ struct istream *rbd_save_get_stream(struct mail_save_context *ctx, uint32_t seq)
 	if (item->body != NULL)
 		return i_stream_create_from_data(item->body->data,
 		                                 item->body->used);
-	/* Streamed: its body object is already published. */
-	mbox = RBD_SAVECTX(ctx)->mbox;
+	if (item->copy_src != NULL) {
+		/* A copy shares its source's body (mail_log reads its
+		   Message-ID before the commit). */
+		if (item->copy_src_shown == NULL)
+			return NULL;
+		mbox = item->copy_src;
+		record = *item->copy_src_shown;
+	} else {
+		/* Streamed: its body object is already published. */
+		mbox = RBD_SAVECTX(ctx)->mbox;
+		i_zero(&record);
+		memcpy(record.guid, item->guid, sizeof(record.guid));
+	}
 	if (rbd_mailbox_open_index(mbox) < 0)
 		return NULL;
-	i_zero(&record);
-	memcpy(record.guid, item->guid, sizeof(record.guid));
 	if (rbd_body_istream_open(mbox, &record, &input, &err) < 0) {
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return NULL;

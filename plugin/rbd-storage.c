@@ -194,16 +194,47 @@ static int rbd_storage_max_message_size(struct rbd_storage *storage,
 	return 0;
 }
 
+/* Dovecot's settings this storage cannot honour. mail_attachment_dir is
+   dbox's single-instance store on a shared file system: a node-local
+   directory would hold attachments the other nodes cannot read, so it is
+   refused rather than ignored. FTS keeps its index beside Dovecot's index,
+   so with INDEX=MEMORY the fts plugin switches itself off without a word:
+   said here, once per session. */
+static int rbd_storage_check_settings(struct mail_storage *storage,
+                                      struct mail_namespace *ns,
+                                      const char **error_r)
+{
+	const char *fts = mail_user_plugin_getenv(storage->user, "fts");
+	const char *path;
+
+	if (storage->set->mail_attachment_dir[0] != '\0') {
+		*error_r = "mail_attachment_dir is not supported by the rbd "
+		           "storage (attachments stay inside the message in "
+		           "RADOS): remove the setting";
+		return -1;
+	}
+	if (fts != NULL && fts[0] != '\0' &&
+	    !mailbox_list_get_root_path(ns->list, MAILBOX_LIST_PATH_TYPE_INDEX,
+	                                &path)) {
+		e_warning(storage->event,
+		          "rbd: fts = %s has no effect: FTS keeps its index in "
+		          "Dovecot's index directory, which INDEX=MEMORY does "
+		          "not have (give the location a cache directory)",
+		          fts);
+	}
+	return 0;
+}
+
 static int rbd_storage_create(struct mail_storage *_storage,
-                              struct mail_namespace *ns ATTR_UNUSED,
-                              const char **error_r)
+                              struct mail_namespace *ns, const char **error_r)
 {
 	struct rbd_storage *storage = RBD_STORAGE(_storage);
 	struct mail_user *user = _storage->user;
 	struct rbd_error err;
 
 	event_add_category(_storage->event, &event_category_rbd);
-	if (rbd_check_vsz_limit(error_r) < 0)
+	if (rbd_check_vsz_limit(error_r) < 0 ||
+	    rbd_storage_check_settings(_storage, ns, error_r) < 0)
 		return -1;
 	if (rbd_user_config(user, &storage->config, error_r) < 0 ||
 	    rbd_storage_max_message_size(storage, error_r) < 0)

@@ -134,6 +134,32 @@ class Node:
             args += ["--quota-storage", quota_storage]
         run(*args)
 
+    def set_user_fields(self, user, **fields):
+        """Sets the user's userdb fields (extra fields `userdb_NAME=VALUE` in their
+        passwd-file, DIR/users/NAME; None drops one) and returns when auth answers with
+        the change: Dovecot rereads a changed passwd-file at most once a second. A userdb
+        field that is no setting is a plugin setting of the user (zlib_save, say)."""
+        path = self.path / "users" / user
+        columns = path.read_text().rstrip("\n").split(":", 7)
+        # dovecot-dev writes only userdb_ fields there.
+        given = {f.partition("=")[0][len("userdb_"):]: f.partition("=")[2]
+                 for f in columns[7].split(" ") if f}
+        changed = {name: self.user_field(user, name) for name, value in fields.items()
+                   if given.get(name) != value}
+        given.update(fields)
+        columns[7] = " ".join("userdb_%s=%s" % item for item in given.items()
+                              if item[1] is not None)
+        path.write_text(":".join(columns) + "\n")
+        for name, before in changed.items():
+            want = fields[name]
+            assert wait_for(lambda: self.user_field(user, name) == want if want is not None
+                            else self.user_field(user, name) != before, 5), \
+                (name, want, self.user_field(user, name))
+
+    def user_field(self, user, name):
+        """The user's userdb field as auth answers it now (`doveadm user -f`)."""
+        return self.doveadm_ok("user", "-f", name, user).strip()
+
     def doveadm(self, *args):
         """doveadm on this instance (with the build tree's doveadm rbd plugin):
         (exit status, stdout and stderr)."""

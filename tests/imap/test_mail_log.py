@@ -1,6 +1,6 @@
 """The notify plugin's users (mail_log here; push_notification takes the same events) see
 every change a session makes, as on mdbox: flag and keyword changes (flag_change),
-\\Deleted set and cleared (delete, undelete), saves and expunges with their message's
+\\Deleted set and cleared (delete, undelete), saves, copies and expunges with their message's
 fields. A flag change waits in the transaction until it goes to RADOS, so the
 storage must show it to a mail's flags before the commit, as an index transaction does."""
 
@@ -12,9 +12,7 @@ from conftest import STORAGE, new_user_name
 from daemons import Node
 from messages import numbered
 
-# Not yet "copy": a copy's line names the message by fields the copy cannot read before
-# its commit (msgid is empty on rbd).
-EVENTS = "delete undelete expunge save flag_change"
+EVENTS = "delete undelete expunge save copy flag_change"
 LINE = re.compile(r"imap\((?P<user>[^)]+)\)<[^>]*><[^>]*>: Info: (?P<event>\w+(?: from \S+)?): (?P<fields>box=.*)$")
 
 
@@ -67,6 +65,7 @@ def test_flag_keyword_delete_and_expunge_events(connect, log_node):
          "box=INBOX, uid=1, msgid=%s, flags=(\\Flagged \\Recent $Work)" % msgid(1)),
         ("delete", "box=INBOX, uid=2, msgid=%s, flags=(\\Deleted \\Recent)" % msgid(2)),
         ("undelete", "box=INBOX, uid=2, msgid=%s, flags=(\\Recent)" % msgid(2)),
+        ("copy from INBOX", "box=Other, uid=1, msgid=%s, flags=(\\Flagged $Work)" % msgid(1)),
         ("delete", "box=INBOX, uid=2, msgid=%s, flags=(\\Deleted \\Recent)" % msgid(2)),
         ("expunge", "box=INBOX, uid=2, msgid=%s, flags=(\\Deleted \\Recent)" % msgid(2)),
     ], "\n".join(map(str, got))

@@ -15,7 +15,7 @@ import poplib
 
 import pytest
 
-from daemons import PASSWORD, wait_for
+from daemons import PASSWORD
 from imap_connection import parse, quote, selected_state
 from messages import message, numbered
 
@@ -43,19 +43,7 @@ def set_mail_location(nodes, user, location):
     mail_location applies), as an operator switches a user; returns when auth answers
     with the new value. Dovecot rereads a changed passwd-file at most once a second."""
     for node in set(nodes):
-        path = node.path / "users" / user
-        fields = path.read_text().rstrip("\n").split(":", 7)
-        extra = [f for f in fields[7].split(" ") if f and not f.startswith("userdb_mail=")]
-        if location is not None:
-            extra.append("userdb_mail=" + location)
-        fields[7] = " ".join(extra)
-        path.write_text(":".join(fields) + "\n")
-    for node in set(nodes):
-        if location is None:
-            wanted = lambda: location_of(node, user).startswith(node.storage + ":")
-        else:
-            wanted = lambda: location_of(node, user) == location
-        assert wait_for(wanted, 5), location_of(node, user)
+        node.set_user_fields(user, mail=location)
 
 
 def seed(conn):
