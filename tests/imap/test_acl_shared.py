@@ -133,6 +133,12 @@ def test_acl_is_in_the_cluster_not_in_a_node_cache(connect, acl_nodes, team):
     assert getacl(on_1, "Team") == acl
     on_2 = connect(node_2, owner)
     assert getacl(on_2, "Team") == acl
+    # doveadm's acl commands read and write the same ACLs.
+    out = node_2.doveadm_ok("acl", "get", "-u", owner, "Team").splitlines()
+    assert out[1].split() == ["user=" + member, "lookup", "read", "write"], out
+    node_2.doveadm_ok("acl", "add", "-u", owner, "Team", "user=" + member, "insert")
+    acl[member] = "ilrw"
+    assert getacl(on_1, "Team") == acl
     on_1.logout()
     on_2.logout()
 
@@ -142,11 +148,11 @@ def test_acl_is_in_the_cluster_not_in_a_node_cache(connect, acl_nodes, team):
     on_2 = connect(node_2, owner)
     assert getacl(on_2, "Team") == acl
     by_member = connect(node_2, member)
-    assert myrights(by_member, shared) == "lrw"
+    assert myrights(by_member, shared) == "lrwi"
 
     # Taken back on one node: the other knows it. (A session on mdbox may use its
     # cached ACL for acl_cache_secs, so each check is a new one.)
-    connect(node_1, owner).ok("SETACL Team", quote(member), "-rw")
+    connect(node_1, owner).ok("SETACL Team", quote(member), "-rwi")
     assert myrights(connect(node_2, member), shared) == "l"
     assert connect(node_2, member).command("SELECT", quote(shared)).status == "NO"
     connect(node_1, owner).ok("DELETEACL Team", quote(member))
