@@ -12,7 +12,7 @@ import pytest
 
 from conftest import STORAGE, new_user_name
 from daemons import Node
-from imap_connection import quote
+from imap_connection import ImapError, quote
 from messages import message
 
 # What the owner grants the team in these tests (RFC 4314): insert, lookup, read, keep
@@ -172,3 +172,20 @@ def test_acl_follows_a_rename_and_goes_with_a_delete(connect, acl_nodes, team):
     on_2.ok("DELETE Projects")
     on_1.ok("CREATE Projects")
     assert getacl(on_1, "Projects") == {owner: OWNER_RIGHTS}
+
+
+@pytest.mark.rbd_only("on mdbox, vfile's files are where the mail is")
+def test_acl_without_rbd_acl_is_refused(connect, work_dir, cluster):
+    """With acl alone, ACLs would go to the node's cache again: the session ends at its
+    first command, and the log says what to add."""
+    node = Node.start("S3", work_dir / "node-s3", STORAGE, cluster, mail_plugin="acl",
+                      plugin_setting="acl=vfile")
+    try:
+        user = new_user_name("a")
+        node.add_user(user)
+        conn = connect(node, user)
+        with pytest.raises((ImapError, OSError)):
+            conn.ok("SELECT INBOX")
+        assert "mail_plugins has acl but not rbd_acl" in node.log_tail()
+    finally:
+        node.stop()
