@@ -103,12 +103,21 @@ static void rbd_acl_snapshot_clear(struct rbd_acl_snapshot *snapshot)
 	i_zero(&snapshot->taken_at);
 }
 
-static void rbd_acl_log_list_error(struct mailbox_list *list)
+/* A failed ACL read or write: the error goes to the storage (logged there),
+   where the acl plugin reports it from. A mailbox open it fails answers
+   with it (NO [UNAVAILABLE] when the cluster does not answer); other
+   rights checks report Dovecot's internal error instead. err is NULL when
+   the list has the error. */
+static void rbd_acl_set_error(struct mailbox_list *list,
+                              const struct rbd_error *err)
 {
-	enum mail_error error;
-	const char *errstr = mailbox_list_get_last_internal_error(list, &error);
+	struct mail_storage *storage =
+	        mail_namespace_get_default_storage(list->ns);
 
-	e_error(list->ns->user->event, "acl: rbd: %s", errstr);
+	if (err != NULL)
+		rbd_storage_set_error(storage, err);
+	else
+		mail_storage_copy_list_error(storage, list);
 }
 
 /* Reads the ACL keys of the namespace into the snapshot (paging). */
@@ -123,15 +132,15 @@ static int rbd_acl_read_keys(struct mailbox_list *list,
 	size_t i;
 	bool more = TRUE;
 
-	if (rbd_list_get_dict(list, &dict) < 0)
+	if (rbd_list_get_dict(list, &dict) < 0) {
+		rbd_acl_set_error(list, NULL);
 		return -1;
+	}
 	while (more) {
 		if (rbd_dict_store_list(dict, RBD_ACL_KEY_PREFIX, after,
 		                        RBD_ACL_LIST_PAGE, &page,
 		                        &err) != RBD_OK) {
-			e_error(list->ns->user->event,
-			        "acl: rbd: reading the ACLs of %s: %s",
-			        rbd_list_namespace(list), err.message);
+			rbd_acl_set_error(list, &err);
 			return -1;
 		}
 		for (i = 0; i < page->count; i++) {
@@ -169,14 +178,12 @@ static int rbd_acl_snapshot_get(struct acl_backend *backend,
 	if (++snapshot->generation == 0)
 		snapshot->generation++;
 	if (rbd_list_get_user(backend->list, &user) < 0) {
-		rbd_acl_log_list_error(backend->list);
+		rbd_acl_set_error(backend->list, NULL);
 		rbd_acl_snapshot_clear(snapshot);
 		return -1;
 	}
 	if (rbd_list_mailboxes(user, &snapshot->mailboxes, &err) != RBD_OK) {
-		e_error(backend->list->ns->user->event,
-		        "acl: rbd: listing the mailboxes of %s: %s",
-		        rbd_list_namespace(backend->list), err.message);
+		rbd_acl_set_error(backend->list, &err);
 		rbd_acl_snapshot_clear(snapshot);
 		return -1;
 	}
@@ -456,7 +463,7 @@ static int rbd_acl_object_update(struct acl_object *aclobj,
 	int inc_missed;
 
 	if (rbd_list_get_dict(backend->list, &dict) < 0) {
-		rbd_acl_log_list_error(backend->list);
+		rbd_acl_set_error(backend->list, NULL);
 		return -1;
 	}
 	/* Computed from what RADOS has now, not from the command's snapshot:
@@ -482,9 +489,7 @@ static int rbd_acl_object_update(struct acl_object *aclobj,
 	    RBD_OK) {
 		/* RBD_ERR_CONFLICT: another process changed this entry
 		   since it was read; the client may try again. */
-		e_error(backend->list->ns->user->event,
-		        "acl: rbd: updating the ACL of %s: %s", aclobj->name,
-		        err.message);
+		rbd_acl_set_error(backend->list, &err);
 		return -1;
 	}
 	if (acl_rights_has_nonowner_lookup_changes(&update->rights))

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import STORAGE, new_user_name
-from daemons import Node
+from daemons import Cluster, Node
 from imap_connection import ImapError, quote
 from messages import message
 
@@ -189,3 +189,26 @@ def test_acl_without_rbd_acl_is_refused(connect, work_dir, cluster):
         assert "mail_plugins has acl but not rbd_acl" in node.log_tail()
     finally:
         node.stop()
+
+
+@pytest.mark.rbd_only("stops a cluster")
+def test_a_select_while_the_cluster_is_away_is_unavailable_not_missing(connect, work_dir):
+    """A rights check that cannot read the ACL must not leave the client an older error
+    of the session ("Mailbox doesn't exist: INBOX" was seen) in place of the cluster's."""
+    cluster = Cluster.start(work_dir / "ceph-acl")
+    node = None
+    try:
+        node = Node.start("S4", work_dir / "node-s4", STORAGE, cluster, acl="rbd:",
+                          op_timeout="2s")
+        user = new_user_name("u")
+        node.add_user(user)
+        conn = connect(node, user)
+        conn.ok("CREATE Team")
+        conn.ok("SELECT INBOX")
+        cluster.stop()
+        resp = conn.command("SELECT Team")
+        assert resp.tagged.startswith("NO [UNAVAILABLE] "), resp
+    finally:
+        if node is not None:
+            node.stop()
+        cluster.stop()
