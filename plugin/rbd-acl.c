@@ -51,8 +51,8 @@ void rbd_acl_plugin_init(struct module *module);
 void rbd_acl_plugin_deinit(void);
 
 /* What the rights cache keeps per object: the snapshot it was built from.
-   The cache sized its records for vfile's (larger) validity struct, and
-   copies that many bytes: hence the room. */
+   The cache sized its records for vfile's (larger) validity struct, 96
+   bytes in 2.3.19, and copies that many bytes: hence the room. */
 union rbd_acl_validity {
 	unsigned int generation;
 	unsigned char room[256];
@@ -72,6 +72,7 @@ struct rbd_acl_snapshot {
 
 struct rbd_acl_list {
 	union mailbox_list_module_context module_ctx;
+	/* The list's acl backend, once its object vfuncs are ours. */
 	struct acl_backend *backend;
 	struct rbd_acl_snapshot snapshot;
 };
