@@ -159,7 +159,13 @@ def test_acl_is_in_the_cluster_not_in_a_node_cache(connect, acl_nodes, team):
     assert connect(node_2, member).command("MYRIGHTS", quote(shared)).status == "NO"
 
 
-def test_acl_follows_a_rename_and_goes_with_a_delete(connect, acl_nodes, team):
+def acl_keys(cluster, owner):
+    """rbd: the ACL keys in the owner's dictionary object (doc/design.md)."""
+    keys = cluster.rados("mail-index", owner, "listomapkeys", "d").split()
+    return [key for key in keys if key.startswith("rbd.acl/")]
+
+
+def test_acl_follows_a_rename_and_goes_with_a_delete(connect, acl_nodes, team, cluster):
     node_1, node_2 = acl_nodes
     owner, member = team
 
@@ -169,7 +175,11 @@ def test_acl_follows_a_rename_and_goes_with_a_delete(connect, acl_nodes, team):
     on_1.ok("RENAME Team Projects")
     on_2 = connect(node_2, owner)
     assert getacl(on_2, "Projects") == {owner: OWNER_RIGHTS, member: "lr"}
+    if STORAGE == "rbd":
+        assert len(acl_keys(cluster, owner)) == 1
     on_2.ok("DELETE Projects")
+    if STORAGE == "rbd":
+        assert acl_keys(cluster, owner) == []
     on_1.ok("CREATE Projects")
     assert getacl(on_1, "Projects") == {owner: OWNER_RIGHTS}
 
