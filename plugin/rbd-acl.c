@@ -617,8 +617,26 @@ static void rbd_acl_mailbox_list_created(struct mailbox_list *list)
 /* The acl plugin makes a namespace's backend once the namespace has its
    storage, in a hook of this name that runs before this one (hooks run in
    the order of the modules' names). */
+/* Everything about per-mailbox ACLs; the rest stays vfile's. */
+static const struct acl_backend_vfuncs rbd_acl_backend_vfuncs = {
+        .nonowner_lookups_iter_init = rbd_acl_nonowner_iter_init,
+        .nonowner_lookups_iter_next = rbd_acl_nonowner_iter_next,
+        .nonowner_lookups_iter_deinit = rbd_acl_nonowner_iter_deinit,
+        .nonowner_lookups_rebuild = rbd_acl_nonowner_lookups_rebuild,
+        .object_init = rbd_acl_object_init,
+        .object_init_parent = rbd_acl_object_init_parent,
+        .object_deinit = rbd_acl_object_deinit,
+        .object_refresh_cache = rbd_acl_object_refresh_cache,
+        .object_update = rbd_acl_object_update,
+        .last_changed = rbd_acl_object_last_changed,
+        .object_list_init = acl_default_object_list_init,
+        .object_list_next = acl_default_object_list_next,
+        .object_list_deinit = acl_default_object_list_deinit,
+};
+
 static void rbd_acl_namespace_storage_added(struct mail_namespace *ns)
 {
+	struct acl_backend_vfuncs v = rbd_acl_backend_vfuncs;
 	struct rbd_acl_list *alist = RBD_ACL_LIST_CONTEXT(ns->list);
 	struct acl_mailbox_list *acl_list = ACL_LIST_CONTEXT(ns->list);
 	struct acl_backend *backend;
@@ -627,19 +645,11 @@ static void rbd_acl_namespace_storage_added(struct mail_namespace *ns)
 	    (backend = acl_list->rights.backend) == NULL)
 		return;
 	alist->backend = backend;
-	backend->v.nonowner_lookups_iter_init = rbd_acl_nonowner_iter_init;
-	backend->v.nonowner_lookups_iter_next = rbd_acl_nonowner_iter_next;
-	backend->v.nonowner_lookups_iter_deinit = rbd_acl_nonowner_iter_deinit;
-	backend->v.nonowner_lookups_rebuild = rbd_acl_nonowner_lookups_rebuild;
-	backend->v.object_init = rbd_acl_object_init;
-	backend->v.object_init_parent = rbd_acl_object_init_parent;
-	backend->v.object_deinit = rbd_acl_object_deinit;
-	backend->v.object_refresh_cache = rbd_acl_object_refresh_cache;
-	backend->v.object_update = rbd_acl_object_update;
-	backend->v.last_changed = rbd_acl_object_last_changed;
-	backend->v.object_list_init = acl_default_object_list_init;
-	backend->v.object_list_next = acl_default_object_list_next;
-	backend->v.object_list_deinit = acl_default_object_list_deinit;
+	/* vfile's own: its settings, global file and rights cache. */
+	v.alloc = backend->v.alloc;
+	v.init = backend->v.init;
+	v.deinit = backend->v.deinit;
+	backend->v = v;
 }
 
 static struct mail_storage_hooks rbd_acl_mail_storage_hooks = {
