@@ -3,7 +3,8 @@
    rbd_session_finished, and one log line per change between "cluster
    unavailable" and "answering again" instead of one per failed command.
    The core only records ops (it never calls back); they are drained here
-   at the start of the next storage call and when the storage goes away. */
+   whenever a namespace's handle is looked up for the next storage call, and
+   when the namespace goes away. */
 
 #include "lib.h"
 #include "ioloop.h"
@@ -12,11 +13,14 @@
 
 #define RBD_EVENTS_BATCH 64
 
-static void rbd_events_send(struct rbd_storage *storage,
-                            const struct rbd_op_record *rec)
+static void rbd_events_send(struct event *parent,
+                            const struct rbd_op_record *rec,
+                            struct rbd_op_totals *totals,
+                            struct rbd_storage *storage)
 {
 	struct event_passthrough *e =
-		event_create_passthrough(storage->storage.event)->
+		event_create_passthrough(parent)->
+		add_category(&event_category_rbd)->
 		set_name("rbd_request_finished")->
 		add_str("op", rec->op)->
 		add_str("object", rec->object)->
@@ -29,13 +33,14 @@ static void rbd_events_send(struct rbd_storage *storage,
 	e_debug(e->event(), "RADOS %s of %s: %s, %"PRIu64" bytes in %"PRIu64" us",
 	        rec->op, rec->object, rec->result, rec->bytes, rec->usecs);
 
-	storage->op_totals.ops++;
-	storage->op_totals.bytes += rec->bytes;
-	storage->op_totals.usecs += rec->usecs;
+	totals->ops++;
+	totals->bytes += rec->bytes;
+	totals->usecs += rec->usecs;
 	if (strcmp(rec->result, "ok") != 0 && strcmp(rec->result, "not_found") != 0 &&
 	    strcmp(rec->result, "conflict") != 0)
-		storage->op_totals.errors++;
-	if (storage->outage_since != 0 && strcmp(rec->result, "timeout") != 0) {
+		totals->errors++;
+	if (storage != NULL && storage->outage_since != 0 &&
+	    strcmp(rec->result, "timeout") != 0) {
 		e_info(storage->storage.event,
 		       "rbd: the cluster answers again (unavailable for %ld s)",
 		       (long)(ioloop_time - storage->outage_since));
@@ -43,24 +48,24 @@ static void rbd_events_send(struct rbd_storage *storage,
 	}
 }
 
-void rbd_events_flush(struct rbd_storage *storage)
+void rbd_events_flush(struct event *parent, struct rbd_user *user,
+                      struct rbd_op_totals *totals,
+                      struct rbd_storage *storage)
 {
 	struct rbd_op_record records[RBD_EVENTS_BATCH];
 	uint64_t dropped;
 	size_t i, n;
 
-	if (storage->user == NULL)
-		return;
 	do {
-		n = rbd_user_drain_ops(storage->user, records,
-		                       N_ELEMENTS(records), &dropped);
+		n = rbd_user_drain_ops(user, records, N_ELEMENTS(records),
+		                       &dropped);
 		if (dropped > 0) {
-			e_warning(storage->storage.event,
+			e_warning(parent,
 			          "rbd: %"PRIu64" RADOS ops were not reported "
 			          "(their records were dropped)", dropped);
 		}
 		for (i = 0; i < n; i++)
-			rbd_events_send(storage, &records[i]);
+			rbd_events_send(parent, &records[i], totals, storage);
 	} while (n == N_ELEMENTS(records));
 }
 
@@ -76,19 +81,19 @@ void rbd_events_unavailable(struct rbd_storage *storage, const char *reason)
 	          reason);
 }
 
-void rbd_events_session_finished(struct rbd_storage *storage)
+void rbd_events_session_finished(struct event *parent,
+                                 const struct rbd_op_totals *totals)
 {
-	rbd_events_flush(storage);
-	if (storage->op_totals.ops == 0)
+	if (totals->ops == 0)
 		return;
-	e_debug(event_create_passthrough(storage->storage.event)->
+	e_debug(event_create_passthrough(parent)->
+	        add_category(&event_category_rbd)->
 	        set_name("rbd_session_finished")->
-	        add_int("ops", storage->op_totals.ops)->
-	        add_int("op_errors", storage->op_totals.errors)->
-	        add_int("bytes", storage->op_totals.bytes)->
-	        add_int("rados_usecs", storage->op_totals.usecs)->event(),
+	        add_int("ops", totals->ops)->
+	        add_int("op_errors", totals->errors)->
+	        add_int("bytes", totals->bytes)->
+	        add_int("rados_usecs", totals->usecs)->event(),
 	        "rbd: %"PRIu64" RADOS ops (%"PRIu64" failed), %"PRIu64
 	        " body bytes, %"PRIu64" us waiting",
-	        storage->op_totals.ops, storage->op_totals.errors,
-	        storage->op_totals.bytes, storage->op_totals.usecs);
+	        totals->ops, totals->errors, totals->bytes, totals->usecs);
 }

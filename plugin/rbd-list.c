@@ -32,6 +32,12 @@
 
 struct rbd_list {
 	struct mailbox_list list;
+	/* The RADOS namespace of the namespace's owner (rbd_list_namespace),
+	   opened on first use, and its dictionary (rbd_list_get_dict). */
+	struct rbd_user *user;
+	struct rbd_dict_store *dict;
+	/* What the ops through `user` cost (rbd-events.c). */
+	struct rbd_op_totals op_totals;
 	/* This session removed the caches of mailboxes gone elsewhere. */
 	bool cache_swept;
 	/* The last name a mailbox open looked up, its GUID, and when (ioloop
@@ -65,6 +71,15 @@ static void rbd_list_deinit(struct mailbox_list *list)
 {
 	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
 
+	if (rlist->dict != NULL)
+		rbd_dict_store_close(&rlist->dict);
+	if (rlist->user != NULL) {
+		rbd_events_flush(list->ns->user->event, rlist->user,
+		                 &rlist->op_totals, NULL);
+		rbd_events_session_finished(list->ns->user->event,
+		                            &rlist->op_totals);
+		rbd_user_close(&rlist->user);
+	}
 	i_free(rlist->looked_up_name);
 	pool_unref(&list->pool);
 }
@@ -74,19 +89,35 @@ static char rbd_list_get_hierarchy_sep(struct mailbox_list *list ATTR_UNUSED)
 	return RBD_HIERARCHY_SEP;
 }
 
+/* The user whose mailboxes the namespace holds: in a shared namespace
+   (shared/<owner>/...) its owner, not the session's user. */
+static struct mail_user *rbd_list_owner(struct mailbox_list *list)
+{
+	return list->ns->owner != NULL ? list->ns->owner : list->ns->user;
+}
+
+const char *rbd_list_namespace(struct mailbox_list *list)
+{
+	return rbd_user_namespace(rbd_list_owner(list));
+}
+
 int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r)
 {
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
 	struct mail_storage *storage =
 	        mail_namespace_get_default_storage(list->ns);
-
 	enum mail_error error;
 	const char *errstr;
 
-	if (rbd_storage_get_user(RBD_STORAGE(storage), user_r) < 0) {
+	if (rbd_storage_open_user(RBD_STORAGE(storage),
+	                          rbd_list_namespace(list), &rlist->user) < 0) {
 		errstr = mail_storage_get_last_error(storage, &error);
 		mailbox_list_set_error(list, error, errstr);
 		return -1;
 	}
+	rbd_events_flush(storage->event, rlist->user, &rlist->op_totals,
+	                 RBD_STORAGE(storage));
+	*user_r = rlist->user;
 	return 0;
 }
 
@@ -119,6 +150,29 @@ static void rbd_list_set_error(struct mailbox_list *list, const char *name,
 	}
 }
 
+int rbd_list_get_dict(struct mailbox_list *list, struct rbd_dict_store **dict_r)
+{
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
+	struct mail_storage *storage =
+	        mail_namespace_get_default_storage(list->ns);
+	struct rbd_error err;
+
+	if (rbd_storage_unavailable(RBD_STORAGE(storage))) {
+		mailbox_list_set_error(list, MAIL_ERROR_UNAVAILABLE,
+		                       RBD_UNAVAILABLE_MSG);
+		return -1;
+	}
+	if (rlist->dict == NULL &&
+	    rbd_dict_store_open(RBD_STORAGE(storage)->cluster,
+	                        rbd_list_namespace(list), &rlist->dict,
+	                        &err) != RBD_OK) {
+		rbd_list_set_error(list, "", &err);
+		return -1;
+	}
+	*dict_r = rlist->dict;
+	return 0;
+}
+
 /* The user's directory under the cache root: the owner's username, with
    every byte outside [A-Za-z0-9_@-] written as "=XX". So no two users
    share a directory, whatever their names (".", "a/", ".."): the escaping
@@ -127,8 +181,7 @@ static void rbd_list_set_error(struct mailbox_list *list, const char *name,
    which escaping never produces. */
 static const char *rbd_list_user_dir(struct mailbox_list *list)
 {
-	const struct mail_user *user =
-	        list->ns->owner != NULL ? list->ns->owner : list->ns->user;
+	const struct mail_user *user = rbd_list_owner(list);
 	unsigned char digest[SHA256_RESULTLEN];
 	string_t *dir = t_str_new(64);
 	const char *p;

@@ -17,6 +17,9 @@
    quota_max_mail_size says (bodies are streamed: this is a policy, not a
    memory limit). */
 #define RBD_DEFAULT_MAX_MESSAGE_SIZE (2ULL * 1024 * 1024 * 1024)
+/* The dictionary keys of a mailbox's ACL start with this, its GUID and "/"
+   (rbd-acl.c). */
+#define RBD_ACL_KEY_PREFIX "rbd.acl/"
 #define RBD_UNAVAILABLE_MSG                                                    \
 	"Mail storage temporarily unavailable, try again later"
 
@@ -24,11 +27,10 @@ struct rbd_storage {
 	struct mail_storage storage;
 
 	struct rbd_config *config;
+	/* One storage serves every rbd namespace of the session's user, its
+	   shared namespaces (other owners' mailboxes) included: the RADOS
+	   namespace of each is its mailbox list's (rbd_list_get_user). */
 	struct rbd_cluster *cluster;
-	/* The user's namespace, opened on first use (connecting if needed):
-	   a login must not fail just because the cluster is slow to answer. */
-	struct rbd_user *user;
-	const char *ns;
 	/* Until then, operations fail at once: once the cluster has not
 	   answered within rbd_op_timeout, the remaining steps of the same
 	   command (body reads, the closing sync) must not each wait the
@@ -36,12 +38,13 @@ struct rbd_storage {
 	struct timeval unavailable_until;
 	/* Saves of larger messages fail with MAIL_ERROR_LIMIT. */
 	uoff_t max_message_size;
-	/* rbd-events.c: when the cluster stopped answering (0: it answers),
-	   and what this session's RADOS ops cost. */
+	/* rbd-events.c: when the cluster stopped answering (0: it answers). */
 	time_t outage_since;
-	struct {
-		uint64_t ops, errors, bytes, usecs;
-	} op_totals;
+};
+
+/* What the RADOS ops of one namespace handle cost (rbd-events.c). */
+struct rbd_op_totals {
+	uint64_t ops, errors, bytes, usecs;
 };
 
 /* What the index record extension "rbd-msg" keeps of each message: what
@@ -158,7 +161,14 @@ const char *rbd_user_namespace(struct mail_user *user);
 /* Fails (naming the setting) when the process's address space limit is too
    low for librados. */
 int rbd_check_vsz_limit(const char **error_r);
-int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r);
+/* Opens *user, the RADOS namespace `ns`, unless it is open already
+   (connecting if needed: a login must not fail just because the cluster is
+   slow to answer); sets the storage error on failure. */
+int rbd_storage_open_user(struct rbd_storage *storage, const char *ns,
+                          struct rbd_user **user);
+/* The RADOS namespace handle of the mailbox's list (its owner's); sets the
+   storage error on failure. */
+int rbd_mailbox_get_user(struct rbd_mailbox *mbox, struct rbd_user **user_r);
 /* Maps a core failure to a mail storage error: anything the cluster did is
    a temporary failure (NO [UNAVAILABLE]), never "does not exist". */
 void rbd_storage_set_error(struct mail_storage *storage,
@@ -178,15 +188,32 @@ int rbd_mailbox_check_name(struct rbd_mailbox *mbox);
 bool rbd_storage_unavailable(struct rbd_storage *storage);
 
 /* rbd-events.c */
-void rbd_events_flush(struct rbd_storage *storage);
+/* Sends the ops the core recorded for `user` since the last call as
+   rbd_request_finished events (children of `parent`) and adds them to
+   *totals; if `storage` is given and its cluster was unavailable, an
+   answered op logs the end of that. */
+void rbd_events_flush(struct event *parent, struct rbd_user *user,
+                      struct rbd_op_totals *totals,
+                      struct rbd_storage *storage);
 void rbd_events_unavailable(struct rbd_storage *storage, const char *reason);
-void rbd_events_session_finished(struct rbd_storage *storage);
+/* rbd_session_finished: the totals of one namespace handle, at its end. */
+void rbd_events_session_finished(struct event *parent,
+                                 const struct rbd_op_totals *totals);
 
 /* rbd-list.c */
-/* The user of the list's namespace; sets the list error on failure. */
 extern struct event_category event_category_rbd;
 
+/* The RADOS namespace of the list's mailboxes: that of the namespace's
+   owner (rbd_namespace, else the username), which in a shared namespace is
+   not the session's user. */
+const char *rbd_list_namespace(struct mailbox_list *list);
+/* The handle of rbd_list_namespace(), opened on first use; sets the list
+   error on failure. */
 int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
+/* The dictionary object of rbd_list_namespace(), opened on first use; sets
+   the list error on failure. */
+int rbd_list_get_dict(struct mailbox_list *list,
+                      struct rbd_dict_store **dict_r);
 /* This node's index cache directory of the mailbox with that GUID in the
    list's namespace, or NULL if indexes are kept in memory. */
 const char *rbd_list_cache_path(struct mailbox_list *list,

@@ -115,7 +115,7 @@ static int rbd_save_start_writer(struct rbd_save_context *ctx)
 {
 	struct rbd_user *user;
 
-	if (rbd_storage_get_user(ctx->mbox->storage, &user) < 0)
+	if (rbd_mailbox_get_user(ctx->mbox, &user) < 0)
 		return -1;
 	guid_128_generate(ctx->guid);
 	if (rbd_body_writer_open(user, ctx->guid, &ctx->writer,
@@ -662,7 +662,7 @@ static void rbd_save_release_streamed(struct rbd_save_context *ctx)
 		if (item->copy_src != NULL || item->body != NULL ||
 		    item->appended)
 			continue;
-		if (rbd_storage_get_user(ctx->mbox->storage, &user) < 0 ||
+		if (rbd_mailbox_get_user(ctx->mbox, &user) < 0 ||
 		    rbd_body_unref(user, item->guid, &err) != RBD_OK)
 			return;
 	}

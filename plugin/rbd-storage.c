@@ -225,6 +225,23 @@ static int rbd_storage_check_settings(struct mail_storage *storage,
 	return 0;
 }
 
+/* With the acl plugin alone, the ACLs of rbd mailboxes would go to files in
+   the node's index cache (vfile's place for them): seen by no other node,
+   and lost with the cache. rbd_acl keeps them in RADOS (rbd-acl.c). */
+static int rbd_storage_check_plugins(struct mail_user *user,
+                                     const char **error_r)
+{
+	const char *const *plugins =
+	        t_strsplit_spaces(user->set->mail_plugins, " ");
+
+	if (!str_array_find(plugins, "acl") ||
+	    str_array_find(plugins, "rbd_acl"))
+		return 0;
+	*error_r = "mail_plugins has acl but not rbd_acl, which keeps the "
+	           "ACLs of rbd mailboxes in RADOS: add rbd_acl after acl";
+	return -1;
+}
+
 static int rbd_storage_create(struct mail_storage *_storage,
                               struct mail_namespace *ns, const char **error_r)
 {
@@ -234,12 +251,12 @@ static int rbd_storage_create(struct mail_storage *_storage,
 
 	event_add_category(_storage->event, &event_category_rbd);
 	if (rbd_check_vsz_limit(error_r) < 0 ||
-	    rbd_storage_check_settings(_storage, ns, error_r) < 0)
+	    rbd_storage_check_settings(_storage, ns, error_r) < 0 ||
+	    rbd_storage_check_plugins(user, error_r) < 0)
 		return -1;
 	if (rbd_user_config(user, &storage->config, error_r) < 0 ||
 	    rbd_storage_max_message_size(storage, error_r) < 0)
 		return -1;
-	storage->ns = p_strdup(_storage->pool, rbd_user_namespace(user));
 	if (rbd_cluster_get(storage->config, &storage->cluster, &err) !=
 	    RBD_OK) {
 		*error_r = t_strdup(err.message);
@@ -252,10 +269,6 @@ static void rbd_storage_destroy(struct mail_storage *_storage)
 {
 	struct rbd_storage *storage = RBD_STORAGE(_storage);
 
-	if (storage->user != NULL) {
-		rbd_events_session_finished(storage);
-		rbd_user_close(&storage->user);
-	}
 	if (storage->cluster != NULL)
 		rbd_cluster_unref(&storage->cluster);
 	if (storage->config != NULL)
@@ -302,24 +315,30 @@ static bool rbd_storage_serves_commands(void)
 	       strcmp(name, "lmtp") == 0;
 }
 
-int rbd_storage_get_user(struct rbd_storage *storage, struct rbd_user **user_r)
+int rbd_storage_open_user(struct rbd_storage *storage, const char *ns,
+                          struct rbd_user **user)
 {
 	struct rbd_error err;
 
 	if (rbd_storage_unavailable(storage))
 		return -1;
-	if (storage->user == NULL) {
-		const struct timeval *clock = rbd_storage_serves_commands() ?
-		                              &ioloop_timeval : NULL;
-
-		if (rbd_user_open(storage->cluster, storage->ns, clock,
-		                  &storage->user, &err) != RBD_OK) {
-			rbd_storage_set_error(&storage->storage, &err);
-			return -1;
-		}
+	if (*user != NULL)
+		return 0;
+	if (rbd_user_open(storage->cluster, ns,
+	                  rbd_storage_serves_commands() ? &ioloop_timeval : NULL,
+	                  user, &err) != RBD_OK) {
+		rbd_storage_set_error(&storage->storage, &err);
+		return -1;
 	}
-	rbd_events_flush(storage);
-	*user_r = storage->user;
+	return 0;
+}
+
+int rbd_mailbox_get_user(struct rbd_mailbox *mbox, struct rbd_user **user_r)
+{
+	if (rbd_list_get_user(mbox->box.list, user_r) < 0) {
+		mail_storage_copy_list_error(mbox->box.storage, mbox->box.list);
+		return -1;
+	}
 	return 0;
 }
 
@@ -419,7 +438,7 @@ static int rbd_lookup(struct rbd_mailbox *mbox, guid_128_t guid_r)
 	struct rbd_user *user;
 	struct rbd_error err;
 
-	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
 	if (rbd_lookup_mailbox(user, mbox->box.name, guid_r, &err) == RBD_OK)
 		return 1;
@@ -493,7 +512,7 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 	}
 	mbox->name_checked = ioloop_timeval;
 	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
-	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
 	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) == RBD_OK)
 		return 0;
@@ -719,7 +738,7 @@ static int rbd_mailbox_create(struct mailbox *box,
 		guid_128_generate(guid);
 	if (update != NULL)
 		uidvalidity = update->uid_validity;
-	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
 	if (rbd_create_mailbox(user, box->name, guid, uidvalidity, "", &err) !=
 	    RBD_OK) {
@@ -751,7 +770,7 @@ static int rbd_mailbox_change_guid(struct rbd_mailbox *mbox,
 	struct rbd_user *user;
 	struct rbd_error err;
 
-	if (rbd_storage_get_user(mbox->storage, &user) < 0)
+	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
 	if (rbd_change_mailbox_guid(user, mbox->box.name, guid, &err) !=
 	    RBD_OK) {
@@ -828,6 +847,44 @@ static int rbd_mailbox_update(struct mailbox *box,
 	return index_storage_mailbox_update_common(box, update);
 }
 
+/* The ACL of a deleted mailbox (rbd-acl.c) is never read again, its GUID
+   being gone: removed so that it does not stay in the dictionary for good.
+   A failure leaves only that, hence no more than a warning. */
+static void rbd_mailbox_delete_acl(struct rbd_mailbox *mbox)
+{
+	struct mailbox_list *list = mbox->box.list;
+	struct rbd_dict_entries *entries;
+	struct rbd_dict_change *changes;
+	struct rbd_dict_store *dict;
+	struct rbd_error err;
+	const char *prefix;
+	int missed;
+	size_t i;
+
+	if (rbd_list_get_dict(list, &dict) < 0)
+		return;
+	prefix = t_strconcat(RBD_ACL_KEY_PREFIX, guid_128_to_string(mbox->guid),
+	                     "/", NULL);
+	if (rbd_dict_store_list(dict, prefix, "", SIZE_MAX, &entries, &err) !=
+	    RBD_OK) {
+		e_warning(mbox->box.event,
+		          "rbd: ACL of the deleted mailbox: %s", err.message);
+		return;
+	}
+	changes = t_new(struct rbd_dict_change, I_MAX(entries->count, 1));
+	for (i = 0; i < entries->count; i++) {
+		changes[i].op = RBD_DICT_UNSET;
+		changes[i].key = t_strdup(entries->entries[i].key);
+	}
+	if (entries->count > 0 &&
+	    rbd_dict_store_commit(dict, changes, entries->count, &missed,
+	                          &err) != RBD_OK) {
+		e_warning(mbox->box.event,
+		          "rbd: ACL of the deleted mailbox: %s", err.message);
+	}
+	rbd_dict_entries_free(&entries);
+}
+
 static int rbd_mailbox_delete(struct mailbox *box)
 {
 	/* RADOS drops the records' body references itself, so messages need
@@ -837,7 +894,10 @@ static int rbd_mailbox_delete(struct mailbox *box)
 	   their writes. No one opens it again, its GUID being gone, and the
 	   first LIST an hour on removes it (rbd_list_sweep_cache). */
 	box->delete_skip_empty_check = TRUE;
-	return index_storage_mailbox_delete(box);
+	if (index_storage_mailbox_delete(box) < 0)
+		return -1;
+	rbd_mailbox_delete_acl(RBD_MAILBOX(box));
+	return 0;
 }
 
 /* RFC 3501: renaming INBOX moves all its messages into a new mailbox of

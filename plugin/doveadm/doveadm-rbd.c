@@ -74,13 +74,15 @@ static int rbd_cmd_get_user(struct doveadm_mail_cmd_context *ctx,
 
 	for (ns = user->namespaces; ns != NULL; ns = ns->next) {
 		storage = mail_namespace_get_default_storage(ns);
-		if (strcmp(storage->name, RBD_STORAGE_NAME) != 0)
+		/* Not another owner's mailboxes (a shared namespace). */
+		if (strcmp(storage->name, RBD_STORAGE_NAME) != 0 ||
+		    ns->owner != user)
 			continue;
-		if (rbd_storage_get_user(RBD_STORAGE(storage), user_r) == 0)
+		if (rbd_list_get_user(ns->list, user_r) == 0)
 			return 0;
 		i_error("%s",
-		        mail_storage_get_last_internal_error(storage, NULL));
-		doveadm_mail_failed_storage(ctx, storage);
+		        mailbox_list_get_last_internal_error(ns->list, NULL));
+		doveadm_mail_failed_list(ctx, ns->list);
 		return -1;
 	}
 	i_error("User %s has no rbd namespace", user->username);

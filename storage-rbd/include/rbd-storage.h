@@ -911,6 +911,10 @@ struct rbd_dict_change {
 	const char *key;
 	const char *value; /* RBD_DICT_SET */
 	int64_t diff;      /* RBD_DICT_INC */
+	/* RBD_DICT_SET and RBD_DICT_UNSET with `guarded` set: apply only if
+	   the key still holds `expected` (NULL: the key does not exist). */
+	int guarded;
+	const char *expected;
 };
 
 /*
@@ -920,8 +924,10 @@ struct rbd_dict_change {
  * not exist changes nothing and sets *inc_missed_r; the other changes are
  * still applied. RBD_ERR_INVALID (nothing applied) when an INC finds a
  * value that is not an integer or would overflow; RBD_ERR_CONFLICT after
- * losing races for the whole op timeout; RBD_ERR_UNAVAILABLE when the
- * cluster does not answer, and then the op may or may not have applied.
+ * losing races for the whole op timeout, and at once (nothing applied)
+ * when a guarded change finds another value than it expected;
+ * RBD_ERR_UNAVAILABLE when the cluster does not answer, and then the op may or
+ * may not have applied.
  */
 rbd_code rbd_dict_store_commit(struct rbd_dict_store *store,
                                const struct rbd_dict_change *changes,

@@ -987,6 +987,8 @@ rbd_code rbd_dict_store_commit(rbd_dict_store* store, const rbd_dict_change* cha
     std::vector<rbd::DictChange> batch(count);
     for (size_t i = 0; i < count; i++) {
       batch[i].key = changes[i].key;
+      batch[i].guarded = changes[i].guarded != 0;
+      if (changes[i].expected != nullptr) batch[i].expected = changes[i].expected;
       switch (changes[i].op) {
         case RBD_DICT_SET:
           batch[i].kind = rbd::DictChange::Kind::kSet;

@@ -113,8 +113,13 @@ Status DictStore::MakePlan(const std::vector<DictChange>& changes,
 Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment_missed) {
   *increment_missed = false;
   std::set<std::string> counters;
-  for (const DictChange& c : changes)
+  // omap_cmp compares a missing key as an empty value: "expected to be
+  // missing" guards as "expected empty" (the callers never store one).
+  std::map<std::string, std::pair<librados::bufferlist, int>> expected;
+  for (const DictChange& c : changes) {
     if (c.kind == DictChange::Kind::kIncrement) counters.insert(c.key);
+    if (c.guarded) expected[c.key] = {ToBufferlist(c.expected.value_or("")), LIBRADOS_CMPXATTR_OP_EQ};
+  }
   RetryPolicy retry(RetryPolicy::Clock::now() + std::chrono::milliseconds(config_.op_timeout_ms));
   for (unsigned attempt = 1;; attempt++) {
     std::map<std::string, librados::bufferlist> current;
@@ -151,6 +156,12 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
         op.create(true);
       }
     }
+    if (!expected.empty()) {
+      // So that a key expected to be missing compares as such even
+      // before the object exists.
+      op.create(false);
+      op.omap_cmp(expected, nullptr);
+    }
     if (!plan.set.empty()) op.omap_set(plan.set);
     if (!plan.remove.empty()) op.omap_rm_keys(plan.remove);
     int r = io_.operate(keys::kDict, &op);
@@ -158,6 +169,8 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
     // Only removals, and no object: nothing to remove.
     if (r == -ENOENT && counters.empty()) return Status::OK();
     if (r != -ECANCELED && r != -EEXIST && r != -ENOENT) return Status::FromRados(r, "update " + Where());
+    if (r == -ECANCELED && !expected.empty())
+      return Status::Conflict("update " + Where() + ": a guarded key changed since it was read");
     if (!retry.Backoff(attempt))
       return Status::Conflict("update " + Where() + ": gave up after " + std::to_string(attempt) +
                               " lost races");

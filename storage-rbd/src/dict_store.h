@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <rados/librados.hpp>
 #include <set>
 #include <string>
@@ -33,6 +34,10 @@ struct DictChange {
   std::string key;
   std::string value;  // kSet
   int64_t diff = 0;   // kIncrement
+  // kSet and kUnset: apply only if the key still holds `expected`
+  // (nullopt: does not exist), i.e. the value the change was computed from.
+  bool guarded = false;
+  std::optional<std::string> expected;
 };
 
 using DictEntries = std::vector<std::pair<std::string, std::string>>;
@@ -58,6 +63,9 @@ class DictStore {
   // sets *increment_missed; the other changes are still applied, as
   // Dovecot's dict_atomic_inc() requires. An increment of a value that is
   // not a decimal integer, or that would overflow, fails the whole commit.
+  // A guarded change whose key no longer holds its `expected` value fails
+  // the whole commit with Conflict at once, without retrying: the caller
+  // computed it from that value and must read again.
   Status Commit(const std::vector<DictChange>& changes, bool* increment_missed);
 
   // Copies into this namespace's dictionary, once, the entries of the

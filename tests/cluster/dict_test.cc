@@ -42,7 +42,8 @@ class DictStoreTest : public UserFixture {
   rbd_code Commit(rbd_dict_store* store, const std::vector<Change>& changes, int* missed = nullptr) {
     std::vector<rbd_dict_change> c;
     for (const Change& ch : changes)
-      c.push_back({ch.op, ch.key.c_str(), ch.op == RBD_DICT_SET ? ch.value.c_str() : nullptr, ch.diff});
+      c.push_back(
+          {ch.op, ch.key.c_str(), ch.op == RBD_DICT_SET ? ch.value.c_str() : nullptr, ch.diff, 0, nullptr});
     int m = -1;
     rbd_code r = rbd_dict_store_commit(store, c.data(), c.size(), &m, &err_);
     if (missed != nullptr) *missed = m;
@@ -125,6 +126,42 @@ TEST_F(DictStoreTest, ChangesOfOneCommitApplyInOrder) {
   EXPECT_EQ(missed, 0);
   EXPECT_EQ(Get("priv/k"), "-3");
   EXPECT_EQ(Get("priv/gone"), "<missing>");
+}
+
+TEST_F(DictStoreTest, GuardedChangeAppliesOnlyOverTheValueItWasComputedFrom) {
+  // A read-modify-write (an ACL entry, plugin/rbd-acl.c): the change names
+  // the value it was computed from, NULL for "did not exist".
+  auto guarded = [](rbd_dict_op op, const char* key, const char* value, const char* expected) {
+    rbd_dict_change c{};
+    c.op = op;
+    c.key = key;
+    c.value = value;
+    c.guarded = 1;
+    c.expected = expected;
+    return c;
+  };
+  auto commit = [&](std::vector<rbd_dict_change> changes) {
+    int missed = -1;
+    return rbd_dict_store_commit(store_, changes.data(), changes.size(), &missed, &err_);
+  };
+  const char* key = "rbd.acl/g/user=a";
+  // Before the object exists.
+  ASSERT_EQ(commit({guarded(RBD_DICT_SET, key, "lr", nullptr)}), RBD_OK) << err_.message;
+  EXPECT_EQ(Get(key), "lr");
+  // Computed from "missing", but it exists now: nothing of the commit applies.
+  rbd_dict_change other{};
+  other.op = RBD_DICT_SET;
+  other.key = "rbd.acl/g/user=b";
+  other.value = "l";
+  EXPECT_EQ(commit({guarded(RBD_DICT_SET, key, "lrw", nullptr), other}), RBD_ERR_CONFLICT);
+  EXPECT_EQ(Get(key), "lr");
+  EXPECT_EQ(Get("rbd.acl/g/user=b"), "<missing>");
+  ASSERT_EQ(commit({guarded(RBD_DICT_SET, key, "lrw", "lr")}), RBD_OK) << err_.message;
+  EXPECT_EQ(Get(key), "lrw");
+  EXPECT_EQ(commit({guarded(RBD_DICT_UNSET, key, nullptr, "lr")}), RBD_ERR_CONFLICT);
+  EXPECT_EQ(Get(key), "lrw");
+  ASSERT_EQ(commit({guarded(RBD_DICT_UNSET, key, nullptr, "lrw")}), RBD_OK) << err_.message;
+  EXPECT_EQ(Get(key), "<missing>");
 }
 
 TEST_F(DictStoreTest, IncrementOfAMissingKeyChangesNothingButTheRestApplies) {

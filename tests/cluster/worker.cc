@@ -160,8 +160,8 @@ int DictInc(rbd_cluster* cluster, const std::string& key, int count) {
   const std::string twice = key + ".2";
   int missed_total = 0;
   for (int i = 0; i < count; i++) {
-    rbd_dict_change changes[] = {{RBD_DICT_INC, key.c_str(), nullptr, 1},
-                                 {RBD_DICT_INC, twice.c_str(), nullptr, 2}};
+    rbd_dict_change changes[] = {{RBD_DICT_INC, key.c_str(), nullptr, 1, 0, nullptr},
+                                 {RBD_DICT_INC, twice.c_str(), nullptr, 2, 0, nullptr}};
     int missed = 0;
     if (rbd_dict_store_commit(store, changes, 2, &missed, &err) != RBD_OK) Die("dict commit");
     missed_total += missed;
