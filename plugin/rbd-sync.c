@@ -217,7 +217,7 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
                              struct rbd_snapshot *snap_r)
 {
 	struct rbd_snapshot snap;
-	struct rbd_records *records;
+	struct rbd_records *records, *const *page;
 	struct rbd_error err;
 	unsigned int attempt;
 	uint32_t after;
@@ -255,6 +255,14 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 		return -1;
 	}
 	mbox->msgs_stale = FALSE;
+	/* What a warm cache must make rare: every record read from RADOS. */
+	count = 0;
+	array_foreach(&snap.pages, page) count += (*page)->count;
+	e_debug(event_create_passthrough(mbox->box.event)
+	                ->set_name("rbd_records_listed")
+	                ->add_int("records", count)
+	                ->event(),
+	        "rbd: listed %zu records", count);
 	if (snap_r != NULL)
 		*snap_r = snap;
 	else
