@@ -293,6 +293,23 @@ rbd_code rbd_index_get_status(struct rbd_index *mailbox,
                               struct rbd_index_status *status_r,
                               struct rbd_error *err);
 
+/* The omap keys of a mailbox's index object. */
+struct rbd_index_keys {
+	/* Records, inline bodies, change-log entries, expunge marks. */
+	uint64_t total;
+	/* The change log's length (trimmed to rbd_changelog_max_entries). */
+	uint64_t changes;
+};
+
+/*
+ * Counts the index object's omap keys, page by page (a listing of every
+ * key: for doveadm, not for mail sessions). Counts are not one snapshot
+ * under concurrent writers.
+ */
+rbd_code rbd_index_count_keys(struct rbd_index *mailbox,
+                              struct rbd_index_keys *keys_r,
+                              struct rbd_error *err);
+
 /*
  * The state as of this handle's last read or commit (an append or copy
  * leaves the state it wrote): no I/O. Zeroes before the first read.

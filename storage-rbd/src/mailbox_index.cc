@@ -756,6 +756,24 @@ Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
   }
 }
 
+Status MailboxIndex::CountKeys(KeyCounts* counts) {
+  *counts = KeyCounts();
+  std::string after;
+  for (bool more = true; more;) {
+    std::set<std::string> page;
+    int r = account_->index_io().omap_get_keys2(oid_, after, kOmapPage, &page, &more);
+    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r < 0) return Status::FromRados(r, "list keys of " + oid_);
+    if (page.empty()) break;
+    after = *page.rbegin();
+    for (const std::string& key : page) {
+      counts->total++;
+      if (key.rfind(keys::kChangePrefix, 0) == 0) counts->changes++;
+    }
+  }
+  return Status::OK();
+}
+
 Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace) {
   std::string after = keys::kReleasedBodyPrefix;
   for (bool more = true; more;) {

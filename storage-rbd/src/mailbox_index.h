@@ -92,6 +92,13 @@ struct ChangeSet {
   MailboxState state;
 };
 
+// The omap keys of an index object (what `doveadm rbd stat` shows an
+// operator watching growth).
+struct KeyCounts {
+  uint64_t total = 0;
+  uint64_t changes = 0;  // c.<modseq>: the change log's length
+};
+
 class MailboxIndex {
  public:
   MailboxIndex(Account* account, const Guid& guid);
@@ -161,6 +168,10 @@ class MailboxIndex {
   // (rbd_changelog_max_entries, rbd_changelog_max_age); this is for a
   // narrower cut at once.
   Status TrimLog(uint64_t up_to_modseq);
+
+  // Counts the index object's omap keys by kind, page by page (not one
+  // snapshot: a writer may move the counts meanwhile).
+  Status CountKeys(KeyCounts* counts);
 
   // Removes the inline bodies of messages expunged at or before `cutoff`
   // (seconds since the epoch), counting them in *reclaimed and the younger
