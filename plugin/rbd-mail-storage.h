@@ -206,9 +206,8 @@ enum rbd_cache_state {
 	   HIGHESTMODSEQ: a sync brings it up to date. */
 	RBD_CACHE_CURRENT,
 	/* Anything else (the mailbox that had the name before, another
-	   UIDVALIDITY, MODSEQs the cluster never reached, a position the
-	   change log no longer reaches, marked deleted): never synced,
-	   rebuilt. */
+	   UIDVALIDITY, MODSEQs the cluster never reached, marked deleted):
+	   never synced, rebuilt. */
 	RBD_CACHE_STALE,
 };
 enum rbd_cache_state

@@ -147,12 +147,6 @@ enum rbd_cache_state rbd_sync_cache_state(struct rbd_mailbox *mbox,
 	    rbd_sync_cache_ahead(&hdr, status) ||
 	    mail_index_modseq_get_highest(view) > status->highest_modseq)
 		return RBD_CACHE_STALE;
-	/* Behind the change log's floor, the cache could only catch up from
-	   the records in place, which can leave a message above its MODSEQ
-	   (doc/design.md, "The change log trims itself"); nothing of the
-	   mailbox uses it yet, so it is built anew instead, exactly. */
-	if (hdr.highest_modseq < status->log_floor_modseq)
-		return RBD_CACHE_STALE;
 	return RBD_CACHE_CURRENT;
 }
 
