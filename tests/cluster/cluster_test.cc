@@ -788,11 +788,11 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
   setenv("RBD_TEST_SETTINGS", ("rbd_changelog_max_entries=" + std::to_string(kWindow)).c_str(), 1);
   std::vector<std::unique_ptr<Worker>> workers;
   workers.push_back(
-      std::make_unique<Worker>(ns_, std::vector<std::string>{"keyword-race", mbox, "3", "60", "a"}));
+      std::make_unique<Worker>(ns_, std::vector<std::string>{"keyword-race", mbox, "3", "150", "a"}));
   workers.push_back(std::make_unique<Worker>(
       ns_, std::vector<std::string>{"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), "20"}));
-  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "60", "w"}));
-  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "60", "v"}));
+  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "150", "w"}));
+  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "150", "v"}));
   unsetenv("RBD_TEST_SETTINGS");
   librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
 
@@ -801,7 +801,7 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
   Cache cache = ListSnapshot(mailbox, &since, &restarts);
   const auto deadline = steady_clock::now() + std::chrono::seconds(90);
   uint32_t messages = 0;
-  for (int round = 0; (messages < 140 || round < 40) && steady_clock::now() < deadline; round++) {
+  for (int round = 0; (messages < 320 || round < 40) && steady_clock::now() < deadline; round++) {
     rbd_changes* changes = nullptr;
     rbd_code r = rbd_index_changes(mailbox, since, &changes, &err_);
     if (r == RBD_OK) {
@@ -824,7 +824,7 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
       EXPECT_GT(modseqs.front(), floor);
     }
     // A reader that falls behind the window (here, by sleeping) resyncs.
-    if (round % 4 == 3) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    if (round % 3 == 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   for (auto& w : workers) {
     w->ReadAll();
@@ -841,7 +841,7 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
   }
   uint64_t highest = 0;
   const Cache end = ListSnapshot(mailbox, &highest, &restarts);
-  EXPECT_EQ(end.size(), 140u);
+  EXPECT_EQ(end.size(), 320u);
   EXPECT_TRUE(cache == end) << "the reader's cache differs from the records";
   EXPECT_GT(replays, 0);
   EXPECT_GT(resyncs, 0) << "no reader fell behind the window: the test proved nothing";
