@@ -700,12 +700,15 @@ std::vector<uint64_t> LogModseqs(librados::IoCtx& index_io, const std::string& g
   EXPECT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
   *floor = state.log_floor;
   std::vector<uint64_t> modseqs;
-  std::map<std::string, librados::bufferlist> page;
-  bool more = false;
-  EXPECT_EQ(index_io.omap_get_vals2("i." + guid_hex, rbd::keys::kChangePrefix, rbd::keys::kChangePrefix,
-                                    100000, &page, &more),
-            0);
-  for (const auto& entry : page) modseqs.push_back(*rbd::keys::ParseChangeKey(entry.first));
+  std::string after = rbd::keys::kChangePrefix;
+  for (bool more = true; more;) {
+    std::map<std::string, librados::bufferlist> page;
+    EXPECT_EQ(index_io.omap_get_vals2("i." + guid_hex, after, rbd::keys::kChangePrefix, 1000, &page, &more),
+              0);
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    for (const auto& entry : page) modseqs.push_back(*rbd::keys::ParseChangeKey(entry.first));
+  }
   return modseqs;
 }
 
@@ -771,6 +774,41 @@ TEST_F(MailboxIndexTest, ChangeLogTrimsItselfByAge) {
   EXPECT_EQ(LogModseqs(index_io, mbox, &floor), std::vector<uint64_t>{st.highest_modseq})
       << "entries older than rbd_changelog_max_age are left";
   EXPECT_EQ(floor, st.highest_modseq - 1);
+  rbd_index_close(&mailbox);
+}
+
+// A log written before trimming existed (or under a wider window) shrinks
+// by at most 512 MODSEQs per commit, so no single op grows large.
+TEST_F(MailboxIndexTest, AnOldLongLogShrinksAStepPerCommit) {
+  Reopen({{"rbd_changelog_max_entries", "0"}, {"rbd_changelog_max_age", "0"}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  AppendOne(mailbox, "m");
+  rbd_flag_update flag{};
+  uint32_t uid = 1, *conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  for (int i = 0; i < 1199; i++) {
+    flag.add_flags = i % 2 == 0 ? RBD_FLAG_SEEN : 0;
+    flag.remove_flags = i % 2 == 0 ? 0 : RBD_FLAG_SEEN;
+    ASSERT_EQ(rbd_index_update_flags(mailbox, &uid, 1, &flag, &conflicts, &nconflicts, &modseq, &err_),
+              RBD_OK);
+    rbd_uids_free(&conflicts);
+  }
+  uint64_t floor = 0;
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  ASSERT_EQ(LogModseqs(index_io, mbox, &floor).size(), 1200u);
+  rbd_index_close(&mailbox);
+
+  Reopen({{"rbd_changelog_max_entries", "10"}});
+  mailbox = OpenMailbox(mbox);
+  std::vector<size_t> lengths;
+  for (int i = 0; i < 3; i++) {
+    AppendOne(mailbox, "n" + std::to_string(i));
+    lengths.push_back(LogModseqs(index_io, mbox, &floor).size());
+  }
+  // MODSEQs 1..512 went first, of which 1 (the new mailbox's) has no entry.
+  EXPECT_EQ(lengths, (std::vector<size_t>{1201 - 511, 1202 - 1023, 10}));
   rbd_index_close(&mailbox);
 }
 
