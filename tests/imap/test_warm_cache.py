@@ -22,8 +22,6 @@ MESSAGES = 100
 
 @pytest.fixture(scope="module")
 def node_w(work_dir, cluster):
-    if STORAGE != "rbd":
-        pytest.skip("rbd only")
     node = Node.start("W", work_dir / "node-w", STORAGE, cluster,
                       log_debug="event=rbd_records_listed")
     try:
