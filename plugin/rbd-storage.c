@@ -40,6 +40,8 @@ static const char *const rbd_setting_names[] = {
         "rbd_stripe_size",
         "rbd_gc_grace",
         "rbd_max_message_size",
+        "rbd_changelog_max_entries",
+        "rbd_changelog_max_age",
         NULL,
 };
 

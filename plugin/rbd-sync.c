@@ -51,9 +51,11 @@ struct rbd_sync_context {
 	/* Another process of this node brought the cache past this sync's
 	   snapshot while the index was unlocked between two commits. */
 	bool overtaken;
-	/* The cache was built from the records alone (see
-	   rbd_sync_forget_history). */
+	/* The cache was built from the records alone. */
 	bool built_from_records;
+	/* The cache's transaction log cannot tell which expunges happened
+	   after which MODSEQ (see rbd_sync_forget_history). */
+	bool forget_history;
 	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
 	uint32_t recent_first, recent_end;
 };
@@ -215,7 +217,7 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
                              struct rbd_snapshot *snap_r)
 {
 	struct rbd_snapshot snap;
-	struct rbd_records *records;
+	struct rbd_records *records, *const *page;
 	struct rbd_error err;
 	unsigned int attempt;
 	uint32_t after;
@@ -253,6 +255,14 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 		return -1;
 	}
 	mbox->msgs_stale = FALSE;
+	/* What a warm cache must make rare: every record read from RADOS. */
+	count = 0;
+	array_foreach(&snap.pages, page) count += (*page)->count;
+	e_debug(event_create_passthrough(mbox->box.event)
+	                ->set_name("rbd_records_listed")
+	                ->add_int("records", count)
+	                ->event(),
+	        "rbd: listed %zu records", count);
 	if (snap_r != NULL)
 		*snap_r = snap;
 	else
@@ -363,10 +373,14 @@ static int rbd_sync_begin(struct rbd_sync_context *ctx)
    UID in the client's range that no longer exists" only when the log does
    not reach back that far. A cache built from the records alone has no
    expunge history, yet its first log starts at MODSEQ 1 and would claim to
-   cover every older MODSEQ, silently under-reporting VANISHED. So such a
-   sync has the log rotated at commit (Dovecot's own rotation, which starts
-   the new log at the index's HIGHESTMODSEQ) and the old log dropped: older
-   MODSEQs then take the fallback, which may report more, never fewer. */
+   cover every older MODSEQ, silently under-reporting VANISHED. A cache
+   brought forward from the records (its position was trimmed from the
+   cluster's change log) logs the expunges it missed at its own old
+   HIGHESTMODSEQ, below MODSEQs a client may have seen on another node, and
+   never logs the messages it never saw at all. So such a sync has the log
+   rotated at commit (Dovecot's own rotation, which starts the new log at
+   the index's HIGHESTMODSEQ) and the old log dropped: older MODSEQs then
+   take the fallback, which may report more, never fewer. */
 static void rbd_sync_forget_history(struct mail_index *index)
 {
 	struct mail_transaction_log_file *head = index->log->head;
@@ -391,13 +405,13 @@ static int rbd_sync_commit(struct rbd_sync_context *ctx)
 	/* Nothing else writes this index, but the sync must be drained. */
 	while (mail_index_sync_next(ctx->index_sync_ctx, &sync_rec))
 		;
-	if (ctx->built_from_records)
+	if (ctx->forget_history)
 		rbd_sync_forget_history(ctx->mbox->box.index);
 	if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
 		mailbox_set_index_error(&ctx->mbox->box);
 		return -1;
 	}
-	if (ctx->built_from_records)
+	if (ctx->forget_history)
 		rbd_sync_drop_rotated_log(ctx->mbox);
 	return 0;
 }
@@ -1000,6 +1014,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
 	if (ret == 0) {
 		ctx.built_from_records = reset || !same_guid;
+		ctx.forget_history = TRUE;
 		ret = rbd_sync_full(&ctx, reset, &status);
 	}
 	if (ret >= 0 && have_hdr && rbd_sync_cache_ahead(&hdr, &status)) {

@@ -121,6 +121,7 @@ static int rbd_stat_mailbox(struct doveadm_mail_cmd_context *ctx,
                             const struct mailbox_info *info)
 {
 	struct rbd_index_status status;
+	struct rbd_index_keys keys;
 	struct rbd_mailbox *mbox;
 	struct rbd_error err;
 	struct mailbox *box;
@@ -141,7 +142,8 @@ static int rbd_stat_mailbox(struct doveadm_mail_cmd_context *ctx,
 	}
 	mbox = RBD_MAILBOX(box);
 	if (rbd_index_get_status(mbox->index, &status, &err) != RBD_OK ||
-	    rbd_stat_objects(mbox->index, &objects, &err) < 0) {
+	    rbd_stat_objects(mbox->index, &objects, &err) < 0 ||
+	    rbd_index_count_keys(mbox->index, &keys, &err) != RBD_OK) {
 		rbd_cmd_failed(ctx, info->vname, &err);
 		ret = -1;
 	} else {
@@ -152,6 +154,8 @@ static int rbd_stat_mailbox(struct doveadm_mail_cmd_context *ctx,
 		doveadm_print_num(status.uidnext);
 		doveadm_print_num(status.highest_modseq);
 		doveadm_print_num(objects);
+		doveadm_print_num(keys.total);
+		doveadm_print_num(keys.changes);
 	}
 	mailbox_free(&box);
 	return ret;
@@ -199,6 +203,8 @@ static void cmd_rbd_stat_init(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_print_header_simple("uidnext");
 	doveadm_print_header_simple("highestmodseq");
 	doveadm_print_header_simple("objects");
+	doveadm_print_header_simple("omap-keys");
+	doveadm_print_header_simple("changelog");
 }
 
 static void cmd_rbd_deinit(struct doveadm_mail_cmd_context *_ctx)

@@ -84,7 +84,8 @@ void rbd_config_free(struct rbd_config **config);
  * Sets one setting by its dovecot.conf name: rbd_ceph_conf, rbd_ceph_user,
  * rbd_pool, rbd_index_pool, rbd_namespace, rbd_op_timeout (a duration:
  * "30s", "500ms", "2m"), rbd_inline_max (a size: "4k"), rbd_stripe_size,
- * rbd_gc_grace, rbd_max_message_size. Returns RBD_ERR_INVALID with a message
+ * rbd_gc_grace, rbd_max_message_size, rbd_changelog_max_entries (a count),
+ * rbd_changelog_max_age (a duration: "30d"). Returns RBD_ERR_INVALID with a message
  * naming the setting for an unknown name or an unparsable value.
  */
 rbd_code rbd_config_set(struct rbd_config *config, const char *name,
@@ -314,6 +315,23 @@ void rbd_index_close(struct rbd_index **mailbox);
 /* Reads UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts and sizes in one read. */
 rbd_code rbd_index_get_status(struct rbd_index *mailbox,
                               struct rbd_index_status *status_r,
+                              struct rbd_error *err);
+
+/* The omap keys of a mailbox's index object. */
+struct rbd_index_keys {
+	/* Records, inline bodies, change-log entries, expunge marks. */
+	uint64_t total;
+	/* The change log's length (trimmed to rbd_changelog_max_entries). */
+	uint64_t changes;
+};
+
+/*
+ * Counts the index object's omap keys, page by page (a listing of every
+ * key: for doveadm, not for mail sessions). Counts are not one snapshot
+ * under concurrent writers.
+ */
+rbd_code rbd_index_count_keys(struct rbd_index *mailbox,
+                              struct rbd_index_keys *keys_r,
                               struct rbd_error *err);
 
 /*
@@ -552,8 +570,9 @@ rbd_code rbd_index_changes(struct rbd_index *mailbox, uint64_t since_modseq,
 void rbd_changes_free(struct rbd_changes **changes);
 
 /*
- * Removes change-log entries at or below `up_to_modseq`, under the
- * mailbox's "trim" lease. Readers behind that point get RBD_ERR_RESYNC.
+ * Removes change-log entries at or below `up_to_modseq` now (every commit
+ * already trims the log to rbd_changelog_max_entries and
+ * rbd_changelog_max_age). Readers behind that point get RBD_ERR_RESYNC.
  */
 rbd_code rbd_index_trim_log(struct rbd_index *mailbox, uint64_t up_to_modseq,
                             struct rbd_error *err);

@@ -426,6 +426,15 @@ rbd_code rbd_index_get_status(rbd_index* mailbox, struct rbd_index_status* statu
   });
 }
 
+rbd_code rbd_index_count_keys(rbd_index* mailbox, struct rbd_index_keys* keys_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    rbd::KeyCounts counts;
+    rbd::Status s = mailbox->index->CountKeys(&counts);
+    if (s.ok()) *keys_r = {counts.total, counts.changes};
+    return s;
+  });
+}
+
 void rbd_index_last_status(const rbd_index* index, struct rbd_index_status* status_r) {
   ToStatus(index->index->last_state(), status_r);
 }

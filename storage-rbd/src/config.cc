@@ -58,6 +58,8 @@ bool ParseDurationMs(std::string_view text, uint64_t* ms) {
     factor = 60 * 1000;
   } else if (unit == "h" || unit == "hour" || unit == "hours") {
     factor = 3600 * 1000;
+  } else if (unit == "d" || unit == "day" || unit == "days") {
+    factor = 24 * 3600 * 1000;
   } else {
     return false;
   }
@@ -117,6 +119,15 @@ Status Config::Set(std::string_view name, std::string_view value) {
     if (!ParseDurationMs(v, &n) || n / 1000 > std::numeric_limits<uint32_t>::max())
       return BadValue(name, value, "a duration such as 1h");
     gc_grace_seconds = static_cast<uint32_t>(n / 1000);
+  } else if (name == "rbd_changelog_max_entries") {
+    std::string unit;
+    if (!SplitNumber(v, &n, &unit) || !unit.empty() || n > std::numeric_limits<uint32_t>::max())
+      return BadValue(name, value, "a count such as 10000; 0: no limit by count");
+    changelog_max_entries = n;
+  } else if (name == "rbd_changelog_max_age") {
+    if (!ParseDurationMs(v, &n) || n / 1000 > std::numeric_limits<uint32_t>::max() || (n > 0 && n < 1000))
+      return BadValue(name, value, "a duration of at least 1s such as 30d; 0: no limit by age");
+    changelog_max_age_seconds = static_cast<uint32_t>(n / 1000);
   } else if (name == "rbd_max_message_size") {
     if (!ParseSize(v, &n) || n == 0) return BadValue(name, value, "a size such as 100M or 2G");
     max_message_size = n;

@@ -35,6 +35,13 @@ struct Config {
   // partial FETCH reads only the chunks it covers.
   uint64_t stripe_size = 4 * 1024 * 1024;
   uint32_t gc_grace_seconds = 3600;
+  // The change log keeps the entries of the last this many MODSEQs (so at
+  // most this many entries) and none older than changelog_max_age_seconds;
+  // every commit trims what falls out (doc/design.md, "The change log
+  // trims itself"). 0 turns that limit off. A node whose cache is further
+  // behind lists every record once instead of replaying the log.
+  uint64_t changelog_max_entries = 10000;
+  uint32_t changelog_max_age_seconds = 30 * 24 * 3600;
   // The largest message a save accepts; 0: not set, and the plugin takes
   // Dovecot's own limit (quota_max_mail_size) or its default.
   uint64_t max_message_size = 0;
@@ -51,7 +58,7 @@ struct Config {
   std::string ConnectionKey() const;
 };
 
-// "30s", "30 secs", "500ms", "2m", "1h", or a bare number of seconds.
+// "30s", "30 secs", "500ms", "2m", "1h", "30d", or a bare number of seconds.
 bool ParseDurationMs(std::string_view text, uint64_t* ms);
 // "4096", "4k", "4 KiB", "16M", "1G".
 bool ParseSize(std::string_view text, uint64_t* bytes);

@@ -1,6 +1,6 @@
 // Lease: an exclusive, expiring cls_lock on one object (doc/design.md).
 //
-// Leases serialise only maintenance (gc, change-log trim, rebuild). A
+// Leases serialise only maintenance (gc, rebuild). A
 // holder that crashes simply stops renewing and its lease expires: no
 // fencing. The cookie names host and pid so `rados lock info` shows who
 // holds it. The destructor releases the lease if it is still held.

@@ -4,7 +4,6 @@
 #include <ctime>
 
 #include "keys.h"
-#include "lease.h"
 #include "mailbox_list.h"
 #include "message_store.h"
 #include "retry.h"
@@ -18,8 +17,15 @@ namespace {
 // "more", so the readers loop; raising that OSD setting cuts the round
 // trips of a 100k-record listing from ~100 to ~7.
 constexpr size_t kOmapPage = 16384;
-// Change-log entries removed per trim op.
-constexpr size_t kTrimBatch = 4096;
+// Change-log MODSEQs whose entries one op removes at most, so that a log
+// far longer than its window (written before trimming existed, or after
+// the window was narrowed) shrinks over several commits instead of making
+// one of them large.
+constexpr uint64_t kTrimStep = 512;
+// The age window is kept in time slots of an eighth of
+// rbd_changelog_max_age, one mark per slot that saw a commit, so an entry
+// is trimmed at most that much later than its age says.
+constexpr int64_t kMarksPerAge = 8;
 
 librados::bufferlist ToBufferlist(const std::string& s) {
   librados::bufferlist bl;
@@ -50,6 +56,47 @@ std::set<std::string> RecordKeys(const std::vector<uint32_t>& uids) {
   std::set<std::string> keys;
   for (uint32_t uid : uids) keys.insert(keys::RecordKey(uid));
   return keys;
+}
+
+// Moves the log floor towards `target` by at most kTrimStep MODSEQs,
+// removing the entries of the MODSEQs it passes. Removal is by name: an
+// entry exists for most MODSEQs (an op's MODSEQ is its key; only ops that
+// change keywords skip some), and RADOS ignores the names that do not
+// exist, so trimming needs no read of the log.
+void RaiseLogFloor(uint64_t target, MailboxState* state, std::set<std::string>* remove) {
+  target = std::min({target, state->highest_modseq, state->log_floor + kTrimStep});
+  for (uint64_t modseq = state->log_floor + 1; modseq <= target; modseq++)
+    remove->insert(keys::ChangeKey(modseq));
+  state->log_floor = std::max(state->log_floor, target);
+  auto& marks = state->log_marks;
+  marks.erase(std::remove_if(marks.begin(), marks.end(),
+                             [&](const LogMark& m) { return m.modseq <= state->log_floor; }),
+              marks.end());
+}
+
+// The change log's window (doc/design.md, "The change log trims itself"):
+// applied by every op that adds an entry, in the same guarded op, so no
+// extra round trip, lease or scheduled task is needed, and the log can
+// never outgrow its window by more than one op's kTrimStep.
+void KeepLogWindow(const Config& config, int64_t now, MailboxState* state, std::set<std::string>* remove) {
+  const int64_t max_age = config.changelog_max_age_seconds;
+  const int64_t slot = std::max<int64_t>(1, max_age / kMarksPerAge);
+  auto& marks = state->log_marks;
+  if (max_age == 0) {
+    marks.clear();
+  } else if (marks.empty() || marks.back().time / slot < now / slot) {
+    marks.push_back({state->highest_modseq, now});
+  } else {
+    // The slot's mark covers this op's entry too. A clock behind the last
+    // writer's stays in that writer's slot, so marks stay few.
+    marks.back() = {state->highest_modseq, std::max(marks.back().time, now)};
+  }
+  uint64_t target = state->log_floor;
+  const uint64_t max_entries = config.changelog_max_entries;
+  if (max_entries > 0 && state->highest_modseq > max_entries) target = state->highest_modseq - max_entries;
+  for (const LogMark& mark : marks)
+    if (max_age > 0 && mark.time <= now - max_age) target = std::max(target, mark.modseq);
+  if (target > state->log_floor) RaiseLogFloor(target, state, remove);
 }
 
 }  // namespace
@@ -113,6 +160,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     m.state = state_;
     Status s = plan(values, &m);
     if (!s.ok() || m.noop) return s;
+    if (m.advanced) KeepLogWindow(account_->config(), Now(), &m.state, &m.remove);
     const std::string change_key = m.advanced ? keys::ChangeKey(m.state.highest_modseq) : std::string();
     if (m.advanced) m.set[change_key] = ToBufferlist(Encode(ToChangeEntry(&m)));
     librados::bufferlist new_raw = ToBufferlist(Encode(m.state));
@@ -695,29 +743,35 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
 }
 
 Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
-  std::unique_ptr<Lease> lease;
-  Status s = Lease::Acquire(account_->index_io(), oid_, "trim", std::chrono::seconds(60), &lease);
-  if (!s.ok()) return s;
-  const std::string last = keys::ChangeKey(up_to_modseq);
   for (;;) {
-    std::set<std::string> batch;
-    bool more = false;
-    std::map<std::string, librados::bufferlist> page;
-    int r = account_->index_io().omap_get_vals2(oid_, keys::kChangePrefix, keys::kChangePrefix, kTrimBatch,
-                                                &page, &more);
-    if (r < 0) return Status::FromRados(r, "trim " + oid_);
-    for (const auto& entry : page)
-      if (entry.first <= last) batch.insert(entry.first);
-    s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
-      m->remove = batch;
-      m->state.log_floor = std::max(m->state.log_floor, std::min(up_to_modseq, m->state.highest_modseq));
-      m->noop = batch.empty() && m->state.log_floor == state_.log_floor;
+    bool done = false;
+    Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
+      const uint64_t target = std::min(up_to_modseq, m->state.highest_modseq);
+      done = m->state.log_floor >= target;
+      m->noop = done;
+      RaiseLogFloor(target, &m->state, &m->remove);  // maintenance: no MODSEQ
       return Status::OK();
     });
-    if (!s.ok() || batch.size() < kTrimBatch) return s;
-    s = lease->Renew();
-    if (!s.ok()) return s;
+    if (!s.ok() || done) return s;
   }
+}
+
+Status MailboxIndex::CountKeys(KeyCounts* counts) {
+  *counts = KeyCounts();
+  std::string after;
+  for (bool more = true; more;) {
+    std::set<std::string> page;
+    int r = account_->index_io().omap_get_keys2(oid_, after, kOmapPage, &page, &more);
+    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r < 0) return Status::FromRados(r, "list keys of " + oid_);
+    if (page.empty()) break;
+    after = *page.rbegin();
+    for (const std::string& key : page) {
+      counts->total++;
+      if (key.rfind(keys::kChangePrefix, 0) == 0) counts->changes++;
+    }
+  }
+  return Status::OK();
 }
 
 Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace) {

@@ -9,7 +9,9 @@
 // state (HIGHESTMODSEQ grows by one), so "state unchanged" means "nothing in
 // the object changed", and anything read after the state and before the
 // commit is consistent once the guard holds. A lost race (-ECANCELED)
-// re-reads and retries with jittered backoff. The handle remembers the
+// re-reads and retries with jittered backoff. Every op that adds a
+// change-log entry also trims the log to its window, in the same op. The
+// handle remembers the
 // state it last wrote, so a stream of appends from one writer needs no read
 // at all: one RADOS op per APPEND while nobody else writes.
 #ifndef STORAGE_RBD_MAILBOX_INDEX_H_
@@ -90,6 +92,13 @@ struct ChangeSet {
   MailboxState state;
 };
 
+// The omap keys of an index object (what `doveadm rbd stat` shows an
+// operator watching growth).
+struct KeyCounts {
+  uint64_t total = 0;
+  uint64_t changes = 0;  // c.<modseq>: the change log's length
+};
+
 class MailboxIndex {
  public:
   MailboxIndex(Account* account, const Guid& guid);
@@ -154,8 +163,15 @@ class MailboxIndex {
   // trimmed past `since_modseq` or holds an entry no replay can use (an
   // older writer's, or one naming a keyword the table lacks).
   Status Changes(uint64_t since_modseq, ChangeSet* changes);
-  // Trims change-log entries <= up_to_modseq, under the "trim" lease.
+  // Trims change-log entries <= up_to_modseq now, in guarded maintenance
+  // ops (no MODSEQ). Every advancing op already trims the log to its window
+  // (rbd_changelog_max_entries, rbd_changelog_max_age); this is for a
+  // narrower cut at once.
   Status TrimLog(uint64_t up_to_modseq);
+
+  // Counts the index object's omap keys by kind, page by page (not one
+  // snapshot: a writer may move the counts meanwhile).
+  Status CountKeys(KeyCounts* counts);
 
   // Removes the inline bodies of messages expunged at or before `cutoff`
   // (seconds since the epoch), counting them in *reclaimed and the younger

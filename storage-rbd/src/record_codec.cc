@@ -75,6 +75,14 @@ class Encoder {
     }
     Bytes(tag, b);
   }
+  void MarkList(uint8_t tag, const std::vector<LogMark>& v) {
+    std::string b;
+    for (const LogMark& m : v) {
+      PutU64(&b, m.modseq);
+      PutU64(&b, static_cast<uint64_t>(m.time));
+    }
+    Bytes(tag, b);
+  }
   // Each string is a 4-byte length and its bytes, inside the one field.
   void StringList(uint8_t tag, const std::vector<std::string>& v) {
     std::string b;
@@ -190,6 +198,22 @@ class Decoder {
       v->push_back(r);
     }
   }
+  // Strictly ascending MODSEQs.
+  void MarkList(const Field& f, std::vector<LogMark>* v) {
+    if (f.value.size() % 16 != 0 || f.value.size() / 16 > kMaxListItems) {
+      status_ = Fail("field " + std::to_string(f.tag) + " is not a list of change-log marks");
+      return;
+    }
+    v->clear();
+    for (size_t i = 0; i < f.value.size(); i += 16) {
+      LogMark m{GetU64(f.value.data() + i), static_cast<int64_t>(GetU64(f.value.data() + i + 8))};
+      if (!v->empty() && m.modseq <= v->back().modseq) {
+        status_ = Fail("change-log marks out of order");
+        return;
+      }
+      v->push_back(m);
+    }
+  }
   void StringList(const Field& f, std::vector<std::string>* v) {
     v->clear();
     std::string_view rest = f.value;
@@ -259,7 +283,8 @@ enum : uint8_t {
   kPsize,
   kLogFloor,
   kKeywords,
-  kFirstRecent
+  kFirstRecent,
+  kLogMarks
 };
 }
 namespace change {
@@ -293,7 +318,8 @@ bool MessageRecord::operator==(const MessageRecord& o) const {
 bool MailboxState::operator==(const MailboxState& o) const {
   return uidvalidity == o.uidvalidity && uidnext == o.uidnext && highest_modseq == o.highest_modseq &&
          messages == o.messages && virtual_size == o.virtual_size && physical_size == o.physical_size &&
-         log_floor == o.log_floor && keywords == o.keywords && first_recent_uid == o.first_recent_uid;
+         log_floor == o.log_floor && keywords == o.keywords && first_recent_uid == o.first_recent_uid &&
+         log_marks == o.log_marks;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -378,6 +404,7 @@ std::string Encode(const MailboxState& s) {
   e.U64(state::kLogFloor, s.log_floor);
   if (!s.keywords.empty()) e.StringList(state::kKeywords, s.keywords);
   e.U32(state::kFirstRecent, s.first_recent_uid);
+  if (!s.log_marks.empty()) e.MarkList(state::kLogMarks, s.log_marks);
   return e.Finish();
 }
 
@@ -396,6 +423,7 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kLogFloor: d.U64(f, &out->log_floor); break;
       case state::kKeywords: d.StringList(f, &out->keywords); break;
       case state::kFirstRecent: d.U32(f, &out->first_recent_uid); break;
+      case state::kLogMarks: d.MarkList(f, &out->log_marks); break;
       default: break;
     }
   }

@@ -52,6 +52,15 @@ struct MessageRecord {
   bool operator==(const MessageRecord&) const;
 };
 
+// "Every change-log entry at or below `modseq` was committed at or before
+// `time`" (seconds since the epoch): what the age window of the change log
+// trims by (MailboxIndex, "The change log trims itself" in doc/design.md).
+struct LogMark {
+  uint64_t modseq = 0;
+  int64_t time = 0;
+  bool operator==(const LogMark& o) const { return modseq == o.modseq && time == o.time; }
+};
+
 // The state xattr of an index object: compared and replaced by every
 // guarded op, so it is kept small and holds everything STATUS needs.
 struct MailboxState {
@@ -67,6 +76,9 @@ struct MailboxState {
   // claim them (MailboxIndex::ClaimRecent). A state written before the
   // field existed decodes with it at UIDNEXT: everything claimed.
   uint32_t first_recent_uid = 1;
+  // Ascending by MODSEQ, all above log_floor; a few at most (one per
+  // eighth of rbd_changelog_max_age).
+  std::vector<LogMark> log_marks;
 
   bool operator==(const MailboxState&) const;
 };

@@ -692,6 +692,202 @@ TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
   rbd_index_close(&mailbox);
 }
 
+// The change-log keys of mailbox `guid_hex` and its floor, read behind the
+// core's back.
+std::vector<uint64_t> LogModseqs(librados::IoCtx& index_io, const std::string& guid_hex, uint64_t* floor) {
+  librados::bufferlist raw;
+  rbd::MailboxState state;
+  EXPECT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
+  EXPECT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+  *floor = state.log_floor;
+  std::vector<uint64_t> modseqs;
+  std::string after = rbd::keys::kChangePrefix;
+  for (bool more = true; more;) {
+    std::map<std::string, librados::bufferlist> page;
+    EXPECT_EQ(index_io.omap_get_vals2("i." + guid_hex, after, rbd::keys::kChangePrefix, 1000, &page, &more),
+              0);
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    for (const auto& entry : page) modseqs.push_back(*rbd::keys::ParseChangeKey(entry.first));
+  }
+  return modseqs;
+}
+
+TEST_F(MailboxIndexTest, ChangeLogTrimsItselfToItsWindowByCount) {
+  Reopen({{"rbd_changelog_max_entries", "10"}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (int i = 0; i < 25; i++) AppendOne(mailbox, "m" + std::to_string(i));
+  // A keyword op takes several MODSEQs, one entry.
+  const char* keywords[] = {"k1", "k2", "k3"};
+  rbd_flag_update update{};
+  update.add_keywords = keywords;
+  update.add_keyword_count = 3;
+  uint32_t uid = 3, *conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_index_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err_),
+            RBD_OK);
+  rbd_uids_free(&conflicts);
+  for (int i = 0; i < 5; i++) AppendOne(mailbox, "n" + std::to_string(i));
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.log_floor_modseq, st.highest_modseq - 10);
+
+  uint64_t floor = 0;
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  const std::vector<uint64_t> modseqs = LogModseqs(index_io, mbox, &floor);
+  EXPECT_EQ(floor, st.log_floor_modseq);
+  ASSERT_FALSE(modseqs.empty());
+  EXPECT_GT(modseqs.front(), floor) << "an entry below the floor is left";
+  EXPECT_EQ(modseqs.back(), st.highest_modseq);
+  EXPECT_LE(modseqs.size(), 10u);
+
+  // Behind the floor: resync; at it: every op since.
+  rbd_changes* changes = nullptr;
+  EXPECT_EQ(rbd_index_changes(mailbox, floor - 1, &changes, &err_), RBD_ERR_RESYNC);
+  ASSERT_EQ(rbd_index_changes(mailbox, floor, &changes, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(changes->op_count, modseqs.size());
+  rbd_changes_free(&changes);
+
+  // An explicit trim cuts further, and is not a change clients see.
+  ASSERT_EQ(rbd_index_trim_log(mailbox, st.highest_modseq - 2, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(LogModseqs(index_io, mbox, &floor).size(), 2u);
+  EXPECT_EQ(floor, st.highest_modseq - 2);
+  rbd_index_status after{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &after, &err_), RBD_OK);
+  EXPECT_EQ(after.highest_modseq, st.highest_modseq);
+  rbd_index_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, ChangeLogTrimsItselfByAge) {
+  Reopen({{"rbd_changelog_max_entries", "0"}, {"rbd_changelog_max_age", "2s"}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (int i = 0; i < 5; i++) AppendOne(mailbox, "old " + std::to_string(i));
+  uint64_t floor = 0;
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  EXPECT_EQ(LogModseqs(index_io, mbox, &floor).size(), 5u) << "nothing is old yet";
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  AppendOne(mailbox, "new");
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(LogModseqs(index_io, mbox, &floor), std::vector<uint64_t>{st.highest_modseq})
+      << "entries older than rbd_changelog_max_age are left";
+  EXPECT_EQ(floor, st.highest_modseq - 1);
+  rbd_index_close(&mailbox);
+}
+
+// A log written before trimming existed (or under a wider window) shrinks
+// by at most 512 MODSEQs per commit, so no single op grows large.
+TEST_F(MailboxIndexTest, AnOldLongLogShrinksAStepPerCommit) {
+  Reopen({{"rbd_changelog_max_entries", "0"}, {"rbd_changelog_max_age", "0"}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  AppendOne(mailbox, "m");
+  rbd_flag_update flag{};
+  uint32_t uid = 1, *conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  for (int i = 0; i < 1199; i++) {
+    flag.add_flags = i % 2 == 0 ? RBD_FLAG_SEEN : 0;
+    flag.remove_flags = i % 2 == 0 ? 0 : RBD_FLAG_SEEN;
+    ASSERT_EQ(rbd_index_update_flags(mailbox, &uid, 1, &flag, &conflicts, &nconflicts, &modseq, &err_),
+              RBD_OK);
+    rbd_uids_free(&conflicts);
+  }
+  uint64_t floor = 0;
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  ASSERT_EQ(LogModseqs(index_io, mbox, &floor).size(), 1200u);
+  rbd_index_close(&mailbox);
+
+  Reopen({{"rbd_changelog_max_entries", "10"}});
+  mailbox = OpenMailbox(mbox);
+  std::vector<size_t> lengths;
+  for (int i = 0; i < 3; i++) {
+    AppendOne(mailbox, "n" + std::to_string(i));
+    lengths.push_back(LogModseqs(index_io, mbox, &floor).size());
+  }
+  // MODSEQs 1..512 went first, of which 1 (the new mailbox's) has no entry.
+  EXPECT_EQ(lengths, (std::vector<size_t>{1201 - 511, 1202 - 1023, 10}));
+  rbd_index_close(&mailbox);
+}
+
+// Writers in several processes commit (each commit trims the log) while a
+// reader follows the mailbox as a node's cache does: replaying the log when
+// it reaches back far enough, listing every record when it does not. Every
+// step must land on exactly the snapshot it read, the log must never
+// outgrow its window, and the end must equal the records.
+TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
+  constexpr int kWindow = 16;
+  Reopen({{"rbd_changelog_max_entries", std::to_string(kWindow)}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (int i = 0; i < 20; i++) AppendOne(mailbox, "m" + std::to_string(i));
+  setenv("RBD_TEST_SETTINGS", ("rbd_changelog_max_entries=" + std::to_string(kWindow)).c_str(), 1);
+  std::vector<std::unique_ptr<Worker>> workers;
+  workers.push_back(
+      std::make_unique<Worker>(ns_, std::vector<std::string>{"keyword-race", mbox, "3", "150", "a"}));
+  workers.push_back(std::make_unique<Worker>(
+      ns_, std::vector<std::string>{"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), "20"}));
+  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "150", "w"}));
+  workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "150", "v"}));
+  unsetenv("RBD_TEST_SETTINGS");
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+
+  int restarts = 0, replays = 0, resyncs = 0;
+  uint64_t since = 0;
+  Cache cache = ListSnapshot(mailbox, &since, &restarts);
+  const auto deadline = steady_clock::now() + std::chrono::seconds(90);
+  uint32_t messages = 0;
+  for (int round = 0; (messages < 320 || round < 40) && steady_clock::now() < deadline; round++) {
+    rbd_changes* changes = nullptr;
+    rbd_code r = rbd_index_changes(mailbox, since, &changes, &err_);
+    if (r == RBD_OK) {
+      EXPECT_GE(since, changes->status.log_floor_modseq);
+      Replay(changes, since, &cache);
+      since = changes->status.highest_modseq;
+      messages = changes->status.messages;
+      EXPECT_EQ(cache.size(), messages) << "ops and state of different snapshots";
+      rbd_changes_free(&changes);
+      replays++;
+    } else {
+      ASSERT_EQ(r, RBD_ERR_RESYNC) << err_.message;
+      cache = ListSnapshot(mailbox, &since, &restarts);
+      resyncs++;
+    }
+    uint64_t floor = 0;
+    const std::vector<uint64_t> modseqs = LogModseqs(index_io, mbox, &floor);
+    EXPECT_LE(modseqs.size(), static_cast<size_t>(kWindow)) << "the log outgrew its window";
+    if (!modseqs.empty()) {
+      EXPECT_GT(modseqs.front(), floor);
+    }
+    // A reader that falls behind the window (here, by sleeping) resyncs.
+    if (round % 3 == 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& w : workers) {
+    w->ReadAll();
+    EXPECT_EQ(w->Wait(), 0);
+  }
+  rbd_changes* changes = nullptr;
+  rbd_code r = rbd_index_changes(mailbox, since, &changes, &err_);
+  if (r == RBD_OK) {
+    Replay(changes, since, &cache);
+    rbd_changes_free(&changes);
+  } else {
+    ASSERT_EQ(r, RBD_ERR_RESYNC);
+    cache = ListSnapshot(mailbox, &since, &restarts);
+  }
+  uint64_t highest = 0;
+  const Cache end = ListSnapshot(mailbox, &highest, &restarts);
+  EXPECT_EQ(end.size(), 320u);
+  EXPECT_TRUE(cache == end) << "the reader's cache differs from the records";
+  EXPECT_GT(replays, 0);
+  EXPECT_GT(resyncs, 0) << "no reader fell behind the window: the test proved nothing";
+  std::printf("[ info ] %d replays, %d resyncs, %d listings overtaken\n", replays, resyncs, restarts);
+  rbd_index_close(&mailbox);
+}
+
 TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
   rbd_index* mailbox = OpenMailbox(CreateMailbox("INBOX"));
   rbd_index_status st{};

@@ -15,6 +15,8 @@
 //   delete NAME                            delete a mailbox: "deleted" / "err CODE"
 //   check-repair                           check --repair (grace 1h): "problem DETAIL"
 //                                          each, then "checked COUNT"
+//
+// RBD_TEST_SETTINGS="name=value;name=value" adds rbd_* settings.
 #include <unistd.h>
 
 #include <cstdio>
@@ -178,7 +180,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: rbd_test_worker COMMAND ARGS... (see worker.cc)\n");
     return 2;
   }
-  rbd_config* config = rbdtest::NewConfig();
+  std::vector<std::pair<std::string, std::string>> settings;
+  if (const char* extra = std::getenv("RBD_TEST_SETTINGS")) {
+    std::string rest = extra;
+    while (!rest.empty()) {
+      std::string one = rest.substr(0, rest.find(';'));
+      rest.erase(0, std::min(rest.size(), one.size() + 1));
+      size_t eq = one.find('=');
+      if (eq != std::string::npos) settings.emplace_back(one.substr(0, eq), one.substr(eq + 1));
+    }
+  }
+  rbd_config* config = rbdtest::NewConfig(settings);
   rbd_cluster* cluster = nullptr;
   if (rbd_cluster_get(config, &cluster, &err) != RBD_OK) Die("cluster");
   if (rbd_user_open(cluster, std::getenv("RBD_TEST_NS"), nullptr, &user, &err) != RBD_OK) Die("open user");

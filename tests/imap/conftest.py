@@ -175,11 +175,12 @@ def new_user_name(prefix="t"):
 
 @pytest.fixture
 def new_user(nodes):
-    """A factory for fresh users known to every node: new_user(quota_storage=None)."""
-    def make(quota_storage=None):
+    """A factory for fresh users known to every node: new_user(quota_storage=None,
+    settings=None), settings being plugin settings of that user only."""
+    def make(quota_storage=None, settings=None):
         name = new_user_name("q" if quota_storage else "t")
         for node in set(nodes):
-            node.add_user(name, quota_storage)
+            node.add_user(name, quota_storage, settings)
         return name
     return make
 

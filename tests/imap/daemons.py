@@ -128,10 +128,13 @@ class Node:
     def master_pid(self):
         return int((self.path / "run" / "master.pid").read_text())
 
-    def add_user(self, user, quota_storage=None):
+    def add_user(self, user, quota_storage=None, settings=None):
+        """settings: plugin settings of this user only, {name: value}."""
         args = [DOVECOT_DEV, "add-user", self.path, user, "--password", PASSWORD]
         if quota_storage:
             args += ["--quota-storage", quota_storage]
+        for name, value in (settings or {}).items():
+            args += ["--setting", "%s=%s" % (name, value)]
         run(*args)
 
     def set_user_fields(self, user, **fields):

@@ -55,13 +55,27 @@ def test_stat_reports_each_mailbox_from_the_cluster(node_a, imap, user):
     assert rows["INBOX"] == {
         "mailbox": "INBOX", "guid": guids["INBOX"], "messages": "3",
         "bytes": str(sum(int(m["RFC822.SIZE"]) for m in sizes.values())),
-        "uidnext": "4", "highestmodseq": str(inbox["highestmodseq"]), "objects": "2"}
+        "uidnext": "4", "highestmodseq": str(inbox["highestmodseq"]), "objects": "2",
+        # Three records, two inline bodies, four change-log entries (three appends, one
+        # flag change).
+        "omap-keys": "9", "changelog": "4"}
     assert rows["Work"]["messages"] == "1"
     assert rows["Work"]["objects"] == "2"
     assert set(rows) == {"INBOX", "Work"}
 
     only = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user, "Work"))
     assert [row["mailbox"] for row in only] == ["Work"]
+
+
+def test_stat_shows_the_change_log_trimmed_to_its_window(connect, node_a, new_user):
+    user = new_user(settings={"rbd_changelog_max_entries": 3})
+    imap = connect(node_a, user)
+    for i in range(1, 6):
+        imap.append("INBOX", numbered(i))
+    imap.ok("SELECT INBOX")
+    imap.ok("UID STORE 1:5 +FLAGS.SILENT (\\Seen)")
+    [row] = table(doveadm_ok(node_a, "-f", "tab", "rbd", "stat", "-u", user, "INBOX"))
+    assert (row["changelog"], row["omap-keys"]) == ("3", str(5 + 5 + 3))
 
 
 def test_ls_lists_exactly_the_users_objects(cluster, node_a, imap, user):

@@ -15,6 +15,8 @@ TEST(Config, DurationsAndSizesParse) {
   EXPECT_EQ(v, 500u);
   EXPECT_TRUE(ParseDurationMs("2m", &v));
   EXPECT_EQ(v, 120000u);
+  EXPECT_TRUE(ParseDurationMs("30d", &v));
+  EXPECT_EQ(v, 30u * 24 * 3600 * 1000);
   EXPECT_TRUE(ParseDurationMs("7", &v));
   EXPECT_EQ(v, 7000u);
   EXPECT_FALSE(ParseDurationMs("fast", &v));
@@ -46,6 +48,10 @@ TEST(Config, SettingsApply) {
   EXPECT_EQ(c.IndexPool(), "mail");
   EXPECT_EQ(c.ceph_user, "dovecot");
   EXPECT_EQ(c.op_timeout_ms, 2000u);
+  ASSERT_TRUE(c.Set("rbd_changelog_max_entries", "0").ok());
+  EXPECT_EQ(c.changelog_max_entries, 0u);
+  ASSERT_TRUE(c.Set("rbd_changelog_max_age", "7d").ok());
+  EXPECT_EQ(c.changelog_max_age_seconds, 7u * 24 * 3600);
   EXPECT_EQ(c.inline_max, 16384u);
   ASSERT_TRUE(c.Set("rbd_index_pool", "mail-index").ok());
   EXPECT_EQ(c.IndexPool(), "mail-index");
@@ -59,12 +65,20 @@ TEST(Config, ErrorsNameTheSetting) {
     const char* name;
     const char* value;
   } cases[] = {
-      {"rbd_op_timeout", "soon"},       {"rbd_op_timeout", "0"},
-      {"rbd_inline_max", "lots"},       {"rbd_inline_max", "2G"},
-      {"rbd_stripe_size", "1k"},        {"rbd_pool", ""},
-      {"rbd_ceph_conf", " "},           {"rbd_ceph_user", ""},
-      {"rbd_gc_grace", "later"},        {"rbd_max_message_size", "0"},
+      {"rbd_op_timeout", "soon"},
+      {"rbd_op_timeout", "0"},
+      {"rbd_inline_max", "lots"},
+      {"rbd_inline_max", "2G"},
+      {"rbd_stripe_size", "1k"},
+      {"rbd_pool", ""},
+      {"rbd_ceph_conf", " "},
+      {"rbd_ceph_user", ""},
+      {"rbd_gc_grace", "later"},
+      {"rbd_max_message_size", "0"},
       {"rbd_max_message_size", "huge"},
+      {"rbd_changelog_max_entries", "10k"},
+      {"rbd_changelog_max_age", "500ms"},
+      {"rbd_changelog_max_age", "soon"},
   };
   for (const Case& k : cases) {
     Status s = c.Set(k.name, k.value);

@@ -58,7 +58,15 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.log_floor = 17;
   s.keywords = {"$Forwarded", "", "Junk", std::string(300, 'k')};
   s.first_recent_uid = 480;
+  s.log_marks = {{18, 1700000000}, {4000, 1700300000}};
   EXPECT_EQ(RoundTrip(s), s);
+}
+
+TEST(RecordCodec, ChangeLogMarksOutOfOrderAreRejected) {
+  MailboxState s;
+  s.log_marks = {{40, 1700300000}, {18, 1700000000}};
+  MailboxState out;
+  EXPECT_EQ(Decode(Encode(s), &out).code(), Code::kCorrupt);
 }
 
 TEST(RecordCodec, MailboxStateWithoutFirstRecentUidDecodesAsAllClaimed) {
