@@ -81,3 +81,14 @@ def test_keywords_appended_to_a_mailbox_not_selected_are_in_the_nodes_index_at_o
     files = [p for p in node_a.cache_dir(user).rglob("dovecot.index*") if p.is_file()]
     written = b"".join(p.read_bytes() for p in files)
     assert [b"appended-%d" % i in written for i in range(3)] == [True] * 3
+
+
+def test_dovecots_keyword_limits_hold_as_on_mdbox(imap):
+    # mail_max_keyword_length (50) is Dovecot's, checked before the storage sees a
+    # keyword; there is no limit on their number (see doc/design.md, "Keywords").
+    imap.append("INBOX", numbered(1))
+    imap.ok("SELECT", "INBOX")
+    resp = imap.command("STORE 1 +FLAGS (%s)" % ("k" * 51))
+    assert (resp.status, resp.text) == ("NO", "[CANNOT] Keyword length too long")
+    imap.ok("STORE 1 +FLAGS.SILENT (%s)" % ("k" * 50))
+    assert imap.fetch("1", "(FLAGS)")[1]["FLAGS"] == ["k" * 50]
