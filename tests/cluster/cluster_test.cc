@@ -104,13 +104,19 @@ class MailboxIndexTest : public UserFixture {
     return io;
   }
 
+  // The index pool, as client.admin, in the test's namespace.
+  librados::IoCtx IndexIo() {
+    librados::IoCtx index_io;
+    AdminIo(Env("RBD_TEST_POOL"));
+    EXPECT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
+    index_io.set_namespace(ns_);
+    return index_io;
+  }
+
   // Rewrites the state of mailbox `guid_hex` as `edit` says, behind the
   // core's back (a fault, or counters a repair wrote from a stale listing).
   void EditState(const std::string& guid_hex, const std::function<void(rbd::MailboxState*)>& edit) {
-    librados::IoCtx index_io;
-    AdminIo(Env("RBD_TEST_POOL"));
-    ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
-    index_io.set_namespace(ns_);
+    librados::IoCtx index_io = IndexIo();
     librados::bufferlist raw, edited;
     ASSERT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
     rbd::MailboxState state;
@@ -745,10 +751,7 @@ TEST_F(MailboxIndexTest, KeywordsLiveInTheirRecordsAndStayDefinedInTheOrderFirst
   EXPECT_EQ(RecordKeywords(mailbox, two), (std::vector<std::string>{"aa", "yy"}));
 
   // What every op compares and rewrites does not grow with the names.
-  librados::IoCtx index_io;
-  AdminIo(Env("RBD_TEST_POOL"));
-  ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
-  index_io.set_namespace(ns_);
+  librados::IoCtx index_io = IndexIo();
   librados::bufferlist before, after;
   ASSERT_GT(index_io.getxattr("i." + mbox, rbd::keys::kStateAttr, before), 0);
   std::vector<std::string> many;
@@ -770,9 +773,7 @@ TEST_F(MailboxIndexTest, RecordsOfAnOlderWriterResolveTheirKeywordIds) {
   // As a writer before keywords were names left them: a table in the
   // state, ids in the record.
   EditState(mbox, [](rbd::MailboxState* s) { s->legacy_keywords = {"$Old", "Legacy", "unused"}; });
-  librados::IoCtx index_io;
-  ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
-  index_io.set_namespace(ns_);
+  librados::IoCtx index_io = IndexIo();
   std::map<std::string, librados::bufferlist> values;
   ASSERT_EQ(index_io.omap_get_vals_by_keys("i." + mbox, {rbd::keys::RecordKey(uid)}, &values), 0);
   rbd::MessageRecord rec;
