@@ -34,5 +34,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	Check<rbd::BodyMeta>(in);
 	Check<rbd::BodyRef>(in);
 	Check<rbd::InlineBody>(in);
+	Check<rbd::KeywordEntry>(in);
 	return 0;
 }

@@ -107,6 +107,9 @@ struct rbd_mailbox {
 	pool_t msg_pool;
 	ARRAY_TYPE(rbd_msg) msgs;
 	bool msgs_stale;
+	/* This process saved messages with keywords that the cache learns
+	   only from a sync: one at close when no other came (rbd_sync). */
+	bool sync_at_close;
 
 	/* Bodies read ahead for a FETCH of many messages (rbd-mail.c): uid,
 	   guid and inline_body of each. */

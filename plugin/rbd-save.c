@@ -617,6 +617,10 @@ int rbd_transaction_save_commit_pre(struct mail_save_context *_ctx)
 		return -1;
 
 	/* The temporary records go; the real ones come with the next sync. */
+	for (i = 0; i < count; i++) {
+		if (items[i].keywords != NULL && items[i].keywords[0] != NULL)
+			ctx->mbox->sync_at_close = TRUE;
+	}
 	last_seq = mail_index_view_get_messages_count(_ctx->transaction->view);
 	for (i = 0; i < ctx->temp_count; i++)
 		mail_index_expunge(ctx->trans, last_seq - i);

@@ -703,6 +703,13 @@ static void rbd_mailbox_close(struct mailbox *box)
 
 	rbd_notify_deinit(mbox);
 	rbd_mailbox_prefetch_free(mbox);
+	/* An APPEND to a mailbox not selected is not followed by a sync.
+	   New keywords are what a cache learns slowly (Dovecot's index
+	   rewrites its keyword header for each new name, so learning K at
+	   once costs K^2): learnt now, one save at a time as mdbox does,
+	   not all at the next SELECT. A failure here only defers them. */
+	if (mbox->sync_at_close && mbox->index != NULL)
+		(void)rbd_sync(mbox, FALSE);
 	if (mbox->index != NULL)
 		rbd_index_close(&mbox->index);
 	pool_unref(&mbox->msg_pool);

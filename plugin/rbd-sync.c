@@ -21,6 +21,7 @@
 #include "mail-index-transaction-private.h"
 #include "mail-transaction-log-private.h"
 #include "mailbox-recent-flags.h"
+#include "sort.h"
 #include "rbd-mail-storage.h"
 
 #define RBD_LIST_PAGE 10000
@@ -41,9 +42,6 @@ struct rbd_sync_context {
 	struct mail_index_sync_ctx *index_sync_ctx;
 	struct mail_index_view *sync_view;
 	struct mail_index_transaction *trans;
-	/* The keyword table of the snapshot being applied. */
-	const char *const *keyword_names;
-	size_t keyword_count;
 	uint32_t next_uid;
 	bool inconsistent;
 	/* The cache is being rebuilt: every record is appended anew. */
@@ -64,8 +62,8 @@ struct rbd_sync_context {
 struct rbd_snapshot {
 	ARRAY(struct rbd_records *) pages;
 	struct rbd_index_status status;
-	/* The snapshot's keyword table, valid until the next call on the
-	   index handle. */
+	/* Every keyword name the snapshot defines, in the order they were
+	   first set, valid until the next snapshot on the index handle. */
 	const char *const *keyword_names;
 	size_t keyword_count;
 };
@@ -231,7 +229,8 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 		do {
 			code = rbd_index_list_snapshot(
 			        mbox->index, after, RBD_LIST_PAGE, &records,
-			        &snap.status, &snap.keyword_names,
+			        &snap.status,
+			        snap_r == NULL ? NULL : &snap.keyword_names,
 			        &snap.keyword_count, &err);
 			if (code != RBD_OK)
 				break;
@@ -417,15 +416,14 @@ static int rbd_sync_commit(struct rbd_sync_context *ctx)
 }
 
 static void rbd_sync_keywords_update(struct rbd_sync_context *ctx, uint32_t seq,
-                                     const ARRAY_TYPE(const_string) * names,
+                                     const ARRAY_TYPE(keyword_indexes) * idx,
                                      enum modify_type type)
 {
 	struct mail_keywords *kw;
 
-	if (array_count(names) == 0)
+	if (array_count(idx) == 0)
 		return;
-	kw = mail_index_keywords_create(ctx->mbox->box.index,
-	                                array_front(names));
+	kw = mail_index_keywords_create_from_indexes(ctx->mbox->box.index, idx);
 	mail_index_update_keywords(ctx->trans, seq, type, kw);
 	mail_index_keywords_unref(&kw);
 }
@@ -492,44 +490,37 @@ static void rbd_sync_expunge(struct rbd_sync_context *ctx, uint32_t seq)
 		mail_index_expunge(ctx->trans, seq);
 }
 
-/* The names of keyword ids (NULL-terminated behind the array's end, for
-   mail_index_keywords_create). FALSE when an id is not in the snapshot's
-   table (left out): data another node wrote, so a condition to handle,
-   never an assertion. */
-static bool rbd_sync_keyword_names(struct rbd_sync_context *ctx,
-                                   const uint32_t *ids, size_t count,
-                                   ARRAY_TYPE(const_string) * names_r)
+/* The index's keyword indexes of `names` (registered if new), sorted. */
+static void rbd_sync_keyword_indexes(struct rbd_sync_context *ctx,
+                                     const char *const *names, size_t count,
+                                     ARRAY_TYPE(keyword_indexes) * idx_r)
 {
-	bool known = TRUE;
+	unsigned int idx;
 	size_t i;
 
-	t_array_init(names_r, count + 1);
+	t_array_init(idx_r, count + 1);
 	for (i = 0; i < count; i++) {
-		if (ids[i] < ctx->keyword_count)
-			array_push_back(names_r, &ctx->keyword_names[ids[i]]);
-		else
-			known = FALSE;
+		mail_index_keyword_lookup_or_create(ctx->mbox->box.index,
+		                                    names[i], &idx);
+		array_push_back(idx_r, &idx);
 	}
-	array_append_zero(names_r);
-	array_pop_back(names_r);
-	return known;
+	array_sort(idx_r, uint32_cmp);
 }
 
 /* Brings message `seq` to `flags` and the `wanted` keywords by its
    differences only (ADD/REMOVE, never REPLACE, nothing for what is already
    so): Dovecot's log then gets at most one flag record and one record per
-   keyword added or removed, the records the core counted for the op. */
+   keyword added or removed, the records the core counted for the op. The
+   keywords are compared as sorted index lists, so the cost grows with the
+   keywords the message carries, never with their product. */
 static void rbd_sync_set_flags(struct rbd_sync_context *ctx, uint32_t seq,
-                               uint8_t flags,
-                               const ARRAY_TYPE(const_string) * wanted)
+                               uint8_t flags, const char *const *keywords,
+                               size_t keyword_count)
 {
-	const ARRAY_TYPE(keywords) *index_keywords =
-	        mail_index_get_keywords(ctx->mbox->box.index);
-	ARRAY_TYPE(const_string) add, remove;
-	ARRAY_TYPE(keyword_indexes) current;
+	ARRAY_TYPE(keyword_indexes) wanted, current, add, remove;
+	const unsigned int *w, *c;
+	unsigned int i, j, wn, cn;
 	const struct mail_index_record *irec;
-	const unsigned int *idx;
-	const char *name;
 	uint8_t old_flags;
 
 	irec = mail_index_lookup(ctx->sync_view, seq);
@@ -542,33 +533,24 @@ static void rbd_sync_set_flags(struct rbd_sync_context *ctx, uint32_t seq,
 		mail_index_update_flags(ctx->trans, seq, MODIFY_REMOVE,
 		                        old_flags & ~flags);
 	}
+	rbd_sync_keyword_indexes(ctx, keywords, keyword_count, &wanted);
+	t_array_init(&current, keyword_count + 1);
+	mail_index_lookup_keywords(ctx->sync_view, seq, &current);
+	array_sort(&current, uint32_cmp);
 	t_array_init(&add, 4);
 	t_array_init(&remove, 4);
-	t_array_init(&current, 8);
-	mail_index_lookup_keywords(ctx->sync_view, seq, &current);
-	array_foreach(&current, idx)
-	{
-		name = array_idx_elem(index_keywords, *idx);
-		if (!array_lsearch(wanted, &name, i_strcmp_p))
-			array_push_back(&remove, &name);
-	}
-	array_foreach_elem(wanted, name)
-	{
-		bool have = FALSE;
-
-		array_foreach(&current, idx)
-		{
-			if (strcmp(array_idx_elem(index_keywords, *idx),
-			           name) == 0)
-				have = TRUE;
+	w = array_get(&wanted, &wn);
+	c = array_get(&current, &cn);
+	for (i = j = 0; i < wn || j < cn;) {
+		if (j == cn || (i < wn && w[i] < c[j]))
+			array_push_back(&add, &w[i++]);
+		else if (i == wn || c[j] < w[i])
+			array_push_back(&remove, &c[j++]);
+		else {
+			i++;
+			j++;
 		}
-		if (!have)
-			array_push_back(&add, &name);
 	}
-	array_append_zero(&add);
-	array_pop_back(&add);
-	array_append_zero(&remove);
-	array_pop_back(&remove);
 	rbd_sync_keywords_update(ctx, seq, &add, MODIFY_ADD);
 	rbd_sync_keywords_update(ctx, seq, &remove, MODIFY_REMOVE);
 }
@@ -578,10 +560,10 @@ static void rbd_sync_set_flags(struct rbd_sync_context *ctx, uint32_t seq,
    ctx->inconsistent) when the UID is below the cache's next UID: the
    cache does not belong to this RADOS state. */
 static bool rbd_sync_append(struct rbd_sync_context *ctx,
-                            const struct rbd_record *rec,
-                            const ARRAY_TYPE(const_string) * keywords,
-                            uint32_t *seq_r)
+                            const struct rbd_record *rec, uint32_t *seq_r)
 {
+	ARRAY_TYPE(keyword_indexes) keywords;
+
 	if (rec->uid < ctx->next_uid) {
 		ctx->inconsistent = TRUE;
 		return FALSE;
@@ -592,7 +574,9 @@ static bool rbd_sync_append(struct rbd_sync_context *ctx,
 	ctx->next_uid = rec->uid + 1;
 	mail_index_update_flags(ctx->trans, *seq_r, MODIFY_REPLACE,
 	                        (enum mail_flags)rec->flags);
-	rbd_sync_keywords_update(ctx, *seq_r, keywords, MODIFY_ADD);
+	rbd_sync_keyword_indexes(ctx, rec->keywords, rec->keyword_count,
+	                         &keywords);
+	rbd_sync_keywords_update(ctx, *seq_r, &keywords, MODIFY_ADD);
 	return TRUE;
 }
 
@@ -616,12 +600,11 @@ static uint64_t rbd_sync_cached_modseq(struct rbd_sync_context *ctx)
 }
 
 /* Checks that the cache can take `op`: its appends are new to it, the
-   messages it changed are there, its keyword ids resolve. Nothing is
-   written before this holds, so a replay is all of the op or nothing. */
+   messages it changed are there. Nothing is written before this holds, so
+   a replay is all of the op or nothing. */
 static bool rbd_sync_op_applies(struct rbd_sync_context *ctx,
                                 const struct rbd_change *op)
 {
-	ARRAY_TYPE(const_string) names;
 	uint32_t seq;
 	size_t i;
 
@@ -629,17 +612,12 @@ static bool rbd_sync_op_applies(struct rbd_sync_context *ctx,
 		const struct rbd_record *rec = &op->appended[i];
 
 		if (mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq) ||
-		    rec->uid < ctx->next_uid ||
-		    !rbd_sync_keyword_names(ctx, rec->keywords,
-		                            rec->keyword_count, &names))
+		    rec->uid < ctx->next_uid)
 			return FALSE;
 	}
 	for (i = 0; i < op->updated_count; i++) {
 		if (!mail_index_lookup_seq(ctx->sync_view, op->updated[i].uid,
-		                           &seq) ||
-		    !rbd_sync_keyword_names(ctx, op->updated[i].keywords,
-		                            op->updated[i].keyword_count,
-		                            &names))
+		                           &seq))
 			return FALSE;
 	}
 	return TRUE;
@@ -662,7 +640,7 @@ static bool rbd_sync_op_applies(struct rbd_sync_context *ctx,
 static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
                                const struct rbd_change *op)
 {
-	ARRAY_TYPE(const_string) names;
+	unsigned int kw_idx;
 	bool expunged = FALSE;
 	uint32_t seq;
 	size_t i;
@@ -671,21 +649,24 @@ static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
 		ctx->inconsistent = TRUE;
 		return FALSE;
 	}
+	/* Learnt in the order the writer's node learnt them (FLAGS lists
+	   them so); the op's records name them sorted. */
+	for (i = 0; i < op->defined_count; i++) {
+		mail_index_keyword_lookup_or_create(ctx->mbox->box.index,
+		                                    op->defined[i], &kw_idx);
+	}
 	for (i = 0; i < op->appended_count; i++) {
 		const struct rbd_record *rec = &op->appended[i];
 
-		(void)rbd_sync_keyword_names(ctx, rec->keywords,
-		                             rec->keyword_count, &names);
-		(void)rbd_sync_append(ctx, rec, &names, &seq);
+		(void)rbd_sync_append(ctx, rec, &seq);
 		mail_index_update_modseq(ctx->trans, seq, op->modseq);
 	}
 	for (i = 0; i < op->updated_count; i++) {
 		const struct rbd_flag_state *u = &op->updated[i];
 
 		(void)mail_index_lookup_seq(ctx->sync_view, u->uid, &seq);
-		(void)rbd_sync_keyword_names(ctx, u->keywords, u->keyword_count,
-		                             &names);
-		rbd_sync_set_flags(ctx, seq, u->flags, &names);
+		rbd_sync_set_flags(ctx, seq, u->flags, u->keywords,
+		                   u->keyword_count);
 		mail_index_update_modseq(ctx->trans, seq, op->modseq);
 	}
 	for (i = 0; i < op->expunged_count; i++) {
@@ -772,8 +753,6 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 		rbd_changes_free(&changes);
 		return -1;
 	}
-	ctx->keyword_names = changes->keywords;
-	ctx->keyword_count = changes->keyword_count;
 	reached = *status_r;
 	for (i = 0; i < changes->op_count && ret > 0; i++) {
 		if (changes->ops[i].modseq <= rbd_sync_cached_modseq(ctx)) {
@@ -809,27 +788,19 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 static bool rbd_sync_record(struct rbd_sync_context *ctx,
                             const struct rbd_record *rec)
 {
-	ARRAY_TYPE(const_string) names;
 	uint32_t seq;
 
-	if (!rbd_sync_keyword_names(ctx, rec->keywords, rec->keyword_count,
-	                            &names)) {
-		mailbox_set_critical(
-		        &ctx->mbox->box,
-		        "rbd: the record of UID %u names a keyword "
-		        "id outside its snapshot's keyword table",
-		        rec->uid);
-	}
 	if (ctx->reset ||
 	    !mail_index_lookup_seq(ctx->sync_view, rec->uid, &seq)) {
-		if (!rbd_sync_append(ctx, rec, &names, &seq))
+		if (!rbd_sync_append(ctx, rec, &seq))
 			return FALSE;
 	} else {
 		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->guid_ext_id))
 			rbd_sync_set_guid(ctx, seq, rec);
 		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->msg_ext_id))
 			rbd_sync_set_msg(ctx, seq, rec);
-		rbd_sync_set_flags(ctx, seq, rec->flags, &names);
+		rbd_sync_set_flags(ctx, seq, rec->flags, rec->keywords,
+		                   rec->keyword_count);
 	}
 	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
 	return TRUE;
@@ -852,8 +823,8 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	struct rbd_mailbox *mbox = ctx->mbox;
 	struct rbd_snapshot snap;
 	struct rbd_records *const *page;
-	struct mail_keywords *table;
 	ARRAY_TYPE(seq_range) listed;
+	unsigned int kw_idx;
 	uint32_t seq, uid, messages;
 	bool expunged = FALSE;
 	size_t i;
@@ -871,8 +842,6 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		rbd_snapshot_free(&snap);
 		return -1;
 	}
-	ctx->keyword_names = snap.keyword_names;
-	ctx->keyword_count = snap.keyword_count;
 	if (!reset) {
 		/* mbox->msgs keeps expunged messages: the snapshot says
 		   what RADOS still has. */
@@ -924,19 +893,10 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		        &status_r->uidvalidity, sizeof(status_r->uidvalidity),
 		        TRUE);
 	}
-	if (ctx->keyword_count > 0)
-		T_BEGIN
-		{
-			const char **names =
-			        t_new(const char *, ctx->keyword_count + 1);
-
-			memcpy(names, ctx->keyword_names,
-			       sizeof(*names) * ctx->keyword_count);
-			table = mail_index_keywords_create(mbox->box.index,
-			                                   names);
-			mail_index_keywords_unref(&table);
-		}
-	T_END;
+	/* In the order the names were first set (see above). */
+	for (i = 0; i < snap.keyword_count; i++)
+		mail_index_keyword_lookup_or_create(
+		        mbox->box.index, snap.keyword_names[i], &kw_idx);
 	array_foreach(&snap.pages, page)
 	{
 		for (i = 0; i < (*page)->count && ret > 0; i++)
@@ -1052,6 +1012,7 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 	/* The view may gain messages another process synced into the index
 	   cache: rbd_mailbox_msg() lists the records again on a miss. */
 	mbox->msgs_stale = TRUE;
+	mbox->sync_at_close = FALSE;
 	ret = rbd_sync_once(mbox, force_full, FALSE);
 	if (ret == 0) {
 		e_debug(mbox->box.event,
@@ -1127,8 +1088,6 @@ static void rbd_push_apply_own(struct mailbox_transaction_context *t,
 		ctx.mbox = mbox;
 		ctx.sync_view = view;
 		ctx.trans = t->itrans;
-		ctx.keyword_names = changes->keywords;
-		ctx.keyword_count = changes->keyword_count;
 		ctx.next_uid = mail_index_get_header(view)->next_uid;
 		if (rbd_sync_replay_op(&ctx, &changes->ops[0])) {
 			rbd_sync_header_write(mbox, t->itrans,

@@ -1474,12 +1474,117 @@ def workload_g(ctx, rep):
              m["binary_size_s"] * 1000, "ms", fmt="%.2f")
 
 
+# ----------------------------------------------------------------------------
+# (h) keyword storms (issue 10): many keywords on one message, many in a mailbox
+# ----------------------------------------------------------------------------
+
+H_BATCH = 500  # keywords per STORE: well inside imap_max_line_length
+
+
+def h_keyword(i):
+    return "kw%06d" % i
+
+
+def h_storm_one_message(ctx, rep, node, reader, user, keywords):
+    """K keywords on one message, set in STOREs of H_BATCH; then STORE \\Seen on it
+    and a cold SELECT + FETCH FLAGS on `reader`."""
+    msg = Messages(11).get(0)
+    c = Imap(node.addr, user)
+    c.append("INBOX", [msg])
+    c.select("INBOX")
+    t0 = time.perf_counter()
+    for first in range(0, keywords, H_BATCH):
+        names = " ".join(h_keyword(i) for i in range(first, min(keywords, first + H_BATCH)))
+        c.command("STORE 1 +FLAGS.SILENT (%s)" % names)
+    t_set = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    c.command("STORE 1 +FLAGS.SILENT (\\Seen)")
+    t_seen = time.perf_counter() - t0
+    c.logout()
+    if reader is not node:
+        reader.wait_no_sessions()
+        reader.drop_cache(user)
+    r = Imap(reader.addr, user)
+    t0 = time.perf_counter()
+    r.select("INBOX")
+    t_select = time.perf_counter() - t0
+    resp = r.command("FETCH 1 (FLAGS)")
+    r.logout()
+    flags = b"".join(resp.untagged)
+    if flags.count(b"kw") != keywords or b"\\Seen" not in flags:
+        rep.fail("(h) %s: FETCH FLAGS shows %d of %d keywords" % (node.label, flags.count(b"kw"),
+                                                                  keywords))
+    return t_set, t_seen, t_select
+
+
+def h_select(rep, node, user, appends):
+    r = Imap(node.addr, user)
+    t0 = time.perf_counter()
+    r.select("INBOX")
+    t_select = time.perf_counter() - t0
+    exists = r.exists
+    resp = r.command("FETCH %d (FLAGS)" % appends)
+    r.logout()
+    if exists != appends or h_keyword(appends - 1).encode() not in b"".join(resp.untagged):
+        rep.fail("(h) %s: SELECT after the storm: %s EXISTS, last FLAGS %r"
+                 % (node.label, exists, resp.untagged[:1]))
+    return t_select
+
+
+def h_storm_appends(ctx, rep, node, reader, user, appends):
+    """N APPENDs, each with a keyword the mailbox has not seen; then SELECT in a new
+    session on the same node, and a cold SELECT on `reader` (rbd: node B with its cache
+    emptied; mdbox: the new session's figure again)."""
+    msgs = Messages(12)
+    c = Imap(node.addr, user)
+    t0 = time.perf_counter()
+    for i in range(appends):
+        c.append("INBOX", [msgs.get(i % 64)], flags=[h_keyword(i).encode()])
+    t_append = time.perf_counter() - t0
+    c.logout()
+    node.wait_no_sessions()
+    t_select = h_select(rep, node, user, appends)
+    if reader is node:
+        return t_append, t_select, t_select
+    reader.wait_no_sessions()
+    reader.drop_cache(user)
+    return t_append, t_select, h_select(rep, reader, user, appends)
+
+
+def workload_h(ctx, rep):
+    keywords = ctx.args.h_keywords
+    appends = ctx.args.h_appends
+    rep.say("(h) keyword storms: %d keywords on one message (STOREs of %d), then STORE \\Seen "
+            "and a cold SELECT on another node; %d APPENDs each adding a new keyword, then a "
+            "cold SELECT (rbd: node B, cache emptied; mdbox: a new session)"
+            % (keywords, H_BATCH, appends))
+    res = {}
+    for kind, node, reader in (("rbd", ctx.rbd_a, ctx.rbd_b), ("mdbox", ctx.mdbox, ctx.mdbox)):
+        one, many = "bench-h1-" + kind, "bench-h2-" + kind
+        for n in ctx.all_nodes:
+            n.add_users([one, many])
+        res[kind] = h_storm_one_message(ctx, rep, node, reader, one, keywords) + \
+            h_storm_appends(ctx, rep, node, reader, many, appends)
+        rep.say("    %-6s set %.1f s, STORE \\Seen %.3f s, SELECT %.3f s; %d APPENDs %.1f s, "
+                "SELECT %.3f s, cold %.3f s" % ((kind,) + res[kind][:3] + (appends,) + res[kind][3:]))
+    r, m = res["rbd"], res["mdbox"]
+    rep.pair("h.set", "set %d keywords on one message" % keywords, r[0], m[0], "s", fmt="%.2f")
+    rep.pair("h.seen", "STORE \\Seen on it", r[1] * 1000, m[1] * 1000, "ms", fmt="%.1f")
+    rep.pair("h.select1", "cold SELECT of it", r[2] * 1000, m[2] * 1000, "ms", fmt="%.1f")
+    rep.pair("h.append", "%d APPENDs, new keyword each" % appends, r[3], m[3], "s", fmt="%.1f")
+    rep.pair("h.select", "SELECT after the keyword storm", r[4] * 1000, m[4] * 1000, "ms",
+             goal=("<=", 2.0), fmt="%.1f")
+    rep.pair("h.select_cold", "... cold, cache rebuilt (rbd node B)", r[5] * 1000, m[5] * 1000,
+             "ms", fmt="%.1f")
+
+
 class Ctx:
     pass
 
 
 WORKLOADS = {"a": workload_a, "b": workload_b, "c": workload_c, "d": workload_d,
-             "e": workload_e, "f": workload_f, "g": workload_g}
+             "e": workload_e, "f": workload_f, "g": workload_g,
+             "h": workload_h}
 
 
 def parse_args():
@@ -1493,7 +1598,7 @@ def parse_args():
     ap.add_argument("--mdbox", required=True, help="dovecot-dev DIR of the mdbox instance")
     ap.add_argument("--dovecot-dev", required=True, help="path of scripts/dovecot-dev")
     ap.add_argument("--quick", action="store_true", help="small N, short runs (~1 minute)")
-    ap.add_argument("--only", default="abcdefg", help="workloads to run, e.g. 'ad' (default all)")
+    ap.add_argument("--only", default="abcdefgh", help="workloads to run, e.g. 'ad' (default all)")
     ap.add_argument("--json", help="also write every figure to this file")
     ap.add_argument("--n-append", type=int, help="(a) APPEND count (10000; quick 1000)")
     ap.add_argument("--chunk", type=int, default=500, help="(a) alternate storages every N")
@@ -1510,13 +1615,16 @@ def parse_args():
     ap.add_argument("--f-clients", type=int, default=4, help="(f) parallel clients")
     ap.add_argument("--g-huge-mib", type=int, help="(g) size of the APPEND whose memory is measured (1024; quick 128)")
     ap.add_argument("--g-large-mib", type=int, help="(g) size of the partially fetched message (100; quick 20)")
+    ap.add_argument("--h-keywords", type=int, help="(h) keywords on one message (32000; quick 2000)")
+    ap.add_argument("--h-appends", type=int, help="(h) APPENDs, each with a new keyword (20000; quick 2000)")
     args = ap.parse_args()
     q = args.quick
     defaults = {"n_append": (10000, 1000), "b_seconds": (30.0, 4.0), "b_clients": ("10,50", "4,10"),
                 "census": (50, 10), "c_messages": (100000, 5000), "d_samples": (200, 30),
                 "d_mdbox_samples": (40, 10),
                 "e_sessions": (100, 20), "f_seconds": (15.0, 4.0),
-                "g_huge_mib": (1024, 128), "g_large_mib": (100, 20)}
+                "g_huge_mib": (1024, 128), "g_large_mib": (100, 20),
+                "h_keywords": (32000, 2000), "h_appends": (20000, 2000)}
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick if q else full)
@@ -1545,7 +1653,7 @@ def main():
     t_all = time.monotonic()
     # (c) last: its 100k-message fill leaves the OSD compacting for a while, which
     # would show up in the latencies of whatever ran next.
-    for key in "abdefgc":
+    for key in "abdefghc":
         if key not in args.only:
             continue
         rep.say("")

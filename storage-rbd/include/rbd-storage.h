@@ -270,7 +270,7 @@ struct rbd_index_status {
 	uint64_t physical_size;
 	/* Change-log entries older than this are trimmed. */
 	uint64_t log_floor_modseq;
-	/* Number of keyword names in the mailbox's keyword table. */
+	/* Number of keyword names the mailbox has defined. */
 	uint32_t keyword_count;
 	/* UIDs at or above this are \Recent: no read-write session has
 	   claimed them yet (rbd_index_claim_recent). */
@@ -282,9 +282,9 @@ struct rbd_record {
 	uint32_t uid;
 	uint8_t guid[RBD_GUID_SIZE];
 	uint8_t flags;
-	/* Ids into the mailbox keyword table returned with the records
-	   (rbd_index_list_snapshot, rbd_index_changes). */
-	const uint32_t *keywords;
+	/* Keyword names, sorted and unique, NULL-terminated (given to the
+	   core: any order, no terminator needed). */
+	const char *const *keywords;
 	size_t keyword_count;
 	uint64_t modseq;
 	int64_t received_date;
@@ -501,9 +501,13 @@ rbd_code rbd_index_lookup_records(struct rbd_index *mailbox,
  * with UID > after_uid, in UID order). after_uid 0 starts the snapshot:
  * the state (*status_r) and the first page come from one read; each later
  * page is read only while the mailbox is still in that state, else
- * RBD_ERR_CONFLICT (start again from UID 0). *keywords_r is the
- * snapshot's keyword table (name of id i), valid until the next call on
- * the handle.
+ * RBD_ERR_CONFLICT (start again from UID 0). *keywords_r lists every
+ * keyword name the snapshot defines (also those no message carries any
+ * more), in the order they were first set on a message, NULL-terminated;
+ * read with the first page (the only read whose cost grows with the names
+ * a mailbox has ever seen), valid until the next snapshot is started on
+ * the handle. keywords_r NULL: the names are not read (keyword_count_r
+ * is then unused).
  */
 rbd_code rbd_index_list_snapshot(struct rbd_index *mailbox, uint32_t after_uid,
                                  size_t max, struct rbd_records **records_r,
@@ -516,8 +520,8 @@ rbd_code rbd_index_list_snapshot(struct rbd_index *mailbox, uint32_t after_uid,
 struct rbd_flag_state {
 	uint32_t uid;
 	uint8_t flags;
-	/* Ids into rbd_changes.keywords. */
-	const uint32_t *keywords;
+	/* As rbd_record.keywords. */
+	const char *const *keywords;
 	size_t keyword_count;
 };
 
@@ -533,8 +537,7 @@ struct rbd_flag_state {
  */
 struct rbd_change {
 	uint64_t modseq;
-	/* The new records, ascending UIDs (their keyword ids index
-	   rbd_changes.keywords). */
+	/* The new records, ascending UIDs. */
 	const struct rbd_record *appended;
 	size_t appended_count;
 	/* Messages whose flags or keywords changed, ascending UIDs. */
@@ -543,6 +546,10 @@ struct rbd_change {
 	/* Expunged UIDs, ascending. */
 	const uint32_t *expunged;
 	size_t expunged_count;
+	/* Keyword names the op defined, in the order they were set (the order
+	   the writer's node learnt them), NULL-terminated. */
+	const char *const *defined;
+	size_t defined_count;
 };
 
 struct rbd_changes {
@@ -552,9 +559,6 @@ struct rbd_changes {
 	size_t op_count;
 	/* The mailbox state the ops lead to, read in the same snapshot. */
 	struct rbd_index_status status;
-	/* That state's keyword table: the name of id i is keywords[i]. */
-	const char *const *keywords;
-	size_t keyword_count;
 };
 /*
  * Reads what changed after `since_modseq`, as one snapshot: the state and

@@ -47,7 +47,7 @@ struct rbd_user {
 struct rbd_index {
   rbd::Account* account;
   std::unique_ptr<rbd::MailboxIndex> index;
-  // The keyword table of the last rbd_index_list_snapshot() call.
+  // The keyword names of the snapshot rbd_index_list_snapshot() reads.
   std::vector<std::string> keyword_source;
   std::vector<const char*> keyword_names;
 };
@@ -100,19 +100,29 @@ struct EntriesHolder : rbd_mailbox_entries {
   std::vector<rbd_mailbox_entry> items;
 };
 
+// NULL-terminated pointers to `names` (which must outlive them).
+std::vector<const char*> NamePointers(const std::vector<std::string>& names) {
+  std::vector<const char*> out;
+  out.reserve(names.size() + 1);
+  for (const std::string& n : names) out.push_back(n.c_str());
+  out.push_back(nullptr);
+  return out;
+}
+
 struct RecordsHolder : rbd_records {
   std::vector<rbd::MessageRecord> source;
+  std::vector<std::vector<const char*>> keywords;
   std::vector<rbd_record> items;
 };
 
 struct ChangesHolder : rbd_changes {
   std::vector<rbd::Change> source;
   std::vector<rbd_records*> appended;
+  std::vector<std::vector<std::vector<const char*>>> updated_keywords;
+  std::vector<std::vector<const char*>> defined;
   std::vector<std::vector<rbd_flag_state>> updated;
   std::vector<std::vector<uint32_t>> expunged;
   std::vector<rbd_change> items;
-  std::vector<std::string> keyword_source;
-  std::vector<const char*> keyword_names;
 };
 
 struct ProblemsHolder : rbd_problems {
@@ -158,13 +168,15 @@ rbd_records* MakeRecords(std::vector<rbd::MessageRecord> records) {
   auto* h = new RecordsHolder;
   h->source = std::move(records);
   h->items.resize(h->source.size());
+  h->keywords.resize(h->source.size());
   for (size_t i = 0; i < h->source.size(); i++) {
     const rbd::MessageRecord& r = h->source[i];
     rbd_record& c = h->items[i];
     c.uid = r.uid;
     std::memcpy(c.guid, r.guid.bytes.data(), RBD_GUID_SIZE);
     c.flags = r.flags;
-    c.keywords = r.keywords.data();
+    h->keywords[i] = NamePointers(r.keywords);
+    c.keywords = h->keywords[i].data();
     c.keyword_count = r.keywords.size();
     c.modseq = r.modseq;
     c.received_date = r.received_date;
@@ -186,6 +198,8 @@ rbd::MessageRecord ToRecord(const rbd_record& c) {
   r.guid = rbd::Guid::FromBytes(c.guid);
   r.flags = c.flags;
   r.keywords.assign(c.keywords, c.keywords + c.keyword_count);
+  std::sort(r.keywords.begin(), r.keywords.end());
+  r.keywords.erase(std::unique(r.keywords.begin(), r.keywords.end()), r.keywords.end());
   r.modseq = c.modseq;
   r.received_date = c.received_date;
   r.save_date = c.save_date;
@@ -205,7 +219,7 @@ void ToStatus(const rbd::MailboxState& s, struct rbd_index_status* out) {
   out->virtual_size = s.virtual_size;
   out->physical_size = s.physical_size;
   out->log_floor_modseq = s.log_floor;
-  out->keyword_count = static_cast<uint32_t>(s.keywords.size());
+  out->keyword_count = static_cast<uint32_t>(s.legacy_keywords.size()) + s.keyword_count;
   out->first_recent_uid = s.first_recent_uid;
 }
 
@@ -554,15 +568,17 @@ rbd_code rbd_index_list_snapshot(rbd_index* mailbox, uint32_t after_uid, size_t 
   return Guarded(err, [&] {
     std::vector<rbd::MessageRecord> records;
     rbd::MailboxState state;
-    rbd::Status s = mailbox->index->ListSnapshot(after_uid, max, &records, &state);
+    const bool first = after_uid == 0 && keywords_r != nullptr;
+    rbd::Status s = mailbox->index->ListSnapshot(after_uid, max, &records, &state,
+                                                 first ? &mailbox->keyword_source : nullptr);
     if (!s.ok()) return s;
     *records_r = MakeRecords(std::move(records));
     ToStatus(state, status_r);
-    mailbox->keyword_source = std::move(state.keywords);
-    mailbox->keyword_names.clear();
-    for (const std::string& k : mailbox->keyword_source) mailbox->keyword_names.push_back(k.c_str());
-    *keywords_r = mailbox->keyword_names.data();
-    *keyword_count_r = mailbox->keyword_names.size();
+    if (first) mailbox->keyword_names = NamePointers(mailbox->keyword_source);
+    if (keywords_r != nullptr) {
+      *keywords_r = mailbox->keyword_names.data();
+      *keyword_count_r = mailbox->keyword_source.size();
+    }
     return s;
   });
 }
@@ -588,13 +604,17 @@ rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_change
     const size_t n = h->source.size();
     h->appended.resize(n);
     h->updated.resize(n);
+    h->updated_keywords.resize(n);
+    h->defined.resize(n);
     h->expunged.resize(n);
     h->items.resize(n);
     for (size_t i = 0; i < n; i++) {
       rbd::ChangeEntry& e = h->source[i].entry;
       h->appended[i] = MakeRecords(std::move(e.appended));
-      for (const rbd::FlagState& u : e.updated)
-        h->updated[i].push_back({u.uid, u.flags, u.keywords.data(), u.keywords.size()});
+      for (const rbd::FlagState& u : e.updated) {
+        h->updated_keywords[i].push_back(NamePointers(u.keywords));
+        h->updated[i].push_back({u.uid, u.flags, h->updated_keywords[i].back().data(), u.keywords.size()});
+      }
       for (const rbd::UidRange& range : e.expunged)
         for (uint64_t uid = range.first; uid <= range.last; uid++)
           h->expunged[i].push_back(static_cast<uint32_t>(uid));
@@ -606,14 +626,13 @@ rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_change
       c.updated_count = h->updated[i].size();
       c.expunged = h->expunged[i].data();
       c.expunged_count = h->expunged[i].size();
+      h->defined[i] = NamePointers(e.defined);
+      c.defined = h->defined[i].data();
+      c.defined_count = e.defined.size();
     }
     h->ops = h->items.data();
     h->op_count = n;
     ToStatus(set.state, &h->status);
-    h->keyword_source = std::move(set.state.keywords);
-    for (const std::string& k : h->keyword_source) h->keyword_names.push_back(k.c_str());
-    h->keywords = h->keyword_names.data();
-    h->keyword_count = h->keyword_names.size();
     *changes_r = h;
     return s;
   });

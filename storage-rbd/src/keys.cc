@@ -97,6 +97,8 @@ std::string ReleasedBodyKey(uint32_t uid) {
   return buf;
 }
 
+std::string KeywordKey(std::string_view name) { return kKeywordPrefix + std::string(name); }
+
 std::optional<uint32_t> ParseRecordKey(std::string_view key) { return ParseUidKey(key, kRecordPrefix); }
 
 std::optional<uint32_t> ParseReleasedBodyKey(std::string_view key) {

@@ -47,10 +47,13 @@ inline constexpr char kChangePrefix[] = "c.";
 // An expunged message's inline body, kept for the grace period: its value
 // is a BodyRef (count 0, time of the expunge), see MailboxIndex::Expunge.
 inline constexpr char kReleasedBodyPrefix[] = "x.";
+// A keyword name the mailbox has defined (KeywordEntry).
+inline constexpr char kKeywordPrefix[] = "k.";
 std::string RecordKey(uint32_t uid);
 std::string InlineBodyKey(uint32_t uid);
 std::string ChangeKey(uint64_t modseq);
 std::string ReleasedBodyKey(uint32_t uid);
+std::string KeywordKey(std::string_view name);
 std::optional<uint32_t> ParseRecordKey(std::string_view key);
 std::optional<uint32_t> ParseReleasedBodyKey(std::string_view key);
 std::optional<uint64_t> ParseChangeKey(std::string_view key);

@@ -1,7 +1,9 @@
 #include "mailbox_index.h"
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
+#include <tuple>
 
 #include "keys.h"
 #include "mailbox_list.h"
@@ -33,16 +35,31 @@ librados::bufferlist ToBufferlist(const std::string& s) {
   return bl;
 }
 
-// (current + add) - remove, as sorted unique keyword ids.
-std::vector<uint32_t> ApplyKeywords(const std::vector<uint32_t>& current, std::vector<uint32_t> add,
-                                    std::vector<uint32_t> remove) {
-  std::sort(add.begin(), add.end());
-  std::sort(remove.begin(), remove.end());
-  std::vector<uint32_t> merged, out;
+// Keyword names as records keep them: sorted, unique.
+std::vector<std::string> SortedNames(std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+// (current + add) - remove, all sorted and unique.
+std::vector<std::string> ApplyKeywords(const std::vector<std::string>& current,
+                                       const std::vector<std::string>& add,
+                                       const std::vector<std::string>& remove) {
+  std::vector<std::string> merged, out;
   std::set_union(current.begin(), current.end(), add.begin(), add.end(), std::back_inserter(merged));
-  merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
   std::set_difference(merged.begin(), merged.end(), remove.begin(), remove.end(), std::back_inserter(out));
   return out;
+}
+
+// The keywords of `messages`, each once, in the order they are named.
+std::vector<std::string> NamesOf(const std::vector<NewMessage>& messages) {
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const NewMessage& msg : messages)
+    for (const std::string& name : msg.keywords)
+      if (seen.insert(name).second) names.push_back(name);
+  return names;
 }
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
@@ -181,6 +198,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       if (outcome == Outcome::kUnknown) return s;
     }
     if (outcome == Outcome::kApplied) {
+      defined_keywords_.insert(m.defined.begin(), m.defined.end());
       state_ = m.state;
       state_raw_ = std::move(new_raw);
       state_valid_ = r == 0;  // resolved: others may have written since
@@ -235,6 +253,7 @@ ChangeEntry MailboxIndex::ToChangeEntry(Mutation* m) {
   change.replayable = true;
   change.appended = std::move(m->appended);
   change.updated = std::move(m->updated);
+  change.defined = std::move(m->newly_defined);
   return change;
 }
 
@@ -242,11 +261,53 @@ void MailboxIndex::Notify() {
   account_->cluster()->Notify(account_->index_io(), oid_, std::to_string(state_.highest_modseq));
 }
 
-uint32_t MailboxIndex::KeywordId(std::vector<std::string>* table, const std::string& name) {
-  auto it = std::find(table->begin(), table->end(), name);
-  if (it != table->end()) return static_cast<uint32_t>(it - table->begin());
-  table->push_back(name);
-  return static_cast<uint32_t>(table->size() - 1);
+std::set<std::string> MailboxIndex::KeywordKeysToRead(const std::set<std::string>& names) const {
+  std::set<std::string> keys;
+  for (const std::string& name : names)
+    if (defined_keywords_.count(name) == 0) keys.insert(keys::KeywordKey(name));
+  return keys;
+}
+
+void MailboxIndex::DefineKeywords(const std::vector<std::string>& used,
+                                  const std::map<std::string, librados::bufferlist>& values,
+                                  Mutation* m) const {
+  const std::vector<std::string>& legacy = m->state.legacy_keywords;
+  uint32_t position = 0;
+  for (const std::string& name : used) {
+    const std::string key = keys::KeywordKey(name);
+    if (defined_keywords_.count(name) != 0 || values.count(key) != 0 || m->set.count(key) != 0 ||
+        std::find(legacy.begin(), legacy.end(), name) != legacy.end())
+      continue;
+    m->defined.push_back(name);
+    m->newly_defined.push_back(name);
+    m->set[key] = ToBufferlist(Encode(KeywordEntry{m->state.highest_modseq, position++}));
+    m->state.keyword_count++;
+  }
+  for (const auto& [key, bl] : values)
+    if (key.rfind(keys::kKeywordPrefix, 0) == 0)
+      m->defined.push_back(key.substr(std::strlen(keys::kKeywordPrefix)));
+}
+
+bool MailboxIndex::ResolveLegacy(const MailboxState& state, std::vector<uint32_t>* ids,
+                                 std::vector<std::string>* names) {
+  if (ids->empty()) return true;
+  bool known = true;
+  for (uint32_t id : *ids) {
+    if (id < state.legacy_keywords.size()) {
+      names->push_back(state.legacy_keywords[id]);
+    } else {
+      known = false;
+    }
+  }
+  ids->clear();
+  *names = SortedNames(std::move(*names));
+  return known;
+}
+
+bool MailboxIndex::ResolveLegacy(const MailboxState& state, std::vector<MessageRecord>* records) {
+  bool known = true;
+  for (MessageRecord& r : *records) known &= ResolveLegacy(state, &r.legacy_keyword_ids, &r.keywords);
+  return known;
 }
 
 Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids) {
@@ -289,7 +350,9 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
       return s;
     }
   }
-  Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
+  const std::vector<std::string> names = NamesOf(messages);
+  const std::set<std::string> to_read = KeywordKeysToRead({names.begin(), names.end()});
+  Status s = Mutate(to_read, [&](const auto& values, Mutation* m) -> Status {
     // UIDs wanted at or above UIDNEXT are given; the others follow the
     // highest UID given, as Dovecot's mail_index_append_finish_uids() does.
     std::set<uint32_t> wanted;
@@ -301,16 +364,8 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
     if (next + (messages.size() - wanted.size()) > UINT32_MAX)
       return Status::Invalid("append to " + oid_ + ": UID space exhausted");
     uids->clear();
-    std::vector<std::vector<uint32_t>> keyword_ids(messages.size());
-    std::set<uint32_t> distinct;
-    for (size_t i = 0; i < messages.size(); i++) {
-      for (const std::string& kw : messages[i].keywords)
-        keyword_ids[i].push_back(KeywordId(&m->state.keywords, kw));
-      std::sort(keyword_ids[i].begin(), keyword_ids[i].end());
-      keyword_ids[i].erase(std::unique(keyword_ids[i].begin(), keyword_ids[i].end()), keyword_ids[i].end());
-      distinct.insert(keyword_ids[i].begin(), keyword_ids[i].end());
-    }
-    const uint64_t modseq = m->Advance(1 + distinct.size());
+    const uint64_t modseq = m->Advance(1 + names.size());
+    DefineKeywords(names, values, m);
     for (size_t i = 0; i < messages.size(); i++) {
       const NewMessage& msg = messages[i];
       MessageRecord rec;
@@ -318,7 +373,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
       rec.guid = msg.guid;
       rec.guid_text = msg.guid_text;
       rec.flags = msg.flags;
-      rec.keywords = std::move(keyword_ids[i]);
+      rec.keywords = SortedNames(msg.keywords);
       rec.modseq = modseq;
       rec.received_date = msg.received_date;
       rec.save_date = msg.save_date;
@@ -374,7 +429,6 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     if (r < 0) return Status::FromRados(r, "read inline bodies of " + source->oid_);
   }
 
-  const std::vector<std::string>& source_keywords = source->last_state().keywords;
   MessageStore store(account_);
   // References on stored bodies are taken here, all in one batch, so that
   // a body gone from the store (gc reclaimed it, or it was lost) makes its
@@ -440,8 +494,7 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
       msg.uid = overrides[i]->uid;
     } else {
       msg.flags = r.flags;
-      for (uint32_t id : r.keywords)
-        if (id < source_keywords.size()) msg.keywords.push_back(source_keywords[id]);
+      msg.keywords = r.keywords;
     }
     msg.received_date = r.received_date;
     msg.save_date = r.save_date;
@@ -466,29 +519,27 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
 Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                                  std::vector<uint32_t>* conflicts, uint64_t* modseq) {
   bool changed = false;
-  Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
+  const std::vector<std::string> add = SortedNames(update.add_keywords);
+  const std::vector<std::string> remove = SortedNames(update.remove_keywords);
+  std::set<std::string> read_keys = RecordKeys(uids);
+  read_keys.merge(KeywordKeysToRead({add.begin(), add.end()}));
+  Status s = Mutate(read_keys, [&](const auto& values, Mutation* m) -> Status {
     conflicts->clear();
-    std::vector<uint32_t> add_ids, remove_ids;
-    for (const std::string& kw : update.add_keywords) add_ids.push_back(KeywordId(&m->state.keywords, kw));
-    for (const std::string& kw : update.remove_keywords) {
-      // Removing a keyword nobody has set must not grow the table.
-      auto it = std::find(m->state.keywords.begin(), m->state.keywords.end(), kw);
-      if (it != m->state.keywords.end())
-        remove_ids.push_back(static_cast<uint32_t>(it - m->state.keywords.begin()));
-    }
     std::vector<std::pair<std::string, MessageRecord>> updated;
     bool flags_changed = false;
-    std::set<uint32_t> added, removed;
+    std::set<std::string> added, removed;
     for (const auto& [key, bl] : values) {
+      if (!keys::ParseRecordKey(key)) continue;
       MessageRecord rec;
       Status ds = Decode(bl.to_str(), &rec);
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
+      (void)ResolveLegacy(m->state, &rec.legacy_keyword_ids, &rec.keywords);
       if (update.unchanged_since != 0 && rec.modseq > update.unchanged_since) {
         conflicts->push_back(rec.uid);
         continue;
       }
       uint8_t flags = static_cast<uint8_t>((rec.flags | update.add_flags) & ~update.remove_flags);
-      std::vector<uint32_t> kws = ApplyKeywords(rec.keywords, add_ids, remove_ids);
+      std::vector<std::string> kws = ApplyKeywords(rec.keywords, add, remove);
       if (flags == rec.flags && kws == rec.keywords) continue;
       flags_changed |= flags != rec.flags;
       std::set_difference(kws.begin(), kws.end(), rec.keywords.begin(), rec.keywords.end(),
@@ -504,10 +555,14 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     changed = !m->noop;
     if (m->noop) return Status::OK();
     const uint64_t modseq = m->Advance((flags_changed ? 1 : 0) + added.size() + removed.size());
+    std::vector<std::string> added_in_order;
+    for (const std::string& name : update.add_keywords)
+      if (added.erase(name) != 0) added_in_order.push_back(name);
+    DefineKeywords(added_in_order, values, m);
     for (auto& [key, rec] : updated) {
       rec.modseq = modseq;
       m->set[key] = ToBufferlist(Encode(rec));
-      m->updated.push_back({rec.uid, rec.flags, rec.keywords});
+      m->updated.push_back({rec.uid, rec.flags, rec.keywords, {}});
     }
     return Status::OK();
   });
@@ -625,11 +680,49 @@ Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<Mes
       ReadPages(keys::RecordKey(after_uid), keys::kRecordPrefix, max, PageState::kIgnore, nullptr, &values);
   if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
   if (r < 0) return Status::FromRados(r, "list " + oid_);
-  return DecodeRecords(oid_, values, records);
+  Status s = DecodeRecords(oid_, values, records);
+  if (s.ok()) s = ResolveLegacyRecords(records);
+  return s;
+}
+
+Status MailboxIndex::ResolveLegacyRecords(std::vector<MessageRecord>* records) {
+  if (std::all_of(records->begin(), records->end(),
+                  [](const MessageRecord& r) { return r.legacy_keyword_ids.empty(); }))
+    return Status::OK();
+  // The legacy table only ever grew, and no writer adds to it any more.
+  if (!state_valid_) {
+    Status s = ReadStateAndKeys({}, nullptr);
+    if (!s.ok()) return s;
+  }
+  (void)ResolveLegacy(state_, records);
+  return Status::OK();
+}
+
+Status MailboxIndex::ReadKeywords(std::vector<std::string>* keywords) {
+  *keywords = snapshot_state_.legacy_keywords;
+  if (snapshot_state_.keyword_count == 0) return Status::OK();
+  std::map<std::string, librados::bufferlist> values;
+  int r = ReadPages(keys::kKeywordPrefix, keys::kKeywordPrefix, SIZE_MAX, PageState::kGuard, &snapshot_raw_,
+                    &values);
+  if (r == -ECANCELED) return Status::Conflict(oid_ + " changed while its keywords were listed");
+  if (r < 0) return Status::FromRados(r, "list keywords of " + oid_);
+  std::vector<std::tuple<uint64_t, uint32_t, std::string>> defined;
+  for (const auto& [key, bl] : values) {
+    KeywordEntry entry;
+    Status s = Decode(bl.to_str(), &entry);
+    if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
+    defined.emplace_back(entry.created, entry.position, key.substr(std::strlen(keys::kKeywordPrefix)));
+  }
+  std::sort(defined.begin(), defined.end());
+  for (auto& [created, position, name] : defined) {
+    defined_keywords_.insert(name);
+    keywords->push_back(std::move(name));
+  }
+  return Status::OK();
 }
 
 Status MailboxIndex::ListSnapshot(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records,
-                                  MailboxState* state) {
+                                  MailboxState* state, std::vector<std::string>* keywords) {
   const bool first = after_uid == 0;
   if (!first && snapshot_raw_.length() == 0)
     return Status::Invalid(oid_ + ": listing continued without a snapshot");
@@ -642,9 +735,15 @@ Status MailboxIndex::ListSnapshot(uint32_t after_uid, size_t max, std::vector<Me
   if (first) {
     Status s = Decode(snapshot_raw_.to_str(), &snapshot_state_);
     if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
+    if (keywords != nullptr) {
+      s = ReadKeywords(keywords);
+      if (!s.ok()) return s;
+    }
   }
   *state = snapshot_state_;
-  return DecodeRecords(oid_, values, records);
+  Status s = DecodeRecords(oid_, values, records);
+  if (s.ok()) (void)ResolveLegacy(snapshot_state_, records);
+  return s;
 }
 
 Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state) {
@@ -692,7 +791,7 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
       records->push_back(std::move(rec));
     }
   }
-  return Status::OK();
+  return ResolveLegacyRecords(records);
 }
 
 Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
@@ -726,13 +825,10 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
     if (!change.entry.replayable)
       return Status::Resync(oid_ + " " + key + ": change entry of an older version");
-    auto known = [&](const std::vector<uint32_t>& ids) {
-      return std::all_of(ids.begin(), ids.end(), [&](uint32_t id) { return id < state.keywords.size(); });
-    };
-    for (const MessageRecord& r : change.entry.appended)
-      if (!known(r.keywords)) return Status::Resync(oid_ + " " + key + ": unknown keyword id");
-    for (const FlagState& u : change.entry.updated)
-      if (!known(u.keywords)) return Status::Resync(oid_ + " " + key + ": unknown keyword id");
+    bool known = ResolveLegacy(state, &change.entry.appended);
+    for (FlagState& u : change.entry.updated)
+      known &= ResolveLegacy(state, &u.legacy_keyword_ids, &u.keywords);
+    if (!known) return Status::Resync(oid_ + " " + key + ": unknown keyword id");
     changes->ops.push_back(std::move(change));
   }
   changes->state = state;

@@ -84,9 +84,9 @@ struct Change {
   ChangeEntry entry;
 };
 
-// What changed after a MODSEQ, as one snapshot: `state` (with the keyword
-// table every keyword id in `ops` resolves in) and every op after that
-// MODSEQ up to the state's HIGHESTMODSEQ, ascending by MODSEQ.
+// What changed after a MODSEQ, as one snapshot: `state` and every op after
+// that MODSEQ up to the state's HIGHESTMODSEQ, ascending by MODSEQ (their
+// keywords by name, see MessageRecord::keywords).
 struct ChangeSet {
   std::vector<Change> ops;
   MailboxState state;
@@ -149,9 +149,13 @@ class MailboxIndex {
   // Records of one snapshot, page by page: after_uid 0 reads the state
   // (into *state) and the first page in one op; each later page is read
   // only while the state is still that one (Conflict otherwise: the caller
-  // starts again from UID 0), so every page belongs to *state.
+  // starts again from UID 0), so every page belongs to *state. With
+  // `keywords`, after_uid 0 also reads every keyword name the snapshot
+  // defines, in the order they were first set (legacy table first, then
+  // `k.` names by KeywordEntry::created): only here does a reader pay for
+  // the names a mailbox has ever seen.
   Status ListSnapshot(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records,
-                      MailboxState* state);
+                      MailboxState* state, std::vector<std::string>* keywords = nullptr);
   // Every record of one snapshot and its state: ListSnapshot page by page,
   // started again when a writer overtakes it, within the op timeout.
   Status ListAll(std::vector<MessageRecord>* records, MailboxState* state);
@@ -161,7 +165,7 @@ class MailboxIndex {
   // further log pages from ops guarded by a compare with the same state
   // bytes (a lost race reads everything again). Resync when the log was
   // trimmed past `since_modseq` or holds an entry no replay can use (an
-  // older writer's, or one naming a keyword the table lacks).
+  // older writer's, or one naming a legacy keyword id the table lacks).
   Status Changes(uint64_t since_modseq, ChangeSet* changes);
   // Trims change-log entries <= up_to_modseq now, in guarded maintenance
   // ops (no MODSEQ). Every advancing op already trims the log to its window
@@ -221,6 +225,10 @@ class MailboxIndex {
     std::vector<MessageRecord> appended;
     std::vector<FlagState> updated;
     std::vector<uint32_t> expunged;
+    // Keyword names known to be defined once the op is applied, and those
+    // of them the op defines (ChangeEntry::defined).
+    std::vector<std::string> defined;
+    std::vector<std::string> newly_defined;
     bool advanced = false;  // false: maintenance that no client sees
     bool noop = false;      // nothing to write
 
@@ -270,7 +278,25 @@ class MailboxIndex {
   // kGuard. Returns the RADOS result: -ECANCELED when a guard failed.
   int ReadPages(const std::string& after, const char* prefix, size_t max, PageState mode,
                 librados::bufferlist* state_raw, std::map<std::string, librados::bufferlist>* values);
-  uint32_t KeywordId(std::vector<std::string>* table, const std::string& name);
+  // The `k.` keys a planner must read to know which of `names` are new
+  // (none for names this handle already knows to be defined).
+  std::set<std::string> KeywordKeysToRead(const std::set<std::string>& names) const;
+  // Defines the names of `used` (the keywords an op set on messages, in
+  // the order the op named them) that are neither in the legacy table nor
+  // in `values` (read by KeywordKeysToRead) nor known: their `k.` keys are
+  // written with the op's MODSEQ, in the op itself.
+  void DefineKeywords(const std::vector<std::string>& used,
+                      const std::map<std::string, librados::bufferlist>& values, Mutation* m) const;
+  // Resolves legacy keyword ids (MessageRecord::legacy_keyword_ids)
+  // against the state they were read with; false if one is not in its
+  // table (it is then left out).
+  static bool ResolveLegacy(const MailboxState& state, std::vector<uint32_t>* ids,
+                            std::vector<std::string>* names);
+  static bool ResolveLegacy(const MailboxState& state, std::vector<MessageRecord>* records);
+  // Resolves with the state this handle last read (reading it if need be).
+  Status ResolveLegacyRecords(std::vector<MessageRecord>* records);
+  // The keyword names of the snapshot ListSnapshot's first page read.
+  Status ReadKeywords(std::vector<std::string>* keywords);
   void Notify();
 
   Account* account_;
@@ -279,6 +305,9 @@ class MailboxIndex {
   MailboxState state_;
   librados::bufferlist state_raw_;
   bool state_valid_ = false;
+  // Keyword names known to be defined in `k.` keys: names are never
+  // undefined, so once seen they need no read again.
+  std::set<std::string> defined_keywords_;
   // The state ListSnapshot's pages are guarded by.
   librados::bufferlist snapshot_raw_;
   MailboxState snapshot_state_;

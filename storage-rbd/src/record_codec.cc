@@ -34,6 +34,29 @@ uint64_t GetU64(const char* p) {
   return v;
 }
 
+// A string list: each string is a 4-byte length and its bytes.
+std::string PutStrings(const std::vector<std::string>& v) {
+  std::string b;
+  for (const std::string& s : v) {
+    PutU32(&b, static_cast<uint32_t>(s.size()));
+    b.append(s);
+  }
+  return b;
+}
+
+bool ParseStrings(std::string_view in, std::vector<std::string>* v) {
+  v->clear();
+  while (!in.empty()) {
+    if (in.size() < 4 || v->size() >= kMaxListItems) return false;
+    uint32_t len = GetU32(in.data());
+    in.remove_prefix(4);
+    if (len > in.size()) return false;
+    v->emplace_back(in.substr(0, len));
+    in.remove_prefix(len);
+  }
+  return true;
+}
+
 class Encoder {
  public:
   explicit Encoder(RecordType type) {
@@ -83,15 +106,7 @@ class Encoder {
     }
     Bytes(tag, b);
   }
-  // Each string is a 4-byte length and its bytes, inside the one field.
-  void StringList(uint8_t tag, const std::vector<std::string>& v) {
-    std::string b;
-    for (const std::string& s : v) {
-      PutU32(&b, static_cast<uint32_t>(s.size()));
-      b.append(s);
-    }
-    Bytes(tag, b);
-  }
+  void StringList(uint8_t tag, const std::vector<std::string>& v) { Bytes(tag, PutStrings(v)); }
 
   std::string Finish() {
     uint32_t payload = static_cast<uint32_t>(out_.size() - kHeaderSize);
@@ -215,22 +230,7 @@ class Decoder {
     }
   }
   void StringList(const Field& f, std::vector<std::string>* v) {
-    v->clear();
-    std::string_view rest = f.value;
-    while (!rest.empty()) {
-      if (rest.size() < 4 || v->size() >= kMaxListItems) {
-        status_ = Fail("malformed string list in field " + std::to_string(f.tag));
-        return;
-      }
-      uint32_t len = GetU32(rest.data());
-      rest.remove_prefix(4);
-      if (len > rest.size()) {
-        status_ = Fail("string length exceeds field " + std::to_string(f.tag));
-        return;
-      }
-      v->emplace_back(rest.substr(0, len));
-      rest.remove_prefix(len);
-    }
+    if (!ParseStrings(f.value, v)) status_ = Fail("malformed string list in field " + std::to_string(f.tag));
   }
 
   // Call after the loop: reports errors and missing required fields.
@@ -262,7 +262,7 @@ enum : uint8_t {
   kUid = 1,
   kGuid,
   kFlags,
-  kKeywords,
+  kLegacyKeywords,  // ids into the state's legacy table (written before names)
   kModseq,
   kReceived,
   kSaved,
@@ -270,7 +270,8 @@ enum : uint8_t {
   kVsize,
   kUidl,
   kInline,
-  kGuidText
+  kGuidText,
+  kKeywords
 };
 }
 namespace state {
@@ -282,13 +283,14 @@ enum : uint8_t {
   kVsize,
   kPsize,
   kLogFloor,
-  kKeywords,
+  kLegacyKeywords,
   kFirstRecent,
-  kLogMarks
+  kLogMarks,
+  kKeywordCount
 };
 }
 namespace change {
-enum : uint8_t { kChanged = 1, kExpunged, kReplayable, kAppended, kUpdated };
+enum : uint8_t { kChanged = 1, kExpunged, kReplayable, kAppended, kLegacyUpdated, kUpdated, kDefined };
 }
 namespace entry {
 enum : uint8_t { kGuid = 1, kSpecialUse };
@@ -305,11 +307,15 @@ enum : uint8_t { kCount = 1, kChanged };
 namespace inl {
 enum : uint8_t { kXxh3 = 1, kBytes };
 }
+namespace kw {
+enum : uint8_t { kCreated = 1, kPosition };
+}
 
 }  // namespace
 
 bool MessageRecord::operator==(const MessageRecord& o) const {
-  return uid == o.uid && guid == o.guid && flags == o.flags && keywords == o.keywords && modseq == o.modseq &&
+  return uid == o.uid && guid == o.guid && flags == o.flags && keywords == o.keywords &&
+         legacy_keyword_ids == o.legacy_keyword_ids && modseq == o.modseq &&
          received_date == o.received_date && save_date == o.save_date && physical_size == o.physical_size &&
          virtual_size == o.virtual_size && pop3_uidl == o.pop3_uidl && inline_body == o.inline_body &&
          guid_text == o.guid_text;
@@ -318,13 +324,14 @@ bool MessageRecord::operator==(const MessageRecord& o) const {
 bool MailboxState::operator==(const MailboxState& o) const {
   return uidvalidity == o.uidvalidity && uidnext == o.uidnext && highest_modseq == o.highest_modseq &&
          messages == o.messages && virtual_size == o.virtual_size && physical_size == o.physical_size &&
-         log_floor == o.log_floor && keywords == o.keywords && first_recent_uid == o.first_recent_uid &&
+         log_floor == o.log_floor && legacy_keywords == o.legacy_keywords &&
+         keyword_count == o.keyword_count && first_recent_uid == o.first_recent_uid &&
          log_marks == o.log_marks;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
   return changed == o.changed && expunged == o.expunged && replayable == o.replayable &&
-         appended == o.appended && updated == o.updated;
+         appended == o.appended && updated == o.updated && defined == o.defined;
 }
 
 bool MailboxEntry::operator==(const MailboxEntry& o) const {
@@ -355,7 +362,8 @@ std::string Encode(const MessageRecord& r) {
   e.U32(msg::kUid, r.uid);
   e.GuidField(msg::kGuid, r.guid);
   e.U8(msg::kFlags, r.flags);
-  if (!r.keywords.empty()) e.U32List(msg::kKeywords, r.keywords);
+  if (!r.keywords.empty()) e.StringList(msg::kKeywords, r.keywords);
+  if (!r.legacy_keyword_ids.empty()) e.U32List(msg::kLegacyKeywords, r.legacy_keyword_ids);
   e.U64(msg::kModseq, r.modseq);
   e.I64(msg::kReceived, r.received_date);
   e.I64(msg::kSaved, r.save_date);
@@ -376,7 +384,8 @@ Status Decode(std::string_view in, MessageRecord* out) {
       case msg::kUid: d.U32(f, &out->uid); break;
       case msg::kGuid: d.GuidField(f, &out->guid); break;
       case msg::kFlags: d.U8(f, &out->flags); break;
-      case msg::kKeywords: d.U32List(f, &out->keywords); break;
+      case msg::kKeywords: d.StringList(f, &out->keywords); break;
+      case msg::kLegacyKeywords: d.U32List(f, &out->legacy_keyword_ids); break;
       case msg::kModseq: d.U64(f, &out->modseq); break;
       case msg::kReceived: d.I64(f, &out->received_date); break;
       case msg::kSaved: d.I64(f, &out->save_date); break;
@@ -402,9 +411,10 @@ std::string Encode(const MailboxState& s) {
   e.U64(state::kVsize, s.virtual_size);
   e.U64(state::kPsize, s.physical_size);
   e.U64(state::kLogFloor, s.log_floor);
-  if (!s.keywords.empty()) e.StringList(state::kKeywords, s.keywords);
+  if (!s.legacy_keywords.empty()) e.StringList(state::kLegacyKeywords, s.legacy_keywords);
   e.U32(state::kFirstRecent, s.first_recent_uid);
   if (!s.log_marks.empty()) e.MarkList(state::kLogMarks, s.log_marks);
+  if (s.keyword_count != 0) e.U32(state::kKeywordCount, s.keyword_count);
   return e.Finish();
 }
 
@@ -421,9 +431,10 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kVsize: d.U64(f, &out->virtual_size); break;
       case state::kPsize: d.U64(f, &out->physical_size); break;
       case state::kLogFloor: d.U64(f, &out->log_floor); break;
-      case state::kKeywords: d.StringList(f, &out->keywords); break;
+      case state::kLegacyKeywords: d.StringList(f, &out->legacy_keywords); break;
       case state::kFirstRecent: d.U32(f, &out->first_recent_uid); break;
       case state::kLogMarks: d.MarkList(f, &out->log_marks); break;
+      case state::kKeywordCount: d.U32(f, &out->keyword_count); break;
       default: break;
     }
   }
@@ -454,15 +465,26 @@ std::string Encode(const ChangeEntry& c) {
       appended.append(one);
     }
     e.Bytes(change::kAppended, appended);
-    // Each update: UID, flags, keyword count, keyword ids.
+    // Each update: UID, flags, the byte length of its keyword names and
+    // the names as a string list. Updates decoded from an entry of an
+    // older writer keep that entry's form (keyword count and ids).
+    const bool legacy = std::any_of(c.updated.begin(), c.updated.end(),
+                                    [](const FlagState& u) { return !u.legacy_keyword_ids.empty(); });
     std::string updated;
     for (const FlagState& u : c.updated) {
       PutU32(&updated, u.uid);
       updated.push_back(static_cast<char>(u.flags));
-      PutU32(&updated, static_cast<uint32_t>(u.keywords.size()));
-      for (uint32_t id : u.keywords) PutU32(&updated, id);
+      if (legacy) {
+        PutU32(&updated, static_cast<uint32_t>(u.legacy_keyword_ids.size()));
+        for (uint32_t id : u.legacy_keyword_ids) PutU32(&updated, id);
+      } else {
+        std::string names = PutStrings(u.keywords);
+        PutU32(&updated, static_cast<uint32_t>(names.size()));
+        updated.append(names);
+      }
     }
-    e.Bytes(change::kUpdated, updated);
+    e.Bytes(legacy ? change::kLegacyUpdated : change::kUpdated, updated);
+    if (!c.defined.empty()) e.StringList(change::kDefined, c.defined);
   }
   return e.Finish();
 }
@@ -484,7 +506,10 @@ Status DecodeAppended(std::string_view in, std::vector<MessageRecord>* out) {
   return Status::OK();
 }
 
-Status DecodeUpdated(std::string_view in, std::vector<FlagState>* out) {
+// `legacy`: the updates of an entry written before keywords were names
+// (keyword count, then keyword ids); else the byte length of the names and
+// the names.
+Status DecodeUpdated(std::string_view in, bool legacy, std::vector<FlagState>* out) {
   while (!in.empty()) {
     if (in.size() < 9 || out->size() >= kMaxListItems) return Status::Corrupt("malformed flag update");
     FlagState u;
@@ -493,9 +518,15 @@ Status DecodeUpdated(std::string_view in, std::vector<FlagState>* out) {
     uint32_t count = GetU32(in.data() + 5);
     in.remove_prefix(9);
     if (u.uid == 0) return Status::Corrupt("flag update of UID 0");
-    if (count > in.size() / 4) return Status::Corrupt("keyword count exceeds the entry");
-    for (uint32_t i = 0; i < count; i++) u.keywords.push_back(GetU32(in.data() + 4 * i));
-    in.remove_prefix(4 * size_t{count});
+    if (legacy) {
+      if (count > in.size() / 4) return Status::Corrupt("keyword count exceeds the entry");
+      for (uint32_t i = 0; i < count; i++) u.legacy_keyword_ids.push_back(GetU32(in.data() + 4 * i));
+      in.remove_prefix(4 * size_t{count});
+    } else {
+      if (count > in.size() || !ParseStrings(in.substr(0, count), &u.keywords))
+        return Status::Corrupt("malformed keyword names in a flag update");
+      in.remove_prefix(count);
+    }
     out->push_back(std::move(u));
   }
   return Status::OK();
@@ -522,7 +553,7 @@ bool CoversChanged(const ChangeEntry& c) {
 Status Decode(std::string_view in, ChangeEntry* out) {
   Decoder d(in, RecordType::kChange, "change entry");
   *out = ChangeEntry();
-  std::string_view appended, updated;
+  std::string_view appended, updated, legacy_updated;
   Field f;
   while (d.Next(&f)) {
     switch (f.tag) {
@@ -531,20 +562,24 @@ Status Decode(std::string_view in, ChangeEntry* out) {
       case change::kReplayable: d.Bool(f, &out->replayable); break;
       case change::kAppended: appended = f.value; break;
       case change::kUpdated: updated = f.value; break;
+      case change::kLegacyUpdated: legacy_updated = f.value; break;
+      case change::kDefined: d.StringList(f, &out->defined); break;
       default: break;
     }
   }
   Status s = d.Finish({change::kChanged, change::kExpunged});
   if (!s.ok()) return s;
   if (!out->replayable) {
-    if (d.Has(change::kReplayable) || d.Has(change::kAppended) || d.Has(change::kUpdated))
+    if (d.Has(change::kReplayable) || d.Has(change::kAppended) || d.Has(change::kUpdated) ||
+        d.Has(change::kLegacyUpdated) || d.Has(change::kDefined))
       return Status::Corrupt("change entry: op data without the replayable mark");
     return s;
   }
-  if (!d.Has(change::kAppended) || !d.Has(change::kUpdated))
+  const bool legacy = d.Has(change::kLegacyUpdated);
+  if (!d.Has(change::kAppended) || legacy == d.Has(change::kUpdated))
     return Status::Corrupt("change entry: replayable entry without its op data");
   s = DecodeAppended(appended, &out->appended);
-  if (s.ok()) s = DecodeUpdated(updated, &out->updated);
+  if (s.ok()) s = DecodeUpdated(legacy ? legacy_updated : updated, legacy, &out->updated);
   if (!s.ok()) return Status::Corrupt("change entry: " + s.message());
   if (!out->changed.empty() && !out->expunged.empty())
     return Status::Corrupt("change entry: an op that both changes and expunges");
@@ -676,6 +711,27 @@ Status Decode(std::string_view in, InlineBody* out) {
     }
   }
   return d.Finish({inl::kXxh3, inl::kBytes});
+}
+
+std::string Encode(const KeywordEntry& k) {
+  Encoder e(RecordType::kKeyword);
+  e.U64(kw::kCreated, k.created);
+  e.U32(kw::kPosition, k.position);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, KeywordEntry* out) {
+  Decoder d(in, RecordType::kKeyword, "keyword entry");
+  *out = KeywordEntry();
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case kw::kCreated: d.U64(f, &out->created); break;
+      case kw::kPosition: d.U32(f, &out->position); break;
+      default: break;
+    }
+  }
+  return d.Finish({kw::kCreated, kw::kPosition});
 }
 
 }  // namespace rbd

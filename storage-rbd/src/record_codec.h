@@ -30,6 +30,7 @@ enum class RecordType : uint8_t {
   kBodyMeta = 6,
   kBodyRef = 7,
   kInlineBody = 8,
+  kKeyword = 9,
 };
 
 // One message of a mailbox: omap value of `u.<uid>`.
@@ -37,7 +38,13 @@ struct MessageRecord {
   uint32_t uid = 0;
   Guid guid;
   uint8_t flags = 0;
-  std::vector<uint32_t> keywords;  // ids into MailboxState::keywords
+  // Keyword names, sorted and unique: a record carries its own keywords,
+  // so nothing about a message costs more when the mailbox has many.
+  std::vector<std::string> keywords;
+  // A record written before keywords were names: ids into
+  // MailboxState::legacy_keywords. MailboxIndex resolves them into
+  // `keywords` as it reads the record; writers never write ids.
+  std::vector<uint32_t> legacy_keyword_ids;
   uint64_t modseq = 0;
   int64_t received_date = 0;
   int64_t save_date = 0;
@@ -71,7 +78,12 @@ struct MailboxState {
   uint64_t virtual_size = 0;
   uint64_t physical_size = 0;
   uint64_t log_floor = 0;  // change-log entries <= this are trimmed
-  std::vector<std::string> keywords;
+  // The keyword table of a state written before keywords moved to `k.`
+  // omap keys (name of legacy id i), kept unchanged for the records and
+  // change entries that still name ids; new names never go here.
+  std::vector<std::string> legacy_keywords;
+  // Keyword names defined in `k.<name>` omap keys (KeywordEntry).
+  uint32_t keyword_count = 0;
   // UIDs at or above this are \Recent for the next read-write session to
   // claim them (MailboxIndex::ClaimRecent). A state written before the
   // field existed decodes with it at UIDNEXT: everything claimed.
@@ -93,9 +105,11 @@ struct UidRange {
 struct FlagState {
   uint32_t uid = 0;
   uint8_t flags = 0;
-  std::vector<uint32_t> keywords;  // ids into MailboxState::keywords
+  std::vector<std::string> keywords;  // as MessageRecord::keywords
+  std::vector<uint32_t> legacy_keyword_ids;
   bool operator==(const FlagState& o) const {
-    return uid == o.uid && flags == o.flags && keywords == o.keywords;
+    return uid == o.uid && flags == o.flags && keywords == o.keywords &&
+           legacy_keyword_ids == o.legacy_keyword_ids;
   }
 };
 
@@ -116,6 +130,9 @@ struct ChangeEntry {
   bool replayable = false;
   std::vector<MessageRecord> appended;  // ascending UIDs
   std::vector<FlagState> updated;       // ascending UIDs
+  // The keyword names the op defined, in the order first set (see
+  // KeywordEntry): a replaying node learns them in this order.
+  std::vector<std::string> defined;
   bool operator==(const ChangeEntry&) const;
 };
 // Collapses sorted or unsorted UIDs into ascending, merged ranges.
@@ -166,6 +183,18 @@ struct InlineBody {
   bool operator==(const InlineBody& o) const { return xxh3 == o.xxh3 && bytes == o.bytes; }
 };
 
+// A keyword name the mailbox has defined: omap value of `k.<name>`. Names
+// are never removed (a keyword stays defined, as in Dovecot's index).
+struct KeywordEntry {
+  // The MODSEQ of the op that first set it on a message: a fresh cache
+  // registers names in this order (doc/design.md, "Keywords").
+  uint64_t created = 0;
+  // Its place among the names that op defined, in the order the op named
+  // them (so every node lists them in the order the writer's node did).
+  uint32_t position = 0;
+  bool operator==(const KeywordEntry& o) const { return created == o.created && position == o.position; }
+};
+
 std::string Encode(const MessageRecord& r);
 std::string Encode(const MailboxState& s);
 std::string Encode(const ChangeEntry& c);
@@ -174,6 +203,7 @@ std::string Encode(const RootState& s);
 std::string Encode(const BodyMeta& m);
 std::string Encode(const BodyRef& r);
 std::string Encode(const InlineBody& b);
+std::string Encode(const KeywordEntry& k);
 
 Status Decode(std::string_view in, MessageRecord* out);
 Status Decode(std::string_view in, MailboxState* out);
@@ -183,6 +213,7 @@ Status Decode(std::string_view in, RootState* out);
 Status Decode(std::string_view in, BodyMeta* out);
 Status Decode(std::string_view in, BodyRef* out);
 Status Decode(std::string_view in, InlineBody* out);
+Status Decode(std::string_view in, KeywordEntry* out);
 
 }  // namespace rbd
 

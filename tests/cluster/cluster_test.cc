@@ -105,13 +105,19 @@ class MailboxIndexTest : public UserFixture {
     return io;
   }
 
+  // The index pool, as client.admin, in the test's namespace.
+  librados::IoCtx IndexIo() {
+    librados::IoCtx index_io;
+    AdminIo(Env("RBD_TEST_POOL"));
+    EXPECT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
+    index_io.set_namespace(ns_);
+    return index_io;
+  }
+
   // Rewrites the state of mailbox `guid_hex` as `edit` says, behind the
   // core's back (a fault, or counters a repair wrote from a stale listing).
   void EditState(const std::string& guid_hex, const std::function<void(rbd::MailboxState*)>& edit) {
-    librados::IoCtx index_io;
-    AdminIo(Env("RBD_TEST_POOL"));
-    ASSERT_EQ(rados_.ioctx_create(Env("RBD_TEST_INDEX_POOL").c_str(), index_io), 0);
-    index_io.set_namespace(ns_);
+    librados::IoCtx index_io = IndexIo();
     librados::bufferlist raw, edited;
     ASSERT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
     rbd::MailboxState state;
@@ -336,7 +342,7 @@ TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   ASSERT_EQ(holder->count, 1u);
   std::set<std::string> present;
   for (size_t k = 0; k < holder->records[0].keyword_count; k++)
-    present.insert(names[holder->records[0].keywords[k]]);
+    present.insert(holder->records[0].keywords[k]);
   EXPECT_EQ(present, applied);
   EXPECT_EQ(applied.size() + conflicts, size_t{2 * kEach});
   std::printf("[ info ] %zu applied, %d UNCHANGEDSINCE conflicts\n", applied.size(), conflicts);
@@ -560,14 +566,9 @@ struct CachedMessage {
 };
 using Cache = std::map<uint32_t, CachedMessage>;
 
-std::set<std::string> KeywordNames(const uint32_t* ids, size_t count, const char* const* names,
-                                   size_t name_count) {
-  std::set<std::string> out;
-  for (size_t i = 0; i < count; i++) {
-    EXPECT_LT(ids[i], name_count) << "keyword id outside the snapshot's table";
-    if (ids[i] < name_count) out.insert(names[ids[i]]);
-  }
-  return out;
+std::set<std::string> KeywordNames(const char* const* names, size_t count) {
+  EXPECT_EQ(names[count], nullptr) << "keyword names not NULL-terminated";
+  return std::set<std::string>(names, names + count);
 }
 
 // Every record of one snapshot, in small pages so that writers race the
@@ -589,8 +590,9 @@ Cache ListSnapshot(rbd_index* mailbox, uint64_t* highest_modseq, int* restarts) 
       for (size_t i = 0; i < recs->count; i++) {
         const rbd_record& rec = recs->records[i];
         EXPECT_LE(rec.modseq, st.highest_modseq) << "a record newer than its snapshot";
-        cache[rec.uid] = {rec.flags, KeywordNames(rec.keywords, rec.keyword_count, names, name_count),
-                          rec.modseq};
+        cache[rec.uid] = {rec.flags, KeywordNames(rec.keywords, rec.keyword_count), rec.modseq};
+        for (const std::string& k : cache[rec.uid].keywords)
+          EXPECT_NE(std::find(names, names + name_count, k), names + name_count) << k << " is not defined";
         after = rec.uid;
       }
       size_t count = recs->count;
@@ -620,15 +622,11 @@ void Replay(const rbd_changes* changes, uint64_t since, Cache* cache) {
     for (size_t j = 0; j < op.appended_count; j++) {
       const rbd_record& rec = op.appended[j];
       EXPECT_EQ(rec.modseq, op.modseq);
-      (*cache)[rec.uid] = {
-          rec.flags, KeywordNames(rec.keywords, rec.keyword_count, changes->keywords, changes->keyword_count),
-          op.modseq};
+      (*cache)[rec.uid] = {rec.flags, KeywordNames(rec.keywords, rec.keyword_count), op.modseq};
     }
     for (size_t j = 0; j < op.updated_count; j++) {
       const rbd_flag_state& u = op.updated[j];
-      (*cache)[u.uid] = {u.flags,
-                         KeywordNames(u.keywords, u.keyword_count, changes->keywords, changes->keyword_count),
-                         op.modseq};
+      (*cache)[u.uid] = {u.flags, KeywordNames(u.keywords, u.keyword_count), op.modseq};
     }
     for (size_t j = 0; j < op.expunged_count; j++) cache->erase(op.expunged[j]);
   }
@@ -885,6 +883,121 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
   EXPECT_GT(replays, 0);
   EXPECT_GT(resyncs, 0) << "no reader fell behind the window: the test proved nothing";
   std::printf("[ info ] %d replays, %d resyncs, %d listings overtaken\n", replays, resyncs, restarts);
+  rbd_index_close(&mailbox);
+}
+
+// The snapshot's keyword table: every name defined, in the order first set.
+std::vector<std::string> SnapshotKeywords(rbd_index* mailbox, rbd_index_status* st) {
+  rbd_records* recs = nullptr;
+  const char* const* names = nullptr;
+  size_t count = 0;
+  rbd_error err{};
+  EXPECT_EQ(rbd_index_list_snapshot(mailbox, 0, 100, &recs, st, &names, &count, &err), RBD_OK);
+  std::vector<std::string> out(names, names + count);
+  rbd_records_free(&recs);
+  return out;
+}
+
+std::vector<std::string> RecordKeywords(rbd_index* mailbox, uint32_t uid) {
+  rbd_records* recs = nullptr;
+  rbd_error err{};
+  EXPECT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &recs, &err), RBD_OK);
+  std::vector<std::string> out;
+  if (recs != nullptr && recs->count == 1)
+    out.assign(recs->records[0].keywords, recs->records[0].keywords + recs->records[0].keyword_count);
+  rbd_records_free(&recs);
+  return out;
+}
+
+TEST_F(MailboxIndexTest, KeywordsLiveInTheirRecordsAndStayDefinedInTheOrderFirstSet) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  const std::string body = "Subject: k\r\n\r\nk\r\n";
+  auto append = [&](std::vector<const char*> keywords) {
+    rbd_new_message msg{};
+    RandomGuid(msg.guid);
+    msg.body = body.data();
+    msg.body_size = body.size();
+    msg.keywords = keywords.data();
+    msg.keyword_count = keywords.size();
+    uint32_t uid = 0;
+    EXPECT_EQ(rbd_index_append(mailbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+    return uid;
+  };
+  auto update = [&](uint32_t uid, std::vector<const char*> add, std::vector<const char*> remove) {
+    rbd_flag_update u{};
+    u.add_keywords = add.data();
+    u.add_keyword_count = add.size();
+    u.remove_keywords = remove.data();
+    u.remove_keyword_count = remove.size();
+    uint32_t* conflicts = nullptr;
+    size_t nconflicts = 0;
+    uint64_t modseq = 0;
+    ASSERT_EQ(rbd_index_update_flags(mailbox, &uid, 1, &u, &conflicts, &nconflicts, &modseq, &err_), RBD_OK);
+    free(conflicts);
+  };
+  const uint32_t one = append({"zz", "yy"});
+  const uint32_t two = append({"aa", "yy"});
+  update(one, {"mm"}, {"zz", "never-set"});
+  rbd_index_status st{};
+  EXPECT_EQ(SnapshotKeywords(mailbox, &st), (std::vector<std::string>{"zz", "yy", "aa", "mm"}))
+      << "in the order first set (within one op, as named); a removed keyword stays defined, "
+         "one only removed is never defined";
+  EXPECT_EQ(st.keyword_count, 4u);
+  EXPECT_EQ(RecordKeywords(mailbox, one), (std::vector<std::string>{"mm", "yy"}));
+  EXPECT_EQ(RecordKeywords(mailbox, two), (std::vector<std::string>{"aa", "yy"}));
+
+  // What every op compares and rewrites does not grow with the names.
+  librados::IoCtx index_io = IndexIo();
+  librados::bufferlist before, after;
+  ASSERT_GT(index_io.getxattr("i." + mbox, rbd::keys::kStateAttr, before), 0);
+  std::vector<std::string> many;
+  for (int i = 0; i < 500; i++) many.push_back("keyword-" + std::to_string(i));
+  std::vector<const char*> many_names;
+  for (const std::string& k : many) many_names.push_back(k.c_str());
+  update(two, many_names, {});
+  ASSERT_GT(index_io.getxattr("i." + mbox, rbd::keys::kStateAttr, after), 0);
+  EXPECT_EQ(after.length(), before.length());
+  EXPECT_EQ(RecordKeywords(mailbox, one), (std::vector<std::string>{"mm", "yy"}));
+  EXPECT_EQ(SnapshotKeywords(mailbox, &st).size(), 504u);
+  rbd_index_close(&mailbox);
+}
+
+TEST_F(MailboxIndexTest, RecordsOfAnOlderWriterResolveTheirKeywordIds) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  const uint32_t uid = AppendOne(mailbox, "old");
+  // As a writer before keywords were names left them: a table in the
+  // state, ids in the record.
+  EditState(mbox, [](rbd::MailboxState* s) { s->legacy_keywords = {"$Old", "Legacy", "unused"}; });
+  librados::IoCtx index_io = IndexIo();
+  std::map<std::string, librados::bufferlist> values;
+  ASSERT_EQ(index_io.omap_get_vals_by_keys("i." + mbox, {rbd::keys::RecordKey(uid)}, &values), 0);
+  rbd::MessageRecord rec;
+  ASSERT_TRUE(rbd::Decode(values.begin()->second.to_str(), &rec).ok());
+  rec.legacy_keyword_ids = {1, 0};
+  values.begin()->second.clear();
+  values.begin()->second.append(rbd::Encode(rec));
+  ASSERT_EQ(index_io.omap_set("i." + mbox, values), 0);
+
+  rbd_index_close(&mailbox);
+  mailbox = OpenMailbox(mbox);
+  EXPECT_EQ(RecordKeywords(mailbox, uid), (std::vector<std::string>{"$Old", "Legacy"}));
+  rbd_index_status st{};
+  EXPECT_EQ(SnapshotKeywords(mailbox, &st), (std::vector<std::string>{"$Old", "Legacy", "unused"}));
+  rbd_flag_update u{};
+  const char* add[] = {"new", "unused"};
+  u.add_keywords = add;
+  u.add_keyword_count = 2;
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_index_update_flags(mailbox, &uid, 1, &u, &conflicts, &nconflicts, &modseq, &err_), RBD_OK);
+  free(conflicts);
+  EXPECT_EQ(RecordKeywords(mailbox, uid), (std::vector<std::string>{"$Old", "Legacy", "new", "unused"}));
+  EXPECT_EQ(SnapshotKeywords(mailbox, &st), (std::vector<std::string>{"$Old", "Legacy", "unused", "new"}))
+      << "a legacy name is not defined twice";
+  EXPECT_EQ(st.keyword_count, 4u);
   rbd_index_close(&mailbox);
 }
 

@@ -12,7 +12,7 @@ MessageRecord SampleRecord() {
   r.uid = 42;
   r.guid = *Guid::FromHex("00112233445566778899aabbccddeeff");
   r.flags = 0x09;
-  r.keywords = {0, 3, 7};
+  r.keywords = {"$Forwarded", "Junk", "kw"};
   r.modseq = 1234567890123ULL;
   r.received_date = 1700000000;
   r.save_date = -5;
@@ -56,7 +56,8 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.virtual_size = 1ULL << 40;
   s.physical_size = 123;
   s.log_floor = 17;
-  s.keywords = {"$Forwarded", "", "Junk", std::string(300, 'k')};
+  s.legacy_keywords = {"$Forwarded", "", "Junk", std::string(300, 'k')};
+  s.keyword_count = 70000;
   s.first_recent_uid = 480;
   s.log_marks = {{18, 1700000000}, {4000, 1700300000}};
   EXPECT_EQ(RoundTrip(s), s);
@@ -121,10 +122,16 @@ ChangeEntry ReplayableAppend() {
 
 TEST(RecordCodec, ReplayableChangeEntriesRoundTrip) {
   EXPECT_EQ(RoundTrip(ReplayableAppend()), ReplayableAppend());
+  ChangeEntry defines = ReplayableAppend();
+  defines.defined = {"Junk", "$Forwarded"};  // as first set, not sorted
+  EXPECT_EQ(RoundTrip(defines), defines);
   ChangeEntry flags;
   flags.replayable = true;
-  flags.updated = {{3, 0x08, {}}, {4, 0x01, {0, 5}}, {9, 0, {2}}};
+  flags.updated = {{3, 0x08, {}, {}}, {4, 0x01, {"$Junk", "b"}, {}}, {9, 0, {"a"}, {}}};
   flags.changed = {{3, 4}, {9, 9}};
+  EXPECT_EQ(RoundTrip(flags), flags);
+  // An older writer's updates name keyword ids.
+  flags.updated = {{3, 0x08, {}, {}}, {4, 0x01, {}, {0, 5}}, {9, 0, {}, {2}}};
   EXPECT_EQ(RoundTrip(flags), flags);
   ChangeEntry expunge;
   expunge.replayable = true;
@@ -149,7 +156,7 @@ TEST(RecordCodec, ReplayableChangeEntriesRejectInconsistentData) {
   c.changed = {{42, 44}};  // names a UID the data lacks
   EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
   c = ReplayableAppend();
-  c.updated = {{42, 0, {}}};  // the same UID appended and updated
+  c.updated = {{42, 0, {}, {}}};  // the same UID appended and updated
   EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
   c = ReplayableAppend();
   std::swap(c.appended[0], c.appended[1]);  // not ascending
@@ -163,10 +170,28 @@ TEST(RecordCodec, ReplayableChangeEntriesRejectInconsistentData) {
   EXPECT_EQ(Decode(Encode(c), &out).code(), Code::kCorrupt);
 }
 
-TEST(RecordCodec, ReplayableChangeEntryRejectsEveryTruncationAndBadKeywordCount) {
+TEST(RecordCodec, ReplayableChangeEntryRejectsEveryTruncationAndBadKeywordLength) {
+  ChangeEntry names;
+  names.replayable = true;
+  names.updated = {{4, 0x01, {"ab", "c"}, {}}};
+  names.changed = {{4, 4}};
+  const std::string encoded = Encode(names);
+  ChangeEntry out;
+  for (size_t len = 0; len < encoded.size(); len++)
+    EXPECT_EQ(Decode(encoded.substr(0, len), &out).code(), Code::kCorrupt) << "length " << len;
+  // The byte length of the names is the 4 bytes before them (4 + 2 + 4 + 1).
+  std::string bad = encoded;
+  bad[bad.size() - 15] = 12;
+  EXPECT_EQ(Decode(bad, &out).code(), Code::kCorrupt);
+  bad[bad.size() - 15] = 10;  // covers the names, but the last one's length does not fit
+  bad[bad.size() - 5] = 2;
+  EXPECT_EQ(Decode(bad, &out).code(), Code::kCorrupt);
+}
+
+TEST(RecordCodec, OlderReplayableChangeEntryRejectsEveryTruncationAndBadKeywordCount) {
   ChangeEntry flags;
   flags.replayable = true;
-  flags.updated = {{4, 0x01, {0, 5}}};
+  flags.updated = {{4, 0x01, {}, {0, 5}}};
   flags.changed = {{4, 4}};
   const std::string bytes = Encode(flags);
   ChangeEntry out;
@@ -176,6 +201,20 @@ TEST(RecordCodec, ReplayableChangeEntryRejectsEveryTruncationAndBadKeywordCount)
   std::string bad = bytes;
   bad[bad.size() - 12] = 3;
   EXPECT_EQ(Decode(bad, &out).code(), Code::kCorrupt);
+}
+
+TEST(RecordCodec, RecordsOfOlderWritersKeepTheirKeywordIds) {
+  MessageRecord r = SampleRecord();
+  r.keywords.clear();
+  r.legacy_keyword_ids = {0, 3, 7};
+  EXPECT_EQ(RoundTrip(r), r);
+}
+
+TEST(RecordCodec, KeywordEntryRoundTrips) {
+  KeywordEntry k{1234567890123ULL, 7};
+  EXPECT_EQ(RoundTrip(k), k);
+  KeywordEntry out;
+  EXPECT_EQ(Decode(Encode(SampleRecord()), &out).code(), Code::kCorrupt);
 }
 
 TEST(RecordCodec, ToRangesMergesAndSorts) {
