@@ -38,6 +38,12 @@ Deadline Account::deadline() const {
   return now + std::clamp<std::chrono::steady_clock::duration>(timeout - elapsed, {}, timeout);
 }
 
+Deadline Account::write_deadline() const {
+  const std::chrono::milliseconds reserve = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds(config_.op_timeout_ms / 5), std::chrono::seconds(2));
+  return deadline() - reserve;
+}
+
 namespace {
 
 template <typename Op>
@@ -60,8 +66,9 @@ int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline u
 
 }  // namespace
 
-int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op) {
-  return OperateUntil(io, oid, op, deadline(), &op_log_);
+int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op,
+                     Deadline until) {
+  return OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until, &op_log_);
 }
 
 int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,

@@ -56,12 +56,20 @@ class Account {
   // loaded node took 0.3 s and more (the fault soak saw 9.3 s against 9).
   // One read of a healthy OSD answers in milliseconds.
   static constexpr std::chrono::milliseconds kResolveGrace{400};
+  // When a write whose outcome may need resolving (MailboxIndex::Mutate)
+  // stops waiting: before deadline(), by a fifth of the op timeout (at
+  // most 2 s), so that the read-back has that much more time. A write
+  // stuck behind a whole-cluster restart is often applied just as the
+  // cluster comes back; a read-back of 0.4 s could not tell, and the
+  // client heard NO for a message that then appeared (the fault soak).
+  Deadline write_deadline() const;
 
   // One op on `oid`, waited for until deadline() (`until` when given).
   // Returns the RADOS result; -ETIMEDOUT when the deadline passed first,
   // also for an op not issued because it had passed already. After a
   // write, -ETIMEDOUT means the outcome is unknown.
-  int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op);
+  int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op,
+              Deadline until = {});
   int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,
               Deadline until = {});
 

@@ -187,7 +187,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     op.setxattr(keys::kStateAttr, new_raw);
     if (!m.set.empty()) op.omap_set(m.set);
     if (!m.remove.empty()) op.omap_rm_keys(m.remove);
-    int r = account_->Operate(account_->index_io(), oid_, &op);
+    int r = account_->Operate(account_->index_io(), oid_, &op, account_->write_deadline());
     state_valid_ = false;
     if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
     Outcome outcome = r == 0 ? Outcome::kApplied : Outcome::kNotApplied;
