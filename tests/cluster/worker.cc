@@ -9,7 +9,8 @@
 //                                          UNCHANGEDSINCE: "ok i" or "conflict i"
 //   rename-loop A B COUNT                  rename A->B, B->A, ...: "ok n" / "err n"
 //   create-loop PARENT COUNT SEP           create PARENT<SEP>c<i>: "ok c<i>" / "err c<i>"
-//   hold-lease NAME DURATION_MS            "held", then sleep until killed
+//   hold-lease NAME DURATION_MS            "held NS" (when it asked), then sleep
+//                                          until killed
 //   dict-inc KEY COUNT                     COUNT commits, each adding 1 to KEY
 //                                          and 2 to KEY.2: "done MISSED"
 //   delete NAME                            delete a mailbox: "deleted" / "err CODE"
@@ -151,8 +152,12 @@ int CreateLoop(const std::string& parent, int count, char sep) {
 
 int HoldLease(const char* name, uint32_t duration_ms) {
   rbd_lease* lease = nullptr;
+  // The time the request left: the OSD started the lease no earlier (its
+  // clock is this machine's), so a takeover is at least DURATION after it.
+  // The time of the answer could be a few ms after the OSD's start.
+  const int64_t requested = rbdtest::NowNs();
   if (rbd_lease_acquire(user, name, duration_ms, &lease, &err) != RBD_OK) Die("acquire lease");
-  Print("held " + std::to_string(rbdtest::NowNs()));
+  Print("held " + std::to_string(requested));
   for (;;) pause();
 }
 
