@@ -39,9 +39,8 @@ Deadline Account::deadline() const {
 }
 
 Deadline Account::write_deadline() const {
-  const std::chrono::milliseconds reserve = std::min<std::chrono::milliseconds>(
-      std::chrono::milliseconds(config_.op_timeout_ms / 5), std::chrono::seconds(2));
-  return deadline() - reserve;
+  const auto now = std::chrono::steady_clock::now();
+  return now + (deadline() - now) / 2;
 }
 
 namespace {

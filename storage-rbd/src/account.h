@@ -57,11 +57,14 @@ class Account {
   // One read of a healthy OSD answers in milliseconds.
   static constexpr std::chrono::milliseconds kResolveGrace{400};
   // When a write whose outcome may need resolving (MailboxIndex::Mutate)
-  // stops waiting: before deadline(), by a fifth of the op timeout (at
-  // most 2 s), so that the read-back has that much more time. A write
-  // stuck behind a whole-cluster restart is often applied just as the
-  // cluster comes back; a read-back of 0.4 s could not tell, and the
-  // client heard NO for a message that then appeared (the fault soak).
+  // stops waiting: halfway to deadline(), so that its read-back has the
+  // other half. A write cancelled while the cluster is away is never
+  // resent, so it cannot be applied when the cluster comes back; one still
+  // waiting then is resent and applied late, after a read-back of a few
+  // tenths of a second had given up: the fault soak saw APPENDs answered
+  // NO across whole-cluster restarts whose messages then appeared. A write
+  // that is only slow loses nothing: its read-back, queued behind it on
+  // the same object, answers once it is applied.
   Deadline write_deadline() const;
 
   // One op on `oid`, waited for until deadline() (`until` when given).

@@ -34,7 +34,8 @@ MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connec
 # designed report, allowed during a storage fault. That no such write showed up is what the
 # checkpoints check (no-but-applied).
 UNKNOWN_OUTCOME = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: Error: .*?rbd: "
-                             r"(?:update \S+: outcome unknown: |answered NO, but these )")
+                             r"(?:(?:update|reference) \S+: outcome unknown: |"
+                             r"answered NO, but these )")
 KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
                           r"signal 9")
 
