@@ -17,7 +17,9 @@ USER = "u1"
 WHERE = (USER, "m2")
 
 
-class UnknownOutcomes(unittest.TestCase):
+class CheckerCase(unittest.TestCase):
+    """A model with one mailbox, UIDVALIDITY 7, and the checker on it."""
+
     def setUp(self):
         self.trace = Trace()
         self.model = Model(self.trace)
@@ -26,9 +28,13 @@ class UnknownOutcomes(unittest.TestCase):
         self.box = self.model.box(USER, "m2", 7)
 
     def command(self, text, result):
-        rec = self.trace.begin("s13", "B", USER, text, {WHERE})
+        """A command, sent and answered."""
+        rec = self.trace.begin("s01", "A", USER, text, {WHERE})
         self.trace.end(rec, result)
         return rec
+
+
+class UnknownOutcomes(CheckerCase):
 
     def maybe_stored(self, rec, *msgids):
         for msgid in msgids:
@@ -65,24 +71,15 @@ class UnknownOutcomes(unittest.TestCase):
         self.assertEqual(self.check({169: (235, "a")}), ["no-but-applied"])
 
 
-class RefusedStores(unittest.TestCase):
+class RefusedStores(CheckerCase):
     """A flag change that only STOREs answered NO could have made (issue 9)."""
 
     def setUp(self):
-        self.trace = Trace()
-        self.model = Model(self.trace)
-        self.model.keep_going = True
-        self.checker = Checker(SimpleNamespace(model=self.model, users=[USER]))
-        self.box = self.model.box(USER, "m2", 7)
+        super().setUp()
         append = self.command("APPEND m2 (\\Seen) {a}", "OK [APPENDUID 7 1]")
         self.box.created[1] = Created(append.send, append.ack, "append", "a",
                                       frozenset({"\\seen"}), append.id)
         self.flag_op(append, "add", ["\\Seen"])
-
-    def command(self, text, result):
-        rec = self.trace.begin("s01", "A", USER, text, {WHERE})
-        self.trace.end(rec, result)
-        return rec
 
     def flag_op(self, rec, kind, flags):
         op = FlagOp(kind, flags, rec.send, rec.id)
