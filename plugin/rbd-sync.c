@@ -52,7 +52,12 @@ struct rbd_sync_context {
 	/* The cache was built from the records alone. */
 	bool built_from_records;
 	/* The cache's transaction log cannot tell which expunges happened
-	   after which MODSEQ (see rbd_sync_forget_history). */
+	   after which MODSEQ (see rbd_sync_forget_history): it was built from
+	   the records, or brought forward from them because its position was
+	   trimmed from the cluster's change log. Only then: the rotated log
+	   is unlinked, under the other processes of this node that may still
+	   read it, and doing that at every full sync made one of them panic
+	   in the fault checker (mail_index_write: prev_file_seq). */
 	bool forget_history;
 	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
 	uint32_t recent_first, recent_end;
@@ -743,8 +748,10 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 	int ret = 1;
 
 	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
-		if (err.code == RBD_ERR_RESYNC)
+		if (err.code == RBD_ERR_RESYNC) {
+			ctx->forget_history = TRUE;
 			return 0;
+		}
 		rbd_storage_set_error(mbox->box.storage, &err);
 		return -1;
 	}
@@ -974,7 +981,7 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
 	if (ret == 0) {
 		ctx.built_from_records = reset || !same_guid;
-		ctx.forget_history = TRUE;
+		ctx.forget_history |= ctx.built_from_records;
 		ret = rbd_sync_full(&ctx, reset, &status);
 	}
 	if (ret >= 0 && have_hdr && rbd_sync_cache_ahead(&hdr, &status)) {
