@@ -85,8 +85,8 @@ void rbd_config_free(struct rbd_config **config);
  * rbd_pool, rbd_index_pool, rbd_namespace, rbd_op_timeout (a duration:
  * "30s", "500ms", "2m"), rbd_inline_max (a size: "4k"), rbd_stripe_size,
  * rbd_gc_grace, rbd_max_message_size, rbd_changelog_max_entries (a count),
- * rbd_changelog_max_age (a duration: "30d"). Returns RBD_ERR_INVALID with a message
- * naming the setting for an unknown name or an unparsable value.
+ * rbd_changelog_max_age (a duration: "30d"). Returns RBD_ERR_INVALID with a
+ * message naming the setting for an unknown name or an unparsable value.
  */
 rbd_code rbd_config_set(struct rbd_config *config, const char *name,
                         const char *value, struct rbd_error *err);
@@ -163,17 +163,21 @@ void rbd_user_close(struct rbd_user **user);
  * rbd_request_finished events. Strings are static.
  */
 struct rbd_op_record {
-	const char *op;     /* "read" or "write" */
+	/* "read" or "write" */
+	const char *op;
 	/* "index", "mailbox list", "body", "body chunk", "dictionary",
 	   "lease" or "other" */
 	const char *object;
-	uint64_t bytes;     /* body bytes written or read back; 0 for index ops */
+	/* Body bytes written or read back; 0 for index ops. */
+	uint64_t bytes;
 	/* "ok", or what went wrong: "timeout" (the command's deadline; for a
 	   write, outcome unknown), "conflict" (a guarded write lost a race),
 	   "not_found", "permission", "error" */
 	const char *result;
-	int error;          /* 0, or the RADOS result (a negative errno) */
-	uint64_t usecs;     /* from issue to answer */
+	/* 0, or the RADOS result (a negative errno). */
+	int error;
+	/* From issue to answer. */
+	uint64_t usecs;
 };
 /*
  * Moves up to `max` records of the ops since the last call into `out`, oldest
