@@ -19,24 +19,26 @@ static void rbd_events_send(struct event *parent,
                             struct rbd_storage *storage)
 {
 	struct event_passthrough *e =
-		event_create_passthrough(parent)->
-		add_category(&event_category_rbd)->
-		set_name("rbd_request_finished")->
-		add_str("op", rec->op)->
-		add_str("object", rec->object)->
-		add_str("result", rec->result)->
-		add_int("bytes", rec->bytes)->
-		add_int("rados_usecs", rec->usecs);
+	        event_create_passthrough(parent)
+	                ->add_category(&event_category_rbd)
+	                ->set_name("rbd_request_finished")
+	                ->add_str("op", rec->op)
+	                ->add_str("object", rec->object)
+	                ->add_str("result", rec->result)
+	                ->add_int("bytes", rec->bytes)
+	                ->add_int("rados_usecs", rec->usecs);
 
 	if (rec->error != 0)
 		e->add_str("error", strerror(-rec->error));
-	e_debug(e->event(), "RADOS %s of %s: %s, %"PRIu64" bytes in %"PRIu64" us",
+	e_debug(e->event(),
+	        "RADOS %s of %s: %s, %" PRIu64 " bytes in %" PRIu64 " us",
 	        rec->op, rec->object, rec->result, rec->bytes, rec->usecs);
 
 	totals->ops++;
 	totals->bytes += rec->bytes;
 	totals->usecs += rec->usecs;
-	if (strcmp(rec->result, "ok") != 0 && strcmp(rec->result, "not_found") != 0 &&
+	if (strcmp(rec->result, "ok") != 0 &&
+	    strcmp(rec->result, "not_found") != 0 &&
 	    strcmp(rec->result, "conflict") != 0)
 		totals->errors++;
 	if (storage != NULL && storage->outage_since != 0 &&
@@ -49,8 +51,7 @@ static void rbd_events_send(struct event *parent,
 }
 
 void rbd_events_flush(struct event *parent, struct rbd_user *user,
-                      struct rbd_op_totals *totals,
-                      struct rbd_storage *storage)
+                      struct rbd_op_totals *totals, struct rbd_storage *storage)
 {
 	struct rbd_op_record records[RBD_EVENTS_BATCH];
 	uint64_t dropped;
@@ -61,8 +62,10 @@ void rbd_events_flush(struct event *parent, struct rbd_user *user,
 		                       &dropped);
 		if (dropped > 0) {
 			e_warning(parent,
-			          "rbd: %"PRIu64" RADOS ops were not reported "
-			          "(their records were dropped)", dropped);
+			          "rbd: %" PRIu64
+			          " RADOS ops were not reported "
+			          "(their records were dropped)",
+			          dropped);
 		}
 		for (i = 0; i < n; i++)
 			rbd_events_send(parent, &records[i], totals, storage);
@@ -86,14 +89,15 @@ void rbd_events_session_finished(struct event *parent,
 {
 	if (totals->ops == 0)
 		return;
-	e_debug(event_create_passthrough(parent)->
-	        add_category(&event_category_rbd)->
-	        set_name("rbd_session_finished")->
-	        add_int("ops", totals->ops)->
-	        add_int("op_errors", totals->errors)->
-	        add_int("bytes", totals->bytes)->
-	        add_int("rados_usecs", totals->usecs)->event(),
-	        "rbd: %"PRIu64" RADOS ops (%"PRIu64" failed), %"PRIu64
-	        " body bytes, %"PRIu64" us waiting",
+	e_debug(event_create_passthrough(parent)
+	                ->add_category(&event_category_rbd)
+	                ->set_name("rbd_session_finished")
+	                ->add_int("ops", totals->ops)
+	                ->add_int("op_errors", totals->errors)
+	                ->add_int("bytes", totals->bytes)
+	                ->add_int("rados_usecs", totals->usecs)
+	                ->event(),
+	        "rbd: %" PRIu64 " RADOS ops (%" PRIu64 " failed), %" PRIu64
+	        " body bytes, %" PRIu64 " us waiting",
 	        totals->ops, totals->errors, totals->bytes, totals->usecs);
 }

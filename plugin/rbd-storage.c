@@ -327,7 +327,8 @@ int rbd_storage_open_user(struct rbd_storage *storage, const char *ns,
 	if (*user != NULL)
 		return 0;
 	if (rbd_user_open(storage->cluster, ns,
-	                  rbd_storage_serves_commands() ? &ioloop_timeval : NULL,
+	                  rbd_storage_serves_commands() ? &ioloop_timeval
+	                                                : NULL,
 	                  user, &err) != RBD_OK) {
 		rbd_storage_set_error(&storage->storage, &err);
 		return -1;
