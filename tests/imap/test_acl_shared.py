@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import STORAGE, new_user_name
-from daemons import Cluster, Node
+from daemons import Cluster, Node, wait_for
 from imap_connection import ImapError, quote
 from messages import message
 
@@ -196,7 +196,9 @@ def test_acl_without_rbd_acl_is_refused(connect, work_dir, cluster):
         conn = connect(node, user)
         with pytest.raises((ImapError, OSError)):
             conn.ok("SELECT INBOX")
-        assert "mail_plugins has acl but not rbd_acl" in node.log_tail()
+        # Dovecot's log process writes the line after the client saw the disconnect.
+        assert wait_for(lambda: "mail_plugins has acl but not rbd_acl" in node.log_tail(), 5), \
+            node.log_tail()
     finally:
         node.stop()
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from conftest import STORAGE
+from daemons import wait_for
 from imap_connection import ImapError
 from messages import multipart
 
@@ -33,9 +34,13 @@ def test_rbd_refuses_mail_attachment_dir_at_session_start(nodes, node_a, connect
                                                          attachment_dir):
     with pytest.raises((ImapError, OSError)):
         connect(node_a, user).ok("SELECT INBOX")
-    log = (node_a.path / "dovecot.log").read_text(errors="replace").splitlines()
-    assert [line.split(": Error: ", 1)[1] for line in log
-            if "imap(%s)" % user in line and ": Error: " in line] == [REFUSAL]
+    def errors():
+        log = (node_a.path / "dovecot.log").read_text(errors="replace").splitlines()
+        return [line.split(": Error: ", 1)[1] for line in log
+                if "imap(%s)" % user in line and ": Error: " in line]
+    # Dovecot's log process writes the line after the client saw the disconnect.
+    wait_for(errors, 5)
+    assert errors() == [REFUSAL]
     # Without the setting the same user works, and nothing went to the directory.
     for node in set(nodes):
         node.set_user_fields(user, mail_attachment_dir=None)

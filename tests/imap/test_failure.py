@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from daemons import CEPH_DEV_CLUSTER, DOVECOT_DEV, PASSWORD, Cluster, Node, run
+from daemons import CEPH_DEV_CLUSTER, DOVECOT_DEV, PASSWORD, Cluster, Node, run, wait_for
 from imap_connection import ImapConnection, ImapError, Literal, selected_state
 from messages import message, numbered
 
@@ -343,13 +343,20 @@ def test_a_session_logs_the_outage_once_and_its_end_once(outage):
     conn = outage.logged_in
     conn.ok("STATUS INBOX (MESSAGES)")
     conn.logout()
-    log = (outage.node.path / "dovecot.log").read_text(errors="replace").splitlines()
-    per_process = {}
-    for line in log:
-        if "rbd: cluster unavailable: " in line or "rbd: the cluster answers again" in line:
-            pid = line.split("<", 1)[1].split(">", 1)[0]
-            per_process.setdefault(pid, []).append(
-                "down" if "unavailable" in line.split("rbd: ", 1)[1][:20] else "up")
+
+    def outage_lines():
+        """pid -> the outage's log lines of that process, in order ("down", "up")."""
+        log = (outage.node.path / "dovecot.log").read_text(errors="replace").splitlines()
+        events = {}
+        for line in log:
+            if "rbd: cluster unavailable: " in line or "rbd: the cluster answers again" in line:
+                pid = line.split("<", 1)[1].split(">", 1)[0]
+                events.setdefault(pid, []).append(
+                    "down" if "unavailable" in line.split("rbd: ", 1)[1][:20] else "up")
+        return events
+    # Dovecot's log process writes a line after the client saw the answer.
+    wait_for(lambda: ["down", "up"] in outage_lines().values(), 5)
+    per_process = outage_lines()
     assert per_process, "no outage logged"
     assert all(events in (["down"], ["down", "up"]) for events in per_process.values()), \
         per_process
