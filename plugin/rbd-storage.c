@@ -568,7 +568,7 @@ static int rbd_mailbox_cache_usable(struct rbd_mailbox *mbox,
 	if (rbd_sync_cache_state(mbox, view, &status) != RBD_CACHE_STALE)
 		return 1;
 	if (rbd_index_get_status(mbox->index, &status, &err) != RBD_OK) {
-		rbd_storage_set_error(mbox->box.storage, &err);
+		rbd_mailbox_set_error(mbox, &err);
 		return -1;
 	}
 	return rbd_sync_cache_state(mbox, view, &status) != RBD_CACHE_STALE;
@@ -644,28 +644,52 @@ static int rbd_mailbox_retire_cache(struct rbd_mailbox *mbox,
    GUID, UIDVALIDITY, HIGHESTMODSEQ) before Dovecot opens it, so that a
    stale one is replaced while nothing of this mailbox uses it yet. The
    cache is kept by mailbox GUID, so it is stale only after a change of
-   UIDVALIDITY under the same GUID (dsync), or if it ran ahead of the
-   cluster.
+   UIDVALIDITY under the same GUID (dsync), if it ran ahead of the
+   cluster, or if it is marked deleted.
+   A cache is replaced only under the mailbox list's lock, checked again
+   there: Dovecot holds that lock through a DELETE, from marking the cache
+   deleted until the cluster has dropped the mailbox (or the mark is taken
+   back), and replacing the files under it would fail the DELETE's writes
+   and panic this process's own. Under the lock a mark is either of a
+   finished DELETE (the cluster then reports the mailbox gone) or of one
+   that died halfway (the cache is rebuilt).
    Returns 1 if the cache is kept and left open (so that Dovecot's open
    does not read it again: the caller closes it after that), 0 if there is
    none now, -1 on error. */
 static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
 {
+	struct mailbox *box = &mbox->box;
 	struct mail_index_view *view;
+	bool locked = FALSE;
 	int ret;
 
-	if ((ret = rbd_mailbox_open_cache(mbox, &view)) <= 0)
-		return ret;
-	if ((ret = rbd_mailbox_cache_usable(mbox, view)) != 0) {
+	for (;;) {
+		if ((ret = rbd_mailbox_open_cache(mbox, &view)) <= 0)
+			break;
+		if ((ret = rbd_mailbox_cache_usable(mbox, view)) != 0) {
+			mail_index_view_close(&view);
+			if (ret < 0)
+				mail_index_close(box->index);
+			break;
+		}
+		if (locked) {
+			e_debug(box->event,
+			        "rbd: index cache is of another state of "
+			        "the mailbox than the cluster's: rebuilding it");
+			ret = rbd_mailbox_retire_cache(mbox, &view);
+			break;
+		}
 		mail_index_view_close(&view);
-		if (ret < 0)
-			mail_index_close(mbox->box.index);
-		return ret;
+		rbd_mailbox_drop_cache(box);
+		if (mailbox_list_lock(box->list) < 0) {
+			mail_storage_copy_list_error(box->storage, box->list);
+			return -1;
+		}
+		locked = TRUE;
 	}
-	e_debug(mbox->box.event,
-	        "rbd: index cache is of another state of "
-	        "the mailbox than the cluster's: rebuilding it");
-	return rbd_mailbox_retire_cache(mbox, &view);
+	if (locked)
+		mailbox_list_unlock(box->list);
+	return ret;
 }
 
 static int rbd_mailbox_open(struct mailbox *box)
