@@ -675,7 +675,8 @@ static int rbd_mailbox_check_cache(struct rbd_mailbox *mbox)
 		if (locked) {
 			e_debug(box->event,
 			        "rbd: index cache is of another state of "
-			        "the mailbox than the cluster's: rebuilding it");
+			        "the mailbox than the cluster's: rebuilding "
+			        "it");
 			ret = rbd_mailbox_retire_cache(mbox, &view);
 			break;
 		}
