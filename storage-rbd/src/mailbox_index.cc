@@ -194,7 +194,8 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     if (r != 0 && r != -ECANCELED) {
       s = Status::FromRadosWrite(r, "update " + oid_);
       if (!s.IsUnknown()) return s;
-      outcome = Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key]);
+      outcome = Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key],
+                        m.owned);
       if (outcome == Outcome::kUnknown) return s;
     }
     if (outcome == Outcome::kApplied) {
@@ -216,7 +217,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
 MailboxIndex::Outcome MailboxIndex::Resolve(const librados::bufferlist& guard,
                                             const librados::bufferlist& written,
                                             const std::string& change_key,
-                                            const librados::bufferlist* change) {
+                                            const librados::bufferlist* change, bool owned) {
   // RADOS applies one client's ops on one object in the order it sent
   // them, and a timed-out op is never resent: once this read is answered,
   // the write either was applied before it or never will be.
@@ -228,17 +229,20 @@ MailboxIndex::Outcome MailboxIndex::Resolve(const librados::bufferlist& guard,
   if (change != nullptr) op.omap_get_vals_by_keys({change_key}, &entries, &omap_r);
   int r = account_->Operate(account_->index_io(), oid_, &op, account_->deadline() + Account::kResolveGrace);
   if (r < 0) return Outcome::kUnknown;
-  if (raw.contents_equal(written)) return Outcome::kApplied;
-  // Every advancing op writes the change entry of its own MODSEQ, and no
-  // other op writes the same bytes (they name the op's UIDs and GUIDs).
+  // Every advancing op writes the change entry of its own MODSEQ. Another
+  // op writes the same bytes only if it does the same thing from the same
+  // state (the entries name the op's UIDs, GUIDs and flags): then either
+  // one's being applied has the same effect.
   if (change != nullptr) {
+    if (raw.contents_equal(written)) return Outcome::kApplied;
     auto it = entries.find(change_key);
     return it != entries.end() && it->second.contents_equal(*change) ? Outcome::kApplied
                                                                      : Outcome::kNotApplied;
   }
-  // Without a change entry (maintenance: no MODSEQ), unchanged state bytes
-  // mean not applied; state that moved on may or may not include the op.
-  return raw.contents_equal(guard) ? Outcome::kNotApplied : Outcome::kUnknown;
+  // Without a change entry (maintenance and \Recent claims: no MODSEQ),
+  // unchanged state bytes mean not applied, as the state only moves on.
+  if (raw.contents_equal(guard)) return Outcome::kNotApplied;
+  return raw.contents_equal(written) && !owned ? Outcome::kApplied : Outcome::kUnknown;
 }
 
 ChangeEntry MailboxIndex::ToChangeEntry(Mutation* m) {
@@ -610,13 +614,22 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
   // last saw: fine when that state has reached the caller's UIDNEXT (the
   // first recent UID only grows), re-read when it is older than that.
   if (state_.uidnext < up_to) state_valid_ = false;
-  return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+  Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
     *first = m->state.first_recent_uid;
     *end = std::max(*first, std::min(up_to, m->state.uidnext));
     m->state.first_recent_uid = *end;
     m->noop = *end == *first;
+    m->owned = true;
     return Status::OK();
   });
+  // A claim that may or may not have been applied claims nothing: its
+  // messages are then \Recent in no session, where taking them could make
+  // them \Recent in two.
+  if (s.IsUnknown()) {
+    *end = *first;
+    return Status::OK();
+  }
+  return s;
 }
 
 Status MailboxIndex::SetCounters(const MailboxState& listed, uint32_t messages, uint64_t virtual_size,

@@ -231,6 +231,10 @@ class MailboxIndex {
     std::vector<std::string> newly_defined;
     bool advanced = false;  // false: maintenance that no client sees
     bool noop = false;      // nothing to write
+    // What the op takes is its writer's alone (a \Recent claim). Two
+    // writers planning it from the same state write the same bytes, so
+    // reading them back proves nothing about whose write was applied.
+    bool owned = false;
 
     // Gives the op its MODSEQ, `step` above the current HIGHESTMODSEQ.
     // The step is the number of records Dovecot's transaction log writes
@@ -259,10 +263,11 @@ class MailboxIndex {
   enum class Outcome { kApplied, kNotApplied, kUnknown };
   // Reads back after a write with an unknown outcome (`guard`: the state
   // it compared with; `written`: the state it set; `change`: the change
-  // entry it wrote under `change_key`, or nullptr), within
-  // Account::kResolveGrace past the command's deadline.
+  // entry it wrote under `change_key`, or nullptr; `owned`:
+  // Mutation::owned), within Account::kResolveGrace past the command's
+  // deadline.
   Outcome Resolve(const librados::bufferlist& guard, const librados::bufferlist& written,
-                  const std::string& change_key, const librados::bufferlist* change);
+                  const std::string& change_key, const librados::bufferlist* change, bool owned);
   // The change-log entry of an advancing mutation (consumes its op data).
   static ChangeEntry ToChangeEntry(Mutation* m);
   Status ReadStateAndKeys(const std::set<std::string>& keys,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -268,6 +269,88 @@ TEST_F(MailboxIndexTest, ConcurrentRecentClaimsPartitionTheUids) {
   EXPECT_EQ(end, until + 3);
   rbd_index_close(&other);
   rbd_index_close(&mailbox);
+}
+
+// Every OSD of the test cluster stopped (SIGSTOP) while the object lives:
+// ops sent meanwhile wait in the OSDs' sockets, in the order they were sent
+// on each connection, until Resume().
+class StoppedOsds {
+ public:
+  StoppedOsds() {
+    const std::string run = Env("RBD_TEST_CEPH_DIR") + "/run/";
+    for (int id = 0;; id++) {
+      std::ifstream pid_file(run + "osd." + std::to_string(id) + ".pid");
+      pid_t pid = 0;
+      if (!(pid_file >> pid)) break;
+      if (kill(pid, SIGSTOP) == 0) pids_.push_back(pid);
+    }
+    EXPECT_FALSE(pids_.empty()) << "no OSD pid under " << run;
+  }
+  ~StoppedOsds() { Resume(); }
+  void Resume() {
+    for (pid_t pid : pids_) kill(pid, SIGCONT);
+    pids_.clear();
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+// A claim whose write timed out must not take UIDs that another claim from
+// the same state took (fault soak, seed 4242: a message \Recent in two
+// sessions). Both claims write the same bytes; with the OSD stopped, the
+// patient one's write reaches it first and is applied, the impatient one's
+// fails its guard after its session gave up waiting, and the read-back
+// finds the bytes it would have written.
+TEST_F(MailboxIndexTest, AClaimWhoseOutcomeIsUnknownTakesNothing) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* patient = OpenMailbox(mbox);
+  AppendOne(patient, "one");
+  AppendOne(patient, "two");
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(patient, &st, &err_), RBD_OK);
+  // The same connection (so the OSD sees the two writes in the order they
+  // were sent), and a command 2 s from its deadline.
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* impatient_user = nullptr;
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &started, &impatient_user, &err_), RBD_OK) << err_.message;
+  uint8_t guid[RBD_GUID_SIZE];
+  ParseHex(mbox, guid);
+  rbd_index* impatient = nullptr;
+  ASSERT_EQ(rbd_index_open(impatient_user, guid, &impatient, &err_), RBD_OK) << err_.message;
+  rbd_index_status seen{};
+  ASSERT_EQ(rbd_index_get_status(impatient, &seen, &err_), RBD_OK);
+
+  uint32_t patient_first = 0, patient_end = 0, first = 0, end = 0;
+  rbd_error patient_err{};
+  rbd_code patient_rc = RBD_OK;
+  {
+    StoppedOsds osds;
+    std::thread patient_claim([&] {
+      patient_rc = rbd_index_claim_recent(patient, st.uidnext, &patient_first, &patient_end, &patient_err);
+    });
+    std::this_thread::sleep_for(milliseconds(300));
+    gettimeofday(&started, nullptr);
+    started.tv_sec -= 18;  // of rbd_op_timeout 20s
+    std::thread resume([&] {
+      std::this_thread::sleep_for(milliseconds(1500));
+      osds.Resume();
+    });
+    EXPECT_EQ(rbd_index_claim_recent(impatient, st.uidnext, &first, &end, &err_), RBD_OK) << err_.message;
+    resume.join();
+    patient_claim.join();
+  }
+  ASSERT_EQ(patient_rc, RBD_OK) << patient_err.message;
+  EXPECT_EQ(patient_first, 1u);
+  EXPECT_EQ(patient_end, 3u);
+  EXPECT_EQ(first, end) << "the impatient claim took [" << first << ", " << end << ") too";
+  rbd_index_status after{};
+  ASSERT_EQ(rbd_index_get_status(patient, &after, &err_), RBD_OK);
+  EXPECT_EQ(after.first_recent_uid, 3u);
+  rbd_index_close(&impatient);
+  rbd_user_close(&impatient_user);
+  rbd_index_close(&patient);
 }
 
 // Quota subtracts what a session expunged: of two handles expunging the
