@@ -194,8 +194,8 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     if (r != 0 && r != -ECANCELED) {
       s = Status::FromRadosWrite(r, "update " + oid_);
       if (!s.IsUnknown()) return s;
-      outcome = Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key],
-                        m.owned);
+      outcome =
+          Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key], m.owned);
       if (outcome == Outcome::kUnknown) return s;
     }
     if (outcome == Outcome::kApplied) {
@@ -216,8 +216,8 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
 
 MailboxIndex::Outcome MailboxIndex::Resolve(const librados::bufferlist& guard,
                                             const librados::bufferlist& written,
-                                            const std::string& change_key,
-                                            const librados::bufferlist* change, bool owned) {
+                                            const std::string& change_key, const librados::bufferlist* change,
+                                            bool owned) {
   // RADOS applies one client's ops on one object in the order it sent
   // them, and a timed-out op is never resent: once this read is answered,
   // the write either was applied before it or never will be.
