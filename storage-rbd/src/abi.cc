@@ -302,7 +302,10 @@ void rbd_cluster_unref(rbd_cluster** cluster) {
   *cluster = nullptr;
 }
 
-void rbd_shutdown(void) { rbd::Cluster::ShutdownAll(); }
+void rbd_shutdown(void) {
+  rbd::MailboxWatch::WaitForClosing();
+  rbd::Cluster::ShutdownAll();
+}
 
 rbd_code rbd_cluster_connect(rbd_cluster* cluster, rbd_error* err) {
   return Guarded(err, [&] { return cluster->impl->Connect(); });
@@ -818,6 +821,7 @@ unsigned int rbd_watch_consume(rbd_watch* watch) {
 }
 
 void rbd_watch_close(rbd_watch** watch) {
+  rbd::MailboxWatch::Close(std::move((*watch)->impl));
   delete *watch;
   *watch = nullptr;
 }

@@ -36,6 +36,8 @@ class Account {
   librados::IoCtx& mail_io() { return mail_io_; }
   const Config& config() const { return config_; }
   Cluster* cluster() { return cluster_.get(); }
+  // For what must keep the connection up after this account is gone.
+  std::shared_ptr<Cluster> shared_cluster() const { return cluster_; }
   const std::string& ns() const { return ns_; }
   // Every op a command waited for (Operate, and the body paths that wait
   // for several at once), for the caller's events.

@@ -4,23 +4,62 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 namespace rbd {
 
-MailboxWatch::MailboxWatch(librados::IoCtx& io, std::string oid, int event_fd)
-    : oid_(std::move(oid)), event_fd_(event_fd) {
-  io_.dup(io);
+MailboxWatch::MailboxWatch(Account* account, std::string oid, int event_fd)
+    : cluster_(account->shared_cluster()), oid_(std::move(oid)), event_fd_(event_fd) {
+  io_.dup(account->index_io());
 }
 
 Status MailboxWatch::Open(Account* account, const std::string& oid, std::unique_ptr<MailboxWatch>* watch) {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return Status::Io(std::string("eventfd: ") + std::strerror(errno));
-  std::unique_ptr<MailboxWatch> w(new MailboxWatch(account->index_io(), oid, fd));
+  std::unique_ptr<MailboxWatch> w(new MailboxWatch(account, oid, fd));
   Status s = w->Register();
   if (!s.ok()) return s;
   *watch = std::move(w);
   return Status::OK();
+}
+
+namespace {
+
+// Closes still running on threads of their own.
+struct Closing {
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned running = 0;
+};
+
+Closing& closing() {
+  static Closing* c = new Closing;  // never destroyed: a close may end during exit
+  return *c;
+}
+
+}  // namespace
+
+void MailboxWatch::Close(std::unique_ptr<MailboxWatch> watch) {
+  Closing& c = closing();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.running++;
+  }
+  std::thread([watch = std::move(watch), &c]() mutable {
+    watch.reset();
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.running--;
+    c.cv.notify_all();
+  }).detach();
+}
+
+void MailboxWatch::WaitForClosing() {
+  Closing& c = closing();
+  std::unique_lock<std::mutex> lock(c.mu);
+  c.cv.wait(lock, [&] { return c.running == 0; });
 }
 
 MailboxWatch::~MailboxWatch() {

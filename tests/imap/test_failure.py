@@ -501,3 +501,24 @@ def test_a_copy_during_a_paused_osd_is_answered_within_the_deadline_and_all_or_n
     assert counts == ([1, 1] if resp.status == "OK" else [0, 0]), resp.tagged
     conn.close()
     assert_check_clean_after_gc(node_f, user)
+
+
+def test_closing_a_watched_mailbox_does_not_wait_for_its_osd(paused):
+    # IDLE leaves a watch on the mailbox's index object until the mailbox is closed;
+    # ending it asks the object's OSD. With that OSD away, closing the mailbox (here by
+    # UNSELECT, or by a SELECT of another one, or at LOGOUT) waited for the unwatch up
+    # to the op timeout, outside any command's deadline. Nothing waits for it now.
+    cluster, node_f, node_g = paused
+    user = "i%d" % (time.monotonic_ns() % 10**9)
+    for node in (node_f, node_g):
+        node.add_user(user)
+    conn = node_f.login(user)
+    conn.ok("SELECT", "INBOX")
+    conn.idle_start()
+    conn.idle_done()
+    with Pause(cluster, index_osd(cluster, node_f, user, "INBOX"), 3 * OP_TIMEOUT):
+        resp, seconds = timed(conn, "UNSELECT")
+    assert not isinstance(resp, ImapError), resp
+    assert resp.status == "OK", resp.tagged
+    assert seconds < OP_TIMEOUT / 2, "UNSELECT took %.1f s" % seconds
+    conn.logout()
