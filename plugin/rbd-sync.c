@@ -402,20 +402,30 @@ static void rbd_sync_drop_rotated_log(struct rbd_mailbox *mbox)
 		mailbox_set_critical(&mbox->box, "unlink(%s) failed: %m", path);
 }
 
+/* The rotated log is dropped only if this commit rotated: Dovecot
+   rotates only a fully synced index, and then writes dovecot.index to
+   point past it. Otherwise the request stays on the log, which may then
+   rotate at some later commit that does not rewrite dovecot.index; the
+   .log.2 of the moment is the one dovecot.index still points to, and
+   unlinking it made the node's next open of the mailbox fail ("Missing
+   middle file", fault checker seed 73496). */
 static int rbd_sync_commit(struct rbd_sync_context *ctx)
 {
+	struct mail_index *index = ctx->mbox->box.index;
 	struct mail_index_sync_rec sync_rec;
+	uint32_t head_seq;
 
 	/* Nothing else writes this index, but the sync must be drained. */
 	while (mail_index_sync_next(ctx->index_sync_ctx, &sync_rec))
 		;
 	if (ctx->forget_history)
-		rbd_sync_forget_history(ctx->mbox->box.index);
+		rbd_sync_forget_history(index);
+	head_seq = index->log->head->hdr.file_seq;
 	if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
 		mailbox_set_index_error(&ctx->mbox->box);
 		return -1;
 	}
-	if (ctx->forget_history)
+	if (ctx->forget_history && index->log->head->hdr.file_seq != head_seq)
 		rbd_sync_drop_rotated_log(ctx->mbox);
 	return 0;
 }
