@@ -303,7 +303,9 @@ void rbd_cluster_unref(rbd_cluster** cluster) {
 }
 
 void rbd_shutdown(void) {
-  rbd::MailboxWatch::WaitForClosing();
+  // librados must not be torn down under a watch still closing: if one
+  // is, the process exits with the connection up, as a killed one does.
+  if (!rbd::MailboxWatch::WaitForClosing(std::chrono::seconds(5))) return;
   rbd::Cluster::ShutdownAll();
 }
 

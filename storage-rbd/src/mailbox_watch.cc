@@ -56,13 +56,14 @@ void MailboxWatch::Close(std::unique_ptr<MailboxWatch> watch) {
   }).detach();
 }
 
-void MailboxWatch::WaitForClosing() {
+bool MailboxWatch::WaitForClosing(std::chrono::milliseconds at_most) {
   Closing& c = closing();
   std::unique_lock<std::mutex> lock(c.mu);
-  c.cv.wait(lock, [&] { return c.running == 0; });
+  return c.cv.wait_for(lock, at_most, [&] { return c.running == 0; });
 }
 
 MailboxWatch::~MailboxWatch() {
+  if (reregister_.joinable()) reregister_.join();
   if (registered_) io_.unwatch2(handle_);
   // unwatch2 (here or in Register()) stops new callbacks, but one librados
   // already started still runs on its finisher thread: it would then ack
@@ -75,14 +76,35 @@ MailboxWatch::~MailboxWatch() {
 }
 
 Status MailboxWatch::Register() {
-  if (registered_) {
-    io_.unwatch2(handle_);
-    registered_ = false;
-  }
   int r = io_.watch2(oid_, &handle_, this);
   if (r < 0) return Status::FromRados(r, "watch " + oid_);
   registered_ = true;
   return Status::OK();
+}
+
+void MailboxWatch::Reregister() {
+  uint64_t old;
+  bool had;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    had = registered_;
+    old = handle_;
+    registered_ = false;
+  }
+  if (had) io_.unwatch2(old);
+  uint64_t handle = 0;
+  const int r = io_.watch2(oid_, &handle, this);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (r == 0) {
+      handle_ = handle;
+      registered_ = true;
+    }
+    reregistering_ = false;
+  }
+  // The owner syncs once more: a change in the gap sent no notify. A
+  // failure is tried again at the next Consume.
+  if (r == 0) Signal(kChanged);
 }
 
 void MailboxWatch::Signal(unsigned bits) {
@@ -104,8 +126,13 @@ unsigned MailboxWatch::Consume() {
   uint64_t count;
   (void)!read(event_fd_, &count, sizeof(count));
   unsigned bits = pending_.exchange(0);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reregistering_) return bits | kLost;
   if ((bits & kLost) || !registered_) {
-    if (!Register().ok()) registered_ = false;
+    // The previous one is done (reregistering_ is false): this only reaps it.
+    if (reregister_.joinable()) reregister_.join();
+    reregistering_ = true;
+    reregister_ = std::thread(&MailboxWatch::Reregister, this);
     bits |= kLost;
   }
   return bits;

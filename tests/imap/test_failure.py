@@ -522,3 +522,43 @@ def test_closing_a_watched_mailbox_does_not_wait_for_its_osd(paused):
     assert resp.status == "OK", resp.tagged
     assert seconds < OP_TIMEOUT / 2, "UNSELECT took %.1f s" % seconds
     conn.logout()
+
+
+def test_a_lost_watch_is_renewed_without_holding_up_the_session(paused):
+    # A restarted OSD has lost the session's watch on the mailbox's index object, and
+    # the session registers it again: an unwatch and a new watch, which wait for that
+    # OSD (a watch for as long as the OSD is away, whatever the op timeout). Done in
+    # the ioloop callback that reported the loss, that held up whatever the client
+    # asked next, even a command that needs no cluster (fault checker, seed 76144: an
+    # IDLE answered in 9.7 s and an EXPUNGE in 10.2 s after a cluster restart, against
+    # 9). Here the restarted OSD is paused at once; CAPABILITY, asked again and again,
+    # took the whole pause before the fix.
+    cluster, node_f, node_g = paused
+    user = "w%d" % (time.monotonic_ns() % 10**9)
+    for node in (node_f, node_g):
+        node.add_user(user)
+    conn = node_f.login(user)
+    conn.ok("SELECT", "INBOX")
+    conn.idle_start()            # the watch stays until the mailbox is closed
+    conn.idle_done()
+    osd = index_osd(cluster, node_f, user, "INBOX")
+    run(CEPH_DEV_CLUSTER, "kill-osd", cluster.path, str(osd))
+    run(CEPH_DEV_CLUSTER, "start-osd", cluster.path, str(osd))
+    slowest = 0
+    with Pause(cluster, osd, 8 * OP_TIMEOUT):
+        deadline = time.monotonic() + 7 * OP_TIMEOUT
+        while time.monotonic() < deadline:
+            resp, seconds = timed(conn, "CAPABILITY")
+            assert not isinstance(resp, ImapError), resp
+            slowest = max(slowest, seconds)
+            time.sleep(0.1)
+    assert slowest < OP_TIMEOUT / 2, "CAPABILITY took %.1f s" % slowest
+    # Push works again once the watch is back.
+    conn.idle_start()
+    connect_g = node_g.login(user)
+    connect_g.append("INBOX", numbered(1))
+    found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
+    assert found == b"* 1 EXISTS", found
+    conn.idle_done()
+    connect_g.logout()
+    conn.logout()
