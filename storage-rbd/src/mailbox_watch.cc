@@ -94,6 +94,9 @@ void MailboxWatch::Reregister() {
   if (had) io_.unwatch2(old);
   uint64_t handle = 0;
   const int r = io_.watch2(oid_, &handle, this);
+  // A failure is tried again at the next Consume, which this wakes: not at
+  // once, as every attempt fails at once when the object is gone.
+  if (r < 0) std::this_thread::sleep_for(kRetryPause);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (r == 0) {
@@ -102,9 +105,9 @@ void MailboxWatch::Reregister() {
     }
     reregistering_ = false;
   }
-  // The owner syncs once more: a change in the gap sent no notify. A
-  // failure is tried again at the next Consume.
-  if (r == 0) Signal(kChanged);
+  // Registered: the owner syncs once more, as a change in the gap sent no
+  // notify.
+  Signal(r == 0 ? kChanged : kLost);
 }
 
 void MailboxWatch::Signal(unsigned bits) {

@@ -60,6 +60,8 @@ class MailboxWatch : public librados::WatchCtx2 {
 
  private:
   MailboxWatch(Account* account, std::string oid, int event_fd);
+  static constexpr std::chrono::seconds kRetryPause{1};  // between failed registrations
+
   void Signal(unsigned bits);
   Status Register();  // the first registration (Open)
   void Reregister();  // on reregister_

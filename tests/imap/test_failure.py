@@ -386,6 +386,25 @@ def paused(work_dir):
         cluster.stop()
 
 
+def paused_user(paused, prefix):
+    """A new user of nodes F and G: (cluster, node F, node G, user)."""
+    cluster, node_f, node_g = paused
+    user = "%s%d" % (prefix, time.monotonic_ns() % 10**9)
+    for node in (node_f, node_g):
+        node.add_user(user)
+    return cluster, node_f, node_g, user
+
+
+def watched_inbox(node, user):
+    """A session on `node` with INBOX selected and watched: the watch IDLE sets up stays
+    until the mailbox is closed."""
+    conn = node.login(user)
+    conn.ok("SELECT", "INBOX")
+    conn.idle_start()
+    conn.idle_done()
+    return conn
+
+
 def osd_of(cluster, pool, user, name):
     """The OSD holding object `name` of `user`'s namespace (pools of size 1)."""
     return json.loads(cluster.ceph("osd", "map", pool, name, user, "-f", "json"))[
@@ -441,10 +460,7 @@ def assert_check_clean_after_gc(node, user):
 
 
 def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paused):
-    cluster, node_f, node_g = paused
-    user = "p%d" % (time.monotonic_ns() % 10**9)
-    for node in (node_f, node_g):
-        node.add_user(user)
+    cluster, node_f, node_g, user = paused_user(paused, "p")
     conn = node_f.login(user)
     root_osd = osd_of(cluster, "mail-index", user, "r")
     # A mailbox whose index lives on another OSD than the mailbox list, so that only the
@@ -481,10 +497,7 @@ def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paus
 
 def test_a_copy_during_a_paused_osd_is_answered_within_the_deadline_and_all_or_nothing(
         paused):
-    cluster, node_f, node_g = paused
-    user = "q%d" % (time.monotonic_ns() % 10**9)
-    for node in (node_f, node_g):
-        node.add_user(user)
+    cluster, node_f, node_g, user = paused_user(paused, "q")
     conn = node_f.login(user)
     conn.ok("CREATE", "dest")
     subject = "copied-%s" % user
@@ -508,14 +521,8 @@ def test_closing_a_watched_mailbox_does_not_wait_for_its_osd(paused):
     # ending it asks the object's OSD. With that OSD away, closing the mailbox (here by
     # UNSELECT, or by a SELECT of another one, or at LOGOUT) waited for the unwatch up
     # to the op timeout, outside any command's deadline. Nothing waits for it now.
-    cluster, node_f, node_g = paused
-    user = "i%d" % (time.monotonic_ns() % 10**9)
-    for node in (node_f, node_g):
-        node.add_user(user)
-    conn = node_f.login(user)
-    conn.ok("SELECT", "INBOX")
-    conn.idle_start()
-    conn.idle_done()
+    cluster, node_f, node_g, user = paused_user(paused, "i")
+    conn = watched_inbox(node_f, user)
     with Pause(cluster, index_osd(cluster, node_f, user, "INBOX"), 3 * OP_TIMEOUT):
         resp, seconds = timed(conn, "UNSELECT")
     assert not isinstance(resp, ImapError), resp
@@ -533,14 +540,8 @@ def test_a_lost_watch_is_renewed_without_holding_up_the_session(paused):
     # IDLE answered in 9.7 s and an EXPUNGE in 10.2 s after a cluster restart, against
     # 9). Here the restarted OSD is paused at once; CAPABILITY, asked again and again,
     # took the whole pause before the fix.
-    cluster, node_f, node_g = paused
-    user = "w%d" % (time.monotonic_ns() % 10**9)
-    for node in (node_f, node_g):
-        node.add_user(user)
-    conn = node_f.login(user)
-    conn.ok("SELECT", "INBOX")
-    conn.idle_start()            # the watch stays until the mailbox is closed
-    conn.idle_done()
+    cluster, node_f, node_g, user = paused_user(paused, "w")
+    conn = watched_inbox(node_f, user)
     osd = index_osd(cluster, node_f, user, "INBOX")
     run(CEPH_DEV_CLUSTER, "kill-osd", cluster.path, str(osd))
     run(CEPH_DEV_CLUSTER, "start-osd", cluster.path, str(osd))
