@@ -65,7 +65,7 @@ bool MailboxWatch::WaitForClosing(std::chrono::milliseconds at_most) {
 MailboxWatch::~MailboxWatch() {
   if (reregister_.joinable()) reregister_.join();
   if (registered_) io_.unwatch2(handle_);
-  // unwatch2 (here or in Register()) stops new callbacks, but one librados
+  // unwatch2 (here or in Reregister()) stops new callbacks, but one librados
   // already started still runs on its finisher thread: it would then ack
   // through a destroyed IoCtx and write to a closed (or reused) fd. That
   // happens when a session is closed as its mailbox is deleted, just as the
