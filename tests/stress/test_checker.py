@@ -10,7 +10,7 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
 
-from checkpoint import Checker, Snapshot  # noqa: E402
+from checkpoint import MASTER_GONE, Checker, Snapshot  # noqa: E402
 from model import Created, FlagOp, Model, Trace  # noqa: E402
 
 USER = "u1"
@@ -111,6 +111,32 @@ class RefusedStores(CheckerCase):
         self.store("+", ["k1"], "OK")
         self.store("-", ["\\Seen"], "NO [UNAVAILABLE]")
         self.assertEqual(self.check({"\\seen", "k1"}), [])
+
+
+
+class MasterGoneLines(unittest.TestCase):
+    """What a node's processes log while the fault's killed master is away: allowed (during
+    a master-kill of that node) only for the lines below, with their time."""
+
+    def test_the_lines_a_dead_master_leaves(self):
+        for line in (
+                "Dec 06 09:21:25 imap-login: Error: net_connect_unix(stats-writer) failed: "
+                "Connection refused",
+                "Dec 06 09:21:25 imap-login: Fatal: Error reading configuration: "
+                "read(/tmp/d/node-b/run/config) failed: read(size=8192) failed: Connection "
+                "reset by peer - Also failed to read config by executing doveconf: "
+                "/tmp/d/node-b/run/config is a UNIX socket (path is from CONFIG_FILE "
+                "environment)",
+                "Dec 06 09:21:26 imap-login: Error: master(imap): read() failed: Remote closed "
+                "connection (destination service { process_limit } reached?)"):
+            m = MASTER_GONE.search(line)
+            self.assertIsNotNone(m, line)
+            self.assertTrue(line.startswith(m.group(1)))
+
+    def test_a_storage_error_is_not_one_of_them(self):
+        self.assertIsNone(MASTER_GONE.search(
+            "Dec 06 09:21:25 imap(u1)<1><s>: Error: Mailbox m1: Fixed index file "
+            "/tmp/d/dovecot.index: log_file_seq 1 -> 3"))
 
 
 if __name__ == "__main__":
