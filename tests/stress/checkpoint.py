@@ -26,12 +26,16 @@ DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbo
 # The processes a killed master (master-kill) left, and new ones started meanwhile,
 # cannot reach the sockets the master's services listened on (config, stats-writer,
 # auth-master, the imap service) until the master is back; one reading its settings
-# from the config process as it died has the read cut off.
+# from the config process as it died has the read cut off. A new master refuses to start
+# while one of them still listens on a socket or port (dovecot-dev restart tries again).
 MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connect(?:_unix)?\([^)]*\) "
                          r"failed: Connection refused|master\(imap\): read\(\) failed: Remote "
                          r"closed connection|Failed to lookup user \S+: Internal error occurred|"
                          r"Error reading configuration: read\(\S+/config\) failed: "
-                         r"read\(size=\d+\) failed: Connection reset by peer)")
+                         r"read\(size=\d+\) failed: Connection reset by peer|"
+                         r"Dovecot is already running\? Socket already exists|"
+                         r"listen\([^)]*\) failed: Address already in use|"
+                         r"Failed to start listeners)")
 # What rbd logs when it cannot tell whether a write it answered NO for took effect (an OSD
 # stalled past the deadline and the read-back too; doc/design.md, "Unknown outcomes"): the
 # designed report, allowed during a storage fault. That no such write showed up is what the

@@ -128,7 +128,12 @@ class MasterGoneLines(unittest.TestCase):
                 "/tmp/d/node-b/run/config is a UNIX socket (path is from CONFIG_FILE "
                 "environment)",
                 "Dec 06 09:21:26 imap-login: Error: master(imap): read() failed: Remote closed "
-                "connection (destination service { process_limit } reached?)"):
+                "connection (destination service { process_limit } reached?)",
+                "Dec 06 09:57:08 master: Fatal: Dovecot is already running? Socket already "
+                "exists: /tmp/d/node-b/run/login/imap",
+                "Dec 06 10:37:01 master: Error: service(imap-login): listen(127.0.0.1, 29216) "
+                "failed: Address already in use",
+                "Dec 06 10:37:01 master: Fatal: Failed to start listeners"):
             m = MASTER_GONE.search(line)
             self.assertIsNotNone(m, line)
             self.assertTrue(line.startswith(m.group(1)))
