@@ -459,20 +459,24 @@ def assert_check_clean_after_gc(node, user):
     assert status == 0 and len(out.strip().splitlines()) <= 1, out
 
 
-def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paused):
-    cluster, node_f, node_g, user = paused_user(paused, "p")
-    conn = node_f.login(user)
+def mailbox_off_the_list_osd(cluster, node, conn, user):
+    """(name, OSD) of a new mailbox whose index lives on another OSD than the mailbox
+    list, so that pausing that OSD stalls what reads or writes the index, not the name
+    lookup before it."""
     root_osd = osd_of(cluster, "mail-index", user, "r")
-    # A mailbox whose index lives on another OSD than the mailbox list, so that only the
-    # append's index write stalls, not the name check before it.
     for n in range(20):
         mailbox = "box%d" % n
         conn.ok("CREATE", mailbox)
-        osd = index_osd(cluster, node_f, user, mailbox)
+        osd = index_osd(cluster, node, user, mailbox)
         if osd != root_osd:
-            break
-    else:
-        pytest.fail("every mailbox index landed on the mailbox list's OSD")
+            return mailbox, osd
+    pytest.fail("every mailbox index landed on the mailbox list's OSD")
+
+
+def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paused):
+    cluster, node_f, node_g, user = paused_user(paused, "p")
+    conn = node_f.login(user)
+    mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn, user)
     conn.ok("SELECT", mailbox)   # APPEND to the selected mailbox writes without a read
     subject = "paused-%s" % user
     # Paused for longer than the op timeout, resumed soon enough for the server to read
@@ -558,6 +562,37 @@ def test_a_lost_watch_is_renewed_without_holding_up_the_session(paused):
     conn.idle_start()
     connect_g = node_g.login(user)
     connect_g.append("INBOX", numbered(1))
+    found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
+    assert found == b"* 1 EXISTS", found
+    conn.idle_done()
+    connect_g.logout()
+    conn.logout()
+
+
+def test_idle_on_a_restarting_osd_answers_within_the_op_timeout(paused):
+    # A session's first IDLE registers a watch on the mailbox's index object before it
+    # answers `+ idling`, and then syncs. With that object's OSD restarting (here paused
+    # as it comes up), the registration gives up at the op timeout, the sync at the
+    # command's deadline: the IDLE answers within the op timeout, and the next IDLE,
+    # with the OSD back, has push.
+    cluster, node_f, node_g, user = paused_user(paused, "r")
+    conn = node_f.login(user)
+    mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn, user)
+    conn.ok("SELECT", mailbox)
+    run(CEPH_DEV_CLUSTER, "kill-osd", cluster.path, str(osd))
+    run(CEPH_DEV_CLUSTER, "start-osd", cluster.path, str(osd))
+    with Pause(cluster, osd, 4 * OP_TIMEOUT) as pause:
+        t0 = time.monotonic()
+        conn.idle_start()
+        seconds = time.monotonic() - t0
+        pause.resumed.wait()
+    assert seconds <= OP_TIMEOUT + SLACK, "+ idling took %.1f s" % seconds
+    # Dovecot stops an IDLE's notifications when its sync fails; the next IDLE has the
+    # watch, registered meanwhile.
+    conn.idle_done()
+    conn.idle_start()
+    connect_g = node_g.login(user)
+    connect_g.append(mailbox, numbered(1))
     found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
     assert found == b"* 1 EXISTS", found
     conn.idle_done()
