@@ -61,6 +61,15 @@ struct rbd_sync_context {
 	bool forget_history;
 	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
 	uint32_t recent_first, recent_end;
+	/* The records a cache brought forward in place took from the
+	   snapshot, changed after its old position: the MODSEQs they must
+	   read (rbd_sync_even_out). */
+	ARRAY(struct rbd_sync_target) caught_up;
+};
+
+struct rbd_sync_target {
+	uint32_t uid;
+	uint64_t modseq;
 };
 
 /* Every record of one snapshot (rbd_msgs_load_all). */
@@ -803,8 +812,9 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 
 /* Brings one message of the cache to its record (full sync). */
 static bool rbd_sync_record(struct rbd_sync_context *ctx,
-                            const struct rbd_record *rec)
+                            const struct rbd_record *rec, uint64_t old_modseq)
 {
+	struct rbd_sync_target *target;
 	uint32_t seq;
 
 	if (ctx->reset ||
@@ -820,6 +830,11 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
 		                   rec->keyword_count);
 	}
 	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
+	if (!ctx->reset && rec->modseq > old_modseq) {
+		target = array_append_space(&ctx->caught_up);
+		target->uid = rec->uid;
+		target->modseq = rec->modseq;
+	}
 	return TRUE;
 }
 
@@ -831,9 +846,10 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
    every counted record land at or below the MODSEQ of each message it
    touches (the core gave keyword id i a MODSEQ of its own before any
    message could carry it), so each message's explicit MODSEQ update sets
-   it exactly. A cache brought forward over several ops at once can hold
-   a message above its MODSEQ (never below): see doc/design.md. Returns 1,
-   or -1 (with ctx->inconsistent when the cache must be reset). */
+   it exactly. A cache brought forward over several ops at once can count
+   a message above its MODSEQ (never below): rbd_sync_even_out() then has
+   the cluster give it a new one. Returns 1, or -1 (with ctx->inconsistent
+   when the cache must be reset). */
 static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
                          struct rbd_index_status *status_r)
 {
@@ -844,6 +860,7 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	unsigned int kw_idx;
 	uint32_t seq, uid, messages;
 	bool expunged = FALSE;
+	uint64_t old_modseq = rbd_sync_cached_modseq(ctx);
 	size_t i;
 	int ret = 1;
 
@@ -919,7 +936,8 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		for (i = 0; i < (*page)->count && ret > 0; i++)
 			T_BEGIN
 			{
-				if (!rbd_sync_record(ctx, &(*page)->records[i]))
+				if (!rbd_sync_record(ctx, &(*page)->records[i],
+				                     old_modseq))
 					ret = -1;
 			}
 		T_END;
@@ -953,8 +971,81 @@ static int rbd_sync_finish(struct rbd_sync_context *ctx,
 	return 1;
 }
 
+static int rbd_sync_target_cmp(const struct rbd_sync_target *a,
+                               const struct rbd_sync_target *b)
+{
+	if (a->modseq != b->modseq)
+		return a->modseq < b->modseq ? -1 : 1;
+	return a->uid < b->uid ? -1 : (a->uid > b->uid ? 1 : 0);
+}
+
+/* A cache brought forward in place from behind the log floor counts its
+   catch-up records in Dovecot's MODSEQs, one per record, before the
+   explicit MODSEQ updates, which can only raise: a message the cluster
+   changed just after the cache's old position can land above its MODSEQ,
+   and two messages on one they do not share. The op of each message's
+   last change is gone from the log, so its MODSEQ cannot be replayed;
+   instead the cluster gives such messages new ones, above what this cache
+   counted (rbd_index_touch), which every node's next sync, this one's
+   first, lands exactly. Messages that shared a MODSEQ (one command changed
+   them) share the new one, and only they: every MODSEQ stays one change.
+   *touched_r: such an op was committed. */
+static void rbd_sync_even_out(struct rbd_sync_context *ctx, bool *touched_r)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
+	struct mail_index_view *view;
+	const struct rbd_sync_target *target;
+	ARRAY(struct rbd_sync_target) off;
+	ARRAY_TYPE(uint32_t) uids;
+	struct rbd_error err;
+	uint64_t counted, highest = 0, modseq;
+	unsigned int i, count;
+	uint32_t seq;
+
+	if (array_count(&ctx->caught_up) == 0)
+		return;
+	t_array_init(&off, 16);
+	view = mail_index_view_open(mbox->box.index);
+	array_foreach(&ctx->caught_up, target)
+	{
+		if (!mail_index_lookup_seq(view, target->uid, &seq))
+			continue;
+		counted = mail_index_modseq_lookup(view, seq);
+		if (counted != target->modseq) {
+			array_push_back(&off, target);
+			highest = I_MAX(highest, counted);
+		}
+	}
+	mail_index_view_close(&view);
+	array_sort(&off, rbd_sync_target_cmp);
+	target = array_get(&off, &count);
+	t_array_init(&uids, 16);
+	for (i = 0; i < count; i++) {
+		array_push_back(&uids, &target[i].uid);
+		if (i + 1 < count && target[i + 1].modseq == target[i].modseq)
+			continue;
+		if (rbd_index_touch(mbox->index, array_front(&uids),
+		                    array_count(&uids), highest + 1, &modseq,
+		                    &err) != RBD_OK) {
+			/* They stay above their MODSEQ on this node. */
+			e_warning(mbox->box.event,
+			          "rbd: messages caught up from behind the change "
+			          "log's floor read MODSEQs above the cluster's: %s",
+			          err.message);
+			return;
+		}
+		e_debug(mbox->box.event,
+		        "rbd: %u messages of MODSEQ %" PRIu64 " caught up from "
+		        "behind the change log's floor counted above it: "
+		        "given MODSEQ %" PRIu64,
+		        array_count(&uids), target[i].modseq, modseq);
+		*touched_r = *touched_r || modseq != 0;
+		array_clear(&uids);
+	}
+}
+
 static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
-                         bool force_reset)
+                         bool force_reset, bool *touched_r)
 {
 	const struct mail_index_header *idx_hdr;
 	struct rbd_sync_context ctx;
@@ -967,6 +1058,8 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	ctx.mbox = mbox;
 	if (rbd_sync_begin(&ctx) < 0)
 		return -1;
+	/* Grows inside the T_BEGIN of each record: not on the data stack. */
+	i_array_init(&ctx.caught_up, 16);
 
 	/* A GUID names one RADOS mailbox for ever, so a cache of another GUID
 	   is rebuilt. A new, empty cache needs no reset, only its first full
@@ -1012,16 +1105,21 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	if (ret < 0) {
 		if (ctx.index_sync_ctx != NULL)
 			mail_index_sync_rollback(&ctx.index_sync_ctx);
+		array_free(&ctx.caught_up);
 		return ctx.inconsistent ? 0 : -1;
 	}
 	ret = rbd_sync_finish(&ctx, &status);
-	if (ret > 0)
+	if (ret > 0) {
 		rbd_sync_mark_recent(&ctx);
+		rbd_sync_even_out(&ctx, touched_r);
+	}
+	array_free(&ctx.caught_up);
 	return ret;
 }
 
 int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 {
+	bool touched = FALSE;
 	int ret;
 
 	if (rbd_mailbox_open_index(mbox) < 0)
@@ -1030,11 +1128,15 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 	   cache: rbd_mailbox_msg() lists the records again on a miss. */
 	mbox->msgs_stale = TRUE;
 	mbox->sync_at_close = FALSE;
-	ret = rbd_sync_once(mbox, force_full, FALSE);
+	ret = rbd_sync_once(mbox, force_full, FALSE, &touched);
 	if (ret == 0) {
 		e_debug(mbox->box.event,
 		        "rbd: index cache disagrees with RADOS, rebuilding it");
-		ret = rbd_sync_once(mbox, TRUE, TRUE);
+		ret = rbd_sync_once(mbox, TRUE, TRUE, &touched);
+	}
+	if (ret > 0 && touched) {
+		touched = FALSE;
+		ret = rbd_sync_once(mbox, FALSE, FALSE, &touched);
 	}
 	return ret < 0 ? -1 : 0;
 }

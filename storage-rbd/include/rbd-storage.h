@@ -489,6 +489,16 @@ rbd_code rbd_index_expunge(struct rbd_index *mailbox, const uint32_t *uids,
                            size_t count, uint32_t *expunged_r,
                            size_t *expunged_count_r, struct rbd_error *err);
 
+/*
+ * Gives those of `count` UIDs that exist one new MODSEQ, at least
+ * `min_modseq`, in one guarded op that changes nothing else; every node
+ * that syncs lands each of them exactly on it. *modseq_r: that MODSEQ, or 0
+ * when none of them exists (nothing was written).
+ */
+rbd_code rbd_index_touch(struct rbd_index *mailbox, const uint32_t *uids,
+                         size_t count, uint64_t min_modseq, uint64_t *modseq_r,
+                         struct rbd_error *err);
+
 /* Reads up to `max` records with UID > after_uid, in UID order. */
 rbd_code rbd_index_list_records(struct rbd_index *mailbox, uint32_t after_uid,
                                 size_t max, struct rbd_records **records_r,

@@ -557,6 +557,13 @@ rbd_code rbd_index_expunge(rbd_index* mailbox, const uint32_t* uids, size_t coun
   });
 }
 
+rbd_code rbd_index_touch(rbd_index* mailbox, const uint32_t* uids, size_t count, uint64_t min_modseq,
+                         uint64_t* modseq_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    return mailbox->index->Touch(std::vector<uint32_t>(uids, uids + count), min_modseq, modseq_r);
+  });
+}
+
 rbd_code rbd_index_list_records(rbd_index* mailbox, uint32_t after_uid, size_t max, rbd_records** records_r,
                                 rbd_error* err) {
   return Guarded(err, [&] {

@@ -574,6 +574,32 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
   return s;
 }
 
+Status MailboxIndex::Touch(const std::vector<uint32_t>& uids, uint64_t min_modseq, uint64_t* modseq) {
+  bool touched = false;
+  Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
+    m->noop = values.empty();
+    touched = !m->noop;
+    if (m->noop) return Status::OK();
+    // A replay writes no counted record for it, only MODSEQ updates, which
+    // raise: any step lands it exactly; a larger one lifts it above what
+    // the asking node counted.
+    const uint64_t step = min_modseq > m->state.highest_modseq ? min_modseq - m->state.highest_modseq : 1;
+    const uint64_t new_modseq = m->Advance(step);
+    for (const auto& [key, bl] : values) {
+      MessageRecord rec;
+      Status ds = Decode(bl.to_str(), &rec);
+      if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
+      (void)ResolveLegacy(m->state, &rec.legacy_keyword_ids, &rec.keywords);
+      rec.modseq = new_modseq;
+      m->set[key] = ToBufferlist(Encode(rec));
+      m->updated.push_back({rec.uid, rec.flags, rec.keywords, {}});
+    }
+    return Status::OK();
+  });
+  if (s.ok()) *modseq = touched ? state_.highest_modseq : 0;
+  return s;
+}
+
 Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, std::vector<uint32_t>* expunged) {
   std::vector<Guid> stored;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {

@@ -129,6 +129,13 @@ class MailboxIndex {
   Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
                      std::vector<uint32_t>* conflicts, uint64_t* modseq);
   Status Expunge(const std::vector<uint32_t>& uids, std::vector<uint32_t>* expunged);
+  // Gives those of `uids` that exist one new MODSEQ, at least `min_modseq`,
+  // and changes nothing else: every node replays it (the records, flags and
+  // keywords as they are) and lands each of them on that MODSEQ. For a node
+  // whose cache could only land them above their MODSEQ (a catch-up from
+  // behind the log floor, plugin/rbd-sync.c). *modseq: the op's MODSEQ, or
+  // 0 when none of them exists.
+  Status Touch(const std::vector<uint32_t>& uids, uint64_t min_modseq, uint64_t* modseq);
   // RFC 3501 \Recent across nodes: raises the state's first recent UID to
   // `up_to` (at most UIDNEXT) in one guarded op, so the UIDs from the old
   // value up to the new one are this caller's alone: concurrent claims from

@@ -636,6 +636,53 @@ TEST_F(MailboxIndexTest, ChangesSinceModseqReportChangedAndExpunged) {
   rbd_index_close(&mailbox);
 }
 
+// A node that caught up from behind the log floor counted some messages
+// above their MODSEQ; a touch gives them one new MODSEQ everywhere and
+// changes nothing else.
+TEST_F(MailboxIndexTest, TouchGivesExistingMessagesOneNewModseqAndNothingElse) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (int i = 0; i < 3; i++) AppendOne(mailbox, "msg " + std::to_string(i), i == 2 ? RBD_FLAG_SEEN : 0);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+  const uint64_t before = st.highest_modseq;
+
+  const uint32_t uids[] = {2, 3, 99};
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_index_touch(mailbox, uids, 3, before + 4, &modseq, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(modseq, before + 4) << "at least the MODSEQ asked for";
+  rbd_records* holder = nullptr;
+  std::map<uint32_t, std::pair<uint8_t, uint64_t>> seen;
+  for (const rbd_record& r : Records(mailbox, &holder)) seen[r.uid] = {r.flags, r.modseq};
+  rbd_records_free(&holder);
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_LT(seen[1].second, before + 1) << "not asked for";
+  EXPECT_EQ(seen[2], std::make_pair(uint8_t{0}, before + 4));
+  EXPECT_EQ(seen[3], std::make_pair(uint8_t{RBD_FLAG_SEEN}, before + 4));
+
+  // One replayable op naming the touched messages as they are.
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(mailbox, before, &changes, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(changes->op_count, 1u);
+  const rbd_change& touch = changes->ops[0];
+  EXPECT_EQ(touch.modseq, before + 4);
+  ASSERT_EQ(touch.updated_count, 2u);
+  EXPECT_EQ(touch.updated[0].uid, 2u);
+  EXPECT_EQ(touch.updated[1].uid, 3u);
+  EXPECT_EQ(touch.updated[1].flags, RBD_FLAG_SEEN);
+  EXPECT_EQ(touch.appended_count + touch.expunged_count, 0u);
+  rbd_changes_free(&changes);
+
+  // Without a MODSEQ asked for: the next one. None that exists: nothing.
+  ASSERT_EQ(rbd_index_touch(mailbox, uids, 1, 0, &modseq, &err_), RBD_OK);
+  EXPECT_EQ(modseq, before + 5);
+  ASSERT_EQ(rbd_index_touch(mailbox, uids + 2, 1, 0, &modseq, &err_), RBD_OK);
+  EXPECT_EQ(modseq, 0u);
+  ASSERT_EQ(rbd_index_get_status(mailbox, &st, &err_), RBD_OK);
+  EXPECT_EQ(st.highest_modseq, before + 5);
+  rbd_index_close(&mailbox);
+}
+
 // Dovecot counts MODSEQs per transaction-log record; an op must advance
 // HIGHESTMODSEQ by the records its replay writes (see rbd-storage.h).
 // A message as a node's cache would hold it.
