@@ -214,6 +214,11 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
   }
 }
 
+void MailboxIndex::Mutation::Rewrite(const std::string& key, const MessageRecord& rec) {
+  set[key] = ToBufferlist(Encode(rec));
+  updated.push_back({rec.uid, rec.flags, rec.keywords, {}});
+}
+
 MailboxIndex::Outcome MailboxIndex::Resolve(const librados::bufferlist& guard,
                                             const librados::bufferlist& written,
                                             const std::string& change_key, const librados::bufferlist* change,
@@ -565,8 +570,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     DefineKeywords(added_in_order, values, m);
     for (auto& [key, rec] : updated) {
       rec.modseq = modseq;
-      m->set[key] = ToBufferlist(Encode(rec));
-      m->updated.push_back({rec.uid, rec.flags, rec.keywords, {}});
+      m->Rewrite(key, rec);
     }
     return Status::OK();
   });
@@ -591,8 +595,7 @@ Status MailboxIndex::Touch(const std::vector<uint32_t>& uids, uint64_t min_modse
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
       (void)ResolveLegacy(m->state, &rec.legacy_keyword_ids, &rec.keywords);
       rec.modseq = new_modseq;
-      m->set[key] = ToBufferlist(Encode(rec));
-      m->updated.push_back({rec.uid, rec.flags, rec.keywords, {}});
+      m->Rewrite(key, rec);
     }
     return Status::OK();
   });

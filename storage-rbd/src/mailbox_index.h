@@ -257,6 +257,9 @@ class MailboxIndex {
       advanced = true;
       return state.highest_modseq;
     }
+    // Writes `rec` back under `key` (its new flags and MODSEQ set) and
+    // names it among the messages the op changed.
+    void Rewrite(const std::string& key, const MessageRecord& rec);
   };
   using Planner =
       std::function<Status(const std::map<std::string, librados::bufferlist>& values, Mutation* m)>;
