@@ -830,7 +830,9 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
 		                   rec->keyword_count);
 	}
 	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
-	if (!ctx->reset && rec->modseq > old_modseq) {
+	/* A new cache (no old position) lands every message exactly: its
+	   first sync need not look at each of them again. */
+	if (!ctx->reset && old_modseq != 0 && rec->modseq > old_modseq) {
 		target = array_append_space(&ctx->caught_up);
 		target->uid = rec->uid;
 		target->modseq = rec->modseq;
