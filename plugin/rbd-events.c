@@ -1,13 +1,16 @@
 /* Events and log lines for the RADOS ops the core performed on behalf of
    this storage: one rbd_request_finished event per op, session totals in
    rbd_session_finished, and one log line per change between "cluster
-   unavailable" and "answering again" instead of one per failed command.
-   The core only records ops (it never calls back); they are drained here
+   unavailable" and "answering again" instead of one per failed command,
+   and one line per change answered NO whose outcome was unknown once the
+   core has settled it. The core only records (it never calls back); what
+   it recorded is drained here
    whenever a namespace's handle is looked up for the next storage call, and
    when the namespace goes away. */
 
 #include "lib.h"
 #include "ioloop.h"
+#include "hex-binary.h"
 #include "mail-storage-private.h"
 #include "rbd-mail-storage.h"
 
@@ -50,6 +53,45 @@ static void rbd_events_send(struct event *parent,
 	}
 }
 
+static void rbd_events_settled(struct event *parent, struct rbd_user *user)
+{
+	struct rbd_settled settled[RBD_EVENTS_BATCH];
+	size_t i, n;
+
+	do {
+		n = rbd_user_drain_settled(user, settled, N_ELEMENTS(settled));
+		for (i = 0; i < n; i++) {
+			const char *guid = binary_to_hex(
+			        settled[i].mailbox_guid, RBD_GUID_SIZE);
+			uint64_t modseq = settled[i].modseq;
+
+			switch (settled[i].outcome) {
+			case RBD_SETTLED_NOT_APPLIED:
+				e_info(parent,
+				       "rbd: mailbox %s: the change answered NO "
+				       "(MODSEQ %" PRIu64 ") did not take effect",
+				       guid, modseq);
+				break;
+			case RBD_SETTLED_UNDONE:
+				e_warning(parent,
+				          "rbd: mailbox %s: a change answered NO "
+				          "(MODSEQ %" PRIu64 ") took effect after "
+				          "all: undone",
+				          guid, modseq);
+				break;
+			case RBD_SETTLED_UNCHECKED:
+				e_error(parent,
+				        "rbd: mailbox %s: a change answered NO "
+				        "(MODSEQ %" PRIu64 ") could not be checked "
+				        "before the session ended: it may have "
+				        "taken effect",
+				        guid, modseq);
+				break;
+			}
+		}
+	} while (n == N_ELEMENTS(settled));
+}
+
 void rbd_events_flush(struct event *parent, struct rbd_user *user,
                       struct rbd_op_totals *totals, struct rbd_storage *storage)
 {
@@ -70,6 +112,7 @@ void rbd_events_flush(struct event *parent, struct rbd_user *user,
 		for (i = 0; i < n; i++)
 			rbd_events_send(parent, &records[i], totals, storage);
 	} while (n == N_ELEMENTS(records));
+	rbd_events_settled(parent, user);
 }
 
 void rbd_events_unavailable(struct rbd_storage *storage, const char *reason)

@@ -74,6 +74,7 @@ static void rbd_list_deinit(struct mailbox_list *list)
 	if (rlist->dict != NULL)
 		rbd_dict_store_close(&rlist->dict);
 	if (rlist->user != NULL) {
+		rbd_user_settle(rlist->user);
 		rbd_events_flush(list->ns->user->event, rlist->user,
 		                 &rlist->op_totals, NULL);
 		rbd_events_session_finished(list->ns->user->event,

@@ -465,8 +465,10 @@ void rbd_save_add_copy(struct mail_save_context *_ctx, struct mail *src)
 }
 
 /* The client hears NO for a save or copy whose outcome is unknown, yet its
-   messages may still appear: name them (the core keeps their bodies'
-   references; gc reclaims them after rbd_gc_grace if nothing appears). */
+   messages may still appear: name them. The core keeps their bodies'
+   references (gc reclaims them after rbd_gc_grace if nothing appears) and
+   expunges the messages again at the next call on this mailbox if they
+   did appear (rbd_events_settled() logs which it was). */
 static void rbd_commit_log_unknown(struct rbd_save_context *ctx,
                                    const struct rbd_save_item *items,
                                    unsigned int count)
@@ -486,7 +488,8 @@ static void rbd_commit_log_unknown(struct rbd_save_context *ctx,
 	}
 	e_error(ctx->mbox->box.event,
 	        "rbd: answered NO, but these %u messages may still appear in "
-	        "this mailbox (GUIDs, or copied mailbox:UID): %s",
+	        "this mailbox (GUIDs, or copied mailbox:UID): %s; if they do, "
+	        "the next command on it expunges them",
 	        count, str_c(what));
 }
 

@@ -368,10 +368,12 @@ void rbd_storage_set_error(struct mail_storage *storage,
 		break;
 	case RBD_ERR_UNKNOWN:
 		/* The change may still take effect although the client hears
-		   NO: the log must say so (gc reclaims the bodies if it never
-		   does). */
+		   NO: the log must say so. The core undoes an append, copy or
+		   flag change that does at the next call on the mailbox (gc
+		   reclaims the bodies of one that never does). */
 		e_error(storage->event,
-		        "rbd: %s: the change may still take effect",
+		        "rbd: %s: the change may still take effect (the next "
+		        "command on the mailbox undoes it if it does)",
 		        err->message);
 		rbd_storage_fail_fast(storage);
 		mail_storage_set_error(storage, MAIL_ERROR_UNAVAILABLE,

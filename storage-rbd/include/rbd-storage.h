@@ -499,6 +499,40 @@ rbd_code rbd_index_touch(struct rbd_index *mailbox, const uint32_t *uids,
                          size_t count, uint64_t min_modseq, uint64_t *modseq_r,
                          struct rbd_error *err);
 
+/*
+ * Changes answered with RBD_ERR_UNKNOWN: an append or copy (the messages it
+ * would have added) or a flag update may still take effect after the call
+ * returned, as the cluster applies an op it held. The user keeps what each
+ * did; the next update or rbd_index_changes() on that mailbox first reads
+ * whether it took effect and, if it did, undoes it with a new change
+ * (expunges the messages; restores the flags of messages nothing changed
+ * since), so that the failure the caller reported becomes true. An
+ * expunge is never undone.
+ */
+enum rbd_settlement {
+	/* It never took effect. */
+	RBD_SETTLED_NOT_APPLIED,
+	/* It took effect after the failure, and was undone. */
+	RBD_SETTLED_UNDONE,
+	/* The user was closed before the cluster could tell: it may have
+	   taken effect. */
+	RBD_SETTLED_UNCHECKED,
+};
+struct rbd_settled {
+	uint8_t mailbox_guid[RBD_GUID_SIZE];
+	/* The MODSEQ the change would have taken. */
+	uint64_t modseq;
+	enum rbd_settlement outcome;
+};
+/* Moves up to `max` settlements since the last call into `out`, oldest
+   first, and returns how many. */
+size_t rbd_user_drain_settled(struct rbd_user *user, struct rbd_settled *out,
+                              size_t max);
+/* Settles what is left on every mailbox, within the command's deadline;
+   what the cluster cannot tell yet is reported RBD_SETTLED_UNCHECKED. For
+   the last command before rbd_user_close(). */
+void rbd_user_settle(struct rbd_user *user);
+
 /* Reads up to `max` records with UID > after_uid, in UID order. */
 rbd_code rbd_index_list_records(struct rbd_index *mailbox, uint32_t after_uid,
                                 size_t max, struct rbd_records **records_r,

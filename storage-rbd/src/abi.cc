@@ -42,6 +42,8 @@ struct rbd_user {
   // Drained from the account's op log but not handed out yet (the
   // caller's buffer was full).
   std::vector<rbd::OpRecord> drained;
+  // The same for settlements (rbd_user_drain_settled).
+  std::vector<rbd::Settlement> settled;
 };
 
 struct rbd_index {
@@ -72,6 +74,8 @@ struct rbd_body_writer {
 namespace {
 
 static_assert(static_cast<int>(rbd::Code::kUnknown) == RBD_ERR_UNKNOWN, "rbd::Code must mirror rbd_code");
+static_assert(static_cast<int>(rbd::Settlement::Outcome::kUnchecked) == RBD_SETTLED_UNCHECKED,
+              "Settlement::Outcome must mirror rbd_settlement");
 
 rbd_code Report(const rbd::Status& s, rbd_error* err) {
   auto code = static_cast<rbd_code>(s.code());
@@ -319,7 +323,7 @@ rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeva
     std::string name = ns != nullptr ? ns : cluster->config.ns;
     std::unique_ptr<rbd::Account> account;
     rbd::Status s = rbd::Account::Open(cluster->impl, cluster->config, name, command_started, &account);
-    if (s.ok()) *user_r = new rbd_user{std::move(account), {}};
+    if (s.ok()) *user_r = new rbd_user{std::move(account), {}, {}};
     return s;
   });
 }
@@ -344,6 +348,22 @@ size_t rbd_user_drain_ops(rbd_user* user, rbd_op_record* out, size_t max, uint64
   pending.erase(pending.begin(), pending.begin() + n);
   return n;
 }
+
+size_t rbd_user_drain_settled(rbd_user* user, rbd_settled* out, size_t max) {
+  std::vector<rbd::Settlement>& pending = user->settled;
+  std::vector<rbd::Settlement> more = user->account->unsettled().Drain();
+  pending.insert(pending.end(), more.begin(), more.end());
+  const size_t n = std::min(max, pending.size());
+  for (size_t i = 0; i < n; i++) {
+    std::copy(pending[i].mailbox.bytes.begin(), pending[i].mailbox.bytes.end(), out[i].mailbox_guid);
+    out[i].modseq = pending[i].modseq;
+    out[i].outcome = static_cast<rbd_settlement>(pending[i].outcome);
+  }
+  pending.erase(pending.begin(), pending.begin() + n);
+  return n;
+}
+
+void rbd_user_settle(rbd_user* user) { rbd::MailboxIndex::SettleAll(user->account.get()); }
 
 void rbd_user_close(rbd_user** user) {
   delete *user;

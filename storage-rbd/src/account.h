@@ -19,6 +19,7 @@
 #include "cluster.h"
 #include "op_log.h"
 #include "status.h"
+#include "unsettled.h"
 
 namespace rbd {
 
@@ -42,6 +43,9 @@ class Account {
   // Every op a command waited for (Operate, and the body paths that wait
   // for several at once), for the caller's events.
   OpLog& op_log() { return op_log_; }
+  // Changes answered as failed whose outcome is still unknown
+  // (MailboxIndex::Settle).
+  UnsettledChanges& unsettled() { return unsettled_; }
 
   // When the current command's RADOS waits must end. Every command has ONE
   // deadline, not one per RADOS op: the command clock given to Open()
@@ -97,6 +101,7 @@ class Account {
   librados::IoCtx mail_io_;
   const struct timeval* command_started_ = nullptr;
   OpLog op_log_;
+  UnsettledChanges unsettled_;
 };
 
 }  // namespace rbd

@@ -52,6 +52,23 @@ std::vector<std::string> ApplyKeywords(const std::vector<std::string>& current,
   return out;
 }
 
+// What a flag change to some messages writes into a node's transaction
+// log when replayed, which decides its MODSEQ step (Mutation::Advance).
+struct FlagDelta {
+  bool flags = false;
+  std::set<std::string> added, removed;
+
+  // Counts a record going from `rec` to `flags` and `keywords`.
+  void Add(const MessageRecord& rec, uint8_t new_flags, const std::vector<std::string>& keywords) {
+    flags |= new_flags != rec.flags;
+    std::set_difference(keywords.begin(), keywords.end(), rec.keywords.begin(), rec.keywords.end(),
+                        std::inserter(added, added.end()));
+    std::set_difference(rec.keywords.begin(), rec.keywords.end(), keywords.begin(), keywords.end(),
+                        std::inserter(removed, removed.end()));
+  }
+  uint64_t Step() const { return (flags ? 1 : 0) + added.size() + removed.size(); }
+};
+
 // The keywords of `messages`, each once, in the order they are named.
 std::vector<std::string> NamesOf(const std::vector<NewMessage>& messages) {
   std::vector<std::string> names;
@@ -166,6 +183,8 @@ Status MailboxIndex::ReadState(MailboxState* state) {
 }
 
 Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planner& plan) {
+  // A failure here is the cluster's, which the op below meets as well.
+  if (!settling_ && account_->unsettled().Has(guid_)) (void)Settle();
   RetryPolicy retry(account_->deadline());
   for (unsigned attempt = 1;; attempt++) {
     std::map<std::string, librados::bufferlist> values;
@@ -178,6 +197,8 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     Status s = plan(values, &m);
     if (!s.ok() || m.noop) return s;
     if (m.advanced) KeepLogWindow(account_->config(), Now(), &m.state, &m.remove);
+    std::vector<uint32_t> appended;
+    for (const MessageRecord& rec : m.appended) appended.push_back(rec.uid);
     const std::string change_key = m.advanced ? keys::ChangeKey(m.state.highest_modseq) : std::string();
     if (m.advanced) m.set[change_key] = ToBufferlist(Encode(ToChangeEntry(&m)));
     librados::bufferlist new_raw = ToBufferlist(Encode(m.state));
@@ -196,7 +217,12 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       if (!s.IsUnknown()) return s;
       outcome =
           Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key], m.owned);
-      if (outcome == Outcome::kUnknown) return s;
+      if (outcome == Outcome::kUnknown) {
+        if (m.advanced && !settling_ && (!appended.empty() || !m.before.empty()))
+          account_->unsettled().Add(UnsettledChange{guid_, m.state.highest_modseq, new_raw, m.set[change_key],
+                                                    std::move(appended), std::move(m.before)});
+        return s;
+      }
     }
     if (outcome == Outcome::kApplied) {
       defined_keywords_.insert(m.defined.begin(), m.defined.end());
@@ -241,13 +267,85 @@ MailboxIndex::Outcome MailboxIndex::Resolve(const librados::bufferlist& guard,
   if (change != nullptr) {
     if (raw.contents_equal(written)) return Outcome::kApplied;
     auto it = entries.find(change_key);
-    return it != entries.end() && it->second.contents_equal(*change) ? Outcome::kApplied
-                                                                     : Outcome::kNotApplied;
+    if (it != entries.end())
+      return it->second.contents_equal(*change) ? Outcome::kApplied : Outcome::kNotApplied;
+    // Settling long after the op: its entry may have left the log window.
+    MailboxState state;
+    auto modseq = keys::ParseChangeKey(change_key);
+    if (!Decode(raw.to_str(), &state).ok() || !modseq || *modseq <= state.log_floor) return Outcome::kUnknown;
+    return Outcome::kNotApplied;
   }
   // Without a change entry (maintenance and \Recent claims: no MODSEQ),
   // unchanged state bytes mean not applied, as the state only moves on.
   if (raw.contents_equal(guard)) return Outcome::kNotApplied;
   return raw.contents_equal(written) && !owned ? Outcome::kApplied : Outcome::kUnknown;
+}
+
+Status MailboxIndex::Settle() {
+  settling_ = true;
+  Status result;
+  for (UnsettledChange& change : account_->unsettled().Take(guid_)) {
+    Outcome outcome =
+        Resolve({}, change.state, keys::ChangeKey(change.modseq), &change.entry, /*owned=*/false);
+    Status s = outcome == Outcome::kApplied   ? Undo(change)
+               : outcome == Outcome::kUnknown ? Status::Unavailable("settle " + oid_ + ": no answer yet")
+                                              : Status::OK();
+    if (!s.ok()) {
+      account_->unsettled().Add(std::move(change));
+      if (result.ok()) result = s;
+      continue;
+    }
+    account_->unsettled().Report(change, outcome == Outcome::kApplied ? Settlement::Outcome::kUndone
+                                                                      : Settlement::Outcome::kNotApplied);
+  }
+  settling_ = false;
+  return result;
+}
+
+void MailboxIndex::SettleAll(Account* account) {
+  for (const Guid& guid : account->unsettled().Mailboxes()) (void)MailboxIndex(account, guid).Settle();
+  for (const Guid& guid : account->unsettled().Mailboxes())
+    for (const UnsettledChange& change : account->unsettled().Take(guid))
+      account->unsettled().Report(change, Settlement::Outcome::kUnchecked);
+}
+
+Status MailboxIndex::Undo(const UnsettledChange& change) {
+  if (!change.appended.empty()) {
+    std::vector<uint32_t> expunged;
+    Status s = Expunge(change.appended, &expunged);
+    if (!s.ok()) return s;
+  }
+  if (change.before.empty()) return Status::OK();
+  std::set<std::string> read_keys;
+  for (const auto& [key, bl] : change.before) read_keys.insert(key);
+  // The keywords restored were on the messages before, so they are defined.
+  return Mutate(read_keys, [&](const auto& values, Mutation* m) -> Status {
+    std::vector<std::pair<std::string, MessageRecord>> restored;
+    FlagDelta delta;
+    for (const auto& [key, bl] : values) {
+      MessageRecord rec, old;
+      Status ds = Decode(bl.to_str(), &rec);
+      if (ds.ok()) ds = Decode(change.before.at(key).to_str(), &old);
+      if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
+      // Changed again since: that later change stands.
+      if (rec.modseq != change.modseq) continue;
+      (void)ResolveLegacy(m->state, &rec.legacy_keyword_ids, &rec.keywords);
+      (void)ResolveLegacy(m->state, &old.legacy_keyword_ids, &old.keywords);
+      if (old.flags == rec.flags && old.keywords == rec.keywords) continue;
+      delta.Add(rec, old.flags, old.keywords);
+      rec.flags = old.flags;
+      rec.keywords = std::move(old.keywords);
+      restored.emplace_back(key, std::move(rec));
+    }
+    m->noop = restored.empty();
+    if (m->noop) return Status::OK();
+    const uint64_t modseq = m->Advance(delta.Step());
+    for (auto& [key, rec] : restored) {
+      rec.modseq = modseq;
+      m->Rewrite(key, rec);
+    }
+    return Status::OK();
+  });
 }
 
 ChangeEntry MailboxIndex::ToChangeEntry(Mutation* m) {
@@ -535,8 +633,8 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
   Status s = Mutate(read_keys, [&](const auto& values, Mutation* m) -> Status {
     conflicts->clear();
     std::vector<std::pair<std::string, MessageRecord>> updated;
-    bool flags_changed = false;
-    std::set<std::string> added, removed;
+    FlagDelta delta;
+    m->before.clear();
     for (const auto& [key, bl] : values) {
       if (!keys::ParseRecordKey(key)) continue;
       MessageRecord rec;
@@ -550,11 +648,8 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
       uint8_t flags = static_cast<uint8_t>((rec.flags | update.add_flags) & ~update.remove_flags);
       std::vector<std::string> kws = ApplyKeywords(rec.keywords, add, remove);
       if (flags == rec.flags && kws == rec.keywords) continue;
-      flags_changed |= flags != rec.flags;
-      std::set_difference(kws.begin(), kws.end(), rec.keywords.begin(), rec.keywords.end(),
-                          std::inserter(added, added.end()));
-      std::set_difference(rec.keywords.begin(), rec.keywords.end(), kws.begin(), kws.end(),
-                          std::inserter(removed, removed.end()));
+      delta.Add(rec, flags, kws);
+      m->before[key] = bl;
       rec.flags = flags;
       rec.keywords = std::move(kws);
       updated.emplace_back(key, std::move(rec));
@@ -563,10 +658,10 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     m->noop = updated.empty();
     changed = !m->noop;
     if (m->noop) return Status::OK();
-    const uint64_t modseq = m->Advance((flags_changed ? 1 : 0) + added.size() + removed.size());
+    const uint64_t modseq = m->Advance(delta.Step());
     std::vector<std::string> added_in_order;
     for (const std::string& name : update.add_keywords)
-      if (added.erase(name) != 0) added_in_order.push_back(name);
+      if (delta.added.erase(name) != 0) added_in_order.push_back(name);
     DefineKeywords(added_in_order, values, m);
     for (auto& [key, rec] : updated) {
       rec.modseq = modseq;
@@ -837,6 +932,9 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
 }
 
 Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
+  // Before the session syncs: it must not see a change it heard NO for
+  // without that change's undo.
+  if (!settling_ && account_->unsettled().Has(guid_)) (void)Settle();
   RetryPolicy retry(account_->deadline());
   std::map<std::string, librados::bufferlist> entries;
   librados::bufferlist raw;

@@ -218,6 +218,20 @@ class MailboxIndex {
   // from a listing and may be wrong.
   Status HasRecords(bool* any);
 
+  // Checks the changes to this mailbox that the account's commands were
+  // answered "failed" for while their outcome was unknown (see
+  // unsettled.h), and undoes those that took effect after all: appended
+  // messages are expunged, flags and keywords restored on the messages the
+  // change was the last to touch. Mutate and Changes do this first, so the
+  // session that heard NO never syncs the change without its undo.
+  // Unavailable (the change kept for later) while the object does not
+  // answer. An expunge is never kept: it cannot be taken back, and a
+  // client told it failed loses only the messages it asked to remove.
+  Status Settle();
+  // Settle() for every mailbox with unsettled changes; what stays unknown
+  // is reported as unchecked and dropped (the account is closing).
+  static void SettleAll(Account* account);
+
   const Guid& guid() const { return guid_; }
   const std::string& oid() const { return oid_; }
 
@@ -236,6 +250,10 @@ class MailboxIndex {
     // of them the op defines (ChangeEntry::defined).
     std::vector<std::string> defined;
     std::vector<std::string> newly_defined;
+    // The records the op rewrites, as they were before (`u.<uid>` keys):
+    // what undoing it restores (UnsettledChange::before). Left empty by
+    // ops nobody needs undone.
+    std::map<std::string, librados::bufferlist> before;
     bool advanced = false;  // false: maintenance that no client sees
     bool noop = false;      // nothing to write
     // What the op takes is its writer's alone (a \Recent claim). Two
@@ -278,6 +296,8 @@ class MailboxIndex {
   // deadline.
   Outcome Resolve(const librados::bufferlist& guard, const librados::bufferlist& written,
                   const std::string& change_key, const librados::bufferlist* change, bool owned);
+  // Undoes a change that took effect after its caller was answered NO.
+  Status Undo(const UnsettledChange& change);
   // The change-log entry of an advancing mutation (consumes its op data).
   static ChangeEntry ToChangeEntry(Mutation* m);
   Status ReadStateAndKeys(const std::set<std::string>& keys,
@@ -320,6 +340,9 @@ class MailboxIndex {
   MailboxState state_;
   librados::bufferlist state_raw_;
   bool state_valid_ = false;
+  // Inside Settle(): its undo ops neither settle again nor are kept as
+  // unsettled (a second undo of the same change finds nothing to do).
+  bool settling_ = false;
   // Keyword names known to be defined in `k.` keys: names are never
   // undefined, so once seen they need no read again.
   std::set<std::string> defined_keywords_;

@@ -353,6 +353,65 @@ TEST_F(MailboxIndexTest, AClaimWhoseOutcomeIsUnknownTakesNothing) {
   rbd_index_close(&patient);
 }
 
+// A write the caller was told failed can still be applied: the OSD runs
+// what it held when it resumes (fault soak, seed 1206: a STORE answered
+// NO [UNAVAILABLE] whose flag then showed). The next call on that mailbox
+// finds it applied and undoes it, so that the failure becomes true.
+TEST_F(MailboxIndexTest, AnAppendAnsweredFailedThatTookEffectIsExpungedByTheNextCall) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* reader = OpenMailbox(mbox);
+  AppendOne(reader, "before");
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* impatient_user = nullptr;
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &started, &impatient_user, &err_), RBD_OK) << err_.message;
+  uint8_t guid[RBD_GUID_SIZE];
+  ParseHex(mbox, guid);
+  rbd_index* impatient = nullptr;
+  ASSERT_EQ(rbd_index_open(impatient_user, guid, &impatient, &err_), RBD_OK) << err_.message;
+  rbd_index_status before{};
+  ASSERT_EQ(rbd_index_get_status(impatient, &before, &err_), RBD_OK);  // so the append needs no read
+
+  const std::string body = "appended while the OSD was stopped";
+  rbd_new_message msg{};
+  RandomGuid(msg.guid);
+  msg.body = body.data();
+  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  uint32_t uid = 0;
+  {
+    StoppedOsds osds;
+    started.tv_sec -= 18;  // 2 s left of rbd_op_timeout 20s
+    EXPECT_EQ(rbd_index_append(impatient, &msg, 1, &uid, &err_), RBD_ERR_UNKNOWN) << err_.message;
+  }
+  rbd_index_status seen{};
+  for (int i = 0; i < 100 && seen.messages != 2; i++) {
+    std::this_thread::sleep_for(milliseconds(100));
+    ASSERT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK) << err_.message;
+  }
+  ASSERT_EQ(seen.messages, 2u) << "the OSD did not apply the append it held: nothing to undo";
+
+  gettimeofday(&started, nullptr);  // the session's next command
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(impatient, before.highest_modseq, &changes, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(changes->op_count, 2u) << "the append and its undo";
+  EXPECT_EQ(changes->ops[0].modseq, before.highest_modseq + 1);
+  EXPECT_EQ(changes->ops[1].expunged_count, 1u);
+  EXPECT_EQ(changes->status.messages, 1u);
+  rbd_changes_free(&changes);
+  rbd_settled settled[2];
+  ASSERT_EQ(rbd_user_drain_settled(impatient_user, settled, 2), 1u);
+  EXPECT_EQ(settled[0].outcome, RBD_SETTLED_UNDONE);
+  EXPECT_EQ(settled[0].modseq, before.highest_modseq + 1);
+  EXPECT_EQ(Hex(settled[0].mailbox_guid), mbox);
+  rbd_user_settle(impatient_user);
+  EXPECT_EQ(rbd_user_drain_settled(impatient_user, settled, 2), 0u) << "settled twice";
+  ASSERT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK);
+  EXPECT_EQ(seen.messages, 1u);
+  rbd_index_close(&impatient);
+  rbd_user_close(&impatient_user);
+  rbd_index_close(&reader);
+}
+
 // Quota subtracts what a session expunged: of two handles expunging the
 // same message, exactly one is told it removed it (the second's guarded op
 // is retried against the first's state).

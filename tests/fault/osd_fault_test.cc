@@ -1,8 +1,14 @@
 // Fault injection on a 3-OSD cluster (size 3, min_size 2): an OSD SIGKILLed
-// in the middle of a stream of appends. Run by scripts/test against a
-// cluster of its own, since it restarts daemons.
+// in the middle of a stream of appends, and a replica stalled under a flag
+// change. Run by scripts/test against a cluster of its own, since it
+// restarts daemons.
+#include <signal.h>
+#include <sys/time.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -17,6 +23,41 @@ using std::chrono::steady_clock;
 int ClusterScript(const std::string& args) {
   std::string cmd = std::string(RBD_SOURCE_DIR) + "/scripts/ceph-dev-cluster " + args + " >&2";
   return std::system(cmd.c_str());
+}
+
+// The OSDs that hold object `oid` of namespace `ns` in the index pool, the
+// primary first (`ceph osd map`).
+std::vector<int> ActingSet(const std::string& oid, const std::string& ns) {
+  const std::string cmd = "ceph -c " + Env("RBD_TEST_CEPH_CONF") + " -k " + Env("RBD_TEST_ADMIN_KEYRING") +
+                          " -n client.admin osd map " + Env("RBD_TEST_INDEX_POOL") + " " + oid + " " + ns +
+                          " -f json";
+  std::string json;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[512];
+    for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) json.append(buf, n);
+    pclose(p);
+  }
+  std::vector<int> acting;
+  size_t at = json.find("\"acting\":[");
+  if (at == std::string::npos) return acting;
+  std::istringstream in(json.substr(at + 10));
+  for (int id; in >> id;) {
+    acting.push_back(id);
+    if (in.get() != ',') break;
+  }
+  at = json.find("\"acting_primary\":");
+  if (at != std::string::npos) {
+    int primary = std::atoi(json.c_str() + at + 17);
+    std::stable_partition(acting.begin(), acting.end(), [&](int id) { return id == primary; });
+  }
+  return acting;
+}
+
+pid_t OsdPid(int id) {
+  std::ifstream file(Env("RBD_TEST_CEPH_DIR") + "/run/osd." + std::to_string(id) + ".pid");
+  pid_t pid = 0;
+  file >> pid;
+  return pid;
 }
 
 class OsdFaultTest : public UserFixture {
@@ -92,6 +133,84 @@ TEST_F(OsdFaultTest, KilledOsdLosesNoAcknowledgedAppend) {
   EXPECT_EQ(st.messages, uint32_t{kAppends});
   EXPECT_EQ(st.uidnext, uint32_t{kAppends + 1});
   rbd_index_close(&mailbox);
+}
+
+// How a production cluster applies a write after its caller gave up: the
+// primary ran the op, but a replica does not answer, so the op commits only
+// once the replica is back (or marked down and the PG peered without it),
+// and the read-back waits behind it. The caller hears "unknown" (the client
+// NO [UNAVAILABLE]); the next call on the mailbox finds the change applied
+// and restores the flags.
+TEST_F(OsdFaultTest, AFlagChangeAnsweredFailedThatTookEffectIsUndone) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* reader = OpenMailbox(mbox);
+  rbd_new_message msg{};
+  RandomGuid(msg.guid);
+  const std::string body = "Subject: f-flags\r\n\r\nbody\r\n";
+  msg.body = body.data();
+  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  msg.flags = RBD_FLAG_SEEN;
+  uint32_t uid = 0;
+  ASSERT_EQ(rbd_index_append(reader, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
+
+  const std::vector<int> acting = ActingSet("i." + mbox, ns_);
+  ASSERT_EQ(acting.size(), 3u) << "acting set of i." << mbox;
+  const pid_t replica = OsdPid(acting[1]);
+  ASSERT_GT(replica, 0);
+
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* impatient_user = nullptr;
+  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &started, &impatient_user, &err_), RBD_OK) << err_.message;
+  uint8_t guid[RBD_GUID_SIZE];
+  ParseHex(mbox, guid);
+  rbd_index* impatient = nullptr;
+  ASSERT_EQ(rbd_index_open(impatient_user, guid, &impatient, &err_), RBD_OK) << err_.message;
+  rbd_flag_update update{};
+  update.add_flags = RBD_FLAG_FLAGGED;
+  update.remove_flags = RBD_FLAG_SEEN;
+  uint32_t* conflicts = nullptr;
+  size_t conflict_count = 0;
+  uint64_t modseq = 0;
+  // Stalled for less than osd_heartbeat_grace: the replica is never marked
+  // down, so nothing but its return commits the op.
+  ASSERT_EQ(kill(replica, SIGSTOP), 0);
+  gettimeofday(&started, nullptr);
+  started.tv_sec -= 18;  // 2 s left of rbd_op_timeout 20s
+  rbd_code rc =
+      rbd_index_update_flags(impatient, &uid, 1, &update, &conflicts, &conflict_count, &modseq, &err_);
+  kill(replica, SIGCONT);
+  ASSERT_EQ(rc, RBD_ERR_UNKNOWN) << err_.message;
+
+  rbd_records* holder = nullptr;
+  std::vector<rbd_record> records;
+  for (int i = 0; i < 100; i++) {
+    records = Records(reader, &holder);
+    if (records.size() == 1 && (records[0].flags & RBD_FLAG_FLAGGED) != 0) break;
+    rbd_records_free(&holder);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(holder, nullptr) << "the flag change was never applied: nothing to undo";
+  const uint64_t applied_modseq = records[0].modseq;
+  rbd_records_free(&holder);
+
+  gettimeofday(&started, nullptr);  // the session's next command
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(impatient, applied_modseq, &changes, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(changes->op_count, 1u) << "the undo";
+  rbd_changes_free(&changes);
+  records = Records(reader, &holder);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].flags, RBD_FLAG_SEEN) << "flags restored";
+  EXPECT_GT(records[0].modseq, applied_modseq) << "the undo is a change of its own";
+  rbd_records_free(&holder);
+  rbd_settled settled[2];
+  ASSERT_EQ(rbd_user_drain_settled(impatient_user, settled, 2), 1u);
+  EXPECT_EQ(settled[0].outcome, RBD_SETTLED_UNDONE);
+  EXPECT_EQ(settled[0].modseq, applied_modseq);
+  rbd_index_close(&impatient);
+  rbd_user_close(&impatient_user);
+  rbd_index_close(&reader);
 }
 
 }  // namespace

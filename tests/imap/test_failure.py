@@ -8,6 +8,7 @@ cluster cannot disturb the other tests; the OSD-pause tests on another (nodes F 
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -496,6 +497,36 @@ def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paus
     # The server resolves the unknown outcome by reading back: it answers OK.
     assert resp.status == "OK" and "APPENDUID" in resp.text, resp.tagged
     conn.close()
+    assert_check_clean_after_gc(node_f, user)
+
+
+def test_an_append_answered_no_that_took_effect_is_expunged_by_the_next_command(paused):
+    # Paused for longer than the command's whole time: the server answers NO, then the OSD
+    # resumes and applies the write it held, so the message appears after the NO (the
+    # fault soak saw this for a STORE). The session's next command on the mailbox finds
+    # the change applied and expunges the message again, on every node.
+    cluster, node_f, node_g, user = paused_user(paused, "n")
+    conn = node_f.login(user)
+    mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn, user)
+    conn.ok("SELECT", mailbox)
+    subject = "refused-%s" % user
+    with Pause(cluster, osd, OP_TIMEOUT + 2):
+        resp, seconds = timed(conn, "APPEND", mailbox, Literal(message(subject=subject)))
+        assert not isinstance(resp, ImapError), resp
+        assert resp.tagged.startswith("NO [UNAVAILABLE] "), resp.tagged
+        assert seconds <= OP_TIMEOUT + SLACK, "APPEND took %.1f s" % seconds
+    deadline = time.monotonic() + 10
+    while count_subject(node_g, user, mailbox, subject) != 1:
+        assert time.monotonic() < deadline, "the OSD never applied the APPEND it held"
+        time.sleep(0.5)
+    time.sleep(2)   # past the 2 s in which the session fails calls at once after a timeout
+    conn.ok("NOOP")
+    assert [count_subject(node, user, mailbox, subject) for node in (node_f, node_g)] == [0, 0]
+    conn.close()    # the session logs what it settled at its next call, or when it ends
+    undone = re.compile(r"rbd: mailbox \w+: a change answered NO \(MODSEQ \d+\) took effect "
+                        r"after all: undone")
+    assert wait_for(lambda: undone.search((node_f.path / "dovecot.log").read_text(
+        errors="replace")), 5), node_f.log_tail()
     assert_check_clean_after_gc(node_f, user)
 
 

@@ -37,12 +37,15 @@ MASTER_GONE = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: (?:Error|Fatal): .*(?:connec
                          r"listen\([^)]*\) failed: Address already in use|"
                          r"Failed to start listeners)")
 # What rbd logs when it cannot tell whether a write it answered NO for took effect (an OSD
-# stalled past the deadline and the read-back too; doc/design.md, "Unknown outcomes"): the
-# designed report, allowed during a storage fault. That no such write showed up is what the
+# stalled past the deadline and the read-back too; doc/design.md, "Unknown outcomes"), or
+# when a session ended before it could check it: the designed report, allowed during a
+# storage fault. That no such write showed up is what the
 # checkpoints check (no-but-applied).
 UNKNOWN_OUTCOME = re.compile(r"^(\w+ \d+ [\d:]+) [^:]+: Error: .*?rbd: "
                              r"(?:(?:update|reference) \S+: outcome unknown: |"
-                             r"answered NO, but these )")
+                             r"answered NO, but these |"
+                             r"mailbox \S+: a change answered NO \(MODSEQ \d+\) could not be "
+                             r"checked )")
 KILLED_CHILD = re.compile(r"Fatal: master: service\((?:imap|lmtp)\): child (\d+) killed with "
                           r"signal 9")
 
