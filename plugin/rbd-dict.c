@@ -295,7 +295,8 @@ static int rbd_dict_get_store(struct rbd_dict *dict, const char *username,
 			rbd_dict_store_close(&dict->priv);
 	}
 	if (*store == NULL) {
-		if (rbd_dict_store_open(dict->cluster, ns, store, &err) !=
+		if (rbd_dict_store_open(dict->cluster, ns, rbd_command_clock(),
+		                        store, &err) !=
 		    RBD_OK) {
 			*error_r = rbd_dict_error(&err);
 			return -1;
@@ -365,7 +366,8 @@ rbd_dict_apply(struct rbd_dict *dict,
 	if (rbd_dict_store_commit(store, ops, count, &missed, &err) != RBD_OK) {
 		*error_r = rbd_dict_error(&err);
 		/* A timed-out op may still have been applied. */
-		return err.code == RBD_ERR_UNAVAILABLE
+		return err.code == RBD_ERR_UNKNOWN ||
+		                       err.code == RBD_ERR_UNAVAILABLE
 		               ? DICT_COMMIT_RET_WRITE_UNCERTAIN
 		               : DICT_COMMIT_RET_FAILED;
 	}

@@ -165,7 +165,8 @@ int rbd_list_get_dict(struct mailbox_list *list, struct rbd_dict_store **dict_r)
 	}
 	if (rlist->dict == NULL &&
 	    rbd_dict_store_open(RBD_STORAGE(storage)->cluster,
-	                        rbd_list_namespace(list), &rlist->dict,
+	                        rbd_list_namespace(list), rbd_command_clock(),
+	                        &rlist->dict,
 	                        &err) != RBD_OK) {
 		rbd_list_set_error(list, "", &err);
 		return -1;

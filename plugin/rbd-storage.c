@@ -305,16 +305,14 @@ bool rbd_storage_unavailable(struct rbd_storage *storage)
 	return TRUE;
 }
 
-/* Services that serve a client command by command. Each command gets ONE
-   deadline, rbd_op_timeout after the ioloop woke up for it (its input
-   arrived), however many RADOS ops it needs. doveadm and the indexer run
-   long jobs and keep rbd_op_timeout per op. */
-static bool rbd_storage_serves_commands(void)
+const struct timeval *rbd_command_clock(void)
 {
 	const char *name = master_service_get_name(master_service);
 
-	return strcmp(name, "imap") == 0 || strcmp(name, "pop3") == 0 ||
-	       strcmp(name, "lmtp") == 0;
+	if (strcmp(name, "imap") == 0 || strcmp(name, "pop3") == 0 ||
+	    strcmp(name, "lmtp") == 0 || strcmp(name, "managesieve") == 0)
+		return &ioloop_timeval;
+	return NULL;
 }
 
 int rbd_storage_open_user(struct rbd_storage *storage, const char *ns,
@@ -326,10 +324,8 @@ int rbd_storage_open_user(struct rbd_storage *storage, const char *ns,
 		return -1;
 	if (*user != NULL)
 		return 0;
-	if (rbd_user_open(storage->cluster, ns,
-	                  rbd_storage_serves_commands() ? &ioloop_timeval
-	                                                : NULL,
-	                  user, &err) != RBD_OK) {
+	if (rbd_user_open(storage->cluster, ns, rbd_command_clock(), user,
+	                  &err) != RBD_OK) {
 		rbd_storage_set_error(&storage->storage, &err);
 		return -1;
 	}

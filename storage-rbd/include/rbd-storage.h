@@ -933,9 +933,12 @@ struct rbd_dict_store;
  * each user namespace has its own, and "" (the pool's default namespace,
  * which no user's storage uses) is where keys shared by all users live.
  * Connects if needed. The object need not exist: reads find nothing and
- * the first commit that writes creates it.
+ * the first commit that writes creates it. `command_started`: as for
+ * rbd_user_open(), so that a command's dictionary calls end by its one
+ * deadline with its other calls (NULL: rbd_op_timeout per op).
  */
 rbd_code rbd_dict_store_open(struct rbd_cluster *cluster, const char *ns,
+                             const struct timeval *command_started,
                              struct rbd_dict_store **store_r,
                              struct rbd_error *err);
 void rbd_dict_store_close(struct rbd_dict_store **store);

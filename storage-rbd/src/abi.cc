@@ -998,10 +998,11 @@ struct DictEntriesHolder : rbd_dict_entries {
 
 extern "C" {
 
-rbd_code rbd_dict_store_open(rbd_cluster* cluster, const char* ns, rbd_dict_store** store_r, rbd_error* err) {
+rbd_code rbd_dict_store_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
+                             rbd_dict_store** store_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::unique_ptr<rbd::DictStore> store;
-    rbd::Status s = rbd::DictStore::Open(cluster->impl, cluster->config, ns, &store);
+    rbd::Status s = rbd::DictStore::Open(cluster->impl, cluster->config, ns, command_started, &store);
     if (s.ok()) *store_r = new rbd_dict_store{std::move(store)};
     return s;
   });

@@ -1,8 +1,5 @@
 #include "account.h"
 
-#include <algorithm>
-#include <type_traits>
-
 namespace rbd {
 
 Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
@@ -17,7 +14,7 @@ Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, con
   if (!s.ok()) return s;
   a->mail_io_.set_namespace(ns);
   a->index_io_.set_namespace(ns);
-  a->command_started_ = command_started;
+  a->clock_ = CommandClock(command_started, std::chrono::milliseconds(config.op_timeout_ms));
   s = a->cluster_->CheckAccess({{&a->mail_io_, "rbd_pool"}, {&a->index_io_, config.IndexPoolSetting()}},
                                a->deadline());
   if (!s.ok()) return s;
@@ -25,45 +22,12 @@ Status Account::Open(std::shared_ptr<Cluster> cluster, const Config& config, con
   return Status::OK();
 }
 
-Deadline Account::deadline() const {
-  const auto now = std::chrono::steady_clock::now();
-  const std::chrono::milliseconds timeout(config_.op_timeout_ms);
-  if (command_started_ == nullptr) return now + timeout;
-  struct timeval wall;
-  gettimeofday(&wall, nullptr);
-  const auto elapsed = std::chrono::seconds(wall.tv_sec - command_started_->tv_sec) +
-                       std::chrono::microseconds(wall.tv_usec - command_started_->tv_usec);
-  // A clock step must not turn into no time at all or into more than the
-  // op timeout.
-  return now + std::clamp<std::chrono::steady_clock::duration>(timeout - elapsed, {}, timeout);
-}
+Deadline Account::deadline() const { return clock_.deadline(); }
 
 Deadline Account::write_deadline() const {
   const auto now = std::chrono::steady_clock::now();
   return now + (deadline() - now) / 2;
 }
-
-namespace {
-
-template <typename Op>
-int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline until, OpLog* log) {
-  const auto issued = std::chrono::steady_clock::now();
-  if (issued >= until) return -ETIMEDOUT;
-  AioWaiter waiter;
-  AioCompletionPtr c = waiter.NewCompletion();
-  int r;
-  constexpr bool kRead = std::is_same_v<Op, librados::ObjectReadOperation>;
-  if constexpr (kRead) {
-    r = io.aio_operate(oid, c.get(), op, nullptr);
-  } else {
-    r = io.aio_operate(oid, c.get(), op);
-  }
-  if (r >= 0) r = waiter.Wait(io, c, until);
-  log->Add(kRead ? OpType::kRead : OpType::kWrite, oid, 0, r, issued);
-  return r;
-}
-
-}  // namespace
 
 int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op,
                      Deadline until) {

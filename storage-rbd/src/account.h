@@ -17,6 +17,7 @@
 
 #include "aio.h"
 #include "cluster.h"
+#include "command_clock.h"
 #include "op_log.h"
 #include "status.h"
 #include "unsettled.h"
@@ -47,13 +48,8 @@ class Account {
   // (MailboxIndex::Settle).
   UnsettledChanges& unsettled() { return unsettled_; }
 
-  // When the current command's RADOS waits must end. Every command has ONE
-  // deadline, not one per RADOS op: the command clock given to Open()
-  // points at the wall-clock time the caller's current command began
-  // (Dovecot's ioloop_timeval), read before every op on the caller's
-  // thread; the command's RADOS waits end at that time plus
-  // rbd_op_timeout. Without a clock (nullptr: doveadm, whose commands may
-  // legitimately run long) every op gets rbd_op_timeout of its own.
+  // When the current command's RADOS waits must end (CommandClock, from
+  // the command clock given to Open()).
   Deadline deadline() const;
   // How long past deadline() an unknown outcome may still be resolved by
   // reading (MailboxIndex::Mutate): "rbd_op_timeout + 1 s" for a whole
@@ -99,7 +95,7 @@ class Account {
   std::string ns_;
   librados::IoCtx index_io_;
   librados::IoCtx mail_io_;
-  const struct timeval* command_started_ = nullptr;
+  CommandClock clock_{nullptr, std::chrono::milliseconds(0)};
   OpLog op_log_;
   UnsettledChanges unsettled_;
 };

@@ -9,6 +9,10 @@
 #include <memory>
 #include <mutex>
 #include <rados/librados.hpp>
+#include <string>
+#include <type_traits>
+
+#include "op_log.h"
 
 namespace rbd {
 
@@ -69,6 +73,27 @@ class AioWaiter {
   std::mutex mu_;
   std::condition_variable cv_;
 };
+
+// One op on `oid`, waited for until `until`: the RADOS result, or
+// -ETIMEDOUT when the deadline passed first (also for an op not issued
+// because it had passed already). Recorded in `log` when given.
+template <typename Op>
+int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline until, OpLog* log) {
+  const auto issued = std::chrono::steady_clock::now();
+  if (issued >= until) return -ETIMEDOUT;
+  AioWaiter waiter;
+  AioCompletionPtr c = waiter.NewCompletion();
+  int r;
+  constexpr bool kRead = std::is_same_v<Op, librados::ObjectReadOperation>;
+  if constexpr (kRead) {
+    r = io.aio_operate(oid, c.get(), op, nullptr);
+  } else {
+    r = io.aio_operate(oid, c.get(), op);
+  }
+  if (r >= 0) r = waiter.Wait(io, c, until);
+  if (log != nullptr) log->Add(kRead ? OpType::kRead : OpType::kWrite, oid, 0, r, issued);
+  return r;
+}
 
 }  // namespace rbd
 

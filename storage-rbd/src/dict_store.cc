@@ -28,16 +28,14 @@ bool ParseInt64(const std::string& text, int64_t* value) {
 }  // namespace
 
 Status DictStore::Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
-                       std::unique_ptr<DictStore>* store) {
+                       const struct timeval* command_started, std::unique_ptr<DictStore>* store) {
   Status s = cluster->CheckNamespace(ns);
   if (!s.ok()) return s;
-  std::unique_ptr<DictStore> d(new DictStore(std::move(cluster), config, ns));
+  std::unique_ptr<DictStore> d(new DictStore(std::move(cluster), config, ns, command_started));
   s = d->cluster_->OpenIoCtx(config.IndexPool(), config.IndexPoolSetting(), &d->io_);
   if (!s.ok()) return s;
   d->io_.set_namespace(ns);
-  s = d->cluster_->CheckAccess(
-      {{&d->io_, config.IndexPoolSetting()}},
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(config.op_timeout_ms));
+  s = d->cluster_->CheckAccess({{&d->io_, config.IndexPoolSetting()}}, d->clock_.deadline());
   if (!s.ok()) return s;
   *store = std::move(d);
   return Status::OK();
@@ -47,7 +45,10 @@ std::string DictStore::Where() const { return std::string(keys::kDict) + " in na
 
 Status DictStore::Lookup(const std::string& key, std::string* value) {
   std::map<std::string, librados::bufferlist> values;
-  int r = io_.omap_get_vals_by_keys(keys::kDict, {key}, &values);
+  librados::ObjectReadOperation op;
+  int omap_r = 0;
+  op.omap_get_vals_by_keys({key}, &values, &omap_r);
+  int r = OperateUntil(io_, keys::kDict, &op, clock_.deadline(), nullptr);
   if (r < 0 && r != -ENOENT) return Status::FromRados(r, "look up " + key + " in " + Where());
   auto it = values.find(key);
   if (it == values.end()) return Status::NotFound("dict key " + key + " does not exist");
@@ -60,7 +61,10 @@ Status DictStore::List(const std::string& prefix, const std::string& after, size
   entries->clear();
   *more = false;
   std::map<std::string, librados::bufferlist> page;
-  int r = io_.omap_get_vals2(keys::kDict, after, prefix, max, &page, more);
+  librados::ObjectReadOperation op;
+  int omap_r = 0;
+  op.omap_get_vals2(after, prefix, max, &page, more, &omap_r);
+  int r = OperateUntil(io_, keys::kDict, &op, clock_.deadline(), nullptr);
   if (r == -ENOENT) {
     *more = false;
     return Status::OK();
@@ -120,12 +124,15 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
     if (c.kind == DictChange::Kind::kIncrement) counters.insert(c.key);
     if (c.guarded) expected[c.key] = {ToBufferlist(c.expected.value_or("")), LIBRADOS_CMPXATTR_OP_EQ};
   }
-  RetryPolicy retry(RetryPolicy::Clock::now() + std::chrono::milliseconds(config_.op_timeout_ms));
+  RetryPolicy retry(clock_.deadline());
   for (unsigned attempt = 1;; attempt++) {
     std::map<std::string, librados::bufferlist> current;
     bool exists = true;
     if (!counters.empty()) {
-      int r = io_.omap_get_vals_by_keys(keys::kDict, counters, &current);
+      librados::ObjectReadOperation read;
+      int omap_r = 0;
+      read.omap_get_vals_by_keys(counters, &current, &omap_r);
+      int r = OperateUntil(io_, keys::kDict, &read, clock_.deadline(), nullptr);
       if (r == -ENOENT) {
         exists = false;
       } else if (r < 0) {
@@ -164,11 +171,12 @@ Status DictStore::Commit(const std::vector<DictChange>& changes, bool* increment
     }
     if (!plan.set.empty()) op.omap_set(plan.set);
     if (!plan.remove.empty()) op.omap_rm_keys(plan.remove);
-    int r = io_.operate(keys::kDict, &op);
+    int r = OperateUntil(io_, keys::kDict, &op, clock_.deadline(), nullptr);
     if (r == 0) return Status::OK();
     // Only removals, and no object: nothing to remove.
     if (r == -ENOENT && counters.empty()) return Status::OK();
-    if (r != -ECANCELED && r != -EEXIST && r != -ENOENT) return Status::FromRados(r, "update " + Where());
+    if (r != -ECANCELED && r != -EEXIST && r != -ENOENT)
+      return Status::FromRadosWrite(r, "update " + Where());
     if (r == -ECANCELED && !expected.empty())
       return Status::Conflict("update " + Where() + ": a guarded key changed since it was read");
     if (!retry.Backoff(attempt))
@@ -184,13 +192,13 @@ Status DictStore::Adopt(const std::string& legacy_ns, const std::string& prefix)
   if (s.ok() || !s.IsNotFound()) return s;
 
   std::unique_ptr<Account> account;
-  s = Account::Open(cluster_, config_, ns_, nullptr, &account);
+  s = Account::Open(cluster_, config_, ns_, clock_.command_started(), &account);
   if (!s.ok()) return s;
   std::vector<MailboxInfo> mailboxes;
   s = MailboxList(account.get()).List(&mailboxes);
   if (!s.ok()) return s;
   std::unique_ptr<DictStore> legacy;
-  s = Open(cluster_, config_, legacy_ns, &legacy);
+  s = Open(cluster_, config_, legacy_ns, clock_.command_started(), &legacy);
   if (!s.ok()) return s;
   std::map<std::string, librados::bufferlist> copies;
   for (const MailboxInfo& mailbox : mailboxes) {
@@ -212,7 +220,7 @@ Status DictStore::Adopt(const std::string& legacy_ns, const std::string& prefix)
   // A missing key compares as empty: only the first adoption applies.
   op.omap_cmp({{marker, {librados::bufferlist(), LIBRADOS_CMPXATTR_OP_EQ}}}, nullptr);
   op.omap_set(copies);
-  int r = io_.operate(keys::kDict, &op);
+  int r = OperateUntil(io_, keys::kDict, &op, clock_.deadline(), nullptr);
   if (r == -ECANCELED) return Status::OK();
   if (r < 0)
     return Status::FromRados(r,

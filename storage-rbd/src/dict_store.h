@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cluster.h"
+#include "command_clock.h"
 #include "status.h"
 
 namespace rbd {
@@ -46,8 +47,10 @@ class DictStore {
  public:
   // Opens `d` in namespace `ns` of the index pool; "" is the pool's
   // default namespace. Connects if needed; the object need not exist.
+  // `command_started`: the caller's command clock (CommandClock), so that
+  // a command's dictionary waits end with its other RADOS waits.
   static Status Open(std::shared_ptr<Cluster> cluster, const Config& config, const std::string& ns,
-                     std::unique_ptr<DictStore>* store);
+                     const struct timeval* command_started, std::unique_ptr<DictStore>* store);
 
   // NotFound when the key (or the whole object) does not exist.
   Status Lookup(const std::string& key, std::string* value);
@@ -90,8 +93,12 @@ class DictStore {
     bool increment_missed = false;
   };
 
-  DictStore(std::shared_ptr<Cluster> cluster, const Config& config, std::string ns)
-      : cluster_(std::move(cluster)), config_(config), ns_(std::move(ns)) {}
+  DictStore(std::shared_ptr<Cluster> cluster, const Config& config, std::string ns,
+            const struct timeval* command_started)
+      : cluster_(std::move(cluster)),
+        config_(config),
+        ns_(std::move(ns)),
+        clock_(command_started, std::chrono::milliseconds(config.op_timeout_ms)) {}
   // `counters`: the stored values of the incremented keys, as read.
   static Status MakePlan(const std::vector<DictChange>& changes,
                          const std::map<std::string, librados::bufferlist>& counters, Plan* plan);
@@ -101,6 +108,7 @@ class DictStore {
   std::shared_ptr<Cluster> cluster_;
   const Config config_;
   const std::string ns_;
+  const CommandClock clock_;
   librados::IoCtx io_;
 };
 

@@ -271,31 +271,6 @@ TEST_F(MailboxIndexTest, ConcurrentRecentClaimsPartitionTheUids) {
   rbd_index_close(&mailbox);
 }
 
-// Every OSD of the test cluster stopped (SIGSTOP) while the object lives:
-// ops sent meanwhile wait in the OSDs' sockets, in the order they were sent
-// on each connection, until Resume().
-class StoppedOsds {
- public:
-  StoppedOsds() {
-    const std::string run = Env("RBD_TEST_CEPH_DIR") + "/run/";
-    for (int id = 0;; id++) {
-      std::ifstream pid_file(run + "osd." + std::to_string(id) + ".pid");
-      pid_t pid = 0;
-      if (!(pid_file >> pid)) break;
-      if (kill(pid, SIGSTOP) == 0) pids_.push_back(pid);
-    }
-    EXPECT_FALSE(pids_.empty()) << "no OSD pid under " << run;
-  }
-  ~StoppedOsds() { Resume(); }
-  void Resume() {
-    for (pid_t pid : pids_) kill(pid, SIGCONT);
-    pids_.clear();
-  }
-
- private:
-  std::vector<pid_t> pids_;
-};
-
 // A claim whose write timed out must not take UIDs that another claim from
 // the same state took (fault soak, seed 4242: a message \Recent in two
 // sessions). Both claims write the same bytes; with the OSD stopped, the

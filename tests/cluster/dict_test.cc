@@ -1,8 +1,10 @@
 // The dictionary store (rbd_dict_store_*) against a real cluster: what the
 // Dovecot dict driver "rbd" relies on. Every test runs in a fresh namespace;
 // tests of the shared namespace ("") use keys named after it.
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -31,7 +33,7 @@ class DictStoreTest : public UserFixture {
  protected:
   void SetUp() override {
     UserFixture::SetUp();
-    ASSERT_EQ(rbd_dict_store_open(cluster_, ns_.c_str(), &store_, &err_), RBD_OK) << err_.message;
+    ASSERT_EQ(rbd_dict_store_open(cluster_, ns_.c_str(), nullptr, &store_, &err_), RBD_OK) << err_.message;
   }
   void TearDown() override {
     if (store_ != nullptr) rbd_dict_store_close(&store_);
@@ -221,8 +223,8 @@ TEST_F(DictStoreTest, EachNamespaceHasItsOwnDictionary) {
   rbd_dict_store* shared = nullptr;
   rbd_dict_store* other = nullptr;
   const std::string other_ns = ns_ + "-other";
-  ASSERT_EQ(rbd_dict_store_open(cluster_, "", &shared, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(rbd_dict_store_open(cluster_, other_ns.c_str(), &other, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_dict_store_open(cluster_, "", nullptr, &shared, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_dict_store_open(cluster_, other_ns.c_str(), nullptr, &other, &err_), RBD_OK) << err_.message;
   const std::string shared_key = "shared/test/" + ns_;
   ASSERT_EQ(Commit({Set("priv/who", "me")}), RBD_OK);
   ASSERT_EQ(Commit(other, {Set("priv/who", "other")}), RBD_OK);
@@ -239,7 +241,7 @@ TEST_F(DictStoreTest, EachNamespaceHasItsOwnDictionary) {
 
 TEST_F(DictStoreTest, AdoptCopiesTheEntriesOfTheNamespacesMailboxesOnce) {
   rbd_dict_store* legacy = nullptr;
-  ASSERT_EQ(rbd_dict_store_open(cluster_, "", &legacy, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_dict_store_open(cluster_, "", nullptr, &legacy, &err_), RBD_OK) << err_.message;
   const std::string prefix = "adopt-" + ns_ + "/";
   const std::string mine = CreateMailbox("mine");
   const std::string elsewhere = "0123456789abcdef0123456789abcdef";
@@ -294,13 +296,41 @@ TEST(DictStoreUnreachable, OpenFailsUnavailableWithinTheOpTimeout) {
   ASSERT_EQ(rbd_cluster_get(config, &cluster, &err), RBD_OK) << err.message;
   auto start = std::chrono::steady_clock::now();
   rbd_dict_store* store = nullptr;
-  EXPECT_EQ(rbd_dict_store_open(cluster, "nobody", &store, &err), RBD_ERR_UNAVAILABLE) << err.message;
+  EXPECT_EQ(rbd_dict_store_open(cluster, "nobody", nullptr, &store, &err), RBD_ERR_UNAVAILABLE)
+      << err.message;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(secs, 2.0 + 3.0) << "must fail within the op timeout (plus librados' tick)";
   rbd_cluster_unref(&cluster);
   rbd_config_free(&config);
   std::remove(conf.c_str());
   rmdir(dir);
+}
+
+// A command's dictionary calls end by its one deadline, like its other
+// RADOS waits: with the OSD stopped and 1 s left of rbd_op_timeout (20 s
+// in these tests), a lookup, a listing and a commit all fail within that
+// second (each waited the whole op timeout before).
+TEST_F(DictStoreTest, CallsOfOneCommandEndByItsDeadline) {
+  ASSERT_EQ(Commit({Set("priv/k", "v")}), RBD_OK) << err_.message;
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  started.tv_sec -= 19;
+  rbd_dict_store* timed = nullptr;
+  ASSERT_EQ(rbd_dict_store_open(cluster_, ns_.c_str(), &started, &timed, &err_), RBD_OK) << err_.message;
+  const auto begin = std::chrono::steady_clock::now();
+  {
+    StoppedOsds osds;
+    rbd_buffer* value = nullptr;
+    EXPECT_EQ(rbd_dict_store_lookup(timed, "priv/k", &value, &err_), RBD_ERR_UNAVAILABLE) << err_.message;
+    rbd_dict_entries* entries = nullptr;
+    EXPECT_EQ(rbd_dict_store_list(timed, "priv/", "", 10, &entries, &err_), RBD_ERR_UNAVAILABLE)
+        << err_.message;
+    // A write that times out may still be applied: its outcome is unknown.
+    EXPECT_EQ(Commit(timed, {Set("priv/k", "w")}), RBD_ERR_UNKNOWN) << err_.message;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  EXPECT_LT(seconds, 2.0) << "three calls of one command took " << seconds << " s";
+  rbd_dict_store_close(&timed);
 }
 
 }  // namespace

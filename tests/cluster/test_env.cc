@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -19,6 +20,22 @@ std::string Env(const char* name) {
     return "";
   }
   return v;
+}
+
+StoppedOsds::StoppedOsds() {
+  const std::string run = Env("RBD_TEST_CEPH_DIR") + "/run/";
+  for (int id = 0;; id++) {
+    std::ifstream pid_file(run + "osd." + std::to_string(id) + ".pid");
+    pid_t pid = 0;
+    if (!(pid_file >> pid)) break;
+    if (kill(pid, SIGSTOP) == 0) pids_.push_back(pid);
+  }
+  EXPECT_FALSE(pids_.empty()) << "no OSD pid under " << run;
+}
+
+void StoppedOsds::Resume() {
+  for (pid_t pid : pids_) kill(pid, SIGCONT);
+  pids_.clear();
 }
 
 rbd_config* NewConfig(const std::vector<std::pair<std::string, std::string>>& extra) {

@@ -54,6 +54,19 @@ class UserFixture : public ::testing::Test {
   rbd_error err_{};
 };
 
+// Every OSD of the test cluster stopped (SIGSTOP) while the object lives:
+// ops sent meanwhile wait in the OSDs' sockets, in the order they were sent
+// on each connection, until Resume().
+class StoppedOsds {
+ public:
+  StoppedOsds();
+  ~StoppedOsds() { Resume(); }
+  void Resume();
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
 // A rbd_test_worker process. Its environment carries the namespace.
 class Worker {
  public:

@@ -163,7 +163,8 @@ int HoldLease(const char* name, uint32_t duration_ms) {
 
 int DictInc(rbd_cluster* cluster, const std::string& key, int count) {
   rbd_dict_store* store = nullptr;
-  if (rbd_dict_store_open(cluster, std::getenv("RBD_TEST_NS"), &store, &err) != RBD_OK) Die("open dict");
+  if (rbd_dict_store_open(cluster, std::getenv("RBD_TEST_NS"), nullptr, &store, &err) != RBD_OK)
+    Die("open dict");
   const std::string twice = key + ".2";
   int missed_total = 0;
   for (int i = 0; i < count; i++) {
