@@ -321,6 +321,15 @@ int rbd_body_istream_open(struct rbd_mailbox *mbox,
 void rbd_notify_changes(struct mailbox *box);
 void rbd_notify_deinit(struct rbd_mailbox *mbox);
 
+/* rbd-users.c */
+/* The dictionary object (rbd_list_get_dict) of the rbd INBOX namespace of
+   the mail user of this process with that name; for modules given a
+   username only (the Sieve storage). */
+int rbd_users_get_dict(const char *username, struct rbd_dict_store **dict_r,
+                       const char **error_r);
+void rbd_users_register(struct module *module);
+void rbd_users_unregister(void);
+
 /* rbd-dict.c */
 /* Registers the dict driver "rbd" and the hook that lets a dict opened for
    a mail user find that user's plugin settings. */

@@ -15,10 +15,12 @@ void rbd_plugin_init(struct module *module)
 	mail_storage_class_register(&rbd_storage);
 	mailbox_list_register(&rbd_mailbox_list);
 	rbd_dict_register(module);
+	rbd_users_register(module);
 }
 
 void rbd_plugin_deinit(void)
 {
+	rbd_users_unregister();
 	rbd_dict_unregister();
 	mailbox_list_unregister(&rbd_mailbox_list);
 	mail_storage_class_unregister(&rbd_storage);

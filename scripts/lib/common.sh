@@ -4,8 +4,9 @@
 
 # Build: compilers and -dev packages, debhelper for the Debian package. Run:
 # Debian's Ceph 16.2 daemons and Dovecot 2.3.19 (with its -dev headers for
-# the plugin). Test: pytest, and gdb (tests/imap/test_watch_close.py holds
-# a librados thread in it).
+# the plugin), and Pigeonhole (Sieve in LMTP, ManageSieve: the Sieve
+# storage's tests). Test: pytest, and gdb (tests/imap/test_watch_close.py
+# holds a librados thread in it).
 RBD_PACKAGES=(
     cmake g++ make pkg-config clang libclang-rt-14-dev clang-format
     build-essential debhelper
@@ -13,6 +14,7 @@ RBD_PACKAGES=(
     googletest libgtest-dev libbenchmark-dev
     ceph-mon ceph-osd ceph-mgr ceph-common python3-rados
     dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-dev
+    dovecot-sieve dovecot-managesieved
     python3-pytest gdb
 )
 

@@ -1,6 +1,7 @@
 """The Python faces of scripts/ceph-dev-cluster (Cluster) and scripts/dovecot-dev (Node)."""
 
 import json
+import smtplib
 import subprocess
 import time
 from pathlib import Path
@@ -105,6 +106,7 @@ class Node:
         self.imap_port = int(env["DOVECOT_DEV_IMAP_PORT"])
         self.pop3_port = int(env["DOVECOT_DEV_POP3_PORT"])
         self.lmtp_port = int(env["DOVECOT_DEV_LMTP_PORT"])
+        self.sieve_port = int(env.get("DOVECOT_DEV_SIEVE_PORT", 0)) or None   # --sieve on
 
     @classmethod
     def start(cls, name, path, storage, cluster=None, **options):
@@ -203,6 +205,18 @@ class Node:
 
     def __repr__(self):
         return "Node(%s, imap %d)" % (self.name, self.imap_port)
+
+
+def deliver(node, recipients, msg, sender="sender@example.org"):
+    """One LMTP transaction. LMTP answers DATA once per recipient, which smtplib's
+    sendmail does not expect: read the extra replies here."""
+    with smtplib.LMTP("127.0.0.1", node.lmtp_port, timeout=20) as lmtp:
+        lmtp.ehlo()                                  # LHLO for smtplib.LMTP
+        assert lmtp.mail(sender)[0] == 250
+        for r in recipients:
+            assert lmtp.rcpt("%s@example.org" % r)[0] == 250
+        replies = [lmtp.data(msg)] + [lmtp.getreply() for _ in recipients[1:]]
+    assert [code for code, _ in replies] == [250] * len(recipients), replies
 
 
 def wait_for(predicate, timeout, interval=0.05):

@@ -6,7 +6,7 @@ import smtplib
 
 import pytest
 
-from daemons import PASSWORD
+from daemons import PASSWORD, deliver
 from imap_connection import selected_state
 from messages import numbered
 
@@ -22,18 +22,6 @@ def uidls(conn):
     resp, lines, _ = conn.uidl()
     assert resp.startswith(b"+OK")
     return dict(line.decode().split(" ") for line in lines)
-
-
-def deliver(node, recipients, msg, sender="sender@example.org"):
-    """One LMTP transaction. LMTP answers DATA once per recipient, which smtplib's
-    sendmail does not expect: read the extra replies here."""
-    with smtplib.LMTP("127.0.0.1", node.lmtp_port, timeout=20) as lmtp:
-        lmtp.ehlo()                                  # LHLO for smtplib.LMTP
-        assert lmtp.mail(sender)[0] == 250
-        for r in recipients:
-            assert lmtp.rcpt("%s@example.org" % r)[0] == 250
-        replies = [lmtp.data(msg)] + [lmtp.getreply() for _ in recipients[1:]]
-    assert [code for code, _ in replies] == [250] * len(recipients), replies
 
 
 @pytest.fixture
