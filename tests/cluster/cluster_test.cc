@@ -289,11 +289,8 @@ TEST_F(MailboxIndexTest, AClaimWhoseOutcomeIsUnknownTakesNothing) {
   struct timeval started;
   gettimeofday(&started, nullptr);
   rbd_user* impatient_user = nullptr;
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &started, &impatient_user, &err_), RBD_OK) << err_.message;
-  uint8_t guid[RBD_GUID_SIZE];
-  ParseHex(mbox, guid);
-  rbd_index* impatient = nullptr;
-  ASSERT_EQ(rbd_index_open(impatient_user, guid, &impatient, &err_), RBD_OK) << err_.message;
+  rbd_index* impatient = OpenWithClock(mbox, &started, &impatient_user);
+  ASSERT_NE(impatient, nullptr);
   rbd_index_status seen{};
   ASSERT_EQ(rbd_index_get_status(impatient, &seen, &err_), RBD_OK);
 
@@ -339,11 +336,8 @@ TEST_F(MailboxIndexTest, AnAppendAnsweredFailedThatTookEffectIsExpungedByTheNext
   struct timeval started;
   gettimeofday(&started, nullptr);
   rbd_user* impatient_user = nullptr;
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &started, &impatient_user, &err_), RBD_OK) << err_.message;
-  uint8_t guid[RBD_GUID_SIZE];
-  ParseHex(mbox, guid);
-  rbd_index* impatient = nullptr;
-  ASSERT_EQ(rbd_index_open(impatient_user, guid, &impatient, &err_), RBD_OK) << err_.message;
+  rbd_index* impatient = OpenWithClock(mbox, &started, &impatient_user);
+  ASSERT_NE(impatient, nullptr);
   rbd_index_status before{};
   ASSERT_EQ(rbd_index_get_status(impatient, &before, &err_), RBD_OK);  // so the append needs no read
 

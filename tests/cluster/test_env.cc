@@ -127,6 +127,18 @@ rbd_index* UserFixture::OpenMailbox(const std::string& guid_hex) {
   return mailbox;
 }
 
+rbd_index* UserFixture::OpenWithClock(const std::string& guid_hex, const struct timeval* started,
+                                      rbd_user** user_r) {
+  *user_r = nullptr;
+  EXPECT_EQ(rbd_user_open(cluster_, ns_.c_str(), started, user_r, &err_), RBD_OK) << err_.message;
+  if (*user_r == nullptr) return nullptr;
+  uint8_t guid[RBD_GUID_SIZE];
+  ParseHex(guid_hex, guid);
+  rbd_index* mailbox = nullptr;
+  EXPECT_EQ(rbd_index_open(*user_r, guid, &mailbox, &err_), RBD_OK) << err_.message;
+  return mailbox;
+}
+
 std::vector<rbd_record> UserFixture::Records(rbd_index* mailbox, rbd_records** holder) {
   EXPECT_EQ(rbd_index_list_records(mailbox, 0, 1000000, holder, &err_), RBD_OK) << err_.message;
   return std::vector<rbd_record>((*holder)->records, (*holder)->records + (*holder)->count);

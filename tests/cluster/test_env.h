@@ -45,6 +45,11 @@ class UserFixture : public ::testing::Test {
   // Creates a mailbox and returns its GUID in hex.
   std::string CreateMailbox(const std::string& name);
   rbd_index* OpenMailbox(const std::string& guid_hex);
+  // Mailbox `guid_hex` through a user handle of its own (*user_r) on the
+  // same namespace and connection, as another command of a session would
+  // be served, with the command clock `started` (rbd_user_open). NULL when
+  // an open failed (the test has failed then).
+  rbd_index* OpenWithClock(const std::string& guid_hex, const struct timeval* started, rbd_user** user_r);
   std::vector<rbd_record> Records(rbd_index* mailbox, rbd_records** holder);
 
   std::string ns_;

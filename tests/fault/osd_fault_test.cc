@@ -161,11 +161,8 @@ TEST_F(OsdFaultTest, AFlagChangeAnsweredFailedThatTookEffectIsUndone) {
   struct timeval started;
   gettimeofday(&started, nullptr);
   rbd_user* impatient_user = nullptr;
-  ASSERT_EQ(rbd_user_open(cluster_, ns_.c_str(), &started, &impatient_user, &err_), RBD_OK) << err_.message;
-  uint8_t guid[RBD_GUID_SIZE];
-  ParseHex(mbox, guid);
-  rbd_index* impatient = nullptr;
-  ASSERT_EQ(rbd_index_open(impatient_user, guid, &impatient, &err_), RBD_OK) << err_.message;
+  rbd_index* impatient = OpenWithClock(mbox, &started, &impatient_user);
+  ASSERT_NE(impatient, nullptr);
   rbd_flag_update update{};
   update.add_flags = RBD_FLAG_FLAGGED;
   update.remove_flags = RBD_FLAG_SEEN;
