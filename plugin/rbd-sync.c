@@ -830,9 +830,11 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
 		                   rec->keyword_count);
 	}
 	mail_index_update_modseq(ctx->trans, seq, rec->modseq);
-	/* A new cache (no old position) lands every message exactly: its
-	   first sync need not look at each of them again. */
-	if (!ctx->reset && old_modseq != 0 && rec->modseq > old_modseq) {
+	/* Also for a cache with no old position: two processes of a node
+	   building one cache at once (one between the other's two commits)
+	   count a message above its MODSEQ (stress checker, seed 31439:
+	   UIDs 1 and 2 both at MODSEQ 4, UID 1's being 3). */
+	if (!ctx->reset && rec->modseq > old_modseq) {
 		target = array_append_space(&ctx->caught_up);
 		target->uid = rec->uid;
 		target->modseq = rec->modseq;
