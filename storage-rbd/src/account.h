@@ -71,8 +71,8 @@ class Account {
 
   // One op on `oid`, waited for until deadline() (`until` when given).
   // Returns the RADOS result; -ETIMEDOUT when the deadline passed first,
-  // also for an op not issued because it had passed already. After a
-  // write, -ETIMEDOUT means the outcome is unknown.
+  // -ETIME for an op not issued because it had passed already. After a
+  // write, -ETIMEDOUT means the outcome is unknown; -ETIME never does.
   int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op,
               Deadline until = {});
   int Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,

@@ -75,12 +75,14 @@ class AioWaiter {
 };
 
 // One op on `oid`, waited for until `until`: the RADOS result, or
-// -ETIMEDOUT when the deadline passed first (also for an op not issued
-// because it had passed already). Recorded in `log` when given.
+// -ETIMEDOUT when the deadline passed first. An op whose deadline had
+// passed already is not issued and not logged: -ETIME, which says the op
+// cannot have taken effect (later ops of a command that ran out of time).
+// Recorded in `log` when given.
 template <typename Op>
 int OperateUntil(librados::IoCtx& io, const std::string& oid, Op* op, Deadline until, OpLog* log) {
   const auto issued = std::chrono::steady_clock::now();
-  if (issued >= until) return -ETIMEDOUT;
+  if (issued >= until) return -ETIME;
   AioWaiter waiter;
   AioCompletionPtr c = waiter.NewCompletion();
   int r;

@@ -14,6 +14,7 @@ Status Status::FromRados(int r, std::string_view what) {
     case ENOENT: return NotFound(std::move(msg));
     case EEXIST: return Exists(std::move(msg));
     case ETIMEDOUT:
+    case ETIME:
     case ENOTCONN:
     case ESHUTDOWN:
     case ECONNREFUSED:

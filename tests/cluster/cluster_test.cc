@@ -381,6 +381,45 @@ TEST_F(MailboxIndexTest, AnAppendAnsweredFailedThatTookEffectIsExpungedByTheNext
   rbd_index_close(&reader);
 }
 
+// A command whose time ran out (an earlier op of it waited to the deadline)
+// sends no more ops: a write it did not send cannot have taken effect, so
+// it is answered "unavailable", not "unknown", and leaves nothing to settle.
+TEST_F(MailboxIndexTest, AWriteOfACommandOutOfTimeIsNotSentAndNeedsNoSettling) {
+  const std::string mbox = CreateMailbox("INBOX");
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* late_user = nullptr;
+  rbd_index* late = OpenWithClock(mbox, &started, &late_user);
+  ASSERT_NE(late, nullptr);
+  rbd_index_status before{};
+  ASSERT_EQ(rbd_index_get_status(late, &before, &err_), RBD_OK);
+
+  const std::string body = "never sent";
+  rbd_new_message msg{};
+  RandomGuid(msg.guid);
+  msg.body = body.data();
+  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  uint32_t uid = 0;
+  {
+    // Were the write sent, no read-back could settle it while the OSD is
+    // stopped: it would be kept as unknown.
+    StoppedOsds osds;
+    started.tv_sec -= 21;  // rbd_op_timeout is 20s
+    EXPECT_EQ(rbd_index_append(late, &msg, 1, &uid, &err_), RBD_ERR_UNAVAILABLE) << err_.message;
+  }
+
+  gettimeofday(&started, nullptr);  // the session's next command
+  rbd_index_status after{};
+  ASSERT_EQ(rbd_index_get_status(late, &after, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(after.messages, before.messages);
+  EXPECT_EQ(after.highest_modseq, before.highest_modseq);
+  rbd_user_settle(late_user);
+  rbd_settled settled[1];
+  EXPECT_EQ(rbd_user_drain_settled(late_user, settled, 1), 0u) << "an op never sent was kept to settle";
+  rbd_index_close(&late);
+  rbd_user_close(&late_user);
+}
+
 // Quota subtracts what a session expunged: of two handles expunging the
 // same message, exactly one is told it removed it (the second's guarded op
 // is retried against the first's state).
