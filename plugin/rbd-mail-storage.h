@@ -161,12 +161,6 @@ int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
 /* The RADOS namespace of the user's objects: rbd_namespace, else the
    username. */
 const char *rbd_user_namespace(struct mail_user *user);
-/* The command clock for the core (rbd_user_open): in the services that serve
-   a client command by command, Dovecot's ioloop_timeval, so that each
-   command gets ONE deadline, rbd_op_timeout after the ioloop woke up for it
-   (its input arrived), however many RADOS ops it needs. NULL in doveadm and
-   the indexer, whose long jobs keep rbd_op_timeout per op. */
-const struct timeval *rbd_command_clock(void);
 /* Fails (naming the setting) when the process's address space limit is too
    low for librados. */
 int rbd_check_vsz_limit(const char **error_r);
@@ -320,6 +314,17 @@ int rbd_body_istream_open(struct rbd_mailbox *mbox,
 /* rbd-notify.c */
 void rbd_notify_changes(struct mailbox *box);
 void rbd_notify_deinit(struct rbd_mailbox *mbox);
+
+/* rbd-clock.c */
+/* The command clock for the core (rbd_user_open, rbd_dict_store_open): in
+   the services that serve a client command by command, the time the
+   current command (or its continuation, or an IDLE wakeup) began, so that
+   each gets ONE deadline, rbd_op_timeout after that, however many RADOS ops
+   it needs. NULL in doveadm and the indexer, whose long jobs keep
+   rbd_op_timeout per op. */
+const struct timeval *rbd_command_clock(void);
+void rbd_clock_register(struct module *module);
+void rbd_clock_unregister(void);
 
 /* rbd-users.c */
 /* The dictionary object (rbd_list_get_dict) of the rbd INBOX namespace of

@@ -16,10 +16,12 @@ void rbd_plugin_init(struct module *module)
 	mailbox_list_register(&rbd_mailbox_list);
 	rbd_dict_register(module);
 	rbd_users_register(module);
+	rbd_clock_register(module);
 }
 
 void rbd_plugin_deinit(void)
 {
+	rbd_clock_unregister();
 	rbd_users_unregister();
 	rbd_dict_unregister();
 	mailbox_list_unregister(&rbd_mailbox_list);

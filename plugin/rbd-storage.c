@@ -7,7 +7,6 @@
 #include "time-util.h"
 #include "mail-copy.h"
 #include "index-mail.h"
-#include "master-service.h"
 #include "mail-index-alloc-cache.h"
 #include "mail-index-modseq.h"
 #include "mail-search-build.h"
@@ -303,16 +302,6 @@ bool rbd_storage_unavailable(struct rbd_storage *storage)
 	mail_storage_set_error(&storage->storage, MAIL_ERROR_UNAVAILABLE,
 	                       RBD_UNAVAILABLE_MSG);
 	return TRUE;
-}
-
-const struct timeval *rbd_command_clock(void)
-{
-	const char *name = master_service_get_name(master_service);
-
-	if (strcmp(name, "imap") == 0 || strcmp(name, "pop3") == 0 ||
-	    strcmp(name, "lmtp") == 0 || strcmp(name, "managesieve") == 0)
-		return &ioloop_timeval;
-	return NULL;
 }
 
 int rbd_storage_open_user(struct rbd_storage *storage, const char *ns,

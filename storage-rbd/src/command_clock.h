@@ -1,9 +1,9 @@
 // CommandClock: when the RADOS waits of a caller's current command must
 // end. Every command has ONE deadline, not one per RADOS op
 // (doc/design.md, "Unknown outcomes and command deadlines"): the clock
-// points at the wall-clock time the caller's current command began
-// (Dovecot's ioloop_timeval), read before every op on the caller's thread,
-// and the waits end at that time plus rbd_op_timeout. Without a clock
+// points at the wall-clock time the caller's current command began, kept
+// by the caller and read before every op on the caller's thread, and the
+// waits end at that time plus rbd_op_timeout. Without a clock
 // (nullptr: doveadm, whose commands may legitimately run long) every op
 // gets rbd_op_timeout of its own.
 #ifndef STORAGE_RBD_COMMAND_CLOCK_H_

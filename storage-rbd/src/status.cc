@@ -8,7 +8,9 @@ namespace rbd {
 Status Status::FromRados(int r, std::string_view what) {
   std::string msg(what);
   msg += ": ";
-  msg += std::strerror(-r);
+  // strerror(ETIME) is "Timer expired", which would not tell an operator
+  // that the command's earlier ops had used up its time.
+  msg += r == -ETIME ? "not sent, the command's rbd_op_timeout had run out" : std::strerror(-r);
   switch (-r) {
     case 0: return OK();
     case ENOENT: return NotFound(std::move(msg));

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from daemons import CEPH_DEV_CLUSTER, DOVECOT_DEV, PASSWORD, Cluster, Node, run, wait_for
+from gdb_control import Gdb, session_pid
 from imap_connection import ImapConnection, ImapError, Literal, selected_state
 from messages import message, numbered
 
@@ -629,3 +630,107 @@ def test_idle_on_a_restarting_osd_answers_within_the_op_timeout(paused):
     conn.idle_done()
     connect_g.logout()
     conn.logout()
+
+
+# ---- one deadline per command, across its ioloop callbacks (gdb holds a point of it) ---
+
+def held_session(node, user, breakpoints, out):
+    """gdb attached to the user's newest imap process on `node`, running `breakpoints`
+    (gdb commands); returns when the process runs again."""
+    gdb = Gdb("set pagination off\nset confirm off\nattach %d\n%s\ncontinue &\necho READY\\n\n"
+              % (session_pid(node, user), breakpoints), out)
+    gdb.wait_for("READY", 60)
+    return gdb
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
+def test_the_sync_after_an_expunge_shares_the_commands_deadline(paused, tmp_path):
+    # Dovecot's imap refreshes its clock at the end of command_exec() and syncs the mailbox
+    # for the EXPUNGE after that, in the same callback: when the sync had a deadline of its
+    # own, an EXPUNGE whose push took most of the time and whose sync then met a stopped
+    # OSD answered after push + rbd_op_timeout (the fault soak: 16 s against 9 s). Here
+    # the push is held for most of the op timeout, and the OSD stops once it is done.
+    cluster, node_f, node_g, user = paused_user(paused, "x")
+    conn = node_f.login(user)
+    mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn, user)
+    for n in range(3):
+        conn.append(mailbox, numbered(n))
+    conn.ok("SELECT", mailbox)
+    conn.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+    osd_pid = int((cluster.path / "run" / ("osd.%d.pid" % osd)).read_text())
+    held = OP_TIMEOUT * 0.7
+    gdb = held_session(node_f, user, """break rbd_index_expunge
+commands
+silent
+shell sleep %.1f
+enable 2
+continue
+end
+break index_transaction_commit
+disable 2
+commands
+silent
+disable 2
+shell kill -STOP %d
+echo OSD-STOPPED\\n
+continue
+end""" % (held, osd_pid), tmp_path / "gdb.out")
+    try:
+        resp, seconds = timed(conn, "EXPUNGE")
+        gdb.wait_for("OSD-STOPPED", 10)
+    finally:
+        os.kill(osd_pid, signal.SIGCONT)
+        gdb.close()
+    assert seconds <= OP_TIMEOUT + 1, "EXPUNGE took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), resp
+    # The expunge is in RADOS; the sync that would report it failed for the outage.
+    assert resp.tagged == "OK Expunge completed", resp.tagged
+    assert resp.untagged == [b"* NO " + UNAVAILABLE.encode()], resp.untagged
+    assert count_subject(node_g, user, mailbox, "msg") == 2
+    # After the storage's fail-fast pause, the session syncs the expunge.
+    noops = []
+    assert wait_for(lambda: noops.append(conn.ok("NOOP").untagged) or
+                    b"* 1 EXPUNGE" in noops[-1], 10), noops
+    conn.logout()
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
+def test_commands_pipelined_in_one_packet_have_a_deadline_each(paused, tmp_path):
+    # Two STOREs arrive in one packet, so imap runs both in one ioloop callback; the first
+    # takes longer than the op timeout after its push (held in gdb). The second still gets
+    # the whole op timeout: the clock starts again with each command.
+    cluster, node_f, node_g, user = paused_user(paused, "y")
+    conn = node_f.login(user)
+    for n in range(2):
+        conn.append("INBOX", numbered(n))
+    conn.ok("SELECT", "INBOX")
+    gdb = held_session(node_f, user, """break index_transaction_commit
+commands
+silent
+disable 1
+shell sleep %d
+echo HELD\\n
+continue
+end""" % (OP_TIMEOUT + 1), tmp_path / "gdb.out")
+    try:
+        first, second = conn.next_tag(), conn.next_tag()
+        conn.send("%s UID STORE 1 +FLAGS (\\Seen)\r\n%s UID STORE 2 +FLAGS (\\Flagged)\r\n"
+                  % (first, second))
+        # imap may answer them in either order
+        answers = {}
+        while len(answers) < 2:
+            line = conn.read_response().decode()
+            tag, _, text = line.partition(" ")
+            if tag in (first, second):
+                answers[tag] = text
+        gdb.wait_for("HELD", 10)
+    finally:
+        gdb.close()
+    assert answers[first].startswith("OK Store completed"), "the held STORE: " + answers[first]
+    assert answers[second].startswith("OK Store completed"), answers[second]
+    conn.logout()
+    on_g = node_g.login(user)
+    on_g.ok("EXAMINE", "INBOX")
+    assert {u: f["FLAGS"] for u, f in on_g.fetch("1:*", "(FLAGS)").items()} == {
+        1: ["\\Seen"], 2: ["\\Flagged"]}
+    on_g.logout()
