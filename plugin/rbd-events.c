@@ -87,6 +87,14 @@ static void rbd_events_settled(struct event *parent, struct rbd_user *user)
 				        "taken effect",
 				        guid, modseq);
 				break;
+			case RBD_SETTLED_KEPT:
+				e_warning(parent,
+				          "rbd: mailbox %s: a change answered NO "
+				          "(MODSEQ %" PRIu64 ") could not be checked "
+				          "before the session ended: kept for the "
+				          "user's next session on this node",
+				          guid, modseq);
+				break;
 			}
 		}
 	} while (n == N_ELEMENTS(settled));

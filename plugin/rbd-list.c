@@ -75,6 +75,7 @@ static void rbd_list_deinit(struct mailbox_list *list)
 		rbd_dict_store_close(&rlist->dict);
 	if (rlist->user != NULL) {
 		rbd_user_settle(rlist->user);
+		rbd_unsettled_keep(list, rlist->user);
 		rbd_events_flush(list->ns->user->event, rlist->user,
 		                 &rlist->op_totals, NULL);
 		rbd_events_session_finished(list->ns->user->event,
@@ -107,6 +108,7 @@ int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r)
 	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
 	struct mail_storage *storage =
 	        mail_namespace_get_default_storage(list->ns);
+	bool was_open = rlist->user != NULL;
 	enum mail_error error;
 	const char *errstr;
 
@@ -116,6 +118,8 @@ int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r)
 		mailbox_list_set_error(list, error, errstr);
 		return -1;
 	}
+	if (!was_open)
+		rbd_unsettled_adopt(list, rlist->user);
 	rbd_events_flush(storage->event, rlist->user, &rlist->op_totals,
 	                 RBD_STORAGE(storage));
 	*user_r = rlist->user;
@@ -200,10 +204,7 @@ static const char *rbd_list_user_dir(struct mailbox_list *list)
 	return t_strconcat("=H", binary_to_hex(digest, sizeof(digest)), NULL);
 }
 
-/* The cache root of the namespace's user: <root>/<user dir>. Without a
-   root (INDEX=MEMORY) there is none, and Dovecot keeps indexes in
-   memory. */
-static const char *rbd_list_cache_root(struct mailbox_list *list)
+const char *rbd_list_cache_root(struct mailbox_list *list)
 {
 	/* Dovecot leaves index_dir NULL when it equals the root, and sets
 	   it to "" for INDEX=MEMORY. */

@@ -219,6 +219,10 @@ int rbd_list_get_dict(struct mailbox_list *list,
                       struct rbd_dict_store **dict_r);
 /* This node's index cache directory of the mailbox with that GUID in the
    list's namespace, or NULL if indexes are kept in memory. */
+/* The cache root of the namespace's user: <root>/<user dir>. Without a
+   root (INDEX=MEMORY) there is none, and Dovecot keeps indexes in
+   memory. */
+const char *rbd_list_cache_root(struct mailbox_list *list);
 const char *rbd_list_cache_path(struct mailbox_list *list,
                                 const guid_128_t mailbox_guid);
 /* A mailbox open found `name` leading to `guid`: the list's path lookups
@@ -325,6 +329,14 @@ void rbd_notify_deinit(struct rbd_mailbox *mbox);
 const struct timeval *rbd_command_clock(void);
 void rbd_clock_register(struct module *module);
 void rbd_clock_unregister(void);
+
+/* rbd-unsettled.c */
+/* At the end of a session, after rbd_user_settle(): keeps what is still
+   unsettled in the user's cache dir (or logs it as unchecked). */
+void rbd_unsettled_keep(struct mailbox_list *list, struct rbd_user *user);
+/* At a user's first open in a process: claims what earlier processes kept,
+   adds it to the user and settles it. */
+void rbd_unsettled_adopt(struct mailbox_list *list, struct rbd_user *user);
 
 /* rbd-users.c */
 /* The dictionary object (rbd_list_get_dict) of the rbd INBOX namespace of

@@ -104,6 +104,7 @@ uint64_t rbd_config_max_message_size(const struct rbd_config *config);
 /* ------------------------------------------------------------------ */
 /* Cluster and user                                                    */
 
+struct rbd_buffer;
 struct rbd_cluster;
 struct rbd_user;
 
@@ -514,9 +515,12 @@ enum rbd_settlement {
 	RBD_SETTLED_NOT_APPLIED,
 	/* It took effect after the failure, and was undone. */
 	RBD_SETTLED_UNDONE,
-	/* The user was closed before the cluster could tell: it may have
-	   taken effect. */
+	/* The cluster could not tell before the session ended, and nobody
+	   kept it: it may have taken effect. */
 	RBD_SETTLED_UNCHECKED,
+	/* The cluster could not tell before the session ended: handed to the
+	   caller to keep for a later process (rbd_user_take_unsettled). */
+	RBD_SETTLED_KEPT,
 };
 struct rbd_settled {
 	uint8_t mailbox_guid[RBD_GUID_SIZE];
@@ -529,9 +533,21 @@ struct rbd_settled {
 size_t rbd_user_drain_settled(struct rbd_user *user, struct rbd_settled *out,
                               size_t max);
 /* Settles what is left on every mailbox, within the command's deadline;
-   what the cluster cannot tell yet is reported RBD_SETTLED_UNCHECKED. For
-   the last command before rbd_user_close(). */
+   what the cluster cannot tell yet stays for a later call. Reads nothing
+   while the user's last RADOS op timed out (the cluster is away). */
 void rbd_user_settle(struct rbd_user *user);
+/* For the end of a session, after rbd_user_settle(): moves the changes the
+   cluster could not tell about out of the user. With `kept_r`, encoded into
+   *kept_r (NULL when there are none; free with rbd_buffer_free) for the
+   caller to keep where the user's next process finds it, and reported
+   RBD_SETTLED_KEPT; without, reported RBD_SETTLED_UNCHECKED and dropped. */
+void rbd_user_take_unsettled(struct rbd_user *user,
+                             struct rbd_buffer **kept_r);
+/* Adds changes an earlier process kept (rbd_user_take_unsettled): they are
+   settled by the next update or change read on their mailbox, or by
+   rbd_user_settle(). RBD_ERR_CORRUPT if `data` is not such a list. */
+rbd_code rbd_user_add_unsettled(struct rbd_user *user, const void *data,
+                                size_t size, struct rbd_error *err);
 
 /* Reads up to `max` records with UID > after_uid, in UID order. */
 rbd_code rbd_index_list_records(struct rbd_index *mailbox, uint32_t after_uid,

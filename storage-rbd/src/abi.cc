@@ -25,6 +25,7 @@
 #include "message_store.h"
 #include "rbd-storage.h"
 #include "rebuilder.h"
+#include "record_codec.h"
 
 struct rbd_config {
   rbd::Config config;
@@ -364,6 +365,25 @@ size_t rbd_user_drain_settled(rbd_user* user, rbd_settled* out, size_t max) {
 }
 
 void rbd_user_settle(rbd_user* user) { rbd::MailboxIndex::SettleAll(user->account.get()); }
+
+void rbd_user_take_unsettled(rbd_user* user, rbd_buffer** kept_r) {
+  rbd::UnsettledChanges& unsettled = user->account->unsettled();
+  std::vector<rbd::UnsettledChange> left = unsettled.TakeAll();
+  for (const rbd::UnsettledChange& change : left)
+    unsettled.Report(
+        change, kept_r != nullptr ? rbd::Settlement::Outcome::kKept : rbd::Settlement::Outcome::kUnchecked);
+  if (kept_r != nullptr) *kept_r = left.empty() ? nullptr : MakeBuffer(rbd::EncodeAll(left));
+}
+
+rbd_code rbd_user_add_unsettled(rbd_user* user, const void* data, size_t size, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::UnsettledChange> changes;
+    rbd::Status s = rbd::DecodeAll(std::string_view(static_cast<const char*>(data), size), &changes);
+    if (!s.ok()) return s;
+    for (rbd::UnsettledChange& change : changes) user->account->unsettled().Add(std::move(change));
+    return rbd::Status::OK();
+  });
+}
 
 void rbd_user_close(rbd_user** user) {
   delete *user;

@@ -31,12 +31,18 @@ Deadline Account::write_deadline() const {
 
 int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectWriteOperation* op,
                      Deadline until) {
-  return OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until, &op_log_);
+  return Note(OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until, &op_log_));
 }
 
 int Account::Operate(librados::IoCtx& io, const std::string& oid, librados::ObjectReadOperation* op,
                      Deadline until) {
-  return OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until, &op_log_);
+  return Note(OperateUntil(io, oid, op, until == Deadline{} ? deadline() : until, &op_log_));
+}
+
+int Account::Note(int r) {
+  // An op not sent (-ETIME) says nothing about the cluster.
+  if (r != -ETIME) last_op_timed_out_ = r == -ETIMEDOUT;
+  return r;
 }
 
 int Account::ReadKeys(const std::string& oid, const std::set<std::string>& keys,

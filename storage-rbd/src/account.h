@@ -47,6 +47,9 @@ class Account {
   // Changes answered as failed whose outcome is still unknown
   // (MailboxIndex::Settle).
   UnsettledChanges& unsettled() { return unsettled_; }
+  // Whether the last op sent by Operate() timed out: the cluster is away
+  // as far as this account knows.
+  bool last_op_timed_out() const { return last_op_timed_out_; }
 
   // When the current command's RADOS waits must end (CommandClock, from
   // the command clock given to Open()).
@@ -87,6 +90,8 @@ class Account {
   static Status ListObjects(librados::IoCtx& io, std::vector<std::string>* names);
 
  private:
+  // Records whether an op timed out (last_op_timed_out()); returns `r`.
+  int Note(int r);
   Account(std::shared_ptr<Cluster> cluster, const Config& config, std::string ns)
       : cluster_(std::move(cluster)), config_(config), ns_(std::move(ns)) {}
 
@@ -97,6 +102,7 @@ class Account {
   librados::IoCtx mail_io_;
   CommandClock clock_{nullptr, std::chrono::milliseconds(0)};
   OpLog op_log_;
+  bool last_op_timed_out_ = false;
   UnsettledChanges unsettled_;
 };
 

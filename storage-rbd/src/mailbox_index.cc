@@ -219,8 +219,9 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
           Resolve(guard, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key], m.owned);
       if (outcome == Outcome::kUnknown) {
         if (m.advanced && !settling_ && (!appended.empty() || !m.before.empty()))
-          account_->unsettled().Add(UnsettledChange{guid_, m.state.highest_modseq, new_raw, m.set[change_key],
-                                                    std::move(appended), std::move(m.before)});
+          account_->unsettled().Add(UnsettledChange{guid_, m.state.highest_modseq, new_raw.to_str(),
+                                                    m.set[change_key].to_str(), std::move(appended),
+                                                    std::move(m.before)});
         return s;
       }
     }
@@ -285,8 +286,9 @@ Status MailboxIndex::Settle() {
   settling_ = true;
   Status result;
   for (UnsettledChange& change : account_->unsettled().Take(guid_)) {
+    const librados::bufferlist entry = ToBufferlist(change.entry);
     Outcome outcome =
-        Resolve({}, change.state, keys::ChangeKey(change.modseq), &change.entry, /*owned=*/false);
+        Resolve({}, ToBufferlist(change.state), keys::ChangeKey(change.modseq), &entry, /*owned=*/false);
     Status s = outcome == Outcome::kApplied   ? Undo(change)
                : outcome == Outcome::kUnknown ? Status::Unavailable("settle " + oid_ + ": no answer yet")
                                               : Status::OK();
@@ -303,10 +305,10 @@ Status MailboxIndex::Settle() {
 }
 
 void MailboxIndex::SettleAll(Account* account) {
+  // The read would only wait out the deadline again, and a session ending
+  // then would hold its process for nothing.
+  if (account->last_op_timed_out()) return;
   for (const Guid& guid : account->unsettled().Mailboxes()) (void)MailboxIndex(account, guid).Settle();
-  for (const Guid& guid : account->unsettled().Mailboxes())
-    for (const UnsettledChange& change : account->unsettled().Take(guid))
-      account->unsettled().Report(change, Settlement::Outcome::kUnchecked);
 }
 
 Status MailboxIndex::Undo(const UnsettledChange& change) {
@@ -325,7 +327,7 @@ Status MailboxIndex::Undo(const UnsettledChange& change) {
     for (const auto& [key, bl] : values) {
       MessageRecord rec, old;
       Status ds = Decode(bl.to_str(), &rec);
-      if (ds.ok()) ds = Decode(change.before.at(key).to_str(), &old);
+      if (ds.ok()) ds = Decode(change.before.at(key), &old);
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
       // Changed again since: that later change stands.
       if (rec.modseq != change.modseq) continue;
@@ -649,7 +651,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
       std::vector<std::string> kws = ApplyKeywords(rec.keywords, add, remove);
       if (flags == rec.flags && kws == rec.keywords) continue;
       delta.Add(rec, flags, kws);
-      m->before[key] = bl;
+      m->before[key] = bl.to_str();
       rec.flags = flags;
       rec.keywords = std::move(kws);
       updated.emplace_back(key, std::move(rec));

@@ -228,8 +228,8 @@ class MailboxIndex {
   // answer. An expunge is never kept: it cannot be taken back, and a
   // client told it failed loses only the messages it asked to remove.
   Status Settle();
-  // Settle() for every mailbox with unsettled changes; what stays unknown
-  // is reported as unchecked and dropped (the account is closing).
+  // Settle() for every mailbox with unsettled changes, unless the
+  // account's last op timed out; what stays unknown stays unsettled.
   static void SettleAll(Account* account);
 
   const Guid& guid() const { return guid_; }
@@ -253,7 +253,7 @@ class MailboxIndex {
     // The records the op rewrites, as they were before (`u.<uid>` keys):
     // what undoing it restores (UnsettledChange::before). Left empty by
     // ops nobody needs undone.
-    std::map<std::string, librados::bufferlist> before;
+    std::map<std::string, std::string> before;
     bool advanced = false;  // false: maintenance that no client sees
     bool noop = false;      // nothing to write
     // What the op takes is its writer's alone (a \Recent claim). Two

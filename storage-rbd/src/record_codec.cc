@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "unsettled.h"
+
 namespace rbd {
 
 namespace {
@@ -309,6 +311,9 @@ enum : uint8_t { kXxh3 = 1, kBytes };
 }
 namespace kw {
 enum : uint8_t { kCreated = 1, kPosition };
+}
+namespace unsettled {
+enum : uint8_t { kMailbox = 1, kModseq, kState, kEntry, kAppended, kBefore };
 }
 
 }  // namespace
@@ -732,6 +737,67 @@ Status Decode(std::string_view in, KeywordEntry* out) {
     }
   }
   return d.Finish({kw::kCreated, kw::kPosition});
+}
+
+std::string Encode(const UnsettledChange& c) {
+  Encoder e(RecordType::kUnsettled);
+  e.GuidField(unsettled::kMailbox, c.mailbox);
+  e.U64(unsettled::kModseq, c.modseq);
+  e.Bytes(unsettled::kState, c.state);
+  e.Bytes(unsettled::kEntry, c.entry);
+  e.U32List(unsettled::kAppended, c.appended);
+  std::vector<std::string> before;
+  for (const auto& [key, value] : c.before) {
+    before.push_back(key);
+    before.push_back(value);
+  }
+  e.StringList(unsettled::kBefore, before);
+  return e.Finish();
+}
+
+Status Decode(std::string_view in, UnsettledChange* out) {
+  Decoder d(in, RecordType::kUnsettled, "unsettled change");
+  *out = UnsettledChange();
+  std::vector<std::string> before;
+  Field f;
+  while (d.Next(&f)) {
+    switch (f.tag) {
+      case unsettled::kMailbox: d.GuidField(f, &out->mailbox); break;
+      case unsettled::kModseq: d.U64(f, &out->modseq); break;
+      case unsettled::kState: out->state = f.value; break;
+      case unsettled::kEntry: out->entry = f.value; break;
+      case unsettled::kAppended: d.U32List(f, &out->appended); break;
+      case unsettled::kBefore: d.StringList(f, &before); break;
+      default: break;
+    }
+  }
+  Status s = d.Finish({unsettled::kMailbox, unsettled::kModseq, unsettled::kState, unsettled::kEntry});
+  if (!s.ok()) return s;
+  if (before.size() % 2 != 0) return Status::Corrupt("unsettled change: odd key/value list");
+  for (size_t i = 0; i < before.size(); i += 2) out->before[before[i]] = before[i + 1];
+  return Status::OK();
+}
+
+std::string EncodeAll(const std::vector<UnsettledChange>& changes) {
+  std::string out;
+  for (const UnsettledChange& c : changes) out += Encode(c);
+  return out;
+}
+
+Status DecodeAll(std::string_view in, std::vector<UnsettledChange>* out) {
+  out->clear();
+  while (!in.empty()) {
+    // Each record says how long it is (kHeaderSize, then the payload).
+    if (in.size() < kHeaderSize) return Status::Corrupt("unsettled changes: truncated record header");
+    const size_t size = kHeaderSize + GetU32(in.data() + 2);
+    if (size > in.size()) return Status::Corrupt("unsettled changes: truncated record");
+    UnsettledChange c;
+    Status s = Decode(in.substr(0, size), &c);
+    if (!s.ok()) return s;
+    out->push_back(std::move(c));
+    in.remove_prefix(size);
+  }
+  return Status::OK();
 }
 
 }  // namespace rbd

@@ -19,6 +19,8 @@
 
 namespace rbd {
 
+struct UnsettledChange;  // unsettled.h
+
 inline constexpr uint8_t kFormatVersion = 1;
 
 enum class RecordType : uint8_t {
@@ -31,6 +33,7 @@ enum class RecordType : uint8_t {
   kBodyRef = 7,
   kInlineBody = 8,
   kKeyword = 9,
+  kUnsettled = 10,  // kept in a node's local cache dir, never in RADOS
 };
 
 // One message of a mailbox: omap value of `u.<uid>`.
@@ -214,6 +217,14 @@ Status Decode(std::string_view in, BodyMeta* out);
 Status Decode(std::string_view in, BodyRef* out);
 Status Decode(std::string_view in, InlineBody* out);
 Status Decode(std::string_view in, KeywordEntry* out);
+
+// Changes answered NO whose outcome no session could check, as one process
+// hands them to the next (rbd_user_take_unsettled): records one after the
+// other.
+std::string Encode(const UnsettledChange& c);
+Status Decode(std::string_view in, UnsettledChange* out);
+std::string EncodeAll(const std::vector<UnsettledChange>& changes);
+Status DecodeAll(std::string_view in, std::vector<UnsettledChange>* out);
 
 }  // namespace rbd
 

@@ -16,6 +16,12 @@ std::vector<UnsettledChange> UnsettledChanges::Take(const Guid& mailbox) {
   return taken;
 }
 
+std::vector<UnsettledChange> UnsettledChanges::TakeAll() {
+  std::vector<UnsettledChange> taken;
+  taken.swap(changes_);
+  return taken;
+}
+
 std::vector<Guid> UnsettledChanges::Mailboxes() const {
   std::vector<Guid> guids;
   for (const UnsettledChange& c : changes_)

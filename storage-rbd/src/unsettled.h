@@ -10,13 +10,14 @@
 // keeps what each such change did, and the next op on that mailbox (or the
 // account's close) reads whether it took effect; if it did, the change is
 // undone with a new guarded op, so that the NO becomes true
-// (MailboxIndex::Settle, doc/design.md "Unknown outcomes").
+// (MailboxIndex::Settle, doc/design.md "Unknown outcomes"). What the
+// cluster still cannot tell when the account closes is handed to the
+// caller (encoded, record_codec.h), whose next process adds it back.
 #ifndef STORAGE_RBD_UNSETTLED_H_
 #define STORAGE_RBD_UNSETTLED_H_
 
 #include <cstdint>
 #include <map>
-#include <rados/librados.hpp>
 #include <string>
 #include <vector>
 
@@ -24,16 +25,18 @@
 
 namespace rbd {
 
+// Plain bytes, not bufferlists, so that record_codec.h can encode it
+// without librados.
 struct UnsettledChange {
   Guid mailbox;
   uint64_t modseq = 0;             // the MODSEQ the change would have taken
-  librados::bufferlist state;      // the state xattr it wrote
-  librados::bufferlist entry;      // its change-log entry, `c.<modseq>`
+  std::string state;               // the state xattr it wrote
+  std::string entry;               // its change-log entry, `c.<modseq>`
   std::vector<uint32_t> appended;  // undone by expunging them
   // Records as they were before the change rewrote them (`u.<uid>` keys):
   // undone by restoring their flags and keywords where the change is still
   // the last one to have touched them.
-  std::map<std::string, librados::bufferlist> before;
+  std::map<std::string, std::string> before;
 };
 
 // What became of an unsettled change.
@@ -42,6 +45,7 @@ struct Settlement {
     kNotApplied,  // it never took effect: the NO was true
     kUndone,      // it took effect after the NO and was undone
     kUnchecked,   // the account closed before the cluster could tell
+    kKept,        // handed to the caller to keep for a later process
   };
   Guid mailbox;
   uint64_t modseq = 0;
@@ -56,6 +60,8 @@ class UnsettledChanges {
   bool Has(const Guid& mailbox) const;
   // Removes and returns those of `mailbox`, oldest first.
   std::vector<UnsettledChange> Take(const Guid& mailbox);
+  // Removes and returns all, oldest first.
+  std::vector<UnsettledChange> TakeAll();
   // The mailboxes with changes still unsettled.
   std::vector<Guid> Mailboxes() const;
 

@@ -381,6 +381,69 @@ TEST_F(MailboxIndexTest, AnAppendAnsweredFailedThatTookEffectIsExpungedByTheNext
   rbd_index_close(&reader);
 }
 
+// A session that ends while the cluster still cannot say whether its
+// append took effect hands the change over (rbd_user_take_unsettled); the
+// next process of the user adds it back and undoes the append once the
+// cluster answers.
+TEST_F(MailboxIndexTest, AChangeKeptAtTheEndOfASessionIsSettledByTheNextOne) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* reader = OpenMailbox(mbox);
+  AppendOne(reader, "before");
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* first_user = nullptr;
+  rbd_index* first = OpenWithClock(mbox, &started, &first_user);
+  ASSERT_NE(first, nullptr);
+  rbd_index_status before{};
+  ASSERT_EQ(rbd_index_get_status(first, &before, &err_), RBD_OK);
+
+  const std::string body = "appended as the session ended";
+  rbd_new_message msg{};
+  RandomGuid(msg.guid);
+  msg.body = body.data();
+  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  uint32_t uid = 0;
+  rbd_buffer* kept = nullptr;
+  rbd_settled settled[2];
+  {
+    StoppedOsds osds;
+    started.tv_sec -= 18;  // 2 s left of rbd_op_timeout 20s
+    EXPECT_EQ(rbd_index_append(first, &msg, 1, &uid, &err_), RBD_ERR_UNKNOWN) << err_.message;
+    rbd_user_settle(first_user);  // reads nothing: the last op timed out
+    rbd_user_take_unsettled(first_user, &kept);
+    ASSERT_NE(kept, nullptr);
+    ASSERT_EQ(rbd_user_drain_settled(first_user, settled, 2), 1u);
+    EXPECT_EQ(settled[0].outcome, RBD_SETTLED_KEPT);
+  }
+  rbd_index_close(&first);
+  rbd_user_close(&first_user);
+  rbd_index_status seen{};
+  for (int i = 0; i < 100 && seen.messages != 2; i++) {
+    std::this_thread::sleep_for(milliseconds(100));
+    ASSERT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK) << err_.message;
+  }
+  ASSERT_EQ(seen.messages, 2u) << "the OSD did not apply the append it held: nothing to undo";
+
+  gettimeofday(&started, nullptr);
+  rbd_user* next_user = nullptr;
+  rbd_index* next = OpenWithClock(mbox, &started, &next_user);
+  ASSERT_NE(next, nullptr);
+  ASSERT_EQ(rbd_user_add_unsettled(next_user, kept->data, kept->size, &err_), RBD_OK) << err_.message;
+  rbd_buffer_free(&kept);
+  rbd_user_settle(next_user);
+  ASSERT_EQ(rbd_user_drain_settled(next_user, settled, 2), 1u);
+  EXPECT_EQ(settled[0].outcome, RBD_SETTLED_UNDONE);
+  EXPECT_EQ(settled[0].modseq, before.highest_modseq + 1);
+  ASSERT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK);
+  EXPECT_EQ(seen.messages, 1u);
+  rbd_user_take_unsettled(next_user, &kept);
+  EXPECT_EQ(kept, nullptr) << "settled, yet kept again";
+  EXPECT_EQ(rbd_user_add_unsettled(next_user, "garbage", 7, &err_), RBD_ERR_CORRUPT);
+  rbd_index_close(&next);
+  rbd_user_close(&next_user);
+  rbd_index_close(&reader);
+}
+
 // A command whose time ran out (an earlier op of it waited to the deadline)
 // sends no more ops: a write it did not send cannot have taken effect, so
 // it is answered "unavailable", not "unknown", and leaves nothing to settle.

@@ -408,7 +408,8 @@ def watched_inbox(node, user):
 
 
 def osd_of(cluster, pool, user, name):
-    """The OSD holding object `name` of `user`'s namespace (pools of size 1)."""
+    """The primary OSD of object `name` of `user`'s namespace (with pools of size 1, the
+    only one)."""
     return json.loads(cluster.ceph("osd", "map", pool, name, user, "-f", "json"))[
         "acting_primary"]
 
@@ -734,3 +735,65 @@ end""" % (OP_TIMEOUT + 1), tmp_path / "gdb.out")
     assert {u: f["FLAGS"] for u, f in on_g.fetch("1:*", "(FLAGS)").items()} == {
         1: ["\\Seen"], 2: ["\\Flagged"]}
     on_g.logout()
+
+
+# ---- a session that ends before it can settle (replicated pools) ----------------------
+
+@pytest.fixture(scope="module")
+def replicated(work_dir):
+    """Three OSDs with pools of size 3: pausing a replica (not the primary) of an object
+    holds a write that the primary has executed, which commits when the replica returns,
+    whoever sent it. Node H writes, node J looks."""
+    cluster = Cluster.start(work_dir / "ceph-replicated", osds=3)
+    nodes = []
+    try:
+        for name in ("H", "J"):
+            nodes.append(Node.start(name, work_dir / ("node-" + name.lower()), "rbd", cluster,
+                                    op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30))
+        yield cluster, nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            node.stop()
+        cluster.stop()
+
+
+def test_an_append_answered_no_by_a_session_that_ended_in_the_outage_is_expunged_later(
+        replicated):
+    # The session logs out while a replica of the mailbox's index is still paused: it
+    # cannot tell whether its APPEND took effect, so it keeps the change in the user's
+    # cache dir on node H (without trying to read: its last op timed out). The replica
+    # returns, the primary commits the APPEND, and the user's next session on node H
+    # finds it applied and expunges it.
+    cluster, node_h, node_j = replicated
+    user = "k%d" % (time.monotonic_ns() % 10**9)
+    for node in (node_h, node_j):
+        node.add_user(user)
+    conn = node_h.login(user)
+    conn.ok("CREATE", "box")
+    conn.ok("SELECT", "box")
+    guid = node_h.doveadm_ok("-f", "flow", "mailbox", "status", "-u", user, "guid",
+                             "box").strip().split("=", 1)[1]
+    acting = json.loads(cluster.ceph("osd", "map", "mail-index", "i." + guid, user, "-f",
+                                     "json"))["acting"]
+    # A replica of the index that does not serve the mailbox list's reads either.
+    replica = [osd for osd in acting[1:] if osd != osd_of(cluster, "mail-index", user, "r")][0]
+    subject = "refused-%s" % user
+    with Pause(cluster, replica, OP_TIMEOUT + 1.5):
+        resp, seconds = timed(conn, "APPEND", "box", Literal(message(subject=subject)))
+        assert resp.tagged.startswith("NO [UNAVAILABLE] "), resp.tagged
+        conn.logout()
+        kept = wait_for(lambda: list(node_h.cache_dir(user).glob("rbd-unsettled.*")), 1)
+    assert kept and len(kept) == 1, node_h.log_tail()
+    assert wait_for(lambda: count_subject(node_j, user, "box", subject) == 1, 10), \
+        "the APPEND the replica held never committed"
+    conn = node_h.login(user)
+    conn.ok("SELECT", "box")
+    assert not kept[0].exists()
+    conn.logout()
+    assert [count_subject(node, user, "box", subject) for node in (node_h, node_j)] == [0, 0]
+    log = (node_h.path / "dovecot.log").read_text(errors="replace")
+    assert re.search(r"a change answered NO \(MODSEQ \d+\) could not be checked before the "
+                     r"session ended: kept for the user's next session on this node", log), log
+    assert re.search(r"a change answered NO \(MODSEQ \d+\) took effect after all: undone", log)
+    assert not list(node_h.cache_dir(user).glob("rbd-unsettled*"))
+    assert_check_clean_after_gc(node_h, user)

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "unsettled.h"
+
 namespace rbd {
 namespace {
 
@@ -320,6 +322,46 @@ TEST(RecordCodec, BooleanFieldRejectsOtherValues) {
   bytes.back() = '\x02';
   MessageRecord out;
   EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+}
+
+// What one process hands the next: several changes, bytes that are not
+// text included, back whole and in order; a cut inside a change is an
+// error, not fewer changes.
+TEST(RecordCodec, UnsettledChangesRoundTripAndDetectTruncation) {
+  UnsettledChange append;
+  append.mailbox = *Guid::FromHex("00112233445566778899aabbccddeeff");
+  append.modseq = 77;
+  append.state = std::string("st\0ate", 6);
+  append.entry = "entry";
+  append.appended = {5, 6};
+  UnsettledChange flags;
+  flags.mailbox = *Guid::FromHex("ffeeddccbbaa99887766554433221100");
+  flags.modseq = 78;
+  flags.state = "s2";
+  flags.entry = "e2";
+  flags.before = {{"u.1", Encode(SampleRecord())}, {"u.2", std::string("\0", 1)}};
+  const std::string bytes = EncodeAll({append, flags});
+
+  std::vector<UnsettledChange> out;
+  ASSERT_TRUE(DecodeAll(bytes, &out).ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].mailbox, append.mailbox);
+  EXPECT_EQ(out[0].modseq, 77u);
+  EXPECT_EQ(out[0].state, append.state);
+  EXPECT_EQ(out[0].entry, "entry");
+  EXPECT_EQ(out[0].appended, append.appended);
+  EXPECT_TRUE(out[0].before.empty());
+  EXPECT_EQ(out[1].modseq, 78u);
+  EXPECT_EQ(out[1].before, flags.before);
+  EXPECT_TRUE(out[1].appended.empty());
+
+  const size_t boundary = Encode(append).size();
+  for (size_t cut = 1; cut < bytes.size(); cut++) {
+    if (cut == boundary) continue;  // a shorter list, as written whole by its writer
+    EXPECT_EQ(DecodeAll(bytes.substr(0, cut), &out).code(), Code::kCorrupt) << "cut at " << cut;
+  }
+  EXPECT_TRUE(DecodeAll("", &out).ok());
+  EXPECT_TRUE(out.empty());
 }
 
 }  // namespace

@@ -1,0 +1,136 @@
+/* Changes answered NO that a session could not settle before it ended.
+
+   When a write's outcome is unknown at its command's deadline, the client
+   hears NO [UNAVAILABLE] and the core keeps what the change did, to undo
+   it if it took effect after all (doc/design.md, "Undo of a change
+   answered NO"). A session that ends while the cluster still cannot tell
+   (it logs out, or is disconnected, during the outage) would drop them,
+   and the cluster may then apply the change: a NO for a change that took
+   effect. So they are kept in the user's cache dir on this node
+   (rbd-unsettled.*, written whole as rbd-unsettled-tmp.*, then renamed),
+   and the next process of the user on the node claims each file (a rename:
+   one process wins), adds its changes back and settles them.
+
+   With INDEX=MEMORY there is no cache dir: the changes are dropped and
+   logged as unchecked, as before. */
+
+#include "lib.h"
+#include "str.h"
+#include "hostpid.h"
+#include "ioloop.h"
+#include "read-full.h"
+#include "write-full.h"
+#include "rbd-mail-storage.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RBD_UNSETTLED_PREFIX "rbd-unsettled."
+#define RBD_UNSETTLED_TMP "rbd-unsettled-tmp."
+#define RBD_UNSETTLED_CLAIMED "rbd-unsettled-claimed."
+
+static int rbd_unsettled_write(const char *root, const char *name,
+                               const struct rbd_buffer *kept)
+{
+	const char *tmp = t_strconcat(root, "/" RBD_UNSETTLED_TMP, name, NULL);
+	const char *path = t_strconcat(root, "/" RBD_UNSETTLED_PREFIX, name, NULL);
+	int fd;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd == -1) {
+		i_error("rbd: open(%s) failed: %m", tmp);
+		return -1;
+	}
+	if (write_full(fd, kept->data, kept->size) < 0 || fdatasync(fd) < 0) {
+		i_error("rbd: write(%s) failed: %m", tmp);
+		i_close_fd(&fd);
+		i_unlink(tmp);
+		return -1;
+	}
+	i_close_fd(&fd);
+	if (rename(tmp, path) < 0) {
+		i_error("rbd: rename(%s, %s) failed: %m", tmp, path);
+		i_unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+void rbd_unsettled_keep(struct mailbox_list *list, struct rbd_user *user)
+{
+	const char *root = rbd_list_cache_root(list);
+	struct rbd_buffer *kept = NULL;
+	const char *name;
+
+	rbd_user_take_unsettled(user, root == NULL ? NULL : &kept);
+	if (kept == NULL)
+		return;
+	name = t_strdup_printf("%s.%ld.%06ld", my_pid,
+	                       (long)ioloop_timeval.tv_sec,
+	                       (long)ioloop_timeval.tv_usec);
+	if (rbd_unsettled_write(root, name, kept) < 0) {
+		e_error(list->ns->user->event,
+		        "rbd: changes answered NO that could not be checked "
+		        "were not kept: they may have taken effect");
+	}
+	rbd_buffer_free(&kept);
+}
+
+/* Reads and removes one claimed file into the user. */
+static void rbd_unsettled_add_file(struct mailbox_list *list,
+                                   struct rbd_user *user, const char *path)
+{
+	struct rbd_error err;
+	struct stat st;
+	void *data;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	if (fd == -1) {
+		i_error("rbd: open(%s) failed: %m", path);
+		return;
+	}
+	if (fstat(fd, &st) < 0) {
+		i_error("rbd: fstat(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return;
+	}
+	data = i_malloc(I_MAX(st.st_size, 1));
+	if (read_full(fd, data, st.st_size) <= 0)
+		i_error("rbd: read(%s) failed or was cut short", path);
+	else if (rbd_user_add_unsettled(user, data, st.st_size, &err) != RBD_OK)
+		e_error(list->ns->user->event,
+		        "rbd: %s: %s: the changes it names are not checked",
+		        path, err.message);
+	i_free(data);
+	i_close_fd(&fd);
+	i_unlink(path);
+}
+
+void rbd_unsettled_adopt(struct mailbox_list *list, struct rbd_user *user)
+{
+	const char *root = rbd_list_cache_root(list);
+	const char *from, *claimed;
+	struct dirent *d;
+	unsigned int n = 0;
+	DIR *dir;
+
+	if (root == NULL || (dir = opendir(root)) == NULL)
+		return;
+	while ((d = readdir(dir)) != NULL) {
+		if (!str_begins(d->d_name, RBD_UNSETTLED_PREFIX))
+			continue;
+		from = t_strconcat(root, "/", d->d_name, NULL);
+		claimed = t_strdup_printf("%s/" RBD_UNSETTLED_CLAIMED "%s.%u",
+		                          root, my_pid, n++);
+		/* Another process of the user may be claiming it too. */
+		if (rename(from, claimed) == 0)
+			rbd_unsettled_add_file(list, user, claimed);
+	}
+	(void)closedir(dir);
+	if (n > 0)
+		rbd_user_settle(user);
+}
