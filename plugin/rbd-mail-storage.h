@@ -124,9 +124,9 @@ struct rbd_mailbox {
 	bool notify_pending;
 };
 
-/* A flag change of one transaction, queued by rbd-mail.c and pushed to
-   RADOS as one guarded op per distinct change at commit (rbd-sync.c). */
-struct rbd_flag_change {
+/* A flag change of one transaction, queued by rbd-mail.c; at commit all of
+   a transaction's go to RADOS in one guarded op (rbd-sync.c). */
+struct rbd_pending_change {
 	ARRAY_TYPE(seq_range) uids;
 	uint8_t add_flags, remove_flags;
 	ARRAY_TYPE(const_string) add_keywords, remove_keywords;
@@ -135,11 +135,8 @@ struct rbd_flag_change {
 struct rbd_transaction_context {
 	union mailbox_transaction_module_context module_ctx;
 	pool_t pool;
-	ARRAY(struct rbd_flag_change) changes;
+	ARRAY(struct rbd_pending_change) changes;
 	ARRAY_TYPE(seq_range) expunges;
-	/* An op of this transaction was written into its index transaction
-	   (rbd_push_apply_own). */
-	bool own_replayed;
 };
 
 extern struct mail_storage rbd_storage;

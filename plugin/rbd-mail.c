@@ -378,11 +378,11 @@ static int rbd_mail_get_stream(struct mail *mail, bool get_body ATTR_UNUSED,
 }
 
 /* Finds or adds the queued change with exactly these sets. */
-static struct rbd_flag_change *
+static struct rbd_pending_change *
 rbd_change_get(struct rbd_transaction_context *rt, uint8_t add, uint8_t remove,
                const char *const *add_kw, const char *const *remove_kw)
 {
-	struct rbd_flag_change *change;
+	struct rbd_pending_change *change;
 	unsigned int i;
 
 	array_foreach_modifiable(&rt->changes, change)
@@ -437,7 +437,7 @@ static enum mail_flags rbd_mail_get_flags(struct mail *mail)
 {
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
 	enum mail_flags flags = index_mail_get_flags(mail);
-	const struct rbd_flag_change *change;
+	const struct rbd_pending_change *change;
 
 	array_foreach(&rt->changes, change)
 	{
@@ -462,7 +462,7 @@ static bool rbd_keyword_in(const ARRAY_TYPE(const_string) * names,
 	return FALSE;
 }
 
-static bool rbd_change_keywords_of(const struct rbd_flag_change *change,
+static bool rbd_change_keywords_of(const struct rbd_pending_change *change,
                                    uint32_t uid)
 {
 	return (!array_is_empty(&change->add_keywords) ||
@@ -477,7 +477,7 @@ static const char *const *rbd_mail_get_keywords(struct mail *mail)
 	struct mail_private *pmail = (struct mail_private *)mail;
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
 	const char *const *base = index_mail_get_keywords(mail);
-	const struct rbd_flag_change *changes;
+	const struct rbd_pending_change *changes;
 	ARRAY_TYPE(const_string) result, next;
 	unsigned int i, count;
 	const char *name;
@@ -520,7 +520,7 @@ static void rbd_mail_update_flags(struct mail *mail,
 {
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(mail->transaction);
 	static const char *const none[] = {NULL};
-	struct rbd_flag_change *change;
+	struct rbd_pending_change *change;
 	uint8_t add = 0, remove = 0;
 
 	if (mail->saving) {
@@ -555,7 +555,7 @@ static void rbd_mail_update_keywords(struct mail *mail,
 	        mail_index_get_keywords(mail->box->index);
 	ARRAY_TYPE(const_string) given, others;
 	const char *const *current, *name;
-	struct rbd_flag_change *change;
+	struct rbd_pending_change *change;
 	static const char *const none[] = {NULL};
 	unsigned int i;
 

@@ -1183,23 +1183,20 @@ static void rbd_push_conflicts(struct mailbox_transaction_context *t,
 }
 
 /* A hidden transaction (STORE .SILENT) must not see its own change echoed
-   back by the next sync as if another session had made it, so the op is
+   back by the next sync as if another session had made it, so its op is
    replayed into the client's own transaction, exactly as a sync would
    (rbd_sync_replay_op), when the change log since this cache's
    HIGHESTMODSEQ holds that op alone: the cache then held the state the op
-   started from. Only a transaction's first op can be replayed so (a
-   second would share Dovecot's flag and keyword records with it and could
-   land a message above its MODSEQ); otherwise the next sync brings it. */
+   started from. Otherwise the next sync brings it. */
 static void rbd_push_apply_own(struct mailbox_transaction_context *t,
                                struct rbd_mailbox *mbox, uint64_t modseq)
 {
-	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
 	struct mail_index_view *view = t->box->view;
 	struct rbd_sync_context ctx;
 	struct rbd_changes *changes;
 	struct rbd_error err;
 
-	if (modseq == 0 || rt->own_replayed ||
+	if (modseq == 0 ||
 	    mail_index_modseq_get_highest(view) != mbox->synced.highest_modseq)
 		return;
 	if (rbd_index_changes(mbox->index, mbox->synced.highest_modseq,
@@ -1216,41 +1213,53 @@ static void rbd_push_apply_own(struct mailbox_transaction_context *t,
 			rbd_sync_header_write(mbox, t->itrans,
 			                      &changes->status);
 			mbox->synced = changes->status;
-			rt->own_replayed = TRUE;
 		}
 	}
 	rbd_changes_free(&changes);
 }
 
-static int rbd_push_change(struct mailbox_transaction_context *t,
-                           struct rbd_mailbox *mbox,
-                           const struct rbd_flag_change *change)
+/* Every flag change of the transaction in ONE guarded op, so that the
+   transaction takes effect whole or not at all: with an op per change, a
+   STORE FLAGS that replaced different flags on two messages could fail on
+   its second op after its first had taken effect, and be answered NO. */
+static int rbd_push_changes(struct mailbox_transaction_context *t,
+                            struct rbd_mailbox *mbox)
 {
-	struct rbd_flag_update update;
+	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
+	const struct rbd_pending_change *change;
+	ARRAY(struct rbd_flag_change) ops;
 	ARRAY_TYPE(uint32_t) uids;
 	struct seq_range_iter iter;
+	struct rbd_flag_change *op;
 	struct rbd_error err;
 	uint32_t *conflicts, uid;
 	size_t conflict_count;
 	uint64_t modseq;
-	unsigned int n = 0;
-	int ret = 0;
+	unsigned int n;
 
-	t_array_init(&uids, 64);
-	seq_range_array_iter_init(&iter, &change->uids);
-	while (seq_range_array_iter_nth(&iter, n++, &uid))
-		array_push_back(&uids, &uid);
-	i_zero(&update);
-	update.add_flags = change->add_flags;
-	update.remove_flags = change->remove_flags;
-	update.add_keywords = array_get(&change->add_keywords, &n);
-	update.add_keyword_count = n;
-	update.remove_keywords = array_get(&change->remove_keywords, &n);
-	update.remove_keyword_count = n;
-	update.unchanged_since = t->itrans->max_modseq;
-	if (rbd_index_update_flags(mbox->index, array_front(&uids),
-	                           array_count(&uids), &update, &conflicts,
-	                           &conflict_count, &modseq, &err) != RBD_OK) {
+	t_array_init(&ops, array_count(&rt->changes));
+	array_foreach(&rt->changes, change) {
+		t_array_init(&uids, 64);
+		seq_range_array_iter_init(&iter, &change->uids);
+		n = 0;
+		while (seq_range_array_iter_nth(&iter, n++, &uid))
+			array_push_back(&uids, &uid);
+		op = array_append_space(&ops);
+		op->uids = array_get(&uids, &n);
+		op->uid_count = n;
+		op->update.add_flags = change->add_flags;
+		op->update.remove_flags = change->remove_flags;
+		op->update.add_keywords = array_get(&change->add_keywords, &n);
+		op->update.add_keyword_count = n;
+		op->update.remove_keywords =
+		        array_get(&change->remove_keywords, &n);
+		op->update.remove_keyword_count = n;
+		op->update.unchanged_since = t->itrans->max_modseq;
+	}
+	if (rbd_index_update_flags_of(mbox->index, array_front(&ops),
+	                              array_count(&ops), &conflicts,
+	                              &conflict_count, &modseq,
+	                              &err) != RBD_OK) {
 		rbd_mailbox_set_error(mbox, &err);
 		return -1;
 	}
@@ -1259,7 +1268,7 @@ static int rbd_push_change(struct mailbox_transaction_context *t,
 		rbd_push_apply_own(t, mbox, modseq);
 	rbd_push_conflicts(t, conflicts, conflict_count);
 	rbd_uids_free(&conflicts);
-	return ret;
+	return 0;
 }
 
 /* Expunges in RADOS, and tells the storage's sync_notify users (quota,
@@ -1299,7 +1308,6 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 {
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
 	struct rbd_mailbox *mbox = RBD_MAILBOX(t->box);
-	const struct rbd_flag_change *change;
 	int ret = 0;
 
 	if (array_count(&rt->changes) == 0 && array_count(&rt->expunges) == 0)
@@ -1309,13 +1317,9 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 		return -1;
 	T_BEGIN
 	{
-		array_foreach(&rt->changes, change)
-		{
-			if (rbd_push_change(t, mbox, change) < 0) {
-				ret = -1;
-				break;
-			}
-		}
+		if (array_count(&rt->changes) > 0 &&
+		    rbd_push_changes(t, mbox) < 0)
+			ret = -1;
 		if (ret == 0 && array_count(&rt->expunges) > 0 &&
 		    rbd_push_expunges(mbox, &rt->expunges) < 0)
 			ret = -1;

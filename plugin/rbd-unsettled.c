@@ -33,7 +33,8 @@
 #define RBD_UNSETTLED_CLAIMED "rbd-unsettled-claimed."
 
 static int rbd_unsettled_write(const char *root, const char *name,
-                               const struct rbd_buffer *kept)
+                               const struct rbd_buffer *kept,
+                               const char **error_r)
 {
 	const char *tmp = t_strconcat(root, "/" RBD_UNSETTLED_TMP, name, NULL);
 	const char *path = t_strconcat(root, "/" RBD_UNSETTLED_PREFIX, name, NULL);
@@ -41,18 +42,18 @@ static int rbd_unsettled_write(const char *root, const char *name,
 
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fd == -1) {
-		i_error("rbd: open(%s) failed: %m", tmp);
+		*error_r = t_strdup_printf("open(%s) failed: %m", tmp);
 		return -1;
 	}
 	if (write_full(fd, kept->data, kept->size) < 0 || fdatasync(fd) < 0) {
-		i_error("rbd: write(%s) failed: %m", tmp);
+		*error_r = t_strdup_printf("write(%s) failed: %m", tmp);
 		i_close_fd(&fd);
 		i_unlink(tmp);
 		return -1;
 	}
 	i_close_fd(&fd);
 	if (rename(tmp, path) < 0) {
-		i_error("rbd: rename(%s, %s) failed: %m", tmp, path);
+		*error_r = t_strdup_printf("rename(%s, %s) failed: %m", tmp, path);
 		i_unlink(tmp);
 		return -1;
 	}
@@ -63,7 +64,7 @@ void rbd_unsettled_keep(struct mailbox_list *list, struct rbd_user *user)
 {
 	const char *root = rbd_list_cache_root(list);
 	struct rbd_buffer *kept = NULL;
-	const char *name;
+	const char *name, *error;
 
 	rbd_user_take_unsettled(user, root == NULL ? NULL : &kept);
 	if (kept == NULL)
@@ -71,10 +72,11 @@ void rbd_unsettled_keep(struct mailbox_list *list, struct rbd_user *user)
 	name = t_strdup_printf("%s.%ld.%06ld", my_pid,
 	                       (long)ioloop_timeval.tv_sec,
 	                       (long)ioloop_timeval.tv_usec);
-	if (rbd_unsettled_write(root, name, kept) < 0) {
+	if (rbd_unsettled_write(root, name, kept, &error) < 0) {
 		e_error(list->ns->user->event,
-		        "rbd: changes answered NO that could not be checked "
-		        "were not kept: they may have taken effect");
+		        "rbd: the changes logged as kept for the next session "
+		        "could not be kept (%s): they may have taken effect",
+		        error);
 	}
 	rbd_buffer_free(&kept);
 }
@@ -83,6 +85,7 @@ void rbd_unsettled_keep(struct mailbox_list *list, struct rbd_user *user)
 static void rbd_unsettled_add_file(struct mailbox_list *list,
                                    struct rbd_user *user, const char *path)
 {
+	struct event *event = list->ns->user->event;
 	struct rbd_error err;
 	struct stat st;
 	void *data;
@@ -90,21 +93,22 @@ static void rbd_unsettled_add_file(struct mailbox_list *list,
 
 	fd = open(path, O_RDONLY);
 	if (fd == -1) {
-		i_error("rbd: open(%s) failed: %m", path);
+		e_error(event, "rbd: open(%s) failed: %m", path);
 		return;
 	}
 	if (fstat(fd, &st) < 0) {
-		i_error("rbd: fstat(%s) failed: %m", path);
+		e_error(event, "rbd: fstat(%s) failed: %m", path);
 		i_close_fd(&fd);
 		return;
 	}
 	data = i_malloc(I_MAX(st.st_size, 1));
-	if (read_full(fd, data, st.st_size) <= 0)
-		i_error("rbd: read(%s) failed or was cut short", path);
-	else if (rbd_user_add_unsettled(user, data, st.st_size, &err) != RBD_OK)
-		e_error(list->ns->user->event,
-		        "rbd: %s: %s: the changes it names are not checked",
+	if (read_full(fd, data, st.st_size) <= 0) {
+		e_error(event, "rbd: read(%s) failed or was cut short", path);
+	} else if (rbd_user_add_unsettled(user, data, st.st_size, &err) !=
+	           RBD_OK) {
+		e_error(event, "rbd: %s: %s: the changes it names are not checked",
 		        path, err.message);
+	}
 	i_free(data);
 	i_close_fd(&fd);
 	i_unlink(path);

@@ -475,6 +475,19 @@ rbd_code rbd_index_update_flags(struct rbd_index *mailbox, const uint32_t *uids,
                                 uint32_t **conflicts_r,
                                 size_t *conflict_count_r, uint64_t *modseq_r,
                                 struct rbd_error *err);
+/* The changes of one transaction (each an update of its own UIDs) in ONE
+   guarded op, applied in their order: the client's transaction either
+   takes effect whole or not at all. Otherwise as rbd_index_update_flags. */
+struct rbd_flag_change {
+	const uint32_t *uids;
+	size_t uid_count;
+	struct rbd_flag_update update;
+};
+rbd_code rbd_index_update_flags_of(struct rbd_index *mailbox,
+                                   const struct rbd_flag_change *changes,
+                                   size_t count, uint32_t **conflicts_r,
+                                   size_t *conflict_count_r,
+                                   uint64_t *modseq_r, struct rbd_error *err);
 void rbd_uids_free(uint32_t **uids);
 
 /*

@@ -556,19 +556,22 @@ rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t c
   });
 }
 
-rbd_code rbd_index_update_flags(rbd_index* mailbox, const uint32_t* uids, size_t count,
-                                const rbd_flag_update* update, uint32_t** conflicts_r,
-                                size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
+rbd_code rbd_index_update_flags_of(rbd_index* mailbox, const rbd_flag_change* changes, size_t count,
+                                   uint32_t** conflicts_r, size_t* conflict_count_r, uint64_t* modseq_r,
+                                   rbd_error* err) {
   return Guarded(err, [&] {
-    rbd::FlagUpdate u;
-    u.add_flags = update->add_flags;
-    u.remove_flags = update->remove_flags;
-    u.add_keywords = Strings(update->add_keywords, update->add_keyword_count);
-    u.remove_keywords = Strings(update->remove_keywords, update->remove_keyword_count);
-    u.unchanged_since = update->unchanged_since;
+    std::vector<rbd::FlagChange> cs(count);
+    for (size_t i = 0; i < count; i++) {
+      const rbd_flag_update& update = changes[i].update;
+      cs[i].uids.assign(changes[i].uids, changes[i].uids + changes[i].uid_count);
+      cs[i].update.add_flags = update.add_flags;
+      cs[i].update.remove_flags = update.remove_flags;
+      cs[i].update.add_keywords = Strings(update.add_keywords, update.add_keyword_count);
+      cs[i].update.remove_keywords = Strings(update.remove_keywords, update.remove_keyword_count);
+      cs[i].update.unchanged_since = update.unchanged_since;
+    }
     std::vector<uint32_t> conflicts;
-    rbd::Status s =
-        mailbox->index->UpdateFlags(std::vector<uint32_t>(uids, uids + count), u, &conflicts, modseq_r);
+    rbd::Status s = mailbox->index->UpdateFlags(cs, &conflicts, modseq_r);
     if (!s.ok()) return s;
     *conflict_count_r = conflicts.size();
     *conflicts_r = nullptr;
@@ -578,6 +581,13 @@ rbd_code rbd_index_update_flags(rbd_index* mailbox, const uint32_t* uids, size_t
     }
     return s;
   });
+}
+
+rbd_code rbd_index_update_flags(rbd_index* mailbox, const uint32_t* uids, size_t count,
+                                const rbd_flag_update* update, uint32_t** conflicts_r,
+                                size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
+  const rbd_flag_change change{uids, count, *update};
+  return rbd_index_update_flags_of(mailbox, &change, 1, conflicts_r, conflict_count_r, modseq_r, err);
 }
 
 void rbd_uids_free(uint32_t** uids) {

@@ -625,35 +625,53 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
   return Status::OK();
 }
 
-Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
-                                 std::vector<uint32_t>* conflicts, uint64_t* modseq) {
+Status MailboxIndex::UpdateFlags(const std::vector<FlagChange>& changes, std::vector<uint32_t>* conflicts,
+                                 uint64_t* modseq) {
   bool changed = false;
-  const std::vector<std::string> add = SortedNames(update.add_keywords);
-  const std::vector<std::string> remove = SortedNames(update.remove_keywords);
-  std::set<std::string> read_keys = RecordKeys(uids);
-  read_keys.merge(KeywordKeysToRead({add.begin(), add.end()}));
+  std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> names;  // add, remove
+  std::set<std::string> read_keys;
+  for (const FlagChange& c : changes) {
+    names.emplace_back(SortedNames(c.update.add_keywords), SortedNames(c.update.remove_keywords));
+    read_keys.merge(RecordKeys(c.uids));
+    read_keys.merge(KeywordKeysToRead({names.back().first.begin(), names.back().first.end()}));
+  }
   Status s = Mutate(read_keys, [&](const auto& values, Mutation* m) -> Status {
     conflicts->clear();
-    std::vector<std::pair<std::string, MessageRecord>> updated;
-    FlagDelta delta;
     m->before.clear();
+    std::map<std::string, MessageRecord> before;
     for (const auto& [key, bl] : values) {
       if (!keys::ParseRecordKey(key)) continue;
       MessageRecord rec;
       Status ds = Decode(bl.to_str(), &rec);
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
       (void)ResolveLegacy(m->state, &rec.legacy_keyword_ids, &rec.keywords);
-      if (update.unchanged_since != 0 && rec.modseq > update.unchanged_since) {
-        conflicts->push_back(rec.uid);
-        continue;
+      before.emplace(key, std::move(rec));
+    }
+    // Each record as the changes leave it, applied in their order.
+    std::map<std::string, MessageRecord> after;
+    for (size_t i = 0; i < changes.size(); i++) {
+      const FlagUpdate& update = changes[i].update;
+      for (uint32_t uid : changes[i].uids) {
+        auto it = before.find(keys::RecordKey(uid));
+        if (it == before.end()) continue;
+        if (update.unchanged_since != 0 && it->second.modseq > update.unchanged_since) {
+          conflicts->push_back(uid);
+          continue;
+        }
+        MessageRecord& rec = after.try_emplace(it->first, it->second).first->second;
+        rec.flags = static_cast<uint8_t>((rec.flags | update.add_flags) & ~update.remove_flags);
+        rec.keywords = ApplyKeywords(rec.keywords, names[i].first, names[i].second);
       }
-      uint8_t flags = static_cast<uint8_t>((rec.flags | update.add_flags) & ~update.remove_flags);
-      std::vector<std::string> kws = ApplyKeywords(rec.keywords, add, remove);
-      if (flags == rec.flags && kws == rec.keywords) continue;
-      delta.Add(rec, flags, kws);
-      m->before[key] = bl.to_str();
-      rec.flags = flags;
-      rec.keywords = std::move(kws);
+    }
+    std::sort(conflicts->begin(), conflicts->end());
+    conflicts->erase(std::unique(conflicts->begin(), conflicts->end()), conflicts->end());
+    std::vector<std::pair<std::string, MessageRecord>> updated;
+    FlagDelta delta;
+    for (auto& [key, rec] : after) {
+      const MessageRecord& old = before.at(key);
+      if (rec.flags == old.flags && rec.keywords == old.keywords) continue;
+      delta.Add(old, rec.flags, rec.keywords);
+      m->before[key] = values.at(key).to_str();
       updated.emplace_back(key, std::move(rec));
     }
     // A new keyword name alone is not worth a MODSEQ.
@@ -662,8 +680,9 @@ Status MailboxIndex::UpdateFlags(const std::vector<uint32_t>& uids, const FlagUp
     if (m->noop) return Status::OK();
     const uint64_t modseq = m->Advance(delta.Step());
     std::vector<std::string> added_in_order;
-    for (const std::string& name : update.add_keywords)
-      if (delta.added.erase(name) != 0) added_in_order.push_back(name);
+    for (const FlagChange& c : changes)
+      for (const std::string& name : c.update.add_keywords)
+        if (delta.added.erase(name) != 0) added_in_order.push_back(name);
     DefineKeywords(added_in_order, values, m);
     for (auto& [key, rec] : updated) {
       rec.modseq = modseq;

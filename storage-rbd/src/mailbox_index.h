@@ -68,6 +68,12 @@ struct FlagUpdate {
   uint64_t unchanged_since = 0;  // 0: unconditional
 };
 
+// One flag update of a transaction and the UIDs it applies to.
+struct FlagChange {
+  std::vector<uint32_t> uids;
+  FlagUpdate update;
+};
+
 struct FlagOverride {
   uint8_t flags = 0;
   std::vector<std::string> keywords;
@@ -124,10 +130,14 @@ class MailboxIndex {
   Status CopyFrom(MailboxIndex* source, const std::vector<uint32_t>& source_uids,
                   const std::vector<std::optional<FlagOverride>>& overrides,
                   std::vector<uint32_t>* dest_uids);
-  // *modseq: the op's MODSEQ, or 0 when nothing changed (no op was
-  // committed, so no MODSEQ is this caller's).
-  Status UpdateFlags(const std::vector<uint32_t>& uids, const FlagUpdate& update,
-                     std::vector<uint32_t>* conflicts, uint64_t* modseq);
+  // Applies the changes of one transaction, in their order, in ONE guarded
+  // op: a transaction whose changes took one op each could fail after its
+  // first had taken effect, and its client would hear NO for a change the
+  // cluster kept (the fault soak saw a STORE FLAGS answered NO set
+  // \Draft). *modseq: the op's MODSEQ, or 0 when nothing changed (no op
+  // was committed, so no MODSEQ is this caller's).
+  Status UpdateFlags(const std::vector<FlagChange>& changes, std::vector<uint32_t>* conflicts,
+                     uint64_t* modseq);
   Status Expunge(const std::vector<uint32_t>& uids, std::vector<uint32_t>* expunged);
   // Gives those of `uids` that exist one new MODSEQ, at least `min_modseq`,
   // and changes nothing else: every node replays it (the records, flags and

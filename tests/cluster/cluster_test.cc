@@ -60,6 +60,27 @@ class MailboxIndexTest : public UserFixture {
     return uid;
   }
 
+  // A new message of `body` (which must outlive it) with a random GUID.
+  static rbd_new_message NewMessage(const std::string& body) {
+    rbd_new_message msg{};
+    RandomGuid(msg.guid);
+    msg.body = body.data();
+    msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+    return msg;
+  }
+
+  // Polls `reader` for up to 10 s until it counts `messages`; the count
+  // last seen.
+  uint32_t WaitForMessages(rbd_index* reader, uint32_t messages) {
+    rbd_index_status seen{};
+    for (int i = 0; i < 100; i++) {
+      EXPECT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK) << err_.message;
+      if (seen.messages == messages) break;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    return seen.messages;
+  }
+
   uint32_t AppendOne(rbd_index* mailbox, const std::string& body, uint8_t flags = 0,
                      uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
     rbd_new_message msg{};
@@ -342,22 +363,15 @@ TEST_F(MailboxIndexTest, AnAppendAnsweredFailedThatTookEffectIsExpungedByTheNext
   ASSERT_EQ(rbd_index_get_status(impatient, &before, &err_), RBD_OK);  // so the append needs no read
 
   const std::string body = "appended while the OSD was stopped";
-  rbd_new_message msg{};
-  RandomGuid(msg.guid);
-  msg.body = body.data();
-  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  rbd_new_message msg = NewMessage(body);
   uint32_t uid = 0;
   {
     StoppedOsds osds;
     started.tv_sec -= 18;  // 2 s left of rbd_op_timeout 20s
     EXPECT_EQ(rbd_index_append(impatient, &msg, 1, &uid, &err_), RBD_ERR_UNKNOWN) << err_.message;
   }
+  ASSERT_EQ(WaitForMessages(reader, 2), 2u) << "the OSD did not apply the append it held: nothing to undo";
   rbd_index_status seen{};
-  for (int i = 0; i < 100 && seen.messages != 2; i++) {
-    std::this_thread::sleep_for(milliseconds(100));
-    ASSERT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK) << err_.message;
-  }
-  ASSERT_EQ(seen.messages, 2u) << "the OSD did not apply the append it held: nothing to undo";
 
   gettimeofday(&started, nullptr);  // the session's next command
   rbd_changes* changes = nullptr;
@@ -398,10 +412,7 @@ TEST_F(MailboxIndexTest, AChangeKeptAtTheEndOfASessionIsSettledByTheNextOne) {
   ASSERT_EQ(rbd_index_get_status(first, &before, &err_), RBD_OK);
 
   const std::string body = "appended as the session ended";
-  rbd_new_message msg{};
-  RandomGuid(msg.guid);
-  msg.body = body.data();
-  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  rbd_new_message msg = NewMessage(body);
   uint32_t uid = 0;
   rbd_buffer* kept = nullptr;
   rbd_settled settled[2];
@@ -417,12 +428,8 @@ TEST_F(MailboxIndexTest, AChangeKeptAtTheEndOfASessionIsSettledByTheNextOne) {
   }
   rbd_index_close(&first);
   rbd_user_close(&first_user);
+  ASSERT_EQ(WaitForMessages(reader, 2), 2u) << "the OSD did not apply the append it held: nothing to undo";
   rbd_index_status seen{};
-  for (int i = 0; i < 100 && seen.messages != 2; i++) {
-    std::this_thread::sleep_for(milliseconds(100));
-    ASSERT_EQ(rbd_index_get_status(reader, &seen, &err_), RBD_OK) << err_.message;
-  }
-  ASSERT_EQ(seen.messages, 2u) << "the OSD did not apply the append it held: nothing to undo";
 
   gettimeofday(&started, nullptr);
   rbd_user* next_user = nullptr;
@@ -458,10 +465,7 @@ TEST_F(MailboxIndexTest, AWriteOfACommandOutOfTimeIsNotSentAndNeedsNoSettling) {
   ASSERT_EQ(rbd_index_get_status(late, &before, &err_), RBD_OK);
 
   const std::string body = "never sent";
-  rbd_new_message msg{};
-  RandomGuid(msg.guid);
-  msg.body = body.data();
-  msg.body_size = msg.physical_size = msg.virtual_size = body.size();
+  rbd_new_message msg = NewMessage(body);
   uint32_t uid = 0;
   {
     // Were the write sent, no read-back could settle it while the OSD is
@@ -1308,6 +1312,58 @@ TEST_F(MailboxIndexTest, ModseqAdvancesByTheRecordsAReplayWrites) {
   size_t n = 0;
   ASSERT_EQ(rbd_index_expunge(mailbox, uids, 2, nullptr, &n, &err_), RBD_OK);
   expect_step(1, "expunge");
+  rbd_index_close(&mailbox);
+}
+
+// A transaction's flag changes (each with its own UIDs) are one guarded op:
+// all take effect or none, with one MODSEQ for the records their union
+// writes, and one change-log entry. Conflicts are those of every change.
+TEST_F(MailboxIndexTest, TheFlagChangesOfATransactionAreOneOp) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  const uint32_t seen = AppendOne(mailbox, "seen", RBD_FLAG_SEEN);
+  const uint32_t flagged = AppendOne(mailbox, "flagged", RBD_FLAG_FLAGGED);
+  const uint32_t plain = AppendOne(mailbox, "plain");
+  rbd_index_status before{};
+  ASSERT_EQ(rbd_index_get_status(mailbox, &before, &err_), RBD_OK);
+
+  // STORE 1:3 FLAGS (\Draft $Work), as Dovecot hands it over: a different
+  // removal for each message, and an older UNCHANGEDSINCE for the last.
+  const char* work[] = {"$Work"};
+  rbd_flag_change changes[3] = {};
+  changes[0].uids = &seen;
+  changes[0].uid_count = 1;
+  changes[0].update.add_flags = RBD_FLAG_DRAFT;
+  changes[0].update.remove_flags = RBD_FLAG_SEEN;
+  changes[0].update.add_keywords = work;
+  changes[0].update.add_keyword_count = 1;
+  changes[1] = changes[0];
+  changes[1].uids = &flagged;
+  changes[1].update.remove_flags = RBD_FLAG_FLAGGED;
+  changes[2] = changes[0];
+  changes[2].uids = &plain;
+  changes[2].update.remove_flags = 0;
+  changes[2].update.unchanged_since = 1;
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_index_update_flags_of(mailbox, changes, 3, &conflicts, &nconflicts, &modseq, &err_), RBD_OK)
+      << err_.message;
+  ASSERT_EQ(nconflicts, 1u);
+  EXPECT_EQ(conflicts[0], plain);
+  rbd_uids_free(&conflicts);
+  EXPECT_EQ(modseq, before.highest_modseq + 2) << "one flag record and one keyword record";
+
+  rbd_changes* ops = nullptr;
+  ASSERT_EQ(rbd_index_changes(mailbox, before.highest_modseq, &ops, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(ops->op_count, 1u);
+  ASSERT_EQ(ops->ops[0].updated_count, 2u);
+  for (size_t i = 0; i < 2; i++) {
+    EXPECT_EQ(ops->ops[0].updated[i].flags, RBD_FLAG_DRAFT);
+    ASSERT_EQ(ops->ops[0].updated[i].keyword_count, 1u);
+    EXPECT_STREQ(ops->ops[0].updated[i].keywords[0], "$Work");
+  }
+  rbd_changes_free(&ops);
   rbd_index_close(&mailbox);
 }
 

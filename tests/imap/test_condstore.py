@@ -1,5 +1,7 @@
 """CONDSTORE and QRESYNC: MODSEQ, CHANGEDSINCE, exact VANISHED sets."""
 
+import pytest
+
 from imap_connection import parse_fetch, selected_state
 from messages import numbered
 
@@ -108,3 +110,30 @@ def test_select_qresync_with_a_wrong_uidvalidity_reports_no_changes(imap, connec
     assert resp.lines("VANISHED") == []
     assert parse_fetch(resp.untagged) == {}
     assert selected_state(resp)["uidvalidity"] == uidvalidity
+
+
+@pytest.mark.two_nodes
+def test_a_store_replacing_different_flags_is_one_transaction(imap, connect, node_b, user):
+    # STORE FLAGS on messages whose flags differ removes different flags from each, yet it
+    # is one transaction: Dovecot writes one system-flag record and one record per keyword
+    # for it, so HIGHESTMODSEQ moves by those records alone (mdbox), and rbd writes it in
+    # one guarded op. As an op per distinct change, the first could take effect while the
+    # second failed, and the client heard NO for a STORE the cluster had partly kept
+    # (fault soak seed 1208: \Draft set on one message); HIGHESTMODSEQ moved by 4 here.
+    prepare(imap, 3)
+    imap.ok("UID STORE 1 +FLAGS.SILENT (\\Seen)")
+    imap.ok("UID STORE 2 +FLAGS.SILENT (\\Flagged $Work)")
+    highest = selected_state(imap.ok("SELECT", "INBOX"))["highestmodseq"]
+    fetched = parse_fetch(imap.ok("UID STORE 1:3 FLAGS (\\Draft)").untagged, key="UID")
+    # \Draft on all three (one system-flag record), $Work removed from UID 2 (one keyword
+    # record): UID 2 carries the last record; each message's MODSEQ is new.
+    assert selected_state(imap.ok("SELECT", "INBOX"))["highestmodseq"] == highest + 2
+    modseqs = {u: modseq_of(f) for u, f in fetched.items()}
+    assert modseqs[2] == highest + 2 and all(highest < m <= highest + 2
+                                             for m in modseqs.values()), modseqs
+    on_b = connect(node_b, user)
+    on_b.ok("ENABLE QRESYNC")
+    assert selected_state(on_b.ok("EXAMINE", "INBOX"))["highestmodseq"] == highest + 2
+    assert {u: (f["FLAGS"], modseq_of(f))
+            for u, f in on_b.fetch("1:*", "(FLAGS MODSEQ)").items()} == \
+        {u: (["\\Draft"], modseqs[u]) for u in (1, 2, 3)}

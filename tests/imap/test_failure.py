@@ -6,6 +6,7 @@ effect.
 The cluster-stop tests run on a cluster and node of their own (node C), so stopping the
 cluster cannot disturb the other tests; the OSD-pause tests on another (nodes F and G)."""
 
+import contextlib
 import json
 import os
 import re
@@ -367,25 +368,36 @@ def test_a_session_logs_the_outage_once_and_its_end_once(outage):
 
 # ---- one OSD paused under a write -----------------------------------------------------
 
-@pytest.fixture(scope="module")
-def paused(work_dir):
-    """Three OSDs with pools of size 1, so each object lives on one OSD and pausing that
-    OSD (SIGSTOP) stalls exactly the ops on its objects; nodes F and G on it."""
-    cluster = Cluster.start(work_dir / "ceph-pause", osds=3)
+@contextlib.contextmanager
+def two_nodes_on_three_osds(work_dir, name, node_names, pool_size):
+    """A cluster of three OSDs in work_dir/name, its pools of `pool_size`, and two nodes
+    with the short op timeout on it: (cluster, node, node)."""
+    cluster = Cluster.start(work_dir / name, osds=3)
     nodes = []
     try:
-        for pool in ("mail", "mail-index"):
-            cluster.ceph("osd", "pool", "set", pool, "min_size", "1")
-            cluster.ceph("osd", "pool", "set", pool, "size", "1", "--yes-i-really-mean-it")
-        run(CEPH_DEV_CLUSTER, "wait-clean", cluster.path)
-        for name in ("F", "G"):
-            nodes.append(Node.start(name, work_dir / ("node-" + name.lower()), "rbd", cluster,
-                                    op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30))
+        if pool_size < 3:
+            for pool in ("mail", "mail-index"):
+                cluster.ceph("osd", "pool", "set", pool, "min_size", "1")
+                cluster.ceph("osd", "pool", "set", pool, "size", str(pool_size),
+                             "--yes-i-really-mean-it")
+            run(CEPH_DEV_CLUSTER, "wait-clean", cluster.path)
+        for node_name in node_names:
+            nodes.append(Node.start(node_name, work_dir / ("node-" + node_name.lower()), "rbd",
+                                    cluster, op_timeout="%ds" % OP_TIMEOUT,
+                                    idle_check_interval=30))
         yield cluster, nodes[0], nodes[1]
     finally:
         for node in nodes:
             node.stop()
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def paused(work_dir):
+    """Three OSDs with pools of size 1, so each object lives on one OSD and pausing that
+    OSD (SIGSTOP) stalls exactly the ops on its objects; nodes F and G on it."""
+    with two_nodes_on_three_osds(work_dir, "ceph-pause", ("F", "G"), pool_size=1) as nodes:
+        yield nodes
 
 
 def paused_user(paused, prefix):
@@ -744,17 +756,8 @@ def replicated(work_dir):
     """Three OSDs with pools of size 3: pausing a replica (not the primary) of an object
     holds a write that the primary has executed, which commits when the replica returns,
     whoever sent it. Node H writes, node J looks."""
-    cluster = Cluster.start(work_dir / "ceph-replicated", osds=3)
-    nodes = []
-    try:
-        for name in ("H", "J"):
-            nodes.append(Node.start(name, work_dir / ("node-" + name.lower()), "rbd", cluster,
-                                    op_timeout="%ds" % OP_TIMEOUT, idle_check_interval=30))
-        yield cluster, nodes[0], nodes[1]
-    finally:
-        for node in nodes:
-            node.stop()
-        cluster.stop()
+    with two_nodes_on_three_osds(work_dir, "ceph-replicated", ("H", "J"), pool_size=3) as nodes:
+        yield nodes
 
 
 def test_an_append_answered_no_by_a_session_that_ended_in_the_outage_is_expunged_later(
