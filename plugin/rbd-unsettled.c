@@ -6,10 +6,12 @@
    answered NO"). A session that ends while the cluster still cannot tell
    (it logs out, or is disconnected, during the outage) would drop them,
    and the cluster may then apply the change: a NO for a change that took
-   effect. So they are kept in the user's cache dir on this node
-   (rbd-unsettled.*, written whole as rbd-unsettled-tmp.*, then renamed),
-   and the next process of the user on the node claims each file (a rename:
-   one process wins), adds its changes back and settles them.
+   effect. So they are kept in the user's cache dir on this node, in a
+   directory of their own (rbd-unsettled/kept.*, written whole as tmp.*,
+   then renamed), and the next process of the user on the node claims each
+   file (a rename to claimed.*: one process wins), adds its changes back and
+   settles them. A directory of its own so that a login costs one failed
+   opendir() in the usual case, not a listing of every mailbox's cache.
 
    With INDEX=MEMORY there is no cache dir: the changes are dropped and
    logged as unchecked, as before. */
@@ -28,18 +30,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RBD_UNSETTLED_PREFIX "rbd-unsettled."
-#define RBD_UNSETTLED_TMP "rbd-unsettled-tmp."
-#define RBD_UNSETTLED_CLAIMED "rbd-unsettled-claimed."
+#define RBD_UNSETTLED_DIR "rbd-unsettled"
+#define RBD_UNSETTLED_KEPT "kept."
+#define RBD_UNSETTLED_TMP "tmp."
+#define RBD_UNSETTLED_CLAIMED "claimed."
 
-static int rbd_unsettled_write(const char *root, const char *name,
+static int rbd_unsettled_write(const char *dir, const char *name,
                                const struct rbd_buffer *kept,
                                const char **error_r)
 {
-	const char *tmp = t_strconcat(root, "/" RBD_UNSETTLED_TMP, name, NULL);
-	const char *path = t_strconcat(root, "/" RBD_UNSETTLED_PREFIX, name, NULL);
+	const char *tmp = t_strconcat(dir, "/" RBD_UNSETTLED_TMP, name, NULL);
+	const char *path = t_strconcat(dir, "/" RBD_UNSETTLED_KEPT, name, NULL);
 	int fd;
 
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+		return -1;
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fd == -1) {
 		*error_r = t_strdup_printf("open(%s) failed: %m", tmp);
@@ -72,7 +79,8 @@ void rbd_unsettled_keep(struct mailbox_list *list, struct rbd_user *user)
 	name = t_strdup_printf("%s.%ld.%06ld", my_pid,
 	                       (long)ioloop_timeval.tv_sec,
 	                       (long)ioloop_timeval.tv_usec);
-	if (rbd_unsettled_write(root, name, kept, &error) < 0) {
+	if (rbd_unsettled_write(t_strconcat(root, "/" RBD_UNSETTLED_DIR, NULL),
+	                        name, kept, &error) < 0) {
 		e_error(list->ns->user->event,
 		        "rbd: the changes logged as kept for the next session "
 		        "could not be kept (%s): they may have taken effect",
@@ -117,19 +125,22 @@ static void rbd_unsettled_add_file(struct mailbox_list *list,
 void rbd_unsettled_adopt(struct mailbox_list *list, struct rbd_user *user)
 {
 	const char *root = rbd_list_cache_root(list);
-	const char *from, *claimed;
+	const char *path, *from, *claimed;
 	struct dirent *d;
 	unsigned int n = 0;
 	DIR *dir;
 
-	if (root == NULL || (dir = opendir(root)) == NULL)
+	if (root == NULL)
+		return;
+	path = t_strconcat(root, "/" RBD_UNSETTLED_DIR, NULL);
+	if ((dir = opendir(path)) == NULL)
 		return;
 	while ((d = readdir(dir)) != NULL) {
-		if (!str_begins(d->d_name, RBD_UNSETTLED_PREFIX))
+		if (!str_begins(d->d_name, RBD_UNSETTLED_KEPT))
 			continue;
-		from = t_strconcat(root, "/", d->d_name, NULL);
+		from = t_strconcat(path, "/", d->d_name, NULL);
 		claimed = t_strdup_printf("%s/" RBD_UNSETTLED_CLAIMED "%s.%u",
-		                          root, my_pid, n++);
+		                          path, my_pid, n++);
 		/* Another process of the user may be claiming it too. */
 		if (rename(from, claimed) == 0)
 			rbd_unsettled_add_file(list, user, claimed);

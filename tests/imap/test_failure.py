@@ -785,7 +785,8 @@ def test_an_append_answered_no_by_a_session_that_ended_in_the_outage_is_expunged
         resp, seconds = timed(conn, "APPEND", "box", Literal(message(subject=subject)))
         assert resp.tagged.startswith("NO [UNAVAILABLE] "), resp.tagged
         conn.logout()
-        kept = wait_for(lambda: list(node_h.cache_dir(user).glob("rbd-unsettled.*")), 1)
+        kept = wait_for(lambda: list((node_h.cache_dir(user) / "rbd-unsettled").glob("kept.*")),
+                        1)
     assert kept and len(kept) == 1, node_h.log_tail()
     assert wait_for(lambda: count_subject(node_j, user, "box", subject) == 1, 10), \
         "the APPEND the replica held never committed"
@@ -798,5 +799,5 @@ def test_an_append_answered_no_by_a_session_that_ended_in_the_outage_is_expunged
     assert re.search(r"a change answered NO \(MODSEQ \d+\) could not be checked before the "
                      r"session ended: kept for the user's next session on this node", log), log
     assert re.search(r"a change answered NO \(MODSEQ \d+\) took effect after all: undone", log)
-    assert not list(node_h.cache_dir(user).glob("rbd-unsettled*"))
+    assert not list((node_h.cache_dir(user) / "rbd-unsettled").iterdir())
     assert_check_clean_after_gc(node_h, user)
