@@ -48,12 +48,19 @@ static void rbd_notify_input(struct rbd_mailbox *mbox)
 static void rbd_notify_open_watch(struct rbd_mailbox *mbox)
 {
 	struct rbd_error err;
+	const char *reason;
 
-	if (rbd_mailbox_open_index(mbox) < 0 ||
-	    rbd_watch_open(mbox->index, &mbox->watch, &err) != RBD_OK) {
-		/* Polling still runs; the next IDLE tries again. */
+	/* On failure polling still runs; the next IDLE tries again. */
+	if (rbd_mailbox_open_index(mbox) < 0)
+		reason = mailbox_get_last_internal_error(&mbox->box, NULL);
+	else if (rbd_watch_open(mbox->index, &mbox->watch, &err) != RBD_OK)
+		reason = err.message;
+	else
+		reason = NULL;
+	if (reason != NULL) {
 		e_warning(mbox->box.event,
-		          "rbd: cannot watch mailbox, polling instead");
+		          "rbd: cannot watch mailbox, polling instead: %s",
+		          reason);
 		return;
 	}
 	mbox->watch_io = io_add(rbd_watch_fd(mbox->watch), IO_READ,

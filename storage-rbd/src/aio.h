@@ -49,13 +49,16 @@ class AioWaiter {
     return AioCompletionPtr(librados::Rados::aio_create_completion(this, &AioWaiter::Signal));
   }
 
+  // Whether `c` completed by the deadline. An op still in flight is left
+  // to the caller, who must keep this waiter until it completes.
+  bool WaitUntil(const AioCompletionPtr& c, Deadline deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_until(lock, deadline, [&] { return c->is_complete(); });
+  }
+
   // The op's result, or -ETIMEDOUT when the deadline passed first.
   int Wait(librados::IoCtx& io, const AioCompletionPtr& c, Deadline deadline) {
-    bool done;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      done = cv_.wait_until(lock, deadline, [&] { return c->is_complete(); });
-    }
+    const bool done = WaitUntil(c, deadline);
     // aio_cancel fails (-ENOENT) once the op has completed on its own:
     // then its own result stands.
     const bool cancelled = !done && io.aio_cancel(c.get()) == 0;

@@ -20,8 +20,11 @@ Status MailboxWatch::Open(Account* account, const std::string& oid, std::unique_
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return Status::Io(std::string("eventfd: ") + std::strerror(errno));
   std::unique_ptr<MailboxWatch> w(new MailboxWatch(account, oid, fd));
-  Status s = w->Register();
-  if (!s.ok()) return s;
+  Status s = w->Register(account->deadline());
+  if (!s.ok()) {
+    if (w->unanswered_ != nullptr) Close(std::move(w));
+    return s;
+  }
   *watch = std::move(w);
   return Status::OK();
 }
@@ -63,6 +66,10 @@ bool MailboxWatch::WaitForClosing(std::chrono::milliseconds at_most) {
 }
 
 MailboxWatch::~MailboxWatch() {
+  if (unanswered_ != nullptr) {
+    unanswered_->wait_for_complete_and_cb();
+    registered_ = unanswered_->get_return_value() == 0;
+  }
   if (reregister_.joinable()) reregister_.join();
   if (registered_) io_.unwatch2(handle_);
   // unwatch2 (here or in Reregister()) stops new callbacks, but one librados
@@ -75,9 +82,21 @@ MailboxWatch::~MailboxWatch() {
   close(event_fd_);
 }
 
-Status MailboxWatch::Register() {
-  int r = io_.watch2(oid_, &handle_, this);
-  if (r < 0) return Status::FromRados(r, "watch " + oid_);
+Status MailboxWatch::Register(Deadline until) {
+  const std::string what = "watch " + oid_;
+  if (std::chrono::steady_clock::now() >= until) return Status::FromRados(-ETIME, what);
+  AioCompletionPtr c = register_waiter_.NewCompletion();
+  int r = io_.aio_watch(oid_, c.get(), &handle_, this);
+  if (r < 0) return Status::FromRados(r, what);
+  // librados cannot cancel a watch being registered: one that succeeds
+  // after all is ended by the destructor.
+  if (!register_waiter_.WaitUntil(c, until)) {
+    unanswered_ = std::move(c);
+    return Status::FromRados(-ETIMEDOUT, what);
+  }
+  c->wait_for_complete_and_cb();
+  r = c->get_return_value();
+  if (r < 0) return Status::FromRados(r, what);
   registered_ = true;
   return Status::OK();
 }

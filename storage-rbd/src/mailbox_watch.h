@@ -13,7 +13,10 @@
 // their own. Done in the ioloop callback that reported the loss, the
 // re-registration held up the session's next command by up to twice the
 // op timeout after a cluster restart (fault checker, seed 76144: an IDLE
-// answered in 9.7 s and an EXPUNGE in 10.2 s, against 9).
+// answered in 9.7 s and an EXPUNGE in 10.2 s, against 9). The first
+// registration is part of a command (IDLE, NOTIFY) and ends by its
+// deadline like every other op; one still in flight then is left to the
+// background close, which ends it when the OSD answers.
 #ifndef STORAGE_RBD_MAILBOX_WATCH_H_
 #define STORAGE_RBD_MAILBOX_WATCH_H_
 
@@ -26,6 +29,7 @@
 #include <thread>
 
 #include "account.h"
+#include "aio.h"
 #include "status.h"
 
 namespace rbd {
@@ -36,7 +40,8 @@ class MailboxWatch : public librados::WatchCtx2 {
   static constexpr unsigned kLost = 0x2;
 
   // Watches `oid` in the index pool: keys::IndexObject(guid) or keys::kRoot.
-  // NotFound if the object does not exist (yet).
+  // NotFound if the object does not exist (yet); Unavailable if the OSD
+  // did not answer by the account's deadline().
   static Status Open(Account* account, const std::string& oid, std::unique_ptr<MailboxWatch>* watch);
   // Ends the watch in the background: the unwatch, then the wait for
   // callbacks librados has started, then the watch is freed.
@@ -63,8 +68,8 @@ class MailboxWatch : public librados::WatchCtx2 {
   static constexpr std::chrono::seconds kRetryPause{1};  // between failed registrations
 
   void Signal(unsigned bits);
-  Status Register();  // the first registration (Open)
-  void Reregister();  // on reregister_
+  Status Register(Deadline until);  // the first registration (Open)
+  void Reregister();                // on reregister_
 
   // A watch closed in the background may outlive the account that opened
   // it, never the connection.
@@ -72,6 +77,10 @@ class MailboxWatch : public librados::WatchCtx2 {
   librados::IoCtx io_;
   std::string oid_;
   int event_fd_;
+  // The first registration, when Open gave up waiting for it: the watch
+  // must outlive it, as librados calls back into both.
+  AioWaiter register_waiter_;
+  AioCompletionPtr unanswered_;
   std::mutex mu_;  // handle_, registered_, reregistering_ once Open returned
   uint64_t handle_ = 0;
   bool registered_ = false;

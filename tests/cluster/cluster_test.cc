@@ -17,6 +17,7 @@
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <list>
 #include <map>
 #include <rados/librados.hpp>
 #include <set>
@@ -678,6 +679,57 @@ TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   EXPECT_EQ(poll(&p, 1, 0), 0);
   rbd_watch_close(&watch);
   rbd_index_close(&mailbox);
+}
+
+// Registering a watch is an op of the command that asks for it (IDLE,
+// NOTIFY): while the OSD is away it ends by the command's deadline, like
+// every other op; a blocking registration held an IDLE for a whole
+// rbd_op_timeout of its own. A registration the OSD answers later is
+// ended in the background.
+TEST_F(MailboxIndexTest, AWatchEndsByItsCommandsDeadline) {
+  const std::string mbox = CreateMailbox("INBOX");
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* idle_user = nullptr;
+  rbd_index* idle = OpenWithClock(mbox, &started, &idle_user);
+  ASSERT_NE(idle, nullptr);
+  rbd_watch* watch = nullptr;
+  {
+    StoppedOsds osds;
+    gettimeofday(&started, nullptr);
+    started.tv_sec -= 19;  // 1 s left of rbd_op_timeout 20s
+    const auto asked = steady_clock::now();
+    EXPECT_EQ(rbd_watch_open(idle, &watch, &err_), RBD_ERR_UNAVAILABLE) << err_.message;
+    const double waited = std::chrono::duration<double>(steady_clock::now() - asked).count();
+    EXPECT_LT(waited, 3.0) << "the registration outlived its command";
+    EXPECT_EQ(watch, nullptr);
+  }
+  // With the command's time used up, the watch is not even asked for.
+  EXPECT_EQ(rbd_watch_open(idle, &watch, &err_), RBD_ERR_UNAVAILABLE);
+  EXPECT_NE(std::string(err_.message).find("not sent"), std::string::npos) << err_.message;
+
+  // The late registration is ended once the OSD has answered it.
+  librados::IoCtx index_io = IndexIo();
+  std::list<obj_watch_t> watchers;
+  for (int i = 0; i < 100; i++) {
+    watchers.clear();
+    ASSERT_EQ(index_io.list_watchers("i." + mbox, &watchers), 0);
+    if (watchers.empty()) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_TRUE(watchers.empty()) << watchers.size() << " watch(es) left behind";
+
+  // The session's next command watches as usual.
+  gettimeofday(&started, nullptr);
+  ASSERT_EQ(rbd_watch_open(idle, &watch, &err_), RBD_OK) << err_.message;
+  rbd_index* writer = OpenMailbox(mbox);
+  AppendOne(writer, "wakes the watcher");
+  struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 5000), 1) << "no notify within 5 s";
+  rbd_watch_close(&watch);
+  rbd_index_close(&writer);
+  rbd_index_close(&idle);
+  rbd_user_close(&idle_user);
 }
 
 TEST_F(MailboxIndexTest, EveryCommittedListChangeWakesTheListWatcherFd) {

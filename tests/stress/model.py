@@ -86,6 +86,16 @@ def msgid_of(data):
 
 # ---- trace -------------------------------------------------------------------------------
 
+# Monotonic to wall-clock time, so that a trace line can be matched with the node logs.
+_WALL_OFFSET = time.time() - time.monotonic()
+
+
+def wall_clock(t):
+    """HH:MM:SS.mmm (local time, as Dovecot logs it) of monotonic time t."""
+    t += _WALL_OFFSET
+    return time.strftime("%H:%M:%S", time.localtime(t)) + ".%03d" % int(t % 1 * 1000)
+
+
 class Record:
     """One command: who sent it where, when, and what came back."""
     __slots__ = ("id", "session", "node", "user", "text", "boxes", "send", "ack", "result",
@@ -112,15 +122,16 @@ class Record:
     def who(self):
         """Which command this is: number, session, node, text, answer and duration."""
         took = " in %.1f s" % self.duration() if self.t_ack is not None else ""
-        return "#%d %s@%s `%s` -> %s%s" % (self.id, self.session, self.node, self.text[:120],
-                                           (self.result or "(none)")[:120], took)
+        return "#%d %s@%s at %s `%s` -> %s%s" % (self.id, self.session, self.node,
+                                                 wall_clock(self.t_send), self.text[:120],
+                                                 (self.result or "(none)")[:120], took)
 
     def line(self, full=False):
         ack = "%d" % self.ack if self.ack is not None else "-"
         took = " (%.1f s)" % self.duration() if self.t_ack is not None else ""
-        out = "[%d..%s] %s@%s %s: %s -> %s%s" % (self.send, ack, self.session, self.node,
-                                                 self.user, self.text, self.result or "(none)",
-                                                 took)
+        out = "[%d..%s %s] %s@%s %s: %s -> %s%s" % (self.send, ack, wall_clock(self.t_send),
+                                                    self.session, self.node, self.user, self.text,
+                                                    self.result or "(none)", took)
         if full and self.untagged:
             out += "".join("\n      " + u for u in self.untagged)
         return out

@@ -223,6 +223,17 @@ class Session:
                                  (rec.who(), limit, self.fault_context(rec)),
                                  self.box_name(boxes), self.name)
 
+    def idle_started(self, rec):
+        """IDLE's continuation is its first answer: it too comes within the limit
+        (the server sets up its mailbox watch before it)."""
+        limit = self.runner.deadline
+        took = time.monotonic() - rec.t_send
+        if limit is not None and took > limit:
+            self.model.violation("command-too-long", "%s: + idling after %.1f s: over "
+                                 "rbd_op_timeout + 1 s = %g s%s" %
+                                 (rec.who(), took, limit, self.fault_context(rec)),
+                                 self.box_name(rec.boxes), self.name)
+
     def fault_context(self, rec):
         w = self.runner.faults and self.runner.faults.covering(rec, FAULTS, self.node.name)
         return " (during %s)" % w if w else ""
@@ -1081,6 +1092,7 @@ class Session:
                 if resp.startswith(b"+"):
                     break
                 untagged.append(resp)
+            self.idle_started(rec)
             deadline = time.monotonic() + self.rng.uniform(0.1, 0.6)
             while time.monotonic() < deadline:
                 conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
