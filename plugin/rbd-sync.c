@@ -24,11 +24,6 @@
 #include "sort.h"
 #include "rbd-mail-storage.h"
 
-#define RBD_LIST_PAGE 10000
-/* Listings a stream of writers may overtake before a full sync gives up
-   (each restart follows a change, so this only bounds a busy mailbox). */
-#define RBD_LIST_ATTEMPTS 20
-
 /* What the local index reflects, kept in its "rbd" header extension. */
 struct rbd_sync_header {
 	guid_128_t mailbox_guid;
@@ -74,7 +69,7 @@ struct rbd_sync_target {
 
 /* Every record of one snapshot (rbd_msgs_load_all). */
 struct rbd_snapshot {
-	ARRAY(struct rbd_records *) pages;
+	struct rbd_records *records;
 	struct rbd_index_status status;
 	/* Every keyword name the snapshot defines, in the order they were
 	   first set, valid until the next snapshot on the index handle. */
@@ -212,70 +207,37 @@ static void rbd_msgs_update(struct rbd_mailbox *mbox,
 
 static void rbd_snapshot_free(struct rbd_snapshot *snap)
 {
-	struct rbd_records **page;
-
-	array_foreach_modifiable(&snap->pages, page)
-	{
-		rbd_records_free(page);
-	}
-	array_free(&snap->pages);
+	rbd_records_free(&snap->records);
 }
 
-/* Pages through every record of one snapshot (rbd_index_list_snapshot) in
-   UID order, updating mbox->msgs; keeps the pages in snap_r when not NULL.
-   A writer that overtakes the listing starts it again. Entries RADOS no
-   longer has stay: a view may still show their messages. */
+/* Every record of the mailbox at one state (rbd_index_list_all), in UID
+   order, updating mbox->msgs; kept in snap_r when not NULL. Entries RADOS
+   no longer has stay: a view may still show their messages. */
 static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
                              struct rbd_snapshot *snap_r)
 {
 	struct rbd_snapshot snap;
-	struct rbd_records *records, *const *page;
 	struct rbd_error err;
-	unsigned int attempt;
-	uint32_t after;
-	rbd_code code;
-	size_t i, count;
+	size_t i;
 
 	i_zero(&snap);
-	i_array_init(&snap.pages, 8);
-	for (attempt = 0;; attempt++) {
-		after = 0;
-		do {
-			code = rbd_index_list_snapshot(
-			        mbox->index, after, RBD_LIST_PAGE, &records,
-			        &snap.status,
-			        snap_r == NULL ? NULL : &snap.keyword_names,
-			        &snap.keyword_count, &err);
-			if (code != RBD_OK)
-				break;
-			for (i = 0; i < records->count; i++)
-				rbd_msgs_update(mbox, &records->records[i]);
-			count = records->count;
-			if (count > 0)
-				after = records->records[count - 1].uid;
-			array_push_back(&snap.pages, &records);
-		} while (count == RBD_LIST_PAGE);
-		if (code != RBD_ERR_CONFLICT || attempt == RBD_LIST_ATTEMPTS)
-			break;
-		rbd_snapshot_free(&snap);
-		i_array_init(&snap.pages, 8);
-	}
-	if (code != RBD_OK) {
+	if (rbd_index_list_all(mbox->index, 0, &snap.records, &snap.status,
+	                       snap_r == NULL ? NULL : &snap.keyword_names,
+	                       &snap.keyword_count, &err) != RBD_OK) {
 		/* Still stale: a miss after a failed listing (the cluster is
 		   away) is a temporary error again, never an expunged mail. */
 		rbd_storage_set_error(mbox->box.storage, &err);
-		rbd_snapshot_free(&snap);
 		return -1;
 	}
+	for (i = 0; i < snap.records->count; i++)
+		rbd_msgs_update(mbox, &snap.records->records[i]);
 	mbox->msgs_stale = FALSE;
 	/* What a warm cache must make rare: every record read from RADOS. */
-	count = 0;
-	array_foreach(&snap.pages, page) count += (*page)->count;
 	e_debug(event_create_passthrough(mbox->box.event)
 	                ->set_name("rbd_records_listed")
-	                ->add_int("records", count)
+	                ->add_int("records", snap.records->count)
 	                ->event(),
-	        "rbd: listed %zu records", count);
+	        "rbd: listed %zu records", snap.records->count);
 	if (snap_r != NULL)
 		*snap_r = snap;
 	else
@@ -859,7 +821,6 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 {
 	struct rbd_mailbox *mbox = ctx->mbox;
 	struct rbd_snapshot snap;
-	struct rbd_records *const *page;
 	ARRAY_TYPE(seq_range) listed;
 	unsigned int kw_idx;
 	uint32_t seq, uid, messages;
@@ -884,12 +845,8 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		/* mbox->msgs keeps expunged messages: the snapshot says
 		   what RADOS still has. */
 		t_array_init(&listed, 64);
-		array_foreach(&snap.pages, page)
-		{
-			for (i = 0; i < (*page)->count; i++)
-				seq_range_array_add(&listed,
-				                    (*page)->records[i].uid);
-		}
+		for (i = 0; i < snap.records->count; i++)
+			seq_range_array_add(&listed, snap.records->records[i].uid);
 		messages = mail_index_view_get_messages_count(ctx->sync_view);
 		for (seq = 1; seq <= messages; seq++) {
 			mail_index_lookup_uid(ctx->sync_view, seq, &uid);
@@ -935,17 +892,14 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	for (i = 0; i < snap.keyword_count; i++)
 		mail_index_keyword_lookup_or_create(
 		        mbox->box.index, snap.keyword_names[i], &kw_idx);
-	array_foreach(&snap.pages, page)
-	{
-		for (i = 0; i < (*page)->count && ret > 0; i++)
-			T_BEGIN
-			{
-				if (!rbd_sync_record(ctx, &(*page)->records[i],
-				                     old_modseq))
-					ret = -1;
-			}
-		T_END;
-	}
+	for (i = 0; i < snap.records->count && ret > 0; i++)
+		T_BEGIN
+		{
+			if (!rbd_sync_record(ctx, &snap.records->records[i],
+			                     old_modseq))
+				ret = -1;
+		}
+	T_END;
 	rbd_snapshot_free(&snap);
 	return ret;
 }

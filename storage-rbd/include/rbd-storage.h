@@ -574,24 +574,23 @@ rbd_code rbd_index_lookup_records(struct rbd_index *mailbox,
                                   struct rbd_error *err);
 
 /*
- * Reads the records of one snapshot, page by page (up to `max` records
- * with UID > after_uid, in UID order). after_uid 0 starts the snapshot:
- * the state (*status_r) and the first page come from one read; each later
- * page is read only while the mailbox is still in that state, else
- * RBD_ERR_CONFLICT (start again from UID 0). *keywords_r lists every
- * keyword name the snapshot defines (also those no message carries any
- * more), in the order they were first set on a message, NULL-terminated;
- * read with the first page (the only read whose cost grows with the names
- * a mailbox has ever seen), valid until the next snapshot is started on
- * the handle. keywords_r NULL: the names are not read (keyword_count_r
- * is then unused).
+ * Reads every record and the mailbox state they are at (*status_r), `page`
+ * records per RADOS read (0: as many as one read returns), without holding
+ * writers back: the records read before a writer's commit are brought
+ * forward over it, so all of them end at the state of the last read.
+ * *keywords_r lists every keyword name defined (also those no message
+ * carries any more), in the order they were first set on a message,
+ * NULL-terminated (the only read whose cost grows with the names a mailbox
+ * has ever seen), valid until the next listing on the handle. keywords_r
+ * NULL: the names are not read (keyword_count_r is then unused).
+ * RBD_ERR_CONFLICT only when the change log was trimmed past the listing
+ * under every attempt within the op timeout.
  */
-rbd_code rbd_index_list_snapshot(struct rbd_index *mailbox, uint32_t after_uid,
-                                 size_t max, struct rbd_records **records_r,
-                                 struct rbd_index_status *status_r,
-                                 const char *const **keywords_r,
-                                 size_t *keyword_count_r,
-                                 struct rbd_error *err);
+rbd_code rbd_index_list_all(struct rbd_index *mailbox, size_t page,
+                            struct rbd_records **records_r,
+                            struct rbd_index_status *status_r,
+                            const char *const **keywords_r,
+                            size_t *keyword_count_r, struct rbd_error *err);
 
 /* A message's flags and keywords as a flag change left them. */
 struct rbd_flag_state {
@@ -643,7 +642,7 @@ struct rbd_changes {
  * unchanged; a lost race reads again within the op timeout). Returns
  * RBD_ERR_RESYNC when the log cannot bring a cache forward from
  * since_modseq (trimmed past it, or written by an older version): the
- * caller must then list all records (rbd_index_list_snapshot).
+ * caller must then list all records (rbd_index_list_all).
  */
 rbd_code rbd_index_changes(struct rbd_index *mailbox, uint64_t since_modseq,
                            struct rbd_changes **changes_r,

@@ -50,7 +50,7 @@ struct rbd_user {
 struct rbd_index {
   rbd::Account* account;
   std::unique_ptr<rbd::MailboxIndex> index;
-  // The keyword names of the snapshot rbd_index_list_snapshot() reads.
+  // The keyword names of the last rbd_index_list_all().
   std::vector<std::string> keyword_source;
   std::vector<const char*> keyword_names;
 };
@@ -624,20 +624,20 @@ rbd_code rbd_index_list_records(rbd_index* mailbox, uint32_t after_uid, size_t m
   });
 }
 
-rbd_code rbd_index_list_snapshot(rbd_index* mailbox, uint32_t after_uid, size_t max, rbd_records** records_r,
-                                 struct rbd_index_status* status_r, const char* const** keywords_r,
-                                 size_t* keyword_count_r, rbd_error* err) {
+rbd_code rbd_index_list_all(rbd_index* mailbox, size_t page, rbd_records** records_r,
+                            struct rbd_index_status* status_r, const char* const** keywords_r,
+                            size_t* keyword_count_r, rbd_error* err) {
   return Guarded(err, [&] {
     std::vector<rbd::MessageRecord> records;
     rbd::MailboxState state;
-    const bool first = after_uid == 0 && keywords_r != nullptr;
-    rbd::Status s = mailbox->index->ListSnapshot(after_uid, max, &records, &state,
-                                                 first ? &mailbox->keyword_source : nullptr);
+    std::vector<std::string> names;
+    rbd::Status s = mailbox->index->ListAll(&records, &state, keywords_r != nullptr ? &names : nullptr, page);
     if (!s.ok()) return s;
     *records_r = MakeRecords(std::move(records));
     ToStatus(state, status_r);
-    if (first) mailbox->keyword_names = NamePointers(mailbox->keyword_source);
     if (keywords_r != nullptr) {
+      mailbox->keyword_source = std::move(names);
+      mailbox->keyword_names = NamePointers(mailbox->keyword_source);
       *keywords_r = mailbox->keyword_names.data();
       *keyword_count_r = mailbox->keyword_source.size();
     }

@@ -856,13 +856,14 @@ Status MailboxIndex::ResolveLegacyRecords(std::vector<MessageRecord>* records) {
   return Status::OK();
 }
 
-Status MailboxIndex::ReadKeywords(std::vector<std::string>* keywords) {
-  *keywords = snapshot_state_.legacy_keywords;
-  if (snapshot_state_.keyword_count == 0) return Status::OK();
+Status MailboxIndex::ReadKeywords(const MailboxState& state, std::vector<std::string>* keywords) {
+  *keywords = state.legacy_keywords;
+  if (state.keyword_count == 0) return Status::OK();
+  // Not guarded: names are never undefined, so a read after `state` finds
+  // its names and perhaps later ones, each in its place in the order.
   std::map<std::string, librados::bufferlist> values;
-  int r = ReadPages(keys::kKeywordPrefix, keys::kKeywordPrefix, SIZE_MAX, PageState::kGuard, &snapshot_raw_,
-                    &values);
-  if (r == -ECANCELED) return Status::Conflict(oid_ + " changed while its keywords were listed");
+  int r =
+      ReadPages(keys::kKeywordPrefix, keys::kKeywordPrefix, SIZE_MAX, PageState::kIgnore, nullptr, &values);
   if (r < 0) return Status::FromRados(r, "list keywords of " + oid_);
   std::vector<std::tuple<uint64_t, uint32_t, std::string>> defined;
   for (const auto& [key, bl] : values) {
@@ -879,46 +880,99 @@ Status MailboxIndex::ReadKeywords(std::vector<std::string>* keywords) {
   return Status::OK();
 }
 
-Status MailboxIndex::ListSnapshot(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records,
-                                  MailboxState* state, std::vector<std::string>* keywords) {
-  const bool first = after_uid == 0;
-  if (!first && snapshot_raw_.length() == 0)
-    return Status::Invalid(oid_ + ": listing continued without a snapshot");
-  std::map<std::string, librados::bufferlist> values;
-  int r = ReadPages(keys::RecordKey(after_uid), keys::kRecordPrefix, max,
-                    first ? PageState::kRead : PageState::kGuard, &snapshot_raw_, &values);
-  if (r == -ECANCELED) return Status::Conflict(oid_ + " changed while its records were listed");
-  if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-  if (r < 0) return Status::FromRados(r, "list " + oid_);
-  if (first) {
-    Status s = Decode(snapshot_raw_.to_str(), &snapshot_state_);
-    if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
-    if (keywords != nullptr) {
-      s = ReadKeywords(keywords);
-      if (!s.ok()) return s;
+namespace {
+
+// Brings listed records (ascending UIDs) forward over ops committed after
+// they were read: flag changes and expunges of listed UIDs, and the
+// keyword names the ops defined. Appends are not: their UIDs are above
+// every UID listed so far, so a later page lists them.
+void Forward(const std::vector<Change>& ops, std::vector<MessageRecord>* records,
+             std::vector<std::string>* keywords) {
+  auto find = [&](uint32_t uid) {
+    auto it = std::lower_bound(records->begin(), records->end(), uid,
+                               [](const MessageRecord& r, uint32_t u) { return r.uid < u; });
+    return it != records->end() && it->uid == uid ? it : records->end();
+  };
+  for (const Change& op : ops) {
+    for (const FlagState& u : op.entry.updated) {
+      auto it = find(u.uid);
+      if (it == records->end()) continue;
+      it->flags = u.flags;
+      it->keywords = u.keywords;
+      it->legacy_keyword_ids.clear();
+      it->modseq = op.modseq;
     }
+    auto range = op.entry.expunged.begin();
+    records->erase(std::remove_if(records->begin(), records->end(),
+                                  [&](const MessageRecord& r) {
+                                    while (range != op.entry.expunged.end() && range->last < r.uid) ++range;
+                                    return range != op.entry.expunged.end() && range->first <= r.uid;
+                                  }),
+                   records->end());
+    if (keywords == nullptr) continue;
+    for (const std::string& name : op.entry.defined)
+      if (std::find(keywords->begin(), keywords->end(), name) == keywords->end()) keywords->push_back(name);
   }
-  *state = snapshot_state_;
-  Status s = DecodeRecords(oid_, values, records);
-  if (s.ok()) (void)ResolveLegacy(snapshot_state_, records);
-  return s;
 }
 
-Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state) {
+}  // namespace
+
+Status MailboxIndex::ListOnce(std::vector<MessageRecord>* records, MailboxState* state,
+                              std::vector<std::string>* keywords, size_t page) {
+  records->clear();
+  librados::bufferlist raw;  // the state the records listed so far are at
+  std::string from = keys::kRecordPrefix;
+  for (bool first = true, more = true; more; first = false) {
+    librados::ObjectReadOperation op;
+    librados::bufferlist now_raw;
+    std::map<std::string, librados::bufferlist> values, entries;
+    bool entries_more = false;
+    int attr_r = 0, omap_r = 0, log_r = 0;
+    op.getxattr(keys::kStateAttr, &now_raw, &attr_r);
+    op.omap_get_vals2(from, keys::kRecordPrefix, page, &values, &more, &omap_r);
+    if (!first) {
+      op.omap_get_vals2(keys::ChangeKey(state->highest_modseq), keys::kChangePrefix, kOmapPage, &entries,
+                        &entries_more, &log_r);
+    }
+    int r = account_->Operate(account_->index_io(), oid_, &op);
+    if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+    if (r < 0) return Status::FromRados(r, "list " + oid_);
+    if (first || !now_raw.contents_equal(raw)) {
+      MailboxState now;
+      Status s = Decode(now_raw.to_str(), &now);
+      if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
+      if (first) {
+        if (keywords != nullptr) s = ReadKeywords(now, keywords);
+      } else if (entries_more || now.log_floor > state->highest_modseq) {
+        s = Status::Conflict(oid_ + ": its change log moved past the listing");
+      } else {
+        std::vector<Change> ops;
+        s = DecodeOps(now, entries, &ops);
+        if (s.code() == Code::kResync) s = Status::Conflict(s.message());
+        if (s.ok()) Forward(ops, records, keywords);
+      }
+      if (!s.ok()) return s;
+      *state = std::move(now);
+      raw = std::move(now_raw);
+    }
+    std::vector<MessageRecord> listed;
+    Status s = DecodeRecords(oid_, values, &listed);
+    if (!s.ok()) return s;
+    records->insert(records->end(), std::make_move_iterator(listed.begin()),
+                    std::make_move_iterator(listed.end()));
+    if (!values.empty()) from = values.rbegin()->first;
+  }
+  (void)ResolveLegacy(*state, records);
+  listed_raw_ = std::move(raw);
+  return Status::OK();
+}
+
+Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state,
+                             std::vector<std::string>* keywords, size_t page) {
   RetryPolicy retry(account_->deadline());
   for (unsigned attempt = 1;; attempt++) {
-    records->clear();
-    Status s;
-    for (uint32_t after = 0;;) {
-      std::vector<MessageRecord> page;
-      s = ListSnapshot(after, kOmapPage, &page, state);
-      if (!s.ok()) break;
-      records->insert(records->end(), page.begin(), page.end());
-      if (page.size() < kOmapPage) break;
-      after = page.back().uid;
-    }
-    if (s.code() != Code::kConflict) return s;
-    if (!retry.Backoff(attempt)) return s;
+    Status s = ListOnce(records, state, keywords, page == 0 ? kOmapPage : page);
+    if (s.code() != Code::kConflict || !retry.Backoff(attempt)) return s;
   }
 }
 
@@ -975,14 +1029,26 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
   if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
   if (since_modseq < state.log_floor)
     return Status::Resync(oid_ + ": change log trimmed past MODSEQ " + std::to_string(since_modseq));
-  changes->ops.clear();
+  s = DecodeOps(state, entries, &changes->ops);
+  if (!s.ok()) return s;
+  changes->state = state;
+  state_ = std::move(state);
+  state_raw_ = std::move(raw);
+  state_valid_ = true;
+  return Status::OK();
+}
+
+Status MailboxIndex::DecodeOps(const MailboxState& state,
+                               const std::map<std::string, librados::bufferlist>& entries,
+                               std::vector<Change>* ops) {
+  ops->clear();
   for (const auto& [key, bl] : entries) {
     auto modseq = keys::ParseChangeKey(key);
     // The log and the state are written by the same ops, so a snapshot
     // holds no entry above its HIGHESTMODSEQ.
     if (!modseq || *modseq > state.highest_modseq) return Status::Corrupt(oid_ + ": change entry " + key);
     Change change{*modseq, {}};
-    s = Decode(bl.to_str(), &change.entry);
+    Status s = Decode(bl.to_str(), &change.entry);
     if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
     if (!change.entry.replayable)
       return Status::Resync(oid_ + " " + key + ": change entry of an older version");
@@ -990,12 +1056,8 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     for (FlagState& u : change.entry.updated)
       known &= ResolveLegacy(state, &u.legacy_keyword_ids, &u.keywords);
     if (!known) return Status::Resync(oid_ + " " + key + ": unknown keyword id");
-    changes->ops.push_back(std::move(change));
+    ops->push_back(std::move(change));
   }
-  changes->state = state;
-  state_ = std::move(state);
-  state_raw_ = std::move(raw);
-  state_valid_ = true;
   return Status::OK();
 }
 
@@ -1147,7 +1209,7 @@ Status MailboxIndex::Remove() {
     if (s.IsNotFound()) return Status::OK();  // removed meanwhile, by whoever drops its references
     if (!s.ok()) return s;
     librados::ObjectWriteOperation op;
-    op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, snapshot_raw_);
+    op.cmpxattr(keys::kStateAttr, LIBRADOS_CMPXATTR_OP_EQ, listed_raw_);
     op.remove();
     int r = account_->Operate(account_->index_io(), oid_, &op);
     if (r == -ENOENT) return Status::OK();

@@ -556,7 +556,7 @@ TEST_F(MailboxIndexTest, UnchangedSinceConflictsAreReportedNotOverwritten) {
   rbd_index_status st{};
   const char* const* names = nullptr;
   size_t nnames = 0;
-  ASSERT_EQ(rbd_index_list_snapshot(mailbox, 0, 1, &holder, &st, &names, &nnames, &err_), RBD_OK);
+  ASSERT_EQ(rbd_index_list_all(mailbox, 0, &holder, &st, &names, &nnames, &err_), RBD_OK);
   ASSERT_EQ(holder->count, 1u);
   std::set<std::string> present;
   for (size_t k = 0; k < holder->records[0].keyword_count; k++)
@@ -887,50 +887,39 @@ std::set<std::string> KeywordNames(const char* const* names, size_t count) {
   return std::set<std::string>(names, names + count);
 }
 
-// Every record of one snapshot, in small pages so that writers race the
-// listing; a listing a writer overtook is started again.
-Cache ListSnapshot(rbd_index* mailbox, uint64_t* highest_modseq, int* restarts) {
-  constexpr size_t kPage = 4;
+// Every record of the mailbox at one state, read 4 records per op so that
+// writers race the listing: the core brings what it listed before a
+// writer's commit forward. Counts in *overtaken the listings a commit
+// landed in (the state moved between the read before and the listing's).
+Cache ListAll(rbd_index* mailbox, uint64_t* highest_modseq, int* overtaken) {
   rbd_error err{};
-  for (;;) {
-    Cache cache;
-    rbd_index_status st{};
-    uint32_t after = 0;
-    rbd_code r = RBD_OK;
-    for (;;) {
-      rbd_records* recs = nullptr;
-      const char* const* names = nullptr;
-      size_t name_count = 0;
-      r = rbd_index_list_snapshot(mailbox, after, kPage, &recs, &st, &names, &name_count, &err);
-      if (r != RBD_OK) break;
-      for (size_t i = 0; i < recs->count; i++) {
-        const rbd_record& rec = recs->records[i];
-        EXPECT_LE(rec.modseq, st.highest_modseq) << "a record newer than its snapshot";
-        cache[rec.uid] = {rec.flags, KeywordNames(rec.keywords, rec.keyword_count), rec.modseq};
-        for (const std::string& k : cache[rec.uid].keywords)
-          EXPECT_NE(std::find(names, names + name_count, k), names + name_count) << k << " is not defined";
-        after = rec.uid;
-      }
-      size_t count = recs->count;
-      rbd_records_free(&recs);
-      if (count < kPage) break;
-    }
-    if (r == RBD_OK) {
-      EXPECT_EQ(cache.size(), st.messages) << "pages of different states";
-      *highest_modseq = st.highest_modseq;
-      return cache;
-    }
-    EXPECT_EQ(r, RBD_ERR_CONFLICT) << err.message;
-    if (r != RBD_ERR_CONFLICT) return {};
-    (*restarts)++;
+  rbd_index_status before{}, st{};
+  EXPECT_EQ(rbd_index_get_status(mailbox, &before, &err), RBD_OK) << err.message;
+  rbd_records* recs = nullptr;
+  const char* const* names = nullptr;
+  size_t name_count = 0;
+  Cache cache;
+  EXPECT_EQ(rbd_index_list_all(mailbox, 4, &recs, &st, &names, &name_count, &err), RBD_OK) << err.message;
+  if (recs == nullptr) return cache;
+  for (size_t i = 0; i < recs->count; i++) {
+    const rbd_record& rec = recs->records[i];
+    EXPECT_LE(rec.modseq, st.highest_modseq) << "a record newer than its state";
+    cache[rec.uid] = {rec.flags, KeywordNames(rec.keywords, rec.keyword_count), rec.modseq};
+    for (const std::string& k : cache[rec.uid].keywords)
+      EXPECT_NE(std::find(names, names + name_count, k), names + name_count) << k << " is not defined";
   }
+  rbd_records_free(&recs);
+  EXPECT_EQ(cache.size(), st.messages) << "records of different states";
+  if (st.highest_modseq != before.highest_modseq) (*overtaken)++;
+  *highest_modseq = st.highest_modseq;
+  return cache;
 }
 
-// Brings `cache` forward by the ops of one snapshot, checking that each op
-// stays within it.
-void Replay(const rbd_changes* changes, uint64_t since, Cache* cache) {
+// Brings `cache` forward by the ops of one snapshot up to MODSEQ `up_to`,
+// checking that each op stays within it.
+void Replay(const rbd_changes* changes, uint64_t since, Cache* cache, uint64_t up_to = UINT64_MAX) {
   uint64_t last = since;
-  for (size_t i = 0; i < changes->op_count; i++) {
+  for (size_t i = 0; i < changes->op_count && changes->ops[i].modseq <= up_to; i++) {
     const rbd_change& op = changes->ops[i];
     EXPECT_GT(op.modseq, last) << "ops out of order";
     EXPECT_LE(op.modseq, changes->status.highest_modseq) << "an op above the snapshot's HIGHESTMODSEQ";
@@ -948,13 +937,13 @@ void Replay(const rbd_changes* changes, uint64_t since, Cache* cache) {
   }
 }
 
-TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
+TEST_F(MailboxIndexTest, ChangesAndListingsAreOneStateUnderConcurrentWriters) {
   const std::string mbox = CreateMailbox("INBOX");
   rbd_index* mailbox = OpenMailbox(mbox);
   for (int i = 0; i < 20; i++) AppendOne(mailbox, "m" + std::to_string(i));
   uint64_t since = 0;
-  int restarts = 0;
-  const Cache start = ListSnapshot(mailbox, &since, &restarts);
+  int overtaken = 0;
+  const Cache start = ListAll(mailbox, &since, &overtaken);
   ASSERT_EQ(start.size(), 20u);
 
   // New keywords (the table grows), flags, appends, all at once.
@@ -977,11 +966,19 @@ TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
     messages = changes->status.messages;
     EXPECT_EQ(replayed.size(), messages) << "ops and state of different snapshots";
     rbd_changes_free(&changes);
-    if (reads % 10 == 0) {
-      uint64_t highest = 0;
-      ListSnapshot(mailbox, &highest, &restarts);
+    if (reads % 5 == 0) {
+      // A listing the writers raced is the mailbox at its MODSEQ.
+      uint64_t listed_at = 0;
+      const Cache listed = ListAll(mailbox, &listed_at, &overtaken);
+      rbd_changes* log = nullptr;
+      ASSERT_EQ(rbd_index_changes(mailbox, since, &log, &err_), RBD_OK) << err_.message;
+      Cache expected = start;
+      Replay(log, since, &expected, listed_at);
+      rbd_changes_free(&log);
+      EXPECT_TRUE(listed == expected) << "a listing differs from the log at its MODSEQ " << listed_at;
     }
   }
+  EXPECT_GT(overtaken, 0) << "no writer raced a listing: the test proved nothing";
   size_t applied_on_3 = 0;  // keyword updates not lost to a racing flag update
   for (auto& w : workers) {
     for (const std::string& line : w->ReadAll())
@@ -995,14 +992,14 @@ TEST_F(MailboxIndexTest, ChangesAreOneSnapshotUnderConcurrentWriters) {
   Cache replayed = start;
   Replay(changes, since, &replayed);
   uint64_t highest = 0;
-  const Cache end = ListSnapshot(mailbox, &highest, &restarts);
+  const Cache end = ListAll(mailbox, &highest, &overtaken);
   EXPECT_EQ(changes->status.highest_modseq, highest);
   EXPECT_EQ(replayed.size(), 60u);
   EXPECT_TRUE(replayed == end) << "replay of the log differs from the records";
   EXPECT_EQ(end.at(3).keywords.size(), applied_on_3);
   EXPECT_GT(applied_on_3, 0u);
   rbd_changes_free(&changes);
-  std::printf("[ info ] %d change reads, %d listings overtaken by a writer\n", reads, restarts);
+  std::printf("[ info ] %d change reads, %d listings overtaken by a writer\n", reads, overtaken);
   rbd_index_close(&mailbox);
 }
 
@@ -1149,9 +1146,9 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
   unsetenv("RBD_TEST_SETTINGS");
   librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
 
-  int restarts = 0, replays = 0, resyncs = 0;
+  int overtaken = 0, replays = 0, resyncs = 0;
   uint64_t since = 0;
-  Cache cache = ListSnapshot(mailbox, &since, &restarts);
+  Cache cache = ListAll(mailbox, &since, &overtaken);
   const auto deadline = steady_clock::now() + std::chrono::seconds(90);
   uint32_t messages = 0;
   for (int round = 0; (messages < 320 || round < 40) && steady_clock::now() < deadline; round++) {
@@ -1167,7 +1164,7 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
       replays++;
     } else {
       ASSERT_EQ(r, RBD_ERR_RESYNC) << err_.message;
-      cache = ListSnapshot(mailbox, &since, &restarts);
+      cache = ListAll(mailbox, &since, &overtaken);
       resyncs++;
     }
     uint64_t floor = 0;
@@ -1190,15 +1187,15 @@ TEST_F(MailboxIndexTest, TrimmingUnderConcurrentWritersKeepsEveryReaderExact) {
     rbd_changes_free(&changes);
   } else {
     ASSERT_EQ(r, RBD_ERR_RESYNC);
-    cache = ListSnapshot(mailbox, &since, &restarts);
+    cache = ListAll(mailbox, &since, &overtaken);
   }
   uint64_t highest = 0;
-  const Cache end = ListSnapshot(mailbox, &highest, &restarts);
+  const Cache end = ListAll(mailbox, &highest, &overtaken);
   EXPECT_EQ(end.size(), 320u);
   EXPECT_TRUE(cache == end) << "the reader's cache differs from the records";
   EXPECT_GT(replays, 0);
   EXPECT_GT(resyncs, 0) << "no reader fell behind the window: the test proved nothing";
-  std::printf("[ info ] %d replays, %d resyncs, %d listings overtaken\n", replays, resyncs, restarts);
+  std::printf("[ info ] %d replays, %d resyncs, %d listings overtaken\n", replays, resyncs, overtaken);
   rbd_index_close(&mailbox);
 }
 
@@ -1208,7 +1205,7 @@ std::vector<std::string> SnapshotKeywords(rbd_index* mailbox, rbd_index_status* 
   const char* const* names = nullptr;
   size_t count = 0;
   rbd_error err{};
-  EXPECT_EQ(rbd_index_list_snapshot(mailbox, 0, 100, &recs, st, &names, &count, &err), RBD_OK);
+  EXPECT_EQ(rbd_index_list_all(mailbox, 0, &recs, st, &names, &count, &err), RBD_OK);
   std::vector<std::string> out(names, names + count);
   rbd_records_free(&recs);
   return out;

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from imap_connection import parse_fetch, selected_state
+from daemons import wait_for
+from imap_connection import Literal, parse_fetch, selected_state
 from messages import numbered
 
 two_nodes = pytest.mark.two_nodes
@@ -270,3 +271,49 @@ def test_two_sessions_of_one_node_catching_up_at_once_agree_with_the_cluster(
     on_b.ok("NOOP")
     states = [modseqs_and_flags(conn) for conn in (first, second, on_b)]
     assert states[0] == states[1] == states[2]
+
+
+@two_nodes
+def test_a_cold_select_finishes_while_another_node_appends_all_along(connect, node_a, node_b,
+                                                                    user):
+    # A node with no cache of a mailbox lists all of its records, in reads of up to 1024
+    # (the OSD's osd_max_omap_entries_per_request). That listing was guarded by the state
+    # it started from and began again whenever anyone wrote: beside a client appending
+    # without a pause on another node it never finished, and SELECT answered NO
+    # [UNAVAILABLE] (bench/scale: 20k messages, one APPEND loop). Now the records listed
+    # before a commit are brought forward over it.
+    on_a = connect(node_a, user)
+    filled = 20000
+    for first in range(0, filled, 500):
+        on_a.ok("APPEND", "INBOX", *[Literal(numbered(i)) for i in range(first, first + 500)])
+    stop = threading.Event()
+    appended = []
+    errors = []
+
+    def append_all_along():
+        writer = node_a.login(user)
+        try:
+            while not stop.is_set():
+                writer.append("INBOX", numbered(filled + len(appended)))
+                appended.append(1)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            writer.logout()
+
+    thread = threading.Thread(target=append_all_along)
+    thread.start()
+    try:
+        wait_for(lambda: len(appended) >= 20, 30)
+        on_b = connect(node_b, user)
+        before = len(appended)
+        state = selected_state(on_b.ok("SELECT", "INBOX"))
+        during = len(appended) - before
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert during > 0, "nothing was appended while node B listed: the test proved nothing"
+    assert filled + before <= state["exists"] <= filled + before + during
+    on_b.ok("NOOP")
+    assert len(on_b.fetch("1:*", "(UID)")) == filled + len(appended)
