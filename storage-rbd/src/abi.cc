@@ -180,8 +180,15 @@ rbd_records* MakeRecords(std::vector<rbd::MessageRecord> records) {
     c.uid = r.uid;
     std::memcpy(c.guid, r.guid.bytes.data(), RBD_GUID_SIZE);
     c.flags = r.flags;
-    h->keywords[i] = NamePointers(r.keywords);
-    c.keywords = h->keywords[i].data();
+    // Most messages have no keyword: a million of them listed at once
+    // would otherwise allocate a million terminators.
+    static const char* const kNoKeywords[] = {nullptr};
+    if (r.keywords.empty()) {
+      c.keywords = kNoKeywords;
+    } else {
+      h->keywords[i] = NamePointers(r.keywords);
+      c.keywords = h->keywords[i].data();
+    }
     c.keyword_count = r.keywords.size();
     c.modseq = r.modseq;
     c.received_date = r.received_date;

@@ -942,6 +942,8 @@ Status MailboxIndex::ListOnce(std::vector<MessageRecord>* records, MailboxState*
       Status s = Decode(now_raw.to_str(), &now);
       if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
       if (first) {
+        // Growing by doubling would hold up to twice a big mailbox's records.
+        records->reserve(now.messages);
         if (keywords != nullptr) s = ReadKeywords(now, keywords);
       } else if (entries_more || now.log_floor > state->highest_modseq) {
         s = Status::Conflict(oid_ + ": its change log moved past the listing");
