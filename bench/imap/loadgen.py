@@ -1001,14 +1001,15 @@ def workload_b(ctx, rep):
 # ----------------------------------------------------------------------------
 
 def c_filler(addr, user, batches, seed, go, start_at, duration, ready_q, result_q):
+    """One fill connection: MULTIAPPENDs of `batches` ((first, count) each) into INBOX,
+    each made just before it is sent, so that bench/scale's million never sit in memory."""
     try:
         msgs = Messages(seed=seed, median=1024, sigma=0.5, attach_rate=0.0)
-        data = [[msgs.get(i) for i in range(s, s + k)] for s, k in batches]
         c = Imap(addr, user)
         ready_q.put(user)
         go.wait()
-        for batch in data:
-            c.append("INBOX", batch)
+        for first, count in batches:
+            c.append("INBOX", [msgs.get(i) for i in range(first, first + count)])
         c.logout()
         result_q.put((user, None, time.monotonic()))
     except Exception as e:

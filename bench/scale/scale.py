@@ -33,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "imap"))
 from loadgen import (Cluster, Failure, Imap, Messages, Node, Report,  # noqa: E402
-                     kib, osd_delta, run_clients, status_fields)
+                     c_filler, kib, osd_delta, run_clients, status_fields)
 
 USER = "scale-big"
 FOLDER_USER = "scale-folders"
@@ -52,23 +52,6 @@ def appender(addr, user, stop, result_q):
         result_q.put((n, None))
     except Exception as e:
         result_q.put((n, "%s: %s" % (type(e).__name__, e)))
-
-
-def filler(addr, user, batches, seed, go, start_at, duration, ready_q, result_q):
-    """One fill connection: MULTIAPPENDs of `batches` ((first, count) each), with the
-    messages made batch by batch so that a million of them never sit in memory."""
-    try:
-        msgs = Messages(seed=seed, median=1024, sigma=0.5, attach_rate=0.0)
-        c = Imap(addr, user)
-        ready_q.put(user)
-        go.wait()
-        for first, count in batches:
-            c.append("INBOX", [msgs.get(i) for i in range(first, first + count)])
-        c.logout()
-        result_q.put((user, None, time.monotonic()))
-    except Exception as e:
-        ready_q.put(user)
-        result_q.put((user, "%s: %s" % (type(e).__name__, e), None))
 
 
 class Scale:
@@ -99,7 +82,7 @@ class Scale:
         batches = [(s, min(batch, level - s)) for s in range(self.filled, level, batch)]
         for kind, node in self.storages():
             work = [(node.addr, USER, batches[w::conns], 77) for w in range(conns)]
-            start, results = run_clients(filler, work, 0, settle=0.2, timeout_extra=7200)
+            start, results = run_clients(c_filler, work, 0, settle=0.2, timeout_extra=7200)
             for _, err, _ in results:
                 if err:
                     self.rep.fail("fill %s: %s" % (kind, err))

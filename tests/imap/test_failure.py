@@ -565,6 +565,18 @@ def test_a_copy_during_a_paused_osd_is_answered_within_the_deadline_and_all_or_n
     assert_check_clean_after_gc(node_f, user)
 
 
+def assert_next_idle_has_push(conn, node_g, user, mailbox):
+    """`conn`'s next IDLE on `mailbox` hears an APPEND on node G by push; logs out."""
+    conn.idle_start()
+    connect_g = node_g.login(user)
+    connect_g.append(mailbox, numbered(1))
+    found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
+    assert found == b"* 1 EXISTS", found
+    conn.idle_done()
+    connect_g.logout()
+    conn.logout()
+
+
 def test_closing_a_watched_mailbox_does_not_wait_for_its_osd(paused):
     # IDLE leaves a watch on the mailbox's index object until the mailbox is closed;
     # ending it asks the object's OSD. With that OSD away, closing the mailbox (here by
@@ -604,14 +616,7 @@ def test_a_lost_watch_is_renewed_without_holding_up_the_session(paused):
             time.sleep(0.1)
     assert slowest < OP_TIMEOUT / 2, "CAPABILITY took %.1f s" % slowest
     # Push works again once the watch is back.
-    conn.idle_start()
-    connect_g = node_g.login(user)
-    connect_g.append("INBOX", numbered(1))
-    found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
-    assert found == b"* 1 EXISTS", found
-    conn.idle_done()
-    connect_g.logout()
-    conn.logout()
+    assert_next_idle_has_push(conn, node_g, user, "INBOX")
 
 
 def test_idle_on_a_restarting_osd_answers_within_the_op_timeout(paused):
@@ -635,14 +640,7 @@ def test_idle_on_a_restarting_osd_answers_within_the_op_timeout(paused):
     # Dovecot stops an IDLE's notifications when its sync fails; the next IDLE has the
     # watch, registered meanwhile.
     conn.idle_done()
-    conn.idle_start()
-    connect_g = node_g.login(user)
-    connect_g.append(mailbox, numbered(1))
-    found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
-    assert found == b"* 1 EXISTS", found
-    conn.idle_done()
-    connect_g.logout()
-    conn.logout()
+    assert_next_idle_has_push(conn, node_g, user, mailbox)
 
 
 # ---- one deadline per command, across its ioloop callbacks (gdb holds a point of it) ---
@@ -742,14 +740,7 @@ end""" % (OP_TIMEOUT * 0.7, osd_pid), tmp_path / "gdb.out")
     # works.
     conn.idle_done()
     assert wait_for(lambda: b"* NO" not in b"".join(conn.ok("NOOP").untagged), 10)
-    conn.idle_start()
-    connect_g = node_g.login(user)
-    connect_g.append(mailbox, numbered(1))
-    found, _ = conn.idle_wait(lambda r: r.endswith(b" EXISTS"), 10)
-    assert found == b"* 1 EXISTS", found
-    conn.idle_done()
-    connect_g.logout()
-    conn.logout()
+    assert_next_idle_has_push(conn, node_g, user, mailbox)
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
