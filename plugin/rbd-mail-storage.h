@@ -101,12 +101,14 @@ struct rbd_mailbox {
 	/* Per message: struct rbd_msg_ext. */
 	uint32_t msg_ext_id;
 
-	/* Records by UID (sorted), in msg_pool. Never loses a UID a view may
-	   still show; a miss lists the records again once per sync
-	   (msgs_stale). */
+	/* Records by UID (sorted), in msg_pool: those with strings, or all
+	   of them once msgs_all is set (rbd_mailbox_keep_all_msgs). Never
+	   loses a UID a view may still show; a miss lists the records again
+	   once per sync (msgs_stale). */
 	pool_t msg_pool;
 	ARRAY_TYPE(rbd_msg) msgs;
 	bool msgs_stale;
+	bool msgs_all;
 	/* This process saved messages with keywords that the cache learns
 	   only from a sync: one at close when no other came (rbd_sync). */
 	bool sync_at_close;
@@ -263,9 +265,13 @@ struct mailbox_sync_context *
 rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags);
 int rbd_sync(struct rbd_mailbox *mbox, bool force_full);
 int rbd_transaction_push(struct mailbox_transaction_context *t);
+/* From now on mbox->msgs keeps every record, not only those with strings:
+   for a cache older than the rbd-msg extension. */
+void rbd_mailbox_keep_all_msgs(struct rbd_mailbox *mbox);
 /* The record of `uid` as last listed: 1 with *msg_r, 0 when RADOS no
    longer has it (expunged before this process listed it), -1 on a cluster
-   error (storage error set). */
+   error (storage error set). A record without strings is there only after
+   rbd_mailbox_keep_all_msgs(). */
 int rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid,
                     const struct rbd_msg **msg_r);
 

@@ -45,6 +45,7 @@ static int rbd_mail_msg(struct mail *mail, struct rbd_msg_ext *ext_r)
 	}
 	if (!mail_metadata_access_start(mail))
 		return -1;
+	rbd_mailbox_keep_all_msgs(mbox);
 	if ((ret = rbd_mailbox_msg(mbox, mail->uid, &msg)) <= 0) {
 		if (ret == 0)
 			mail_set_expunged(mail);

@@ -191,12 +191,18 @@ static void rbd_msg_fill(struct rbd_mailbox *mbox, struct rbd_msg *msg,
 		msg->guid_text = p_strdup(mbox->msg_pool, rec->guid_text);
 }
 
+/* Keeps only what the index extension cannot hold (a record's strings),
+   unless a cache older than the extension needs every record
+   (rbd_mailbox_keep_all_msgs): a session that listed a million records
+   would otherwise keep about 90 MB of them for its whole life. */
 static void rbd_msgs_update(struct rbd_mailbox *mbox,
                             const struct rbd_record *rec)
 {
 	struct rbd_msg *msg;
 	unsigned int idx;
 
+	if (!mbox->msgs_all && rec->guid_text == NULL && rec->pop3_uidl == NULL)
+		return;
 	if (array_bsearch_insert_pos(&mbox->msgs, &rec->uid, rbd_uid_msg_cmp,
 	                             &idx))
 		msg = array_idx_modifiable(&mbox->msgs, idx);
@@ -243,6 +249,14 @@ static int rbd_msgs_load_all(struct rbd_mailbox *mbox,
 	else
 		rbd_snapshot_free(&snap);
 	return 0;
+}
+
+void rbd_mailbox_keep_all_msgs(struct rbd_mailbox *mbox)
+{
+	if (mbox->msgs_all)
+		return;
+	mbox->msgs_all = TRUE;
+	mbox->msgs_stale = TRUE;
 }
 
 int rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid,
