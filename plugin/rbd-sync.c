@@ -8,7 +8,11 @@
    saw are read as one snapshot with the state they lead to (or, the first
    time or after a trim, every record of one snapshot) and replayed into
    the index one op per index transaction, so that every message lands on
-   its RADOS MODSEQ (doc/design.md, "Sync snapshot and MODSEQs"). The index
+   its RADOS MODSEQ (doc/design.md, "Sync snapshot and MODSEQs"). Every
+   RADOS op of a sync runs before it locks the index: the lock is shared
+   by every session of the node on this mailbox, and a holder waiting for
+   the cluster would make them all wait, past their own commands'
+   deadlines, until its own ran out. The index
    is only ever written here, so its MODSEQs are the cluster's and the same
    on every node; an index that disagrees with RADOS on UIDVALIDITY or the
    mailbox GUID is rebuilt from the records. */
@@ -54,8 +58,8 @@ struct rbd_sync_context {
 	   read it, and doing that at every full sync made one of them panic
 	   in the fault checker (mail_index_write: prev_file_seq). */
 	bool forget_history;
-	/* UIDs this sync claimed as \Recent: [recent_first, recent_end). */
-	uint32_t recent_first, recent_end;
+	/* UIDs claimed as \Recent, kept by rbd_sync() across a reset. */
+	ARRAY_TYPE(seq_range) *claimed;
 	/* The records a cache brought forward in place took from the
 	   snapshot, changed after its old position: the MODSEQs they must
 	   read (rbd_sync_even_out). */
@@ -75,6 +79,31 @@ struct rbd_snapshot {
 	   first set, valid until the next snapshot on the index handle. */
 	const char *const *keyword_names;
 	size_t keyword_count;
+};
+
+/* What a sync does to the cache. */
+enum rbd_sync_mode {
+	/* Replays the changes since the MODSEQ the cache reflects. */
+	RBD_SYNC_CHANGES,
+	/* Brings the cache to every record of a snapshot. */
+	RBD_SYNC_FULL,
+	/* Empties the cache, then appends every record of a snapshot. */
+	RBD_SYNC_RESET,
+};
+
+/* What a sync read from RADOS before it locked the index. */
+struct rbd_sync_read {
+	/* The cache's header when the read began: only a cluster whose
+	   mailbox went back can be behind it. */
+	struct rbd_sync_header hdr;
+	bool have_hdr;
+	/* The changes since hdr.highest_modseq; NULL when the snapshot
+	   holds every record instead. */
+	struct rbd_changes *changes;
+	struct rbd_snapshot snap;
+	struct rbd_index_status status;
+	/* The change log no longer reaches hdr.highest_modseq. */
+	bool resync;
 };
 
 void rbd_sync_register_ext(struct rbd_mailbox *mbox)
@@ -286,30 +315,40 @@ int rbd_mailbox_msg(struct rbd_mailbox *mbox, uint32_t uid,
    never one claimed on another node. */
 
 /* A read-write session (MAILBOX_FLAG_DROP_RECENT) claims the messages up
-   to the UIDNEXT this sync brings the index to, all of which it has seen;
-   the claimed range is kept in ctx for rbd_sync_mark_recent. Nothing is
-   written when the snapshot shows nothing unclaimed. Then the header takes
-   the cluster's first recent UID, which only grows, capped at the index's
-   next UID as Dovecot requires (a reset index starts again from 1). */
-static int rbd_sync_claim_recent(struct rbd_sync_context *ctx,
+   to the UIDNEXT of the state it read, all of which the sync brings into
+   the index (or another process of this node did); the claimed UIDs go to
+   `claimed` for rbd_sync_mark_recent. Nothing is written when the state
+   shows nothing unclaimed. *first_recent_r: the cluster's first recent UID
+   after the claim. */
+static int rbd_sync_claim_recent(struct rbd_mailbox *mbox,
                                  const struct rbd_index_status *status,
-                                 uint32_t next_uid)
+                                 ARRAY_TYPE(seq_range) *claimed,
+                                 uint32_t *first_recent_r)
 {
-	struct rbd_mailbox *mbox = ctx->mbox;
-	uint32_t first_recent = status->first_recent_uid;
 	struct rbd_error err;
+	uint32_t first, end;
 
-	ctx->recent_first = ctx->recent_end = 0;
-	if ((mbox->box.flags & MAILBOX_FLAG_DROP_RECENT) != 0 &&
-	    first_recent < status->uidnext) {
-		if (rbd_index_claim_recent(mbox->index, status->uidnext,
-		                           &ctx->recent_first, &ctx->recent_end,
-		                           &err) != RBD_OK) {
-			rbd_storage_set_error(mbox->box.storage, &err);
-			return -1;
-		}
-		first_recent = ctx->recent_end;
+	*first_recent_r = status->first_recent_uid;
+	if ((mbox->box.flags & MAILBOX_FLAG_DROP_RECENT) == 0 ||
+	    status->first_recent_uid >= status->uidnext)
+		return 0;
+	if (rbd_index_claim_recent(mbox->index, status->uidnext, &first, &end,
+	                           &err) != RBD_OK) {
+		rbd_storage_set_error(mbox->box.storage, &err);
+		return -1;
 	}
+	if (first < end)
+		seq_range_array_add_range(claimed, first, end - 1);
+	*first_recent_r = end;
+	return 0;
+}
+
+/* The header takes the cluster's first recent UID, which only grows,
+   capped at the index's next UID as Dovecot requires (a reset index starts
+   again from 1). */
+static void rbd_sync_set_first_recent(struct rbd_sync_context *ctx,
+                                      uint32_t first_recent, uint32_t next_uid)
+{
 	first_recent = I_MIN(first_recent, next_uid);
 	/* Never lowered (Dovecot logs that as an error): another process of
 	   this node may have synced the header past this sync's snapshot,
@@ -323,24 +362,29 @@ static int rbd_sync_claim_recent(struct rbd_sync_context *ctx,
 		        offsetof(struct mail_index_header, first_recent_uid),
 		        &first_recent, sizeof(first_recent), FALSE);
 	}
-	return 0;
 }
 
 /* Once the sync is committed, the messages this session claimed are
    \Recent in it (those expunged meanwhile are simply absent). */
-static void rbd_sync_mark_recent(struct rbd_sync_context *ctx)
+static void rbd_sync_mark_recent(struct rbd_mailbox *mbox,
+                                 ARRAY_TYPE(seq_range) *claimed)
 {
-	struct mailbox *box = &ctx->mbox->box;
 	struct mail_index_view *view;
+	const struct seq_range *range;
 	uint32_t seq1, seq2;
 
-	if (ctx->recent_first == ctx->recent_end)
+	if (array_count(claimed) == 0)
 		return;
-	view = mail_index_view_open(box->index);
-	if (mail_index_lookup_seq_range(view, ctx->recent_first,
-	                                ctx->recent_end - 1, &seq1, &seq2))
-		mailbox_recent_flags_set_seqs(box, view, seq1, seq2);
+	view = mail_index_view_open(mbox->box.index);
+	array_foreach(claimed, range)
+	{
+		if (mail_index_lookup_seq_range(view, range->seq1, range->seq2,
+		                                &seq1, &seq2))
+			mailbox_recent_flags_set_seqs(&mbox->box, view, seq1,
+			                              seq2);
+	}
 	mail_index_view_close(&view);
+	array_clear(claimed);
 }
 
 static int rbd_sync_begin(struct rbd_sync_context *ctx)
@@ -458,23 +502,15 @@ static void rbd_sync_set_msg(struct rbd_sync_context *ctx, uint32_t seq,
 
 /* Both record extensions start with a GUID, never empty once written. A
    cache written before an extension existed gets it from a full sync (see
-   rbd_sync_needs_full). */
-static bool rbd_sync_has_ext(struct rbd_sync_context *ctx, uint32_t seq,
+   rbd_sync_plan). */
+static bool rbd_sync_has_ext(struct mail_index_view *view, uint32_t seq,
                              uint32_t ext_id)
 {
 	const void *data;
 	bool expunged;
 
-	mail_index_lookup_ext(ctx->sync_view, seq, ext_id, &data, &expunged);
+	mail_index_lookup_ext(view, seq, ext_id, &data, &expunged);
 	return data != NULL && !guid_128_is_empty(data);
-}
-
-/* A cache whose oldest message has no rbd_msg_ext was written before the
-   extension existed: one full sync fills it in for every message. */
-static bool rbd_sync_needs_full(struct rbd_sync_context *ctx)
-{
-	return mail_index_view_get_messages_count(ctx->sync_view) > 0 &&
-	       !rbd_sync_has_ext(ctx, 1, ctx->mbox->msg_ext_id);
 }
 
 static void rbd_sync_expunge(struct rbd_sync_context *ctx, uint32_t seq)
@@ -725,37 +761,24 @@ static bool rbd_sync_plain_append(const struct rbd_change *op)
 	return TRUE;
 }
 
-/* Only what changed since the MODSEQ this cache reflects: the ops of one
-   snapshot, in MODSEQ order, each in a local index transaction of its own
-   (see rbd_sync_replay_op; only runs of plain appends share one), each
+/* Only what changed since the MODSEQ this cache reflected when the sync
+   read them: the ops of one snapshot, in MODSEQ order, those the cache
+   does not have yet each in a local index transaction of its own (see
+   rbd_sync_replay_op; only runs of plain appends share one), each
    committed with the header saying which MODSEQ the cache reached.
-   Returns 1, 0 when the cache needs a full sync
-   instead, or -1 (with ctx->inconsistent when it must be reset). */
-static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
-                            struct rbd_index_status *status_r)
+   Returns 1, or -1 (with ctx->inconsistent when the cache must be
+   reset). */
+static int rbd_sync_changes(struct rbd_sync_context *ctx,
+                            const struct rbd_changes *changes)
 {
 	struct rbd_mailbox *mbox = ctx->mbox;
-	struct rbd_index_status reached;
-	struct rbd_changes *changes;
-	struct rbd_error err;
+	struct rbd_index_status reached = changes->status;
 	bool replayed;
 	size_t i;
 	int ret = 1;
 
-	if (rbd_index_changes(mbox->index, since, &changes, &err) != RBD_OK) {
-		if (err.code == RBD_ERR_RESYNC) {
-			ctx->forget_history = TRUE;
-			return 0;
-		}
-		rbd_storage_set_error(mbox->box.storage, &err);
+	if (rbd_sync_uidvalidity_changed(ctx, &changes->status))
 		return -1;
-	}
-	*status_r = changes->status;
-	if (rbd_sync_uidvalidity_changed(ctx, status_r)) {
-		rbd_changes_free(&changes);
-		return -1;
-	}
-	reached = *status_r;
 	for (i = 0; i < changes->op_count && ret > 0; i++) {
 		if (changes->ops[i].modseq <= rbd_sync_cached_modseq(ctx)) {
 			rbd_sync_msgs_apply(mbox, &changes->ops[i]);
@@ -782,7 +805,6 @@ static int rbd_sync_changes(struct rbd_sync_context *ctx, uint64_t since,
 		else
 			mbox->synced = reached;
 	}
-	rbd_changes_free(&changes);
 	return ret;
 }
 
@@ -798,9 +820,11 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
 		if (!rbd_sync_append(ctx, rec, &seq))
 			return FALSE;
 	} else {
-		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->guid_ext_id))
+		if (!rbd_sync_has_ext(ctx->sync_view, seq,
+		                      ctx->mbox->guid_ext_id))
 			rbd_sync_set_guid(ctx, seq, rec);
-		if (!rbd_sync_has_ext(ctx, seq, ctx->mbox->msg_ext_id))
+		if (!rbd_sync_has_ext(ctx->sync_view, seq,
+		                      ctx->mbox->msg_ext_id))
 			rbd_sync_set_msg(ctx, seq, rec);
 		rbd_sync_set_flags(ctx, seq, rec->flags, rec->keywords,
 		                   rec->keyword_count);
@@ -831,10 +855,10 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
    the cluster give it a new one. Returns 1, or -1 (with ctx->inconsistent
    when the cache must be reset). */
 static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
-                         struct rbd_index_status *status_r)
+                         const struct rbd_snapshot *snap)
 {
 	struct rbd_mailbox *mbox = ctx->mbox;
-	struct rbd_snapshot snap;
+	const struct rbd_index_status *status = &snap->status;
 	ARRAY_TYPE(seq_range) listed;
 	unsigned int kw_idx;
 	uint32_t seq, uid, messages;
@@ -847,20 +871,18 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		/* The UIDs may now name other messages. */
 		p_clear(mbox->msg_pool);
 		p_array_init(&mbox->msgs, mbox->msg_pool, 64);
+		for (i = 0; i < snap->records->count; i++)
+			rbd_msgs_update(mbox, &snap->records->records[i]);
 	}
-	if (rbd_msgs_load_all(mbox, &snap) < 0)
+	if (!reset && rbd_sync_uidvalidity_changed(ctx, status))
 		return -1;
-	*status_r = snap.status;
-	if (!reset && rbd_sync_uidvalidity_changed(ctx, status_r)) {
-		rbd_snapshot_free(&snap);
-		return -1;
-	}
 	if (!reset) {
 		/* mbox->msgs keeps expunged messages: the snapshot says
 		   what RADOS still has. */
 		t_array_init(&listed, 64);
-		for (i = 0; i < snap.records->count; i++)
-			seq_range_array_add(&listed, snap.records->records[i].uid);
+		for (i = 0; i < snap->records->count; i++)
+			seq_range_array_add(&listed,
+			                    snap->records->records[i].uid);
 		messages = mail_index_view_get_messages_count(ctx->sync_view);
 		for (seq = 1; seq <= messages; seq++) {
 			mail_index_lookup_uid(ctx->sync_view, seq, &uid);
@@ -870,15 +892,12 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 			}
 		}
 		if (expunged &&
-		    (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0)) {
-			rbd_snapshot_free(&snap);
+		    (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0))
 			return -1;
-		}
-		if (rbd_sync_cached_modseq(ctx) > status_r->highest_modseq) {
+		if (rbd_sync_cached_modseq(ctx) > status->highest_modseq) {
 			/* The cache holds messages this snapshot lacks: they
 			   are learned on the first miss (rbd_mailbox_msg). */
 			ctx->overtaken = TRUE;
-			rbd_snapshot_free(&snap);
 			return 1;
 		}
 	} else {
@@ -889,7 +908,7 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		mail_index_reset(ctx->trans);
 		ctx->reset = TRUE;
 		i_zero(&modseq_hdr);
-		modseq_hdr.highest_modseq = status_r->highest_modseq;
+		modseq_hdr.highest_modseq = status->highest_modseq;
 		mail_index_update_header_ext(ctx->trans,
 		                             mbox->box.index->modseq_ext_id, 0,
 		                             &modseq_hdr, sizeof(modseq_hdr));
@@ -899,22 +918,21 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		mail_index_update_header(
 		        ctx->trans,
 		        offsetof(struct mail_index_header, uid_validity),
-		        &status_r->uidvalidity, sizeof(status_r->uidvalidity),
+		        &status->uidvalidity, sizeof(status->uidvalidity),
 		        TRUE);
 	}
 	/* In the order the names were first set (see above). */
-	for (i = 0; i < snap.keyword_count; i++)
+	for (i = 0; i < snap->keyword_count; i++)
 		mail_index_keyword_lookup_or_create(
-		        mbox->box.index, snap.keyword_names[i], &kw_idx);
-	for (i = 0; i < snap.records->count && ret > 0; i++)
+		        mbox->box.index, snap->keyword_names[i], &kw_idx);
+	for (i = 0; i < snap->records->count && ret > 0; i++)
 		T_BEGIN
 		{
-			if (!rbd_sync_record(ctx, &snap.records->records[i],
+			if (!rbd_sync_record(ctx, &snap->records->records[i],
 			                     old_modseq))
 				ret = -1;
 		}
 	T_END;
-	rbd_snapshot_free(&snap);
 	return ret;
 }
 
@@ -1016,81 +1034,186 @@ static void rbd_sync_even_out(struct rbd_sync_context *ctx, bool *touched_r)
 	}
 }
 
-static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
-                         bool force_reset, bool *touched_r)
+/* What a sync does to the cache `view` shows, whose header it gives in
+   *hdr_r (zeroed, *have_hdr_r FALSE, when it has none).
+
+   A GUID names one RADOS mailbox for ever, so a cache of another GUID is
+   rebuilt. A new, empty cache needs no reset, only its first full sync.
+   The open already rebuilt any cache of another mailbox
+   (rbd_mailbox_open): what is left here is dsync's change of GUID (in this
+   process) or UIDVALIDITY, made on an empty mailbox whose MODSEQs carry
+   over, so a reset in place stays exact. An empty cache of the old GUID
+   needs none either: a reset gives the index a new id, which every other
+   process of this node holding it logs as corruption. A cache whose
+   oldest message has no rbd_msg_ext was written before the extension
+   existed: one full sync fills it in for every message. */
+static enum rbd_sync_mode rbd_sync_plan(struct rbd_mailbox *mbox,
+                                        struct mail_index_view *view,
+                                        bool force_full, bool force_reset,
+                                        struct rbd_sync_header *hdr_r,
+                                        bool *have_hdr_r)
 {
-	const struct mail_index_header *idx_hdr;
-	struct rbd_sync_context ctx;
+	const struct mail_index_header *idx_hdr = mail_index_get_header(view);
+	bool have_hdr, same_guid;
+
+	have_hdr = *have_hdr_r = rbd_sync_header_get(mbox, view, hdr_r);
+	same_guid = have_hdr && guid_128_equals(hdr_r->mailbox_guid, mbox->guid);
+	if (force_reset ||
+	    (!have_hdr &&
+	     (idx_hdr->messages_count > 0 || idx_hdr->uid_validity != 0)) ||
+	    (have_hdr && hdr_r->uidvalidity != idx_hdr->uid_validity) ||
+	    (have_hdr && !same_guid && idx_hdr->messages_count > 0))
+		return RBD_SYNC_RESET;
+	if (force_full || !same_guid ||
+	    (idx_hdr->messages_count > 0 &&
+	     !rbd_sync_has_ext(view, 1, mbox->msg_ext_id)))
+		return RBD_SYNC_FULL;
+	return RBD_SYNC_CHANGES;
+}
+
+static void rbd_sync_read_free(struct rbd_sync_read *read)
+{
+	if (read->changes != NULL)
+		rbd_changes_free(&read->changes);
+	rbd_snapshot_free(&read->snap);
+}
+
+/* Reads what the sync of the cache as it is now needs, without locking
+   it: the changes since its MODSEQ, or (for a full sync, or when the
+   change log no longer reaches back that far) every record. */
+static int rbd_sync_read(struct rbd_mailbox *mbox, bool force_full,
+                         bool force_reset, struct rbd_sync_read *read_r)
+{
+	struct mail_index_view *view;
+	enum rbd_sync_mode mode;
+	struct rbd_error err;
+
+	i_zero(read_r);
+	/* A failure shows again, and is handled, when the sync locks the
+	   index. */
+	(void)mail_index_refresh(mbox->box.index);
+	view = mail_index_view_open(mbox->box.index);
+	mode = rbd_sync_plan(mbox, view, force_full, force_reset,
+	                     &read_r->hdr, &read_r->have_hdr);
+	mail_index_view_close(&view);
+	if (mode == RBD_SYNC_CHANGES) {
+		if (rbd_index_changes(mbox->index, read_r->hdr.highest_modseq,
+		                      &read_r->changes, &err) == RBD_OK) {
+			read_r->status = read_r->changes->status;
+			return 0;
+		}
+		if (err.code != RBD_ERR_RESYNC) {
+			rbd_storage_set_error(mbox->box.storage, &err);
+			return -1;
+		}
+		read_r->resync = TRUE;
+	}
+	if (rbd_msgs_load_all(mbox, &read_r->snap) < 0)
+		return -1;
+	read_r->status = read_r->snap.status;
+	return 0;
+}
+
+/* Reads from RADOS (rbd_sync_read) and claims \Recent, then locks the
+   index and decides again (*mode_r, ctx->built_from_records): another
+   process of this node may have synced or replaced the cache meanwhile. Changes read since a MODSEQ the cache
+   still reaches fit (those it has already are skipped); a snapshot fits
+   any cache. Otherwise the lock is given back and every record read. */
+static int rbd_sync_read_locked(struct rbd_sync_context *ctx, bool force_full,
+                                bool force_reset, struct rbd_sync_read *read_r,
+                                uint32_t *first_recent_r,
+                                enum rbd_sync_mode *mode_r)
+{
+	struct rbd_mailbox *mbox = ctx->mbox;
 	struct rbd_sync_header hdr;
-	struct rbd_index_status status;
-	bool have_hdr, same_guid, reset;
+	bool have_hdr;
+
+	for (;;) {
+		if (rbd_sync_read(mbox, force_full, force_reset, read_r) < 0)
+			return -1;
+		if (read_r->have_hdr &&
+		    rbd_sync_cache_ahead(&read_r->hdr, &read_r->status)) {
+			/* The cluster's mailbox went back (its index was
+			   recreated): this session's view of it cannot
+			   follow, so it ends as for a deleted mailbox, and
+			   the next open rebuilds the cache. */
+			e_warning(mbox->box.event,
+			          "rbd: index cache is at MODSEQ %" PRIu64
+			          ", the cluster at %" PRIu64
+			          ": closing the mailbox",
+			          read_r->hdr.highest_modseq,
+			          read_r->status.highest_modseq);
+			mailbox_set_deleted(&mbox->box);
+			return -1;
+		}
+		if (rbd_sync_claim_recent(mbox, &read_r->status, ctx->claimed,
+		                          first_recent_r) < 0 ||
+		    rbd_sync_begin(ctx) < 0)
+			return -1;
+		*mode_r = rbd_sync_plan(mbox, ctx->sync_view, force_full,
+		                        force_reset, &hdr, &have_hdr);
+		ctx->built_from_records =
+		        *mode_r == RBD_SYNC_RESET ||
+		        !guid_128_equals(hdr.mailbox_guid, mbox->guid);
+		if (read_r->changes == NULL ||
+		    (*mode_r == RBD_SYNC_CHANGES &&
+		     hdr.highest_modseq >= read_r->hdr.highest_modseq))
+			return 0;
+		mail_index_sync_rollback(&ctx->index_sync_ctx);
+		rbd_sync_read_free(read_r);
+		force_full = TRUE;
+	}
+}
+
+static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
+                         bool force_reset, ARRAY_TYPE(seq_range) *claimed,
+                         bool *touched_r)
+{
+	struct rbd_sync_context ctx;
+	struct rbd_sync_read read;
+	enum rbd_sync_mode mode;
+	uint32_t first_recent;
 	int ret;
 
 	i_zero(&ctx);
 	ctx.mbox = mbox;
-	if (rbd_sync_begin(&ctx) < 0)
+	ctx.claimed = claimed;
+	if (rbd_sync_read_locked(&ctx, force_full, force_reset, &read,
+	                         &first_recent, &mode) < 0) {
+		rbd_sync_read_free(&read);
 		return -1;
+	}
 	/* Grows inside the T_BEGIN of each record: not on the data stack. */
 	i_array_init(&ctx.caught_up, 16);
 
-	/* A GUID names one RADOS mailbox for ever, so a cache of another GUID
-	   is rebuilt. A new, empty cache needs no reset, only its first full
-	   sync. The open already rebuilt any cache of another mailbox
-	   (rbd_mailbox_open): what is left here is dsync's change of GUID
-	   (in this process) or UIDVALIDITY, made on an empty mailbox whose
-	   MODSEQs carry over, so a reset in place stays exact. An empty cache
-	   of the old GUID needs none either: a reset gives the index a new id,
-	   which every other process of this node holding it logs as
-	   corruption. */
-	have_hdr = rbd_sync_header_get(mbox, ctx.sync_view, &hdr);
-	same_guid = have_hdr && guid_128_equals(hdr.mailbox_guid, mbox->guid);
-	idx_hdr = mail_index_get_header(ctx.sync_view);
-	reset = force_reset ||
-	        (!have_hdr &&
-	         (idx_hdr->messages_count > 0 || idx_hdr->uid_validity != 0)) ||
-	        (have_hdr && hdr.uidvalidity != idx_hdr->uid_validity) ||
-	        (have_hdr && !same_guid && idx_hdr->messages_count > 0);
-
-	ret = 0;
-	if (!reset && !force_full && same_guid && !rbd_sync_needs_full(&ctx))
-		ret = rbd_sync_changes(&ctx, hdr.highest_modseq, &status);
-	if (ret == 0) {
-		ctx.built_from_records = reset || !same_guid;
-		ctx.forget_history |= ctx.built_from_records;
-		ret = rbd_sync_full(&ctx, reset, &status);
+	if (read.changes != NULL) {
+		ret = rbd_sync_changes(&ctx, read.changes);
+	} else {
+		ctx.forget_history = ctx.built_from_records || read.resync;
+		ret = rbd_sync_full(&ctx, mode == RBD_SYNC_RESET, &read.snap);
 	}
-	if (ret >= 0 && have_hdr && rbd_sync_cache_ahead(&hdr, &status)) {
-		/* The cluster's mailbox went back (its index was recreated):
-		   this session's view of it cannot follow, so it ends as for
-		   a deleted mailbox, and the next open rebuilds the cache. */
-		e_warning(mbox->box.event,
-		          "rbd: index cache is at MODSEQ %" PRIu64
-		          ", the cluster at %" PRIu64 ": closing the mailbox",
-		          hdr.highest_modseq, status.highest_modseq);
-		mailbox_set_deleted(&mbox->box);
-		ret = -1;
+	if (ret >= 0) {
+		rbd_sync_set_first_recent(
+		        &ctx, first_recent,
+		        I_MAX(read.status.uidnext, ctx.next_uid));
+		ret = rbd_sync_finish(&ctx, &read.status);
+	} else if (ctx.index_sync_ctx != NULL) {
+		mail_index_sync_rollback(&ctx.index_sync_ctx);
 	}
-	if (ret >= 0 &&
-	    rbd_sync_claim_recent(&ctx, &status,
-	                          I_MAX(status.uidnext, ctx.next_uid)) < 0)
-		ret = -1;
-	if (ret < 0) {
-		if (ctx.index_sync_ctx != NULL)
-			mail_index_sync_rollback(&ctx.index_sync_ctx);
-		array_free(&ctx.caught_up);
-		return ctx.inconsistent ? 0 : -1;
-	}
-	ret = rbd_sync_finish(&ctx, &status);
 	if (ret > 0) {
-		rbd_sync_mark_recent(&ctx);
+		rbd_sync_mark_recent(mbox, claimed);
 		rbd_sync_even_out(&ctx, touched_r);
 	}
+	rbd_sync_read_free(&read);
 	array_free(&ctx.caught_up);
+	if (ret < 0)
+		return ctx.inconsistent ? 0 : -1;
 	return ret;
 }
 
 int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 {
+	ARRAY_TYPE(seq_range) claimed;
 	bool touched = FALSE;
 	int ret;
 
@@ -1100,16 +1223,18 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 	   cache: rbd_mailbox_msg() lists the records again on a miss. */
 	mbox->msgs_stale = TRUE;
 	mbox->sync_at_close = FALSE;
-	ret = rbd_sync_once(mbox, force_full, FALSE, &touched);
+	i_array_init(&claimed, 4);
+	ret = rbd_sync_once(mbox, force_full, FALSE, &claimed, &touched);
 	if (ret == 0) {
 		e_debug(mbox->box.event,
 		        "rbd: index cache disagrees with RADOS, rebuilding it");
-		ret = rbd_sync_once(mbox, TRUE, TRUE, &touched);
+		ret = rbd_sync_once(mbox, TRUE, TRUE, &claimed, &touched);
 	}
 	if (ret > 0 && touched) {
 		touched = FALSE;
-		ret = rbd_sync_once(mbox, FALSE, FALSE, &touched);
+		ret = rbd_sync_once(mbox, FALSE, FALSE, &claimed, &touched);
 	}
+	array_free(&claimed);
 	return ret < 0 ? -1 : 0;
 }
 

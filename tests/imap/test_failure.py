@@ -744,6 +744,58 @@ end""" % (OP_TIMEOUT * 0.7, osd_pid), tmp_path / "gdb.out")
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
+def test_a_sync_never_waits_for_another_sessions_rados_reads(paused, tmp_path):
+    # Two sessions of one user on one node share the mailbox's index cache, and a sync
+    # holds its lock. A sync that read RADOS under that lock made every other session of
+    # the node wait for the holder's reads, until the holder's own deadline, however
+    # late that was in theirs (the fault soak, seed 1210: a UID COPY answered in 11.4 s
+    # against 9, its sync reaching the lock after another session's outage-long read).
+    # Here session Y is held just before its sync; session X, which came later, starts
+    # its own sync just as the index's OSD stops; Y must still answer by its deadline.
+    cluster, node_f, node_g, user = paused_user(paused, "w")
+    conn_y = node_f.login(user)
+    mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn_y, user)
+    conn_y.append(mailbox, numbered(0))
+    conn_y.ok("SELECT", mailbox)
+    osd_pid = int((cluster.path / "run" / ("osd.%d.pid" % osd)).read_text())
+    gdb = held_session(node_f, user, """break rbd_sync
+commands
+silent
+disable 1
+echo HELD\\n
+shell sleep %.1f
+continue
+end""" % OP_TIMEOUT, tmp_path / "gdb.out")
+    conn_x = node_f.login(user)
+    conn_x.ok("SELECT", mailbox)
+    answered = {}
+    y = threading.Thread(target=lambda: answered.update(y=timed(conn_y, "NOOP")))
+    try:
+        y.start()
+        gdb.wait_for("HELD", 10)
+        time.sleep(OP_TIMEOUT * 0.7)
+        os.kill(osd_pid, signal.SIGSTOP)
+        answered["x"] = timed(conn_x, "NOOP")
+        y.join(OP_TIMEOUT * 3)
+    finally:
+        os.kill(osd_pid, signal.SIGCONT)
+        gdb.close()
+    resp, seconds = answered["y"]
+    assert seconds <= OP_TIMEOUT + 1, "Y's NOOP took %.1f s" % seconds
+    assert not isinstance(resp, ImapError), resp
+    assert answered["x"][1] <= OP_TIMEOUT + 1, "X's NOOP took %.1f s" % answered["x"][1]
+    # Once the OSD is back, both sessions sync again.
+    for conn in (conn_y, conn_x):
+        assert wait_for(lambda: b"* NO" not in b"".join(conn.ok("NOOP").untagged), 10)
+    conn_g = node_g.login(user)
+    conn_g.append(mailbox, numbered(1))
+    for conn in (conn_y, conn_x):
+        assert wait_for(lambda: b"* 2 EXISTS" in b"".join(conn.ok("NOOP").untagged), 10)
+        conn.logout()
+    conn_g.logout()
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
 def test_commands_pipelined_in_one_packet_have_a_deadline_each(paused, tmp_path):
     # Two STOREs arrive in one packet, so imap runs both in one ioloop callback; the first
     # takes longer than the op timeout after its push (held in gdb). The second still gets
