@@ -54,6 +54,11 @@ class Account {
   // When the current command's RADOS waits must end (CommandClock, from
   // the command clock given to Open()).
   Deadline deadline() const;
+  // Which command runs now (CommandClock::began): what it read may stand
+  // for the cluster in the rest of that command.
+  struct timeval command_began() const {
+    return clock_.began();
+  }
   // How long past deadline() an unknown outcome may still be resolved by
   // reading (MailboxIndex::Mutate): "rbd_op_timeout + 1 s" for a whole
   // command leaves this much for it, and the rest for what the command

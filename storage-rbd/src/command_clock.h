@@ -25,6 +25,10 @@ class CommandClock {
   Deadline deadline() const;
   // What the clock reads, for another object of the same command.
   const struct timeval* command_started() const { return command_started_; }
+  // Which command runs now: the time it began, or {0, 0} without a clock.
+  struct timeval began() const {
+    return command_started_ != nullptr ? *command_started_ : timeval{};
+  }
 
  private:
   const struct timeval* command_started_;

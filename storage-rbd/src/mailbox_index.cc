@@ -173,7 +173,14 @@ Status MailboxIndex::ReadStateAndKeys(const std::set<std::string>& keys,
   }
   state_raw_ = std::move(raw);
   state_valid_ = true;
+  state_seen_in_ = account_->command_began();
   return Status::OK();
+}
+
+bool MailboxIndex::StateSeenInThisCommand() const {
+  const struct timeval now = account_->command_began();
+  return state_valid_ && (now.tv_sec != 0 || now.tv_usec != 0) && now.tv_sec == state_seen_in_.tv_sec &&
+         now.tv_usec == state_seen_in_.tv_usec;
 }
 
 Status MailboxIndex::ReadState(MailboxState* state) {
@@ -230,6 +237,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       state_ = m.state;
       state_raw_ = std::move(new_raw);
       state_valid_ = r == 0;  // resolved: others may have written since
+      state_seen_in_ = account_->command_began();
       if (m.advanced) Notify();
       return Status::OK();
     }
@@ -1012,6 +1020,14 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
   // Before the session syncs: it must not see a change it heard NO for
   // without that change's undo.
   if (!settling_ && account_->unsettled().Has(guid_)) (void)Settle();
+  // The sync that follows an open in the same command (STATUS, SELECT)
+  // needs no second read when the cache is at the state the open read: a
+  // change another node makes meanwhile counts as after the command.
+  if (StateSeenInThisCommand() && since_modseq == state_.highest_modseq) {
+    changes->state = state_;
+    changes->ops.clear();
+    return Status::OK();
+  }
   RetryPolicy retry(account_->deadline());
   std::map<std::string, librados::bufferlist> entries;
   librados::bufferlist raw;
@@ -1037,6 +1053,7 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
   state_ = std::move(state);
   state_raw_ = std::move(raw);
   state_valid_ = true;
+  state_seen_in_ = account_->command_began();
   return Status::OK();
 }
 

@@ -351,6 +351,8 @@ class MailboxIndex {
   Status DecodeOps(const MailboxState& state, const std::map<std::string, librados::bufferlist>& entries,
                    std::vector<Change>* ops);
   void Notify();
+  // Whether state_ is the cluster's as the current command saw it.
+  bool StateSeenInThisCommand() const;
 
   Account* account_;
   Guid guid_;
@@ -358,6 +360,9 @@ class MailboxIndex {
   MailboxState state_;
   librados::bufferlist state_raw_;
   bool state_valid_ = false;
+  // The command (Account::command_began) in which state_ was the
+  // cluster's, as read or as written; {0, 0} when none.
+  struct timeval state_seen_in_ {};
   // Inside Settle(): its undo ops neither settle again nor are kept as
   // unsettled (a second undo of the same change finds nothing to do).
   bool settling_ = false;

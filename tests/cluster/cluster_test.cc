@@ -686,6 +686,67 @@ TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
 // every other op; a blocking registration held an IDLE for a whole
 // rbd_op_timeout of its own. A registration the OSD answers later is
 // ended in the background.
+// The RADOS ops `user` waited for since the last call.
+size_t OpsSince(rbd_user* user) {
+  rbd_op_record records[64];
+  uint64_t dropped = 0;
+  size_t n = 0, got;
+  while ((got = rbd_user_drain_ops(user, records, 64, &dropped)) > 0) n += got;
+  return n;
+}
+
+TEST_F(MailboxIndexTest, TheSyncOfTheCommandThatOpenedAMailboxReadsNothingMore) {
+  // STATUS and SELECT open the mailbox (reading its state) and sync it in
+  // one command: a cache at that state needs no second read.
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* writer = OpenMailbox(mbox);
+  AppendOne(writer, "one");
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* user = nullptr;
+  rbd_index* m = OpenWithClock(mbox, &started, &user);
+  ASSERT_NE(m, nullptr);
+  rbd_index_status status;
+  rbd_index_last_status(m, &status);
+  OpsSince(user);
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(m, status.highest_modseq, &changes, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(changes->op_count, 0u);
+  EXPECT_EQ(changes->status.highest_modseq, status.highest_modseq);
+  rbd_changes_free(&changes);
+  EXPECT_EQ(OpsSince(user), 0u);
+
+  // A change made meanwhile counts as after the command...
+  AppendOne(writer, "two");
+  ASSERT_EQ(rbd_index_changes(m, status.highest_modseq, &changes, &err_), RBD_OK);
+  EXPECT_EQ(changes->op_count, 0u);
+  rbd_changes_free(&changes);
+  // ...and a cache elsewhere is read for as usual.
+  ASSERT_EQ(rbd_index_changes(m, status.highest_modseq - 1, &changes, &err_), RBD_OK);
+  EXPECT_EQ(OpsSince(user), 1u);
+  rbd_changes_free(&changes);
+
+  // The next command reads, and sees it.
+  gettimeofday(&started, nullptr);
+  started.tv_usec += 1;
+  ASSERT_EQ(rbd_index_changes(m, status.highest_modseq, &changes, &err_), RBD_OK);
+  EXPECT_EQ(changes->op_count, 1u);
+  EXPECT_EQ(OpsSince(user), 1u);
+  rbd_changes_free(&changes);
+  rbd_index_close(&m);
+  rbd_user_close(&user);
+
+  // Without a command clock (doveadm) every sync reads.
+  OpsSince(user_);
+  rbd_index* plain = OpenMailbox(mbox);
+  rbd_index_last_status(plain, &status);
+  ASSERT_EQ(rbd_index_changes(plain, status.highest_modseq, &changes, &err_), RBD_OK);
+  rbd_changes_free(&changes);
+  EXPECT_EQ(OpsSince(user_), 2u) << "the open and the sync";
+  rbd_index_close(&plain);
+  rbd_index_close(&writer);
+}
+
 TEST_F(MailboxIndexTest, AWatchEndsByItsCommandsDeadline) {
   const std::string mbox = CreateMailbox("INBOX");
   struct timeval started;
