@@ -112,6 +112,10 @@ struct rbd_mailbox {
 	/* This process saved messages with keywords that the cache learns
 	   only from a sync: one at close when no other came (rbd_sync). */
 	bool sync_at_close;
+	/* This process changed the mailbox in RADOS since its last sync:
+	   the cache learns that only from a sync, so the next one reads the
+	   cluster even when FAST (rbd_mailbox_sync_init). */
+	bool sync_pending;
 
 	/* Bodies read ahead for a FETCH of many messages (rbd-mail.c): uid,
 	   guid and inline_body of each. */

@@ -596,6 +596,7 @@ int rbd_transaction_save_commit_pre(struct mail_save_context *_ctx)
 	if (rbd_mailbox_open_index(ctx->mbox) < 0 ||
 	    rbd_mailbox_check_name(ctx->mbox) < 0)
 		return -1;
+	ctx->mbox->sync_pending = TRUE;
 	uids = t_new(uint32_t, count);
 	/* Consecutive runs of saves, or of copies from one source, each
 	   become one guarded op; UIDs keep the order of the calls, which is

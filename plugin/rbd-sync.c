@@ -1235,7 +1235,10 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 		ret = rbd_sync_once(mbox, FALSE, FALSE, &claimed, &touched);
 	}
 	array_free(&claimed);
-	return ret < 0 ? -1 : 0;
+	if (ret < 0)
+		return -1;
+	mbox->sync_pending = FALSE;
+	return 0;
 }
 
 struct mailbox_sync_context *
@@ -1244,15 +1247,24 @@ rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
 	int ret = 0;
 
+	bool wanted;
+
 	if (!box->opened && mailbox_open(box) < 0)
 		ret = -1;
+	/* A FAST sync (after FETCH, SEARCH) reads the cluster only when
+	   Dovecot's own storages would sync theirs: not within
+	   MAILBOX_FULL_SYNC_INTERVAL of the last full one (imapc skips its
+	   NOOP so too). Another node's change then shows at the next command
+	   that is not FAST. What this process changed is always read: the
+	   cache learns its own changes only from a sync. */
+	wanted = index_mailbox_want_full_sync(box, flags) || mbox->sync_pending;
 	/* A rename elsewhere leaves the index readable under its new name: a
 	   full sync (NOOP, IDLE, CHECK, SELECT) checks that the name still
-	   leads to it. A FAST one (after FETCH, SEARCH) only reads. */
-	else if ((flags & MAILBOX_SYNC_FLAG_FAST) == 0 &&
-	         rbd_mailbox_check_name(mbox) < 0)
+	   leads to it. A FAST one only reads. */
+	if (ret == 0 && (flags & MAILBOX_SYNC_FLAG_FAST) == 0 &&
+	    rbd_mailbox_check_name(mbox) < 0)
 		ret = -1;
-	if (ret == 0)
+	if (ret == 0 && wanted)
 		ret = rbd_sync(mbox,
 		               (flags & MAILBOX_SYNC_FLAG_FORCE_RESYNC) != 0);
 	if (ret < 0 && box->opened &&
@@ -1408,6 +1420,7 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 	if (rbd_mailbox_open_index(mbox) < 0 ||
 	    rbd_mailbox_check_name(mbox) < 0)
 		return -1;
+	mbox->sync_pending = TRUE;
 	T_BEGIN
 	{
 		if (array_count(&rt->changes) > 0 &&

@@ -92,6 +92,14 @@ class Cluster:
         """The names of the objects in one namespace of a pool."""
         return sorted(self.rados(pool, namespace, "ls").split())
 
+    def osd_reads(self, osd=0):
+        """(client read ops, bytes they returned) that the OSD served so far, from its
+        admin socket (the CLI's `tell` cuts long answers)."""
+        out = run("ceph", "--admin-daemon", self.path / "run" / ("osd.%d.asok" % osd),
+                  "perf", "dump")
+        counters = json.loads(out)["osd"]
+        return counters["op_r"], counters["op_r_out_bytes"]
+
 
 class Node:
     """A scripts/dovecot-dev Dovecot instance."""

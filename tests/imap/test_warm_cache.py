@@ -8,13 +8,12 @@ the change log since the cache's MODSEQ, and nothing else. Counted two ways: the
 and the reads and bytes the OSD served meanwhile (its perf counters; nothing else runs).
 """
 
-import json
 import time
 
 import pytest
 
 from conftest import STORAGE, new_user_name
-from daemons import Node, run, wait_for
+from daemons import Node, wait_for
 from messages import numbered
 
 MESSAGES = 100
@@ -46,17 +45,6 @@ def _session(connect, node, user):
     return answers
 
 
-def _osd(cluster, *args):
-    """osd.0's admin socket (the CLI's `tell` cuts long answers)."""
-    return run("ceph", "--admin-daemon", cluster.path / "run" / "osd.0.asok", *args)
-
-
-def _osd_reads(cluster):
-    """(client read ops, bytes they returned) that osd.0 served so far."""
-    osd = json.loads(_osd(cluster, "perf", "dump"))["osd"]
-    return osd["op_r"], osd["op_r_out_bytes"]
-
-
 @pytest.mark.rbd_only("counts the RADOS ops and the plugin's listings")
 def test_a_second_process_with_a_warm_cache_lists_no_records(connect, node_a, node_w,
                                                             cluster, report):
@@ -75,11 +63,11 @@ def test_a_second_process_with_a_warm_cache_lists_no_records(connect, node_a, no
     assert listed and listed[-1].endswith("rbd: listed %d records" % MESSAGES), \
         "the first process on a new cache lists the records once"
 
-    reads_before, bytes_before = _osd_reads(cluster)
+    reads_before, bytes_before = cluster.osd_reads()
     started = time.monotonic()
     assert _session(connect, node_w, user) == expected
     elapsed = time.monotonic() - started
-    reads, read_bytes = (a - b for a, b in zip(_osd_reads(cluster), (reads_before,
+    reads, read_bytes = (a - b for a, b in zip(cluster.osd_reads(), (reads_before,
                                                                      bytes_before)))
     assert _log_lines(node_w, user, "rbd: listed") == listed, \
         "a process with a warm cache listed the records"
