@@ -92,6 +92,9 @@ class Cluster:
         """The names of the objects in one namespace of a pool."""
         return sorted(self.rados(pool, namespace, "ls").split())
 
+    def osd_pid(self, osd):
+        return int((self.path / "run" / ("osd.%d.pid" % osd)).read_text())
+
     def osd_reads(self, osd=0):
         """(client read ops, bytes they returned) that the OSD served so far, from its
         admin socket (the CLI's `tell` cuts long answers)."""
