@@ -27,9 +27,7 @@
 
 #include "lib.h"
 #include "array.h"
-#include "ioloop.h"
 #include "str.h"
-#include "time-util.h"
 #include "mail-namespace.h"
 #include "mail-storage-hooks.h"
 #include "acl-api-private.h"
@@ -161,7 +159,8 @@ static int rbd_acl_read_keys(struct mailbox_list *list,
 	return 0;
 }
 
-/* The snapshot of this command: read once per ioloop iteration. */
+/* The snapshot of this command: read once per command
+   (rbd_command_stamped). */
 static int rbd_acl_snapshot_get(struct acl_backend *backend,
                                 struct rbd_acl_snapshot **snapshot_r)
 {
@@ -171,7 +170,7 @@ static int rbd_acl_snapshot_get(struct acl_backend *backend,
 
 	*snapshot_r = snapshot;
 	if (snapshot->pool != NULL &&
-	    timeval_cmp(&snapshot->taken_at, &ioloop_timeval) == 0)
+	    rbd_command_stamped(&snapshot->taken_at))
 		return 0;
 	rbd_acl_snapshot_clear(snapshot);
 	snapshot->pool = pool_alloconly_create("rbd acl snapshot", 1024);
@@ -192,7 +191,7 @@ static int rbd_acl_snapshot_get(struct acl_backend *backend,
 		rbd_acl_snapshot_clear(snapshot);
 		return -1;
 	}
-	snapshot->taken_at = ioloop_timeval;
+	rbd_command_stamp(&snapshot->taken_at);
 	return 0;
 }
 

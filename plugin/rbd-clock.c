@@ -121,6 +121,20 @@ const struct timeval *rbd_command_clock(void)
 	return NULL;
 }
 
+bool rbd_command_stamped(const struct timeval *stamp)
+{
+	const struct timeval *clock = rbd_command_clock();
+
+	return timeval_cmp(stamp, clock != NULL ? clock : &ioloop_timeval) == 0;
+}
+
+void rbd_command_stamp(struct timeval *stamp_r)
+{
+	const struct timeval *clock = rbd_command_clock();
+
+	*stamp_r = clock != NULL ? *clock : ioloop_timeval;
+}
+
 void rbd_clock_register(struct module *module)
 {
 	rbd_clock_start();

@@ -40,8 +40,8 @@ struct rbd_list {
 	struct rbd_op_totals op_totals;
 	/* This session removed the caches of mailboxes gone elsewhere. */
 	bool cache_swept;
-	/* The last name a mailbox open looked up, its GUID, and when (ioloop
-	   time): Dovecot asks for the mailbox's path again in the same
+	/* The last name a mailbox open looked up, its GUID, and when (a
+	   command stamp, rbd_command_stamp): Dovecot asks for the mailbox's path again in the same
 	   command (its permissions), and one lookup per command is as good as
 	   two (rbd_mailbox_check_name). */
 	char *looked_up_name;
@@ -261,7 +261,7 @@ static int rbd_list_get_path(struct mailbox_list *list, const char *name,
 	}
 	if (rlist->looked_up_name != NULL &&
 	    strcmp(rlist->looked_up_name, name) == 0 &&
-	    timeval_cmp(&rlist->looked_up_at, &ioloop_timeval) == 0) {
+	    rbd_command_stamped(&rlist->looked_up_at)) {
 		*path_r = rbd_list_cache_path(list, rlist->looked_up_guid);
 		return 1;
 	}
@@ -287,7 +287,7 @@ void rbd_list_looked_up(struct mailbox_list *list, const char *name,
 		rlist->looked_up_name = i_strdup(name);
 	}
 	guid_128_copy(rlist->looked_up_guid, guid);
-	rlist->looked_up_at = ioloop_timeval;
+	rbd_command_stamp(&rlist->looked_up_at);
 }
 
 static const char *

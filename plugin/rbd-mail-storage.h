@@ -90,8 +90,8 @@ struct rbd_mailbox {
 
 	guid_128_t guid;
 	struct rbd_index *index;
-	/* When the name was last found to lead to `guid` (ioloop time: once
-	   per command is enough, see rbd_mailbox_check_name). */
+	/* When the name was last found to lead to `guid` (a command stamp:
+	   once per command is enough, see rbd_mailbox_check_name). */
 	struct timeval name_checked;
 	/* RADOS state the local index was last synced to. */
 	struct rbd_index_status synced;
@@ -334,6 +334,13 @@ void rbd_notify_deinit(struct rbd_mailbox *mbox);
    it needs. NULL in doveadm and the indexer, whose long jobs keep
    rbd_op_timeout per op. */
 const struct timeval *rbd_command_clock(void);
+/* What is read once per command (a name lookup, the ACL snapshot) is
+   stamped with the time the command began: the command clock, or
+   ioloop_timeval where none runs (once per ioloop callback). Not
+   ioloop_timeval everywhere: imap refreshes it at the end of
+   command_exec(), before the command's own sync. */
+void rbd_command_stamp(struct timeval *stamp_r);
+bool rbd_command_stamped(const struct timeval *stamp);
 void rbd_clock_register(struct module *module);
 void rbd_clock_unregister(void);
 

@@ -500,7 +500,7 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 		}
 		return -1;
 	}
-	mbox->name_checked = ioloop_timeval;
+	rbd_command_stamp(&mbox->name_checked);
 	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
 	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
@@ -524,8 +524,9 @@ int rbd_mailbox_check_name(struct rbd_mailbox *mbox)
 	int ret;
 
 	/* A rename racing with the command is as if it came just after it:
-	   one lookup per command (ioloop iteration) is as good as more. */
-	if (timeval_cmp(&mbox->name_checked, &ioloop_timeval) == 0)
+	   one lookup per command (rbd_command_stamped) is as good as more,
+	   its closing sync included. */
+	if (rbd_command_stamped(&mbox->name_checked))
 		return 0;
 	if ((ret = rbd_lookup(mbox, guid)) < 0)
 		return -1;
@@ -536,7 +537,7 @@ int rbd_mailbox_check_name(struct rbd_mailbox *mbox)
 		mailbox_set_deleted(&mbox->box);
 		return -1;
 	}
-	mbox->name_checked = ioloop_timeval;
+	rbd_command_stamp(&mbox->name_checked);
 	return 0;
 }
 
