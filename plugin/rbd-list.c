@@ -12,7 +12,6 @@
 #include "mailbox-list-subscriptions.h"
 #include "sha2.h"
 #include "str.h"
-#include "time-util.h"
 #include "unlink-directory.h"
 #include "rbd-mail-storage.h"
 
@@ -41,9 +40,9 @@ struct rbd_list {
 	/* This session removed the caches of mailboxes gone elsewhere. */
 	bool cache_swept;
 	/* The last name a mailbox open looked up, its GUID, and when (a
-	   command stamp, rbd_command_stamp): Dovecot asks for the mailbox's path again in the same
-	   command (its permissions), and one lookup per command is as good as
-	   two (rbd_mailbox_check_name). */
+	   command stamp, rbd_command_stamp): Dovecot asks for the mailbox's
+	   path again in the same command (its permissions), and one lookup
+	   per command is as good as two (rbd_mailbox_check_name). */
 	char *looked_up_name;
 	guid_128_t looked_up_guid;
 	struct timeval looked_up_at;
