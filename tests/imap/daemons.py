@@ -1,5 +1,6 @@
 """The Python faces of scripts/ceph-dev-cluster (Cluster) and scripts/dovecot-dev (Node)."""
 
+import contextlib
 import json
 import smtplib
 import subprocess
@@ -134,6 +135,16 @@ class Node:
                 args += ["--" + key.replace("_", "-"), one]
         run(*args)
         return cls(name, path, owned=True)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, name, path, storage, cluster=None, **options):
+        """Node.start(), stopped again when the block ends (a module's node fixture)."""
+        node = cls.start(name, path, storage, cluster, **options)
+        try:
+            yield node
+        finally:
+            node.stop()
 
     def stop(self):
         run(DOVECOT_DEV, "stop", self.path)

@@ -18,14 +18,11 @@ LINE = re.compile(r"imap\((?P<user>[^)]+)\)<[^>]*><[^>]*>: Info: (?P<event>\w+(?
 
 @pytest.fixture(scope="module")
 def log_node(work_dir, cluster):
-    node = Node.start("L", work_dir / "node-l", STORAGE, cluster,
+    with Node.running("L", work_dir / "node-l", STORAGE, cluster,
                       mail_plugin=["notify", "mail_log"],
                       plugin_setting=["mail_log_events=" + EVENTS,
-                                      "mail_log_fields=uid box msgid flags"])
-    try:
+                                      "mail_log_fields=uid box msgid flags"]) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def logged(node, user):

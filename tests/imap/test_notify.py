@@ -284,12 +284,9 @@ POLL_INTERVAL = 1
 @pytest.fixture(scope="module")
 def polling_node(work_dir, cluster):
     """A node on the shared cluster that polls every POLL_INTERVAL s."""
-    node = Node.start("P", work_dir / "node-p", "rbd", cluster, op_timeout="%ds" % OP_TIMEOUT,
-                      idle_check_interval=POLL_INTERVAL)
-    try:
+    with Node.running("P", work_dir / "node-p", "rbd", cluster, op_timeout="%ds" % OP_TIMEOUT,
+                      idle_check_interval=POLL_INTERVAL) as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.mark.rbd_only("a node of its own on the cluster; reads the user's objects")

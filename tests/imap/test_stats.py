@@ -26,11 +26,8 @@ metric rbd_errors {
 def stats_node(work_dir, cluster):
     conf = work_dir / "metrics.conf"
     conf.write_text(METRICS)
-    node = Node.start("M", work_dir / "node-m", STORAGE, cluster, include=str(conf))
-    try:
+    with Node.running("M", work_dir / "node-m", STORAGE, cluster, include=str(conf)) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def stats(node):

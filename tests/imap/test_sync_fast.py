@@ -23,12 +23,9 @@ FULL_SYNC_INTERVAL = 5   # Dovecot's MAILBOX_FULL_SYNC_INTERVAL, seconds
 @pytest.fixture(scope="module")
 def node_r(work_dir, cluster):
     """A node that logs every RADOS op of its sessions, and their ends."""
-    node = Node.start("R", work_dir / "node-r", STORAGE, cluster,
-                      log_debug="event=rbd_request_finished OR event=rbd_session_finished")
-    try:
+    with Node.running("R", work_dir / "node-r", STORAGE, cluster,
+                      log_debug="event=rbd_request_finished OR event=rbd_session_finished") as node:
         yield node
-    finally:
-        node.stop()
 
 
 def selected(connect, node, user, messages):

@@ -21,12 +21,9 @@ MESSAGES = 100
 
 @pytest.fixture(scope="module")
 def node_w(work_dir, cluster):
-    node = Node.start("W", work_dir / "node-w", STORAGE, cluster,
-                      log_debug="event=rbd_records_listed")
-    try:
+    with Node.running("W", work_dir / "node-w", STORAGE, cluster,
+                      log_debug="event=rbd_records_listed") as node:
         yield node
-    finally:
-        node.stop()
 
 
 def _log_lines(node, user, text):
