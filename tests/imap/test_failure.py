@@ -435,10 +435,26 @@ def index_osd(cluster, node, user, mailbox):
     return osd_of(cluster, "mail-index", user, "i." + guid)
 
 
+def resume_osd(cluster, osd_pid):
+    """SIGCONT of a paused OSD, then waits until every PG is active+clean again, so that
+    what a test reads next does not meet the OSD's own recovery: a pause near
+    osd_heartbeat_grace can get the OSD marked down, and it then boots and peers again
+    (what the cluster log said is printed, for a test that fails anyway)."""
+    os.kill(osd_pid, signal.SIGCONT)
+    run(CEPH_DEV_CLUSTER, "wait-clean", cluster.path, "60")
+    log = cluster.path / "log" / "cluster.log"
+    marked = [line for line in log.read_text(errors="replace").splitlines()
+              if "marked itself down" in line or "failed (" in line or "boot" in line]
+    if marked:
+        print("cluster.log, OSD state changes so far:", *marked[-6:], sep="\n  ")
+
+
 class Pause:
-    """SIGSTOP of one OSD, SIGCONT after `seconds` (or at exit, whichever first)."""
+    """SIGSTOP of one OSD, SIGCONT after `seconds` (or at exit, whichever first); the exit
+    waits for the cluster to be clean again (resume_osd)."""
 
     def __init__(self, cluster, osd, seconds):
+        self.cluster = cluster
         self.pid = cluster.osd_pid(osd)
         self.timer = threading.Timer(seconds, self.resume)
         self.resumed = threading.Event()
@@ -454,8 +470,7 @@ class Pause:
 
     def __exit__(self, *exc):
         self.timer.cancel()
-        if not self.resumed.is_set():
-            self.resume()
+        resume_osd(self.cluster, self.pid)
 
 
 def count_subject(node, user, mailbox, subject):
@@ -693,7 +708,7 @@ end""" % (held, osd_pid), tmp_path / "gdb.out")
         resp, seconds = timed(conn, "EXPUNGE")
         gdb.wait_for("OSD-STOPPED", 10)
     finally:
-        os.kill(osd_pid, signal.SIGCONT)
+        resume_osd(cluster, osd_pid)
         gdb.close()
     assert seconds <= OP_TIMEOUT + 1, "EXPUNGE took %.1f s" % seconds
     assert not isinstance(resp, ImapError), resp
@@ -736,7 +751,7 @@ end""" % (OP_TIMEOUT * 0.7, osd_pid), tmp_path / "gdb.out")
         seconds = time.monotonic() - t0
         gdb.wait_for("OSD-STOPPED", 10)
     finally:
-        os.kill(osd_pid, signal.SIGCONT)
+        resume_osd(cluster, osd_pid)
         gdb.close()
     assert seconds <= OP_TIMEOUT + 1, "+ idling took %.1f s" % seconds
     # After the storage's fail-fast pause, the next IDLE registers the watch, and push
@@ -781,7 +796,7 @@ end""" % OP_TIMEOUT, tmp_path / "gdb.out")
         answered["x"] = timed(conn_x, "NOOP")
         y.join(OP_TIMEOUT * 3)
     finally:
-        os.kill(osd_pid, signal.SIGCONT)
+        resume_osd(cluster, osd_pid)
         gdb.close()
     resp, seconds = answered["y"]
     assert seconds <= OP_TIMEOUT + 1, "Y's NOOP took %.1f s" % seconds
