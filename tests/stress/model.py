@@ -99,7 +99,7 @@ def wall_clock(t):
 class Record:
     """One command: who sent it where, when, and what came back."""
     __slots__ = ("id", "session", "node", "user", "text", "boxes", "send", "ack", "result",
-                 "untagged", "epoch", "t_send", "t_ack")
+                 "untagged", "epoch", "t_send", "t_ack", "stacks")
 
     def __init__(self, rid, session, node, user, text, boxes, send, epoch):
         self.id = rid
@@ -115,6 +115,7 @@ class Record:
         self.epoch = epoch
         self.t_send = time.monotonic()
         self.t_ack = None
+        self.stacks = None      # gdb's stacks of the server, if it was late (stacks.py)
 
     def duration(self):
         return self.t_ack - self.t_send if self.t_ack is not None else None

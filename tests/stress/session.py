@@ -55,6 +55,11 @@ def text_lines(resp):
     return [u.decode("utf-8", "surrogateescape") for u in resp.untagged]
 
 
+def late_stacks(rec):
+    """Where the server's stacks of a late command are, for its violation."""
+    return "; server stacks while late: %s" % rec.stacks if rec.stacks else ""
+
+
 def uid_text(uids):
     """An IMAP set for a sorted list of UIDs: [1, 2, 3, 7] -> '1:3,7'."""
     out = []
@@ -186,7 +191,8 @@ class Session:
             on_send(rec)
         self.commands += 1
         try:
-            resp = self.conn.command(*parts)
+            with self.runner.late_watch(self, rec):
+                resp = self.conn.command(*parts)
         except socket.timeout:
             self.trace.end(rec, "TIMEOUT after %.0f s" % self.runner.op_timeout)
             self.timed(rec, boxes)
@@ -219,8 +225,8 @@ class Session:
         """Every command answers within rbd_op_timeout + 1 s (issue 9), faults or not."""
         limit = self.runner.deadline
         if limit is not None and rec.duration() > limit:
-            self.model.violation("command-too-long", "%s: over rbd_op_timeout + 1 s = %g s%s" %
-                                 (rec.who(), limit, self.fault_context(rec)),
+            self.model.violation("command-too-long", "%s: over rbd_op_timeout + 1 s = %g s%s%s" %
+                                 (rec.who(), limit, self.fault_context(rec), late_stacks(rec)),
                                  self.box_name(boxes), self.name)
 
     def idle_started(self, rec):
@@ -230,8 +236,9 @@ class Session:
         took = time.monotonic() - rec.t_send
         if limit is not None and took > limit:
             self.model.violation("command-too-long", "%s: + idling after %.1f s: over "
-                                 "rbd_op_timeout + 1 s = %g s%s" %
-                                 (rec.who(), took, limit, self.fault_context(rec)),
+                                 "rbd_op_timeout + 1 s = %g s%s%s" %
+                                 (rec.who(), took, limit, self.fault_context(rec),
+                                  late_stacks(rec)),
                                  self.box_name(rec.boxes), self.name)
 
     def fault_context(self, rec):
@@ -1087,11 +1094,12 @@ class Session:
         try:
             tag = conn.next_tag()
             conn.send(tag + " IDLE\r\n")
-            while True:
-                resp = conn.read_response()
-                if resp.startswith(b"+"):
-                    break
-                untagged.append(resp)
+            with self.runner.late_watch(self, rec):
+                while True:
+                    resp = conn.read_response()
+                    if resp.startswith(b"+"):
+                        break
+                    untagged.append(resp)
             self.idle_started(rec)
             deadline = time.monotonic() + self.rng.uniform(0.1, 0.6)
             while time.monotonic() < deadline:

@@ -2,6 +2,8 @@
 """Unit tests of the checker's own reasoning (pure logic, no daemons): the cases where a
 run on Dovecot's mdbox proved the checker wrong. Run: python3 tests/stress/test_checker.py"""
 
+import os
+import socket
 import sys
 import unittest
 from pathlib import Path
@@ -12,6 +14,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
 
 from checkpoint import MASTER_GONE, Checker, Snapshot  # noqa: E402
 from model import Created, FlagOp, Model, Trace  # noqa: E402
+from stacks import server_pid  # noqa: E402
 
 USER = "u1"
 WHERE = (USER, "m2")
@@ -142,6 +145,20 @@ class MasterGoneLines(unittest.TestCase):
         self.assertIsNone(MASTER_GONE.search(
             "Dec 06 09:21:25 imap(u1)<1><s>: Error: Mailbox m1: Fixed index file "
             "/tmp/d/dovecot.index: log_file_seq 1 -> 3"))
+
+
+class LateStacks(unittest.TestCase):
+    """The process a late command's stacks are taken from is the one holding the server's
+    end of the connection."""
+
+    def test_the_server_end_of_a_local_connection_is_found(self):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                served, _ = listener.accept()
+                with served:
+                    self.assertEqual(server_pid(client, port), os.getpid())
+                    self.assertIsNone(server_pid(client, port + 1 if port < 65535 else 1))
 
 
 if __name__ == "__main__":

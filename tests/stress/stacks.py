@@ -1,0 +1,70 @@
+"""Stacks of the imap process serving a late command, for triage: a command still pending
+past its time limit is stuck somewhere in the server, and once it has been answered the
+evidence is gone. The checker finds the process by the connection's socket and has gdb
+print every thread's stack into the run's work dir (kept when the run fails)."""
+
+import os
+import shutil
+import subprocess
+import threading
+
+
+def _socket_inode(client_port, server_port):
+    """The inode of the server's end of the local TCP connection from client_port."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.split(":")[1], 16) == server_port and \
+                    int(remote.split(":")[1], 16) == client_port:
+                return inode
+    return None
+
+
+def server_pid(sock, server_port):
+    """The pid of the process holding the server's end of `sock`, or None."""
+    inode = _socket_inode(sock.getsockname()[1], server_port)
+    if inode is None:
+        return None
+    target = "socket:[%s]" % inode
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        fd_dir = "/proc/%s/fd" % pid
+        try:
+            for fd in os.listdir(fd_dir):
+                if os.readlink(os.path.join(fd_dir, fd)) == target:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+class LateWatch:
+    """A context for one command: if it is still pending `after` seconds after entry, the
+    serving process's stacks go to `path`, and rec.stacks names that file."""
+
+    def __init__(self, sock, server_port, after, path, rec):
+        self.sock, self.server_port, self.path, self.rec = sock, server_port, path, rec
+        self.timer = threading.Timer(after, self._dump)
+        self.timer.daemon = True
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+
+    def _dump(self):
+        try:
+            pid = server_pid(self.sock, self.server_port)
+        except OSError:
+            return
+        if pid is None or shutil.which("gdb") is None:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "w") as out:
+            subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt"],
+                           stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           timeout=60, check=False)
+        self.rec.stacks = self.path
