@@ -183,6 +183,34 @@ bool MailboxIndex::StateSeenInThisCommand() const {
          now.tv_usec == state_seen_in_.tv_usec;
 }
 
+void MailboxIndex::RecordOwnOp(const librados::bufferlist& guard, const MailboxState& before,
+                               const librados::bufferlist& written, const std::string& change_key,
+                               const librados::bufferlist* change) {
+  const struct timeval now = account_->command_began();
+  const bool follows = now.tv_sec == own_ops_in_.tv_sec && now.tv_usec == own_ops_in_.tv_usec &&
+                       guard.contents_equal(own_ops_end_raw_);
+  if (!follows) {
+    own_ops_in_ = now;
+    own_ops_base_ = before.highest_modseq;
+    own_ops_.clear();
+  }
+  if (change != nullptr) own_ops_[change_key] = *change;
+  own_ops_end_raw_ = written;
+}
+
+bool MailboxIndex::ChangesFromOwnOps(uint64_t since_modseq, ChangeSet* changes) {
+  const struct timeval now = account_->command_began();
+  if (!StateSeenInThisCommand() || now.tv_sec != own_ops_in_.tv_sec || now.tv_usec != own_ops_in_.tv_usec ||
+      !state_raw_.contents_equal(own_ops_end_raw_))
+    return false;
+  const std::string since_key = keys::ChangeKey(since_modseq);
+  if (since_modseq != own_ops_base_ && own_ops_.count(since_key) == 0) return false;
+  std::map<std::string, librados::bufferlist> after(own_ops_.upper_bound(since_key), own_ops_.end());
+  if (!DecodeOps(state_, after, &changes->ops).ok()) return false;
+  changes->state = state_;
+  return true;
+}
+
 Status MailboxIndex::ReadState(MailboxState* state) {
   Status s = ReadStateAndKeys({}, nullptr);
   if (s.ok()) *state = state_;
@@ -234,6 +262,11 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
     }
     if (outcome == Outcome::kApplied) {
       defined_keywords_.insert(m.defined.begin(), m.defined.end());
+      if (r == 0) {
+        RecordOwnOp(guard, state_, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key]);
+      } else {
+        own_ops_in_ = {};  // resolved: others may have written since
+      }
       state_ = m.state;
       state_raw_ = std::move(new_raw);
       state_valid_ = r == 0;  // resolved: others may have written since
@@ -1021,13 +1054,16 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
   // without that change's undo.
   if (!settling_ && account_->unsettled().Has(guid_)) (void)Settle();
   // The sync that follows an open in the same command (STATUS, SELECT)
-  // needs no second read when the cache is at the state the open read: a
-  // change another node makes meanwhile counts as after the command.
+  // needs no second read when the cache is at the state the open read, nor
+  // the sync that follows this handle's own ops when the cache is at the
+  // state they started from: a change another node makes meanwhile counts
+  // as after the command.
   if (StateSeenInThisCommand() && since_modseq == state_.highest_modseq) {
     changes->state = state_;
     changes->ops.clear();
     return Status::OK();
   }
+  if (ChangesFromOwnOps(since_modseq, changes)) return Status::OK();
   RetryPolicy retry(account_->deadline());
   std::map<std::string, librados::bufferlist> entries;
   librados::bufferlist raw;

@@ -353,6 +353,16 @@ class MailboxIndex {
   void Notify();
   // Whether state_ is the cluster's as the current command saw it.
   bool StateSeenInThisCommand() const;
+  // Records an op this handle committed (guarded by `guard`, writing
+  // `written` and, when it advanced, `change`) in the chain of its own ops
+  // of this command; starts the chain again when the op did not follow the
+  // chain's last state.
+  void RecordOwnOp(const librados::bufferlist& guard, const MailboxState& before,
+                   const librados::bufferlist& written, const std::string& change_key,
+                   const librados::bufferlist* change);
+  // Changes() without a read: the ops after `since_modseq` when this
+  // handle's own ops of this command are all that happened after it.
+  bool ChangesFromOwnOps(uint64_t since_modseq, ChangeSet* changes);
 
   Account* account_;
   Guid guid_;
@@ -369,6 +379,16 @@ class MailboxIndex {
   // Keyword names known to be defined in `k.` keys: names are never
   // undefined, so once seen they need no read again.
   std::set<std::string> defined_keywords_;
+  // The ops this handle committed one after another in the command
+  // own_ops_in_, each guarded by the state the previous one wrote: their
+  // change entries, the MODSEQ before the first, and the state the last
+  // one wrote. While state_ is that state, nothing else happened after
+  // own_ops_base_, and a cache at it or at one of these ops needs no read
+  // to learn them (the sync that closes a STORE, EXPUNGE or APPEND).
+  struct timeval own_ops_in_ {};
+  uint64_t own_ops_base_ = 0;
+  std::map<std::string, librados::bufferlist> own_ops_;
+  librados::bufferlist own_ops_end_raw_;
   // The state bytes the last ListAll's records are at (Remove's guard).
   librados::bufferlist listed_raw_;
 };

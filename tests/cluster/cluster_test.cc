@@ -747,6 +747,85 @@ TEST_F(MailboxIndexTest, TheSyncOfTheCommandThatOpenedAMailboxReadsNothingMore) 
   rbd_index_close(&writer);
 }
 
+TEST_F(MailboxIndexTest, TheSyncAfterAHandlesOwnOpsReadsNothingMore) {
+  // A STORE, EXPUNGE or APPEND ends with a sync of the cache it started
+  // from: when this handle's ops of the command are all that happened
+  // since, the sync learns them from the handle, not from a read.
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* writer = OpenMailbox(mbox);
+  for (int i = 0; i < 3; i++) AppendOne(writer, "msg " + std::to_string(i));
+  struct timeval started;
+  gettimeofday(&started, nullptr);
+  rbd_user* user = nullptr;
+  rbd_index* m = OpenWithClock(mbox, &started, &user);
+  ASSERT_NE(m, nullptr);
+  rbd_index_status cache;
+  rbd_index_last_status(m, &cache);
+
+  uint32_t one = 1, two = 2;
+  rbd_flag_update seen{};
+  seen.add_flags = RBD_FLAG_SEEN;
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t first = 0;
+  ASSERT_EQ(rbd_index_update_flags(m, &one, 1, &seen, &conflicts, &nconflicts, &first, &err_), RBD_OK);
+  uint32_t expunged[1];
+  size_t nexpunged = 0;
+  ASSERT_EQ(rbd_index_expunge(m, &two, 1, expunged, &nexpunged, &err_), RBD_OK);
+  ASSERT_EQ(nexpunged, 1u);
+  OpsSince(user);
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(m, cache.highest_modseq, &changes, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(OpsSince(user), 0u);
+  ASSERT_EQ(changes->op_count, 2u);
+  EXPECT_EQ(changes->ops[0].modseq, first);
+  ASSERT_EQ(changes->ops[0].updated_count, 1u);
+  EXPECT_EQ(changes->ops[0].updated[0].uid, 1u);
+  ASSERT_EQ(changes->ops[1].expunged_count, 1u);
+  EXPECT_EQ(changes->ops[1].expunged[0], 2u);
+  EXPECT_EQ(changes->status.highest_modseq, changes->ops[1].modseq);
+  EXPECT_EQ(changes->status.messages, 2u);
+  rbd_changes_free(&changes);
+  // From between the two ops: the second alone.
+  ASSERT_EQ(rbd_index_changes(m, first, &changes, &err_), RBD_OK);
+  EXPECT_EQ(OpsSince(user), 0u);
+  ASSERT_EQ(changes->op_count, 1u);
+  EXPECT_EQ(changes->ops[0].expunged_count, 1u);
+  rbd_changes_free(&changes);
+
+  // Another writer's op in between: the chain starts again after it, and a
+  // cache from before it reads the log.
+  rbd_index_last_status(m, &cache);
+  const uint32_t three = AppendOne(writer, "from elsewhere");
+  ASSERT_EQ(rbd_index_update_flags(m, &one, 1, &seen, &conflicts, &nconflicts, &first, &err_), RBD_OK);
+  rbd_flag_update flagged{};
+  flagged.add_flags = RBD_FLAG_FLAGGED;
+  ASSERT_EQ(rbd_index_update_flags(m, &one, 1, &flagged, &conflicts, &nconflicts, &first, &err_), RBD_OK);
+  OpsSince(user);
+  ASSERT_EQ(rbd_index_changes(m, cache.highest_modseq, &changes, &err_), RBD_OK);
+  EXPECT_EQ(OpsSince(user), 1u);
+  ASSERT_EQ(changes->op_count, 2u) << "the append and the \\Flagged (\\Seen was set already)";
+  ASSERT_EQ(changes->ops[0].appended_count, 1u);
+  EXPECT_EQ(changes->ops[0].appended[0].uid, three);
+  EXPECT_EQ(changes->ops[1].modseq, first);
+  rbd_changes_free(&changes);
+
+  // The next command reads.
+  rbd_index_last_status(m, &cache);
+  started.tv_usec += 1;
+  ASSERT_EQ(rbd_index_update_flags(m, &one, 1, &seen, &conflicts, &nconflicts, &first, &err_), RBD_OK);
+  EXPECT_EQ(first, 0u) << "nothing changed";
+  OpsSince(user);
+  started.tv_usec += 1;
+  ASSERT_EQ(rbd_index_changes(m, cache.highest_modseq, &changes, &err_), RBD_OK);
+  EXPECT_EQ(OpsSince(user), 1u);
+  EXPECT_EQ(changes->op_count, 0u);
+  rbd_changes_free(&changes);
+  rbd_index_close(&m);
+  rbd_user_close(&user);
+  rbd_index_close(&writer);
+}
+
 TEST_F(MailboxIndexTest, AWatchEndsByItsCommandsDeadline) {
   const std::string mbox = CreateMailbox("INBOX");
   struct timeval started;

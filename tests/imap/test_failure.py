@@ -679,6 +679,9 @@ def test_the_sync_after_an_expunge_shares_the_commands_deadline(paused, tmp_path
     # own, an EXPUNGE whose push took most of the time and whose sync then met a stopped
     # OSD answered after push + rbd_op_timeout (the fault soak: 16 s against 9 s). Here
     # the push is held for most of the op timeout, and the OSD stops once it is done.
+    # Node G appends just before, so that the sync must read: the expunge then starts
+    # from a later state than the session's cache, and the cache cannot learn it from
+    # the session's own op alone.
     cluster, node_f, node_g, user = paused_user(paused, "x")
     conn = node_f.login(user)
     mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn, user)
@@ -686,6 +689,9 @@ def test_the_sync_after_an_expunge_shares_the_commands_deadline(paused, tmp_path
         conn.append(mailbox, numbered(n))
     conn.ok("SELECT", mailbox)
     conn.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+    conn_g = node_g.login(user)
+    conn_g.append(mailbox, message(subject="from G"))
+    conn_g.logout()
     osd_pid = cluster.osd_pid(osd)
     held = OP_TIMEOUT * 0.7
     gdb = held_session(node_f, user, """break rbd_index_expunge

@@ -85,34 +85,67 @@ def test_another_nodes_change_shows_at_the_next_full_sync_or_after_the_interval(
     on_b.logout()
 
 
-@pytest.mark.rbd_only("counts the storage's RADOS ops")
-def test_a_store_looks_the_mailbox_name_up_once(connect, node_r):
-    # imap refreshes ioloop_timeval at the end of command_exec(), before the command's
-    # own sync: checked once per ioloop_timeval, the name was read twice per STORE. A
-    # session logs the ops the core recorded at its next call or at its end, so two whole
-    # sessions are compared: one with the STORE, one without, each (by its pid) counted
-    # once its rbd_session_finished line (logged after its last ops) is there.
-    user = new_user_name("n")
-    node_r.add_user(user)
-    filler = selected(connect, node_r, user, 2)
-    seen_pids = [session_pid(node_r, user)]
-    filler.logout()
-    log = node_r.path / "dovecot.log"
+class SessionOps:
+    """Counts the RADOS ops that whole sessions of one user on node R logged. A session
+    logs the ops the core recorded at its next call or at its end, so whole sessions are
+    compared, each (by its pid) counted once its rbd_session_finished line (logged after
+    its last ops) is there."""
 
-    def session_lookups(*commands):
-        conn = connect(node_r, user)
-        pid = session_pid(node_r, user, other_than=seen_pids)
-        seen_pids.append(pid)
+    def __init__(self, connect, node, prefix):
+        self.connect, self.node = connect, node
+        self.user = new_user_name(prefix)
+        node.add_user(self.user)
+        filler = selected(connect, node, self.user, 2)
+        self.seen_pids = [session_pid(node, self.user)]
+        filler.logout()
+
+    def count(self, what, commands=(), meanwhile=None):
+        """How many `RADOS <what>` lines (e.g. "read of mailbox list") a session logged
+        that selects INBOX, NOOPs, then sends `commands`; `meanwhile(n)` runs before the
+        n-th of them."""
+        conn = self.connect(self.node, self.user)
+        pid = session_pid(self.node, self.user, other_than=self.seen_pids)
+        self.seen_pids.append(pid)
         conn.ok("SELECT", "INBOX")
         conn.ok("NOOP")
-        for command in commands:
+        for n, command in enumerate(commands):
+            if meanwhile:
+                meanwhile(n)
             conn.ok(command)
         conn.logout()
+        log = self.node.path / "dovecot.log"
 
         def session_lines():
             return [line for line in log.read_text(errors="replace").splitlines()
-                    if "imap(%s)<%d>" % (user, pid) in line]
+                    if "imap(%s)<%d>" % (self.user, pid) in line]
         assert wait_for(lambda: any("RADOS ops (" in line for line in session_lines()), 10)
-        return sum(1 for line in session_lines() if "RADOS read of mailbox list" in line)
+        return sum(1 for line in session_lines() if "RADOS %s" % what in line)
 
-    assert session_lookups("STORE 1 +FLAGS (\\Flagged)") - session_lookups() == 1
+
+@pytest.mark.rbd_only("counts the storage's RADOS ops")
+def test_a_store_looks_the_mailbox_name_up_once(connect, node_r):
+    # imap refreshes ioloop_timeval at the end of command_exec(), before the command's
+    # own sync: checked once per ioloop_timeval, the name was read twice per STORE.
+    ops = SessionOps(connect, node_r, "n")
+    lookups = "read of mailbox list"
+    assert ops.count(lookups, ["STORE 1 +FLAGS (\\Flagged)"]) - ops.count(lookups) == 1
+
+
+@pytest.mark.rbd_only("counts the storage's RADOS ops")
+def test_the_sync_closing_a_store_learns_it_without_a_read(connect, node_r, node_a):
+    # The STORE's guarded op starts from the state the session's cache is at, so the
+    # sync that closes the command learns the change from the session's own op: one
+    # index read per STORE (its records), not two. When another node wrote in between,
+    # the op starts from a later state than the node's cache, and the sync reads the
+    # change log (a session on the same node would have brought the cache there).
+    ops = SessionOps(connect, node_r, "o")
+    reads = "read of index"
+    base = ops.count(reads)
+    stores = ["STORE 1 +FLAGS (\\Flagged)", "STORE 2 +FLAGS (\\Seen)"]
+    assert ops.count(reads, stores) - base == 2
+    node_a.add_user(ops.user)
+    other = connect(node_a, ops.user)
+    other.ok("SELECT", "INBOX")
+    assert ops.count(reads, stores, lambda n: other.ok("STORE %d -FLAGS (\\Flagged \\Seen)"
+                                                       % (n + 1))) - base == 4
+    other.logout()
