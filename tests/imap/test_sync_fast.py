@@ -13,7 +13,7 @@ import pytest
 from conftest import STORAGE, new_user_name
 from daemons import Node, wait_for
 from gdb_control import session_pid
-from imap_connection import parse_fetch
+from imap_connection import Literal, parse_fetch
 from messages import numbered
 
 two_nodes = pytest.mark.two_nodes
@@ -101,8 +101,8 @@ class SessionOps:
 
     def count(self, what, commands=(), meanwhile=None):
         """How many `RADOS <what>` lines (e.g. "read of mailbox list") a session logged
-        that selects INBOX, NOOPs, then sends `commands`; `meanwhile(n)` runs before the
-        n-th of them."""
+        that selects INBOX, NOOPs, then sends `commands` (each a string, or a tuple of
+        parts); `meanwhile(n)` runs before the n-th of them."""
         conn = self.connect(self.node, self.user)
         pid = session_pid(self.node, self.user, other_than=self.seen_pids)
         self.seen_pids.append(pid)
@@ -111,7 +111,7 @@ class SessionOps:
         for n, command in enumerate(commands):
             if meanwhile:
                 meanwhile(n)
-            conn.ok(command)
+            conn.ok(*command) if isinstance(command, tuple) else conn.ok(command)
         conn.logout()
         log = self.node.path / "dovecot.log"
 
@@ -149,3 +149,14 @@ def test_the_sync_closing_a_store_learns_it_without_a_read(connect, node_r, node
     assert ops.count(reads, stores, lambda n: other.ok("STORE %d -FLAGS (\\Flagged \\Seen)"
                                                        % (n + 1))) - base == 4
     other.logout()
+
+
+@pytest.mark.rbd_only("counts the storage's RADOS ops")
+def test_an_append_to_the_selected_mailbox_reads_no_index(connect, node_r):
+    # imap APPENDs to the selected mailbox through the selected mailbox instance, whose
+    # state the append's guarded op starts from, and the closing sync learns the append
+    # from that op: no index read at all (one per APPEND before, the closing sync's).
+    ops = SessionOps(connect, node_r, "p")
+    reads = "read of index"
+    appends = [("APPEND", "INBOX", Literal(numbered(n))) for n in (10, 11)]
+    assert ops.count(reads, appends) - ops.count(reads) == 0
