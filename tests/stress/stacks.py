@@ -63,8 +63,10 @@ class LateWatch:
         if pid is None or shutil.which("gdb") is None:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        # Named before gdb runs: the command may be answered (and its lateness reported)
+        # while gdb still writes.
+        self.rec.stacks = self.path
         with open(self.path, "w") as out:
             subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt"],
                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                            timeout=60, check=False)
-        self.rec.stacks = self.path
