@@ -189,6 +189,16 @@ class Session:
         rec = self.trace.begin(self.name, self.node.name, self.user, text, boxes)
         if on_send:
             on_send(rec)
+            # The command's time limit is the server's: from here, when it goes on the
+            # wire. on_send waits for the model's lock, which other sessions hold while
+            # they check their responses; late in a soak the model is large. (The two
+            # overruns of the fault soaks, seeds 1211 and 1214, both EXPUNGEs, left no
+            # stacks of a late server: suspected to be this wait.)
+            held = time.monotonic() - rec.t_send
+            if held > 1:
+                self.model.note("a command waited %d-%d s for the model before it was sent"
+                                % (int(held), int(held) + 1))
+            rec.t_send = time.monotonic()
         self.commands += 1
         try:
             with self.runner.late_watch(self, rec):

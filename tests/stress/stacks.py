@@ -9,14 +9,19 @@ import subprocess
 import threading
 
 
+TCP_ESTABLISHED = "01"   # the `st` column of /proc/net/tcp
+
+
 def _socket_inode(client_port, server_port):
-    """The inode of the server's end of the local TCP connection from client_port."""
+    """The inode of the server's end of the established local TCP connection from
+    client_port. An earlier connection from the same client port may still be listed in
+    TIME_WAIT, with no socket (inode 0): a long run reuses client ports."""
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            if int(local.split(":")[1], 16) == server_port and \
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if state == TCP_ESTABLISHED and int(local.split(":")[1], 16) == server_port and \
                     int(remote.split(":")[1], 16) == client_port:
                 return inode
     return None
