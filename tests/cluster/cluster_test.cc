@@ -82,6 +82,17 @@ class MailboxIndexTest : public UserFixture {
     return seen.messages;
   }
 
+  // Mailbox `mbox` through a user handle of its own (*user_r), opened in a
+  // command that began now (*started: move it on to begin the next one),
+  // and the state the open read.
+  rbd_index* OpenInCommand(const std::string& mbox, struct timeval* started, rbd_user** user_r,
+                           rbd_index_status* status_r) {
+    gettimeofday(started, nullptr);
+    rbd_index* m = OpenWithClock(mbox, started, user_r);
+    if (m != nullptr) rbd_index_last_status(m, status_r);
+    return m;
+  }
+
   uint32_t AppendOne(rbd_index* mailbox, const std::string& body, uint8_t flags = 0,
                      uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
     rbd_new_message msg{};
@@ -681,11 +692,6 @@ TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   rbd_index_close(&mailbox);
 }
 
-// Registering a watch is an op of the command that asks for it (IDLE,
-// NOTIFY): while the OSD is away it ends by the command's deadline, like
-// every other op; a blocking registration held an IDLE for a whole
-// rbd_op_timeout of its own. A registration the OSD answers later is
-// ended in the background.
 // The RADOS ops `user` waited for since the last call.
 size_t OpsSince(rbd_user* user) {
   rbd_op_record records[64];
@@ -702,12 +708,10 @@ TEST_F(MailboxIndexTest, TheSyncOfTheCommandThatOpenedAMailboxReadsNothingMore) 
   rbd_index* writer = OpenMailbox(mbox);
   AppendOne(writer, "one");
   struct timeval started;
-  gettimeofday(&started, nullptr);
   rbd_user* user = nullptr;
-  rbd_index* m = OpenWithClock(mbox, &started, &user);
-  ASSERT_NE(m, nullptr);
   rbd_index_status status;
-  rbd_index_last_status(m, &status);
+  rbd_index* m = OpenInCommand(mbox, &started, &user, &status);
+  ASSERT_NE(m, nullptr);
   OpsSince(user);
   rbd_changes* changes = nullptr;
   ASSERT_EQ(rbd_index_changes(m, status.highest_modseq, &changes, &err_), RBD_OK) << err_.message;
@@ -755,12 +759,10 @@ TEST_F(MailboxIndexTest, TheSyncAfterAHandlesOwnOpsReadsNothingMore) {
   rbd_index* writer = OpenMailbox(mbox);
   for (int i = 0; i < 3; i++) AppendOne(writer, "msg " + std::to_string(i));
   struct timeval started;
-  gettimeofday(&started, nullptr);
   rbd_user* user = nullptr;
-  rbd_index* m = OpenWithClock(mbox, &started, &user);
-  ASSERT_NE(m, nullptr);
   rbd_index_status cache;
-  rbd_index_last_status(m, &cache);
+  rbd_index* m = OpenInCommand(mbox, &started, &user, &cache);
+  ASSERT_NE(m, nullptr);
 
   uint32_t one = 1, two = 2;
   rbd_flag_update seen{};
@@ -826,6 +828,11 @@ TEST_F(MailboxIndexTest, TheSyncAfterAHandlesOwnOpsReadsNothingMore) {
   rbd_index_close(&writer);
 }
 
+// Registering a watch is an op of the command that asks for it (IDLE,
+// NOTIFY): while the OSD is away it ends by the command's deadline, like
+// every other op; a blocking registration held an IDLE for a whole
+// rbd_op_timeout of its own. A registration the OSD answers later is
+// ended in the background.
 TEST_F(MailboxIndexTest, AWatchEndsByItsCommandsDeadline) {
   const std::string mbox = CreateMailbox("INBOX");
   struct timeval started;
