@@ -177,20 +177,18 @@ Status MailboxIndex::ReadStateAndKeys(const std::set<std::string>& keys,
   return Status::OK();
 }
 
-bool MailboxIndex::StateSeenInThisCommand() const {
+bool MailboxIndex::InThisCommand(const struct timeval& when) const {
   const struct timeval now = account_->command_began();
-  return state_valid_ && (now.tv_sec != 0 || now.tv_usec != 0) && now.tv_sec == state_seen_in_.tv_sec &&
-         now.tv_usec == state_seen_in_.tv_usec;
+  return (now.tv_sec != 0 || now.tv_usec != 0) && now.tv_sec == when.tv_sec && now.tv_usec == when.tv_usec;
 }
+
+bool MailboxIndex::StateSeenInThisCommand() const { return state_valid_ && InThisCommand(state_seen_in_); }
 
 void MailboxIndex::RecordOwnOp(const librados::bufferlist& guard, const MailboxState& before,
                                const librados::bufferlist& written, const std::string& change_key,
                                const librados::bufferlist* change) {
-  const struct timeval now = account_->command_began();
-  const bool follows = now.tv_sec == own_ops_in_.tv_sec && now.tv_usec == own_ops_in_.tv_usec &&
-                       guard.contents_equal(own_ops_end_raw_);
-  if (!follows) {
-    own_ops_in_ = now;
+  if (!InThisCommand(own_ops_in_) || !guard.contents_equal(own_ops_end_raw_)) {
+    own_ops_in_ = account_->command_began();
     own_ops_base_ = before.highest_modseq;
     own_ops_.clear();
   }
@@ -199,8 +197,7 @@ void MailboxIndex::RecordOwnOp(const librados::bufferlist& guard, const MailboxS
 }
 
 bool MailboxIndex::ChangesFromOwnOps(uint64_t since_modseq, ChangeSet* changes) {
-  const struct timeval now = account_->command_began();
-  if (!StateSeenInThisCommand() || now.tv_sec != own_ops_in_.tv_sec || now.tv_usec != own_ops_in_.tv_usec ||
+  if (!StateSeenInThisCommand() || !InThisCommand(own_ops_in_) ||
       !state_raw_.contents_equal(own_ops_end_raw_))
     return false;
   const std::string since_key = keys::ChangeKey(since_modseq);

@@ -351,6 +351,9 @@ class MailboxIndex {
   Status DecodeOps(const MailboxState& state, const std::map<std::string, librados::bufferlist>& entries,
                    std::vector<Change>* ops);
   void Notify();
+  // Whether `when` is the current command's start (never without a command
+  // clock, as in doveadm).
+  bool InThisCommand(const struct timeval& when) const;
   // Whether state_ is the cluster's as the current command saw it.
   bool StateSeenInThisCommand() const;
   // Records an op this handle committed (guarded by `guard`, writing
