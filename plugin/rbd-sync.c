@@ -876,9 +876,18 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 	}
 	if (!reset && rbd_sync_uidvalidity_changed(ctx, status))
 		return -1;
+	if (!reset && rbd_sync_cached_modseq(ctx) > status->highest_modseq) {
+		/* The snapshot was read before the cache was locked, and
+		   another process of this node has synced the cache past it
+		   since: the cache holds messages this snapshot lacks. They
+		   are learned on the first miss (rbd_mailbox_msg); they must
+		   not be taken for expunged (test_sync_race.py). */
+		ctx->overtaken = TRUE;
+		return 1;
+	}
 	if (!reset) {
 		/* mbox->msgs keeps expunged messages: the snapshot says
-		   what RADOS still has. */
+		   what RADOS still has, and the cache has nothing newer. */
 		t_array_init(&listed, 64);
 		for (i = 0; i < snap->records->count; i++)
 			seq_range_array_add(&listed,
@@ -894,12 +903,6 @@ static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
 		if (expunged &&
 		    (rbd_sync_commit(ctx) < 0 || rbd_sync_begin(ctx) < 0))
 			return -1;
-		if (rbd_sync_cached_modseq(ctx) > status->highest_modseq) {
-			/* The cache holds messages this snapshot lacks: they
-			   are learned on the first miss (rbd_mailbox_msg). */
-			ctx->overtaken = TRUE;
-			return 1;
-		}
 	} else {
 		struct mail_index_modseq_header modseq_hdr;
 

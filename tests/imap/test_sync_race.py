@@ -1,0 +1,81 @@
+"""Two processes of one node syncing the same mailbox cache, one held in gdb between its
+RADOS read and its lock of the cache, so that the other syncs newer changes in between
+every time (issue 9; CI fault checker, growth profile, seed 86365: "IMAP session state is
+inconsistent, please relogin", then MODSEQs going back).
+
+A sync reads the cluster before it locks the node's cache, so that a stalled OSD never
+holds the lock. A full sync reads every record, and the cache may have moved past that
+snapshot by the time the lock is taken. The full sync used to expunge from the cache every
+message the snapshot lacked before it checked for that: the messages another process had
+just synced in were dropped from this node's cache for good (the cache's MODSEQ said it
+had them), and the next change to one of them did not apply, which reset the cache and
+ended every session of the node on that mailbox."""
+
+import shutil
+
+import pytest
+
+from gdb_control import Gdb, session_pid
+from imap_connection import selected_state
+from messages import numbered
+
+pytestmark = [
+    pytest.mark.two_nodes,
+    pytest.mark.rbd_only("holds node A's imap process in gdb inside a sync"),
+    pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb"),
+]
+
+
+def hold_after_the_read(pid, out):
+    """gdb stopping the process at its \\Recent claim, which a SELECT's sync makes after
+    reading the cluster and before locking the cache. Prints HELD there."""
+    gdb = Gdb("""set pagination off
+set confirm off
+attach %d
+break rbd_index_claim_recent
+commands
+echo HELD\\n
+end
+continue
+""" % pid, out)
+    gdb.wait_for("Breakpoint 1 at", 60)
+    return gdb
+
+
+def uids(conn, mailbox):
+    conn.ok("EXAMINE", mailbox)
+    found = conn.ok("UID SEARCH ALL").lines()
+    return [int(u) for u in found[0].split()[2:]] if found else []
+
+
+def test_a_full_sync_from_an_older_snapshot_keeps_what_the_cache_gained_meanwhile(
+        connect, node_a, node_b, user, tmp_path):
+    writer = connect(node_b, user)
+    writer.ok("CREATE", "box")
+    for n in range(1, 4):
+        writer.append("box", numbered(n))
+    # Node A has no cache of "box": the first SELECT there lists every record.
+    held = connect(node_a, user)
+    gdb = hold_after_the_read(session_pid(node_a, user), tmp_path / "gdb.out")
+    try:
+        tag = held.next_tag()
+        held.send("%s SELECT box\r\n" % tag)
+        gdb.wait_for("HELD", 30)
+        writer.append("box", numbered(4))
+        other = connect(node_a, user)
+        assert selected_state(other.ok("SELECT", "box"))["exists"] == 4
+        gdb.send("detach\n")
+    finally:
+        gdb.close()
+    assert held.wait_tagged(tag).status == "OK"
+    # Nothing was expunged, from the cache or the cluster: no session of node A hears of
+    # one, a new one sees all four messages, as node B does, and a change to the fourth
+    # reaches both sessions of node A.
+    assert other.ok("NOOP").lines("") == []
+    assert [line for line in held.ok("NOOP").lines() if "EXPUNGE" in line] == []
+    assert uids(connect(node_a, user), "box") == uids(writer, "box") == [1, 2, 3, 4]
+    writer.ok("SELECT", "box")
+    writer.ok("UID STORE 4 +FLAGS (\\Flagged)")
+    for conn in (other, held):
+        conn.ok("NOOP")
+        assert "\\Flagged" in conn.fetch("4", "(FLAGS)")[4]["FLAGS"]
