@@ -85,12 +85,11 @@ static void rbd_list_notify_wake(struct rbd_list_notify *lnotify)
 		lnotify->wait_callback(lnotify->wait_context);
 }
 
-/* TRUE if the watched object changed or the watch was lost (then it may
-   have changed unseen). */
+/* TRUE if the watched object changed, or its lost watch is back (it may
+   have changed unseen meanwhile). */
 static bool rbd_list_notify_consume(struct rbd_watch *watch)
 {
-	return (rbd_watch_consume(watch) &
-	        (RBD_WATCH_CHANGED | RBD_WATCH_LOST)) != 0;
+	return (rbd_watch_consume(watch) & RBD_WATCH_CHANGED) != 0;
 }
 
 static void rbd_list_notify_box_input(struct rbd_list_notify_box *box)

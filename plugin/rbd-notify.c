@@ -2,7 +2,10 @@
    index object. The core signals a file descriptor (never calls us from a
    librados thread); the ioloop wakes on it and Dovecot syncs. A lost watch
    degrades to polling at mailbox_idle_check_interval, never to a stale
-   view: the poll timer runs whether or not the watch works.
+   view: the poll timer runs whether or not the watch works. The core
+   registers a lost watch again in the background and wakes us to sync
+   when it is back; a sync at the loss itself would wait for the OSD that
+   is away, and hold up the client's next command (IDLE's DONE).
 
    imap removes the callback while a command runs and sets it again a
    second after (NOTIFY) or at the next IDLE. The watch stays open across
@@ -39,10 +42,13 @@ static void rbd_notify_input(struct rbd_mailbox *mbox)
 	unsigned int bits = rbd_watch_consume(mbox->watch);
 
 	if ((bits & RBD_WATCH_LOST) != 0) {
-		e_debug(mbox->box.event,
-		        "rbd: watch lost, syncing and re-watching");
+		e_debug(event_create_passthrough(mbox->box.event)
+		                ->set_name("rbd_watch_lost")
+		                ->event(),
+		        "rbd: watch lost, re-watching");
 	}
-	rbd_notify_callback(mbox);
+	if ((bits & RBD_WATCH_CHANGED) != 0)
+		rbd_notify_callback(mbox);
 }
 
 static void rbd_notify_open_watch(struct rbd_mailbox *mbox)

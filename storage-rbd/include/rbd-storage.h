@@ -797,8 +797,12 @@ rbd_code rbd_body_unref(struct rbd_user *user,
 
 struct rbd_watch;
 
+/* Sync now: the object changed, or the watch is back after a loss (a change
+   in the gap sent no notify), or the object is gone. */
 #define RBD_WATCH_CHANGED 0x1
-/* The watch was lost and re-established: changes may have been missed. */
+/* The watch is lost and being registered again in the background. No sync
+   yet: it would wait for the same OSD; RBD_WATCH_CHANGED follows once the
+   cluster has answered. */
 #define RBD_WATCH_LOST 0x2
 
 /*
@@ -819,8 +823,7 @@ rbd_code rbd_watch_open_list(struct rbd_user *user, struct rbd_watch **watch_r,
 int rbd_watch_fd(const struct rbd_watch *watch);
 /*
  * Clears the fd and returns RBD_WATCH_* bits of what happened since the
- * last call. After RBD_WATCH_LOST the watch has already been re-registered
- * when possible; the caller must resync as if notified.
+ * last call. The caller syncs on RBD_WATCH_CHANGED only.
  */
 unsigned int rbd_watch_consume(struct rbd_watch *watch);
 void rbd_watch_close(struct rbd_watch **watch);

@@ -113,20 +113,21 @@ void MailboxWatch::Reregister() {
   if (had) io_.unwatch2(old);
   uint64_t handle = 0;
   const int r = io_.watch2(oid_, &handle, this);
-  // A failure is tried again at the next Consume, which this wakes: not at
-  // once, as every attempt fails at once when the object is gone.
-  if (r < 0) std::this_thread::sleep_for(kRetryPause);
+  // Another failure is tried again at the next Consume, which this wakes:
+  // not at once, as an OSD that is away fails every attempt at once.
+  if (r < 0 && r != -ENOENT) std::this_thread::sleep_for(kRetryPause);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (r == 0) {
       handle_ = handle;
       registered_ = true;
     }
+    gone_ = r == -ENOENT;
     reregistering_ = false;
   }
   // Registered: the owner syncs once more, as a change in the gap sent no
-  // notify.
-  Signal(r == 0 ? kChanged : kLost);
+  // notify. Gone: its sync finds out.
+  Signal(r == 0 || r == -ENOENT ? kChanged : kLost);
 }
 
 void MailboxWatch::Signal(unsigned bits) {
@@ -150,7 +151,7 @@ unsigned MailboxWatch::Consume() {
   unsigned bits = pending_.exchange(0);
   std::lock_guard<std::mutex> lock(mu_);
   if (reregistering_) return bits | kLost;
-  if ((bits & kLost) || !registered_) {
+  if (!gone_ && ((bits & kLost) || !registered_)) {
     // The previous one is done (reregistering_ is false): this only reaps it.
     if (reregister_.joinable()) reregister_.join();
     reregistering_ = true;

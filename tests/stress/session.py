@@ -1121,7 +1121,8 @@ class Session:
             conn.sock.settimeout(self.runner.op_timeout)
             rec.t_send = time.monotonic()   # its time: from DONE on
             conn.send("DONE\r\n")
-            resp = conn.wait_tagged(tag, untagged)
+            with self.runner.late_watch(self, rec):
+                resp = conn.wait_tagged(tag, untagged)
         except socket.timeout:
             self.trace.end(rec, "TIMEOUT")
             self.model.violation("command-hung", "IDLE/DONE: no tagged reply",
