@@ -42,7 +42,12 @@ struct rbd_sync_context {
 	struct mail_index_view *sync_view;
 	struct mail_index_transaction *trans;
 	uint32_t next_uid;
-	bool inconsistent;
+	/* dsync changed the UIDVALIDITY of the (empty) mailbox: the cache
+	   is reset in place. */
+	bool uidvalidity_changed;
+	/* A change read from the cluster does not apply to the cache, which
+	   only a bug can cause: the cache is retired (rbd_sync_retire). */
+	bool disagrees;
 	/* The cache is being rebuilt: every record is appended anew. */
 	bool reset;
 	/* Another process of this node brought the cache past this sync's
@@ -593,7 +598,7 @@ static void rbd_sync_set_flags(struct rbd_sync_context *ctx, uint32_t seq,
 
 /* Appends a record the cache lacks; its flags travel in Dovecot's append
    record, each keyword in one record per keyword. FALSE (with
-   ctx->inconsistent) when the UID is below the cache's next UID: the
+   ctx->disagrees) when the UID is below the cache's next UID: the
    cache does not belong to this RADOS state. */
 static bool rbd_sync_append(struct rbd_sync_context *ctx,
                             const struct rbd_record *rec, uint32_t *seq_r)
@@ -601,7 +606,7 @@ static bool rbd_sync_append(struct rbd_sync_context *ctx,
 	ARRAY_TYPE(keyword_indexes) keywords;
 
 	if (rec->uid < ctx->next_uid) {
-		ctx->inconsistent = TRUE;
+		ctx->disagrees = TRUE;
 		return FALSE;
 	}
 	mail_index_append(ctx->trans, rec->uid, seq_r);
@@ -672,7 +677,7 @@ static bool rbd_sync_op_applies(struct rbd_sync_context *ctx,
    counted record. An expunge op counts one record, exported last: the
    index is raised to one below the op's MODSEQ first, so the expunge
    lands on it. Returns FALSE, writing nothing, when the op does not apply
-   to this cache (ctx->inconsistent). */
+   to this cache (ctx->disagrees). */
 static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
                                const struct rbd_change *op)
 {
@@ -682,7 +687,7 @@ static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
 	size_t i;
 
 	if (!rbd_sync_op_applies(ctx, op)) {
-		ctx->inconsistent = TRUE;
+		ctx->disagrees = TRUE;
 		return FALSE;
 	}
 	/* Learnt in the order the writer's node learnt them (FLAGS lists
@@ -718,7 +723,7 @@ static bool rbd_sync_replay_op(struct rbd_sync_context *ctx,
 }
 
 /* dsync may set the UIDVALIDITY of an empty mailbox (rbd_mailbox_update):
-   a cache of the old one is reset (ctx->inconsistent). */
+   a cache of the old one is reset (ctx->uidvalidity_changed). */
 static bool rbd_sync_uidvalidity_changed(struct rbd_sync_context *ctx,
                                          const struct rbd_index_status *status)
 {
@@ -726,7 +731,7 @@ static bool rbd_sync_uidvalidity_changed(struct rbd_sync_context *ctx,
 
 	if (cached == 0 || cached == status->uidvalidity)
 		return FALSE;
-	ctx->inconsistent = TRUE;
+	ctx->uidvalidity_changed = TRUE;
 	return TRUE;
 }
 
@@ -766,8 +771,7 @@ static bool rbd_sync_plain_append(const struct rbd_change *op)
    does not have yet each in a local index transaction of its own (see
    rbd_sync_replay_op; only runs of plain appends share one), each
    committed with the header saying which MODSEQ the cache reached.
-   Returns 1, or -1 (with ctx->inconsistent when the cache must be
-   reset). */
+   Returns 1, or -1 (with ctx->uidvalidity_changed or ctx->disagrees). */
 static int rbd_sync_changes(struct rbd_sync_context *ctx,
                             const struct rbd_changes *changes)
 {
@@ -852,8 +856,8 @@ static bool rbd_sync_record(struct rbd_sync_context *ctx,
    message could carry it), so each message's explicit MODSEQ update sets
    it exactly. A cache brought forward over several ops at once can count
    a message above its MODSEQ (never below): rbd_sync_even_out() then has
-   the cluster give it a new one. Returns 1, or -1 (with ctx->inconsistent
-   when the cache must be reset). */
+   the cluster give it a new one. Returns 1, or -1 (with
+   ctx->uidvalidity_changed or ctx->disagrees). */
 static int rbd_sync_full(struct rbd_sync_context *ctx, bool reset,
                          const struct rbd_snapshot *snap)
 {
@@ -1119,9 +1123,11 @@ static int rbd_sync_read(struct rbd_mailbox *mbox, bool force_full,
 
 /* Reads from RADOS (rbd_sync_read) and claims \Recent, then locks the
    index and decides again (*mode_r, ctx->built_from_records): another
-   process of this node may have synced or replaced the cache meanwhile. Changes read since a MODSEQ the cache
-   still reaches fit (those it has already are skipped); a snapshot fits
-   any cache. Otherwise the lock is given back and every record read. */
+   process of this node may have synced or replaced the cache meanwhile.
+   Changes read since a MODSEQ the cache still reaches fit (those it has
+   already are skipped); a snapshot fits any cache, one the cache has
+   passed by doing nothing (rbd_sync_full). Otherwise the lock is given
+   back and every record read. */
 static int rbd_sync_read_locked(struct rbd_sync_context *ctx, bool force_full,
                                 bool force_reset, struct rbd_sync_read *read_r,
                                 uint32_t *first_recent_r,
@@ -1168,6 +1174,28 @@ static int rbd_sync_read_locked(struct rbd_sync_context *ctx, bool force_full,
 	}
 }
 
+/* The cache disagrees with the cluster. A reset in place would count every
+   message at the old cache's HIGHESTMODSEQ or above (Dovecot starts even a
+   reset index there), not at the cluster's MODSEQs, which every other node
+   shows (stress checker in CI, seed 86365: "MODSEQ 7 is on UIDs [6, 7, 8,
+   10]"). So the cache is marked deleted, as a DELETE does: every session
+   of this node on it ends (IMAP has no way to tell a client that MODSEQs
+   changed), and the next open replaces it with a cache built from the
+   records (rbd_mailbox_check_cache). */
+static void rbd_sync_retire(struct rbd_mailbox *mbox)
+{
+	struct mail_index_transaction *trans;
+
+	e_warning(mbox->box.event,
+	          "rbd: index cache disagrees with the cluster: ending the "
+	          "sessions of this node on it, the next open rebuilds it");
+	trans = mail_index_transaction_begin(mbox->box.view, 0);
+	mail_index_set_deleted(trans);
+	if (mail_index_transaction_commit(&trans) < 0)
+		mailbox_set_index_error(&mbox->box);
+	mailbox_set_deleted(&mbox->box);
+}
+
 static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
                          bool force_reset, ARRAY_TYPE(seq_range) *claimed,
                          bool *touched_r)
@@ -1209,8 +1237,10 @@ static int rbd_sync_once(struct rbd_mailbox *mbox, bool force_full,
 	}
 	rbd_sync_read_free(&read);
 	array_free(&ctx.caught_up);
+	if (ret < 0 && ctx.disagrees)
+		rbd_sync_retire(mbox);
 	if (ret < 0)
-		return ctx.inconsistent ? 0 : -1;
+		return ctx.uidvalidity_changed ? 0 : -1;
 	return ret;
 }
 
@@ -1230,7 +1260,7 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 	ret = rbd_sync_once(mbox, force_full, FALSE, &claimed, &touched);
 	if (ret == 0) {
 		e_debug(mbox->box.event,
-		        "rbd: index cache disagrees with RADOS, rebuilding it");
+		        "rbd: UIDVALIDITY changed, resetting the index cache");
 		ret = rbd_sync_once(mbox, TRUE, TRUE, &claimed, &touched);
 	}
 	if (ret > 0 && touched) {

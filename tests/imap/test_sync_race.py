@@ -16,7 +16,7 @@ import shutil
 import pytest
 
 from gdb_control import Gdb, session_pid
-from imap_connection import selected_state
+from imap_connection import ImapError, selected_state
 from messages import numbered
 
 pytestmark = [
@@ -79,3 +79,53 @@ def test_a_full_sync_from_an_older_snapshot_keeps_what_the_cache_gained_meanwhil
     for conn in (other, held):
         conn.ok("NOOP")
         assert "\\Flagged" in conn.fetch("4", "(FLAGS)")[4]["FLAGS"]
+
+
+def modseqs(conn, mailbox):
+    """{uid: (flags, MODSEQ)} of every message, as a client sees them."""
+    conn.ok("EXAMINE", mailbox, "(CONDSTORE)")
+    fetched = conn.fetch("1:*", "(FLAGS MODSEQ)")
+    conn.ok("UNSELECT")
+    return {uid: (sorted(f["FLAGS"]), f["MODSEQ"]) for uid, f in fetched.items()}
+
+
+def test_a_cache_that_disagrees_with_the_cluster_is_rebuilt_with_the_clusters_modseqs(
+        connect, node_a, node_b, user, tmp_path):
+    # Only a bug makes a change read from the cluster not apply to a node's cache (the
+    # stale snapshot above did). The cache is then rebuilt, and must come back with the
+    # cluster's MODSEQs, as on every other node: a reset in place counted every message
+    # at the old cache's HIGHESTMODSEQ or above (seed 86365: "MODSEQ 7 is on UIDs [6, 7,
+    # 8, 10]"). gdb makes the next change not apply once.
+    writer = connect(node_b, user)
+    writer.ok("CREATE", "box")
+    for n in range(1, 6):
+        writer.append("box", numbered(n))
+    writer.ok("SELECT", "box")
+    writer.ok("UID STORE 2 +FLAGS (\\Flagged)")
+    writer.ok("UID STORE 4 +FLAGS (\\Answered)")
+    session = connect(node_a, user)
+    session.ok("SELECT", "box")
+    gdb = Gdb("""set pagination off
+set confirm off
+attach %d
+tbreak rbd_sync_op_applies
+commands
+return (char)0
+echo REFUSED\\n
+continue
+end
+continue
+""" % session_pid(node_a, user), tmp_path / "gdb.out")
+    try:
+        gdb.wait_for("Temporary breakpoint 1 at", 60)
+        writer.ok("UID STORE 3 +FLAGS (\\Seen)")
+        try:
+            session.command("NOOP")
+            ended = False
+        except ImapError:
+            ended = True
+        gdb.wait_for("REFUSED", 10)
+    finally:
+        gdb.close()
+    assert ended, "the session went on with a cache that disagrees with the cluster"
+    assert modseqs(connect(node_a, user), "box") == modseqs(writer, "box")
