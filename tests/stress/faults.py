@@ -16,10 +16,12 @@ from pathlib import Path
 
 from daemons import CEPH_DEV_CLUSTER, DOVECOT_DEV, run
 
-FAULTS = ("osd-stop", "osd-kill", "cluster-restart", "imap-kill", "lmtp-kill", "master-kill")
-OSD_FAULTS = {"osd-stop", "osd-kill", "cluster-restart"}
+FAULTS = ("osd-stop", "osd-kill", "cluster-restart", "osd-stutter", "imap-kill", "lmtp-kill",
+          "master-kill")
+OSD_FAULTS = {"osd-stop", "osd-kill", "cluster-restart", "osd-stutter"}
 # A command overlapping one of these may be answered NO [UNAVAILABLE] (outcome unknown).
-STORAGE_FAULTS = OSD_FAULTS
+# Not osd-stutter: it only slows the cluster down.
+STORAGE_FAULTS = {"osd-stop", "osd-kill", "cluster-restart"}
 # A session on the node may lose its connection (no BYE) or fail to connect.
 PROCESS_FAULTS = {"imap-kill", "lmtp-kill", "master-kill"}
 # verbose_proctitle: "dovecot/imap [user 127.0.0.1 UID MOVE]", "dovecot/lmtp [...DATA...]"
@@ -168,6 +170,30 @@ class Faults:
         run(CEPH_DEV_CLUSTER, "kill-osd", self.cluster.path, osd)
         time.sleep(down)
         run(CEPH_DEV_CLUSTER, "start-osd", self.cluster.path, osd)
+        self.wait_clean(w)
+
+    def fault_osd_stutter(self):
+        """SIGSTOP and SIGCONT random OSDs in quick succession for 8-15 s: every op may
+        wait a few tenths of a second, at random, which widens each window between a
+        read and the lock or write that relies on it (CI growth profile, seed 86365: a
+        sync's records were read before another process of the node synced newer ones).
+        Pauses stay far below the op timeout and the heartbeat grace: no command may fail
+        or take longer than the deadline."""
+        length = self.rng.uniform(8, 15)
+        w = self.open("osd-stutter", None, "for %.1f s" % length)
+        ids = self.osd_ids()
+        end = time.monotonic() + length
+        pauses = 0
+        while time.monotonic() < end:
+            pid = self.osd_pid(self.rng.choice(ids))
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(self.rng.uniform(0.05, 0.4))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            pauses += 1
+            time.sleep(self.rng.uniform(0.05, 0.3))
+        w.what += ", %d pauses" % pauses
         self.wait_clean(w)
 
     def fault_cluster_restart(self):
