@@ -435,12 +435,20 @@ def index_osd(cluster, node, user, mailbox):
     return osd_of(cluster, "mail-index", user, "i." + guid)
 
 
-def resume_osd(cluster, osd_pid):
-    """SIGCONT of a paused OSD, then waits until every PG is active+clean again, so that
-    what a test reads next does not meet the OSD's own recovery: a pause near
-    osd_heartbeat_grace can get the OSD marked down, and it then boots and peers again
-    (what the cluster log said is printed, for a test that fails anyway)."""
-    os.kill(osd_pid, signal.SIGCONT)
+def resume_osd(cluster, osd):
+    """SIGCONT of a paused OSD, a new interval for its PGs, and the wait until every PG is
+    active+clean on reports since, so that what a test reads next meets neither the OSD's
+    own recovery nor a stale read lease. A PG whose primary was paused can find its lease
+    expired when it resumes and stay "laggy", holding every op, until its interval changes
+    (ceph-container#1682; here a 4 s pause left a PG of a size-1 pool laggy for minutes, and
+    four tests failed one after the other). `ceph osd down` gives that change: the OSD says
+    it is alive and boots again. What the cluster log said is printed, for a test that
+    fails anyway."""
+    os.kill(cluster.osd_pid(osd), signal.SIGCONT)
+    before = osd_up_from(cluster, osd)[1]
+    cluster.ceph("osd", "down", str(osd))
+    assert wait_for(lambda: osd_up_from(cluster, osd) > (True, before), 60), \
+        "osd.%d did not come back up" % osd
     run(CEPH_DEV_CLUSTER, "wait-clean", cluster.path, "60")
     log = cluster.path / "log" / "cluster.log"
     marked = [line for line in log.read_text(errors="replace").splitlines()
@@ -449,12 +457,20 @@ def resume_osd(cluster, osd_pid):
         print("cluster.log, OSD state changes so far:", *marked[-6:], sep="\n  ")
 
 
+def osd_up_from(cluster, osd):
+    """(up, the osdmap epoch it last came up at) of the OSD."""
+    info = [o for o in json.loads(cluster.ceph("osd", "dump", "-f", "json"))["osds"]
+            if o["osd"] == osd][0]
+    return bool(info["up"]), info["up_from"]
+
+
 class Pause:
     """SIGSTOP of one OSD, SIGCONT after `seconds` (or at exit, whichever first); the exit
     waits for the cluster to be clean again (resume_osd)."""
 
     def __init__(self, cluster, osd, seconds):
         self.cluster = cluster
+        self.osd = osd
         self.pid = cluster.osd_pid(osd)
         self.timer = threading.Timer(seconds, self.resume)
         self.resumed = threading.Event()
@@ -470,7 +486,7 @@ class Pause:
 
     def __exit__(self, *exc):
         self.timer.cancel()
-        resume_osd(self.cluster, self.pid)
+        resume_osd(self.cluster, self.osd)
 
 
 def count_subject(node, user, mailbox, subject):
@@ -749,7 +765,7 @@ end""" % (held, osd_pid), tmp_path / "gdb.out")
         resp, seconds = timed(conn, "EXPUNGE")
         gdb.wait_for("OSD-STOPPED", 10)
     finally:
-        resume_osd(cluster, osd_pid)
+        resume_osd(cluster, osd)
         gdb.close()
     assert seconds <= OP_TIMEOUT + 1, "EXPUNGE took %.1f s" % seconds
     assert not isinstance(resp, ImapError), resp
@@ -792,7 +808,7 @@ end""" % (OP_TIMEOUT * 0.7, osd_pid), tmp_path / "gdb.out")
         seconds = time.monotonic() - t0
         gdb.wait_for("OSD-STOPPED", 10)
     finally:
-        resume_osd(cluster, osd_pid)
+        resume_osd(cluster, osd)
         gdb.close()
     assert seconds <= OP_TIMEOUT + 1, "+ idling took %.1f s" % seconds
     # After the storage's fail-fast pause, the next IDLE registers the watch, and push
@@ -837,7 +853,7 @@ end""" % OP_TIMEOUT, tmp_path / "gdb.out")
         answered["x"] = timed(conn_x, "NOOP")
         y.join(OP_TIMEOUT * 3)
     finally:
-        resume_osd(cluster, osd_pid)
+        resume_osd(cluster, osd)
         gdb.close()
     resp, seconds = answered["y"]
     assert seconds <= OP_TIMEOUT + 1, "Y's NOOP took %.1f s" % seconds
