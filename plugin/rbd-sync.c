@@ -1325,7 +1325,14 @@ static void rbd_push_conflicts(struct mailbox_transaction_context *t,
    replayed into the client's own transaction, exactly as a sync would
    (rbd_sync_replay_op), when the change log since this cache's
    HIGHESTMODSEQ holds that op alone: the cache then held the state the op
-   started from. Otherwise the next sync brings it. */
+   started from. Otherwise the next sync brings it.
+   The cache's position (its rbd header) is left to that sync, which holds
+   the index lock: this transaction commits without it, and another process
+   of the node may sync this op and newer ones first; the position written
+   here then took the cache back to before them, and the next sync
+   replayed a newer append onto the message the cache had already
+   (test_sync_race.py). The sync finds the flags as the op set them and
+   writes only MODSEQ records, which Dovecot does not report to any view. */
 static void rbd_push_apply_own(struct mailbox_transaction_context *t,
                                struct rbd_mailbox *mbox, uint64_t modseq)
 {
@@ -1347,11 +1354,7 @@ static void rbd_push_apply_own(struct mailbox_transaction_context *t,
 		ctx.sync_view = view;
 		ctx.trans = t->itrans;
 		ctx.next_uid = mail_index_get_header(view)->next_uid;
-		if (rbd_sync_replay_op(&ctx, &changes->ops[0])) {
-			rbd_sync_header_write(mbox, t->itrans,
-			                      &changes->status);
-			mbox->synced = changes->status;
-		}
+		(void)rbd_sync_replay_op(&ctx, &changes->ops[0]);
 	}
 	rbd_changes_free(&changes);
 }

@@ -1,21 +1,19 @@
-"""Two processes of one node syncing the same mailbox cache, one held in gdb between its
-RADOS read and its lock of the cache, so that the other syncs newer changes in between
-every time (issue 9; CI fault checker, growth profile, seed 86365: "IMAP session state is
-inconsistent, please relogin", then MODSEQs going back).
+"""Processes of one node working on the same mailbox cache, one of them held in gdb so that
+another one acts at one chosen point every time (issue 9; CI stress checker, growth profile,
+seed 86365: "IMAP session state is inconsistent, please relogin", then MODSEQs going back).
 
-A sync reads the cluster before it locks the node's cache, so that a stalled OSD never
-holds the lock. A full sync reads every record, and the cache may have moved past that
-snapshot by the time the lock is taken. The full sync used to expunge from the cache every
-message the snapshot lacked before it checked for that: the messages another process had
-just synced in were dropped from this node's cache for good (the cache's MODSEQ said it
-had them), and the next change to one of them did not apply, which reset the cache and
-ended every session of the node on that mailbox."""
+- A sync reads the cluster before it locks the node's cache, so that a stalled OSD never
+  holds the lock; a full sync's snapshot may then be older than the cache it locks.
+- A change read from the cluster that does not apply to the cache (only a bug does that)
+  gets the cache rebuilt, with the cluster's MODSEQs.
+- A STORE .SILENT writes its own op into its index transaction, which commits without the
+  lock."""
 
 import shutil
 
 import pytest
 
-from gdb_control import Gdb, session_pid
+from gdb_control import Gdb, process_lines, session_pid
 from imap_connection import ImapError, selected_state
 from messages import numbered
 
@@ -95,7 +93,7 @@ def test_a_cache_that_disagrees_with_the_cluster_is_rebuilt_with_the_clusters_mo
     # stale snapshot above did). The cache is then rebuilt, and must come back with the
     # cluster's MODSEQs, as on every other node: a reset in place counted every message
     # at the old cache's HIGHESTMODSEQ or above (seed 86365: "MODSEQ 7 is on UIDs [6, 7,
-    # 8, 10]"). gdb makes the next change not apply once.
+    # 8, 10]"). gdb makes the next change name a message the cache does not have.
     writer = connect(node_b, user)
     writer.ok("CREATE", "box")
     for n in range(1, 6):
@@ -105,27 +103,85 @@ def test_a_cache_that_disagrees_with_the_cluster_is_rebuilt_with_the_clusters_mo
     writer.ok("UID STORE 4 +FLAGS (\\Answered)")
     session = connect(node_a, user)
     session.ok("SELECT", "box")
+    pid = session_pid(node_a, user)
     gdb = Gdb("""set pagination off
 set confirm off
 attach %d
-tbreak rbd_sync_op_applies
+tbreak rbd_index_changes
 commands
-return (char)0
-echo REFUSED\\n
-continue
+set $changes_r = (char **) $rdx
+echo HELD\\n
 end
 continue
-""" % session_pid(node_a, user), tmp_path / "gdb.out")
+""" % pid, tmp_path / "gdb.out")
     try:
         gdb.wait_for("Temporary breakpoint 1 at", 60)
         writer.ok("UID STORE 3 +FLAGS (\\Seen)")
+        tag = session.next_tag()
+        session.send("%s NOOP\r\n" % tag)
+        gdb.wait_for("HELD", 30)
+        # rbd-storage.h: struct rbd_changes starts with its ops, struct rbd_change has
+        # its updated messages at offset 24, struct rbd_flag_state starts with the UID.
+        gdb.send("finish\n"
+                 "set $op = *(char **) *$changes_r\n"
+                 "set *(unsigned int *) *(char **) ($op + 24) = 99\n"
+                 "echo CHANGED\\n\n"
+                 "detach\n")
+        gdb.wait_for("CHANGED", 30)
         try:
-            session.command("NOOP")
+            session.wait_tagged(tag)
             ended = False
         except ImapError:
             ended = True
-        gdb.wait_for("REFUSED", 10)
     finally:
         gdb.close()
     assert ended, "the session went on with a cache that disagrees with the cluster"
+    assert "rbd: index cache disagrees with the cluster" in "\n".join(
+        process_lines(node_a, pid))
+    assert modseqs(connect(node_a, user), "box") == modseqs(writer, "box")
+
+
+def test_a_silent_store_committed_after_another_process_synced_keeps_the_cache_position(
+        connect, node_a, node_b, user, tmp_path):
+    # A STORE .SILENT writes its own op into the session's hidden index transaction, so
+    # that the op is not echoed back to it. That transaction commits without the cache's
+    # lock, and another process of the node may sync the op and a newer one first. The
+    # transaction also wrote the cache's position, and so took it back to before the
+    # newer op: the next sync replayed that op's append onto the message the cache had
+    # already, and the cache disagreed with the cluster. gdb holds the STORE just before
+    # its index commit while node B appends and another session of node A syncs.
+    writer = connect(node_b, user)
+    writer.ok("CREATE", "box")
+    for n in range(1, 3):
+        writer.append("box", numbered(n))
+    silent = connect(node_a, user)
+    silent.ok("SELECT", "box")
+    silent_pid = session_pid(node_a, user)
+    other = connect(node_a, user)
+    other.ok("SELECT", "box")
+    gdb = Gdb("""set pagination off
+set confirm off
+attach %d
+break index_transaction_commit
+commands
+echo HELD\\n
+end
+continue
+""" % silent_pid, tmp_path / "gdb.out")
+    try:
+        gdb.wait_for("Breakpoint 1 at", 60)
+        tag = silent.next_tag()
+        silent.send("%s STORE 1 +FLAGS.SILENT (\\Flagged)\r\n" % tag)
+        gdb.wait_for("HELD", 30)
+        writer.append("box", numbered(3))
+        assert "* 3 EXISTS" in other.ok("NOOP").lines()
+        gdb.send("detach\n")
+    finally:
+        gdb.close()
+    assert silent.wait_tagged(tag).status == "OK"
+    # Both sessions go on, and see the next message as node B does, with the cluster's
+    # MODSEQs.
+    writer.append("box", numbered(4))
+    assert "* 4 EXISTS" in silent.ok("NOOP").lines()
+    assert "* 4 EXISTS" in other.ok("NOOP").lines()
     assert modseqs(connect(node_a, user), "box") == modseqs(writer, "box")
