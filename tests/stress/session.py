@@ -21,7 +21,7 @@ OPS = {
     "append": 9, "multiappend": 4, "deliver": 3,
     "fetch": 8, "fetch-body": 6, "fetch-seq": 4, "fetch-partial": 5, "fetch-header": 3,
     "changedsince": 4,
-    "store": 12, "store-unchanged": 4, "keyword": 5,
+    "store": 12, "store-silent": 4, "store-unchanged": 4, "keyword": 5,
     "expunge": 3, "uid-expunge": 3, "copy": 4, "move": 4,
     "create": 2, "rename": 2, "delete": 2, "recreate": 1,
     "status": 5, "idle": 3, "noop": 4,
@@ -33,10 +33,11 @@ OPS = {
 DEFAULT_OFF = {"rename", "recreate"}
 # Commands that work on the selected mailbox: a session selects one first.
 NEED_SELECTED = {"unselect", "fetch", "fetch-body", "fetch-seq", "fetch-partial",
-                 "fetch-header", "changedsince", "store", "store-unchanged", "keyword",
-                 "expunge", "uid-expunge", "copy", "move", "idle"}
+                 "fetch-header", "changedsince", "store", "store-silent", "store-unchanged",
+                 "keyword", "expunge", "uid-expunge", "copy", "move", "idle"}
 # Commands that change the selected mailbox: a session in a read-only one selects it again.
-NEED_WRITE = {"store", "store-unchanged", "keyword", "expunge", "uid-expunge", "move"}
+NEED_WRITE = {"store", "store-silent", "store-unchanged", "keyword", "expunge", "uid-expunge",
+              "move"}
 SHARED_KEYWORDS = ("$Stress1", "$Stress2", "$Stress3", "$Stress4")
 MAX_MESSAGES = 40   # above this a session prefers deleting and expunging
 _FETCH = re.compile(rb"\* (\d+) FETCH ")
@@ -473,7 +474,8 @@ class Session:
                 if op in NEED_SELECTED and (self.selected.dirty or None in self.selected.view):
                     self.op_fetch()
                     continue
-                if op in ("store", "store-unchanged", "keyword") and self.selected and \
+                if op in ("store", "store-silent", "store-unchanged", "keyword") and \
+                        self.selected and \
                         len(self.selected.view) > MAX_MESSAGES and self.rng.random() < 0.5:
                     op = "expunge-many"
                 getattr(self, "op_" + op.replace("-", "_"))()
@@ -657,12 +659,15 @@ class Session:
 
     # ---- store -------------------------------------------------------------------------
 
-    def store(self, uids, kind, flags, unchanged=None):
+    def store(self, uids, kind, flags, unchanged=None, silent=False):
+        """silent: .SILENT, so that the session hears only the new MODSEQs of its own
+        change (its sessions have CONDSTORE enabled)."""
         sel = self.selected
         box = sel.box
         sign = {"add": "+", "remove": "-", "replace": ""}[kind]
         mod = " (UNCHANGEDSINCE %d)" % unchanged if unchanged is not None else ""
-        text = "UID STORE %s%s %sFLAGS (%s)" % (uid_text(uids), mod, sign, " ".join(flags))
+        text = "UID STORE %s%s %sFLAGS%s (%s)" % (uid_text(uids), mod, sign,
+                                                 ".SILENT" if silent else "", " ".join(flags))
         ops = {}
         view = set(self.known_uids())
 
@@ -695,12 +700,17 @@ class Session:
                 self.model.violation("store-failed", "%s -> %s" % (text, resp.tagged),
                                      (self.user, sel.name), self.name)
 
-    def op_store(self):
+    def op_store(self, silent=False):
         uids = self.pick_uids()
         if not uids:
             return self.op_append()
         kind = self.rng.choices(["add", "remove", "replace"], [5, 3, 2])[0]
-        self.store(uids, kind, self.pick_flags())
+        self.store(uids, kind, self.pick_flags(), silent=silent)
+
+    def op_store_silent(self):
+        """A STORE .SILENT writes the session's own change into its index transaction
+        (not echoed back), which commits without the cache's lock (test_sync_race.py)."""
+        self.op_store(silent=True)
 
     def op_store_unchanged(self):
         uids = self.pick_uids()
