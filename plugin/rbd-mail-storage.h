@@ -268,7 +268,12 @@ void rbd_sync_register_ext(struct rbd_mailbox *mbox);
 struct mailbox_sync_context *
 rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags);
 int rbd_sync(struct rbd_mailbox *mbox, bool force_full);
-int rbd_transaction_push(struct mailbox_transaction_context *t);
+/* Pushes the transaction's flag changes and expunges to RADOS. When the
+   op of a hidden transaction (STORE .SILENT) was replayed into it,
+   *own_sync_r holds the index lock until the transaction is committed:
+   mail_index_sync_commit() after, mail_index_sync_rollback() instead. */
+int rbd_transaction_push(struct mailbox_transaction_context *t,
+                         struct mail_index_sync_ctx **own_sync_r);
 /* From now on mbox->msgs keeps every record, not only those with strings:
    for a cache older than the rbd-msg extension. */
 void rbd_mailbox_keep_all_msgs(struct rbd_mailbox *mbox);

@@ -1041,17 +1041,26 @@ static int
 rbd_transaction_commit(struct mailbox_transaction_context *t,
                        struct mail_transaction_commit_changes *changes_r)
 {
+	struct mail_index_sync_ctx *own_sync = NULL;
 	int ret;
 
 	/* Flag changes and expunges go to RADOS first; the local index only
-	   learns of them (with their RADOS MODSEQs) from the next sync. */
-	ret = rbd_transaction_push(t);
+	   learns of them (with their RADOS MODSEQs) from the next sync, or
+	   from this transaction under the index lock (a STORE .SILENT). */
+	ret = rbd_transaction_push(t, &own_sync);
 	rbd_transaction_free(t);
 	if (ret < 0) {
+		if (own_sync != NULL)
+			mail_index_sync_rollback(&own_sync);
 		index_transaction_rollback(t);
 		return -1;
 	}
-	return index_transaction_commit(t, changes_r);
+	ret = index_transaction_commit(t, changes_r);
+	/* The cluster has the change whatever happens here: a local failure
+	   is Dovecot's to log, not the STORE's to answer. */
+	if (own_sync != NULL)
+		(void)mail_index_sync_commit(&own_sync);
+	return ret;
 }
 
 static void rbd_transaction_rollback(struct mailbox_transaction_context *t)

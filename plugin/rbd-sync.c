@@ -1326,37 +1326,54 @@ static void rbd_push_conflicts(struct mailbox_transaction_context *t,
    (rbd_sync_replay_op), when the change log since this cache's
    HIGHESTMODSEQ holds that op alone: the cache then held the state the op
    started from. Otherwise the next sync brings it.
-   The cache's position (its rbd header) is left to that sync, which holds
-   the index lock: this transaction commits without it, and another process
-   of the node may sync this op and newer ones first; the position written
-   here then took the cache back to before them, and the next sync
-   replayed a newer append onto the message the cache had already
-   (test_sync_race.py). The sync finds the flags as the op set them and
-   writes only MODSEQ records, which Dovecot does not report to any view. */
-static void rbd_push_apply_own(struct mailbox_transaction_context *t,
-                               struct rbd_mailbox *mbox, uint64_t modseq)
+   That transaction commits under the index lock, taken here and given back
+   (returned) once it is committed, as mdbox commits a save: Dovecot counts
+   a transaction's MODSEQs from the index as it is when it commits, and
+   without the lock another process of the node could sync this op and
+   newer ones first. The transaction then counted the messages above the
+   op's MODSEQ and wrote a cache position older than the cache (fault soak,
+   seed 1217: MODSEQs differing between nodes, then the cache replaced
+   under the node's sessions; test_sync_race.py). NULL if not applied. */
+static struct mail_index_sync_ctx *
+rbd_push_apply_own(struct mailbox_transaction_context *t,
+                   struct rbd_mailbox *mbox, uint64_t modseq)
 {
 	struct mail_index_view *view = t->box->view;
-	struct rbd_sync_context ctx;
+	struct rbd_sync_context ctx, locked;
 	struct rbd_changes *changes;
 	struct rbd_error err;
+	bool applied = FALSE;
 
 	if (modseq == 0 ||
 	    mail_index_modseq_get_highest(view) != mbox->synced.highest_modseq)
-		return;
+		return NULL;
 	if (rbd_index_changes(mbox->index, mbox->synced.highest_modseq,
 	                      &changes, &err) != RBD_OK)
-		return;
+		return NULL;
+	i_zero(&locked);
+	locked.mbox = mbox;
 	if (changes->op_count == 1 && changes->ops[0].modseq == modseq &&
-	    changes->status.uidvalidity == mbox->synced.uidvalidity) {
-		i_zero(&ctx);
-		ctx.mbox = mbox;
-		ctx.sync_view = view;
-		ctx.trans = t->itrans;
-		ctx.next_uid = mail_index_get_header(view)->next_uid;
-		(void)rbd_sync_replay_op(&ctx, &changes->ops[0]);
+	    changes->status.uidvalidity == mbox->synced.uidvalidity &&
+	    rbd_sync_begin(&locked) == 0) {
+		if (rbd_sync_cached_modseq(&locked) ==
+		    mbox->synced.highest_modseq) {
+			i_zero(&ctx);
+			ctx.mbox = mbox;
+			ctx.sync_view = view;
+			ctx.trans = t->itrans;
+			ctx.next_uid = mail_index_get_header(view)->next_uid;
+			applied = rbd_sync_replay_op(&ctx, &changes->ops[0]);
+		}
+		if (applied) {
+			rbd_sync_header_write(mbox, t->itrans,
+			                      &changes->status);
+			mbox->synced = changes->status;
+		} else {
+			mail_index_sync_rollback(&locked.index_sync_ctx);
+		}
 	}
 	rbd_changes_free(&changes);
+	return applied ? locked.index_sync_ctx : NULL;
 }
 
 /* Every flag change of the transaction in ONE guarded op, so that the
@@ -1364,7 +1381,8 @@ static void rbd_push_apply_own(struct mailbox_transaction_context *t,
    STORE FLAGS that replaced different flags on two messages could fail on
    its second op after its first had taken effect, and be answered NO. */
 static int rbd_push_changes(struct mailbox_transaction_context *t,
-                            struct rbd_mailbox *mbox)
+                            struct rbd_mailbox *mbox,
+                            struct mail_index_sync_ctx **own_sync_r)
 {
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
 	const struct rbd_pending_change *change;
@@ -1406,7 +1424,7 @@ static int rbd_push_changes(struct mailbox_transaction_context *t,
 	}
 	if (conflict_count == 0 &&
 	    (t->flags & MAILBOX_TRANSACTION_FLAG_HIDE) != 0)
-		rbd_push_apply_own(t, mbox, modseq);
+		*own_sync_r = rbd_push_apply_own(t, mbox, modseq);
 	rbd_push_conflicts(t, conflicts, conflict_count);
 	rbd_uids_free(&conflicts);
 	return 0;
@@ -1445,7 +1463,8 @@ static int rbd_push_expunges(struct rbd_mailbox *mbox,
 	return 0;
 }
 
-int rbd_transaction_push(struct mailbox_transaction_context *t)
+int rbd_transaction_push(struct mailbox_transaction_context *t,
+                         struct mail_index_sync_ctx **own_sync_r)
 {
 	struct rbd_transaction_context *rt = RBD_TRANSACTION(t);
 	struct rbd_mailbox *mbox = RBD_MAILBOX(t->box);
@@ -1460,7 +1479,7 @@ int rbd_transaction_push(struct mailbox_transaction_context *t)
 	T_BEGIN
 	{
 		if (array_count(&rt->changes) > 0 &&
-		    rbd_push_changes(t, mbox) < 0)
+		    rbd_push_changes(t, mbox, own_sync_r) < 0)
 			ret = -1;
 		if (ret == 0 && array_count(&rt->expunges) > 0 &&
 		    rbd_push_expunges(mbox, &rt->expunges) < 0)

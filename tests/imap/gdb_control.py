@@ -29,6 +29,23 @@ def process_lines(node, pid):
             "child %d " % pid in line]
 
 
+def hold_at(pid, function, out, commands=""):
+    """gdb attached to process `pid`, stopping it at each call of `function` (a symbol it
+    exports), where gdb runs `commands` (lines of gdb commands) and prints HELD; returns
+    once the breakpoint is set. A "continue" or "detach" line sent lets it go on."""
+    gdb = Gdb("""set pagination off
+set confirm off
+attach %d
+break %s
+commands
+%secho HELD\\n
+end
+continue
+""" % (pid, function, commands), out)
+    gdb.wait_for("Breakpoint 1 at", 60)
+    return gdb
+
+
 class Gdb:
     """gdb running `script` (attach commands first) on stdin-driven terms: not -batch, so
     it keeps handling the process's events, and reads further commands from send()."""

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from gdb_control import Gdb, process_lines, session_pid
+from gdb_control import hold_at, process_lines, session_pid
 from imap_connection import ImapError
 from messages import numbered
 
@@ -32,17 +32,7 @@ STALL = 2
 def hold_at_cluster_delete(pid, out):
     """gdb stopping the process where the DELETE asks the cluster to drop the mailbox: by
     then Dovecot has marked the cache deleted and holds the list lock. Prints HELD there."""
-    gdb = Gdb("""set pagination off
-set confirm off
-attach %d
-break rbd_delete_mailbox
-commands
-echo HELD\\n
-end
-continue
-""" % pid, out)
-    gdb.wait_for("Breakpoint 1 at", 60)
-    return gdb
+    return hold_at(pid, "rbd_delete_mailbox", out)
 
 
 def prepare(connect, node_a, user):

@@ -6,14 +6,15 @@ seed 86365: "IMAP session state is inconsistent, please relogin", then MODSEQs g
   holds the lock; a full sync's snapshot may then be older than the cache it locks.
 - A change read from the cluster that does not apply to the cache (only a bug does that)
   gets the cache rebuilt, with the cluster's MODSEQs.
-- A STORE .SILENT writes its own op into its index transaction, which commits without the
-  lock."""
+- A STORE .SILENT writes its own op into its index transaction, which must commit under
+  the lock."""
 
 import shutil
+import time
 
 import pytest
 
-from gdb_control import Gdb, process_lines, session_pid
+from gdb_control import hold_at, process_lines, session_pid
 from imap_connection import ImapError, selected_state
 from messages import numbered
 
@@ -27,17 +28,16 @@ pytestmark = [
 def hold_after_the_read(pid, out):
     """gdb stopping the process at its \\Recent claim, which a SELECT's sync makes after
     reading the cluster and before locking the cache. Prints HELD there."""
-    gdb = Gdb("""set pagination off
-set confirm off
-attach %d
-break rbd_index_claim_recent
-commands
-echo HELD\\n
-end
-continue
-""" % pid, out)
-    gdb.wait_for("Breakpoint 1 at", 60)
-    return gdb
+    return hold_at(pid, "rbd_index_claim_recent", out)
+
+
+def box_on_b(connect, node_b, user, count):
+    """A session of node B that created "box" with messages 1..count."""
+    writer = connect(node_b, user)
+    writer.ok("CREATE", "box")
+    for n in range(1, count + 1):
+        writer.append("box", numbered(n))
+    return writer
 
 
 def uids(conn, mailbox):
@@ -48,10 +48,7 @@ def uids(conn, mailbox):
 
 def test_a_full_sync_from_an_older_snapshot_keeps_what_the_cache_gained_meanwhile(
         connect, node_a, node_b, user, tmp_path):
-    writer = connect(node_b, user)
-    writer.ok("CREATE", "box")
-    for n in range(1, 4):
-        writer.append("box", numbered(n))
+    writer = box_on_b(connect, node_b, user, 3)
     # Node A has no cache of "box": the first SELECT there lists every record.
     held = connect(node_a, user)
     gdb = hold_after_the_read(session_pid(node_a, user), tmp_path / "gdb.out")
@@ -94,28 +91,16 @@ def test_a_cache_that_disagrees_with_the_cluster_is_rebuilt_with_the_clusters_mo
     # cluster's MODSEQs, as on every other node: a reset in place counted every message
     # at the old cache's HIGHESTMODSEQ or above (seed 86365: "MODSEQ 7 is on UIDs [6, 7,
     # 8, 10]"). gdb makes the next change name a message the cache does not have.
-    writer = connect(node_b, user)
-    writer.ok("CREATE", "box")
-    for n in range(1, 6):
-        writer.append("box", numbered(n))
+    writer = box_on_b(connect, node_b, user, 5)
     writer.ok("SELECT", "box")
     writer.ok("UID STORE 2 +FLAGS (\\Flagged)")
     writer.ok("UID STORE 4 +FLAGS (\\Answered)")
     session = connect(node_a, user)
     session.ok("SELECT", "box")
     pid = session_pid(node_a, user)
-    gdb = Gdb("""set pagination off
-set confirm off
-attach %d
-tbreak rbd_index_changes
-commands
-set $changes_r = (char **) $rdx
-echo HELD\\n
-end
-continue
-""" % pid, tmp_path / "gdb.out")
+    gdb = hold_at(pid, "rbd_index_changes", tmp_path / "gdb.out",
+                  "set $changes_r = (char **) $rdx\n")
     try:
-        gdb.wait_for("Temporary breakpoint 1 at", 60)
         writer.ok("UID STORE 3 +FLAGS (\\Seen)")
         tag = session.next_tag()
         session.send("%s NOOP\r\n" % tag)
@@ -141,47 +126,44 @@ continue
     assert modseqs(connect(node_a, user), "box") == modseqs(writer, "box")
 
 
-def test_a_silent_store_committed_after_another_process_synced_keeps_the_cache_position(
+def test_a_silent_store_and_another_process_of_the_node_sync_one_after_the_other(
         connect, node_a, node_b, user, tmp_path):
     # A STORE .SILENT writes its own op into the session's hidden index transaction, so
-    # that the op is not echoed back to it. That transaction commits without the cache's
-    # lock, and another process of the node may sync the op and a newer one first. The
-    # transaction also wrote the cache's position, and so took it back to before the
-    # newer op: the next sync replayed that op's append onto the message the cache had
-    # already, and the cache disagreed with the cluster. gdb holds the STORE just before
-    # its index commit while node B appends and another session of node A syncs.
-    writer = connect(node_b, user)
-    writer.ok("CREATE", "box")
-    for n in range(1, 3):
-        writer.append("box", numbered(n))
+    # that the op is not echoed back to it. That transaction committed without the cache's
+    # lock, and another process of the node could sync the op and a newer one first: the
+    # transaction then wrote a cache position older than the cache (the next sync replayed
+    # the newer op's append onto the message the cache had already, and the cache
+    # disagreed with the cluster), and counted its messages above the op's MODSEQ (fault
+    # soak, seed 1217), or set flags another op had taken away again. It now commits under
+    # the lock. gdb holds the STORE just before its index commit while node B takes the
+    # flag away and appends, and another session of node A asks for a sync.
+    writer = box_on_b(connect, node_b, user, 2)
     silent = connect(node_a, user)
-    silent.ok("SELECT", "box")
+    silent.ok("SELECT", "box", "(CONDSTORE)")
     silent_pid = session_pid(node_a, user)
     other = connect(node_a, user)
     other.ok("SELECT", "box")
-    gdb = Gdb("""set pagination off
-set confirm off
-attach %d
-break index_transaction_commit
-commands
-echo HELD\\n
-end
-continue
-""" % silent_pid, tmp_path / "gdb.out")
+    gdb = hold_at(silent_pid, "index_transaction_commit", tmp_path / "gdb.out")
     try:
-        gdb.wait_for("Breakpoint 1 at", 60)
         tag = silent.next_tag()
         silent.send("%s STORE 1 +FLAGS.SILENT (\\Flagged)\r\n" % tag)
         gdb.wait_for("HELD", 30)
+        writer.ok("SELECT", "box")
+        writer.ok("UID STORE 1 -FLAGS (\\Flagged)")
         writer.append("box", numbered(3))
-        assert "* 3 EXISTS" in other.ok("NOOP").lines()
+        noop = other.next_tag()
+        other.send("%s NOOP\r\n" % noop)
+        time.sleep(1)   # the other session's sync, unless it waits for the STORE's lock
         gdb.send("detach\n")
     finally:
         gdb.close()
     assert silent.wait_tagged(tag).status == "OK"
-    # Both sessions go on, and see the next message as node B does, with the cluster's
-    # MODSEQs.
-    writer.append("box", numbered(4))
-    assert "* 4 EXISTS" in silent.ok("NOOP").lines()
-    assert "* 4 EXISTS" in other.ok("NOOP").lines()
+    assert "* 3 EXISTS" in other.wait_tagged(noop).lines()
+    # A new session of node A sees what node B does. Its open replaces a cache counted
+    # above the cluster's HIGHESTMODSEQ, which would end the node's other sessions: both
+    # go on, and the STORE's own session is told node B's flag change, not its own.
     assert modseqs(connect(node_a, user), "box") == modseqs(writer, "box")
+    writer.append("box", numbered(4))
+    lines = silent.ok("NOOP").lines()
+    assert "* 4 EXISTS" in lines and not [line for line in lines if "Flagged" in line], lines
+    assert "* 4 EXISTS" in other.ok("NOOP").lines()
