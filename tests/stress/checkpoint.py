@@ -266,12 +266,23 @@ class Checker:
                 self.violation("modseq-decreased", "UID %d MODSEQ %d, was seen as %d" % (
                     uid, modseq, box.max_modseq[uid]), where)
             self.model.saw_state(box, uid, modseq, flags, CHECKER)
+        self.check_expunged_present(box, snap, where)
         if name not in STABLE or where in self.runner.uncertain:
             return
         with self.model.lock:
             self.check_messages(box, snap, where)
             self.check_flags(box, snap, where)
             self.check_modseq_groups(box, where)
+
+    def check_expunged_present(self, box, snap, where):
+        """A session told that a message was expunged must never find it again: a node
+        whose cache dropped messages the cluster has showed them expunged (CI growth
+        profile, seed 86365)."""
+        for uid in sorted(set(snap.msgs) & set(box.heard_expunged)):
+            session, how = box.heard_expunged[uid]
+            self.violation("expunged-but-present", "UID %d (%s) was reported expunged to %s "
+                           "(%s), and is still here" % (uid, snap.msgs[uid][3], session, how),
+                           where)
 
     def check_messages(self, box, snap, where):
         for uid, created in sorted(box.created.items()):

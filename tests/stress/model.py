@@ -236,6 +236,7 @@ class Box:
         self.rw = []                            # [session, start, end] read-write selections
         self.recent = {}                        # uid -> session that was shown it \Recent
         self.bodies = {}                        # uid -> stored bytes of a delivered message
+        self.heard_expunged = {}                # uid -> (session, how) first told it is gone
 
     def may_be_expunged(self, uid, before=INF):
         """Could an expunge sent before `before` have removed uid?"""
@@ -382,7 +383,13 @@ class Model:
                            (uid, first, session), box.key[:2], session)
 
     def saw_expunged(self, box, uid, before, session, how):
-        """uid was reported expunged in a response received before `before`."""
+        """uid was reported expunged in a response received before `before` (`how`: EXPUNGE,
+        VANISHED or VANISHED (EARLIER)). A message a session saw expunged never shows
+        again (UIDs are not reused): the checkpoints check that. Not for VANISHED
+        (EARLIER), which may name UIDs of the client's range that were never used."""
+        if how != "VANISHED (EARLIER)":
+            with self.lock:
+                box.heard_expunged.setdefault(uid, (session, how))
         if uid in box.created and not box.may_be_expunged(uid, before):
             self.violation("expunged-without-expunge",
                            "UID %d (%s) reported expunged (%s) but no EXPUNGE/MOVE could "

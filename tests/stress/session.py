@@ -349,7 +349,8 @@ class Session:
                 self.model.violation("vanished-not-known", "VANISHED (EARLIER) UID %d not in "
                                      "the known UIDs given" % uid, (self.user, sel.name),
                                      self.name)
-            self.model.saw_expunged(sel.box, uid, rec.ack, self.name, "VANISHED")
+            self.model.saw_expunged(sel.box, uid, rec.ack, self.name,
+                                    "VANISHED (EARLIER)" if earlier else "VANISHED")
             if earlier:
                 continue
             if uid in sel.view:

@@ -116,6 +116,27 @@ class RefusedStores(CheckerCase):
         self.assertEqual(self.check({"\\seen", "k1"}), [])
 
 
+class ExpungedButPresent(CheckerCase):
+    """A message a session heard expunged that a checkpoint still finds (seed 86365: a
+    node's cache dropped messages the cluster had, and its sessions heard EXPUNGE)."""
+
+    def check(self, uids):
+        snap = Snapshot(7, 20, 30, {uid: (9, frozenset(), 100, "m%d" % uid) for uid in uids})
+        self.checker.check_expunged_present(self.box, snap, WHERE)
+        return sorted(v.prop for v in self.model.violations)
+
+    def test_an_expunge_heard_of_a_message_still_there(self):
+        self.model.saw_expunged(self.box, 4, 0, "s03", "EXPUNGE")
+        self.assertEqual(self.check([3, 4, 5]), ["expunged-but-present"])
+
+    def test_an_expunge_heard_of_a_message_gone(self):
+        self.model.saw_expunged(self.box, 4, 0, "s03", "VANISHED")
+        self.assertEqual(self.check([3, 5]), [])
+
+    def test_vanished_earlier_may_name_a_uid_not_used_yet(self):
+        self.model.saw_expunged(self.box, 6, 0, "s03", "VANISHED (EARLIER)")
+        self.assertEqual(self.check([5, 6]), [])
+
 
 class MasterGoneLines(unittest.TestCase):
     """What a node's processes log while the fault's killed master is away: allowed (during
