@@ -1422,8 +1422,11 @@ static int rbd_push_changes(struct mailbox_transaction_context *t,
 		rbd_mailbox_set_error(mbox, &err);
 		return -1;
 	}
+	/* Not with expunges, which are pushed after this: the index lock
+	   must never be held across a RADOS op. */
 	if (conflict_count == 0 &&
-	    (t->flags & MAILBOX_TRANSACTION_FLAG_HIDE) != 0)
+	    (t->flags & MAILBOX_TRANSACTION_FLAG_HIDE) != 0 &&
+	    array_count(&rt->expunges) == 0)
 		*own_sync_r = rbd_push_apply_own(t, mbox, modseq);
 	rbd_push_conflicts(t, conflicts, conflict_count);
 	rbd_uids_free(&conflicts);
