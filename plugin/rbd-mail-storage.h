@@ -116,6 +116,9 @@ struct rbd_mailbox {
 	   the cache learns that only from a sync, so the next one reads the
 	   cluster even when FAST (rbd_mailbox_sync_init). */
 	bool sync_pending;
+	/* The open in progress is a STATUS's that the index state answers
+	   (rbd_mailbox_get_status): it opens the RADOS index only. */
+	bool open_for_status;
 
 	/* Bodies read ahead for a FETCH of many messages (rbd-mail.c): uid,
 	   guid and inline_body of each. */

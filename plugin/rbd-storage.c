@@ -689,6 +689,8 @@ static int rbd_mailbox_open(struct mailbox *box)
 
 	if (rbd_mailbox_open_index(mbox) < 0)
 		return -1;
+	if (mbox->open_for_status)
+		return 0;
 	/* The cache of the mailbox the name led to now (rbd_list_get_path
 	   would look the name up again, and could find another). */
 	path = rbd_list_cache_path(box->list, mbox->guid);
@@ -979,16 +981,77 @@ static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 	return 0;
 }
 
+/* What the index state in RADOS holds, the same on every node. */
+#define RBD_STATE_STATUS_ITEMS                                                 \
+	(STATUS_MESSAGES | STATUS_UIDNEXT | STATUS_UIDVALIDITY |               \
+	 STATUS_HIGHESTMODSEQ)
+
+/* A STATUS of a mailbox not open here that asks only for what the index
+   state holds is answered from the one read of that state that opening
+   the RADOS index does, as imapc asks its server instead of syncing: this
+   node's cache is neither opened nor synced, so the cost does not grow
+   with the mailbox, nor with how far behind (or absent) the cache is.
+   mailbox_open() still runs, so plugins' open checks (acl) hold; the
+   mailbox is left unopened. Returns 1 if answered, 0 if the caller goes
+   the usual way (the open went further: autocreated), -1 on error. */
+static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
+                                        struct mailbox_status *status_r)
+{
+	struct rbd_index_status status;
+	struct rbd_error err;
+	bool index_was_open = mbox->index != NULL;
+	int ret;
+
+	mbox->open_for_status = TRUE;
+	ret = mailbox_open(&mbox->box);
+	mbox->open_for_status = FALSE;
+	if (ret < 0)
+		return -1;
+	if (mbox->box.opened)
+		return 0;
+	/* A handle opened before (METADATA) holds an older read. */
+	if (!index_was_open)
+		rbd_index_last_status(mbox->index, &status);
+	else if (rbd_index_get_status(mbox->index, &status, &err) != RBD_OK) {
+		rbd_mailbox_set_error(mbox, &err);
+		return -1;
+	}
+	status_r->messages = status.messages;
+	status_r->uidvalidity = status.uidvalidity;
+	status_r->uidnext = status.uidnext;
+	/* As Dovecot's index answers for a mailbox that had no change. */
+	status_r->highest_modseq = I_MAX(status.highest_modseq, 1);
+	return 1;
+}
+
 static int rbd_mailbox_get_status(struct mailbox *box,
                                   enum mailbox_status_items items,
                                   struct mailbox_status *status_r)
 {
-	if (index_storage_get_status(box, items, status_r) < 0)
+	int ret = 0;
+
+	if (!box->opened && items != 0 &&
+	    (items & ENUM_NEGATE(RBD_STATE_STATUS_ITEMS)) == 0)
+		ret = rbd_mailbox_get_state_status(RBD_MAILBOX(box), status_r);
+	if (ret < 0)
+		return -1;
+	if (ret == 0 && index_storage_get_status(box, items, status_r) < 0)
 		return -1;
 	/* MODSEQs come from RADOS: they are permanent and the same on every
 	   node, so CONDSTORE/QRESYNC work across the cluster. */
 	status_r->nonpermanent_modseqs = FALSE;
 	return 0;
+}
+
+/* A box that was never opened is never closed either (STATUS from the
+   index state, METADATA's GUID): its RADOS handle goes here. */
+static void rbd_mailbox_free(struct mailbox *box)
+{
+	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+
+	if (mbox->index != NULL)
+		rbd_index_close(&mbox->index);
+	index_storage_mailbox_free(box);
 }
 
 static int rbd_mailbox_get_metadata(struct mailbox *box,
@@ -1093,7 +1156,7 @@ struct mailbox rbd_mailbox = {
                         .exists = rbd_mailbox_exists,
                         .open = rbd_mailbox_open,
                         .close = rbd_mailbox_close,
-                        .free = index_storage_mailbox_free,
+                        .free = rbd_mailbox_free,
                         .create_box = rbd_mailbox_create,
                         .update_box = rbd_mailbox_update,
                         .delete_box = rbd_mailbox_delete,

@@ -360,6 +360,13 @@ def after_expunges(before, lines):
     return left
 
 
+def status_items(resp):
+    """{item: number} (lowercase names) of the response's first untagged STATUS."""
+    line = resp.lines("STATUS")[0]
+    words = line[line.rindex("(") + 1:line.rindex(")")].split()
+    return {name.lower(): int(value) for name, value in zip(words[::2], words[1::2])}
+
+
 def selected_state(resp):
     """What SELECT/EXAMINE reported: exists, recent, flags, permanentflags, uidvalidity,
     uidnext, unseen, highestmodseq (absent keys were not reported)."""

@@ -116,6 +116,16 @@ def test_member_reads_and_appends_to_the_owners_team_folder_from_another_node(
     # Only what was granted: no other mailbox, no administration.
     assert "shared/%s/Private" % owner not in listed(by_member, "shared/*")
     assert by_member.command("SELECT", quote("shared/%s/Private" % owner)).status == "NO"
+    # RFC 4314: STATUS needs the read right, and a STATUS that the index state answers
+    # still opens the mailbox through the ACL check. mdbox answers it from Dovecot's
+    # mailbox list index, which skips that check (counts of a mailbox the member may
+    # not even see): rbd does not copy that.
+    if STORAGE == "rbd":
+        assert by_member.command("STATUS", quote("shared/%s/Private" % owner),
+                                 "(MESSAGES UIDNEXT)").tagged == "NO Mailbox doesn't exist: " \
+            "shared/%s/Private" % owner
+    assert by_member.ok("STATUS", quote(shared), "(MESSAGES)").lines("STATUS") == [
+        "* STATUS %s (MESSAGES 4)" % shared]
     assert by_member.command("SETACL", quote(shared), quote(member), OWNER_RIGHTS
                              ).status == "NO"
     assert by_member.command("DELETE", quote(shared)).status == "NO"
@@ -156,6 +166,9 @@ def test_acl_is_in_the_cluster_not_in_a_node_cache(connect, acl_nodes, team):
     connect(node_1, owner).ok("SETACL Team", quote(member), "-rwi")
     assert myrights(connect(node_2, member), shared) == "l"
     assert connect(node_2, member).command("SELECT", quote(shared)).status == "NO"
+    if STORAGE == "rbd":   # see the STATUS of Private above
+        assert connect(node_2, member).command("STATUS", quote(shared), "(MESSAGES)"
+                                               ).tagged == "NO [NOPERM] Permission denied"
     connect(node_1, owner).ok("DELETEACL Team", quote(member))
     assert connect(node_2, member).command("MYRIGHTS", quote(shared)).status == "NO"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from imap_connection import quote, response_code, selected_state
+from imap_connection import quote, response_code, selected_state, status_items
 from messages import numbered
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
@@ -332,6 +332,35 @@ def test_status_highestmodseq_grows_with_every_change(imap):
     imap.append("INBOX", numbered(2))
     second = int(imap.ok("STATUS INBOX (HIGHESTMODSEQ)").lines()[0].split()[-1][:-1])
     assert second > first
+
+
+STATE_ITEMS = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+
+
+def state_from_select(conn, mailbox):
+    state = selected_state(conn.ok("SELECT", mailbox, "(CONDSTORE)"))
+    conn.ok("UNSELECT")
+    return {"messages": state["exists"], "uidnext": state["uidnext"],
+            "uidvalidity": state["uidvalidity"], "highestmodseq": state["highestmodseq"]}
+
+
+def test_status_of_messages_uids_and_modseq_is_what_a_select_reports(imap):
+    # rbd answers these four from the index state without syncing the node's cache:
+    # the values must be those the synced cache reports, from a new mailbox on.
+    def in_box(*commands):
+        imap.ok("SELECT", "box")
+        for command in commands:
+            imap.ok(command)
+        imap.ok("UNSELECT")
+
+    imap.ok("CREATE", "box")
+    steps = [lambda: None,
+             lambda: [imap.append("box", numbered(n)) for n in range(3)],
+             lambda: in_box("STORE 1:2 +FLAGS (\\Seen $Work)"),
+             lambda: in_box("STORE 2 -FLAGS ($Work)", "STORE 3 +FLAGS (\\Deleted)", "EXPUNGE")]
+    for step in steps:
+        step()
+        assert status_items(imap.ok("STATUS", "box", STATE_ITEMS)) == state_from_select(imap, "box")
 
 
 def test_status_of_a_missing_mailbox_fails_with_doesnt_exist(imap):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from imap_connection import drop_recent, parse_fetch, response_code, selected_state
+from imap_connection import drop_recent, parse_fetch, response_code, selected_state, status_items
 from messages import numbered
 
 two_nodes = pytest.mark.two_nodes
@@ -112,6 +112,31 @@ def test_every_node_reports_the_same_modseqs_after_keywords_and_expunges(
     assert modseqs(on_b) == seen_on_a
     shutil.rmtree(node_b.cache_dir(user), ignore_errors=True)
     assert modseqs(connect(node_b, user)) == seen_on_a
+
+
+@two_nodes
+def test_status_on_b_reports_the_changes_made_on_a_as_a_select_on_b_does(connect, node_a,
+                                                                          node_b, user):
+    # B answers MESSAGES, UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ from the cluster's index
+    # state, whether its cache of the mailbox is absent, behind or current.
+    items = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+    on_a = connect(node_a, user)
+    on_b = connect(node_b, user)
+    on_a.ok("CREATE", "box")
+    changes = [lambda: [on_a.append("box", numbered(n)) for n in range(4)],
+               lambda: on_a.ok("STORE 1:3 +FLAGS (\\Flagged $Later)"),
+               lambda: on_a.ok("STORE 4 +FLAGS (\\Deleted)") and on_a.ok("EXPUNGE")]
+    for change in [lambda: None] + changes:
+        if change is changes[1]:
+            on_a.ok("SELECT", "box")
+        change()
+        on_b_status = status_items(on_b.ok("STATUS", "box", items))
+        assert on_b_status == status_items(on_a.ok("STATUS", "box", items))
+        state = selected_state(on_b.ok("SELECT", "box", "(CONDSTORE)"))
+        on_b.ok("UNSELECT")
+        assert on_b_status == {"messages": state["exists"], "uidnext": state["uidnext"],
+                               "uidvalidity": state["uidvalidity"],
+                               "highestmodseq": state["highestmodseq"]}
 
 
 @two_nodes
