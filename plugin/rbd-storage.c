@@ -981,10 +981,11 @@ static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 	return 0;
 }
 
-/* What the index state in RADOS holds, the same on every node. */
+/* What the index state in RADOS holds, the same on every node (UNSEEN
+   once the state counts \Seen). */
 #define RBD_STATE_STATUS_ITEMS                                                 \
 	(STATUS_MESSAGES | STATUS_UIDNEXT | STATUS_UIDVALIDITY |               \
-	 STATUS_HIGHESTMODSEQ)
+	 STATUS_UNSEEN | STATUS_HIGHESTMODSEQ)
 
 /* A STATUS of a mailbox not open here that asks only for what the index
    state holds is answered from the one read of that state that opening
@@ -993,8 +994,10 @@ static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
    with the mailbox, nor with how far behind (or absent) the cache is.
    mailbox_open() still runs, so plugins' open checks (acl) hold; the
    mailbox is left unopened. Returns 1 if answered, 0 if the caller goes
-   the usual way (the open went further: autocreated), -1 on error. */
+   the usual way (the open went further: autocreated; or the state does
+   not count \Seen yet), -1 on error. */
 static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
+                                        enum mailbox_status_items items,
                                         struct mailbox_status *status_r)
 {
 	struct rbd_index_status status;
@@ -1016,7 +1019,12 @@ static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
 		rbd_mailbox_set_error(mbox, &err);
 		return -1;
 	}
+	if ((items & STATUS_UNSEEN) != 0 && status.seen_counted == 0)
+		return 0;
 	status_r->messages = status.messages;
+	status_r->unseen = status.messages > status.seen_messages ?
+	                           status.messages - status.seen_messages :
+	                           0;
 	status_r->uidvalidity = status.uidvalidity;
 	status_r->uidnext = status.uidnext;
 	/* As Dovecot's index answers for a mailbox that had no change. */
@@ -1032,7 +1040,8 @@ static int rbd_mailbox_get_status(struct mailbox *box,
 
 	if (!box->opened && items != 0 &&
 	    (items & ENUM_NEGATE(RBD_STATE_STATUS_ITEMS)) == 0)
-		ret = rbd_mailbox_get_state_status(RBD_MAILBOX(box), status_r);
+		ret = rbd_mailbox_get_state_status(RBD_MAILBOX(box), items,
+		                                   status_r);
 	if (ret < 0)
 		return -1;
 	if (ret == 0 && index_storage_get_status(box, items, status_r) < 0)

@@ -280,6 +280,11 @@ struct rbd_index_status {
 	/* UIDs at or above this are \Recent: no read-write session has
 	   claimed them yet (rbd_index_claim_recent). */
 	uint32_t first_recent_uid;
+	/* Messages with \Seen, when seen_counted: a mailbox last written by
+	   a version before the count has none until `doveadm rbd check
+	   --repair` counts its records. */
+	uint32_t seen_messages;
+	uint8_t seen_counted;
 };
 
 /* One message of a mailbox. */

@@ -233,6 +233,8 @@ void ToStatus(const rbd::MailboxState& s, struct rbd_index_status* out) {
   out->log_floor_modseq = s.log_floor;
   out->keyword_count = static_cast<uint32_t>(s.legacy_keywords.size()) + s.keyword_count;
   out->first_recent_uid = s.first_recent_uid;
+  out->seen_counted = s.seen_counted ? 1 : 0;
+  out->seen_messages = s.seen_counted ? s.seen_messages : 0;
 }
 
 std::vector<std::string> Strings(const char* const* names, size_t count) {

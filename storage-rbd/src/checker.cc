@@ -14,24 +14,16 @@ namespace rbd {
 
 namespace {
 
-// What a mailbox's records add up to.
-struct Totals {
-  uint32_t messages = 0;
-  uint64_t virtual_size = 0;
-  uint64_t physical_size = 0;
-  uint32_t max_uid = 0;
-
-  void Add(const MessageRecord& r) {
-    messages++;
-    virtual_size += r.virtual_size;
-    physical_size += r.physical_size;
-    max_uid = std::max(max_uid, r.uid);
-  }
-};
-
 std::string Describe(const MailboxState& s) {
-  return "messages " + std::to_string(s.messages) + ", vsize " + std::to_string(s.virtual_size) + ", psize " +
-         std::to_string(s.physical_size) + ", uidnext " + std::to_string(s.uidnext);
+  return "messages " + std::to_string(s.messages) + ", seen " +
+         (s.seen_counted ? std::to_string(s.seen_messages) : std::string("not counted")) + ", vsize " +
+         std::to_string(s.virtual_size) + ", psize " + std::to_string(s.physical_size) + ", uidnext " +
+         std::to_string(s.uidnext);
+}
+
+bool SameCounters(const MailboxState& a, const MailboxState& b) {
+  return a.messages == b.messages && a.seen_counted == b.seen_counted && a.seen_messages == b.seen_messages &&
+         a.virtual_size == b.virtual_size && a.physical_size == b.physical_size && a.uidnext == b.uidnext;
 }
 
 }  // namespace
@@ -124,10 +116,13 @@ Status Checker::CheckMailbox(const MailboxInfo& info, const std::set<Guid>& bodi
     MailboxState state;
     Status s = index.ListAll(&records, &state);
     if (!s.ok()) return s;
-    Totals totals;
+    // What the records add up to, counted as the ops count them.
+    MailboxState expected;
+    expected.uidnext = state.uidnext;
     std::vector<uint32_t> bodiless;
     for (const MessageRecord& r : records) {
-      totals.Add(r);
+      expected.CountAdded(r);
+      expected.uidnext = std::max(expected.uidnext, r.uid + 1);
       if (r.inline_body) continue;
       referenced->insert(r.guid);
       if (bodies.count(r.guid)) continue;
@@ -150,19 +145,11 @@ Status Checker::CheckMailbox(const MailboxInfo& info, const std::set<Guid>& bodi
         if (p.kind == Problem::Kind::kMissingBody && p.mailbox == info.entry.guid) p.repaired = true;
       continue;  // counted again without them
     }
-    if (state.messages == totals.messages && state.virtual_size == totals.virtual_size &&
-        state.physical_size == totals.physical_size && state.uidnext > totals.max_uid)
-      return Status::OK();
-    MailboxState expected = state;
-    expected.messages = totals.messages;
-    expected.virtual_size = totals.virtual_size;
-    expected.physical_size = totals.physical_size;
-    expected.uidnext = std::max(state.uidnext, totals.max_uid + 1);
+    if (SameCounters(state, expected)) return Status::OK();
     Problem p{Problem::Kind::kWrongCounters, info.entry.guid, 0, Guid(),
               info.name + ": counters say " + Describe(state) + "; records add up to " + Describe(expected)};
     if (repair) {
-      s = index.SetCounters(state, expected.messages, expected.virtual_size, expected.physical_size,
-                            expected.uidnext);
+      s = index.SetCounters(state, expected);
       if (s.code() == Code::kConflict && attempt < kAttempts) continue;
       if (!s.ok() && s.code() != Code::kConflict) return s;
       p.repaired = s.ok();

@@ -373,6 +373,7 @@ Status MailboxIndex::Undo(const UnsettledChange& change) {
       (void)ResolveLegacy(m->state, &old.legacy_keyword_ids, &old.keywords);
       if (old.flags == rec.flags && old.keywords == rec.keywords) continue;
       delta.Add(rec, old.flags, old.keywords);
+      m->state.CountFlags(rec.flags, old.flags);
       rec.flags = old.flags;
       rec.keywords = std::move(old.keywords);
       restored.emplace_back(key, std::move(rec));
@@ -533,9 +534,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
         m->set[keys::InlineBodyKey(rec.uid)] = ToBufferlist(Encode(inl));
       }
       m->set[keys::RecordKey(rec.uid)] = ToBufferlist(Encode(rec));
-      m->state.messages++;
-      m->state.physical_size += rec.physical_size;
-      m->state.virtual_size += rec.virtual_size;
+      m->state.CountAdded(rec);
       uids->push_back(rec.uid);
       m->appended.push_back(std::move(rec));
     }
@@ -709,6 +708,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<FlagChange>& changes, std::ve
       const MessageRecord& old = before.at(key);
       if (rec.flags == old.flags && rec.keywords == old.keywords) continue;
       delta.Add(old, rec.flags, rec.keywords);
+      m->state.CountFlags(old.flags, rec.flags);
       m->before[key] = values.at(key).to_str();
       updated.emplace_back(key, std::move(rec));
     }
@@ -774,9 +774,7 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, std::vector<uint
       } else {
         stored.push_back(rec.guid);
       }
-      m->state.messages--;
-      m->state.physical_size -= rec.physical_size;
-      m->state.virtual_size -= rec.virtual_size;
+      m->state.CountRemoved(rec);
       m->expunged.push_back(rec.uid);
     }
     m->noop = m->expunged.empty();
@@ -815,15 +813,16 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
   return s;
 }
 
-Status MailboxIndex::SetCounters(const MailboxState& listed, uint32_t messages, uint64_t virtual_size,
-                                 uint64_t physical_size, uint32_t uidnext) {
+Status MailboxIndex::SetCounters(const MailboxState& listed, const MailboxState& counted) {
   state_valid_ = false;  // compared with the cluster's state, not a cached one
   return Mutate({}, [&](const auto&, Mutation* m) -> Status {
     if (!(m->state == listed)) return Status::Conflict(oid_ + " changed since its records were counted");
-    m->state.messages = messages;
-    m->state.virtual_size = virtual_size;
-    m->state.physical_size = physical_size;
-    m->state.uidnext = std::max(m->state.uidnext, uidnext);
+    m->state.messages = counted.messages;
+    m->state.virtual_size = counted.virtual_size;
+    m->state.physical_size = counted.physical_size;
+    m->state.seen_messages = counted.seen_messages;
+    m->state.seen_counted = true;
+    m->state.uidnext = std::max(m->state.uidnext, counted.uidnext);
     return Status::OK();
   });
 }

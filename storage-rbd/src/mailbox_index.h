@@ -154,13 +154,12 @@ class MailboxIndex {
   // nothing written) when another claim already reached `up_to`. No MODSEQ:
   // no client sees a claim as a change.
   Status ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end);
-  // Repair: sets the message count and sizes to what the records add up to
-  // and raises UIDNEXT above the highest UID, only while the state is still
-  // `listed`, the one the records were counted under (ListAll); Conflict
-  // when a writer changed it since: the caller counts again. No client sees
-  // counters change through MODSEQs, so HIGHESTMODSEQ stays.
-  Status SetCounters(const MailboxState& listed, uint32_t messages, uint64_t virtual_size,
-                     uint64_t physical_size, uint32_t uidnext);
+  // Repair: sets the message, \Seen and size counters to `counted`'s (what
+  // the records add up to) and raises UIDNEXT to its, only while the state
+  // is still `listed`, the one the records were counted under (ListAll);
+  // Conflict when a writer changed it since: the caller counts again. No
+  // client sees counters change through MODSEQs, so HIGHESTMODSEQ stays.
+  Status SetCounters(const MailboxState& listed, const MailboxState& counted);
 
   Status ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records);
   // Every record and the state they are at, read `page` records per op (0:

@@ -288,7 +288,8 @@ enum : uint8_t {
   kLegacyKeywords,
   kFirstRecent,
   kLogMarks,
-  kKeywordCount
+  kKeywordCount,
+  kSeen
 };
 }
 namespace change {
@@ -326,12 +327,37 @@ bool MessageRecord::operator==(const MessageRecord& o) const {
          guid_text == o.guid_text;
 }
 
+void MailboxState::CountAdded(const MessageRecord& r) {
+  messages++;
+  physical_size += r.physical_size;
+  virtual_size += r.virtual_size;
+  CountFlags(0, r.flags);
+}
+
+void MailboxState::CountRemoved(const MessageRecord& r) {
+  messages--;
+  physical_size -= r.physical_size;
+  virtual_size -= r.virtual_size;
+  CountFlags(r.flags, 0);
+}
+
+void MailboxState::CountFlags(uint8_t before, uint8_t after) {
+  // An uncounted state keeps nothing (it is not written either): only a
+  // count of the records can start it.
+  if (!seen_counted || ((before ^ after) & kSeenFlag) == 0) return;
+  if ((after & kSeenFlag) != 0) {
+    seen_messages++;
+  } else if (seen_messages > 0) {
+    seen_messages--;
+  }
+}
+
 bool MailboxState::operator==(const MailboxState& o) const {
   return uidvalidity == o.uidvalidity && uidnext == o.uidnext && highest_modseq == o.highest_modseq &&
          messages == o.messages && virtual_size == o.virtual_size && physical_size == o.physical_size &&
          log_floor == o.log_floor && legacy_keywords == o.legacy_keywords &&
          keyword_count == o.keyword_count && first_recent_uid == o.first_recent_uid &&
-         log_marks == o.log_marks;
+         log_marks == o.log_marks && seen_messages == o.seen_messages && seen_counted == o.seen_counted;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -420,6 +446,7 @@ std::string Encode(const MailboxState& s) {
   e.U32(state::kFirstRecent, s.first_recent_uid);
   if (!s.log_marks.empty()) e.MarkList(state::kLogMarks, s.log_marks);
   if (s.keyword_count != 0) e.U32(state::kKeywordCount, s.keyword_count);
+  if (s.seen_counted) e.U32(state::kSeen, s.seen_messages);
   return e.Finish();
 }
 
@@ -440,11 +467,13 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kFirstRecent: d.U32(f, &out->first_recent_uid); break;
       case state::kLogMarks: d.MarkList(f, &out->log_marks); break;
       case state::kKeywordCount: d.U32(f, &out->keyword_count); break;
+      case state::kSeen: d.U32(f, &out->seen_messages); break;
       default: break;
     }
   }
   Status s = d.Finish({state::kUidValidity, state::kUidNext, state::kModseq});
   if (s.ok() && out->uidnext == 0) return Status::Corrupt("mailbox state: UIDNEXT 0");
+  out->seen_counted = d.Has(state::kSeen);
   if (s.ok() && !d.Has(state::kFirstRecent)) {
     // Written before the field existed: its messages count as claimed, so
     // an upgrade does not make every old message \Recent once more.

@@ -36,6 +36,10 @@ enum class RecordType : uint8_t {
   kUnsettled = 10,  // kept in a node's local cache dir, never in RADOS
 };
 
+// The \Seen bit of MessageRecord::flags (Dovecot's MAIL_SEEN, as all the
+// flag bits are: RBD_FLAG_SEEN in the C ABI).
+inline constexpr uint8_t kSeenFlag = 0x08;
+
 // One message of a mailbox: omap value of `u.<uid>`.
 struct MessageRecord {
   uint32_t uid = 0;
@@ -94,6 +98,17 @@ struct MailboxState {
   // Ascending by MODSEQ, all above log_floor; a few at most (one per
   // eighth of rbd_changelog_max_age).
   std::vector<LogMark> log_marks;
+  // Messages with \Seen, so that STATUS UNSEEN needs no record. A state
+  // written before the count existed decodes with seen_counted false:
+  // nothing maintains it until a repair counts the records (checker.h).
+  uint32_t seen_messages = 0;
+  bool seen_counted = true;
+
+  // The counters as a message is added, removed, or its flags change:
+  // what every op that does so applies in the same guarded op.
+  void CountAdded(const MessageRecord& r);
+  void CountRemoved(const MessageRecord& r);
+  void CountFlags(uint8_t before, uint8_t after);
 
   bool operator==(const MailboxState&) const;
 };

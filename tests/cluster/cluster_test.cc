@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "keys.h"
 #include "record_codec.h"
@@ -2249,6 +2250,72 @@ TEST_F(MailboxIndexTest, CheckRepairNeverExpungesAMessageAppendedDuringIt) {
   EXPECT_EQ(problems, std::vector<std::string>{});
   EXPECT_EQ(line, "checked 0");
   EXPECT_EQ(ReadBody(inbox, during), "Subject: during\r\n\r\nduring\r\n");
+  rbd_index_close(&inbox);
+}
+
+// STATUS UNSEEN comes from the state's \Seen count: every op that adds,
+// removes or changes a message keeps it, in the same guarded op. A state
+// of a writer from before the count has none until check --repair counts.
+TEST_F(MailboxIndexTest, StateCountsSeenThroughEveryChangeAndRepairStartsTheCount) {
+  const std::string guid_hex = CreateMailbox("INBOX");
+  rbd_index* inbox = OpenMailbox(guid_hex);
+  const uint32_t read = AppendOne(inbox, "Subject: a\r\n\r\na\r\n", RBD_FLAG_SEEN);
+  const uint32_t unread = AppendOne(inbox, "Subject: b\r\n\r\nb\r\n");
+  const uint32_t flagged = AppendOne(inbox, "Subject: c\r\n\r\nc\r\n", RBD_FLAG_SEEN | RBD_FLAG_FLAGGED);
+  auto status = [&] {
+    rbd_index_status st{};
+    EXPECT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK) << err_.message;
+    return std::make_tuple(st.messages, st.seen_counted, st.seen_messages);
+  };
+  EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{1}, 2u));
+
+  // One op: \Seen off the first, on the second, \Flagged (no \Seen
+  // change) on the third.
+  rbd_flag_change changes[3]{};
+  changes[0].uids = &read;
+  changes[0].uid_count = 1;
+  changes[0].update.remove_flags = RBD_FLAG_SEEN;
+  changes[1].uids = &unread;
+  changes[1].uid_count = 1;
+  changes[1].update.add_flags = RBD_FLAG_SEEN;
+  changes[2].uids = &flagged;
+  changes[2].uid_count = 1;
+  changes[2].update.remove_flags = RBD_FLAG_FLAGGED;
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_index_update_flags_of(inbox, changes, 3, &conflicts, &nconflicts, &modseq, &err_), RBD_OK);
+  rbd_uids_free(&conflicts);
+  EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{1}, 2u));
+  // Setting \Seen where it is set changes nothing.
+  ASSERT_EQ(
+      rbd_index_update_flags(inbox, &unread, 1, &changes[1].update, &conflicts, &nconflicts, &modseq, &err_),
+      RBD_OK);
+  rbd_uids_free(&conflicts);
+  EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{1}, 2u));
+  size_t nexpunged = 0;
+  ASSERT_EQ(rbd_index_expunge(inbox, &flagged, 1, nullptr, &nexpunged, &err_), RBD_OK);
+  EXPECT_EQ(status(), std::make_tuple(2u, uint8_t{1}, 1u));
+
+  rbd_problems* problems = nullptr;
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
+  rbd_problems_free(&problems);
+
+  EditState(guid_hex, [](rbd::MailboxState* s) { s->seen_counted = false; });
+  AppendOne(inbox, "Subject: d\r\n\r\nd\r\n", RBD_FLAG_SEEN);
+  EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{0}, 0u)) << "an uncounted state stays uncounted";
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(problems->count, 1u);
+  EXPECT_EQ(problems->problems[0].kind, RBD_PROBLEM_WRONG_COUNTERS);
+  EXPECT_NE(std::string(problems->problems[0].detail).find("seen not counted"), std::string::npos)
+      << problems->problems[0].detail;
+  rbd_problems_free(&problems);
+  ASSERT_EQ(rbd_user_check(user_, 1, 0, &problems, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(problems->count, 1u);
+  EXPECT_TRUE(problems->problems[0].repaired);
+  rbd_problems_free(&problems);
+  EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{1}, 2u));
   rbd_index_close(&inbox);
 }
 

@@ -201,6 +201,9 @@ TEST_F(OsdFaultTest, AFlagChangeAnsweredFailedThatTookEffectIsUndone) {
   EXPECT_EQ(records[0].flags, RBD_FLAG_SEEN) << "flags restored";
   EXPECT_GT(records[0].modseq, applied_modseq) << "the undo is a change of its own";
   rbd_records_free(&holder);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(reader, &st, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(st.seen_messages, 1u) << "the undo counts the \\Seen it restores";
   rbd_settled settled[2];
   ASSERT_EQ(rbd_user_drain_settled(impatient_user, settled, 2), 1u);
   EXPECT_EQ(settled[0].outcome, RBD_SETTLED_UNDONE);

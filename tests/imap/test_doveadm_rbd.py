@@ -5,9 +5,12 @@ a private mount namespace). Bodies above rbd_inline_max (8k by default) are
 objects of their own; smaller ones travel inline in the index.
 """
 
+import struct
+import subprocess
+
 import pytest
 
-from imap_connection import selected_state
+from imap_connection import selected_state, status_items
 from messages import numbered
 
 pytestmark = pytest.mark.rbd_only("doveadm rbd inspects the cluster")
@@ -133,6 +136,50 @@ def test_check_finds_a_lost_body_and_an_orphan_and_repair_fixes_them(
     assert sorted(on_b.fetch("1:*", "(UID)")) == [1, 3]
     body = next(iter(on_b.fetch("3", "(BODY.PEEK[])").values()))["BODY[]"]
     assert body == numbered(3)
+
+
+STATE_SEEN_TAG = 12   # the state's \\Seen count (storage-rbd/src/record_codec.cc)
+
+
+def drop_state_field(cluster, user, mailbox_guid, tag):
+    """Rewrites a mailbox's index state without one field, as a writer from before the
+    field existed left it (header: type, version, 4-byte payload length; then fields of
+    tag, 4-byte length, value)."""
+    index, rados = "i." + mailbox_guid, cluster.rados_args("mail-index", user)
+    raw = subprocess.run(rados + ["getxattr", index, "state"], check=True,
+                         stdout=subprocess.PIPE).stdout
+    fields, at = b"", 6
+    while at < len(raw):
+        (length,) = struct.unpack_from("<I", raw, at + 1)
+        if raw[at] != tag:
+            fields += raw[at:at + 5 + length]
+        at += 5 + length
+    assert len(fields) < len(raw) - 6, "no field %d in the state" % tag
+    state = raw[:2] + struct.pack("<I", len(fields)) + fields
+    subprocess.run(rados + ["setxattr", index, "state"], input=state, check=True)
+
+
+def test_a_state_without_the_seen_count_answers_unseen_from_the_cache_until_repaired(
+        cluster, node_a, connect, user):
+    conn = connect(node_a, user)
+    conn.append("INBOX", numbered(1), flags=["\\Seen"])
+    conn.append("INBOX", numbered(2))
+    guid = conn.ok("STATUS INBOX (X-GUID)").lines("STATUS")[0].split()[-1].rstrip(")")
+    drop_state_field(cluster, user, guid, STATE_SEEN_TAG)
+    conn.append("INBOX", numbered(3))   # not counted: the state has no count to keep
+
+    unseen = "STATUS INBOX (MESSAGES UNSEEN)"
+    assert status_items(conn.ok(unseen)) == {"messages": 3, "unseen": 2}
+    rows = table(node_a.doveadm("-f", "tab", "rbd", "check", "-u", user)[1])
+    assert [r["problem"] for r in rows] == ["wrong-counters"]
+    assert "seen not counted" in rows[0]["detail"], rows
+    rows = table(doveadm_ok(node_a, "-f", "tab", "rbd", "check", "--repair", "-u", user))
+    assert [(r["problem"], r["state"]) for r in rows] == [("wrong-counters", "repaired")]
+    assert table(doveadm_ok(node_a, "-f", "tab", "rbd", "check", "-u", user)) == []
+    # Counted from the records, and kept from then on.
+    conn.append("INBOX", numbered(4), flags=["\\Seen"])
+    conn.append("INBOX", numbered(5))
+    assert status_items(conn.ok(unseen)) == {"messages": 5, "unseen": 3}
 
 
 def test_gc_reclaims_an_unreferenced_body_after_the_grace_period(cluster, node_a, imap, user):

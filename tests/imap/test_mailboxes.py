@@ -334,19 +334,21 @@ def test_status_highestmodseq_grows_with_every_change(imap):
     assert second > first
 
 
-STATE_ITEMS = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+STATE_ITEMS = "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
 
 
 def state_from_select(conn, mailbox):
+    """What a SELECT (and a SEARCH in it) reports of STATE_ITEMS."""
     state = selected_state(conn.ok("SELECT", mailbox, "(CONDSTORE)"))
+    unseen = conn.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
     conn.ok("UNSELECT")
-    return {"messages": state["exists"], "uidnext": state["uidnext"],
+    return {"messages": state["exists"], "unseen": len(unseen), "uidnext": state["uidnext"],
             "uidvalidity": state["uidvalidity"], "highestmodseq": state["highestmodseq"]}
 
 
 def test_status_of_messages_uids_and_modseq_is_what_a_select_reports(imap):
-    # rbd answers these four from the index state without syncing the node's cache:
-    # the values must be those the synced cache reports, from a new mailbox on.
+    # rbd answers these from the index state without syncing the node's cache: the
+    # values must be those the synced cache reports, from a new mailbox on.
     def in_box(*commands):
         imap.ok("SELECT", "box")
         for command in commands:
@@ -355,9 +357,12 @@ def test_status_of_messages_uids_and_modseq_is_what_a_select_reports(imap):
 
     imap.ok("CREATE", "box")
     steps = [lambda: None,
-             lambda: [imap.append("box", numbered(n)) for n in range(3)],
+             lambda: [imap.append("box", numbered(n)) for n in range(4)],
+             lambda: imap.append("box", numbered(4), flags=["\\Seen"]),
              lambda: in_box("STORE 1:2 +FLAGS (\\Seen $Work)"),
-             lambda: in_box("STORE 2 -FLAGS ($Work)", "STORE 3 +FLAGS (\\Deleted)", "EXPUNGE")]
+             lambda: in_box("STORE 2 -FLAGS ($Work)", "STORE 1 -FLAGS (\\Seen)"),
+             lambda: in_box("FETCH 3 BODY[]"),
+             lambda: in_box("STORE 2:3 +FLAGS (\\Deleted)", "EXPUNGE")]
     for step in steps:
         step()
         assert status_items(imap.ok("STATUS", "box", STATE_ITEMS)) == state_from_select(imap, "box")

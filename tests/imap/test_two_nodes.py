@@ -117,14 +117,15 @@ def test_every_node_reports_the_same_modseqs_after_keywords_and_expunges(
 @two_nodes
 def test_status_on_b_reports_the_changes_made_on_a_as_a_select_on_b_does(connect, node_a,
                                                                           node_b, user):
-    # B answers MESSAGES, UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ from the cluster's index
-    # state, whether its cache of the mailbox is absent, behind or current.
-    items = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+    # B answers MESSAGES, UNSEEN, UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ from the
+    # cluster's index state, whether its cache of the mailbox is absent, behind or current.
+    items = "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
     on_a = connect(node_a, user)
     on_b = connect(node_b, user)
     on_a.ok("CREATE", "box")
     changes = [lambda: [on_a.append("box", numbered(n)) for n in range(4)],
-               lambda: on_a.ok("STORE 1:3 +FLAGS (\\Flagged $Later)"),
+               lambda: on_a.ok("STORE 1:3 +FLAGS (\\Seen $Later)"),
+               lambda: on_a.ok("STORE 2 -FLAGS (\\Seen)"),
                lambda: on_a.ok("STORE 4 +FLAGS (\\Deleted)") and on_a.ok("EXPUNGE")]
     for change in [lambda: None] + changes:
         if change is changes[1]:
@@ -133,8 +134,10 @@ def test_status_on_b_reports_the_changes_made_on_a_as_a_select_on_b_does(connect
         on_b_status = status_items(on_b.ok("STATUS", "box", items))
         assert on_b_status == status_items(on_a.ok("STATUS", "box", items))
         state = selected_state(on_b.ok("SELECT", "box", "(CONDSTORE)"))
+        unseen = on_b.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
         on_b.ok("UNSELECT")
-        assert on_b_status == {"messages": state["exists"], "uidnext": state["uidnext"],
+        assert on_b_status == {"messages": state["exists"], "unseen": len(unseen),
+                               "uidnext": state["uidnext"],
                                "uidvalidity": state["uidvalidity"],
                                "highestmodseq": state["highestmodseq"]}
 

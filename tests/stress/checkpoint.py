@@ -147,7 +147,8 @@ class Checker:
         """EXAMINE (with QRESYNC from the previous checkpoint), STATUS, FETCH CHANGEDSINCE
         and a full FETCH; per-node checks; returns the Snapshot or None (no mailbox)."""
         where = (user, name)
-        items = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        # rbd answers these from the index state, without the node's cache.
+        items = "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
         status = conn.command("STATUS", quote(name), items)
         if status.status != "OK":
             if name in STABLE:
@@ -182,8 +183,9 @@ class Checker:
         snap = Snapshot(state["uidvalidity"], state["uidnext"], state["highestmodseq"], msgs)
         n = node.name
         box = self.model.box(user, name, snap.uidvalidity)
-        if (st["MESSAGES"], st["UIDNEXT"], st["UIDVALIDITY"], st["HIGHESTMODSEQ"]) != \
-                (state["exists"], snap.uidnext, snap.uidvalidity, snap.hms):
+        unseen = sum(1 for _, flags, _, _ in msgs.values() if "\\seen" not in flags)
+        if (st["MESSAGES"], st["UIDNEXT"], st["UIDVALIDITY"], st["UNSEEN"], st["HIGHESTMODSEQ"]) \
+                != (state["exists"], snap.uidnext, snap.uidvalidity, unseen, snap.hms):
             self.violation("status-differs-from-examine", "on %s: STATUS %s, EXAMINE %s" % (
                 n, st, state), where)
         if len(msgs) != state["exists"]:

@@ -1087,7 +1087,7 @@ class Session:
         # rbd answers the second set from the index state alone, the first from a
         # synced cache: both must fit the model.
         items = self.rng.choice(["(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ RECENT)",
-                                 "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"])
+                                 "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"])
         resp, rec = self.command("STATUS %s %s" % (name, items),
                                  ["STATUS", quote(name), items], {(self.user, name)})
         self.process([u.decode("utf-8", "surrogateescape") for u in resp.untagged

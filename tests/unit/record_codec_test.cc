@@ -62,7 +62,47 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.keyword_count = 70000;
   s.first_recent_uid = 480;
   s.log_marks = {{18, 1700000000}, {4000, 1700300000}};
+  s.seen_messages = 77;
   EXPECT_EQ(RoundTrip(s), s);
+}
+
+TEST(RecordCodec, MailboxStateOfAWriterBeforeTheSeenCountDecodesUncounted) {
+  MailboxState s;
+  s.messages = 3;
+  s.seen_counted = false;  // so it is not written, as such a writer did
+  MailboxState out = RoundTrip(s);
+  EXPECT_FALSE(out.seen_counted);
+  EXPECT_EQ(out.seen_messages, 0u);
+  s.seen_counted = true;
+  EXPECT_TRUE(RoundTrip(s).seen_counted);
+}
+
+TEST(RecordCodec, StateCountersFollowMessagesAndTheirSeenFlag) {
+  MessageRecord seen = SampleRecord(), unseen = SampleRecord();
+  seen.flags = kSeenFlag | 0x02;
+  unseen.flags = 0x02;
+  MailboxState s;
+  s.CountAdded(seen);
+  s.CountAdded(unseen);
+  s.CountAdded(unseen);
+  EXPECT_EQ(s.messages, 3u);
+  EXPECT_EQ(s.seen_messages, 1u);
+  EXPECT_EQ(s.physical_size, 3 * seen.physical_size);
+  s.CountFlags(unseen.flags, unseen.flags | kSeenFlag);
+  s.CountFlags(0x01, 0x03);  // no \Seen either side
+  EXPECT_EQ(s.seen_messages, 2u);
+  s.CountRemoved(seen);
+  s.CountRemoved(unseen);
+  EXPECT_EQ(s.messages, 1u);
+  EXPECT_EQ(s.seen_messages, 1u);
+  EXPECT_EQ(s.virtual_size, seen.virtual_size);
+
+  MailboxState uncounted;
+  uncounted.seen_counted = false;
+  uncounted.CountAdded(seen);
+  uncounted.CountFlags(0, kSeenFlag);
+  EXPECT_EQ(uncounted.messages, 1u);
+  EXPECT_EQ(uncounted.seen_messages, 0u);
 }
 
 TEST(RecordCodec, ChangeLogMarksOutOfOrderAreRejected) {
@@ -76,6 +116,7 @@ TEST(RecordCodec, MailboxStateWithoutFirstRecentUidDecodesAsAllClaimed) {
   MailboxState s;
   s.uidnext = 501;
   s.first_recent_uid = 480;
+  s.seen_counted = false;  // a writer from before the first recent UID had no count
   std::string bytes = Encode(s);
   // The first recent UID is the last field (tag, 4-byte length, 4 bytes):
   // cut it off as a writer from before it existed would have.
