@@ -982,10 +982,10 @@ static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 }
 
 /* What the index state in RADOS holds, the same on every node (UNSEEN
-   once the state counts \Seen). */
+   and RECENT while the state counts them). */
 #define RBD_STATE_STATUS_ITEMS                                                 \
-	(STATUS_MESSAGES | STATUS_UIDNEXT | STATUS_UIDVALIDITY |               \
-	 STATUS_UNSEEN | STATUS_HIGHESTMODSEQ)
+	(STATUS_MESSAGES | STATUS_RECENT | STATUS_UIDNEXT |                    \
+	 STATUS_UIDVALIDITY | STATUS_UNSEEN | STATUS_HIGHESTMODSEQ)
 
 /* A STATUS of a mailbox not open here that asks only for what the index
    state holds is answered from the one read of that state that opening
@@ -995,7 +995,7 @@ static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
    mailbox_open() still runs, so plugins' open checks (acl) hold; the
    mailbox is left unopened. Returns 1 if answered, 0 if the caller goes
    the usual way (the open went further: autocreated; or the state does
-   not count \Seen yet), -1 on error. */
+   not count what is asked for), -1 on error. */
 static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
                                         enum mailbox_status_items items,
                                         struct mailbox_status *status_r)
@@ -1019,9 +1019,14 @@ static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
 		rbd_mailbox_set_error(mbox, &err);
 		return -1;
 	}
-	if ((items & STATUS_UNSEEN) != 0 && status.seen_counted == 0)
+	if (((items & STATUS_UNSEEN) != 0 && status.seen_counted == 0) ||
+	    ((items & STATUS_RECENT) != 0 && status.recent_counted == 0))
 		return 0;
 	status_r->messages = status.messages;
+	/* Those nobody has claimed, as the node's header counts them (the
+	   sync writes the cluster's first recent UID there): STATUS claims
+	   nothing. */
+	status_r->recent = status.recent_messages;
 	status_r->unseen = status.messages > status.seen_messages ?
 	                           status.messages - status.seen_messages :
 	                           0;

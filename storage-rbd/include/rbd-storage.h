@@ -285,6 +285,10 @@ struct rbd_index_status {
 	   --repair` counts its records. */
 	uint32_t seen_messages;
 	uint8_t seen_counted;
+	/* Messages at or above first_recent_uid, when recent_counted: not
+	   after a claim that stopped short of UIDNEXT, until one reaches it. */
+	uint32_t recent_messages;
+	uint8_t recent_counted;
 };
 
 /* One message of a mailbox. */

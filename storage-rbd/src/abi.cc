@@ -235,6 +235,8 @@ void ToStatus(const rbd::MailboxState& s, struct rbd_index_status* out) {
   out->first_recent_uid = s.first_recent_uid;
   out->seen_counted = s.seen_counted ? 1 : 0;
   out->seen_messages = s.seen_counted ? s.seen_messages : 0;
+  out->recent_counted = s.recent_counted ? 1 : 0;
+  out->recent_messages = s.recent_counted ? s.recent_messages : 0;
 }
 
 std::vector<std::string> Strings(const char* const* names, size_t count) {

@@ -14,16 +14,24 @@ namespace rbd {
 
 namespace {
 
+std::string Count(bool counted, uint32_t n) { return counted ? std::to_string(n) : "not counted"; }
+
 std::string Describe(const MailboxState& s) {
-  return "messages " + std::to_string(s.messages) + ", seen " +
-         (s.seen_counted ? std::to_string(s.seen_messages) : std::string("not counted")) + ", vsize " +
+  return "messages " + std::to_string(s.messages) + ", seen " + Count(s.seen_counted, s.seen_messages) +
+         ", recent " + Count(s.recent_counted, s.recent_messages) + ", vsize " +
          std::to_string(s.virtual_size) + ", psize " + std::to_string(s.physical_size) + ", uidnext " +
          std::to_string(s.uidnext);
 }
 
-bool SameCounters(const MailboxState& a, const MailboxState& b) {
-  return a.messages == b.messages && a.seen_counted == b.seen_counted && a.seen_messages == b.seen_messages &&
-         a.virtual_size == b.virtual_size && a.physical_size == b.physical_size && a.uidnext == b.uidnext;
+// Whether `state`'s counters are `counted`'s. A recent count may be off
+// in normal use (a \Recent claim short of UIDNEXT): only a kept one must be
+// right.
+bool CountersHold(const MailboxState& state, const MailboxState& counted) {
+  return state.messages == counted.messages && state.seen_counted &&
+         state.seen_messages == counted.seen_messages &&
+         (!state.recent_counted || state.recent_messages == counted.recent_messages) &&
+         state.virtual_size == counted.virtual_size && state.physical_size == counted.physical_size &&
+         state.uidnext == counted.uidnext;
 }
 
 }  // namespace
@@ -119,6 +127,7 @@ Status Checker::CheckMailbox(const MailboxInfo& info, const std::set<Guid>& bodi
     // What the records add up to, counted as the ops count them.
     MailboxState expected;
     expected.uidnext = state.uidnext;
+    expected.first_recent_uid = state.first_recent_uid;
     std::vector<uint32_t> bodiless;
     for (const MessageRecord& r : records) {
       expected.CountAdded(r);
@@ -145,7 +154,7 @@ Status Checker::CheckMailbox(const MailboxInfo& info, const std::set<Guid>& bodi
         if (p.kind == Problem::Kind::kMissingBody && p.mailbox == info.entry.guid) p.repaired = true;
       continue;  // counted again without them
     }
-    if (SameCounters(state, expected)) return Status::OK();
+    if (CountersHold(state, expected)) return Status::OK();
     Problem p{Problem::Kind::kWrongCounters, info.entry.guid, 0, Guid(),
               info.name + ": counters say " + Describe(state) + "; records add up to " + Describe(expected)};
     if (repair) {

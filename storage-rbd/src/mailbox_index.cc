@@ -798,7 +798,7 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
   Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
     *first = m->state.first_recent_uid;
     *end = std::max(*first, std::min(up_to, m->state.uidnext));
-    m->state.first_recent_uid = *end;
+    m->state.ClaimRecentTo(*end);
     m->noop = *end == *first;
     m->owned = true;
     return Status::OK();
@@ -822,6 +822,8 @@ Status MailboxIndex::SetCounters(const MailboxState& listed, const MailboxState&
     m->state.physical_size = counted.physical_size;
     m->state.seen_messages = counted.seen_messages;
     m->state.seen_counted = true;
+    m->state.recent_messages = counted.recent_messages;
+    m->state.recent_counted = true;
     m->state.uidnext = std::max(m->state.uidnext, counted.uidnext);
     return Status::OK();
   });

@@ -154,7 +154,7 @@ class MailboxIndex {
   // nothing written) when another claim already reached `up_to`. No MODSEQ:
   // no client sees a claim as a change.
   Status ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end);
-  // Repair: sets the message, \Seen and size counters to `counted`'s (what
+  // Repair: sets the message, \Seen, recent and size counters to `counted`'s (what
   // the records add up to) and raises UIDNEXT to its, only while the state
   // is still `listed`, the one the records were counted under (ListAll);
   // Conflict when a writer changed it since: the caller counts again. No

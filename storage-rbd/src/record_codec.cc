@@ -289,7 +289,8 @@ enum : uint8_t {
   kFirstRecent,
   kLogMarks,
   kKeywordCount,
-  kSeen
+  kSeen,
+  kRecent
 };
 }
 namespace change {
@@ -332,6 +333,7 @@ void MailboxState::CountAdded(const MessageRecord& r) {
   physical_size += r.physical_size;
   virtual_size += r.virtual_size;
   CountFlags(0, r.flags);
+  if (r.uid >= first_recent_uid) recent_messages++;
 }
 
 void MailboxState::CountRemoved(const MessageRecord& r) {
@@ -339,6 +341,16 @@ void MailboxState::CountRemoved(const MessageRecord& r) {
   physical_size -= r.physical_size;
   virtual_size -= r.virtual_size;
   CountFlags(r.flags, 0);
+  if (r.uid >= first_recent_uid && recent_messages > 0) recent_messages--;
+}
+
+void MailboxState::ClaimRecentTo(uint32_t end) {
+  if (end == first_recent_uid) return;
+  first_recent_uid = end;
+  // Past every UID given: nothing is recent. Short of that, the messages
+  // left are those in [end, UIDNEXT), which only the records know.
+  recent_counted = end == uidnext;
+  recent_messages = 0;
 }
 
 void MailboxState::CountFlags(uint8_t before, uint8_t after) {
@@ -357,7 +369,8 @@ bool MailboxState::operator==(const MailboxState& o) const {
          messages == o.messages && virtual_size == o.virtual_size && physical_size == o.physical_size &&
          log_floor == o.log_floor && legacy_keywords == o.legacy_keywords &&
          keyword_count == o.keyword_count && first_recent_uid == o.first_recent_uid &&
-         log_marks == o.log_marks && seen_messages == o.seen_messages && seen_counted == o.seen_counted;
+         log_marks == o.log_marks && seen_messages == o.seen_messages && seen_counted == o.seen_counted &&
+         recent_messages == o.recent_messages && recent_counted == o.recent_counted;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -447,6 +460,7 @@ std::string Encode(const MailboxState& s) {
   if (!s.log_marks.empty()) e.MarkList(state::kLogMarks, s.log_marks);
   if (s.keyword_count != 0) e.U32(state::kKeywordCount, s.keyword_count);
   if (s.seen_counted) e.U32(state::kSeen, s.seen_messages);
+  if (s.recent_counted) e.U32(state::kRecent, s.recent_messages);
   return e.Finish();
 }
 
@@ -468,12 +482,14 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kLogMarks: d.MarkList(f, &out->log_marks); break;
       case state::kKeywordCount: d.U32(f, &out->keyword_count); break;
       case state::kSeen: d.U32(f, &out->seen_messages); break;
+      case state::kRecent: d.U32(f, &out->recent_messages); break;
       default: break;
     }
   }
   Status s = d.Finish({state::kUidValidity, state::kUidNext, state::kModseq});
   if (s.ok() && out->uidnext == 0) return Status::Corrupt("mailbox state: UIDNEXT 0");
   out->seen_counted = d.Has(state::kSeen);
+  out->recent_counted = d.Has(state::kRecent);
   if (s.ok() && !d.Has(state::kFirstRecent)) {
     // Written before the field existed: its messages count as claimed, so
     // an upgrade does not make every old message \Recent once more.

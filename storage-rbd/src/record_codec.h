@@ -103,12 +103,21 @@ struct MailboxState {
   // nothing maintains it until a repair counts the records (checker.h).
   uint32_t seen_messages = 0;
   bool seen_counted = true;
+  // Messages at or above first_recent_uid, so that STATUS RECENT needs no
+  // record. Not counted after a claim that stops short of UIDNEXT (which
+  // messages it passed is not known without the records) nor in a state
+  // written before the count; the next claim that reaches UIDNEXT counts
+  // again (0), as does a repair.
+  uint32_t recent_messages = 0;
+  bool recent_counted = true;
 
   // The counters as a message is added, removed, or its flags change:
   // what every op that does so applies in the same guarded op.
   void CountAdded(const MessageRecord& r);
   void CountRemoved(const MessageRecord& r);
   void CountFlags(uint8_t before, uint8_t after);
+  // Moves first_recent_uid to `end` (a \Recent claim).
+  void ClaimRecentTo(uint32_t end);
 
   bool operator==(const MailboxState&) const;
 };

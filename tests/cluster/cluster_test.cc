@@ -2319,6 +2319,48 @@ TEST_F(MailboxIndexTest, StateCountsSeenThroughEveryChangeAndRepairStartsTheCoun
   rbd_index_close(&inbox);
 }
 
+// STATUS RECENT comes from the state's count of messages at or above the
+// first recent UID: appends and expunges keep it; a claim that stops short
+// of UIDNEXT leaves it uncounted until a claim reaches UIDNEXT (0 again).
+TEST_F(MailboxIndexTest, StateCountsRecentUntilAClaimStopsShortAndAgainFromAFullOne) {
+  const std::string guid_hex = CreateMailbox("INBOX");
+  rbd_index* inbox = OpenMailbox(guid_hex);
+  for (int i = 1; i <= 3; i++) AppendOne(inbox, "Subject: " + std::to_string(i) + "\r\n\r\nx\r\n");
+  auto recent = [&] {
+    rbd_index_status st{};
+    EXPECT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK) << err_.message;
+    return std::make_pair(st.recent_counted, st.recent_messages);
+  };
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 3u));
+  uint32_t first = 0, end = 0;
+  ASSERT_EQ(rbd_index_claim_recent(inbox, 3, &first, &end, &err_), RBD_OK);  // UIDs 1 and 2 of 1..3
+  EXPECT_EQ(recent().first, 0u);
+  AppendOne(inbox, "Subject: 4\r\n\r\nx\r\n");
+  EXPECT_EQ(recent().first, 0u) << "uncounted until a claim reaches UIDNEXT";
+  ASSERT_EQ(rbd_index_claim_recent(inbox, 5, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(std::make_pair(first, end), std::make_pair(3u, 5u));
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 0u));
+  const uint32_t five = AppendOne(inbox, "Subject: 5\r\n\r\nx\r\n");
+  AppendOne(inbox, "Subject: 6\r\n\r\nx\r\n");
+  size_t nexpunged = 0;
+  ASSERT_EQ(rbd_index_expunge(inbox, &five, 1, nullptr, &nexpunged, &err_), RBD_OK);
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
+
+  rbd_problems* problems = nullptr;
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
+  rbd_problems_free(&problems);
+  EditState(guid_hex, [](rbd::MailboxState* s) { s->recent_messages = 4; });
+  ASSERT_EQ(rbd_user_check(user_, 1, 0, &problems, &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(problems->count, 1u);
+  EXPECT_NE(std::string(problems->problems[0].detail).find("recent 4"), std::string::npos)
+      << problems->problems[0].detail;
+  EXPECT_TRUE(problems->problems[0].repaired);
+  rbd_problems_free(&problems);
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
+  rbd_index_close(&inbox);
+}
+
 // check --repair rewrites counters from a listing: a message appended
 // between that listing and the write (gdb holds the repair at its write)
 // must count, so the counters end equal to the records, not to the listing.

@@ -360,6 +360,15 @@ def after_expunges(before, lines):
     return left
 
 
+def recent_count(resp):
+    """The `* n RECENT` of a response; None when it has none."""
+    for line in resp.untagged:
+        m = re.match(rb"\* (\d+) RECENT$", line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
 def status_items(resp):
     """{item: number} (lowercase names) of the response's first untagged STATUS."""
     line = resp.lines("STATUS")[0]

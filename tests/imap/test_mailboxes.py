@@ -2,7 +2,7 @@
 
 import pytest
 
-from imap_connection import quote, response_code, selected_state, status_items
+from imap_connection import quote, recent_count, response_code, selected_state, status_items
 from messages import numbered
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
@@ -334,19 +334,21 @@ def test_status_highestmodseq_grows_with_every_change(imap):
     assert second > first
 
 
-STATE_ITEMS = "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+STATE_ITEMS = "(MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
 
 
-def state_from_select(conn, mailbox):
-    """What a SELECT (and a SEARCH in it) reports of STATE_ITEMS."""
-    state = selected_state(conn.ok("SELECT", mailbox, "(CONDSTORE)"))
+def state_from_examine(conn, mailbox):
+    """What an EXAMINE (and a SEARCH in it) reports of STATE_ITEMS, claiming nothing."""
+    resp = conn.ok("EXAMINE", mailbox, "(CONDSTORE)")
+    state = selected_state(resp)
     unseen = conn.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
     conn.ok("UNSELECT")
-    return {"messages": state["exists"], "unseen": len(unseen), "uidnext": state["uidnext"],
-            "uidvalidity": state["uidvalidity"], "highestmodseq": state["highestmodseq"]}
+    return {"messages": state["exists"], "recent": recent_count(resp), "unseen": len(unseen),
+            "uidnext": state["uidnext"], "uidvalidity": state["uidvalidity"],
+            "highestmodseq": state["highestmodseq"]}
 
 
-def test_status_of_messages_uids_and_modseq_is_what_a_select_reports(imap):
+def test_status_of_counts_uids_and_modseq_is_what_an_examine_reports(imap):
     # rbd answers these from the index state without syncing the node's cache: the
     # values must be those the synced cache reports, from a new mailbox on.
     def in_box(*commands):
@@ -359,13 +361,14 @@ def test_status_of_messages_uids_and_modseq_is_what_a_select_reports(imap):
     steps = [lambda: None,
              lambda: [imap.append("box", numbered(n)) for n in range(4)],
              lambda: imap.append("box", numbered(4), flags=["\\Seen"]),
-             lambda: in_box("STORE 1:2 +FLAGS (\\Seen $Work)"),
+             lambda: in_box("STORE 1:2 +FLAGS (\\Seen $Work)"),   # takes \\Recent
+             lambda: imap.append("box", numbered(5)),
              lambda: in_box("STORE 2 -FLAGS ($Work)", "STORE 1 -FLAGS (\\Seen)"),
              lambda: in_box("FETCH 3 BODY[]"),
              lambda: in_box("STORE 2:3 +FLAGS (\\Deleted)", "EXPUNGE")]
     for step in steps:
         step()
-        assert status_items(imap.ok("STATUS", "box", STATE_ITEMS)) == state_from_select(imap, "box")
+        assert status_items(imap.ok("STATUS", "box", STATE_ITEMS)) == state_from_examine(imap, "box")
 
 
 def test_status_of_a_missing_mailbox_fails_with_doesnt_exist(imap):

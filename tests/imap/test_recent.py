@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from imap_connection import parse
+from imap_connection import parse, recent_count
 from messages import message
 
 two_nodes = pytest.mark.two_nodes
@@ -16,15 +16,6 @@ two_nodes = pytest.mark.two_nodes
 
 def numbered(i):
     return message(subject="message %d" % i)
-
-
-def recent_count(resp):
-    """The `* n RECENT` of a response; None when it has none."""
-    for line in resp.untagged:
-        m = re.match(rb"\* (\d+) RECENT$", line)
-        if m:
-            return int(m.group(1))
-    return None
 
 
 def search(conn, criteria):

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from imap_connection import drop_recent, parse_fetch, response_code, selected_state, status_items
+from imap_connection import (drop_recent, parse_fetch, recent_count, response_code, selected_state,
+                             status_items)
 from messages import numbered
 
 two_nodes = pytest.mark.two_nodes
@@ -115,31 +116,37 @@ def test_every_node_reports_the_same_modseqs_after_keywords_and_expunges(
 
 
 @two_nodes
-def test_status_on_b_reports_the_changes_made_on_a_as_a_select_on_b_does(connect, node_a,
-                                                                          node_b, user):
-    # B answers MESSAGES, UNSEEN, UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ from the
-    # cluster's index state, whether its cache of the mailbox is absent, behind or current.
-    items = "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+def test_status_on_b_reports_the_changes_made_on_a_as_an_examine_on_b_does(connect, node_a,
+                                                                           node_b, user):
+    # B answers MESSAGES, RECENT, UNSEEN, UIDNEXT, UIDVALIDITY and HIGHESTMODSEQ from
+    # the cluster's index state, whether its cache of the mailbox is absent, behind or
+    # current; the same as A's synced cache and an EXAMINE on B.
+    items = "(MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
     on_a = connect(node_a, user)
     on_b = connect(node_b, user)
     on_a.ok("CREATE", "box")
     changes = [lambda: [on_a.append("box", numbered(n)) for n in range(4)],
                lambda: on_a.ok("STORE 1:3 +FLAGS (\\Seen $Later)"),
                lambda: on_a.ok("STORE 2 -FLAGS (\\Seen)"),
+               lambda: on_b.append("box", numbered(9)),   # recent: A's SELECT took 1-4
                lambda: on_a.ok("STORE 4 +FLAGS (\\Deleted)") and on_a.ok("EXPUNGE")]
     for change in [lambda: None] + changes:
         if change is changes[1]:
             on_a.ok("SELECT", "box")
         change()
         on_b_status = status_items(on_b.ok("STATUS", "box", items))
-        assert on_b_status == status_items(on_a.ok("STATUS", "box", items))
-        state = selected_state(on_b.ok("SELECT", "box", "(CONDSTORE)"))
+        examined = on_b.ok("EXAMINE", "box", "(CONDSTORE)")
+        state = selected_state(examined)
         unseen = on_b.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
         on_b.ok("UNSELECT")
-        assert on_b_status == {"messages": state["exists"], "unseen": len(unseen),
-                               "uidnext": state["uidnext"],
+        assert on_b_status == {"messages": state["exists"], "recent": recent_count(examined),
+                               "unseen": len(unseen), "uidnext": state["uidnext"],
                                "uidvalidity": state["uidvalidity"],
                                "highestmodseq": state["highestmodseq"]}
+        on_a.ok("NOOP")   # A's STATUS of its selected mailbox is its view
+        on_a_status = status_items(on_a.ok("STATUS", "box", items))
+        # RECENT of the mailbox A has selected is that session's own (it took them).
+        assert {**on_b_status, "recent": None} == {**on_a_status, "recent": None}
 
 
 @two_nodes

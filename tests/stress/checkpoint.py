@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 
 from imap_connection import (ImapConnection, ImapError, Literal, parse, parse_fetch, quote,
-                             response_code, selected_state, uid_set)
+                             recent_count, response_code, selected_state, uid_set)
 from model import STABLE, Created, message, msgid_for, msgid_of, norm
 
 CHECKER = "checker"
@@ -148,7 +148,7 @@ class Checker:
         and a full FETCH; per-node checks; returns the Snapshot or None (no mailbox)."""
         where = (user, name)
         # rbd answers these from the index state, without the node's cache.
-        items = "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
+        items = "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
         status = conn.command("STATUS", quote(name), items)
         if status.status != "OK":
             if name in STABLE:
@@ -184,8 +184,9 @@ class Checker:
         n = node.name
         box = self.model.box(user, name, snap.uidvalidity)
         unseen = sum(1 for _, flags, _, _ in msgs.values() if "\\seen" not in flags)
-        if (st["MESSAGES"], st["UIDNEXT"], st["UIDVALIDITY"], st["UNSEEN"], st["HIGHESTMODSEQ"]) \
-                != (state["exists"], snap.uidnext, snap.uidvalidity, unseen, snap.hms):
+        if (st["MESSAGES"], st["RECENT"], st["UIDNEXT"], st["UIDVALIDITY"], st["UNSEEN"],
+                st["HIGHESTMODSEQ"]) != (state["exists"], recent_count(resp), snap.uidnext,
+                                         snap.uidvalidity, unseen, snap.hms):
             self.violation("status-differs-from-examine", "on %s: STATUS %s, EXAMINE %s" % (
                 n, st, state), where)
         if len(msgs) != state["exists"]:

@@ -63,18 +63,22 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.first_recent_uid = 480;
   s.log_marks = {{18, 1700000000}, {4000, 1700300000}};
   s.seen_messages = 77;
+  s.recent_messages = 21;
   EXPECT_EQ(RoundTrip(s), s);
 }
 
-TEST(RecordCodec, MailboxStateOfAWriterBeforeTheSeenCountDecodesUncounted) {
+TEST(RecordCodec, MailboxStateOfAWriterBeforeTheCountsDecodesUncounted) {
   MailboxState s;
   s.messages = 3;
-  s.seen_counted = false;  // so it is not written, as such a writer did
+  s.seen_counted = s.recent_counted = false;  // so they are not written, as such a writer did
   MailboxState out = RoundTrip(s);
   EXPECT_FALSE(out.seen_counted);
   EXPECT_EQ(out.seen_messages, 0u);
-  s.seen_counted = true;
-  EXPECT_TRUE(RoundTrip(s).seen_counted);
+  EXPECT_FALSE(out.recent_counted);
+  s.seen_counted = s.recent_counted = true;
+  out = RoundTrip(s);
+  EXPECT_TRUE(out.seen_counted);
+  EXPECT_TRUE(out.recent_counted);
 }
 
 TEST(RecordCodec, StateCountersFollowMessagesAndTheirSeenFlag) {
@@ -97,6 +101,26 @@ TEST(RecordCodec, StateCountersFollowMessagesAndTheirSeenFlag) {
   EXPECT_EQ(s.seen_messages, 1u);
   EXPECT_EQ(s.virtual_size, seen.virtual_size);
 
+  // Recent: every message at or above the first recent UID.
+  MailboxState r;
+  r.uidnext = 10;
+  r.first_recent_uid = 5;
+  MessageRecord old_one = unseen, new_one = unseen;
+  old_one.uid = 4;
+  new_one.uid = 7;
+  r.CountAdded(old_one);
+  r.CountAdded(new_one);
+  EXPECT_EQ(r.recent_messages, 1u);
+  r.CountRemoved(old_one);
+  EXPECT_EQ(r.recent_messages, 1u);
+  r.CountAdded(old_one);
+  r.ClaimRecentTo(8);  // short of UIDNEXT: which remain is not known
+  EXPECT_FALSE(r.recent_counted);
+  EXPECT_EQ(r.first_recent_uid, 8u);
+  r.ClaimRecentTo(10);  // every UID given: none remains
+  EXPECT_TRUE(r.recent_counted);
+  EXPECT_EQ(r.recent_messages, 0u);
+
   MailboxState uncounted;
   uncounted.seen_counted = false;
   uncounted.CountAdded(seen);
@@ -116,7 +140,7 @@ TEST(RecordCodec, MailboxStateWithoutFirstRecentUidDecodesAsAllClaimed) {
   MailboxState s;
   s.uidnext = 501;
   s.first_recent_uid = 480;
-  s.seen_counted = false;  // a writer from before the first recent UID had no count
+  s.seen_counted = s.recent_counted = false;  // a writer from before the first recent UID had no counts
   std::string bytes = Encode(s);
   // The first recent UID is the last field (tag, 4-byte length, 4 bytes):
   // cut it off as a writer from before it existed would have.
