@@ -14,7 +14,8 @@ Figures, in the order they are measured:
   warm      a new session on the node that filled it: SELECT + FETCH 1:* (FLAGS RFC822.SIZE)
   cold      SELECT on a node whose cache was emptied
   busy      the same cold SELECT while another node appends to the mailbox all along
-  status    STATUS of the big mailbox from another selected mailbox: OSD reads
+  status    STATUS of the big mailbox from another selected mailbox, warm and cold:
+            OSD reads and time, for the state's items and a client's
   stat      doveadm rbd stat of the big mailbox: omap keys and change-log length
   scrub     deep-scrub of every index PG, then LARGE_OMAP_OBJECTS in ceph health detail
   expunge   STORE +FLAGS \\Deleted and EXPUNGE of N/10 messages in one command each
@@ -222,28 +223,48 @@ class Scale:
             c.append("INBOX", [msgs.get(i)])
         c.logout()
 
-    def status(self):
-        """STATUS of the big INBOX from a session with another (empty) mailbox selected:
-        the OSD reads it costs."""
-        reads, times = [], {"rbd": [], "mdbox": []}
-        for kind, node in self.storages():
+    # What clients poll other folders with: what the index state answers
+    # alone, and Thunderbird's items.
+    STATUS_ITEMS = (("state", "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"),
+                    ("client", "(UIDNEXT MESSAGES UNSEEN RECENT)"))
+
+    def status_probe(self, node, items, cold=False):
+        """Three STATUS of the big INBOX from a session with another (empty) mailbox
+        selected, each from a node cache emptied first when `cold`: OSD reads (rbd
+        only, the most of the three) and the median time."""
+        reads, times = [], []
+        for _ in range(3):
+            if cold:
+                node.wait_no_sessions()
+                node.drop_cache(USER)
             c = Imap(node.addr, USER)
             c.command('CREATE "probe"', check=False)
             c.select("probe")
-            for _ in range(3):
-                o0 = self.cluster.osd_ops()
-                t0 = time.perf_counter()
-                resp = c.command("STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)")
-                times[kind].append(time.perf_counter() - t0)
-                if kind == "rbd":
-                    reads.append(osd_delta(o0, self.cluster.osd_ops())["op_r"])
-                if b"MESSAGES %d" % self.filled not in b"".join(resp.untagged):
-                    raise Failure("%s: STATUS %r" % (node.label, resp.untagged))
+            o0 = self.cluster.osd_ops()
+            t0 = time.perf_counter()
+            resp = c.command("STATUS INBOX %s" % items)
+            times.append(time.perf_counter() - t0)
+            reads.append(osd_delta(o0, self.cluster.osd_ops())["op_r"])
+            if b"MESSAGES %d" % self.filled not in b"".join(resp.untagged):
+                raise Failure("%s: STATUS %r" % (node.label, resp.untagged))
             c.logout()
-        self.rep.absolute("status", "OSD reads per STATUS", max(reads), "", ("<=", 1),
-                          fmt="%d")
-        self.rep.pair("status-t", "STATUS time", statistics.median(times["rbd"]),
-                      statistics.median(times["mdbox"]), "s", fmt="%.4f")
+        return max(reads), statistics.median(times)
+
+    def status(self):
+        """STATUS of the big INBOX, on a node whose cache has it and on one whose cache
+        was emptied: OSD reads and time."""
+        for name, items in self.STATUS_ITEMS:
+            reads, took = self.status_probe(self.rbd_a, items)
+            _, md_took = self.status_probe(self.mdbox, items)
+            self.rep.absolute("status-%s" % name, "OSD reads per STATUS %s" % name, reads, "",
+                              ("<=", 1), fmt="%d")
+            self.rep.pair("status-%s-t" % name, "STATUS %s time" % name, took, md_took, "s",
+                          fmt="%.4f")
+            reads, took = self.status_probe(self.rbd_b, items, cold=True)
+            self.rep.absolute("status-%s-cold" % name, "STATUS %s, node B cold: reads" % name,
+                              reads, "", fmt="%d")
+            self.rep.absolute("status-%s-cold-t" % name, "STATUS %s, node B cold: time" % name,
+                              took, "s", fmt="%.4f")
 
     def stat(self):
         out = subprocess.run([self.args.dovecot_dev, "doveadm", self.rbd_a.dir, "rbd", "stat",
