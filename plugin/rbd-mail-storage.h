@@ -116,9 +116,13 @@ struct rbd_mailbox {
 	   the cache learns that only from a sync, so the next one reads the
 	   cluster even when FAST (rbd_mailbox_sync_init). */
 	bool sync_pending;
-	/* The open in progress is a STATUS's that the index state answers
-	   (rbd_mailbox_get_status): it opens the RADOS index only. */
+	/* The open in progress is for what the index state answers (a
+	   STATUS, a size: rbd_mailbox_read_state): it opens the RADOS index
+	   only. */
 	bool open_for_status;
+	/* When the index handle last read the state: its open, or
+	   rbd_mailbox_read_state (a command stamp). */
+	struct timeval state_read;
 
 	/* Bodies read ahead for a FETCH of many messages (rbd-mail.c): uid,
 	   guid and inline_body of each. */

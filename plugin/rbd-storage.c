@@ -504,6 +504,8 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
 	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
+	/* Opening reads the state (rbd_mailbox_read_state uses that). */
+	rbd_command_stamp(&mbox->state_read);
 	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) == RBD_OK)
 		return 0;
 	if (err.code == RBD_ERR_NOT_FOUND &&
@@ -986,23 +988,22 @@ static int rbd_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 #define RBD_STATE_STATUS_ITEMS                                                 \
 	(STATUS_MESSAGES | STATUS_RECENT | STATUS_UIDNEXT |                    \
 	 STATUS_UIDVALIDITY | STATUS_UNSEEN | STATUS_HIGHESTMODSEQ)
+#define RBD_STATE_SIZE_ITEMS                                                   \
+	(MAILBOX_METADATA_VIRTUAL_SIZE | MAILBOX_METADATA_PHYSICAL_SIZE)
 
-/* A STATUS of a mailbox not open here that asks only for what the index
-   state holds is answered from the one read of that state that opening
-   the RADOS index does, as imapc asks its server instead of syncing: this
-   node's cache is neither opened nor synced, so the cost does not grow
-   with the mailbox, nor with how far behind (or absent) the cache is.
-   mailbox_open() still runs, so plugins' open checks (acl) hold; the
-   mailbox is left unopened. Returns 1 if answered, 0 if the caller goes
-   the usual way (the open went further: autocreated; or the state does
-   not count what is asked for), -1 on error. */
-static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
-                                        enum mailbox_status_items items,
-                                        struct mailbox_status *status_r)
+/* Reads the index state of a mailbox not open in this session, for a
+   STATUS or a size that the state answers: as imapc asks its server
+   instead of syncing, this node's cache is neither opened nor synced, so
+   the cost (the name lookup and one read of the state, which opening the
+   RADOS index does anyway) does not grow with the mailbox, nor with how
+   far behind (or absent) the cache is. mailbox_open() still runs, so
+   plugins' open checks (acl) hold; the mailbox is left unopened. Returns 1
+   with *status_r, 0 if the open went further (autocreated: the caller goes
+   the usual way), -1 on error. */
+static int rbd_mailbox_read_state(struct rbd_mailbox *mbox,
+                                  struct rbd_index_status *status_r)
 {
-	struct rbd_index_status status;
 	struct rbd_error err;
-	bool index_was_open = mbox->index != NULL;
 	int ret;
 
 	mbox->open_for_status = TRUE;
@@ -1012,13 +1013,30 @@ static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
 		return -1;
 	if (mbox->box.opened)
 		return 0;
-	/* A handle opened before (METADATA) holds an older read. */
-	if (!index_was_open)
-		rbd_index_last_status(mbox->index, &status);
-	else if (rbd_index_get_status(mbox->index, &status, &err) != RBD_OK) {
+	/* A handle opened in an earlier command holds an older read. */
+	if (rbd_command_stamped(&mbox->state_read))
+		rbd_index_last_status(mbox->index, status_r);
+	else if (rbd_index_get_status(mbox->index, status_r, &err) != RBD_OK) {
 		rbd_mailbox_set_error(mbox, &err);
 		return -1;
-	}
+	} else
+		rbd_command_stamp(&mbox->state_read);
+	return 1;
+}
+
+/* A STATUS of a mailbox not open here that asks only for what the index
+   state holds: 1 if answered, 0 if the caller goes the usual way (the
+   state does not count what is asked for, or the box was opened), -1 on
+   error. */
+static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
+                                        enum mailbox_status_items items,
+                                        struct mailbox_status *status_r)
+{
+	struct rbd_index_status status;
+	int ret;
+
+	if ((ret = rbd_mailbox_read_state(mbox, &status)) <= 0)
+		return ret;
 	if (((items & STATUS_UNSEEN) != 0 && status.seen_counted == 0) ||
 	    ((items & STATUS_RECENT) != 0 && status.recent_counted == 0))
 		return 0;
@@ -1073,6 +1091,8 @@ static int rbd_mailbox_get_metadata(struct mailbox *box,
                                     struct mailbox_metadata *metadata_r)
 {
 	struct rbd_mailbox *mbox = RBD_MAILBOX(box);
+	struct rbd_index_status status;
+	int ret;
 
 	if ((items & MAILBOX_METADATA_GUID) != 0) {
 		/* A mailbox Dovecot would create on open (INBOX of a new
@@ -1085,6 +1105,17 @@ static int rbd_mailbox_get_metadata(struct mailbox *box,
 			return -1;
 		guid_128_copy(metadata_r->guid, mbox->guid);
 		items &= ENUM_NEGATE(MAILBOX_METADATA_GUID);
+	}
+	/* The state sums the sizes as Dovecot's index would (STATUS SIZE,
+	   quota count): see rbd_mailbox_read_state. */
+	if ((items & RBD_STATE_SIZE_ITEMS) != 0 && !box->opened) {
+		if ((ret = rbd_mailbox_read_state(mbox, &status)) < 0)
+			return -1;
+		if (ret > 0) {
+			metadata_r->virtual_size = status.virtual_size;
+			metadata_r->physical_size = status.physical_size;
+			items &= ENUM_NEGATE(RBD_STATE_SIZE_ITEMS);
+		}
 	}
 	return index_mailbox_get_metadata(box, items, metadata_r);
 }

@@ -334,18 +334,21 @@ def test_status_highestmodseq_grows_with_every_change(imap):
     assert second > first
 
 
-STATE_ITEMS = "(MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+STATE_ITEMS = "(MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ SIZE)"
 
 
 def state_from_examine(conn, mailbox):
-    """What an EXAMINE (and a SEARCH in it) reports of STATE_ITEMS, claiming nothing."""
+    """What an EXAMINE (and a SEARCH and a FETCH in it) reports of STATE_ITEMS, claiming
+    nothing."""
     resp = conn.ok("EXAMINE", mailbox, "(CONDSTORE)")
     state = selected_state(resp)
     unseen = conn.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
+    sizes = conn.fetch("1:*", "(RFC822.SIZE)") if state["exists"] else {}
     conn.ok("UNSELECT")
     return {"messages": state["exists"], "recent": recent_count(resp), "unseen": len(unseen),
             "uidnext": state["uidnext"], "uidvalidity": state["uidvalidity"],
-            "highestmodseq": state["highestmodseq"]}
+            "highestmodseq": state["highestmodseq"],
+            "size": sum(int(f["RFC822.SIZE"]) for f in sizes.values())}
 
 
 def test_status_of_counts_uids_and_modseq_is_what_an_examine_reports(imap):

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import STORAGE, new_user_name
 from daemons import STRIPE_SIZE, Node
+from imap_connection import status_items
 from messages import message
 
 PLUGINS = ["zlib", "mail_crypt"]
@@ -141,6 +142,9 @@ def test_mail_reads_back_as_saved_on_both_nodes(case, plugin_nodes, connect, clu
     on_reader = connect(reader, user)
     check_reads_back(on_reader, saved)
     check_reads_back(on_saver, saved)
+    # SIZE is the decoded sizes' sum, as RFC822.SIZE gives them (rbd: the index state's).
+    assert status_items(connect(reader, user).ok("STATUS INBOX (MESSAGES SIZE)")) == {
+        "messages": len(messages), "size": sum(map(len, messages))}
     # A copy shares the stored body.
     on_reader.ok("CREATE Copies")
     on_reader.ok("UID COPY 1:2 Copies")
