@@ -4,6 +4,7 @@
 
 #include "lib.h"
 #include "array.h"
+#include "hash.h"
 #include "hex-binary.h"
 #include "imap-match.h"
 #include "ioloop.h"
@@ -46,12 +47,19 @@ struct rbd_list {
 	char *looked_up_name;
 	guid_128_t looked_up_guid;
 	struct timeval looked_up_at;
+	/* The newest iteration still running: rbd_list_listed_guid. */
+	struct rbd_list_iterate_context *listing;
 };
 
 struct rbd_list_iterate_context {
 	struct mailbox_list_iterate_context ctx;
 	ARRAY(struct mailbox_info) infos;
 	unsigned int next;
+	/* Storage name -> GUID (guid_128_t, in the pool) of every mailbox
+	   the iteration's read listed. */
+	HASH_TABLE(const char *, uint8_t *) guids;
+	/* The iteration that was the list's `listing` before this one. */
+	struct rbd_list_iterate_context *prev_listing;
 };
 
 static struct mailbox_list *rbd_list_alloc(void)
@@ -375,7 +383,8 @@ static int rbd_list_fill(struct rbd_list_iterate_context *ctx)
 	struct rbd_mailbox_entries *entries;
 	struct rbd_user *user;
 	struct rbd_error err;
-	const char *vname;
+	const char *vname, *name;
+	uint8_t *guid;
 	bool created;
 	size_t i;
 
@@ -389,9 +398,15 @@ static int rbd_list_fill(struct rbd_list_iterate_context *ctx)
 	   the \HasChildren/\HasNoChildren flags. */
 	tree = mailbox_tree_init(sep);
 	mailbox_tree_set_parents_nonexistent(tree);
+	hash_table_create(&ctx->guids, ctx->ctx.pool, entries->count, str_hash,
+	                  strcmp);
 	for (i = 0; i < entries->count; i++) {
 		if (entries->entries[i].nonexistent)
 			continue;
+		name = p_strdup(ctx->ctx.pool, entries->entries[i].name);
+		guid = p_memdup(ctx->ctx.pool, entries->entries[i].guid,
+		                GUID_128_SIZE);
+		hash_table_insert(ctx->guids, name, guid);
 		vname = mailbox_list_get_vname(list, entries->entries[i].name);
 		node = mailbox_tree_get(tree, vname, &created);
 		node->flags &= ENUM_NEGATE(MAILBOX_NONEXISTENT);
@@ -440,7 +455,30 @@ rbd_list_iter_init(struct mailbox_list *list, const char *const *patterns,
 	p_array_init(&ctx->infos, pool, 16);
 	if (rbd_list_fill(ctx) < 0)
 		ctx->ctx.failed = TRUE;
+	else {
+		struct rbd_list *rlist =
+		        container_of(list, struct rbd_list, list);
+
+		ctx->prev_listing = rlist->listing;
+		rlist->listing = ctx;
+	}
 	return &ctx->ctx;
+}
+
+bool rbd_list_listed_guid(struct mailbox_list *list, const char *name,
+                          guid_128_t guid_r)
+{
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
+	const uint8_t *guid;
+
+	/* A name listed a moment ago in the same run of commands: a rename
+	   on another node meanwhile is as if it came after it, as for the
+	   one name check per command (rbd_mailbox_check_name). */
+	if (rlist->listing == NULL ||
+	    (guid = hash_table_lookup(rlist->listing->guids, name)) == NULL)
+		return FALSE;
+	guid_128_copy(guid_r, guid);
+	return TRUE;
 }
 
 static const struct mailbox_info *
@@ -458,10 +496,23 @@ rbd_list_iter_next(struct mailbox_list_iterate_context *_ctx)
 
 static int rbd_list_iter_deinit(struct mailbox_list_iterate_context *_ctx)
 {
+	struct rbd_list *rlist = container_of(_ctx->list, struct rbd_list, list);
+	struct rbd_list_iterate_context *ctx, **link;
 	int ret = _ctx->failed ? -1 : 0;
 
 	if ((_ctx->flags & MAILBOX_LIST_ITER_SELECT_SUBSCRIBED) != 0)
 		return mailbox_list_subscriptions_iter_deinit(_ctx);
+	ctx = container_of(_ctx, struct rbd_list_iterate_context, ctx);
+	/* Iterations may end in any order. */
+	for (link = &rlist->listing; *link != NULL;
+	     link = &(*link)->prev_listing) {
+		if (*link == ctx) {
+			*link = ctx->prev_listing;
+			break;
+		}
+	}
+	if (hash_table_is_created(ctx->guids))
+		hash_table_destroy(&ctx->guids);
 	pool_unref(&_ctx->pool);
 	return ret;
 }

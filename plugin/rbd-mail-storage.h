@@ -227,18 +227,25 @@ int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
    the list error on failure. */
 int rbd_list_get_dict(struct mailbox_list *list,
                       struct rbd_dict_store **dict_r);
-/* This node's index cache directory of the mailbox with that GUID in the
-   list's namespace, or NULL if indexes are kept in memory. */
 /* The cache root of the namespace's user: <root>/<user dir>. Without a
    root (INDEX=MEMORY) there is none, and Dovecot keeps indexes in
    memory. */
 const char *rbd_list_cache_root(struct mailbox_list *list);
+/* This node's index cache directory of the mailbox with that GUID in the
+   list's namespace, or NULL if indexes are kept in memory. */
 const char *rbd_list_cache_path(struct mailbox_list *list,
                                 const guid_128_t mailbox_guid);
 /* A mailbox open found `name` leading to `guid`: the list's path lookups
    of that name in the same command use it instead of reading RADOS. */
 void rbd_list_looked_up(struct mailbox_list *list, const char *name,
                         const guid_128_t guid);
+/* The GUID `name` had in the listing of a mailbox list iteration still
+   running (LIST RETURN STATUS, doveadm mailbox status: each listed
+   mailbox is opened while it runs): TRUE and *guid_r if the name was
+   listed, FALSE if no iteration runs or it did not list the name (the
+   caller reads RADOS). */
+bool rbd_list_listed_guid(struct mailbox_list *list, const char *name,
+                          guid_128_t guid_r);
 
 /* rbd-list-notify.c: mailbox list notification (imap NOTIFY). */
 int rbd_list_notify_init(struct mailbox_list *list,

@@ -428,6 +428,8 @@ static int rbd_lookup(struct rbd_mailbox *mbox, guid_128_t guid_r)
 	struct rbd_user *user;
 	struct rbd_error err;
 
+	if (rbd_list_listed_guid(mbox->box.list, mbox->box.name, guid_r))
+		return 1;
 	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
 	if (rbd_lookup_mailbox(user, mbox->box.name, guid_r, &err) == RBD_OK)

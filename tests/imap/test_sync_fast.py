@@ -185,3 +185,26 @@ def test_a_status_of_the_index_state_reads_the_name_and_the_state_once(connect, 
         elsewhere.append("Other", numbered(n))
     assert reads_per_status() == (1, 1)
     elsewhere.logout()
+
+
+@pytest.mark.rbd_only("counts the storage's RADOS ops")
+def test_a_list_return_status_reads_the_list_once_and_one_state_per_mailbox(connect, node_r):
+    # Each listed mailbox is opened while the listing's iteration runs: its name is
+    # looked up in that listing, not read again (issue 13: ops per command).
+    ops = SessionOps(connect, node_r, "l")
+    setup = connect(node_r, ops.user)
+    list_status = [("LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES UNSEEN))")]
+
+    def reads():
+        return tuple(ops.count(what, list_status) - ops.count(what)
+                     for what in ("read of index", "read of mailbox list"))
+
+    for n in range(3):
+        setup.ok("CREATE", "f%02d" % n)
+    index_3, list_3 = reads()
+    for n in range(3, 12):
+        setup.ok("CREATE", "f%02d" % n)
+    index_12, list_12 = reads()
+    setup.logout()
+    assert (index_3, index_12) == (3, 12)   # INBOX is selected: its view answers
+    assert list_12 == list_3 <= 3, (list_3, list_12)
