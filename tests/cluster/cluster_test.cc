@@ -149,6 +149,29 @@ class MailboxIndexTest : public UserFixture {
     return index_io;
   }
 
+  // Expects check to find exactly one problem, of `kind`, whose detail
+  // says `says`, and --repair to repair it; returns its body GUID (hex).
+  std::string ExpectOneProblemRepaired(rbd_problem_kind kind, const std::string& says) {
+    std::string body;
+    for (int repair = 0; repair <= 1; repair++) {
+      rbd_problems* problems = nullptr;
+      if (rbd_user_check(user_, repair, 0, &problems, &err_) != RBD_OK) {
+        ADD_FAILURE() << "check: " << err_.message;
+        return body;
+      }
+      EXPECT_EQ(problems->count, 1u);
+      if (problems->count == 1) {
+        const rbd_problem& p = problems->problems[0];
+        EXPECT_EQ(p.kind, kind);
+        EXPECT_NE(std::string(p.detail).find(says), std::string::npos) << p.detail;
+        EXPECT_EQ(p.repaired != 0, repair == 1) << p.detail;
+        body = Hex(p.body_guid);
+      }
+      rbd_problems_free(&problems);
+    }
+    return body;
+  }
+
   // Rewrites the state of mailbox `guid_hex` as `edit` says, behind the
   // core's back (a fault, or counters a repair wrote from a stale listing).
   void EditState(const std::string& guid_hex, const std::function<void(rbd::MailboxState*)>& edit) {
@@ -1990,18 +2013,8 @@ TEST_F(MailboxIndexTest, CheckFindsChunksOfABodyWhoseHeadWasNeverWritten) {
   EXPECT_EQ(problems->count, 0u) << "young chunks are a write in flight";
   rbd_problems_free(&problems);
 
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(problems->count, 1u);
-  EXPECT_EQ(problems->problems[0].kind, RBD_PROBLEM_UNREFERENCED_BODY);
-  EXPECT_EQ(Hex(problems->problems[0].body_guid), Hex(guid));
-  EXPECT_NE(std::string(problems->problems[0].detail).find("3 chunk objects and no head"), std::string::npos)
-      << problems->problems[0].detail;
-  rbd_problems_free(&problems);
-
-  ASSERT_EQ(rbd_user_check(user_, 1, 0, &problems, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(problems->count, 1u);
-  EXPECT_TRUE(problems->problems[0].repaired);
-  rbd_problems_free(&problems);
+  EXPECT_EQ(ExpectOneProblemRepaired(RBD_PROBLEM_UNREFERENCED_BODY, "3 chunk objects and no head"),
+            Hex(guid));
   std::set<std::string> left;
   for (auto it = mail_io.nobjects_begin(); it != mail_io.nobjects_end(); ++it) left.insert(it->get_oid());
   EXPECT_EQ(left, std::set<std::string>{});
@@ -2305,16 +2318,7 @@ TEST_F(MailboxIndexTest, StateCountsSeenThroughEveryChangeAndRepairStartsTheCoun
   EditState(guid_hex, [](rbd::MailboxState* s) { s->seen_counted = false; });
   AppendOne(inbox, "Subject: d\r\n\r\nd\r\n", RBD_FLAG_SEEN);
   EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{0}, 0u)) << "an uncounted state stays uncounted";
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(problems->count, 1u);
-  EXPECT_EQ(problems->problems[0].kind, RBD_PROBLEM_WRONG_COUNTERS);
-  EXPECT_NE(std::string(problems->problems[0].detail).find("seen not counted"), std::string::npos)
-      << problems->problems[0].detail;
-  rbd_problems_free(&problems);
-  ASSERT_EQ(rbd_user_check(user_, 1, 0, &problems, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(problems->count, 1u);
-  EXPECT_TRUE(problems->problems[0].repaired);
-  rbd_problems_free(&problems);
+  ExpectOneProblemRepaired(RBD_PROBLEM_WRONG_COUNTERS, "seen not counted");
   EXPECT_EQ(status(), std::make_tuple(3u, uint8_t{1}, 2u));
   rbd_index_close(&inbox);
 }
@@ -2351,12 +2355,7 @@ TEST_F(MailboxIndexTest, StateCountsRecentUntilAClaimStopsShortAndAgainFromAFull
   EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
   rbd_problems_free(&problems);
   EditState(guid_hex, [](rbd::MailboxState* s) { s->recent_messages = 4; });
-  ASSERT_EQ(rbd_user_check(user_, 1, 0, &problems, &err_), RBD_OK) << err_.message;
-  ASSERT_EQ(problems->count, 1u);
-  EXPECT_NE(std::string(problems->problems[0].detail).find("recent 4"), std::string::npos)
-      << problems->problems[0].detail;
-  EXPECT_TRUE(problems->problems[0].repaired);
-  rbd_problems_free(&problems);
+  ExpectOneProblemRepaired(RBD_PROBLEM_WRONG_COUNTERS, "recent 4");
   EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
   rbd_index_close(&inbox);
 }
