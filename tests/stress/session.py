@@ -85,7 +85,7 @@ class Selected:
         self.rw = rw
         self.view = [None] * exists
         self.dirty = False      # a VANISHED UID was unknown: positions may be off
-        self.view_hms = 0       # the highest MODSEQ the view has reported
+        self.view_hms = 0       # the highest MODSEQ the view has reported (SELECT, FETCH)
         self.select_send = select_send
         self.rw_entry = None
 
@@ -336,9 +336,10 @@ class Session:
             elif _FETCH.match(line.encode()):
                 self.fetched(sel, line, rec, changed_since, partial)
             elif line.startswith("* OK [HIGHESTMODSEQ "):
-                hms = int(response_code(line[5:])[1])
-                sel.view_hms = max(sel.view_hms, hms)
-                self.highestmodseq(sel.box, hms, sel.name)
+                # Not the view's: Dovecot may send it before the FETCHes of changes at
+                # or below it (seed 80184 on mdbox, after a refused UNCHANGEDSINCE STORE),
+                # so a CHANGEDSINCE based on it meets them as unsolicited updates.
+                self.highestmodseq(sel.box, int(response_code(line[5:])[1]), sel.name)
 
     def vanished(self, sel, line, rec, known):
         rest = line[len("* VANISHED "):]

@@ -14,6 +14,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
 
 from checkpoint import MASTER_GONE, Checker, Snapshot  # noqa: E402
 from model import Created, FlagOp, Model, Trace  # noqa: E402
+from session import Selected, Session  # noqa: E402
 from stacks import server_pid  # noqa: E402
 
 USER = "u1"
@@ -136,6 +137,26 @@ class ExpungedButPresent(CheckerCase):
     def test_vanished_earlier_may_name_a_uid_not_used_yet(self):
         self.model.saw_expunged(self.box, 6, 0, "s03", "VANISHED (EARLIER)")
         self.assertEqual(self.check([5, 6]), [])
+
+
+class HighestModseqBeforeItsChanges(CheckerCase):
+    """seed 80184 on mdbox: a STORE (UNCHANGEDSINCE) answered MODIFIED came with
+    `* OK [HIGHESTMODSEQ 3758]` before the FETCHes of another node's change at 3758.
+    A CHANGEDSINCE 3758 then carried them as unsolicited updates: not a violation."""
+
+    def test_a_changedsince_at_an_untagged_highestmodseq(self):
+        runner = SimpleNamespace(model=self.model, trace=self.trace, ops=[])
+        session = Session(runner, 4, SimpleNamespace(name="A"), USER, 1)
+        session.selected = Selected("m2", self.box, True, 1, 0)
+        session.selected.view = [2363]
+        store = self.command("UID STORE 2363 (UNCHANGEDSINCE 3717) +FLAGS ($S)",
+                             "OK [MODIFIED 2363] Conditional store failed")
+        session.process(["* OK [HIGHESTMODSEQ 3758] Highest"], store)
+        since = session.selected.view_hms   # what op_changedsince starts from
+        fetch = self.command("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %d)" % since, "OK")
+        session.process(["* 1 FETCH (UID 2363 MODSEQ (3758) FLAGS (\\Deleted))"], fetch,
+                        changed_since=since)
+        self.assertEqual([v.prop for v in self.model.violations], [])
 
 
 class MasterGoneLines(unittest.TestCase):
