@@ -47,7 +47,8 @@ struct rbd_list {
 	char *looked_up_name;
 	guid_128_t looked_up_guid;
 	struct timeval looked_up_at;
-	/* The newest iteration still running: rbd_list_listed_guid. */
+	/* An iteration still running, the first of any nested ones:
+	   rbd_list_listed_guid. */
 	struct rbd_list_iterate_context *listing;
 };
 
@@ -58,8 +59,6 @@ struct rbd_list_iterate_context {
 	/* Storage name -> GUID (guid_128_t, in the pool) of every mailbox
 	   the iteration's read listed. */
 	HASH_TABLE(const char *, uint8_t *) guids;
-	/* The iteration that was the list's `listing` before this one. */
-	struct rbd_list_iterate_context *prev_listing;
 };
 
 static struct mailbox_list *rbd_list_alloc(void)
@@ -459,8 +458,8 @@ rbd_list_iter_init(struct mailbox_list *list, const char *const *patterns,
 		struct rbd_list *rlist =
 		        container_of(list, struct rbd_list, list);
 
-		ctx->prev_listing = rlist->listing;
-		rlist->listing = ctx;
+		if (rlist->listing == NULL)
+			rlist->listing = ctx;
 	}
 	return &ctx->ctx;
 }
@@ -497,20 +496,14 @@ rbd_list_iter_next(struct mailbox_list_iterate_context *_ctx)
 static int rbd_list_iter_deinit(struct mailbox_list_iterate_context *_ctx)
 {
 	struct rbd_list *rlist = container_of(_ctx->list, struct rbd_list, list);
-	struct rbd_list_iterate_context *ctx, **link;
+	struct rbd_list_iterate_context *ctx;
 	int ret = _ctx->failed ? -1 : 0;
 
 	if ((_ctx->flags & MAILBOX_LIST_ITER_SELECT_SUBSCRIBED) != 0)
 		return mailbox_list_subscriptions_iter_deinit(_ctx);
 	ctx = container_of(_ctx, struct rbd_list_iterate_context, ctx);
-	/* Iterations may end in any order. */
-	for (link = &rlist->listing; *link != NULL;
-	     link = &(*link)->prev_listing) {
-		if (*link == ctx) {
-			*link = ctx->prev_listing;
-			break;
-		}
-	}
+	if (rlist->listing == ctx)
+		rlist->listing = NULL;
 	if (hash_table_is_created(ctx->guids))
 		hash_table_destroy(&ctx->guids);
 	pool_unref(&_ctx->pool);
