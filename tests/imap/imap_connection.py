@@ -376,6 +376,21 @@ def status_items(resp):
     return {name.lower(): int(value) for name, value in zip(words[::2], words[1::2])}
 
 
+def examined_status(conn, mailbox):
+    """What EXAMINE (CONDSTORE), SEARCH UNSEEN and FETCH RFC822.SIZE report of the items
+    of a STATUS (MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ SIZE), as
+    status_items() gives them; claims nothing."""
+    resp = conn.ok("EXAMINE", quote(mailbox), "(CONDSTORE)")
+    state = selected_state(resp)
+    unseen = conn.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
+    sizes = conn.fetch("1:*", "(RFC822.SIZE)") if state["exists"] else {}
+    conn.ok("UNSELECT")
+    return {"messages": state["exists"], "recent": recent_count(resp), "unseen": len(unseen),
+            "uidnext": state["uidnext"], "uidvalidity": state["uidvalidity"],
+            "highestmodseq": state["highestmodseq"],
+            "size": sum(int(f["RFC822.SIZE"]) for f in sizes.values())}
+
+
 def selected_state(resp):
     """What SELECT/EXAMINE reported: exists, recent, flags, permanentflags, uidvalidity,
     uidnext, unseen, highestmodseq (absent keys were not reported)."""

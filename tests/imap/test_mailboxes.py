@@ -2,7 +2,7 @@
 
 import pytest
 
-from imap_connection import quote, recent_count, response_code, selected_state, status_items
+from imap_connection import examined_status, quote, response_code, selected_state, status_items
 from messages import numbered
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
@@ -337,20 +337,6 @@ def test_status_highestmodseq_grows_with_every_change(imap):
 STATE_ITEMS = "(MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ SIZE)"
 
 
-def state_from_examine(conn, mailbox):
-    """What an EXAMINE (and a SEARCH and a FETCH in it) reports of STATE_ITEMS, claiming
-    nothing."""
-    resp = conn.ok("EXAMINE", mailbox, "(CONDSTORE)")
-    state = selected_state(resp)
-    unseen = conn.ok("SEARCH UNSEEN").lines("SEARCH")[0].split()[2:]
-    sizes = conn.fetch("1:*", "(RFC822.SIZE)") if state["exists"] else {}
-    conn.ok("UNSELECT")
-    return {"messages": state["exists"], "recent": recent_count(resp), "unseen": len(unseen),
-            "uidnext": state["uidnext"], "uidvalidity": state["uidvalidity"],
-            "highestmodseq": state["highestmodseq"],
-            "size": sum(int(f["RFC822.SIZE"]) for f in sizes.values())}
-
-
 def test_status_of_counts_uids_and_modseq_is_what_an_examine_reports(imap):
     # rbd answers these from the index state without syncing the node's cache: the
     # values must be those the synced cache reports, from a new mailbox on.
@@ -371,7 +357,7 @@ def test_status_of_counts_uids_and_modseq_is_what_an_examine_reports(imap):
              lambda: in_box("STORE 2:3 +FLAGS (\\Deleted)", "EXPUNGE")]
     for step in steps:
         step()
-        assert status_items(imap.ok("STATUS", "box", STATE_ITEMS)) == state_from_examine(imap, "box")
+        assert status_items(imap.ok("STATUS", "box", STATE_ITEMS)) == examined_status(imap, "box")
 
 
 def test_status_of_a_missing_mailbox_fails_with_doesnt_exist(imap):

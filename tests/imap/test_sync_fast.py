@@ -121,6 +121,11 @@ class SessionOps:
         assert wait_for(lambda: any("RADOS ops (" in line for line in session_lines()), 10)
         return sum(1 for line in session_lines() if "RADOS %s" % what in line)
 
+    def reads(self, commands, baseline=(), meanwhile=None):
+        """(index reads, mailbox list reads) that `commands` cost over `baseline`."""
+        return tuple(self.count(what, commands, meanwhile) - self.count(what, baseline)
+                     for what in ("read of index", "read of mailbox list"))
+
 
 @pytest.mark.rbd_only("counts the storage's RADOS ops")
 def test_a_store_looks_the_mailbox_name_up_once(connect, node_r):
@@ -174,16 +179,12 @@ def test_a_status_of_the_index_state_reads_the_name_and_the_state_once(connect, 
     elsewhere.ok("CREATE", "Other")
     status = [("STATUS", "Other",
                "(MESSAGES RECENT UNSEEN UIDNEXT UIDVALIDITY HIGHESTMODSEQ SIZE)")]
-
-    def reads_per_status(meanwhile=None):
-        return tuple(ops.count(what, status * 2, meanwhile) - ops.count(what, status)
-                     for what in ("read of index", "read of mailbox list"))
-
-    assert reads_per_status() == (1, 1)
-    assert reads_per_status(lambda n: elsewhere.append("Other", numbered(n))) == (1, 1)
+    assert ops.reads(status * 2, status) == (1, 1)
+    assert ops.reads(status * 2, status,
+                     lambda n: elsewhere.append("Other", numbered(n))) == (1, 1)
     for n in range(50):
         elsewhere.append("Other", numbered(n))
-    assert reads_per_status() == (1, 1)
+    assert ops.reads(status * 2, status) == (1, 1)
     elsewhere.logout()
 
 
@@ -194,17 +195,12 @@ def test_a_list_return_status_reads_the_list_once_and_one_state_per_mailbox(conn
     ops = SessionOps(connect, node_r, "l")
     setup = connect(node_r, ops.user)
     list_status = [("LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES UNSEEN))")]
-
-    def reads():
-        return tuple(ops.count(what, list_status) - ops.count(what)
-                     for what in ("read of index", "read of mailbox list"))
-
     for n in range(3):
         setup.ok("CREATE", "f%02d" % n)
-    index_3, list_3 = reads()
+    index_3, list_3 = ops.reads(list_status)
     for n in range(3, 12):
         setup.ok("CREATE", "f%02d" % n)
-    index_12, list_12 = reads()
+    index_12, list_12 = ops.reads(list_status)
     setup.logout()
     assert (index_3, index_12) == (3, 12)   # INBOX is selected: its view answers
     assert list_12 == list_3 <= 3, (list_3, list_12)
