@@ -41,6 +41,7 @@ static const char *const rbd_setting_names[] = {
         "rbd_max_message_size",
         "rbd_changelog_max_entries",
         "rbd_changelog_max_age",
+        "rbd_shard_uids",
         NULL,
 };
 

@@ -331,18 +331,22 @@ rbd_code rbd_index_get_status(struct rbd_index *mailbox,
                               struct rbd_index_status *status_r,
                               struct rbd_error *err);
 
-/* The omap keys of a mailbox's index object. */
+/* The omap keys of a mailbox's index object and of its shards. */
 struct rbd_index_keys {
-	/* Records, inline bodies, change-log entries, expunge marks. */
+	/* Of the index object: records, inline bodies, change-log entries,
+	   expunge marks. */
 	uint64_t total;
 	/* The change log's length (trimmed to rbd_changelog_max_entries). */
 	uint64_t changes;
+	/* Sealed shard objects (rbd_shard_uids), and the most keys of one. */
+	uint64_t shards;
+	uint64_t largest_shard_keys;
 };
 
 /*
- * Counts the index object's omap keys, page by page (a listing of every
- * key: for doveadm, not for mail sessions). Counts are not one snapshot
- * under concurrent writers.
+ * Counts the omap keys of the index object and its shards, page by page
+ * (a listing of every key: for doveadm, not for mail sessions). Counts are
+ * not one snapshot under concurrent writers.
  */
 rbd_code rbd_index_count_keys(struct rbd_index *mailbox,
                               struct rbd_index_keys *keys_r,

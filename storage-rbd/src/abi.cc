@@ -144,6 +144,7 @@ const char* ObjectKindName(rbd::keys::ObjectKind kind) {
   switch (kind) {
     case rbd::keys::ObjectKind::kRoot: return "mailbox list";
     case rbd::keys::ObjectKind::kIndex: return "index";
+    case rbd::keys::ObjectKind::kIndexShard: return "index shard";
     case rbd::keys::ObjectKind::kBody: return "body";
     case rbd::keys::ObjectKind::kChunk: return "body chunk";
     case rbd::keys::ObjectKind::kLease: return "lease";
@@ -500,7 +501,7 @@ rbd_code rbd_index_count_keys(rbd_index* mailbox, struct rbd_index_keys* keys_r,
   return Guarded(err, [&] {
     rbd::KeyCounts counts;
     rbd::Status s = mailbox->index->CountKeys(&counts);
-    if (s.ok()) *keys_r = {counts.total, counts.changes};
+    if (s.ok()) *keys_r = {counts.total, counts.changes, counts.shards, counts.largest_shard_keys};
     return s;
   });
 }

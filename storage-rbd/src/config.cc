@@ -128,6 +128,11 @@ Status Config::Set(std::string_view name, std::string_view value) {
     if (!ParseDurationMs(v, &n) || n / 1000 > std::numeric_limits<uint32_t>::max() || (n > 0 && n < 1000))
       return BadValue(name, value, "a duration of at least 1s such as 30d; 0: no limit by age");
     changelog_max_age_seconds = static_cast<uint32_t>(n / 1000);
+  } else if (name == "rbd_shard_uids") {
+    std::string unit;
+    if (!SplitNumber(v, &n, &unit) || !unit.empty() || n > (1u << 20) || (n > 0 && n < 4))
+      return BadValue(name, value, "a count from 4 to 1048576 such as 8192; 0: never shard");
+    shard_uids = static_cast<uint32_t>(n);
   } else if (name == "rbd_max_message_size") {
     if (!ParseSize(v, &n) || n == 0) return BadValue(name, value, "a size such as 100M or 2G");
     max_message_size = n;

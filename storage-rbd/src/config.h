@@ -42,6 +42,13 @@ struct Config {
   // behind lists every record once instead of replaying the log.
   uint64_t changelog_max_entries = 10000;
   uint32_t changelog_max_age_seconds = 30 * 24 * 3600;
+  // UIDs per index shard (MailboxIndex, "Shards"): a mailbox's records and
+  // inline bodies move out of its index object in shards of this many UIDs
+  // once UIDNEXT is two shards past them, so no object holds more than
+  // about 2 x this many records and inline bodies (at rbd_inline_max 8k,
+  // at most 16k omap keys and 64 MiB per shard). Fixed per mailbox when
+  // its first shard is sealed; 0: never shard.
+  uint32_t shard_uids = 8192;
   // The largest message a save accepts; 0: not set, and the plugin takes
   // Dovecot's own limit (quota_max_mail_size) or its default.
   uint64_t max_message_size = 0;

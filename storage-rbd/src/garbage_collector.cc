@@ -66,9 +66,20 @@ Status GarbageCollector::Run(uint32_t grace_seconds, GcStats* stats) {
   std::vector<std::string> index_objects;
   s = Account::ListObjects(index_io, &index_objects);
   if (!s.ok()) return s;
-  std::set<Guid> referenced;
+  std::set<Guid> referenced, indexes;
   for (const std::string& oid : index_objects) {
     keys::ParsedObject parsed = keys::ParseObject(oid);
+    if (parsed.kind == keys::ObjectKind::kIndex) indexes.insert(parsed.guid);
+  }
+  for (const std::string& oid : index_objects) {
+    keys::ParsedObject parsed = keys::ParseObject(oid);
+    if (parsed.kind == keys::ObjectKind::kIndexShard && !indexes.count(parsed.guid) &&
+        OlderThan(index_io, oid, cutoff)) {
+      // Left behind by a removal that failed after its index object went.
+      index_io.remove(oid);
+      stats->indexes_reclaimed++;
+      continue;
+    }
     if (parsed.kind != keys::ObjectKind::kIndex) continue;
     MailboxIndex index(account_, parsed.guid);
     if (!listed.count(parsed.guid) && OlderThan(index_io, oid, cutoff)) {

@@ -23,6 +23,29 @@ bool ConsumePrefix(std::string_view* s, std::string_view prefix) {
   return true;
 }
 
+std::string NumberSuffix(uint32_t n) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), ".%06u", n);
+  return buf;
+}
+
+// "<32 hex>" (kind `whole`) or "<32 hex>.<6 digits>" (kind `numbered`),
+// the names of index and body objects after their prefix.
+void ParseGuidName(std::string_view name, ObjectKind whole, ObjectKind numbered, ParsedObject* p) {
+  auto g = Guid::FromHex(name.substr(0, 32));
+  if (!g) return;
+  if (name.size() == 32) {
+    p->kind = whole;
+    p->guid = *g;
+  } else if (name.size() == 39 && name[32] == '.') {
+    if (auto n = ParseFixedDecimal<uint32_t>(name.substr(33), 6)) {
+      p->kind = numbered;
+      p->guid = *g;
+      p->chunk = *n;
+    }
+  }
+}
+
 std::optional<uint32_t> ParseUidKey(std::string_view key, std::string_view prefix) {
   if (!ConsumePrefix(&key, prefix)) return std::nullopt;
   auto v = ParseFixedDecimal<uint64_t>(key, 10);
@@ -35,11 +58,11 @@ std::optional<uint32_t> ParseUidKey(std::string_view key, std::string_view prefi
 std::string IndexObject(const Guid& mailbox) { return "i." + mailbox.Hex(); }
 std::string BodyObject(const Guid& mail) { return "m." + mail.Hex(); }
 
-std::string ChunkObject(const Guid& mail, uint32_t chunk) {
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), ".%06u", chunk);
-  return BodyObject(mail) + buf;
+std::string IndexShardObject(const Guid& mailbox, uint32_t n) {
+  return IndexObject(mailbox) + NumberSuffix(n);
 }
+
+std::string ChunkObject(const Guid& mail, uint32_t chunk) { return BodyObject(mail) + NumberSuffix(chunk); }
 
 std::string LeaseObject(std::string_view name) { return "l." + std::string(name); }
 
@@ -52,23 +75,9 @@ ParsedObject ParseObject(std::string_view name) {
   } else if (ConsumePrefix(&name, "l.")) {
     p.kind = ObjectKind::kLease;
   } else if (ConsumePrefix(&name, "i.")) {
-    if (auto g = Guid::FromHex(name)) {
-      p.kind = ObjectKind::kIndex;
-      p.guid = *g;
-    }
+    ParseGuidName(name, ObjectKind::kIndex, ObjectKind::kIndexShard, &p);
   } else if (ConsumePrefix(&name, "m.")) {
-    if (auto g = Guid::FromHex(name.substr(0, 32))) {
-      if (name.size() == 32) {
-        p.kind = ObjectKind::kBody;
-        p.guid = *g;
-      } else if (name.size() == 39 && name[32] == '.') {
-        if (auto n = ParseFixedDecimal<uint32_t>(name.substr(33), 6)) {
-          p.kind = ObjectKind::kChunk;
-          p.guid = *g;
-          p.chunk = *n;
-        }
-      }
-    }
+    ParseGuidName(name, ObjectKind::kBody, ObjectKind::kChunk, &p);
   }
   return p;
 }
@@ -99,7 +108,19 @@ std::string ReleasedBodyKey(uint32_t uid) {
 
 std::string KeywordKey(std::string_view name) { return kKeywordPrefix + std::string(name); }
 
+std::string TombstoneKey(uint32_t uid) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "t.%010u", uid);
+  return buf;
+}
+
 std::optional<uint32_t> ParseRecordKey(std::string_view key) { return ParseUidKey(key, kRecordPrefix); }
+
+std::optional<uint32_t> ParseInlineBodyKey(std::string_view key) {
+  return ParseUidKey(key, kInlineBodyPrefix);
+}
+
+std::optional<uint32_t> ParseTombstoneKey(std::string_view key) { return ParseUidKey(key, kTombstonePrefix); }
 
 std::optional<uint32_t> ParseReleasedBodyKey(std::string_view key) {
   return ParseUidKey(key, kReleasedBodyPrefix);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <random>
 #include <tuple>
 
 #include "keys.h"
@@ -28,6 +29,19 @@ constexpr uint64_t kTrimStep = 512;
 // rbd_changelog_max_age, one mark per slot that saw a commit, so an entry
 // is trimmed at most that much later than its age says.
 constexpr int64_t kMarksPerAge = 8;
+// A committer looks whether overrides and tombstones of sealed UIDs have
+// piled up in the index object whenever HIGHESTMODSEQ crosses a multiple
+// of FoldAt() (or its own op wrote that many of them), and folds the
+// shards they belong to when there are that many: the index object holds
+// about that many keys of sealed UIDs at most between folds. An eighth of
+// a shard, 1024 at the default size; small shards (tests) fold often.
+uint64_t FoldAt(uint32_t shard_uids) { return std::clamp<uint64_t>(shard_uids / 8, 2, 1024); }
+// Shards a full listing reads at once: a cold listing of a big mailbox
+// reads every shard page by page, and shards live in different PGs.
+constexpr size_t kShardReadsInFlight = 8;
+// Keys per write op of a fold: small enough that one op stays well below
+// the OSD's message limits at rbd_inline_max bodies.
+constexpr size_t kFoldBatch = 1024;
 
 librados::bufferlist ToBufferlist(const std::string& s) {
   librados::bufferlist bl;
@@ -153,24 +167,53 @@ Status MailboxIndex::Create(Account* account, const Guid& guid, const MailboxSta
   return r < 0 ? Status::FromRados(r, "create " + oid) : Status::OK();
 }
 
+Status MailboxIndex::ReadKeys(const std::set<std::string>& keys, librados::bufferlist* raw,
+                              MailboxState* state, std::map<std::string, librados::bufferlist>* values) {
+  std::set<std::string> object_keys = keys;
+  for (const std::string& key : keys)
+    if (auto uid = keys::ParseRecordKey(key)) object_keys.insert(keys::TombstoneKey(*uid));
+  librados::ObjectReadOperation op;
+  int attr_r = 0, omap_r = 0;
+  op.getxattr(keys::kStateAttr, raw, &attr_r);
+  if (!object_keys.empty()) op.omap_get_vals_by_keys(object_keys, values, &omap_r);
+  int r = account_->Operate(account_->index_io(), oid_, &op);
+  if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+  if (r < 0) return Status::FromRados(r, "read " + oid_);
+  Status s = Decode(raw->to_str(), state);
+  if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
+  // The shards are read after the index object (the header says why).
+  std::map<uint32_t, std::set<std::string>> in_shards;
+  for (const std::string& key : keys) {
+    if (values->count(key) != 0) continue;
+    auto uid = keys::ParseRecordKey(key);
+    if (uid && values->count(keys::TombstoneKey(*uid)) != 0) continue;
+    if (!uid) uid = keys::ParseInlineBodyKey(key);
+    if (uid && *uid < state->SealedBelow()) in_shards[*uid / state->shard_uids].insert(key);
+  }
+  for (auto it = values->begin(); it != values->end();)
+    it = keys::ParseTombstoneKey(it->first) ? values->erase(it) : std::next(it);
+  for (const auto& [n, shard_keys] : in_shards) {
+    const std::string shard = keys::IndexShardObject(guid_, n);
+    std::map<std::string, librados::bufferlist> found;
+    r = account_->ReadKeys(shard, shard_keys, &found);
+    // A shard sealed but never folded does not exist yet.
+    if (r < 0 && r != -ENOENT) return Status::FromRados(r, "read " + shard);
+    values->insert(found.begin(), found.end());
+  }
+  return Status::OK();
+}
+
 Status MailboxIndex::ReadStateAndKeys(const std::set<std::string>& keys,
                                       std::map<std::string, librados::bufferlist>* values) {
-  librados::ObjectReadOperation op;
   librados::bufferlist raw;
-  int attr_r = 0, omap_r = 0;
-  op.getxattr(keys::kStateAttr, &raw, &attr_r);
-  if (!keys.empty()) op.omap_get_vals_by_keys(keys, values, &omap_r);
-  int r = account_->Operate(account_->index_io(), oid_, &op);
-  if (r < 0) {
-    state_valid_ = false;
-    if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-    return Status::FromRados(r, "read " + oid_);
-  }
-  Status s = Decode(raw.to_str(), &state_);
+  MailboxState state;
+  std::map<std::string, librados::bufferlist> unused;
+  Status s = ReadKeys(keys, &raw, &state, values != nullptr ? values : &unused);
   if (!s.ok()) {
     state_valid_ = false;
-    return Status::Corrupt(oid_ + ": " + s.message());
+    return s;
   }
+  state_ = std::move(state);
   state_raw_ = std::move(raw);
   state_valid_ = true;
   state_seen_in_ = account_->command_began();
@@ -264,11 +307,21 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       } else {
         own_ops_in_ = {};  // resolved: others may have written since
       }
+      const MailboxState before = std::move(state_);
       state_ = m.state;
       state_raw_ = std::move(new_raw);
       state_valid_ = r == 0;  // resolved: others may have written since
       state_seen_in_ = account_->command_began();
       if (m.advanced) Notify();
+      if (m.advanced && r == 0 && !settling_) {
+        size_t sealed_keys = 0;
+        for (const auto& [key, bl] : m.set) {
+          auto uid = keys::ParseRecordKey(key);
+          if (!uid) uid = keys::ParseTombstoneKey(key);
+          if (uid && *uid < state_.SealedBelow()) sealed_keys++;
+        }
+        KeepShards(before, state_, sealed_keys);
+      }
       return Status::OK();
     }
     if (!retry.Backoff(attempt)) {
@@ -571,8 +624,10 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     if (r->inline_body) inline_keys.insert(keys::InlineBodyKey(uid));
   std::map<std::string, librados::bufferlist> inline_bodies;
   if (!inline_keys.empty()) {
-    int r = account_->ReadKeys(source->oid_, inline_keys, &inline_bodies);
-    if (r < 0) return Status::FromRados(r, "read inline bodies of " + source->oid_);
+    librados::bufferlist raw;
+    MailboxState state;
+    s = source->ReadKeys(inline_keys, &raw, &state, &inline_bodies);
+    if (!s.ok()) return s;
   }
 
   MessageStore store(account_);
@@ -767,6 +822,8 @@ Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, std::vector<uint
       Status ds = Decode(bl.to_str(), &rec);
       if (!ds.ok()) return Status::Corrupt(oid_ + " " + key + ": " + ds.message());
       m->remove.insert(key);
+      // The shard's copy stays until a fold: the tombstone hides it.
+      if (rec.uid < m->state.SealedBelow()) m->set[keys::TombstoneKey(rec.uid)] = librados::bufferlist();
       // The body outlives the record: sessions may still show the message
       // (MessageStore's reference rule; gc reclaims it after the grace).
       if (rec.inline_body) {
@@ -872,14 +929,78 @@ Status DecodeRecords(const std::string& oid, const std::map<std::string, librado
 }  // namespace
 
 Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records) {
+  records->clear();
+  librados::bufferlist raw;
+  MailboxState state;
   std::map<std::string, librados::bufferlist> values;
-  int r =
-      ReadPages(keys::RecordKey(after_uid), keys::kRecordPrefix, max, PageState::kIgnore, nullptr, &values);
-  if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-  if (r < 0) return Status::FromRados(r, "list " + oid_);
-  Status s = DecodeRecords(oid_, values, records);
-  if (s.ok()) s = ResolveLegacyRecords(records);
-  return s;
+  Status s = ReadKeys({}, &raw, &state, &values);
+  if (!s.ok()) return s;
+  // Sealed shards first, one UID range at a time, then the index object's
+  // own records above them.
+  uint64_t from = uint64_t{after_uid} + 1;
+  while (from < state.SealedBelow() && records->size() < max) {
+    const uint32_t n = static_cast<uint32_t>(from / state.shard_uids);
+    const uint64_t end = uint64_t{n + 1} * state.shard_uids;
+    std::vector<MessageRecord> sealed;
+    s = ListSealed(state, n, from, end, &sealed);
+    if (!s.ok()) return s;
+    if (sealed.size() > max - records->size()) sealed.resize(max - records->size());
+    from = sealed.size() == max - records->size() && !sealed.empty() ? uint64_t{sealed.back().uid} + 1 : end;
+    records->insert(records->end(), std::make_move_iterator(sealed.begin()),
+                    std::make_move_iterator(sealed.end()));
+  }
+  if (records->size() < max) {
+    s = ReadUidRange(oid_, keys::kRecordPrefix, std::max(from, state.SealedBelow()), uint64_t{UINT32_MAX} + 1,
+                     max - records->size(), &values);
+    std::vector<MessageRecord> unsealed;
+    if (s.ok()) s = DecodeRecords(oid_, values, &unsealed);
+    if (!s.ok()) return s;
+    records->insert(records->end(), std::make_move_iterator(unsealed.begin()),
+                    std::make_move_iterator(unsealed.end()));
+  }
+  (void)ResolveLegacy(state, records);
+  return Status::OK();
+}
+
+Status MailboxIndex::ListSealed(const MailboxState& state, uint32_t n, uint64_t lo, uint64_t hi,
+                                std::vector<MessageRecord>* records) {
+  std::map<std::string, librados::bufferlist> overrides, tombstones, sealed;
+  Status s = ReadUidRange(oid_, keys::kRecordPrefix, lo, hi, SIZE_MAX, &overrides);
+  if (s.ok()) s = ReadUidRange(oid_, keys::kTombstonePrefix, lo, hi, SIZE_MAX, &tombstones);
+  if (s.ok())
+    s = ReadUidRange(keys::IndexShardObject(guid_, n), keys::kRecordPrefix, lo, hi, SIZE_MAX, &sealed);
+  if (!s.ok()) return s;
+  for (const auto& [key, bl] : tombstones) sealed.erase(keys::RecordKey(*keys::ParseTombstoneKey(key)));
+  overrides.merge(sealed);  // keeps the index object's value of a key in both
+  return DecodeRecords(oid_, overrides, records);
+}
+
+Status MailboxIndex::ReadUidRange(const std::string& oid, const char* prefix, uint64_t lo, uint64_t hi,
+                                  size_t max, std::map<std::string, librados::bufferlist>* values) {
+  values->clear();
+  const std::string prefix_str = prefix;
+  auto key_of = [&](uint64_t uid) {
+    // "u.0000000041" with this prefix: the record key's digits.
+    return prefix_str + keys::RecordKey(static_cast<uint32_t>(uid)).substr(std::strlen(keys::kRecordPrefix));
+  };
+  std::string after = lo == 0 ? prefix_str : key_of(lo - 1);
+  const std::string end = hi > UINT32_MAX ? std::string() : key_of(hi);
+  for (bool more = true; more && values->size() < max;) {
+    std::map<std::string, librados::bufferlist> page;
+    librados::ObjectReadOperation op;
+    int omap_r = 0;
+    op.omap_get_vals2(after, prefix, std::min(kOmapPage, max - values->size()), &page, &more, &omap_r);
+    int r = account_->Operate(account_->index_io(), oid, &op);
+    if (r == -ENOENT) return Status::OK();
+    if (r < 0) return Status::FromRados(r, "list " + oid);
+    if (page.empty()) break;
+    after = page.rbegin()->first;
+    for (auto& [key, bl] : page) {
+      if (!end.empty() && key >= end) return Status::OK();
+      values->emplace(key, std::move(bl));
+    }
+  }
+  return Status::OK();
 }
 
 Status MailboxIndex::ResolveLegacyRecords(std::vector<MessageRecord>* records) {
@@ -923,16 +1044,26 @@ namespace {
 
 // Brings listed records (ascending UIDs) forward over ops committed after
 // they were read: flag changes and expunges of listed UIDs, and the
-// keyword names the ops defined. Appends are not: their UIDs are above
-// every UID listed so far, so a later page lists them.
-void Forward(const std::vector<Change>& ops, std::vector<MessageRecord>* records,
+// keyword names the ops defined; with `appends`, also the records the ops
+// appended that are not listed. Between pages appends are left out: their
+// UIDs are above every UID listed so far, so a later page lists them.
+// Replaying an op a record already reflects is harmless: ops are applied
+// in order and carry whole flag sets, so the last op wins.
+void Forward(const std::vector<Change>& ops, bool appends, std::vector<MessageRecord>* records,
              std::vector<std::string>* keywords) {
+  auto at = [&](uint32_t uid) {
+    return std::lower_bound(records->begin(), records->end(), uid,
+                            [](const MessageRecord& r, uint32_t u) { return r.uid < u; });
+  };
   auto find = [&](uint32_t uid) {
-    auto it = std::lower_bound(records->begin(), records->end(), uid,
-                               [](const MessageRecord& r, uint32_t u) { return r.uid < u; });
+    auto it = at(uid);
     return it != records->end() && it->uid == uid ? it : records->end();
   };
   for (const Change& op : ops) {
+    for (const MessageRecord& rec : op.entry.appended) {
+      auto it = at(rec.uid);
+      if (appends && (it == records->end() || it->uid != rec.uid)) records->insert(it, rec);
+    }
     for (const FlagState& u : op.entry.updated) {
       auto it = find(u.uid);
       if (it == records->end()) continue;
@@ -960,6 +1091,7 @@ Status MailboxIndex::ListOnce(std::vector<MessageRecord>* records, MailboxState*
                               std::vector<std::string>* keywords, size_t page) {
   records->clear();
   librados::bufferlist raw;  // the state the records listed so far are at
+  uint64_t first_modseq = 0;
   std::string from = keys::kRecordPrefix;
   for (bool first = true, more = true; more; first = false) {
     librados::ObjectReadOperation op;
@@ -983,6 +1115,7 @@ Status MailboxIndex::ListOnce(std::vector<MessageRecord>* records, MailboxState*
       if (first) {
         // Growing by doubling would hold up to twice a big mailbox's records.
         records->reserve(now.messages);
+        first_modseq = now.highest_modseq;
         if (keywords != nullptr) s = ReadKeywords(now, keywords);
       } else if (entries_more || now.log_floor > state->highest_modseq) {
         s = Status::Conflict(oid_ + ": its change log moved past the listing");
@@ -990,7 +1123,7 @@ Status MailboxIndex::ListOnce(std::vector<MessageRecord>* records, MailboxState*
         std::vector<Change> ops;
         s = DecodeOps(now, entries, &ops);
         if (s.code() == Code::kResync) s = Status::Conflict(s.message());
-        if (s.ok()) Forward(ops, records, keywords);
+        if (s.ok()) Forward(ops, /*appends=*/false, records, keywords);
       }
       if (!s.ok()) return s;
       *state = std::move(now);
@@ -1003,9 +1136,143 @@ Status MailboxIndex::ListOnce(std::vector<MessageRecord>* records, MailboxState*
                     std::make_move_iterator(listed.end()));
     if (!values.empty()) from = values.rbegin()->first;
   }
+  if (state->SealedBelow() != 0) {
+    Status s = AddSealed(first_modseq, records, state, &raw, keywords);
+    if (!s.ok()) return s;
+  }
   (void)ResolveLegacy(*state, records);
   listed_raw_ = std::move(raw);
   return Status::OK();
+}
+
+Status MailboxIndex::AddSealed(uint64_t since_modseq, std::vector<MessageRecord>* records,
+                               MailboxState* state, librados::bufferlist* raw,
+                               std::vector<std::string>* keywords) {
+  // After the index object's pages (the header says why): its tombstones,
+  // then the shards.
+  std::map<std::string, librados::bufferlist> values;
+  Status s = ReadUidRange(oid_, keys::kTombstonePrefix, 0, state->SealedBelow(), SIZE_MAX, &values);
+  if (!s.ok()) return s;
+  std::set<uint32_t> hidden;  // overridden or tombstoned
+  for (const auto& [key, bl] : values) hidden.insert(*keys::ParseTombstoneKey(key));
+  for (const MessageRecord& r : *records)
+    if (r.uid < state->SealedBelow()) hidden.insert(r.uid);
+  std::vector<std::vector<MessageRecord>> by_shard(state->sealed_shards);
+  s = ListShards(
+      state->sealed_shards, [&](uint32_t n, const std::map<std::string, librados::bufferlist>& listed) {
+        Status ds = DecodeRecords(keys::IndexShardObject(guid_, n), listed, &by_shard[n]);
+        auto& records = by_shard[n];
+        records.erase(std::remove_if(records.begin(), records.end(),
+                                     [&](const MessageRecord& r) { return hidden.count(r.uid) != 0; }),
+                      records.end());
+        return ds;
+      });
+  if (!s.ok()) return s;
+  std::vector<MessageRecord> sealed;
+  for (auto& records : by_shard) {
+    sealed.insert(sealed.end(), std::make_move_iterator(records.begin()),
+                  std::make_move_iterator(records.end()));
+    std::vector<MessageRecord>().swap(records);
+  }
+  std::vector<MessageRecord> merged;
+  merged.reserve(sealed.size() + records->size());
+  std::merge(std::make_move_iterator(sealed.begin()), std::make_move_iterator(sealed.end()),
+             std::make_move_iterator(records->begin()), std::make_move_iterator(records->end()),
+             std::back_inserter(merged),
+             [](const MessageRecord& a, const MessageRecord& b) { return a.uid < b.uid; });
+  *records = std::move(merged);
+
+  // A shard may hold a record newer than the pages' states (folded since):
+  // everything is brought forward over every op since the first page, to
+  // a state read after the shards.
+  librados::ObjectReadOperation op;
+  librados::bufferlist now_raw;
+  std::map<std::string, librados::bufferlist> entries;
+  bool more = false;
+  int attr_r = 0, log_r = 0;
+  op.getxattr(keys::kStateAttr, &now_raw, &attr_r);
+  op.omap_get_vals2(keys::ChangeKey(since_modseq), keys::kChangePrefix, kOmapPage, &entries, &more, &log_r);
+  int r = account_->Operate(account_->index_io(), oid_, &op);
+  if (r == -ENOENT || r == -ENODATA) return Status::NotFound("mailbox index " + oid_ + " does not exist");
+  if (r < 0) return Status::FromRados(r, "list " + oid_);
+  MailboxState now;
+  s = Decode(now_raw.to_str(), &now);
+  if (!s.ok()) return Status::Corrupt(oid_ + ": " + s.message());
+  if (more || now.log_floor > since_modseq)
+    return Status::Conflict(oid_ + ": its change log moved past the listing");
+  std::vector<Change> ops;
+  s = DecodeOps(now, entries, &ops);
+  if (s.code() == Code::kResync) return Status::Conflict(s.message());
+  if (!s.ok()) return s;
+  Forward(ops, /*appends=*/true, records, keywords);
+  *state = std::move(now);
+  *raw = std::move(now_raw);
+  return Status::OK();
+}
+
+Status MailboxIndex::ListShards(
+    uint32_t count,
+    const std::function<Status(uint32_t, const std::map<std::string, librados::bufferlist>&)>& done) {
+  // One slot per shard being read; the slots stay put while their ops are
+  // in flight (librados writes the results into them).
+  struct Slot {
+    uint32_t n = 0;
+    bool active = false;
+    std::string after;
+    std::map<std::string, librados::bufferlist> values, page;
+    bool more = false;
+    int omap_r = 0;
+    AioCompletionPtr completion;
+    std::chrono::steady_clock::time_point issued;
+  };
+  librados::IoCtx& io = account_->index_io();
+  const Deadline deadline = account_->deadline();
+  AioWaiter waiter;
+  std::vector<Slot> slots(std::min<size_t>(kShardReadsInFlight, count));
+  uint32_t next = 0;
+  Status result;
+  auto issue = [&](Slot* slot) {
+    librados::ObjectReadOperation op;
+    slot->page.clear();
+    op.omap_get_vals2(slot->after, keys::kRecordPrefix, kOmapPage, &slot->page, &slot->more, &slot->omap_r);
+    slot->completion = waiter.NewCompletion();
+    slot->issued = std::chrono::steady_clock::now();
+    slot->active =
+        io.aio_operate(keys::IndexShardObject(guid_, slot->n), slot->completion.get(), &op, nullptr) >= 0;
+    if (!slot->active && result.ok())
+      result = Status::Unavailable("list " + keys::IndexShardObject(guid_, slot->n));
+  };
+  auto start = [&](Slot* slot) {
+    slot->n = next++;
+    slot->after = keys::kRecordPrefix;
+    slot->values.clear();
+    issue(slot);
+  };
+  for (Slot& slot : slots) start(&slot);
+  for (bool busy = true; busy;) {
+    busy = false;
+    for (Slot& slot : slots) {
+      if (!slot.active) continue;
+      const std::string oid = keys::IndexShardObject(guid_, slot.n);
+      int r = waiter.Wait(io, slot.completion, deadline);
+      account_->op_log().Add(OpType::kRead, oid, 0, r, slot.issued);
+      slot.active = false;
+      // A shard sealed but never folded does not exist yet.
+      if (r < 0 && r != -ENOENT && result.ok()) result = Status::FromRados(r, "list " + oid);
+      if (!result.ok()) continue;  // the other slots' ops are waited for all the same
+      const bool more = r >= 0 && slot.more && !slot.page.empty();
+      if (more) slot.after = slot.page.rbegin()->first;
+      slot.values.merge(slot.page);
+      if (more) {
+        issue(&slot);
+      } else {
+        result = done(slot.n, slot.values);
+        if (result.ok() && next < count) start(&slot);
+      }
+      busy |= slot.active;
+    }
+  }
+  return result;
 }
 
 Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state,
@@ -1018,12 +1285,10 @@ Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* 
 }
 
 Status MailboxIndex::HasRecords(bool* any) {
-  std::map<std::string, librados::bufferlist> values;
-  int r = ReadPages(keys::kRecordPrefix, keys::kRecordPrefix, 1, PageState::kIgnore, nullptr, &values);
-  if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-  if (r < 0) return Status::FromRados(r, "list " + oid_);
-  *any = !values.empty();
-  return Status::OK();
+  std::vector<MessageRecord> first;
+  Status s = ListRecords(0, 1, &first);
+  if (s.ok()) *any = !first.empty();
+  return s;
 }
 
 Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vector<MessageRecord>* records) {
@@ -1034,15 +1299,15 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
     std::set<std::string> batch;
     while (it != all.end() && batch.size() < kOmapPage) batch.insert(*it++);
     std::map<std::string, librados::bufferlist> values;
-    int r = account_->ReadKeys(oid_, batch, &values);
-    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-    if (r < 0) return Status::FromRados(r, "read records of " + oid_);
-    for (const auto& [key, bl] : values) {
-      MessageRecord rec;
-      Status s = Decode(bl.to_str(), &rec);
-      if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
-      records->push_back(std::move(rec));
-    }
+    librados::bufferlist raw;
+    MailboxState state;
+    Status s = ReadKeys(batch, &raw, &state, &values);
+    if (!s.ok()) return s;
+    std::vector<MessageRecord> found;
+    s = DecodeRecords(oid_, values, &found);
+    if (!s.ok()) return s;
+    records->insert(records->end(), std::make_move_iterator(found.begin()),
+                    std::make_move_iterator(found.end()));
   }
   return ResolveLegacyRecords(records);
 }
@@ -1130,20 +1395,32 @@ Status MailboxIndex::TrimLog(uint64_t up_to_modseq) {
 
 Status MailboxIndex::CountKeys(KeyCounts* counts) {
   *counts = KeyCounts();
-  std::string after;
-  for (bool more = true; more;) {
-    std::set<std::string> page;
-    int r = account_->index_io().omap_get_keys2(oid_, after, kOmapPage, &page, &more);
-    if (r == -ENOENT) return Status::NotFound("mailbox index " + oid_ + " does not exist");
-    if (r < 0) return Status::FromRados(r, "list keys of " + oid_);
-    if (page.empty()) break;
-    after = *page.rbegin();
-    for (const std::string& key : page) {
-      counts->total++;
-      if (key.rfind(keys::kChangePrefix, 0) == 0) counts->changes++;
+  MailboxState state;
+  Status s = ReadState(&state);
+  if (!s.ok()) return s;
+  auto count = [&](const std::string& oid, uint64_t* total, uint64_t* changes) {
+    std::string after;
+    for (bool more = true; more;) {
+      std::set<std::string> page;
+      int r = account_->index_io().omap_get_keys2(oid, after, kOmapPage, &page, &more);
+      if (r == -ENOENT) return Status::OK();  // a shard sealed but not yet folded
+      if (r < 0) return Status::FromRados(r, "list keys of " + oid);
+      if (page.empty()) break;
+      after = *page.rbegin();
+      *total += page.size();
+      for (const std::string& key : page)
+        if (changes != nullptr && key.rfind(keys::kChangePrefix, 0) == 0) (*changes)++;
     }
+    return Status::OK();
+  };
+  s = count(oid_, &counts->total, &counts->changes);
+  for (uint32_t n = 0; s.ok() && n < state.sealed_shards; n++) {
+    uint64_t keys = 0;
+    s = count(keys::IndexShardObject(guid_, n), &keys, nullptr);
+    counts->shards++;
+    counts->largest_shard_keys = std::max(counts->largest_shard_keys, keys);
   }
-  return Status::OK();
+  return s;
 }
 
 Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, uint64_t* in_grace) {
@@ -1175,6 +1452,20 @@ Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, 
     });
     if (!s.ok()) return s;
     *reclaimed += old.size() / 2;
+    // Folds never move a released body, but one may have moved before
+    // its message was expunged.
+    std::map<uint32_t, std::set<std::string>> in_shards;
+    for (const std::string& key : old) {
+      auto uid = keys::ParseInlineBodyKey(key);
+      if (uid && *uid < state_.SealedBelow()) in_shards[*uid / state_.shard_uids].insert(key);
+    }
+    for (const auto& [n, shard_keys] : in_shards) {
+      librados::ObjectWriteOperation op;
+      op.omap_rm_keys(shard_keys);
+      const std::string shard = keys::IndexShardObject(guid_, n);
+      int r = account_->Operate(account_->index_io(), shard, &op);
+      if (r < 0 && r != -ENOENT) return Status::FromRados(r, "reclaim bodies in " + shard);
+    }
   }
   return Status::OK();
 }
@@ -1184,12 +1475,14 @@ Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint
   if (!record.inline_body) return MessageStore(account_).Read(record.guid, offset, length, out);
   const std::string key = keys::InlineBodyKey(record.uid);
   std::map<std::string, librados::bufferlist> values;
-  int r = account_->ReadKeys(oid_, {key}, &values);
-  if (r < 0) return Status::FromRados(r, "read body " + key + " of " + oid_);
+  librados::bufferlist raw;
+  MailboxState state;
+  Status s = ReadKeys({key}, &raw, &state, &values);
+  if (!s.ok()) return s;
   if (values.empty())
     return Status::NotFound(oid_ + ": message " + std::to_string(record.uid) + " was expunged");
   InlineBody body;
-  Status s = Decode(values.begin()->second.to_str(), &body);
+  s = Decode(values.begin()->second.to_str(), &body);
   if (!s.ok()) return Status::Corrupt(oid_ + " " + key + ": " + s.message());
   if (BodyChecksum(body.bytes) != body.xxh3)
     return Status::Corrupt(oid_ + " " + key + ": XXH3 checksum mismatch");
@@ -1225,13 +1518,18 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
     }
   }
   std::map<std::string, librados::bufferlist> values;
-  int r = inline_keys.empty() ? 0 : account_->ReadKeys(oid_, inline_keys, &values);
+  Status read;
+  if (!inline_keys.empty()) {
+    librados::bufferlist raw;
+    MailboxState state;
+    read = ReadKeys(inline_keys, &raw, &state, &values);
+  }
   for (size_t i = 0; i < records.size(); i++) {
     if (!records[i].inline_body) continue;
     const std::string key = keys::InlineBodyKey(records[i].uid);
     auto it = values.find(key);
-    if (r < 0) {
-      (*statuses)[i] = Status::FromRados(r, "read inline bodies of " + oid_);
+    if (!read.ok()) {
+      (*statuses)[i] = read;
     } else if (it == values.end()) {
       (*statuses)[i] =
           Status::NotFound(oid_ + ": message " + std::to_string(records[i].uid) + " was expunged");
@@ -1249,6 +1547,140 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
   for (size_t j = 0; j < stored.size(); j++) {
     (*out)[stored_at[j]] = std::move(bodies[j]);
     (*statuses)[stored_at[j]] = body_statuses[j];
+  }
+}
+
+void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& after, size_t sealed_keys) {
+  // Half of the command's time stays for the rest of the command.
+  if (std::chrono::steady_clock::now() >= account_->write_deadline()) return;
+  const uint32_t shard_uids = after.shard_uids != 0 ? after.shard_uids : account_->config().shard_uids;
+  if (shard_uids != 0 && after.uidnext >= uint64_t{after.sealed_shards + 2} * shard_uids) {
+    bool sealed = false;
+    const uint32_t n = after.sealed_shards;
+    if (Seal(n, shard_uids, &sealed).ok() && sealed) (void)Fold(state_, n);
+    return;
+  }
+  if (after.sealed_shards == 0) return;
+  const uint64_t fold_at = FoldAt(after.shard_uids);
+  if (sealed_keys < fold_at && before.highest_modseq / fold_at == after.highest_modseq / fold_at) return;
+  std::map<uint32_t, size_t> per_shard;
+  size_t total = 0;
+  for (const char* prefix : {keys::kRecordPrefix, keys::kTombstonePrefix}) {
+    std::map<std::string, librados::bufferlist> values;
+    if (!ReadUidRange(oid_, prefix, 0, after.SealedBelow(), SIZE_MAX, &values).ok()) return;
+    for (const auto& [key, bl] : values) {
+      auto uid = keys::ParseRecordKey(key);
+      if (!uid) uid = keys::ParseTombstoneKey(key);
+      per_shard[*uid / after.shard_uids]++;
+      total++;
+    }
+  }
+  if (total < fold_at) return;
+  for (const auto& [n, count] : per_shard)
+    if (!Fold(after, n).ok()) return;
+}
+
+Status MailboxIndex::Seal(uint32_t n, uint32_t shard_uids, bool* sealed) {
+  *sealed = false;
+  return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    // Another committer sealed it meanwhile, or an older size stands.
+    const uint32_t size = m->state.shard_uids != 0 ? m->state.shard_uids : shard_uids;
+    m->noop = m->state.sealed_shards != n || m->state.uidnext < uint64_t{n + 2} * size;
+    *sealed = !m->noop;
+    m->state.shard_uids = size;
+    m->state.sealed_shards = n + 1;
+    return Status::OK();
+  });
+}
+
+Status MailboxIndex::Fold(const MailboxState& state, uint32_t n) {
+  const uint64_t lo = uint64_t{n} * state.shard_uids, hi = lo + state.shard_uids;
+  const std::string shard = keys::IndexShardObject(guid_, n);
+  const Deadline until = account_->write_deadline();
+  RetryPolicy retry(until);
+  std::mt19937_64 rng(std::random_device{}());
+  for (unsigned attempt = 1;; attempt++) {
+    // The shard's version before the index object's keys: a fold that
+    // writes the shard after this read changes it, so this one's older
+    // values can never overwrite that one's newer ones.
+    librados::ObjectReadOperation read;
+    librados::bufferlist version;
+    int version_r = 0;
+    read.getxattr(keys::kShardVersionAttr, &version, &version_r);
+    int r = account_->Operate(account_->index_io(), shard, &read, until);
+    const bool exists = r >= 0;
+    if (r < 0 && r != -ENOENT) return Status::FromRados(r, "read " + shard);
+    std::map<std::string, librados::bufferlist> records, bodies, tombstones, released;
+    Status s = ReadUidRange(oid_, keys::kRecordPrefix, lo, hi, SIZE_MAX, &records);
+    if (s.ok()) s = ReadUidRange(oid_, keys::kInlineBodyPrefix, lo, hi, SIZE_MAX, &bodies);
+    if (s.ok()) s = ReadUidRange(oid_, keys::kTombstonePrefix, lo, hi, SIZE_MAX, &tombstones);
+    if (s.ok()) s = ReadUidRange(oid_, keys::kReleasedBodyPrefix, lo, hi, SIZE_MAX, &released);
+    if (!s.ok()) return s;
+    // Released bodies stay with their release marks until gc reclaims both.
+    for (const auto& [key, bl] : released)
+      bodies.erase(keys::InlineBodyKey(*keys::ParseReleasedBodyKey(key)));
+    if (records.empty() && bodies.empty() && tombstones.empty()) return Status::OK();
+
+    // Into the shard, in ops of kFoldBatch keys, each comparing the version.
+    std::vector<std::pair<std::string, const librados::bufferlist*>> writes;
+    for (const auto* values : {&records, &bodies})
+      for (const auto& [key, bl] : *values) writes.emplace_back(key, &bl);
+    for (const auto& [key, bl] : tombstones)
+      writes.emplace_back(keys::RecordKey(*keys::ParseTombstoneKey(key)), nullptr);
+    librados::bufferlist token;
+    token.append(std::to_string(rng()));
+    bool lost = false;
+    for (size_t at = 0; at < writes.size() && !lost; at += kFoldBatch) {
+      librados::ObjectWriteOperation op;
+      if (at != 0) {
+        op.cmpxattr(keys::kShardVersionAttr, LIBRADOS_CMPXATTR_OP_EQ, token);
+      } else if (exists) {
+        op.cmpxattr(keys::kShardVersionAttr, LIBRADOS_CMPXATTR_OP_EQ, version);
+      } else {
+        op.create(true);
+      }
+      op.setxattr(keys::kShardVersionAttr, token);
+      std::map<std::string, librados::bufferlist> set;
+      std::set<std::string> remove;
+      for (size_t i = at; i < std::min(writes.size(), at + kFoldBatch); i++) {
+        if (writes[i].second != nullptr) {
+          set.emplace(writes[i].first, *writes[i].second);
+        } else {
+          remove.insert(writes[i].first);
+        }
+      }
+      if (!set.empty()) op.omap_set(set);
+      if (!remove.empty()) op.omap_rm_keys(remove);
+      r = account_->Operate(account_->index_io(), shard, &op, until);
+      lost = r == -ECANCELED || r == -EEXIST;
+      if (r < 0 && !lost) return Status::FromRados(r, "fold into " + shard);
+    }
+
+    // Out of the index object: a record only while it is still the value
+    // folded (a writer may have overridden it since); bodies and
+    // tombstones never change.
+    std::vector<std::string> folded;
+    for (const auto* values : {&records, &bodies, &tombstones})
+      for (const auto& [key, bl] : *values) folded.push_back(key);
+    for (size_t at = 0; at < folded.size() && !lost; at += kFoldBatch) {
+      librados::ObjectWriteOperation op;
+      std::map<std::string, std::pair<librados::bufferlist, int>> unchanged;
+      std::set<std::string> remove;
+      for (size_t i = at; i < std::min(folded.size(), at + kFoldBatch); i++) {
+        auto rec = records.find(folded[i]);
+        if (rec != records.end()) unchanged[folded[i]] = {rec->second, LIBRADOS_CMPXATTR_OP_EQ};
+        remove.insert(folded[i]);
+      }
+      int cmp_r = 0;
+      if (!unchanged.empty()) op.omap_cmp(unchanged, &cmp_r);
+      op.omap_rm_keys(remove);
+      r = account_->Operate(account_->index_io(), oid_, &op, until);
+      lost = r == -ECANCELED;
+      if (r < 0 && !lost) return Status::FromRados(r, "fold " + oid_);
+    }
+    if (!lost) return Status::OK();
+    if (!retry.Backoff(attempt))
+      return Status::Conflict("fold into " + shard + ": lost " + std::to_string(attempt) + " races");
   }
 }
 
@@ -1273,6 +1705,12 @@ Status MailboxIndex::Remove() {
       continue;
     }
     if (r < 0) return Status::FromRados(r, "remove " + oid_);
+    // A shard left behind by a failure here is an orphan that gc removes.
+    for (uint32_t n = 0; n < state.sealed_shards; n++) {
+      librados::ObjectWriteOperation shard_op;
+      shard_op.remove();
+      (void)account_->Operate(account_->index_io(), keys::IndexShardObject(guid_, n), &shard_op);
+    }
     std::vector<Guid> stored;
     for (const MessageRecord& rec : records)
       if (!rec.inline_body) stored.push_back(rec.guid);

@@ -4,6 +4,24 @@
 // one record per message (`u.<uid>`), small bodies carried inline
 // (`b.<uid>`) and the change log (`c.<modseq>`).
 //
+// Shards. So that no object outgrows Ceph's large-omap limits, the records
+// and inline bodies of old UIDs move out into shard objects
+// `i.<guid>.<n>`, each holding UIDs [n * K, (n + 1) * K) (K:
+// MailboxState::shard_uids). The index object stays the only commit point:
+// once a shard is sealed (its UIDs below MailboxState::SealedBelow()), a
+// change to one of its messages writes the new record (an override) or a
+// tombstone (`t.<uid>`) into the index object, and the index object's copy
+// wins over the shard's. Folding copies the index object's keys of a
+// sealed range into the shard and only then removes them from the index
+// object, each compared with what was copied; so a reader that reads the
+// index object first and the shard after never misses a record, and one
+// that finds a newer value in the shard than its state allows either
+// fails its guard (writers) or brings everything forward over the log
+// (ListAll). Sealing happens when UIDNEXT is two shards past a range; the
+// committer that sees it due seals and folds it (so old unsharded
+// mailboxes convert as they are written), and folds again when overrides
+// pile up.
+//
 // Every change is ONE write op guarded by a compare of the state xattr
 // against the bytes last read (doc/design.md). Every change also replaces the
 // state (HIGHESTMODSEQ grows by one), so "state unchanged" means "nothing in
@@ -101,8 +119,10 @@ struct ChangeSet {
 // The omap keys of an index object (what `doveadm rbd stat` shows an
 // operator watching growth).
 struct KeyCounts {
-  uint64_t total = 0;
+  uint64_t total = 0;    // of the index object
   uint64_t changes = 0;  // c.<modseq>: the change log's length
+  uint64_t shards = 0;   // sealed shard objects
+  uint64_t largest_shard_keys = 0;
 };
 
 class MailboxIndex {
@@ -191,8 +211,8 @@ class MailboxIndex {
   // narrower cut at once.
   Status TrimLog(uint64_t up_to_modseq);
 
-  // Counts the index object's omap keys by kind, page by page (not one
-  // snapshot: a writer may move the counts meanwhile).
+  // Counts the omap keys of the index object by kind and of its shards,
+  // page by page (not one snapshot: a writer may move the counts meanwhile).
   Status CountKeys(KeyCounts* counts);
 
   // Removes the inline bodies of messages expunged at or before `cutoff`
@@ -223,10 +243,10 @@ class MailboxIndex {
   // Removes the index object if its state is still the one last read
   // through this handle (Conflict otherwise); it must hold no records.
   Status RemoveIfUnchanged();
-  // Whether any message record exists, as of the state last read through
-  // this handle: read inside a planner, a guarded op makes the answer hold
-  // at its commit. The counters do not decide this: a repair computes them
-  // from a listing and may be wrong.
+  // Whether any message record exists (a read of its own): read inside a
+  // planner, a guarded op makes the answer hold at its commit, as a record
+  // appearing or going moves the state. The counters do not decide this: a
+  // repair computes them from a listing and may be wrong.
   Status HasRecords(bool* any);
 
   // Checks the changes to this mailbox that the account's commands were
@@ -313,6 +333,32 @@ class MailboxIndex {
   static ChangeEntry ToChangeEntry(Mutation* m);
   Status ReadStateAndKeys(const std::set<std::string>& keys,
                           std::map<std::string, librados::bufferlist>* values);
+  // One read op on the index object for the state and `keys`, then the
+  // shards for those of `keys` (records and inline bodies) that live there:
+  // a record key of a sealed UID that the index object neither overrides
+  // nor tombstones, an inline body key the index object lacks. Leaves
+  // this handle's state alone.
+  Status ReadKeys(const std::set<std::string>& keys, librados::bufferlist* raw, MailboxState* state,
+                  std::map<std::string, librados::bufferlist>* values);
+  // Values with `prefix` of object `oid` whose UIDs are in [lo, hi), at
+  // most `max`. ENOENT reads as empty.
+  Status ReadUidRange(const std::string& oid, const char* prefix, uint64_t lo, uint64_t hi, size_t max,
+                      std::map<std::string, librados::bufferlist>* values);
+  // The records of UIDs in [lo, hi) within sealed shard `n` (lo and hi
+  // inside it), as the index object's overrides and tombstones leave them.
+  Status ListSealed(const MailboxState& state, uint32_t n, uint64_t lo, uint64_t hi,
+                    std::vector<MessageRecord>* records);
+  // After an op that advanced the state from `before` to `after` and wrote
+  // `sealed_keys` keys of sealed UIDs: seals the next shard when UIDNEXT is
+  // two shards past it, and folds when overrides may have piled up. Best
+  // effort: what fails now is due again at a later commit.
+  void KeepShards(const MailboxState& before, const MailboxState& after, size_t sealed_keys);
+  // Marks shard `n` sealed (a guarded op on the state, no MODSEQ); *sealed
+  // is false when it was sealed already or is not due.
+  Status Seal(uint32_t n, uint32_t shard_uids, bool* sealed);
+  // Folds the index object's keys of shard `n`'s UIDs into the shard (see
+  // the header comment).
+  Status Fold(const MailboxState& state, uint32_t n);
   // How ReadPages relates its pages to the state xattr.
   enum class PageState {
     kIgnore,  // pages only
@@ -344,6 +390,17 @@ class MailboxIndex {
   // One ListAll attempt.
   Status ListOnce(std::vector<MessageRecord>* records, MailboxState* state,
                   std::vector<std::string>* keywords, size_t page);
+  // ListOnce for a mailbox with sealed shards: adds the shards' records to
+  // the index object's pages, listed from HIGHESTMODSEQ `since_modseq`
+  // on and now at *state (*raw), and brings them all to a state read last.
+  Status AddSealed(uint64_t since_modseq, std::vector<MessageRecord>* records, MailboxState* state,
+                   librados::bufferlist* raw, std::vector<std::string>* keywords);
+  // Lists the records of shards 0 .. count-1, several at once, handing
+  // each shard's values to `done` once all of them are read (in no
+  // particular order of shards). ENOENT reads as an empty shard.
+  Status ListShards(
+      uint32_t count,
+      const std::function<Status(uint32_t, const std::map<std::string, librados::bufferlist>&)>& done);
   // Every keyword name defined now, in the order first set (ListAll).
   Status ReadKeywords(const MailboxState& state, std::vector<std::string>* keywords);
   // The ops of change-log `entries` read with `state`, ascending (Changes).

@@ -290,7 +290,9 @@ enum : uint8_t {
   kLogMarks,
   kKeywordCount,
   kSeen,
-  kRecent
+  kRecent,
+  kShardUids,
+  kSealedShards
 };
 }
 namespace change {
@@ -370,7 +372,8 @@ bool MailboxState::operator==(const MailboxState& o) const {
          log_floor == o.log_floor && legacy_keywords == o.legacy_keywords &&
          keyword_count == o.keyword_count && first_recent_uid == o.first_recent_uid &&
          log_marks == o.log_marks && seen_messages == o.seen_messages && seen_counted == o.seen_counted &&
-         recent_messages == o.recent_messages && recent_counted == o.recent_counted;
+         recent_messages == o.recent_messages && recent_counted == o.recent_counted &&
+         shard_uids == o.shard_uids && sealed_shards == o.sealed_shards;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -461,6 +464,8 @@ std::string Encode(const MailboxState& s) {
   if (s.keyword_count != 0) e.U32(state::kKeywordCount, s.keyword_count);
   if (s.seen_counted) e.U32(state::kSeen, s.seen_messages);
   if (s.recent_counted) e.U32(state::kRecent, s.recent_messages);
+  if (s.shard_uids != 0) e.U32(state::kShardUids, s.shard_uids);
+  if (s.sealed_shards != 0) e.U32(state::kSealedShards, s.sealed_shards);
   return e.Finish();
 }
 
@@ -483,6 +488,8 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kKeywordCount: d.U32(f, &out->keyword_count); break;
       case state::kSeen: d.U32(f, &out->seen_messages); break;
       case state::kRecent: d.U32(f, &out->recent_messages); break;
+      case state::kShardUids: d.U32(f, &out->shard_uids); break;
+      case state::kSealedShards: d.U32(f, &out->sealed_shards); break;
       default: break;
     }
   }
@@ -495,6 +502,8 @@ Status Decode(std::string_view in, MailboxState* out) {
     // an upgrade does not make every old message \Recent once more.
     out->first_recent_uid = out->uidnext;
   }
+  if (s.ok() && out->sealed_shards != 0 && out->shard_uids == 0)
+    return Status::Corrupt("mailbox state: sealed shards without a shard size");
   if (s.ok() && (out->first_recent_uid == 0 || out->first_recent_uid > out->uidnext))
     return Status::Corrupt("mailbox state: first recent UID " + std::to_string(out->first_recent_uid) +
                            " outside 1.." + std::to_string(out->uidnext));

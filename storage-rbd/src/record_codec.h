@@ -110,6 +110,13 @@ struct MailboxState {
   // again (0), as does a repair.
   uint32_t recent_messages = 0;
   bool recent_counted = true;
+  // Shards (MailboxIndex, "Shards"): UIDs below sealed_shards * shard_uids
+  // have their records in shard objects, each of shard_uids UIDs. The size
+  // is fixed when the first shard is sealed; 0 while none is.
+  uint32_t shard_uids = 0;
+  uint32_t sealed_shards = 0;
+  // UIDs below this are in sealed shards.
+  uint64_t SealedBelow() const { return uint64_t{shard_uids} * sealed_shards; }
 
   // The counters as a message is added, removed, or its flags change:
   // what every op that does so applies in the same guarded op.

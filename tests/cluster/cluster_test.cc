@@ -1108,7 +1108,33 @@ void Replay(const rbd_changes* changes, uint64_t since, Cache* cache, uint64_t u
   }
 }
 
-TEST_F(MailboxIndexTest, ChangesAndListingsAreOneStateUnderConcurrentWriters) {
+class ConcurrentReadsTest : public MailboxIndexTest {
+ protected:
+  // Change reads and listings racing writers (processes) that commit with
+  // `settings` (RBD_TEST_SETTINGS): every read must be one state.
+  void RaceReadsAgainstWriters(const std::string& settings);
+  // The sealed shards of mailbox `guid_hex`.
+  uint32_t SealedShards(const std::string& guid_hex) {
+    librados::bufferlist raw;
+    rbd::MailboxState state;
+    EXPECT_GT(IndexIo().getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
+    EXPECT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+    return state.sealed_shards;
+  }
+};
+
+TEST_F(ConcurrentReadsTest, ChangesAndListingsAreOneStateUnderConcurrentWriters) {
+  RaceReadsAgainstWriters("");
+}
+
+// The same with shards of 4 UIDs: the writers seal the 20 unsharded
+// records (convert on write) and their own, and fold overrides and
+// tombstones while the listings read the index object and the shards.
+TEST_F(ConcurrentReadsTest, ListingsMergeShardsThatWritersSealAndFoldMeanwhile) {
+  RaceReadsAgainstWriters("rbd_shard_uids=4");
+}
+
+void ConcurrentReadsTest::RaceReadsAgainstWriters(const std::string& settings) {
   const std::string mbox = CreateMailbox("INBOX");
   rbd_index* mailbox = OpenMailbox(mbox);
   for (int i = 0; i < 20; i++) AppendOne(mailbox, "m" + std::to_string(i));
@@ -1118,6 +1144,7 @@ TEST_F(MailboxIndexTest, ChangesAndListingsAreOneStateUnderConcurrentWriters) {
   ASSERT_EQ(start.size(), 20u);
 
   // New keywords (the table grows), flags, appends, all at once.
+  setenv("RBD_TEST_SETTINGS", settings.c_str(), 1);
   std::vector<std::unique_ptr<Worker>> workers;
   workers.push_back(
       std::make_unique<Worker>(ns_, std::vector<std::string>{"keyword-race", mbox, "3", "60", "a"}));
@@ -1126,6 +1153,7 @@ TEST_F(MailboxIndexTest, ChangesAndListingsAreOneStateUnderConcurrentWriters) {
   workers.push_back(std::make_unique<Worker>(
       ns_, std::vector<std::string>{"add-flag", mbox, std::to_string(RBD_FLAG_SEEN), "20"}));
   workers.push_back(std::make_unique<Worker>(ns_, std::vector<std::string>{"append", mbox, "40", "w"}));
+  unsetenv("RBD_TEST_SETTINGS");
   // Reads race the writers at least until the last append is in.
   int reads = 0;
   const auto deadline = steady_clock::now() + std::chrono::seconds(60);
@@ -1170,7 +1198,146 @@ TEST_F(MailboxIndexTest, ChangesAndListingsAreOneStateUnderConcurrentWriters) {
   EXPECT_EQ(end.at(3).keywords.size(), applied_on_3);
   EXPECT_GT(applied_on_3, 0u);
   rbd_changes_free(&changes);
-  std::printf("[ info ] %d change reads, %d listings overtaken by a writer\n", reads, overtaken);
+  const uint32_t shards = SealedShards(mbox);
+  if (!settings.empty()) EXPECT_GE(shards, 12u) << "60 UIDs in shards of 4 leave at most two unsealed";
+  std::printf("[ info ] %d change reads, %d listings overtaken by a writer, %u shards\n", reads, overtaken,
+              shards);
+  rbd_index_close(&mailbox);
+}
+
+// The omap keys of object `oid` with `prefix`, read behind the core's back.
+std::set<std::string> OmapKeys(librados::IoCtx& io, const std::string& oid, const char* prefix) {
+  std::set<std::string> keys, page;
+  std::string after = prefix;
+  for (bool more = true; more;) {
+    page.clear();
+    if (io.omap_get_keys2(oid, after, 1000, &page, &more) < 0 || page.empty()) break;
+    after = *page.rbegin();
+    for (const std::string& key : page)
+      if (key.rfind(prefix, 0) == 0) keys.insert(key);
+  }
+  return keys;
+}
+
+std::set<std::string> UidKeys(const char* prefix, std::initializer_list<uint32_t> uids) {
+  std::set<std::string> keys;
+  for (uint32_t uid : uids) keys.insert(prefix + rbd::keys::RecordKey(uid).substr(2));
+  return keys;
+}
+
+TEST_F(ConcurrentReadsTest, OldUidsLiveInShardsAndEveryReadFindsThemThere) {
+  Reopen({{"rbd_shard_uids", "4"}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (uint32_t i = 1; i <= 30; i++) ASSERT_EQ(AppendOne(mailbox, "m" + std::to_string(i)), i);
+  // UIDNEXT 31 is two shards past [20, 24), not yet past [24, 28).
+  ASSERT_EQ(SealedShards(mbox), 6u);
+  librados::IoCtx io = IndexIo();
+  const std::string index = "i." + mbox;
+  EXPECT_EQ(OmapKeys(io, index, "u."), UidKeys("u.", {24, 25, 26, 27, 28, 29, 30}));
+  EXPECT_EQ(OmapKeys(io, index + ".000001", "u."), UidKeys("u.", {4, 5, 6, 7}));
+  EXPECT_EQ(OmapKeys(io, index + ".000001", "b."), UidKeys("b.", {4, 5, 6, 7}));
+  EXPECT_EQ(OmapKeys(io, index + ".000000", "u."), UidKeys("u.", {1, 2, 3}));
+  for (uint32_t uid : {1u, 6u, 23u, 24u, 30u}) EXPECT_EQ(ReadBody(mailbox, uid), "m" + std::to_string(uid));
+
+  // A flag change of a sealed message overrides it in the index object, an
+  // expunge of one leaves a tombstone; unsealed ones change in place.
+  uint64_t before = 0;
+  int overtaken = 0;
+  Cache expected = ListAll(mailbox, &before, &overtaken);
+  ASSERT_EQ(expected.size(), 30u);
+  const uint32_t flag_uids[] = {2, 25};
+  rbd_flag_update seen{};
+  seen.add_flags = RBD_FLAG_SEEN;
+  uint32_t* conflicts = nullptr;
+  size_t conflict_count = 0;
+  uint64_t modseq = 0;
+  ASSERT_EQ(rbd_index_update_flags(mailbox, flag_uids, 2, &seen, &conflicts, &conflict_count, &modseq, &err_),
+            RBD_OK);
+  rbd_uids_free(&conflicts);
+  const uint32_t expunge_uids[] = {5, 26};
+  size_t expunged = 0;
+  ASSERT_EQ(rbd_index_expunge(mailbox, expunge_uids, 2, nullptr, &expunged, &err_), RBD_OK);
+  ASSERT_EQ(expunged, 2u);
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(mailbox, before, &changes, &err_), RBD_OK) << err_.message;
+  Replay(changes, before, &expected);
+  rbd_changes_free(&changes);
+  uint64_t now = 0;
+  const Cache listed = ListAll(mailbox, &now, &overtaken);
+  EXPECT_TRUE(listed == expected) << "a listing differs from the log";
+  EXPECT_EQ(listed.at(2).flags, RBD_FLAG_SEEN);
+  EXPECT_EQ(listed.count(5), 0u);
+  rbd_records* holder = nullptr;
+  std::vector<uint32_t> uids;
+  for (const rbd_record& r : Records(mailbox, &holder)) uids.push_back(r.uid);
+  rbd_records_free(&holder);
+  EXPECT_EQ(uids.size(), 28u);
+  EXPECT_TRUE(std::is_sorted(uids.begin(), uids.end()));
+  EXPECT_EQ(std::count(uids.begin(), uids.end(), 5u), 0);
+  // Shards of 4 fold as soon as two keys of sealed UIDs pile up at an even
+  // HIGHESTMODSEQ: a few commits later the index object holds none.
+  for (uint32_t i = 31; i <= 34; i++) AppendOne(mailbox, "m" + std::to_string(i));
+  for (const char* prefix : {"u.", "t."})
+    for (const std::string& key : OmapKeys(io, index, prefix))
+      EXPECT_GE(key, prefix + rbd::keys::RecordKey(28).substr(2)) << "left unfolded";
+  EXPECT_EQ(OmapKeys(io, index + ".000001", "u."), UidKeys("u.", {4, 6, 7}));
+  EXPECT_EQ(ReadBody(mailbox, 2), "m2");
+  EXPECT_EQ(ReadBody(mailbox, 7), "m7");
+  uint64_t last = 0;
+  Cache folded = ListAll(mailbox, &last, &overtaken);
+  EXPECT_EQ(folded.size(), 32u);
+  EXPECT_EQ(folded.at(2).flags, RBD_FLAG_SEEN);
+  EXPECT_EQ(folded.count(5), 0u);
+
+  rbd_index_keys counts{};
+  ASSERT_EQ(rbd_index_count_keys(mailbox, &counts, &err_), RBD_OK);
+  EXPECT_EQ(counts.shards, 7u);
+  EXPECT_LE(counts.largest_shard_keys, 8u) << "4 records and 4 inline bodies";
+  rbd_problems* problems = nullptr;
+  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
+  rbd_problems_free(&problems);
+  rbd_index_close(&mailbox);
+
+  ASSERT_EQ(rbd_delete_mailbox(user_, "INBOX", &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(OmapKeys(io, index + ".000001", "u.").size(), 0u);
+  uint64_t size = 0;
+  time_t mtime = 0;
+  for (int n = 0; n < 7; n++)
+    EXPECT_EQ(io.stat(index + ".00000" + std::to_string(n), &size, &mtime), -ENOENT) << "shard " << n;
+}
+
+TEST_F(ConcurrentReadsTest, AnUnshardedMailboxIsShardedAsItIsWritten) {
+  Reopen({{"rbd_shard_uids", "0"}});
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  for (uint32_t i = 1; i <= 20; i++) AppendOne(mailbox, "m" + std::to_string(i), i % 2 ? RBD_FLAG_SEEN : 0);
+  EXPECT_EQ(SealedShards(mbox), 0u);
+  uint64_t modseq = 0;
+  int overtaken = 0;
+  const Cache unsharded = ListAll(mailbox, &modseq, &overtaken);
+  rbd_index_close(&mailbox);
+
+  // With shards of 4, UIDNEXT 22 is two shards past four of them: each
+  // commit seals one while any is due.
+  Reopen({{"rbd_shard_uids", "4"}});
+  mailbox = OpenMailbox(mbox);
+  const uint32_t sealed_after[] = {1, 2, 3, 4, 5, 5};
+  for (uint32_t uid = 21; uid <= 26; uid++) {
+    EXPECT_EQ(AppendOne(mailbox, "m" + std::to_string(uid)), uid);
+    EXPECT_EQ(SealedShards(mbox), sealed_after[uid - 21]) << "after UID " << uid;
+  }
+  uint64_t now = 0;
+  Cache listed = ListAll(mailbox, &now, &overtaken);
+  EXPECT_EQ(listed.size(), 26u);
+  for (uint32_t uid = 21; uid <= 26; uid++) listed.erase(uid);
+  for (auto& [uid, msg] : listed) EXPECT_TRUE(msg == unsharded.at(uid)) << "UID " << uid << " changed";
+  EXPECT_EQ(listed.size(), 20u);
+  for (uint32_t uid : {1u, 9u, 16u, 17u}) EXPECT_EQ(ReadBody(mailbox, uid), "m" + std::to_string(uid));
+  librados::IoCtx io = IndexIo();
+  EXPECT_EQ(OmapKeys(io, "i." + mbox + ".000004", "u."), UidKeys("u.", {16, 17, 18, 19}));
+  EXPECT_EQ(OmapKeys(io, "i." + mbox, "u."), UidKeys("u.", {20, 21, 22, 23, 24, 25, 26}));
   rbd_index_close(&mailbox);
 }
 

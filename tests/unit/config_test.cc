@@ -50,6 +50,8 @@ TEST(Config, SettingsApply) {
   EXPECT_EQ(c.op_timeout_ms, 2000u);
   ASSERT_TRUE(c.Set("rbd_changelog_max_entries", "0").ok());
   EXPECT_EQ(c.changelog_max_entries, 0u);
+  ASSERT_TRUE(c.Set("rbd_shard_uids", "0").ok());
+  EXPECT_EQ(c.shard_uids, 0u);
   ASSERT_TRUE(c.Set("rbd_changelog_max_age", "7d").ok());
   EXPECT_EQ(c.changelog_max_age_seconds, 7u * 24 * 3600);
   EXPECT_EQ(c.inline_max, 16384u);
@@ -77,6 +79,9 @@ TEST(Config, ErrorsNameTheSetting) {
       {"rbd_max_message_size", "0"},
       {"rbd_max_message_size", "huge"},
       {"rbd_changelog_max_entries", "10k"},
+      {"rbd_shard_uids", "2"},
+      {"rbd_shard_uids", "8k"},
+      {"rbd_shard_uids", "2000000"},
       {"rbd_changelog_max_age", "500ms"},
       {"rbd_changelog_max_age", "soon"},
   };

@@ -48,12 +48,22 @@ TEST(Keys, ObjectNamesParseBack) {
   auto chunk = keys::ParseObject(keys::ChunkObject(kGuid, 12));
   EXPECT_EQ(chunk.kind, keys::ObjectKind::kChunk);
   EXPECT_EQ(chunk.chunk, 12u);
+  EXPECT_EQ(keys::IndexShardObject(kGuid, 7), "i.0123456789abcdef0123456789abcdef.000007");
+  auto shard = keys::ParseObject(keys::IndexShardObject(kGuid, 7));
+  EXPECT_EQ(shard.kind, keys::ObjectKind::kIndexShard);
+  EXPECT_EQ(shard.guid, kGuid);
+  EXPECT_EQ(shard.chunk, 7u);
   EXPECT_EQ(keys::ParseObject("r").kind, keys::ObjectKind::kRoot);
   EXPECT_EQ(keys::ParseObject(keys::kDict).kind, keys::ObjectKind::kDict);
   EXPECT_EQ(keys::ParseObject(keys::LeaseObject("gc")).kind, keys::ObjectKind::kLease);
   EXPECT_EQ(keys::ParseObject("m.xyz").kind, keys::ObjectKind::kOther);
   EXPECT_EQ(keys::ParseObject("i.0123456789ABCDEF0123456789abcdef").kind, keys::ObjectKind::kOther);
   EXPECT_EQ(keys::ParseObject("m.0123456789abcdef0123456789abcdef.12").kind, keys::ObjectKind::kOther);
+  EXPECT_EQ(keys::ParseObject("i.0123456789abcdef0123456789abcdef.7").kind, keys::ObjectKind::kOther);
+  EXPECT_EQ(keys::TombstoneKey(41), "t.0000000041");
+  EXPECT_EQ(keys::ParseTombstoneKey("t.0000000041"), 41u);
+  EXPECT_EQ(keys::ParseInlineBodyKey(keys::InlineBodyKey(9)), 9u);
+  EXPECT_FALSE(keys::ParseTombstoneKey(keys::RecordKey(41)));
 }
 
 TEST(Keys, GuidHexRoundTrips) {

@@ -64,7 +64,10 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.log_marks = {{18, 1700000000}, {4000, 1700300000}};
   s.seen_messages = 77;
   s.recent_messages = 21;
+  s.shard_uids = 8192;
+  s.sealed_shards = 3;
   EXPECT_EQ(RoundTrip(s), s);
+  EXPECT_EQ(s.SealedBelow(), 3u * 8192);
 }
 
 TEST(RecordCodec, MailboxStateOfAWriterBeforeTheCountsDecodesUncounted) {
