@@ -153,9 +153,11 @@ static int rbd_stat_mailbox(struct doveadm_mail_cmd_context *ctx,
 		doveadm_print_num(status.physical_size);
 		doveadm_print_num(status.uidnext);
 		doveadm_print_num(status.highest_modseq);
-		doveadm_print_num(objects);
+		doveadm_print_num(objects + keys.shards);
 		doveadm_print_num(keys.total);
 		doveadm_print_num(keys.changes);
+		doveadm_print_num(keys.shards);
+		doveadm_print_num(keys.largest_shard_keys);
 	}
 	mailbox_free(&box);
 	return ret;
@@ -205,6 +207,8 @@ static void cmd_rbd_stat_init(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_print_header_simple("objects");
 	doveadm_print_header_simple("omap-keys");
 	doveadm_print_header_simple("changelog");
+	doveadm_print_header_simple("shards");
+	doveadm_print_header_simple("shard-keys");
 }
 
 static void cmd_rbd_deinit(struct doveadm_mail_cmd_context *_ctx)

@@ -61,7 +61,7 @@ def test_stat_reports_each_mailbox_from_the_cluster(node_a, imap, user):
         "uidnext": "4", "highestmodseq": str(inbox["highestmodseq"]), "objects": "2",
         # Three records, two inline bodies, four change-log entries (three appends, one
         # flag change).
-        "omap-keys": "9", "changelog": "4"}
+        "omap-keys": "9", "changelog": "4", "shards": "0", "shard-keys": "0"}
     assert rows["Work"]["messages"] == "1"
     assert rows["Work"]["objects"] == "2"
     assert set(rows) == {"INBOX", "Work"}
