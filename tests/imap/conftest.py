@@ -27,13 +27,15 @@ from pathlib import Path
 import pytest
 
 from daemons import (IDLE_CHECK_INTERVAL, OP_TIMEOUT, OSD_MAX_OBJECT_SIZE, PASSWORD,
-                     QUOTA_LIMIT, STRIPE_SIZE, Cluster, Node)
+                     QUOTA_LIMIT, SHARD_UIDS, STRIPE_SIZE, Cluster, Node)
 
 STORAGE = os.environ.get("RBD_IMAP_STORAGE", "rbd")
 SINGLE_NODE = os.environ.get("RBD_IMAP_SINGLE_NODE") == "1"
 
 if STORAGE not in ("rbd", "mdbox"):
     raise SystemExit("RBD_IMAP_STORAGE must be rbd or mdbox, not %r" % STORAGE)
+
+Node.rbd_defaults["plugin_setting"] = ["rbd_shard_uids=" + SHARD_UIDS]
 
 
 def pytest_configure(config):

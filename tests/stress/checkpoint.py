@@ -415,6 +415,26 @@ class Checker:
 
     # ---- final ---------------------------------------------------------------------------
 
+    def shard_report(self):
+        """Notes how many of the run's mailboxes sealed shards (rbd): the run tested
+        sealing and folding under its load only if they happened."""
+        sharded = shards = boxes = 0
+        for user in self.runner.users:
+            status, out = self.runner.nodes[0].doveadm("-f", "tab", "rbd", "stat", "-u", user)
+            if status != 0:
+                self.violation("rbd-stat-failed", "doveadm rbd stat -u %s: exit %d: %s" % (
+                    user, status, out.strip()[-300:]))
+                continue
+            lines = out.splitlines()
+            column = lines[0].split("\t").index("shards")
+            for line in lines[1:]:
+                boxes += 1
+                n = int(line.split("\t")[column])
+                sharded += n > 0
+                shards += n
+        self.model.note("final: %d of %d mailboxes had sealed shards, %d shards in all" % (
+            sharded, boxes, shards))
+
     def check_recent(self):
         """With every session gone, a read-write SELECT shows \\Recent exactly for the
         messages no read-write session could have seen."""
