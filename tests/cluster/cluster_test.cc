@@ -172,6 +172,14 @@ class MailboxIndexTest : public UserFixture {
     return body;
   }
 
+  // Expects check (no repair) to find no problem.
+  void ExpectCheckClean(uint32_t grace_seconds = 0) {
+    rbd_problems* problems = nullptr;
+    ASSERT_EQ(rbd_user_check(user_, 0, grace_seconds, &problems, &err_), RBD_OK) << err_.message;
+    EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
+    rbd_problems_free(&problems);
+  }
+
   // Rewrites the state of mailbox `guid_hex` as `edit` says, behind the
   // core's back (a fault, or counters a repair wrote from a stale listing).
   void EditState(const std::string& guid_hex, const std::function<void(rbd::MailboxState*)>& edit) {
@@ -1294,10 +1302,7 @@ TEST_F(ConcurrentReadsTest, OldUidsLiveInShardsAndEveryReadFindsThemThere) {
   ASSERT_EQ(rbd_index_count_keys(mailbox, &counts, &err_), RBD_OK);
   EXPECT_EQ(counts.shards, 7u);
   EXPECT_LE(counts.largest_shard_keys, 8u) << "4 records and 4 inline bodies";
-  rbd_problems* problems = nullptr;
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
-  rbd_problems_free(&problems);
+  ExpectCheckClean();
   rbd_index_close(&mailbox);
 
   ASSERT_EQ(rbd_delete_mailbox(user_, "INBOX", &err_), RBD_OK) << err_.message;
@@ -2102,10 +2107,8 @@ TEST_F(MailboxIndexTest, CheckFindsEachInjectedFaultAndRepairFixesIt) {
   uint8_t kept[RBD_GUID_SIZE], lost[RBD_GUID_SIZE];
   AppendOne(inbox, "Subject: kept\r\n\r\nkept\r\n", 0, kept);
   const uint32_t lost_uid = AppendOne(inbox, "Subject: lost\r\n\r\nlost body\r\n", 0, lost);
-  rbd_problems* problems = nullptr;
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << "a healthy user has no problems";
-  rbd_problems_free(&problems);
+  // A healthy user has no problems.
+  ExpectCheckClean();
 
   // Fault 1: the body of UID 2 is gone.
   librados::IoCtx mail_io = AdminIo(Env("RBD_TEST_POOL"));
@@ -2129,6 +2132,7 @@ TEST_F(MailboxIndexTest, CheckFindsEachInjectedFaultAndRepairFixesIt) {
   bad.append(rbd::Encode(state));
   ASSERT_EQ(index_io.setxattr(oid, rbd::keys::kStateAttr, bad), 0);
 
+  rbd_problems* problems = nullptr;
   ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
   std::map<rbd_problem_kind, const rbd_problem*> found;
   for (size_t i = 0; i < problems->count; i++) found[problems->problems[i].kind] = &problems->problems[i];
@@ -2150,9 +2154,7 @@ TEST_F(MailboxIndexTest, CheckFindsEachInjectedFaultAndRepairFixesIt) {
     EXPECT_TRUE(problems->problems[i].repaired) << problems->problems[i].detail;
   rbd_problems_free(&problems);
 
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
-  rbd_problems_free(&problems);
+  ExpectCheckClean();
   rbd_index_status st{};
   ASSERT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.messages, 1u);
@@ -2175,19 +2177,15 @@ TEST_F(MailboxIndexTest, CheckFindsChunksOfABodyWhoseHeadWasNeverWritten) {
   for (uint32_t n = 1; n <= 3; n++)
     ASSERT_EQ(mail_io.write_full(rbd::keys::ChunkObject(rbd::Guid::FromBytes(guid), n), chunk), 0);
 
-  rbd_problems* problems = nullptr;
-  ASSERT_EQ(rbd_user_check(user_, 0, 3600, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << "young chunks are a write in flight";
-  rbd_problems_free(&problems);
+  // Young chunks are a write in flight.
+  ExpectCheckClean(3600);
 
   EXPECT_EQ(ExpectOneProblemRepaired(RBD_PROBLEM_UNREFERENCED_BODY, "3 chunk objects and no head"),
             Hex(guid));
   std::set<std::string> left;
   for (auto it = mail_io.nobjects_begin(); it != mail_io.nobjects_end(); ++it) left.insert(it->get_oid());
   EXPECT_EQ(left, std::set<std::string>{});
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u);
-  rbd_problems_free(&problems);
+  ExpectCheckClean();
 }
 
 // Counters are what a repair writes (from a listing); they must never
@@ -2477,10 +2475,7 @@ TEST_F(MailboxIndexTest, StateCountsSeenThroughEveryChangeAndRepairStartsTheCoun
   ASSERT_EQ(rbd_index_expunge(inbox, &flagged, 1, nullptr, &nexpunged, &err_), RBD_OK);
   EXPECT_EQ(status(), std::make_tuple(2u, uint8_t{1}, 1u));
 
-  rbd_problems* problems = nullptr;
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
-  rbd_problems_free(&problems);
+  ExpectCheckClean();
 
   EditState(guid_hex, [](rbd::MailboxState* s) { s->seen_counted = false; });
   AppendOne(inbox, "Subject: d\r\n\r\nd\r\n", RBD_FLAG_SEEN);
@@ -2517,10 +2512,7 @@ TEST_F(MailboxIndexTest, StateCountsRecentUntilAClaimStopsShortAndAgainFromAFull
   ASSERT_EQ(rbd_index_expunge(inbox, &five, 1, nullptr, &nexpunged, &err_), RBD_OK);
   EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
 
-  rbd_problems* problems = nullptr;
-  ASSERT_EQ(rbd_user_check(user_, 0, 0, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
-  rbd_problems_free(&problems);
+  ExpectCheckClean();
   EditState(guid_hex, [](rbd::MailboxState* s) { s->recent_messages = 4; });
   ExpectOneProblemRepaired(RBD_PROBLEM_WRONG_COUNTERS, "recent 4");
   EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
@@ -2548,10 +2540,7 @@ TEST_F(MailboxIndexTest, CheckRepairWritesCountersOnlyUnderTheStateItCounted) {
   rbd_index_status st{};
   ASSERT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK);
   EXPECT_EQ(st.messages, 2u) << "counters written from a listing the append overtook";
-  rbd_problems* problems = nullptr;
-  ASSERT_EQ(rbd_user_check(user_, 0, 3600, &problems, &err_), RBD_OK) << err_.message;
-  EXPECT_EQ(problems->count, 0u) << (problems->count ? problems->problems[0].detail : "");
-  rbd_problems_free(&problems);
+  ExpectCheckClean(3600);
   rbd_index_close(&inbox);
 }
 

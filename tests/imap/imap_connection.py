@@ -408,3 +408,10 @@ def selected_state(resp):
             elif code[0] in ("UIDVALIDITY", "UIDNEXT", "UNSEEN", "HIGHESTMODSEQ"):
                 state[code[0].lower()] = int(code[1])
     return state
+
+
+def select_qresync(conn, state, mailbox="INBOX"):
+    """SELECT with QRESYNC from what an earlier SELECT reported (selected_state()): the
+    tagged OK's response, VANISHED (EARLIER) and the changed messages' FETCHes included."""
+    return conn.ok("SELECT", mailbox, "(QRESYNC (%d %d))" % (state["uidvalidity"],
+                                                              state["highestmodseq"]))

@@ -14,7 +14,7 @@ catch-up could only count above its MODSEQ gets a new one from the cluster
 
 import pytest
 
-from imap_connection import parse_fetch, selected_state, uid_set
+from imap_connection import parse_fetch, select_qresync, selected_state, uid_set
 from messages import numbered
 
 WINDOW = 8
@@ -116,8 +116,7 @@ def test_qresync_from_before_the_floor_reports_every_vanished_uid(connect, node_
 
     on_b = connect(node_b, small_log_user)
     on_b.ok("ENABLE QRESYNC")
-    resp = on_b.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (before["uidvalidity"],
-                                                            before["highestmodseq"]))
+    resp = select_qresync(on_b, before)
     # Every expunge came after the client's MODSEQ: the full list is the exact one (mdbox
     # reports the same from its history).
     assert _vanished(resp) == sorted(expunged)
@@ -146,15 +145,13 @@ def test_qresync_from_between_expunges_on_a_node_behind_the_floor(connect, node_
 
     on_b = connect(node_b, small_log_user)
     on_b.ok("ENABLE QRESYNC")
-    resp = on_b.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (client["uidvalidity"],
-                                                            client["highestmodseq"]))
+    resp = select_qresync(on_b, client)
     # B's cache cannot tell which expunges came after the client's MODSEQ: it reports
     # every UID that no longer exists, UID 2 too (a superset RFC 7162 allows), never
     # fewer. A, whose own log has the history, reports exactly the later ones.
     assert _vanished(resp) == sorted([2] + expunged)
     on_a2 = connect(node_a, small_log_user)
     on_a2.ok("ENABLE QRESYNC")
-    exact = on_a2.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (client["uidvalidity"],
-                                                              client["highestmodseq"]))
+    exact = select_qresync(on_a2, client)
     assert _vanished(exact) == sorted(expunged)
 

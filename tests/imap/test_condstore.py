@@ -2,7 +2,7 @@
 
 import pytest
 
-from imap_connection import parse_fetch, selected_state
+from imap_connection import parse_fetch, select_qresync, selected_state
 from messages import numbered
 
 
@@ -95,8 +95,7 @@ def test_select_qresync_with_the_current_modseq_reports_nothing(imap, connect, n
     other = connect(node_a, user)
     other.ok("ENABLE QRESYNC")
     state = selected_state(other.ok("SELECT", "INBOX"))
-    resp = other.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (state["uidvalidity"],
-                                                              state["highestmodseq"]))
+    resp = select_qresync(other, state)
     assert resp.lines("VANISHED") == []
     assert parse_fetch(resp.untagged) == {}
 

@@ -11,18 +11,13 @@ import shutil
 
 import pytest
 
-from imap_connection import selected_state
+from imap_connection import select_qresync, selected_state
 from messages import numbered
 
 
 def _expunge(conn, uid):
     conn.ok("UID STORE %d +FLAGS.SILENT (\\Deleted)" % uid)
     conn.ok("UID EXPUNGE %d" % uid)
-
-
-def _qresync(conn, state):
-    return conn.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (state["uidvalidity"],
-                                                           state["highestmodseq"]))
 
 
 @pytest.mark.rbd_only("needs a second node with its own, rebuilt index cache")
@@ -38,7 +33,7 @@ def test_qresync_from_before_a_rebuilt_cache_reports_every_vanished_uid(
     shutil.rmtree(node_b.cache_dir(user), ignore_errors=True)
     on_b = connect(node_b, user)
     on_b.ok("ENABLE QRESYNC")
-    resp = _qresync(on_b, state)
+    resp = select_qresync(on_b, state)
     assert resp.lines("VANISHED") == ["* VANISHED (EARLIER) 2"]
 
 
@@ -60,7 +55,7 @@ def test_qresync_after_a_rebuilt_cache_reports_only_later_expunges(
     on_a.ok("UID STORE 5 +FLAGS.SILENT (\\Flagged)")
     on_b = connect(node_b, user)
     on_b.ok("ENABLE QRESYNC")
-    resp = _qresync(on_b, state)
+    resp = select_qresync(on_b, state)
     # \Deleted on 4, its expunge, then \Flagged on 5: one MODSEQ each.
     highest = state["highestmodseq"] + 3
     assert resp.lines("VANISHED") == ["* VANISHED (EARLIER) 4"]

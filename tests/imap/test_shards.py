@@ -8,7 +8,7 @@ in the index object until a fold (doc/design.md, "Index shards"). Sixty messages
 
 import pytest
 
-from imap_connection import parse_fetch, selected_state
+from imap_connection import parse_fetch, select_qresync, selected_state
 from messages import numbered
 from test_doveadm_rbd import doveadm_ok, table
 
@@ -48,8 +48,7 @@ def test_changes_across_shards_and_qresync_read_the_same_on_both_nodes(
     # A session on B that last saw the mailbox before the changes.
     on_b = connect(node_b, user)
     on_b.ok("ENABLE QRESYNC")
-    resp = on_b.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (state["uidvalidity"],
-                                                            state["highestmodseq"]))
+    resp = select_qresync(on_b, state)
     assert resp.lines("VANISHED") == ["* VANISHED (EARLIER) 15:16,33,47"]
     changed = parse_fetch(resp.untagged, key="UID")
     assert sorted(changed) == FLAGGED + list(range(MESSAGES + 1, MESSAGES + 6))

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from imap_connection import (drop_recent, examined_status, parse_fetch, response_code,
-                             selected_state, status_items)
+                             select_qresync, selected_state, status_items)
 from messages import numbered
 
 two_nodes = pytest.mark.two_nodes
@@ -246,8 +246,7 @@ def test_qresync_on_b_after_changes_on_a_returns_exactly_the_changed_and_vanishe
     on_a.append("INBOX", numbered(7))
     on_b = connect(node_b, user)
     on_b.ok("ENABLE QRESYNC")
-    resp = on_b.ok("SELECT", "INBOX", "(QRESYNC (%d %d))" % (state["uidvalidity"],
-                                                             state["highestmodseq"]))
+    resp = select_qresync(on_b, state)
     assert resp.lines("VANISHED") == ["* VANISHED (EARLIER) 3,5"]
     fetched = parse_fetch(resp.untagged, key="UID")
     assert sorted(fetched) == [2, 7]
