@@ -450,7 +450,7 @@ Status Decode(std::string_view in, MessageRecord* out) {
 }
 
 std::string Encode(const MailboxState& s) {
-  Encoder e(RecordType::kMailboxState);
+  Encoder e(s.sealed_shards != 0 ? RecordType::kShardedMailboxState : RecordType::kMailboxState);
   e.U32(state::kUidValidity, s.uidvalidity);
   e.U32(state::kUidNext, s.uidnext);
   e.U64(state::kModseq, s.highest_modseq);
@@ -470,7 +470,9 @@ std::string Encode(const MailboxState& s) {
 }
 
 Status Decode(std::string_view in, MailboxState* out) {
-  Decoder d(in, RecordType::kMailboxState, "mailbox state");
+  const bool sharded =
+      !in.empty() && static_cast<uint8_t>(in[0]) == static_cast<uint8_t>(RecordType::kShardedMailboxState);
+  Decoder d(in, sharded ? RecordType::kShardedMailboxState : RecordType::kMailboxState, "mailbox state");
   *out = MailboxState();
   Field f;
   while (d.Next(&f)) {
@@ -502,6 +504,8 @@ Status Decode(std::string_view in, MailboxState* out) {
     // an upgrade does not make every old message \Recent once more.
     out->first_recent_uid = out->uidnext;
   }
+  if (s.ok() && (out->sealed_shards != 0) != sharded)
+    return Status::Corrupt("mailbox state: sealed shards do not match its record type");
   if (s.ok() && out->sealed_shards != 0 && out->shard_uids == 0)
     return Status::Corrupt("mailbox state: sealed shards without a shard size");
   if (s.ok() && (out->first_recent_uid == 0 || out->first_recent_uid > out->uidnext))

@@ -34,6 +34,10 @@ enum class RecordType : uint8_t {
   kInlineBody = 8,
   kKeyword = 9,
   kUnsettled = 10,  // kept in a node's local cache dir, never in RADOS
+  // A MailboxState with sealed shards: a type of its own, so that a node
+  // whose plugin predates shards refuses the mailbox ("wrong record type")
+  // instead of showing it without its sealed messages.
+  kShardedMailboxState = 11,
 };
 
 // The \Seen bit of MessageRecord::flags (Dovecot's MAIL_SEEN, as all the

@@ -70,6 +70,25 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   EXPECT_EQ(s.SealedBelow(), 3u * 8192);
 }
 
+// A plugin that predates shards decodes only type 2 and skips fields it
+// does not know: a sharded state has a type of its own, so such a node
+// fails on the mailbox instead of listing it without its sealed records.
+TEST(RecordCodec, AShardedStateHasARecordTypeOfItsOwn) {
+  MailboxState s;
+  s.uidvalidity = 1;
+  s.uidnext = 100;
+  EXPECT_EQ(Encode(s)[0], static_cast<char>(RecordType::kMailboxState));
+  s.shard_uids = 16;
+  EXPECT_EQ(Encode(s)[0], static_cast<char>(RecordType::kMailboxState)) << "a size alone seals nothing";
+  s.sealed_shards = 2;
+  std::string bytes = Encode(s);
+  EXPECT_EQ(bytes[0], static_cast<char>(RecordType::kShardedMailboxState));
+  EXPECT_EQ(RoundTrip(s), s);
+  bytes[0] = static_cast<char>(RecordType::kMailboxState);
+  MailboxState out;
+  EXPECT_EQ(Decode(bytes, &out).code(), Code::kCorrupt);
+}
+
 TEST(RecordCodec, MailboxStateOfAWriterBeforeTheCountsDecodesUncounted) {
   MailboxState s;
   s.messages = 3;
