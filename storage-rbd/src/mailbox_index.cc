@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
-#include <random>
 #include <tuple>
 
+#include "index_shards.h"
 #include "keys.h"
 #include "mailbox_list.h"
 #include "message_store.h"
@@ -15,11 +15,6 @@ namespace rbd {
 
 namespace {
 
-// Records asked for per omap read. The OSD caps what it returns at
-// osd_max_omap_entries_per_request (1024 by default in Pacific) and says
-// "more", so the readers loop; raising that OSD setting cuts the round
-// trips of a 100k-record listing from ~100 to ~7.
-constexpr size_t kOmapPage = 16384;
 // Change-log MODSEQs whose entries one op removes at most, so that a log
 // far longer than its window (written before trimming existed, or after
 // the window was narrowed) shrinks over several commits instead of making
@@ -36,13 +31,6 @@ constexpr int64_t kMarksPerAge = 8;
 // about that many keys of sealed UIDs at most between folds. An eighth of
 // a shard, 1024 at the default size; small shards (tests) fold often.
 uint64_t FoldAt(uint32_t shard_uids) { return std::clamp<uint64_t>(shard_uids / 8, 2, 1024); }
-// Shards a full listing reads at once: a cold listing of a big mailbox
-// reads every shard page by page, and shards live in different PGs.
-constexpr size_t kShardReadsInFlight = 8;
-// Keys per write op of a fold: small enough that one op stays well below
-// the OSD's message limits at rbd_inline_max bodies.
-constexpr size_t kFoldBatch = 1024;
-
 librados::bufferlist ToBufferlist(const std::string& s) {
   librados::bufferlist bl;
   bl.append(s);
@@ -150,7 +138,7 @@ void KeepLogWindow(const Config& config, int64_t now, MailboxState* state, std::
 }  // namespace
 
 MailboxIndex::MailboxIndex(Account* account, const Guid& guid)
-    : account_(account), guid_(guid), oid_(keys::IndexObject(guid)) {}
+    : account_(account), guid_(guid), oid_(keys::IndexObject(guid)), shards_(account, guid) {}
 
 Status MailboxIndex::Create(Account* account, const Guid& guid, uint32_t uidvalidity) {
   MailboxState state;
@@ -193,11 +181,9 @@ Status MailboxIndex::ReadKeys(const std::set<std::string>& keys, librados::buffe
   for (auto it = values->begin(); it != values->end();)
     it = keys::ParseTombstoneKey(it->first) ? values->erase(it) : std::next(it);
   for (const auto& [n, shard_keys] : in_shards) {
-    const std::string shard = keys::IndexShardObject(guid_, n);
     std::map<std::string, librados::bufferlist> found;
-    r = account_->ReadKeys(shard, shard_keys, &found);
-    // A shard sealed but never folded does not exist yet.
-    if (r < 0 && r != -ENOENT) return Status::FromRados(r, "read " + shard);
+    s = shards_.Read(n, shard_keys, &found);
+    if (!s.ok()) return s;
     values->insert(found.begin(), found.end());
   }
   return Status::OK();
@@ -950,8 +936,8 @@ Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<Mes
                     std::make_move_iterator(sealed.end()));
   }
   if (records->size() < max) {
-    s = ReadUidRange(oid_, keys::kRecordPrefix, std::max(from, state.SealedBelow()), uint64_t{UINT32_MAX} + 1,
-                     max - records->size(), &values);
+    s = ReadUidRange(account_, oid_, keys::kRecordPrefix, std::max(from, state.SealedBelow()),
+                     uint64_t{UINT32_MAX} + 1, max - records->size(), &values);
     std::vector<MessageRecord> unsealed;
     if (s.ok()) s = DecodeRecords(oid_, values, &unsealed);
     if (!s.ok()) return s;
@@ -965,42 +951,13 @@ Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<Mes
 Status MailboxIndex::ListSealed(const MailboxState& state, uint32_t n, uint64_t lo, uint64_t hi,
                                 std::vector<MessageRecord>* records) {
   std::map<std::string, librados::bufferlist> overrides, tombstones, sealed;
-  Status s = ReadUidRange(oid_, keys::kRecordPrefix, lo, hi, SIZE_MAX, &overrides);
-  if (s.ok()) s = ReadUidRange(oid_, keys::kTombstonePrefix, lo, hi, SIZE_MAX, &tombstones);
-  if (s.ok())
-    s = ReadUidRange(keys::IndexShardObject(guid_, n), keys::kRecordPrefix, lo, hi, SIZE_MAX, &sealed);
+  Status s = ReadUidRange(account_, oid_, keys::kRecordPrefix, lo, hi, SIZE_MAX, &overrides);
+  if (s.ok()) s = ReadUidRange(account_, oid_, keys::kTombstonePrefix, lo, hi, SIZE_MAX, &tombstones);
+  if (s.ok()) s = ReadUidRange(account_, shards_.Oid(n), keys::kRecordPrefix, lo, hi, SIZE_MAX, &sealed);
   if (!s.ok()) return s;
   for (const auto& [key, bl] : tombstones) sealed.erase(keys::RecordKey(*keys::ParseTombstoneKey(key)));
   overrides.merge(sealed);  // keeps the index object's value of a key in both
   return DecodeRecords(oid_, overrides, records);
-}
-
-Status MailboxIndex::ReadUidRange(const std::string& oid, const char* prefix, uint64_t lo, uint64_t hi,
-                                  size_t max, std::map<std::string, librados::bufferlist>* values) {
-  values->clear();
-  const std::string prefix_str = prefix;
-  auto key_of = [&](uint64_t uid) {
-    // "u.0000000041" with this prefix: the record key's digits.
-    return prefix_str + keys::RecordKey(static_cast<uint32_t>(uid)).substr(std::strlen(keys::kRecordPrefix));
-  };
-  std::string after = lo == 0 ? prefix_str : key_of(lo - 1);
-  const std::string end = hi > UINT32_MAX ? std::string() : key_of(hi);
-  for (bool more = true; more && values->size() < max;) {
-    std::map<std::string, librados::bufferlist> page;
-    librados::ObjectReadOperation op;
-    int omap_r = 0;
-    op.omap_get_vals2(after, prefix, std::min(kOmapPage, max - values->size()), &page, &more, &omap_r);
-    int r = account_->Operate(account_->index_io(), oid, &op);
-    if (r == -ENOENT) return Status::OK();
-    if (r < 0) return Status::FromRados(r, "list " + oid);
-    if (page.empty()) break;
-    after = page.rbegin()->first;
-    for (auto& [key, bl] : page) {
-      if (!end.empty() && key >= end) return Status::OK();
-      values->emplace(key, std::move(bl));
-    }
-  }
-  return Status::OK();
 }
 
 Status MailboxIndex::ResolveLegacyRecords(std::vector<MessageRecord>* records) {
@@ -1151,16 +1108,16 @@ Status MailboxIndex::AddSealed(uint64_t since_modseq, std::vector<MessageRecord>
   // After the index object's pages (the header says why): its tombstones,
   // then the shards.
   std::map<std::string, librados::bufferlist> values;
-  Status s = ReadUidRange(oid_, keys::kTombstonePrefix, 0, state->SealedBelow(), SIZE_MAX, &values);
+  Status s = ReadUidRange(account_, oid_, keys::kTombstonePrefix, 0, state->SealedBelow(), SIZE_MAX, &values);
   if (!s.ok()) return s;
   std::set<uint32_t> hidden;  // overridden or tombstoned
   for (const auto& [key, bl] : values) hidden.insert(*keys::ParseTombstoneKey(key));
   for (const MessageRecord& r : *records)
     if (r.uid < state->SealedBelow()) hidden.insert(r.uid);
   std::vector<std::vector<MessageRecord>> by_shard(state->sealed_shards);
-  s = ListShards(
+  s = shards_.ListRecords(
       state->sealed_shards, [&](uint32_t n, const std::map<std::string, librados::bufferlist>& listed) {
-        Status ds = DecodeRecords(keys::IndexShardObject(guid_, n), listed, &by_shard[n]);
+        Status ds = DecodeRecords(shards_.Oid(n), listed, &by_shard[n]);
         auto& records = by_shard[n];
         records.erase(std::remove_if(records.begin(), records.end(),
                                      [&](const MessageRecord& r) { return hidden.count(r.uid) != 0; }),
@@ -1208,71 +1165,6 @@ Status MailboxIndex::AddSealed(uint64_t since_modseq, std::vector<MessageRecord>
   *state = std::move(now);
   *raw = std::move(now_raw);
   return Status::OK();
-}
-
-Status MailboxIndex::ListShards(
-    uint32_t count,
-    const std::function<Status(uint32_t, const std::map<std::string, librados::bufferlist>&)>& done) {
-  // One slot per shard being read; the slots stay put while their ops are
-  // in flight (librados writes the results into them).
-  struct Slot {
-    uint32_t n = 0;
-    bool active = false;
-    std::string after;
-    std::map<std::string, librados::bufferlist> values, page;
-    bool more = false;
-    int omap_r = 0;
-    AioCompletionPtr completion;
-    std::chrono::steady_clock::time_point issued;
-  };
-  librados::IoCtx& io = account_->index_io();
-  const Deadline deadline = account_->deadline();
-  AioWaiter waiter;
-  std::vector<Slot> slots(std::min<size_t>(kShardReadsInFlight, count));
-  uint32_t next = 0;
-  Status result;
-  auto issue = [&](Slot* slot) {
-    librados::ObjectReadOperation op;
-    slot->page.clear();
-    op.omap_get_vals2(slot->after, keys::kRecordPrefix, kOmapPage, &slot->page, &slot->more, &slot->omap_r);
-    slot->completion = waiter.NewCompletion();
-    slot->issued = std::chrono::steady_clock::now();
-    slot->active =
-        io.aio_operate(keys::IndexShardObject(guid_, slot->n), slot->completion.get(), &op, nullptr) >= 0;
-    if (!slot->active && result.ok())
-      result = Status::Unavailable("list " + keys::IndexShardObject(guid_, slot->n));
-  };
-  auto start = [&](Slot* slot) {
-    slot->n = next++;
-    slot->after = keys::kRecordPrefix;
-    slot->values.clear();
-    issue(slot);
-  };
-  for (Slot& slot : slots) start(&slot);
-  for (bool busy = true; busy;) {
-    busy = false;
-    for (Slot& slot : slots) {
-      if (!slot.active) continue;
-      const std::string oid = keys::IndexShardObject(guid_, slot.n);
-      int r = waiter.Wait(io, slot.completion, deadline);
-      account_->op_log().Add(OpType::kRead, oid, 0, r, slot.issued);
-      slot.active = false;
-      // A shard sealed but never folded does not exist yet.
-      if (r < 0 && r != -ENOENT && result.ok()) result = Status::FromRados(r, "list " + oid);
-      if (!result.ok()) continue;  // the other slots' ops are waited for all the same
-      const bool more = r >= 0 && slot.more && !slot.page.empty();
-      if (more) slot.after = slot.page.rbegin()->first;
-      slot.values.merge(slot.page);
-      if (more) {
-        issue(&slot);
-      } else {
-        result = done(slot.n, slot.values);
-        if (result.ok() && next < count) start(&slot);
-      }
-      busy |= slot.active;
-    }
-  }
-  return result;
 }
 
 Status MailboxIndex::ListAll(std::vector<MessageRecord>* records, MailboxState* state,
@@ -1398,25 +1290,10 @@ Status MailboxIndex::CountKeys(KeyCounts* counts) {
   MailboxState state;
   Status s = ReadState(&state);
   if (!s.ok()) return s;
-  auto count = [&](const std::string& oid, uint64_t* total, uint64_t* changes) {
-    std::string after;
-    for (bool more = true; more;) {
-      std::set<std::string> page;
-      int r = account_->index_io().omap_get_keys2(oid, after, kOmapPage, &page, &more);
-      if (r == -ENOENT) return Status::OK();  // a shard sealed but not yet folded
-      if (r < 0) return Status::FromRados(r, "list keys of " + oid);
-      if (page.empty()) break;
-      after = *page.rbegin();
-      *total += page.size();
-      for (const std::string& key : page)
-        if (changes != nullptr && key.rfind(keys::kChangePrefix, 0) == 0) (*changes)++;
-    }
-    return Status::OK();
-  };
-  s = count(oid_, &counts->total, &counts->changes);
+  s = CountOmapKeys(account_, oid_, &counts->total, &counts->changes);
   for (uint32_t n = 0; s.ok() && n < state.sealed_shards; n++) {
     uint64_t keys = 0;
-    s = count(keys::IndexShardObject(guid_, n), &keys, nullptr);
+    s = CountOmapKeys(account_, shards_.Oid(n), &keys, nullptr);
     counts->shards++;
     counts->largest_shard_keys = std::max(counts->largest_shard_keys, keys);
   }
@@ -1460,11 +1337,8 @@ Status MailboxIndex::ReclaimReleasedBodies(int64_t cutoff, uint64_t* reclaimed, 
       if (uid && *uid < state_.SealedBelow()) in_shards[*uid / state_.shard_uids].insert(key);
     }
     for (const auto& [n, shard_keys] : in_shards) {
-      librados::ObjectWriteOperation op;
-      op.omap_rm_keys(shard_keys);
-      const std::string shard = keys::IndexShardObject(guid_, n);
-      int r = account_->Operate(account_->index_io(), shard, &op);
-      if (r < 0 && r != -ENOENT) return Status::FromRados(r, "reclaim bodies in " + shard);
+      s = shards_.RemoveKeys(n, shard_keys);
+      if (!s.ok()) return s;
     }
   }
   return Status::OK();
@@ -1557,7 +1431,7 @@ void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& af
   if (shard_uids != 0 && after.uidnext >= uint64_t{after.sealed_shards + 2} * shard_uids) {
     bool sealed = false;
     const uint32_t n = after.sealed_shards;
-    if (Seal(n, shard_uids, &sealed).ok() && sealed) (void)Fold(state_, n);
+    if (Seal(n, shard_uids, &sealed).ok() && sealed) (void)shards_.Fold(state_, n);
     return;
   }
   if (after.sealed_shards == 0) return;
@@ -1567,7 +1441,7 @@ void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& af
   size_t total = 0;
   for (const char* prefix : {keys::kRecordPrefix, keys::kTombstonePrefix}) {
     std::map<std::string, librados::bufferlist> values;
-    if (!ReadUidRange(oid_, prefix, 0, after.SealedBelow(), SIZE_MAX, &values).ok()) return;
+    if (!ReadUidRange(account_, oid_, prefix, 0, after.SealedBelow(), SIZE_MAX, &values).ok()) return;
     for (const auto& [key, bl] : values) {
       auto uid = keys::ParseRecordKey(key);
       if (!uid) uid = keys::ParseTombstoneKey(key);
@@ -1577,7 +1451,7 @@ void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& af
   }
   if (total < fold_at) return;
   for (const auto& [n, count] : per_shard)
-    if (!Fold(after, n).ok()) return;
+    if (!shards_.Fold(after, n).ok()) return;
 }
 
 Status MailboxIndex::Seal(uint32_t n, uint32_t shard_uids, bool* sealed) {
@@ -1591,97 +1465,6 @@ Status MailboxIndex::Seal(uint32_t n, uint32_t shard_uids, bool* sealed) {
     m->state.sealed_shards = n + 1;
     return Status::OK();
   });
-}
-
-Status MailboxIndex::Fold(const MailboxState& state, uint32_t n) {
-  const uint64_t lo = uint64_t{n} * state.shard_uids, hi = lo + state.shard_uids;
-  const std::string shard = keys::IndexShardObject(guid_, n);
-  const Deadline until = account_->write_deadline();
-  RetryPolicy retry(until);
-  std::mt19937_64 rng(std::random_device{}());
-  for (unsigned attempt = 1;; attempt++) {
-    // The shard's version before the index object's keys: a fold that
-    // writes the shard after this read changes it, so this one's older
-    // values can never overwrite that one's newer ones.
-    librados::ObjectReadOperation read;
-    librados::bufferlist version;
-    int version_r = 0;
-    read.getxattr(keys::kShardVersionAttr, &version, &version_r);
-    int r = account_->Operate(account_->index_io(), shard, &read, until);
-    const bool exists = r >= 0;
-    if (r < 0 && r != -ENOENT) return Status::FromRados(r, "read " + shard);
-    std::map<std::string, librados::bufferlist> records, bodies, tombstones, released;
-    Status s = ReadUidRange(oid_, keys::kRecordPrefix, lo, hi, SIZE_MAX, &records);
-    if (s.ok()) s = ReadUidRange(oid_, keys::kInlineBodyPrefix, lo, hi, SIZE_MAX, &bodies);
-    if (s.ok()) s = ReadUidRange(oid_, keys::kTombstonePrefix, lo, hi, SIZE_MAX, &tombstones);
-    if (s.ok()) s = ReadUidRange(oid_, keys::kReleasedBodyPrefix, lo, hi, SIZE_MAX, &released);
-    if (!s.ok()) return s;
-    // Released bodies stay with their release marks until gc reclaims both.
-    for (const auto& [key, bl] : released)
-      bodies.erase(keys::InlineBodyKey(*keys::ParseReleasedBodyKey(key)));
-    if (records.empty() && bodies.empty() && tombstones.empty()) return Status::OK();
-
-    // Into the shard, in ops of kFoldBatch keys, each comparing the version.
-    std::vector<std::pair<std::string, const librados::bufferlist*>> writes;
-    for (const auto* values : {&records, &bodies})
-      for (const auto& [key, bl] : *values) writes.emplace_back(key, &bl);
-    for (const auto& [key, bl] : tombstones)
-      writes.emplace_back(keys::RecordKey(*keys::ParseTombstoneKey(key)), nullptr);
-    librados::bufferlist token;
-    token.append(std::to_string(rng()));
-    bool lost = false;
-    for (size_t at = 0; at < writes.size() && !lost; at += kFoldBatch) {
-      librados::ObjectWriteOperation op;
-      if (at != 0) {
-        op.cmpxattr(keys::kShardVersionAttr, LIBRADOS_CMPXATTR_OP_EQ, token);
-      } else if (exists) {
-        op.cmpxattr(keys::kShardVersionAttr, LIBRADOS_CMPXATTR_OP_EQ, version);
-      } else {
-        op.create(true);
-      }
-      op.setxattr(keys::kShardVersionAttr, token);
-      std::map<std::string, librados::bufferlist> set;
-      std::set<std::string> remove;
-      for (size_t i = at; i < std::min(writes.size(), at + kFoldBatch); i++) {
-        if (writes[i].second != nullptr) {
-          set.emplace(writes[i].first, *writes[i].second);
-        } else {
-          remove.insert(writes[i].first);
-        }
-      }
-      if (!set.empty()) op.omap_set(set);
-      if (!remove.empty()) op.omap_rm_keys(remove);
-      r = account_->Operate(account_->index_io(), shard, &op, until);
-      lost = r == -ECANCELED || r == -EEXIST;
-      if (r < 0 && !lost) return Status::FromRados(r, "fold into " + shard);
-    }
-
-    // Out of the index object: a record only while it is still the value
-    // folded (a writer may have overridden it since); bodies and
-    // tombstones never change.
-    std::vector<std::string> folded;
-    for (const auto* values : {&records, &bodies, &tombstones})
-      for (const auto& [key, bl] : *values) folded.push_back(key);
-    for (size_t at = 0; at < folded.size() && !lost; at += kFoldBatch) {
-      librados::ObjectWriteOperation op;
-      std::map<std::string, std::pair<librados::bufferlist, int>> unchanged;
-      std::set<std::string> remove;
-      for (size_t i = at; i < std::min(folded.size(), at + kFoldBatch); i++) {
-        auto rec = records.find(folded[i]);
-        if (rec != records.end()) unchanged[folded[i]] = {rec->second, LIBRADOS_CMPXATTR_OP_EQ};
-        remove.insert(folded[i]);
-      }
-      int cmp_r = 0;
-      if (!unchanged.empty()) op.omap_cmp(unchanged, &cmp_r);
-      op.omap_rm_keys(remove);
-      r = account_->Operate(account_->index_io(), oid_, &op, until);
-      lost = r == -ECANCELED;
-      if (r < 0 && !lost) return Status::FromRados(r, "fold " + oid_);
-    }
-    if (!lost) return Status::OK();
-    if (!retry.Backoff(attempt))
-      return Status::Conflict("fold into " + shard + ": lost " + std::to_string(attempt) + " races");
-  }
 }
 
 Status MailboxIndex::Remove() {
@@ -1705,12 +1488,7 @@ Status MailboxIndex::Remove() {
       continue;
     }
     if (r < 0) return Status::FromRados(r, "remove " + oid_);
-    // A shard left behind by a failure here is an orphan that gc removes.
-    for (uint32_t n = 0; n < state.sealed_shards; n++) {
-      librados::ObjectWriteOperation shard_op;
-      shard_op.remove();
-      (void)account_->Operate(account_->index_io(), keys::IndexShardObject(guid_, n), &shard_op);
-    }
+    shards_.RemoveAll(state.sealed_shards);
     std::vector<Guid> stored;
     for (const MessageRecord& rec : records)
       if (!rec.inline_body) stored.push_back(rec.guid);

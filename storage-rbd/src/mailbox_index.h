@@ -47,6 +47,7 @@
 
 #include "account.h"
 #include "guid.h"
+#include "index_shards.h"
 #include "message_store.h"
 #include "record_codec.h"
 #include "status.h"
@@ -340,10 +341,6 @@ class MailboxIndex {
   // this handle's state alone.
   Status ReadKeys(const std::set<std::string>& keys, librados::bufferlist* raw, MailboxState* state,
                   std::map<std::string, librados::bufferlist>* values);
-  // Values with `prefix` of object `oid` whose UIDs are in [lo, hi), at
-  // most `max`. ENOENT reads as empty.
-  Status ReadUidRange(const std::string& oid, const char* prefix, uint64_t lo, uint64_t hi, size_t max,
-                      std::map<std::string, librados::bufferlist>* values);
   // The records of UIDs in [lo, hi) within sealed shard `n` (lo and hi
   // inside it), as the index object's overrides and tombstones leave them.
   Status ListSealed(const MailboxState& state, uint32_t n, uint64_t lo, uint64_t hi,
@@ -356,9 +353,6 @@ class MailboxIndex {
   // Marks shard `n` sealed (a guarded op on the state, no MODSEQ); *sealed
   // is false when it was sealed already or is not due.
   Status Seal(uint32_t n, uint32_t shard_uids, bool* sealed);
-  // Folds the index object's keys of shard `n`'s UIDs into the shard (see
-  // the header comment).
-  Status Fold(const MailboxState& state, uint32_t n);
   // How ReadPages relates its pages to the state xattr.
   enum class PageState {
     kIgnore,  // pages only
@@ -395,12 +389,6 @@ class MailboxIndex {
   // on and now at *state (*raw), and brings them all to a state read last.
   Status AddSealed(uint64_t since_modseq, std::vector<MessageRecord>* records, MailboxState* state,
                    librados::bufferlist* raw, std::vector<std::string>* keywords);
-  // Lists the records of shards 0 .. count-1, several at once, handing
-  // each shard's values to `done` once all of them are read (in no
-  // particular order of shards). ENOENT reads as an empty shard.
-  Status ListShards(
-      uint32_t count,
-      const std::function<Status(uint32_t, const std::map<std::string, librados::bufferlist>&)>& done);
   // Every keyword name defined now, in the order first set (ListAll).
   Status ReadKeywords(const MailboxState& state, std::vector<std::string>* keywords);
   // The ops of change-log `entries` read with `state`, ascending (Changes).
@@ -426,6 +414,7 @@ class MailboxIndex {
   Account* account_;
   Guid guid_;
   std::string oid_;
+  IndexShards shards_;
   MailboxState state_;
   librados::bufferlist state_raw_;
   bool state_valid_ = false;

@@ -11,8 +11,6 @@ namespace rbd {
 
 namespace {
 
-constexpr size_t kOmapPage = 16384;
-
 librados::bufferlist ToBufferlist(const std::string& s) {
   librados::bufferlist bl;
   bl.append(s);
