@@ -155,8 +155,13 @@ Status MailboxIndex::Create(Account* account, const Guid& guid, const MailboxSta
   return r < 0 ? Status::FromRados(r, "create " + oid) : Status::OK();
 }
 
-Status MailboxIndex::ReadKeys(const std::set<std::string>& keys, librados::bufferlist* raw,
-                              MailboxState* state, std::map<std::string, librados::bufferlist>* values) {
+Status MailboxIndex::ReadKeys(const std::set<std::string>& keys,
+                              std::map<std::string, librados::bufferlist>* values, MailboxState* state_r,
+                              librados::bufferlist* raw_r) {
+  MailboxState own_state;
+  librados::bufferlist own_raw;
+  MailboxState* state = state_r != nullptr ? state_r : &own_state;
+  librados::bufferlist* raw = raw_r != nullptr ? raw_r : &own_raw;
   std::set<std::string> object_keys = keys;
   for (const std::string& key : keys)
     if (auto uid = keys::ParseRecordKey(key)) object_keys.insert(keys::TombstoneKey(*uid));
@@ -194,7 +199,7 @@ Status MailboxIndex::ReadStateAndKeys(const std::set<std::string>& keys,
   librados::bufferlist raw;
   MailboxState state;
   std::map<std::string, librados::bufferlist> unused;
-  Status s = ReadKeys(keys, &raw, &state, values != nullptr ? values : &unused);
+  Status s = ReadKeys(keys, values != nullptr ? values : &unused, &state, &raw);
   if (!s.ok()) {
     state_valid_ = false;
     return s;
@@ -299,15 +304,7 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       state_valid_ = r == 0;  // resolved: others may have written since
       state_seen_in_ = account_->command_began();
       if (m.advanced) Notify();
-      if (m.advanced && r == 0 && !settling_) {
-        size_t sealed_keys = 0;
-        for (const auto& [key, bl] : m.set) {
-          auto uid = keys::ParseRecordKey(key);
-          if (!uid) uid = keys::ParseTombstoneKey(key);
-          if (uid && *uid < state_.SealedBelow()) sealed_keys++;
-        }
-        KeepShards(before, state_, sealed_keys);
-      }
+      if (m.advanced && r == 0 && !settling_) KeepShards(before, state_, m.set);
       return Status::OK();
     }
     if (!retry.Backoff(attempt)) {
@@ -610,9 +607,7 @@ Status MailboxIndex::CopyFrom(MailboxIndex* source, const std::vector<uint32_t>&
     if (r->inline_body) inline_keys.insert(keys::InlineBodyKey(uid));
   std::map<std::string, librados::bufferlist> inline_bodies;
   if (!inline_keys.empty()) {
-    librados::bufferlist raw;
-    MailboxState state;
-    s = source->ReadKeys(inline_keys, &raw, &state, &inline_bodies);
+    s = source->ReadKeys(inline_keys, &inline_bodies);
     if (!s.ok()) return s;
   }
 
@@ -916,10 +911,9 @@ Status DecodeRecords(const std::string& oid, const std::map<std::string, librado
 
 Status MailboxIndex::ListRecords(uint32_t after_uid, size_t max, std::vector<MessageRecord>* records) {
   records->clear();
-  librados::bufferlist raw;
   MailboxState state;
   std::map<std::string, librados::bufferlist> values;
-  Status s = ReadKeys({}, &raw, &state, &values);
+  Status s = ReadKeys({}, &values, &state);
   if (!s.ok()) return s;
   // Sealed shards first, one UID range at a time, then the index object's
   // own records above them.
@@ -1191,9 +1185,7 @@ Status MailboxIndex::LookupRecords(const std::vector<uint32_t>& uids, std::vecto
     std::set<std::string> batch;
     while (it != all.end() && batch.size() < kOmapPage) batch.insert(*it++);
     std::map<std::string, librados::bufferlist> values;
-    librados::bufferlist raw;
-    MailboxState state;
-    Status s = ReadKeys(batch, &raw, &state, &values);
+    Status s = ReadKeys(batch, &values);
     if (!s.ok()) return s;
     std::vector<MessageRecord> found;
     s = DecodeRecords(oid_, values, &found);
@@ -1349,9 +1341,7 @@ Status MailboxIndex::ReadBody(const MessageRecord& record, uint64_t offset, uint
   if (!record.inline_body) return MessageStore(account_).Read(record.guid, offset, length, out);
   const std::string key = keys::InlineBodyKey(record.uid);
   std::map<std::string, librados::bufferlist> values;
-  librados::bufferlist raw;
-  MailboxState state;
-  Status s = ReadKeys({key}, &raw, &state, &values);
+  Status s = ReadKeys({key}, &values);
   if (!s.ok()) return s;
   if (values.empty())
     return Status::NotFound(oid_ + ": message " + std::to_string(record.uid) + " was expunged");
@@ -1394,9 +1384,7 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
   std::map<std::string, librados::bufferlist> values;
   Status read;
   if (!inline_keys.empty()) {
-    librados::bufferlist raw;
-    MailboxState state;
-    read = ReadKeys(inline_keys, &raw, &state, &values);
+    read = ReadKeys(inline_keys, &values);
   }
   for (size_t i = 0; i < records.size(); i++) {
     if (!records[i].inline_body) continue;
@@ -1424,7 +1412,8 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
   }
 }
 
-void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& after, size_t sealed_keys) {
+void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& after,
+                              const std::map<std::string, librados::bufferlist>& written) {
   // Half of the command's time stays for the rest of the command.
   if (std::chrono::steady_clock::now() >= account_->write_deadline()) return;
   const uint32_t shard_uids = after.shard_uids != 0 ? after.shard_uids : account_->config().shard_uids;
@@ -1435,6 +1424,12 @@ void MailboxIndex::KeepShards(const MailboxState& before, const MailboxState& af
     return;
   }
   if (after.sealed_shards == 0) return;
+  size_t sealed_keys = 0;
+  for (const auto& [key, bl] : written) {
+    auto uid = keys::ParseRecordKey(key);
+    if (!uid) uid = keys::ParseTombstoneKey(key);
+    if (uid && *uid < after.SealedBelow()) sealed_keys++;
+  }
   const uint64_t fold_at = FoldAt(after.shard_uids);
   if (sealed_keys < fold_at && before.highest_modseq / fold_at == after.highest_modseq / fold_at) return;
   std::map<uint32_t, size_t> per_shard;

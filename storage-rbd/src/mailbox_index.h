@@ -337,19 +337,22 @@ class MailboxIndex {
   // One read op on the index object for the state and `keys`, then the
   // shards for those of `keys` (records and inline bodies) that live there:
   // a record key of a sealed UID that the index object neither overrides
-  // nor tombstones, an inline body key the index object lacks. Leaves
-  // this handle's state alone.
-  Status ReadKeys(const std::set<std::string>& keys, librados::bufferlist* raw, MailboxState* state,
-                  std::map<std::string, librados::bufferlist>* values);
+  // nor tombstones, an inline body key the index object lacks. The state
+  // goes to *state_r and its bytes to *raw_r when given; this handle's
+  // own state is left alone.
+  Status ReadKeys(const std::set<std::string>& keys, std::map<std::string, librados::bufferlist>* values,
+                  MailboxState* state_r = nullptr, librados::bufferlist* raw_r = nullptr);
   // The records of UIDs in [lo, hi) within sealed shard `n` (lo and hi
   // inside it), as the index object's overrides and tombstones leave them.
   Status ListSealed(const MailboxState& state, uint32_t n, uint64_t lo, uint64_t hi,
                     std::vector<MessageRecord>* records);
-  // After an op that advanced the state from `before` to `after` and wrote
-  // `sealed_keys` keys of sealed UIDs: seals the next shard when UIDNEXT is
-  // two shards past it, and folds when overrides may have piled up. Best
-  // effort: what fails now is due again at a later commit.
-  void KeepShards(const MailboxState& before, const MailboxState& after, size_t sealed_keys);
+  // After an op that advanced the state from `before` to `after` and set
+  // the omap keys `written`: seals the next shard when UIDNEXT is two
+  // shards past it, and folds when overrides and tombstones of sealed UIDs
+  // may have piled up. Best effort: what fails now is due again at a later
+  // commit.
+  void KeepShards(const MailboxState& before, const MailboxState& after,
+                  const std::map<std::string, librados::bufferlist>& written);
   // Marks shard `n` sealed (a guarded op on the state, no MODSEQ); *sealed
   // is false when it was sealed already or is not due.
   Status Seal(uint32_t n, uint32_t shard_uids, bool* sealed);
