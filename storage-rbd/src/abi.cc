@@ -268,24 +268,6 @@ rbd::BodyMeta ToMeta(const rbd_body_info* info) {
 
 extern "C" {
 
-const char* rbd_code_name(rbd_code code) {
-  switch (code) {
-    case RBD_OK: return "ok";
-    case RBD_ERR_NOT_FOUND: return "not found";
-    case RBD_ERR_EXISTS: return "exists";
-    case RBD_ERR_UNAVAILABLE: return "unavailable";
-    case RBD_ERR_CONFLICT: return "conflict";
-    case RBD_ERR_CORRUPT: return "corrupt";
-    case RBD_ERR_INVALID: return "invalid";
-    case RBD_ERR_PERMISSION: return "permission denied";
-    case RBD_ERR_RESYNC: return "resync needed";
-    case RBD_ERR_BUSY: return "busy";
-    case RBD_ERR_IO: return "I/O error";
-    case RBD_ERR_UNKNOWN: return "outcome unknown";
-  }
-  return "unknown";
-}
-
 rbd_config* rbd_config_new(void) { return new (std::nothrow) rbd_config; }
 
 void rbd_config_free(rbd_config** config) {

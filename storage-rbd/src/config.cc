@@ -136,6 +136,9 @@ Status Config::Set(std::string_view name, std::string_view value) {
   } else if (name == "rbd_max_message_size") {
     if (!ParseSize(v, &n) || n == 0) return BadValue(name, value, "a size such as 100M or 2G");
     max_message_size = n;
+  } else if (name == "rbd_service") {
+    if (v.empty()) return BadValue(name, value, "the path of the rbd service's socket");
+    service = v;
   } else {
     return Status::Invalid(std::string(name) + ": unknown setting");
   }

@@ -52,6 +52,9 @@ struct Config {
   // The largest message a save accepts; 0: not set, and the plugin takes
   // Dovecot's own limit (quota_max_mail_size) or its default.
   uint64_t max_message_size = 0;
+  // The unix socket of the node's rbd service (doc/service.md). Only the
+  // client library reads it; the service itself runs the core.
+  std::string service;
 
   // Sets one setting by its dovecot.conf name (e.g. "rbd_op_timeout").
   Status Set(std::string_view name, std::string_view value);

@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "rbd-storage.h"
+
 namespace rbd {
 
 Status Status::FromRados(int r, std::string_view what) {
@@ -46,3 +48,23 @@ Status Status::FromRadosWrite(int r, std::string_view what) {
 }
 
 }  // namespace rbd
+
+// Part of the C ABI, here so that the client library (remote/), which
+// does not link the core, names codes as the core does.
+extern "C" const char* rbd_code_name(rbd_code code) {
+  switch (code) {
+    case RBD_OK: return "ok";
+    case RBD_ERR_NOT_FOUND: return "not found";
+    case RBD_ERR_EXISTS: return "exists";
+    case RBD_ERR_UNAVAILABLE: return "unavailable";
+    case RBD_ERR_CONFLICT: return "conflict";
+    case RBD_ERR_CORRUPT: return "corrupt";
+    case RBD_ERR_INVALID: return "invalid";
+    case RBD_ERR_PERMISSION: return "permission denied";
+    case RBD_ERR_RESYNC: return "resync needed";
+    case RBD_ERR_BUSY: return "busy";
+    case RBD_ERR_IO: return "I/O error";
+    case RBD_ERR_UNKNOWN: return "outcome unknown";
+  }
+  return "unknown";
+}
