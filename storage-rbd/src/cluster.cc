@@ -144,11 +144,21 @@ Status Cluster::ConnectLocked() {
   // the first pool lookup). Each gets half, so that together they fit in
   // one op timeout: a session that starts while the MONs stop would wait
   // for both in full (9 s against a 5 s timeout, found by the checker).
+  //
+  // The node's service keeps its client for as long as it runs, through
+  // OSD restarts. An OSD that came back at a new address is reached only
+  // once the client has a newer osdmap, and librados asks the MONs for one
+  // when an op has waited objecter_timeout (10 s by default, checked every
+  // objecter_tick_interval, 5 s): past the op timeout. A quarter of it, on
+  // a 1 s tick, leaves the resent op most of its time.
   const std::string osd_timeout = Seconds(config_.op_timeout_ms);
   const std::string mon_timeout = std::to_string(std::max<uint32_t>(1, config_.op_timeout_ms / 2000));
+  const std::string laggy_after = std::to_string(std::max<uint32_t>(1, config_.op_timeout_ms / 4000));
   for (const auto& [option, value] : {std::pair{"rados_osd_op_timeout", osd_timeout},
                                       {"rados_mon_op_timeout", mon_timeout},
-                                      {"client_mount_timeout", mon_timeout}}) {
+                                      {"client_mount_timeout", mon_timeout},
+                                      {"objecter_timeout", laggy_after},
+                                      {"objecter_tick_interval", std::string("1")}}) {
     r = rados_->conf_set(option, value.c_str());
     if (r < 0) return Status::FromRados(r, std::string("rbd_op_timeout: cannot set ") + option);
   }
