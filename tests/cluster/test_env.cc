@@ -48,11 +48,15 @@ rbd_config* NewConfig(const std::vector<std::pair<std::string, std::string>>& ex
       {"rbd_index_pool", Env("RBD_TEST_INDEX_POOL")},
       {"rbd_op_timeout", "20s"},
   };
+  // Set by the remote suite (remote_env.cc), whose calls go to a service.
+  if (!WorkersRunTheCore()) settings.emplace_back("rbd_service", std::getenv("RBD_TEST_SERVICE"));
   settings.insert(settings.end(), extra.begin(), extra.end());
   for (const auto& [k, v] : settings)
     EXPECT_EQ(rbd_config_set(config, k.c_str(), v.c_str(), &err), RBD_OK) << err.message;
   return config;
 }
+
+bool WorkersRunTheCore() { return std::getenv("RBD_TEST_SERVICE") == nullptr; }
 
 std::string RandomNamespace() {
   static std::mt19937_64 rng{std::random_device{}()};

@@ -30,6 +30,9 @@ std::string Env(const char* name);
 rbd_config* NewConfig(const std::vector<std::pair<std::string, std::string>>& extra = {});
 
 std::string RandomNamespace();
+// Whether the tests' and workers' calls run the core in their own process;
+// false in the remote suite, whose calls go to an rbd service (remote_env.cc).
+bool WorkersRunTheCore();
 std::string Hex(const uint8_t guid[RBD_GUID_SIZE]);
 void RandomGuid(uint8_t guid[RBD_GUID_SIZE]);
 bool ParseHex(const std::string& hex, uint8_t guid[RBD_GUID_SIZE]);

@@ -1,0 +1,227 @@
+// Message bodies and watches over the service (serve_body.cc answers them).
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "client.h"
+
+using rbd::remote::Decoded;
+using rbd::remote::MakeBuffer;
+using rbd::remote::Op;
+using rbd::remote::Reply;
+using rbd::remote::Writer;
+
+namespace rbd::remote {
+
+namespace {
+
+// An rbd_body_info that may be NULL.
+void PutInfo(Writer& w, const rbd_body_info* info) {
+  w.U8(info != nullptr);
+  if (info != nullptr) Put(w, *info);
+}
+
+// Frees the service's handle; when that fails, the end of the connection
+// frees it.
+void Release(rbd_user* user, Op op, uint64_t id) {
+  Writer args;
+  args.U64(id);
+  Reply reply;
+  user->conn->Call(op, args, &reply, nullptr);
+}
+
+rbd_code OpenWatch(rbd_user* user, Op op, uint64_t id, rbd_watch** watch_r, rbd_error* err) {
+  Writer args;
+  args.U64(id);
+  Reply reply;
+  rbd_code code = user->conn->Call(op, args, &reply, err);
+  const uint64_t watch_id = code == RBD_OK ? reply.in.U64() : 0;
+  code = Decoded(reply, code, err);
+  if (code != RBD_OK) return code;
+  // The kernel drops a descriptor the process has no room for.
+  if (reply.fd < 0) {
+    Release(user, Op::kWatchClose, watch_id);
+    return Report(Status::Io("rbd service: watch descriptor not received (out of file descriptors?)"), err);
+  }
+  *watch_r = new rbd_watch{user, watch_id, reply.fd};
+  reply.fd = -1;
+  return code;
+}
+
+}  // namespace
+
+}  // namespace rbd::remote
+
+extern "C" {
+
+rbd_code rbd_index_read_body(rbd_index* mailbox, const rbd_record* record, uint64_t offset, uint64_t length,
+                             rbd_buffer** body_r, rbd_error* err) {
+  Writer args;
+  args.U64(mailbox->id);
+  Put(args, *record);
+  args.U64(offset);
+  args.U64(length);
+  Reply reply;
+  rbd_code code = mailbox->user->conn->Call(Op::kIndexReadBody, args, &reply, err);
+  const std::string_view body = code == RBD_OK ? reply.in.Bytes() : std::string_view();
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK) *body_r = MakeBuffer(body);
+  return code;
+}
+
+rbd_code rbd_index_read_bodies(rbd_index* mailbox, const rbd_record* records, size_t count,
+                               rbd_buffer** bodies_r, rbd_error* err) {
+  Writer args;
+  args.U64(mailbox->id);
+  PutArray(args, records, count);
+  Reply reply;
+  rbd_code code = mailbox->user->conn->Call(Op::kIndexReadBodies, args, &reply, err);
+  // The bodies read come whatever the code, which is the first failure's.
+  for (size_t i = 0; i < count; i++) {
+    bodies_r[i] = nullptr;
+    if (reply.in.U8() == 0) continue;
+    const std::string_view body = reply.in.Bytes();
+    if (!reply.in.failed()) bodies_r[i] = MakeBuffer(body);
+  }
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_body_reader_open(rbd_index* mailbox, const rbd_record* record, rbd_body_reader** reader_r,
+                              uint64_t* size_r, rbd_error* err) {
+  Writer args;
+  args.U64(mailbox->id);
+  Put(args, *record);
+  Reply reply;
+  rbd_code code = mailbox->user->conn->Call(Op::kBodyReaderOpen, args, &reply, err);
+  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
+  const uint64_t size = code == RBD_OK ? reply.in.U64() : 0;
+  code = Decoded(reply, code, err);
+  if (code != RBD_OK) return code;
+  *reader_r = new rbd_body_reader{mailbox->user, id};
+  *size_r = size;
+  return code;
+}
+
+rbd_code rbd_body_reader_read(rbd_body_reader* reader, uint64_t offset, void* buf, size_t size,
+                              size_t* read_r, rbd_error* err) {
+  Writer args;
+  args.U64(reader->id);
+  args.U64(offset);
+  args.U64(size);
+  Reply reply;
+  rbd_code code = reader->user->conn->Call(Op::kBodyReaderRead, args, &reply, err);
+  const std::string_view bytes = code == RBD_OK ? reply.in.Bytes() : std::string_view();
+  code = Decoded(reply, code, err);
+  if (code != RBD_OK) return code;
+  if (bytes.size() > size)
+    return rbd::remote::Report(rbd::Status::Io("rbd service: read more than asked"), err);
+  std::memcpy(buf, bytes.data(), bytes.size());
+  *read_r = bytes.size();
+  return code;
+}
+
+void rbd_body_reader_free(rbd_body_reader** reader) {
+  rbd::remote::Release((*reader)->user, Op::kBodyReaderFree, (*reader)->id);
+  delete *reader;
+  *reader = nullptr;
+}
+
+rbd_code rbd_body_write(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], const void* data, size_t size,
+                        const rbd_body_info* info, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.Guid(guid);
+  args.Bytes(data, size);
+  rbd::remote::PutInfo(args, info);
+  Reply reply;
+  return user->conn->Call(Op::kBodyWrite, args, &reply, err);
+}
+
+rbd_code rbd_body_writer_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_body_writer** writer_r,
+                              rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.Guid(guid);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kBodyWriterOpen, args, &reply, err);
+  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK) *writer_r = new rbd_body_writer{user, id};
+  return code;
+}
+
+rbd_code rbd_body_writer_write(rbd_body_writer* writer, const void* data, size_t size, rbd_error* err) {
+  Writer args;
+  args.U64(writer->id);
+  args.Bytes(data, size);
+  Reply reply;
+  return writer->user->conn->Call(Op::kBodyWriterWrite, args, &reply, err);
+}
+
+rbd_code rbd_body_writer_finish(rbd_body_writer* writer, const rbd_body_info* info, rbd_error* err) {
+  Writer args;
+  args.U64(writer->id);
+  rbd::remote::PutInfo(args, info);
+  Reply reply;
+  return writer->user->conn->Call(Op::kBodyWriterFinish, args, &reply, err);
+}
+
+void rbd_body_writer_free(rbd_body_writer** writer) {
+  rbd::remote::Release((*writer)->user, Op::kBodyWriterFree, (*writer)->id);
+  delete *writer;
+  *writer = nullptr;
+}
+
+rbd_code rbd_body_stat(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_body_info* info_r,
+                       rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.Guid(guid);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kBodyStat, args, &reply, err);
+  if (code == RBD_OK) Get(reply.in, reply.keep, info_r);
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_body_unref(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.Guid(guid);
+  Reply reply;
+  return user->conn->Call(Op::kBodyUnref, args, &reply, err);
+}
+
+rbd_code rbd_watch_open(rbd_index* mailbox, rbd_watch** watch_r, rbd_error* err) {
+  return rbd::remote::OpenWatch(mailbox->user, Op::kWatchOpen, mailbox->id, watch_r, err);
+}
+
+rbd_code rbd_watch_open_list(rbd_user* user, rbd_watch** watch_r, rbd_error* err) {
+  return rbd::remote::OpenWatch(user, Op::kWatchOpenList, user->id, watch_r, err);
+}
+
+int rbd_watch_fd(const rbd_watch* watch) { return watch->fd; }
+
+unsigned int rbd_watch_consume(rbd_watch* watch) {
+  Writer args;
+  args.U64(watch->id);
+  Reply reply;
+  rbd_code code = watch->user->conn->Call(Op::kWatchConsume, args, &reply, nullptr);
+  const unsigned int bits = code == RBD_OK ? reply.in.U32() : 0;
+  if (Decoded(reply, code, nullptr) == RBD_OK) return bits;
+  // Nobody clears the descriptor now: a readable one would wake the caller
+  // for ever.
+  eventfd_t count;
+  (void)eventfd_read(watch->fd, &count);
+  return RBD_WATCH_LOST;
+}
+
+void rbd_watch_close(rbd_watch** watch) {
+  rbd::remote::Release((*watch)->user, Op::kWatchClose, (*watch)->id);
+  close((*watch)->fd);
+  delete *watch;
+  *watch = nullptr;
+}
+
+}  // extern "C"

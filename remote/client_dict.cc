@@ -1,0 +1,97 @@
+// The dictionary's calls over the service (serve_dict.cc answers them).
+#include "client.h"
+
+using rbd::remote::Connection;
+using rbd::remote::Decoded;
+using rbd::remote::Held;
+using rbd::remote::MakeBuffer;
+using rbd::remote::Op;
+using rbd::remote::Reply;
+using rbd::remote::Writer;
+
+extern "C" {
+
+rbd_code rbd_dict_store_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
+                             rbd_dict_store** store_r, rbd_error* err) {
+  std::unique_ptr<Connection> conn;
+  rbd_code code =
+      Connection::Open(cluster->config.config, cluster->config.settings, command_started, &conn, err);
+  if (code != RBD_OK) return code;
+  Writer args;
+  args.String(ns);
+  Reply reply;
+  code = conn->Call(Op::kDictStoreOpen, args, &reply, err);
+  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK) *store_r = new rbd_dict_store{std::move(conn), id};
+  return code;
+}
+
+// The service closes the store when its connection ends.
+void rbd_dict_store_close(rbd_dict_store** store) {
+  delete *store;
+  *store = nullptr;
+}
+
+rbd_code rbd_dict_store_lookup(rbd_dict_store* store, const char* key, rbd_buffer** value_r, rbd_error* err) {
+  Writer args;
+  args.U64(store->id);
+  args.String(key);
+  Reply reply;
+  rbd_code code = store->conn->Call(Op::kDictLookup, args, &reply, err);
+  const std::string_view value = code == RBD_OK ? reply.in.Bytes() : std::string_view();
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK) *value_r = MakeBuffer(value);
+  return code;
+}
+
+rbd_code rbd_dict_store_list(rbd_dict_store* store, const char* prefix, const char* after, size_t max,
+                             rbd_dict_entries** entries_r, rbd_error* err) {
+  Writer args;
+  args.U64(store->id);
+  args.String(prefix);
+  args.String(after);
+  args.U64(max);
+  auto* list = new Held<rbd_dict_entries>();
+  rbd_code code = store->conn->Call(Op::kDictList, args, &list->reply, err);
+  if (code == RBD_OK) {
+    list->entries = rbd::remote::GetArray<rbd_dict_entry>(list->reply.in, list->reply.keep, &list->count);
+    list->more = list->reply.in.U8();
+  }
+  code = Decoded(list->reply, code, err);
+  if (code == RBD_OK)
+    *entries_r = list;
+  else
+    delete list;
+  return code;
+}
+
+void rbd_dict_entries_free(rbd_dict_entries** entries) {
+  delete static_cast<Held<rbd_dict_entries>*>(*entries);
+  *entries = nullptr;
+}
+
+rbd_code rbd_dict_store_commit(rbd_dict_store* store, const rbd_dict_change* changes, size_t count,
+                               int* inc_missed_r, rbd_error* err) {
+  Writer args;
+  args.U64(store->id);
+  PutArray(args, changes, count);
+  Reply reply;
+  rbd_code code = store->conn->Call(Op::kDictCommit, args, &reply, err);
+  const int inc_missed = code == RBD_OK ? reply.in.U8() : 0;
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK && inc_missed_r != nullptr) *inc_missed_r = inc_missed;
+  return code;
+}
+
+rbd_code rbd_dict_store_adopt(rbd_dict_store* store, const char* legacy_ns, const char* prefix,
+                              rbd_error* err) {
+  Writer args;
+  args.U64(store->id);
+  args.String(legacy_ns);
+  args.String(prefix);
+  Reply reply;
+  return store->conn->Call(Op::kDictAdopt, args, &reply, err);
+}
+
+}  // extern "C"

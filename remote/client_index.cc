@@ -1,0 +1,311 @@
+// The mailbox index's calls over the service (serve_index.cc answers them).
+// An index lives on its user's connection, under the service's number.
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "client.h"
+
+using rbd::remote::Decoded;
+using rbd::remote::GetArray;
+using rbd::remote::Held;
+using rbd::remote::Op;
+using rbd::remote::PutArray;
+using rbd::remote::Reader;
+using rbd::remote::Reply;
+using rbd::remote::Writer;
+
+namespace {
+
+// The arguments of a call on `mailbox`: its number first.
+Writer Args(const rbd_index* mailbox) {
+  Writer args;
+  args.U64(mailbox->id);
+  return args;
+}
+
+rbd_code Call(const rbd_index* mailbox, Op op, const Writer& args, Reply* reply, rbd_error* err) {
+  return mailbox->user->conn->Call(op, args, reply, err);
+}
+
+// Copies UIDs of a reply into the caller's room for `room` of them, never
+// more, whatever the service sent.
+void GetUids(Reader& in, uint32_t* uids_r, size_t room) {
+  std::vector<uint32_t> uids = in.Uids();
+  std::copy_n(uids.begin(), std::min(uids.size(), room), uids_r);
+}
+
+// A call answered with records, freed by rbd_records_free().
+rbd_code CallRecords(const rbd_index* mailbox, Op op, const Writer& args, rbd_records** records_r,
+                     rbd_error* err) {
+  auto* records = new Held<rbd_records>();
+  rbd_code code = Call(mailbox, op, args, &records->reply, err);
+  if (code == RBD_OK)
+    records->records = GetArray<rbd_record>(records->reply.in, records->reply.keep, &records->count);
+  code = Decoded(records->reply, code, err);
+  if (code == RBD_OK)
+    *records_r = records;
+  else
+    delete records;
+  return code;
+}
+
+}  // namespace
+
+extern "C" {
+
+rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_index** mailbox_r,
+                        rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.Guid(guid);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kIndexOpen, args, &reply, err);
+  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK) *mailbox_r = new rbd_index{user, id, nullptr};
+  return code;
+}
+
+// A close that fails leaves the handle to the service, which closes it
+// with the connection.
+void rbd_index_close(rbd_index** mailbox) {
+  Reply reply;
+  Call(*mailbox, Op::kIndexClose, Args(*mailbox), &reply, nullptr);
+  delete *mailbox;
+  *mailbox = nullptr;
+}
+
+rbd_code rbd_index_get_status(rbd_index* mailbox, rbd_index_status* status_r, rbd_error* err) {
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexGetStatus, Args(mailbox), &reply, err);
+  if (code == RBD_OK) Get(reply.in, reply.keep, status_r);
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_index_count_keys(rbd_index* mailbox, rbd_index_keys* keys_r, rbd_error* err) {
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexCountKeys, Args(mailbox), &reply, err);
+  if (code == RBD_OK) Get(reply.in, reply.keep, keys_r);
+  return Decoded(reply, code, err);
+}
+
+// The core's call does no I/O and cannot fail; this one can, and then
+// answers with the zeroes of a handle that has read nothing yet.
+void rbd_index_last_status(const rbd_index* index, rbd_index_status* status_r) {
+  Reply reply;
+  rbd_code code = Call(index, Op::kIndexLastStatus, Args(index), &reply, nullptr);
+  if (code == RBD_OK) Get(reply.in, reply.keep, status_r);
+  if (Decoded(reply, code, nullptr) != RBD_OK) *status_r = {};
+}
+
+rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,
+                                rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U32(up_to);
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexClaimRecent, args, &reply, err);
+  if (code == RBD_OK) {
+    *first_r = reply.in.U32();
+    *end_r = reply.in.U32();
+  }
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
+                          rbd_error* err) {
+  Writer args = Args(mailbox);
+  PutArray(args, messages, count);
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexAppend, args, &reply, err);
+  if (code == RBD_OK) GetUids(reply.in, uids_r, count);
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t count, rbd_index* dest,
+                        const rbd_copy_override* overrides, uint32_t* dest_uids_r, rbd_error* err) {
+  // Both handles must live in one service session: the one of their user.
+  if (source->user != dest->user) {
+    if (err != nullptr) {
+      err->code = RBD_ERR_INVALID;
+      std::snprintf(err->message, sizeof(err->message),
+                    "rbd_index_copy: source and destination belong to different users (service connections)");
+    }
+    return RBD_ERR_INVALID;
+  }
+  Writer args = Args(source);
+  args.Uids(source_uids, count);
+  args.U64(dest->id);
+  args.U8(overrides != nullptr);
+  if (overrides != nullptr) PutArray(args, overrides, count);
+  Reply reply;
+  rbd_code code = Call(source, Op::kIndexCopy, args, &reply, err);
+  if (code == RBD_OK) GetUids(reply.in, dest_uids_r, count);
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_index_update_flags(rbd_index* mailbox, const uint32_t* uids, size_t count,
+                                const rbd_flag_update* update, uint32_t** conflicts_r,
+                                size_t* conflict_count_r, uint64_t* modseq_r, rbd_error* err) {
+  const rbd_flag_change change{uids, count, *update};
+  return rbd_index_update_flags_of(mailbox, &change, 1, conflicts_r, conflict_count_r, modseq_r, err);
+}
+
+rbd_code rbd_index_update_flags_of(rbd_index* mailbox, const rbd_flag_change* changes, size_t count,
+                                   uint32_t** conflicts_r, size_t* conflict_count_r, uint64_t* modseq_r,
+                                   rbd_error* err) {
+  Writer args = Args(mailbox);
+  PutArray(args, changes, count);
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexUpdateFlags, args, &reply, err);
+  std::vector<uint32_t> conflicts;
+  uint64_t modseq = 0;
+  if (code == RBD_OK) {
+    conflicts = reply.in.Uids();
+    modseq = reply.in.U64();
+  }
+  code = Decoded(reply, code, err);
+  if (code != RBD_OK) return code;
+  *conflicts_r = nullptr;
+  if (!conflicts.empty()) {
+    *conflicts_r = new uint32_t[conflicts.size()];
+    std::copy(conflicts.begin(), conflicts.end(), *conflicts_r);
+  }
+  *conflict_count_r = conflicts.size();
+  *modseq_r = modseq;
+  return code;
+}
+
+void rbd_uids_free(uint32_t** uids) {
+  delete[] * uids;
+  *uids = nullptr;
+}
+
+rbd_code rbd_index_expunge(rbd_index* mailbox, const uint32_t* uids, size_t count, uint32_t* expunged_r,
+                           size_t* expunged_count_r, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.Uids(uids, count);
+  args.U8(expunged_r != nullptr);
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexExpunge, args, &reply, err);
+  if (code == RBD_OK) {
+    *expunged_count_r = std::min<uint64_t>(reply.in.U64(), count);
+    if (expunged_r != nullptr) GetUids(reply.in, expunged_r, count);
+  }
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_index_touch(rbd_index* mailbox, const uint32_t* uids, size_t count, uint64_t min_modseq,
+                         uint64_t* modseq_r, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.Uids(uids, count);
+  args.U64(min_modseq);
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexTouch, args, &reply, err);
+  if (code == RBD_OK) *modseq_r = reply.in.U64();
+  return Decoded(reply, code, err);
+}
+
+rbd_code rbd_index_list_records(rbd_index* mailbox, uint32_t after_uid, size_t max, rbd_records** records_r,
+                                rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U32(after_uid);
+  args.U64(max);
+  return CallRecords(mailbox, Op::kIndexListRecords, args, records_r, err);
+}
+
+rbd_code rbd_index_lookup_records(rbd_index* mailbox, const uint32_t* uids, size_t count,
+                                  rbd_records** records_r, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.Uids(uids, count);
+  return CallRecords(mailbox, Op::kIndexLookupRecords, args, records_r, err);
+}
+
+void rbd_records_free(rbd_records** records) {
+  delete static_cast<Held<rbd_records>*>(*records);
+  *records = nullptr;
+}
+
+rbd_code rbd_index_list_all(rbd_index* mailbox, size_t page, rbd_records** records_r,
+                            rbd_index_status* status_r, const char* const** keywords_r,
+                            size_t* keyword_count_r, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U64(page);
+  args.U8(keywords_r != nullptr);
+  auto* records = new Held<rbd_records>();
+  Reply& reply = records->reply;
+  rbd_code code = Call(mailbox, Op::kIndexListAll, args, &reply, err);
+  auto names = std::make_unique<Reply>();
+  const char* const* keywords = nullptr;
+  size_t keyword_count = 0;
+  if (code == RBD_OK) {
+    records->records = GetArray<rbd_record>(reply.in, reply.keep, &records->count);
+    Get(reply.in, reply.keep, status_r);
+    if (keywords_r != nullptr) keywords = names->keep.Strings(reply.in, &keyword_count);
+  }
+  code = Decoded(reply, code, err);
+  if (code != RBD_OK) {
+    delete records;
+    return code;
+  }
+  *records_r = records;
+  if (keywords_r != nullptr) {
+    mailbox->keywords = std::move(names);
+    *keywords_r = keywords;
+    *keyword_count_r = keyword_count;
+  }
+  return code;
+}
+
+rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_changes** changes_r,
+                           rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U64(since_modseq);
+  auto* changes = new Held<rbd_changes>();
+  Reply& reply = changes->reply;
+  rbd_code code = Call(mailbox, Op::kIndexChanges, args, &reply, err);
+  if (code == RBD_OK) {
+    changes->ops = GetArray<rbd_change>(reply.in, reply.keep, &changes->op_count);
+    Get(reply.in, reply.keep, &changes->status);
+  }
+  code = Decoded(reply, code, err);
+  if (code == RBD_OK)
+    *changes_r = changes;
+  else
+    delete changes;
+  return code;
+}
+
+void rbd_changes_free(rbd_changes** changes) {
+  delete static_cast<Held<rbd_changes>*>(*changes);
+  *changes = nullptr;
+}
+
+rbd_code rbd_index_trim_log(rbd_index* mailbox, uint64_t up_to_modseq, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U64(up_to_modseq);
+  Reply reply;
+  return Call(mailbox, Op::kIndexTrimLog, args, &reply, err);
+}
+
+rbd_code rbd_index_update_state(rbd_index* mailbox, uint32_t uidvalidity, uint32_t min_uidnext,
+                                uint64_t min_highest_modseq, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U32(uidvalidity);
+  args.U32(min_uidnext);
+  args.U64(min_highest_modseq);
+  Reply reply;
+  return Call(mailbox, Op::kIndexUpdateState, args, &reply, err);
+}
+
+rbd_code rbd_change_mailbox_guid(rbd_user* user, const char* name, const uint8_t guid[RBD_GUID_SIZE],
+                                 rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  args.Guid(guid);
+  Reply reply;
+  return user->conn->Call(Op::kChangeMailboxGuid, args, &reply, err);
+}
+
+}  // extern "C"

@@ -1,0 +1,278 @@
+// The user's calls over the service (serve_user.cc answers them).
+#include <algorithm>
+#include <cstring>
+
+#include "client.h"
+
+using rbd::remote::Connection;
+using rbd::remote::Held;
+using rbd::remote::Op;
+using rbd::remote::Reply;
+using rbd::remote::Writer;
+
+extern "C" {
+
+rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
+                       rbd_user** user_r, rbd_error* err) {
+  std::unique_ptr<Connection> conn;
+  rbd_code code =
+      Connection::Open(cluster->config.config, cluster->config.settings, command_started, &conn, err);
+  if (code != RBD_OK) return code;
+  Writer args;
+  args.String(ns);
+  Reply reply;
+  code = conn->Call(Op::kUserOpen, args, &reply, err);
+  const uint64_t id = reply.in.U64();
+  code = rbd::remote::Decoded(reply, code, err);
+  if (code == RBD_OK) *user_r = new rbd_user{std::move(conn), id};
+  return code;
+}
+
+// The service closes the user, and whatever is still open under it, when
+// its connection ends.
+void rbd_user_close(rbd_user** user) {
+  delete *user;
+  *user = nullptr;
+}
+
+rbd_code rbd_list_mailboxes(rbd_user* user, rbd_mailbox_entries** list_r, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  auto* list = new Held<rbd_mailbox_entries>();
+  rbd_code code = user->conn->Call(Op::kListMailboxes, args, &list->reply, err);
+  if (code == RBD_OK)
+    list->entries = rbd::remote::GetArray<rbd_mailbox_entry>(list->reply.in, list->reply.keep, &list->count);
+  code = rbd::remote::Decoded(list->reply, code, err);
+  if (code == RBD_OK)
+    *list_r = list;
+  else
+    delete list;
+  return code;
+}
+
+void rbd_mailbox_entries_free(rbd_mailbox_entries** list) {
+  delete static_cast<Held<rbd_mailbox_entries>*>(*list);
+  *list = nullptr;
+}
+
+size_t rbd_user_drain_ops(rbd_user* user, rbd_op_record* out, size_t max, uint64_t* dropped_r) {
+  Writer args;
+  args.U64(user->id);
+  args.U32(static_cast<uint32_t>(max));
+  Reply reply;
+  size_t n = 0;
+  *dropped_r = 0;
+  if (user->conn->Call(Op::kUserDrainOps, args, &reply, nullptr) != RBD_OK) return 0;
+  const rbd_op_record* records = rbd::remote::GetArray<rbd_op_record>(reply.in, reply.keep, &n);
+  *dropped_r = reply.in.U64();
+  if (reply.in.failed() || n > max) return 0;
+  std::copy(records, records + n, out);
+  return n;
+}
+
+rbd_code rbd_lookup_mailbox(rbd_user* user, const char* name, uint8_t guid_r[RBD_GUID_SIZE], rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kLookupMailbox, args, &reply, err);
+  if (code == RBD_OK) reply.in.Guid(guid_r);
+  return rbd::remote::Decoded(reply, code, err);
+}
+
+rbd_code rbd_create_mailbox(rbd_user* user, const char* name, const uint8_t guid[RBD_GUID_SIZE],
+                            uint32_t uidvalidity, const char* special_use, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  args.Guid(guid);
+  args.U32(uidvalidity);
+  args.String(special_use);
+  Reply reply;
+  return user->conn->Call(Op::kCreateMailbox, args, &reply, err);
+}
+
+rbd_code rbd_delete_mailbox(rbd_user* user, const char* name, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  Reply reply;
+  return user->conn->Call(Op::kDeleteMailbox, args, &reply, err);
+}
+
+rbd_code rbd_rename_mailbox(rbd_user* user, const char* old_name, const char* new_name, char separator,
+                            rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(old_name);
+  args.String(new_name);
+  args.U8(static_cast<uint8_t>(separator));
+  Reply reply;
+  return user->conn->Call(Op::kRenameMailbox, args, &reply, err);
+}
+
+rbd_code rbd_set_subscribed(rbd_user* user, const char* name, int subscribed, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  args.U8(subscribed != 0);
+  Reply reply;
+  return user->conn->Call(Op::kSetSubscribed, args, &reply, err);
+}
+
+rbd_code rbd_set_special_use(rbd_user* user, const char* name, const char* special_use, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  args.String(special_use);
+  Reply reply;
+  return user->conn->Call(Op::kSetSpecialUse, args, &reply, err);
+}
+
+size_t rbd_user_drain_settled(rbd_user* user, rbd_settled* out, size_t max) {
+  Writer args;
+  args.U64(user->id);
+  args.U32(static_cast<uint32_t>(max));
+  Reply reply;
+  size_t n = 0;
+  if (user->conn->Call(Op::kUserDrainSettled, args, &reply, nullptr) != RBD_OK) return 0;
+  const rbd_settled* settled = rbd::remote::GetArray<rbd_settled>(reply.in, reply.keep, &n);
+  if (reply.in.failed() || n > max) return 0;
+  std::copy(settled, settled + n, out);
+  return n;
+}
+
+void rbd_user_settle(rbd_user* user) {
+  Writer args;
+  args.U64(user->id);
+  Reply reply;
+  user->conn->Call(Op::kUserSettle, args, &reply, nullptr);
+}
+
+void rbd_user_take_unsettled(rbd_user* user, rbd_buffer** kept_r) {
+  Writer args;
+  args.U64(user->id);
+  args.U8(kept_r != nullptr);
+  Reply reply;
+  if (kept_r != nullptr) *kept_r = nullptr;
+  if (user->conn->Call(Op::kUserTakeUnsettled, args, &reply, nullptr) != RBD_OK || reply.in.U8() == 0) return;
+  std::string_view kept = reply.in.Bytes();
+  if (kept_r != nullptr && !reply.in.failed()) *kept_r = rbd::remote::MakeBuffer(kept);
+}
+
+rbd_code rbd_user_add_unsettled(rbd_user* user, const void* data, size_t size, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.Bytes(data, size);
+  Reply reply;
+  return user->conn->Call(Op::kUserAddUnsettled, args, &reply, err);
+}
+
+rbd_code rbd_lease_acquire(rbd_user* user, const char* name, uint32_t duration_ms, rbd_lease** lease_r,
+                           rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.String(name);
+  args.U32(duration_ms);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kLeaseAcquire, args, &reply, err);
+  const uint64_t id = reply.in.U64();
+  code = rbd::remote::Decoded(reply, code, err);
+  if (code == RBD_OK) *lease_r = new rbd_lease{user, id};
+  return code;
+}
+
+rbd_code rbd_lease_renew(rbd_lease* lease, rbd_error* err) {
+  Writer args;
+  args.U64(lease->id);
+  Reply reply;
+  return lease->user->conn->Call(Op::kLeaseRenew, args, &reply, err);
+}
+
+void rbd_lease_release(rbd_lease** lease) {
+  Writer args;
+  args.U64((*lease)->id);
+  Reply reply;
+  (*lease)->user->conn->Call(Op::kLeaseRelease, args, &reply, nullptr);
+  delete *lease;
+  *lease = nullptr;
+}
+
+rbd_code rbd_user_gc(rbd_user* user, uint32_t grace_seconds, rbd_gc_stats* stats_r, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.U32(grace_seconds);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kUserGc, args, &reply, err);
+  *stats_r = {};
+  if (!reply.body.empty()) rbd::remote::Get(reply.in, reply.keep, stats_r);
+  return rbd::remote::Decoded(reply, code, err);
+}
+
+rbd_code rbd_user_check(rbd_user* user, int repair, uint32_t grace_seconds, rbd_problems** problems_r,
+                        rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.U8(repair != 0);
+  args.U32(grace_seconds);
+  auto* problems = new Held<rbd_problems>();
+  rbd_code code = user->conn->Call(Op::kUserCheck, args, &problems->reply, err);
+  if (code == RBD_OK)
+    problems->problems =
+        rbd::remote::GetArray<rbd_problem>(problems->reply.in, problems->reply.keep, &problems->count);
+  code = rbd::remote::Decoded(problems->reply, code, err);
+  *problems_r = code == RBD_OK ? problems : nullptr;
+  if (code != RBD_OK) delete problems;
+  return code;
+}
+
+void rbd_problems_free(rbd_problems** problems) {
+  delete static_cast<Held<rbd_problems>*>(*problems);
+  *problems = nullptr;
+}
+
+rbd_code rbd_user_list_objects(rbd_user* user, rbd_objects** objects_r, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  auto* objects = new Held<rbd_objects>();
+  rbd_code code = user->conn->Call(Op::kUserListObjects, args, &objects->reply, err);
+  if (code == RBD_OK)
+    objects->objects =
+        rbd::remote::GetArray<rbd_object>(objects->reply.in, objects->reply.keep, &objects->count);
+  code = rbd::remote::Decoded(objects->reply, code, err);
+  *objects_r = code == RBD_OK ? objects : nullptr;
+  if (code != RBD_OK) delete objects;
+  return code;
+}
+
+void rbd_objects_free(rbd_objects** objects) {
+  delete static_cast<Held<rbd_objects>*>(*objects);
+  *objects = nullptr;
+}
+
+namespace {
+
+rbd_code Rebuild(rbd_user* user, const uint8_t* only, rbd_rebuild_stats* stats_r, rbd_error* err) {
+  Writer args;
+  args.U64(user->id);
+  args.U8(only != nullptr);
+  if (only != nullptr) args.Guid(only);
+  Reply reply;
+  rbd_code code = user->conn->Call(Op::kUserRebuild, args, &reply, err);
+  *stats_r = {};
+  if (!reply.body.empty()) rbd::remote::Get(reply.in, reply.keep, stats_r);
+  return rbd::remote::Decoded(reply, code, err);
+}
+
+}  // namespace
+
+rbd_code rbd_user_rebuild(rbd_user* user, rbd_rebuild_stats* stats_r, rbd_error* err) {
+  return Rebuild(user, nullptr, stats_r, err);
+}
+
+rbd_code rbd_mailbox_rebuild(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_rebuild_stats* stats_r,
+                             rbd_error* err) {
+  return Rebuild(user, guid, stats_r, err);
+}
+
+}  // extern "C"

@@ -1,0 +1,87 @@
+// Session: the service side of one client connection (wire.h).
+//
+// It decodes each call, runs it on the core through the same C ABI the
+// client implements, and answers. Every handle the client opened lives in
+// the session under a number; the client holds only that number. When the
+// connection ends, the session closes what the client left open, newest
+// first, so an index is closed before its user.
+#ifndef REMOTE_SESSION_H_
+#define REMOTE_SESSION_H_
+
+#include <sys/time.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+
+#include "codec.h"
+
+namespace rbd::remote {
+
+class Session {
+ public:
+  explicit Session(int sock) : sock_(sock) {}
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Serves calls until the client hangs up or breaks the protocol.
+  void Run();
+
+  // Adds a handle and returns its number.
+  template <typename T>
+  uint64_t Add(T* handle) {
+    handles_.emplace(++last_id_, handle);
+    return last_id_;
+  }
+  // The handle numbered `id` if it is a T, else nullptr.
+  template <typename T>
+  T* Find(uint64_t id) const {
+    auto it = handles_.find(id);
+    if (it == handles_.end()) return nullptr;
+    T* const* h = std::get_if<T*>(&it->second);
+    return h != nullptr ? *h : nullptr;
+  }
+  // Removes the handle from the session, leaving it to the caller.
+  template <typename T>
+  T* Take(uint64_t id) {
+    T* h = Find<T>(id);
+    if (h != nullptr) handles_.erase(id);
+    return h;
+  }
+
+  rbd_cluster* cluster() const { return cluster_; }
+  void set_cluster(rbd_cluster* cluster) { cluster_ = cluster; }
+  // The client's command clock, sent with every call (rbd_user_open), or
+  // nullptr when its hello said it has none.
+  const struct timeval* clock() const { return has_clock_ ? &clock_ : nullptr; }
+  void set_has_clock(bool has_clock) { has_clock_ = has_clock; }
+
+ private:
+  using Handle = std::variant<rbd_user*, rbd_index*, rbd_watch*, rbd_lease*, rbd_body_reader*,
+                              rbd_body_writer*, rbd_dict_store*>;
+
+  // One call: the reply frame, and a descriptor to send beside it or -1.
+  std::string Serve(std::string_view request, int* fd_r);
+  void CloseAll();
+
+  int sock_;
+  bool greeted_ = false;
+  rbd_cluster* cluster_ = nullptr;
+  struct timeval clock_ {};
+  bool has_clock_ = false;
+  uint64_t last_id_ = 0;
+  std::map<uint64_t, Handle> handles_;
+};
+
+// The service's handlers, one per Op; `in` is positioned at the call's
+// arguments. A handler writes its outputs to `out` (read by the client
+// stub of the same call) and returns the call's code; *fd_r, when set,
+// travels beside the reply.
+using Handler = rbd_code (*)(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err);
+Handler FindHandler(Op op);
+
+}  // namespace rbd::remote
+
+#endif  // REMOTE_SESSION_H_
