@@ -43,6 +43,8 @@ struct rbd_dict {
 	pool_t pool;
 	/* rbd_* settings given in the URI. */
 	ARRAY(struct rbd_dict_setting) uri_settings;
+	/* Where the rbd service's socket is when no mail user says. */
+	const char *base_dir;
 
 	/* Set up by the first operation (rbd_dict_connect). */
 	struct rbd_config *config;
@@ -127,8 +129,8 @@ static int rbd_dict_parse_uri(struct rbd_dict *dict, const char *uri,
 }
 
 static int rbd_dict_init(struct dict *driver, const char *uri,
-                         const struct dict_settings *set ATTR_UNUSED,
-                         struct dict **dict_r, const char **error_r)
+                         const struct dict_settings *set, struct dict **dict_r,
+                         const char **error_r)
 {
 	struct rbd_dict *dict;
 	pool_t pool;
@@ -136,6 +138,7 @@ static int rbd_dict_init(struct dict *driver, const char *uri,
 	pool = pool_alloconly_create("rbd dict", 512);
 	dict = p_new(pool, struct rbd_dict, 1);
 	dict->pool = pool;
+	dict->base_dir = p_strdup(pool, set->base_dir);
 	dict->dict = *driver;
 	p_array_init(&dict->uri_settings, pool, 4);
 	i_array_init(&dict->pending, 4);
@@ -193,12 +196,11 @@ static int rbd_dict_connect(struct rbd_dict *dict, const char **error_r)
 
 	if (dict->cluster != NULL)
 		return 0;
-	if (rbd_check_vsz_limit(error_r) < 0)
-		return -1;
 	user = rbd_dict_find_user(dict->dict.event);
-	if (user == NULL)
+	if (user == NULL) {
 		config = rbd_config_new();
-	else if (rbd_user_config(user, &config, error_r) < 0)
+		rbd_config_set_default_service(config, dict->base_dir);
+	} else if (rbd_user_config(user, &config, error_r) < 0)
 		return -1;
 	array_foreach(&dict->uri_settings, setting)
 	{
@@ -296,8 +298,7 @@ static int rbd_dict_get_store(struct rbd_dict *dict, const char *username,
 	}
 	if (*store == NULL) {
 		if (rbd_dict_store_open(dict->cluster, ns, rbd_command_clock(),
-		                        store, &err) !=
-		    RBD_OK) {
+		                        store, &err) != RBD_OK) {
 			*error_r = rbd_dict_error(&err);
 			return -1;
 		}

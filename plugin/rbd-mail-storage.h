@@ -168,12 +168,13 @@ extern MODULE_CONTEXT_DEFINE(rbd_transaction_module,
    the setting that is wrong. */
 int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
                     const char **error_r);
+/* rbd_service's default: the socket of the node's rbd service in
+   base_dir. */
+void rbd_config_set_default_service(struct rbd_config *config,
+                                    const char *base_dir);
 /* The RADOS namespace of the user's objects: rbd_namespace, else the
    username. */
 const char *rbd_user_namespace(struct mail_user *user);
-/* Fails (naming the setting) when the process's address space limit is too
-   low for librados. */
-int rbd_check_vsz_limit(const char **error_r);
 /* Opens *user, the RADOS namespace `ns`, unless it is open already
    (connecting if needed: a login must not fail just because the cluster is
    slow to answer); sets the storage error on failure. */

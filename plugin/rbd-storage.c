@@ -14,12 +14,6 @@
 #include "settings-parser.h"
 #include "rbd-mail-storage.h"
 
-#include <sys/resource.h>
-
-/* librados starts ~12 threads and maps far more address space than
-   Dovecot's default vsz_limit (256 MB) allows; below this it aborts on its
-   first operation, so refuse to start instead. */
-#define RBD_MIN_VSZ_LIMIT (1024ULL * 1024 * 1024)
 /* How long after a cluster timeout further operations fail at once. */
 #define RBD_UNAVAILABLE_FAST_FAIL_SECS 2
 
@@ -42,6 +36,7 @@ static const char *const rbd_setting_names[] = {
         "rbd_changelog_max_entries",
         "rbd_changelog_max_age",
         "rbd_shard_uids",
+        "rbd_service",
         NULL,
 };
 
@@ -62,21 +57,6 @@ static struct mail_storage *rbd_storage_alloc(void)
 	storage->storage = rbd_storage;
 	storage->storage.pool = pool;
 	return &storage->storage;
-}
-
-int rbd_check_vsz_limit(const char **error_r)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_AS, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
-	    rl.rlim_cur >= RBD_MIN_VSZ_LIMIT)
-		return 0;
-	*error_r = t_strdup_printf(
-	        "vsz_limit is %llu MB, librados needs at least %llu MB: "
-	        "raise vsz_limit of this service (see 90-rbd.conf)",
-	        (unsigned long long)rl.rlim_cur / (1024 * 1024),
-	        RBD_MIN_VSZ_LIMIT / (1024 * 1024));
-	return -1;
 }
 
 /* Levenshtein distance of a and b; UINT_MAX if b is unusually long. */
@@ -148,6 +128,7 @@ int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
 
 	rbd_warn_unknown_settings(user);
 	config = rbd_config_new();
+	rbd_config_set_default_service(config, user->set->base_dir);
 	for (i = 0; rbd_setting_names[i] != NULL; i++) {
 		value = mail_user_plugin_getenv(user, rbd_setting_names[i]);
 		if (value == NULL)
@@ -161,6 +142,16 @@ int rbd_user_config(struct mail_user *user, struct rbd_config **config_r,
 	}
 	*config_r = config;
 	return 0;
+}
+
+void rbd_config_set_default_service(struct rbd_config *config,
+                                    const char *base_dir)
+{
+	struct rbd_error err;
+
+	if (rbd_config_set(config, "rbd_service",
+	                   t_strconcat(base_dir, "/rbd", NULL), &err) != RBD_OK)
+		i_unreached();
 }
 
 const char *rbd_user_namespace(struct mail_user *user)
@@ -252,8 +243,7 @@ static int rbd_storage_create(struct mail_storage *_storage,
 	struct rbd_error err;
 
 	event_add_category(_storage->event, &event_category_rbd);
-	if (rbd_check_vsz_limit(error_r) < 0 ||
-	    rbd_storage_check_settings(_storage, ns, error_r) < 0 ||
+	if (rbd_storage_check_settings(_storage, ns, error_r) < 0 ||
 	    rbd_storage_check_plugins(user, error_r) < 0)
 		return -1;
 	if (rbd_user_config(user, &storage->config, error_r) < 0 ||
@@ -1048,9 +1038,9 @@ static int rbd_mailbox_get_state_status(struct rbd_mailbox *mbox,
 	   sync writes the cluster's first recent UID there): STATUS claims
 	   nothing. */
 	status_r->recent = status.recent_messages;
-	status_r->unseen = status.messages > status.seen_messages ?
-	                           status.messages - status.seen_messages :
-	                           0;
+	status_r->unseen = status.messages > status.seen_messages
+	                           ? status.messages - status.seen_messages
+	                           : 0;
 	status_r->uidvalidity = status.uidvalidity;
 	status_r->uidnext = status.uidnext;
 	/* As Dovecot's index answers for a mailbox that had no change. */

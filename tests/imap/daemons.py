@@ -169,6 +169,29 @@ class Node:
     def master_pid(self):
         return int((self.path / "run" / "master.pid").read_text())
 
+    def service_pid(self, timeout=10):
+        """The pid of the node's rbd service (a child of the master titled dovecot/rbd);
+        waits for the master to start one."""
+        master = self.master_pid()
+
+        def find():
+            for proc in Path("/proc").iterdir():
+                try:
+                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == master and title.split()[0:1] == [b"dovecot/rbd"]:
+                    return int(proc.name)
+            return None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = find()
+            if pid:
+                return pid
+            time.sleep(0.05)
+        raise AssertionError("node %s has no rbd service" % self.name)
+
     def add_user(self, user, quota_storage=None, settings=None):
         """settings: plugin settings of this user only, {name: value}."""
         args = [DOVECOT_DEV, "add-user", self.path, user, "--password", PASSWORD]

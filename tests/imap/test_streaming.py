@@ -156,12 +156,28 @@ def test_an_append_cut_off_half_way_leaves_no_chunks(node_a, user, cluster):
 
 
 @pytest.mark.rbd_only("kills an imap process and reads the cluster's objects")
-def test_chunks_of_a_process_killed_mid_append_are_reclaimed_by_gc(node_a, user, cluster,
-                                                                    connect):
+def test_chunks_of_a_process_killed_mid_append_are_removed_by_the_service(node_a, user,
+                                                                           cluster, connect):
+    # The imap process dies; the node's rbd service, which writes the chunks for it, sees
+    # its connection end and frees the body writer, which removes what it wrote.
     conn = append_half(node_a, user, 20 * MiB, 12 * MiB)
     pid = imap_pid(node_a, user)
     assert wait_for(lambda: len(user_mail_objects(cluster, user)) >= 8, 30)
     os.kill(pid, signal.SIGKILL)
+    conn.close()
+    assert wait_for(lambda: user_mail_objects(cluster, user) == [], 30), \
+        user_mail_objects(cluster, user)
+    imap = connect(node_a, user)
+    assert imap.ok("STATUS", "INBOX", "(MESSAGES)").lines("STATUS")[0].endswith(
+        "(MESSAGES 0)")
+
+
+def test_chunks_of_a_service_killed_mid_append_are_reclaimed_by_gc(node_a, user, cluster,
+                                                                   connect):
+    # The service itself dies while it writes the chunks: nothing removes them but gc.
+    conn = append_half(node_a, user, 20 * MiB, 12 * MiB)
+    assert wait_for(lambda: len(user_mail_objects(cluster, user)) >= 8, 30)
+    os.kill(node_a.service_pid(), signal.SIGKILL)
     conn.close()
     left = user_mail_objects(cluster, user)
     assert left and all(o.count(".") == 2 for o in left), "chunks only, no head: %s" % left

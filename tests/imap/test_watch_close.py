@@ -6,7 +6,8 @@ does not wait for one already started. A session on node A whose mailbox node B 
 closed just as the last notifies and the OSD's disconnect for that mailbox arrive, so a
 callback could still run on the freed watch. The race is a few instructions wide; gdb
 (non-stop: only the finisher thread stops) holds the callback for STALL seconds so that
-the close happens inside it, every time."""
+the close happens inside it, every time. The watch lives in node A's rbd service, which
+serves every session of the node: it must survive, and the session must end cleanly."""
 
 import re
 import shutil
@@ -22,7 +23,7 @@ STALL = 3
 
 
 @pytest.mark.two_nodes
-@pytest.mark.rbd_only("stops a librados thread of node A's imap process in gdb")
+@pytest.mark.rbd_only("stops a librados thread of node A's rbd service in gdb")
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
 def test_a_session_closed_by_a_delete_waits_for_a_running_watch_callback(connect, node_a,
                                                                         node_b, user,
@@ -36,6 +37,9 @@ def test_a_session_closed_by_a_delete_waits_for_a_running_watch_callback(connect
     on_a.idle_start()            # watches the mailbox's index object; the watch stays open
     on_a.idle_done()
     pid = session_pid(node_a, user)
+    service = node_a.service_pid()
+    log = node_a.path / "dovecot.log"
+    logged = log.stat().st_size
 
     gdb = Gdb("""set pagination off
 set non-stop on
@@ -49,7 +53,7 @@ end
 set confirm off
 continue -a &
 echo READY\\n
-""" % (pid, STALL), tmp_path / "gdb.out")
+""" % (service, STALL), tmp_path / "gdb.out")
     try:
         gdb.wait_for("READY", 60)
         # gdb reports the threads it stopped on attach after its script ran: once it has,
@@ -76,4 +80,8 @@ echo READY\\n
     time.sleep(1)
     lines = process_lines(node_a, pid)
     assert any("Disconnected: IMAP session state is inconsistent" in line for line in lines)
-    assert [line for line in lines if re.search(r"killed with signal|Panic:|Fatal:", line)] == []
+    with open(log, errors="replace") as f:
+        f.seek(logged)
+        since = f.read().splitlines()
+    assert [line for line in since if re.search(r"killed with signal|Panic:|Fatal:", line)] == []
+    assert node_a.service_pid() == service, "the rbd service was restarted"
