@@ -2,6 +2,7 @@
 // the connection every other call goes through.
 #include "client.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -84,37 +85,105 @@ rbd_code Connection::Open(const Config& config,
                           const struct timeval* clock, std::unique_ptr<Connection>* conn_r, rbd_error* err) {
   if (config.service.empty())
     return Report(Status::Invalid("rbd_service: setting is required (the rbd service's socket)"), err);
-  struct sockaddr_un addr {};
-  addr.sun_family = AF_UNIX;
-  if (config.service.size() >= sizeof(addr.sun_path))
+  if (config.service.size() >= sizeof(sockaddr_un::sun_path))
     return Report(Status::Invalid("rbd_service: path too long: " + config.service), err);
-  std::memcpy(addr.sun_path, config.service.c_str(), config.service.size() + 1);
-  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) return Report(Status::Io(std::string("socket(): ") + std::strerror(errno)), err);
-  if (connect(sock, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) < 0) {
-    Status s = Status::Unavailable("rbd service " + config.service + ": " + std::strerror(errno) +
-                                   " (is `service rbd` running? see rbd_service)");
-    close(sock);
-    return Report(s, err);
-  }
-  std::unique_ptr<Connection> conn(new Connection(sock, config.service, clock));
-  Writer hello;
-  hello.U32(kProtocolVersion);
-  hello.U8(clock != nullptr);
-  hello.U32(static_cast<uint32_t>(settings.size()));
+  std::unique_ptr<Connection> conn(new Connection(config.service, clock));
+  conn->hello_.U32(kProtocolVersion);
+  conn->hello_.U8(clock != nullptr);
+  conn->hello_.U32(static_cast<uint32_t>(settings.size()));
   for (const auto& [name, value] : settings) {
-    hello.String(name.c_str());
-    hello.String(value.c_str());
+    conn->hello_.String(name.c_str());
+    conn->hello_.String(value.c_str());
   }
-  Reply reply;
-  rbd_code code = conn->Call(Op::kHello, hello, &reply, err);
+  rbd_code code = conn->Connect(err);
   if (code == RBD_OK) *conn_r = std::move(conn);
   return code;
 }
 
-Connection::~Connection() { close(sock_); }
+Connection::~Connection() {
+  if (sock_ >= 0) close(sock_);
+}
+
+rbd_code Connection::Connect(rbd_error* err) {
+  if (sock_ >= 0) close(sock_);
+  sock_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock_ < 0) return Report(Status::Io(std::string("socket(): ") + std::strerror(errno)), err);
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+  if (connect(sock_, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) < 0) {
+    lost_errno_ = errno;
+    return Report(Status::Unavailable("rbd service " + path_ + ": " + std::strerror(errno) +
+                                      " (is `service rbd` running? see rbd_service)"),
+                  err);
+  }
+  lost_errno_ = 0;
+  generation_++;
+  Reply reply;
+  rbd_code code = Exchange(Op::kHello, hello_, &reply, err);
+  // Handles of the service that went away, opened again in the order they
+  // were first opened, so an index follows its user. One that cannot be
+  // (its mailbox was deleted meanwhile) is left out, and its calls fail;
+  // the first, the user or dictionary itself, must be.
+  for (auto it = replays_.begin(); code == RBD_OK && it != replays_.end();) {
+    Reply replayed;
+    rbd_code r = Exchange(it->second.op, it->second.args, &replayed, err);
+    if (r == RBD_OK) {
+      if (it->second.reopened) it->second.reopened(replayed);
+      ++it;
+    } else if (lost_errno_ != 0 || it == replays_.begin()) {
+      code = r;
+    } else {
+      it = replays_.erase(it);
+    }
+  }
+  // Half a connection serves nothing: the next call tries again.
+  if (code != RBD_OK && lost_errno_ == 0) lost_errno_ = ECONNABORTED;
+  return code;
+}
+
+bool Connection::Lost() {
+  if (lost_errno_ == 0 && sock_ >= 0) {
+    // Between calls the service never sends: a readable socket is its end.
+    struct pollfd p {
+      sock_, POLLIN | POLLRDHUP, 0
+    };
+    if (poll(&p, 1, 0) > 0) lost_errno_ = ECONNRESET;
+  }
+  return lost_errno_ != 0;
+}
 
 rbd_code Connection::Call(Op op, const Writer& args, Reply* reply, rbd_error* err) {
+  if (Lost()) {
+    rbd_code code = Connect(err);
+    if (code != RBD_OK) return code;
+  }
+  return Exchange(op, args, reply, err);
+}
+
+rbd_code Connection::CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err) {
+  if (generation != generation_ || Lost())
+    return Report(Status::Unavailable("rbd service " + path_ + " restarted since this was opened"), err);
+  return Exchange(op, args, reply, err);
+}
+
+rbd_code Connection::CallOpen(Op op, uint64_t id, const Writer& args, Reply* reply, rbd_error* err,
+                              std::function<void(Reply&)> reopened) {
+  rbd_code code = Call(op, args, reply, err);
+  if (code == RBD_OK) replays_[id] = Replay{op, args, std::move(reopened)};
+  return code;
+}
+
+void Connection::Release(Op op, uint64_t id) {
+  replays_.erase(id);
+  if (Lost()) return;
+  Writer args;
+  args.U64(id);
+  Reply reply;
+  Exchange(op, args, &reply, nullptr);
+}
+
+rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err) {
   const rbd_code lost = Mutates(op) ? RBD_ERR_UNKNOWN : RBD_ERR_UNAVAILABLE;
   if (lost_errno_ == 0) {
     Writer request;

@@ -7,6 +7,8 @@
 
 #include <sys/time.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -38,19 +40,55 @@ class Connection {
                        const struct timeval* clock, std::unique_ptr<Connection>* conn_r, rbd_error* err);
   ~Connection();
 
+  // A number for a handle this connection opens next.
+  uint64_t NewId() { return ++last_id_; }
+
   // One call. When the service goes away meanwhile the call fails with
   // RBD_ERR_UNAVAILABLE, or RBD_ERR_UNKNOWN when it could have changed
-  // something, and so does every later call on this connection.
+  // something. The next call connects again (to the service the master
+  // started in its place) and first opens again what CallOpen opened.
   rbd_code Call(Op op, const Writer& args, Reply* reply, rbd_error* err);
+  // A call on a handle the service cannot open again (a lease, a body
+  // reader or writer), opened at `generation`: RBD_ERR_UNAVAILABLE, and no
+  // new connection, once the service it lived in has gone.
+  rbd_code CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err);
+  // A call that opens handle `id` (its first argument), which a new
+  // service opens again before any other call: a user, an index, a watch,
+  // a dictionary. `reopened` takes the reply of each such replay.
+  rbd_code CallOpen(Op op, uint64_t id, const Writer& args, Reply* reply, rbd_error* err,
+                    std::function<void(Reply&)> reopened = nullptr);
+  // Closes handle `id` in the service (if it is still there) and forgets
+  // it: errors are the service's to clean up, when the connection ends.
+  void Release(Op op, uint64_t id);
+
+  // Whether the service has gone (checked without a call).
+  bool Lost();
+  // Counts connections made: handles of an earlier one are gone unless
+  // CallOpen opened them.
+  uint64_t generation() const { return generation_; }
+  int sock() const { return sock_; }
 
  private:
-  Connection(int sock, std::string path, const struct timeval* clock)
-      : sock_(sock), path_(std::move(path)), clock_(clock) {}
+  struct Replay {
+    Op op;
+    Writer args;
+    std::function<void(Reply&)> reopened;
+  };
 
-  int sock_;
-  std::string path_;
+  Connection(std::string path, const struct timeval* clock) : path_(std::move(path)), clock_(clock) {}
+  // Connects, says hello and opens the replays again.
+  rbd_code Connect(rbd_error* err);
+  // Sends one call and reads its answer, on the connection as it is.
+  rbd_code Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err);
+
+  int sock_ = -1;
+  const std::string path_;
   const struct timeval* clock_;
+  Writer hello_;
   int lost_errno_ = 0;
+  uint64_t generation_ = 0;
+  uint64_t last_id_ = 0;
+  std::map<uint64_t, Replay> replays_;
 };
 
 // Sets *err (when not NULL) from `s` and returns its code.
@@ -92,25 +130,36 @@ struct rbd_index {
   std::unique_ptr<rbd::remote::Reply> keywords;
 };
 
+// What the caller polls (rbd_watch_fd) is an epoll set of the service's
+// eventfd and the connection's socket: readable on a change, and also when
+// the service has gone, so that the caller syncs (and the sync's calls
+// connect again, which opens the watch again into the same set).
 struct rbd_watch {
   rbd_user* user;
   uint64_t id;
-  int fd;
+  int epoll_fd;
+  // The service's eventfd, or -1 while the service is away.
+  int event_fd;
 };
 
+// Leases and body readers and writers live only as long as the service
+// that opened them (generation).
 struct rbd_lease {
   rbd_user* user;
   uint64_t id;
+  uint64_t generation;
 };
 
 struct rbd_body_reader {
   rbd_user* user;
   uint64_t id;
+  uint64_t generation;
 };
 
 struct rbd_body_writer {
   rbd_user* user;
   uint64_t id;
+  uint64_t generation;
 };
 
 struct rbd_dict_store {

@@ -1,5 +1,5 @@
 // Message bodies and watches over the service (serve_body.cc answers them).
-#include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,30 +23,48 @@ void PutInfo(Writer& w, const rbd_body_info* info) {
   if (info != nullptr) Put(w, *info);
 }
 
-// Frees the service's handle; when that fails, the end of the connection
-// frees it.
-void Release(rbd_user* user, Op op, uint64_t id) {
-  Writer args;
-  args.U64(id);
-  Reply reply;
-  user->conn->Call(op, args, &reply, nullptr);
+// Puts the service's eventfd, and the socket whose end also wakes the
+// caller, into the watch's epoll set (again, after a new connection).
+void Arm(rbd_watch* watch, Reply& reply) {
+  if (watch->event_fd >= 0) close(watch->event_fd);
+  watch->event_fd = reply.fd;
+  reply.fd = -1;
+  struct epoll_event ev {};
+  ev.events = EPOLLIN;
+  epoll_ctl(watch->epoll_fd, EPOLL_CTL_ADD, watch->event_fd, &ev);
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  epoll_ctl(watch->epoll_fd, EPOLL_CTL_ADD, watch->user->conn->sock(), &ev);
 }
 
-rbd_code OpenWatch(rbd_user* user, Op op, uint64_t id, rbd_watch** watch_r, rbd_error* err) {
+// Empties the epoll set once the service has gone: until a new connection
+// opens the watch again, nothing is left to wake the caller.
+void Disarm(rbd_watch* watch) {
+  if (watch->event_fd >= 0) close(watch->event_fd);
+  watch->event_fd = -1;
+  epoll_ctl(watch->epoll_fd, EPOLL_CTL_DEL, watch->user->conn->sock(), nullptr);
+}
+
+rbd_code OpenWatch(rbd_user* user, Op op, uint64_t on, rbd_watch** watch_r, rbd_error* err) {
+  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) return Report(Status::Io(std::string("epoll_create1(): ") + std::strerror(errno)), err);
+  auto* watch = new rbd_watch{user, user->conn->NewId(), epoll_fd, -1};
   Writer args;
-  args.U64(id);
+  args.U64(watch->id);
+  args.U64(on);
   Reply reply;
-  rbd_code code = user->conn->Call(op, args, &reply, err);
-  const uint64_t watch_id = code == RBD_OK ? reply.in.U64() : 0;
-  code = Decoded(reply, code, err);
-  if (code != RBD_OK) return code;
+  rbd_code code =
+      user->conn->CallOpen(op, watch->id, args, &reply, err, [watch](Reply& r) { Arm(watch, r); });
   // The kernel drops a descriptor the process has no room for.
-  if (reply.fd < 0) {
-    Release(user, Op::kWatchClose, watch_id);
-    return Report(Status::Io("rbd service: watch descriptor not received (out of file descriptors?)"), err);
+  if (code == RBD_OK && reply.fd < 0)
+    code = Report(Status::Io("rbd service: watch descriptor not received (out of file descriptors?)"), err);
+  if (code != RBD_OK) {
+    user->conn->Release(Op::kWatchClose, watch->id);
+    close(epoll_fd);
+    delete watch;
+    return code;
   }
-  *watch_r = new rbd_watch{user, watch_id, reply.fd};
-  reply.fd = -1;
+  Arm(watch, reply);
+  *watch_r = watch;
   return code;
 }
 
@@ -90,16 +108,18 @@ rbd_code rbd_index_read_bodies(rbd_index* mailbox, const rbd_record* records, si
 
 rbd_code rbd_body_reader_open(rbd_index* mailbox, const rbd_record* record, rbd_body_reader** reader_r,
                               uint64_t* size_r, rbd_error* err) {
+  rbd::remote::Connection& conn = *mailbox->user->conn;
+  const uint64_t id = conn.NewId();
   Writer args;
+  args.U64(id);
   args.U64(mailbox->id);
   Put(args, *record);
   Reply reply;
-  rbd_code code = mailbox->user->conn->Call(Op::kBodyReaderOpen, args, &reply, err);
-  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
+  rbd_code code = conn.Call(Op::kBodyReaderOpen, args, &reply, err);
   const uint64_t size = code == RBD_OK ? reply.in.U64() : 0;
   code = Decoded(reply, code, err);
   if (code != RBD_OK) return code;
-  *reader_r = new rbd_body_reader{mailbox->user, id};
+  *reader_r = new rbd_body_reader{mailbox->user, id, conn.generation()};
   *size_r = size;
   return code;
 }
@@ -111,7 +131,7 @@ rbd_code rbd_body_reader_read(rbd_body_reader* reader, uint64_t offset, void* bu
   args.U64(offset);
   args.U64(size);
   Reply reply;
-  rbd_code code = reader->user->conn->Call(Op::kBodyReaderRead, args, &reply, err);
+  rbd_code code = reader->user->conn->CallOn(reader->generation, Op::kBodyReaderRead, args, &reply, err);
   const std::string_view bytes = code == RBD_OK ? reply.in.Bytes() : std::string_view();
   code = Decoded(reply, code, err);
   if (code != RBD_OK) return code;
@@ -123,7 +143,8 @@ rbd_code rbd_body_reader_read(rbd_body_reader* reader, uint64_t offset, void* bu
 }
 
 void rbd_body_reader_free(rbd_body_reader** reader) {
-  rbd::remote::Release((*reader)->user, Op::kBodyReaderFree, (*reader)->id);
+  if ((*reader)->user->conn->generation() == (*reader)->generation)
+    (*reader)->user->conn->Release(Op::kBodyReaderFree, (*reader)->id);
   delete *reader;
   *reader = nullptr;
 }
@@ -141,14 +162,14 @@ rbd_code rbd_body_write(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], const
 
 rbd_code rbd_body_writer_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_body_writer** writer_r,
                               rbd_error* err) {
+  const uint64_t id = user->conn->NewId();
   Writer args;
+  args.U64(id);
   args.U64(user->id);
   args.Guid(guid);
   Reply reply;
   rbd_code code = user->conn->Call(Op::kBodyWriterOpen, args, &reply, err);
-  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
-  code = Decoded(reply, code, err);
-  if (code == RBD_OK) *writer_r = new rbd_body_writer{user, id};
+  if (code == RBD_OK) *writer_r = new rbd_body_writer{user, id, user->conn->generation()};
   return code;
 }
 
@@ -157,7 +178,7 @@ rbd_code rbd_body_writer_write(rbd_body_writer* writer, const void* data, size_t
   args.U64(writer->id);
   args.Bytes(data, size);
   Reply reply;
-  return writer->user->conn->Call(Op::kBodyWriterWrite, args, &reply, err);
+  return writer->user->conn->CallOn(writer->generation, Op::kBodyWriterWrite, args, &reply, err);
 }
 
 rbd_code rbd_body_writer_finish(rbd_body_writer* writer, const rbd_body_info* info, rbd_error* err) {
@@ -165,11 +186,12 @@ rbd_code rbd_body_writer_finish(rbd_body_writer* writer, const rbd_body_info* in
   args.U64(writer->id);
   rbd::remote::PutInfo(args, info);
   Reply reply;
-  return writer->user->conn->Call(Op::kBodyWriterFinish, args, &reply, err);
+  return writer->user->conn->CallOn(writer->generation, Op::kBodyWriterFinish, args, &reply, err);
 }
 
 void rbd_body_writer_free(rbd_body_writer** writer) {
-  rbd::remote::Release((*writer)->user, Op::kBodyWriterFree, (*writer)->id);
+  if ((*writer)->user->conn->generation() == (*writer)->generation)
+    (*writer)->user->conn->Release(Op::kBodyWriterFree, (*writer)->id);
   delete *writer;
   *writer = nullptr;
 }
@@ -201,25 +223,29 @@ rbd_code rbd_watch_open_list(rbd_user* user, rbd_watch** watch_r, rbd_error* err
   return rbd::remote::OpenWatch(user, Op::kWatchOpenList, user->id, watch_r, err);
 }
 
-int rbd_watch_fd(const rbd_watch* watch) { return watch->fd; }
+int rbd_watch_fd(const rbd_watch* watch) { return watch->epoll_fd; }
 
 unsigned int rbd_watch_consume(rbd_watch* watch) {
+  // The service has gone: the caller syncs, and the sync's calls connect to
+  // its successor, which opens the watch again.
+  if (watch->user->conn->Lost()) {
+    rbd::remote::Disarm(watch);
+    return RBD_WATCH_LOST | RBD_WATCH_CHANGED;
+  }
   Writer args;
   args.U64(watch->id);
   Reply reply;
   rbd_code code = watch->user->conn->Call(Op::kWatchConsume, args, &reply, nullptr);
   const unsigned int bits = code == RBD_OK ? reply.in.U32() : 0;
   if (Decoded(reply, code, nullptr) == RBD_OK) return bits;
-  // Nobody clears the descriptor now: a readable one would wake the caller
-  // for ever.
-  eventfd_t count;
-  (void)eventfd_read(watch->fd, &count);
-  return RBD_WATCH_LOST;
+  rbd::remote::Disarm(watch);
+  return RBD_WATCH_LOST | RBD_WATCH_CHANGED;
 }
 
 void rbd_watch_close(rbd_watch** watch) {
-  rbd::remote::Release((*watch)->user, Op::kWatchClose, (*watch)->id);
-  close((*watch)->fd);
+  (*watch)->user->conn->Release(Op::kWatchClose, (*watch)->id);
+  if ((*watch)->event_fd >= 0) close((*watch)->event_fd);
+  close((*watch)->epoll_fd);
   delete *watch;
   *watch = nullptr;
 }

@@ -17,12 +17,12 @@ rbd_code rbd_dict_store_open(rbd_cluster* cluster, const char* ns, const struct 
   rbd_code code =
       Connection::Open(cluster->config.config, cluster->config.settings, command_started, &conn, err);
   if (code != RBD_OK) return code;
+  const uint64_t id = conn->NewId();
   Writer args;
+  args.U64(id);
   args.String(ns);
   Reply reply;
-  code = conn->Call(Op::kDictStoreOpen, args, &reply, err);
-  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
-  code = Decoded(reply, code, err);
+  code = conn->CallOpen(Op::kDictStoreOpen, id, args, &reply, err);
   if (code == RBD_OK) *store_r = new rbd_dict_store{std::move(conn), id};
   return code;
 }

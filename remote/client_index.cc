@@ -56,22 +56,19 @@ extern "C" {
 
 rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_index** mailbox_r,
                         rbd_error* err) {
+  const uint64_t id = user->conn->NewId();
   Writer args;
+  args.U64(id);
   args.U64(user->id);
   args.Guid(guid);
   Reply reply;
-  rbd_code code = user->conn->Call(Op::kIndexOpen, args, &reply, err);
-  const uint64_t id = code == RBD_OK ? reply.in.U64() : 0;
-  code = Decoded(reply, code, err);
+  rbd_code code = user->conn->CallOpen(Op::kIndexOpen, id, args, &reply, err);
   if (code == RBD_OK) *mailbox_r = new rbd_index{user, id, nullptr};
   return code;
 }
 
-// A close that fails leaves the handle to the service, which closes it
-// with the connection.
 void rbd_index_close(rbd_index** mailbox) {
-  Reply reply;
-  Call(*mailbox, Op::kIndexClose, Args(*mailbox), &reply, nullptr);
+  (*mailbox)->user->conn->Release(Op::kIndexClose, (*mailbox)->id);
   delete *mailbox;
   *mailbox = nullptr;
 }

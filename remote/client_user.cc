@@ -18,12 +18,12 @@ rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeva
   rbd_code code =
       Connection::Open(cluster->config.config, cluster->config.settings, command_started, &conn, err);
   if (code != RBD_OK) return code;
+  const uint64_t id = conn->NewId();
   Writer args;
+  args.U64(id);
   args.String(ns);
   Reply reply;
-  code = conn->Call(Op::kUserOpen, args, &reply, err);
-  const uint64_t id = reply.in.U64();
-  code = rbd::remote::Decoded(reply, code, err);
+  code = conn->CallOpen(Op::kUserOpen, id, args, &reply, err);
   if (code == RBD_OK) *user_r = new rbd_user{std::move(conn), id};
   return code;
 }
@@ -170,30 +170,31 @@ rbd_code rbd_user_add_unsettled(rbd_user* user, const void* data, size_t size, r
 
 rbd_code rbd_lease_acquire(rbd_user* user, const char* name, uint32_t duration_ms, rbd_lease** lease_r,
                            rbd_error* err) {
+  const uint64_t id = user->conn->NewId();
   Writer args;
+  args.U64(id);
   args.U64(user->id);
   args.String(name);
   args.U32(duration_ms);
   Reply reply;
   rbd_code code = user->conn->Call(Op::kLeaseAcquire, args, &reply, err);
-  const uint64_t id = reply.in.U64();
-  code = rbd::remote::Decoded(reply, code, err);
-  if (code == RBD_OK) *lease_r = new rbd_lease{user, id};
+  if (code == RBD_OK) *lease_r = new rbd_lease{user, id, user->conn->generation()};
   return code;
 }
 
 rbd_code rbd_lease_renew(rbd_lease* lease, rbd_error* err) {
+  // The lease ended with the service that held it.
+  if (lease->user->conn->generation() != lease->generation)
+    return rbd::remote::Report(rbd::Status::Busy("lease lost: the rbd service restarted"), err);
   Writer args;
   args.U64(lease->id);
   Reply reply;
-  return lease->user->conn->Call(Op::kLeaseRenew, args, &reply, err);
+  return lease->user->conn->CallOn(lease->generation, Op::kLeaseRenew, args, &reply, err);
 }
 
 void rbd_lease_release(rbd_lease** lease) {
-  Writer args;
-  args.U64((*lease)->id);
-  Reply reply;
-  (*lease)->user->conn->Call(Op::kLeaseRelease, args, &reply, nullptr);
+  if ((*lease)->user->conn->generation() == (*lease)->generation)
+    (*lease)->user->conn->Release(Op::kLeaseRelease, (*lease)->id);
   delete *lease;
   *lease = nullptr;
 }

@@ -37,6 +37,14 @@ T* Need(Session& s, uint64_t id, rbd_error* err) {
   return h;
 }
 
+// The number an open call gives its new handle (its first argument) is
+// in use already: a client bug, refused before anything is opened.
+inline bool Taken(const Session& s, uint64_t id, rbd_error* err) {
+  if (s.Has(id))
+    Fail(err, RBD_ERR_INVALID, "rbd service: handle %llu is in use", static_cast<unsigned long long>(id));
+  return s.Has(id);
+}
+
 // Call arguments that did not decode: the client is of another version or
 // no client at all. Checked once all arguments are read, before any runs.
 inline bool Malformed(const Reader& in, rbd_error* err) {

@@ -65,15 +65,16 @@ rbd_code ReadBodies(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* e
 
 rbd_code BodyReaderOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   Keep keep;
+  const uint64_t id = in.U64();
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);
   rbd_record record{};
   Get(in, keep, &record);
-  if (index == nullptr || Malformed(in, err)) return err->code;
+  if (index == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_body_reader* reader = nullptr;
   uint64_t size = 0;
   rbd_code code = rbd_body_reader_open(index, &record, &reader, &size, err);
   if (code != RBD_OK) return code;
-  out.U64(s.Add(reader));
+  s.Add(id, reader);
   out.U64(size);
   return code;
 }
@@ -106,13 +107,14 @@ rbd_code BodyWrite(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* er
 }
 
 rbd_code BodyWriterOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  const uint64_t id = in.U64();
   rbd_user* user = Need<rbd_user>(s, in.U64(), err);
   uint8_t guid[RBD_GUID_SIZE];
   in.Guid(guid);
-  if (user == nullptr || Malformed(in, err)) return err->code;
+  if (user == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_body_writer* writer = nullptr;
   rbd_code code = rbd_body_writer_open(user, guid, &writer, err);
-  if (code == RBD_OK) out.U64(s.Add(writer));
+  if (code == RBD_OK) s.Add(id, writer);
   return code;
 }
 
@@ -152,7 +154,7 @@ rbd_code BodyUnref(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* er
 
 // Keeps a watch the core opened and sends a copy of its eventfd beside the
 // reply (the session closes what it sends).
-rbd_code Watching(Session& s, rbd_code code, rbd_watch* watch, Writer& out, int* fd_r, rbd_error* err) {
+rbd_code Watching(Session& s, uint64_t id, rbd_code code, rbd_watch* watch, int* fd_r, rbd_error* err) {
   if (code != RBD_OK) return code;
   *fd_r = fcntl(rbd_watch_fd(watch), F_DUPFD_CLOEXEC, 0);
   if (*fd_r < 0) {
@@ -160,24 +162,26 @@ rbd_code Watching(Session& s, rbd_code code, rbd_watch* watch, Writer& out, int*
     rbd_watch_close(&watch);
     return Fail(err, RBD_ERR_IO, "rbd service: dup(): %s", std::strerror(e));
   }
-  out.U64(s.Add(watch));
+  s.Add(id, watch);
   return code;
 }
 
 rbd_code WatchOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  const uint64_t id = in.U64();
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);
-  if (index == nullptr || Malformed(in, err)) return err->code;
+  if (index == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_watch* watch = nullptr;
   rbd_code code = rbd_watch_open(index, &watch, err);
-  return Watching(s, code, watch, out, fd_r, err);
+  return Watching(s, id, code, watch, fd_r, err);
 }
 
 rbd_code WatchOpenList(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  const uint64_t id = in.U64();
   rbd_user* user = Need<rbd_user>(s, in.U64(), err);
-  if (user == nullptr || Malformed(in, err)) return err->code;
+  if (user == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_watch* watch = nullptr;
   rbd_code code = rbd_watch_open_list(user, &watch, err);
-  return Watching(s, code, watch, out, fd_r, err);
+  return Watching(s, id, code, watch, fd_r, err);
 }
 
 rbd_code WatchConsume(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {

@@ -7,11 +7,12 @@ namespace {
 
 rbd_code DictStoreOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   Keep keep;
+  const uint64_t id = in.U64();
   const char* ns = keep.String(in);
-  if (Malformed(in, err)) return err->code;
+  if (Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_dict_store* store = nullptr;
   rbd_code code = rbd_dict_store_open(s.cluster(), ns, s.clock(), &store, err);
-  if (code == RBD_OK) out.U64(s.Add(store));
+  if (code == RBD_OK) s.Add(id, store);
   return code;
 }
 

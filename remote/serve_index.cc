@@ -8,13 +8,14 @@ namespace rbd::remote {
 namespace {
 
 rbd_code IndexOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  const uint64_t id = in.U64();
   rbd_user* user = Need<rbd_user>(s, in.U64(), err);
   uint8_t guid[RBD_GUID_SIZE];
   in.Guid(guid);
-  if (user == nullptr || Malformed(in, err)) return err->code;
+  if (user == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_index* index = nullptr;
   rbd_code code = rbd_index_open(user, guid, &index, err);
-  if (code == RBD_OK) out.U64(s.Add(index));
+  if (code == RBD_OK) s.Add(id, index);
   return code;
 }
 

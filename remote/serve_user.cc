@@ -56,11 +56,12 @@ rbd_code ClusterConnect(Session& s, Reader& in, Writer& out, int* fd_r, rbd_erro
 
 rbd_code UserOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   Keep keep;
+  const uint64_t id = in.U64();
   const char* ns = keep.String(in);
-  if (Malformed(in, err)) return err->code;
+  if (Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_user* user = nullptr;
   rbd_code code = rbd_user_open(s.cluster(), ns, s.clock(), &user, err);
-  if (code == RBD_OK) out.U64(s.Add(user));
+  if (code == RBD_OK) s.Add(id, user);
   return code;
 }
 
@@ -185,13 +186,14 @@ rbd_code UserAddUnsettled(Session& s, Reader& in, Writer& out, int* fd_r, rbd_er
 
 rbd_code LeaseAcquire(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   Keep keep;
+  const uint64_t id = in.U64();
   rbd_user* user = Need<rbd_user>(s, in.U64(), err);
   const char* name = keep.String(in);
   const uint32_t duration_ms = in.U32();
-  if (user == nullptr || Malformed(in, err)) return err->code;
+  if (user == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_lease* lease = nullptr;
   rbd_code code = rbd_lease_acquire(user, name, duration_ms, &lease, err);
-  if (code == RBD_OK) out.U64(s.Add(lease));
+  if (code == RBD_OK) s.Add(id, lease);
   return code;
 }
 

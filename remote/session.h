@@ -29,11 +29,12 @@ class Session {
   // Serves calls until the client hangs up or breaks the protocol.
   void Run();
 
-  // Adds a handle and returns its number.
+  // Whether the client uses the number `id` (0 is never a handle's).
+  bool Has(uint64_t id) const { return id == 0 || handles_.count(id) != 0; }
+  // Keeps a handle under the number the client chose for it (not Has()).
   template <typename T>
-  uint64_t Add(T* handle) {
-    handles_.emplace(++last_id_, handle);
-    return last_id_;
+  void Add(uint64_t id, T* handle) {
+    handles_.emplace(id, handle);
   }
   // The handle numbered `id` if it is a T, else nullptr.
   template <typename T>
@@ -71,7 +72,6 @@ class Session {
   rbd_cluster* cluster_ = nullptr;
   struct timeval clock_ {};
   bool has_clock_ = false;
-  uint64_t last_id_ = 0;
   std::map<uint64_t, Handle> handles_;
 };
 

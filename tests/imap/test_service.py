@@ -1,0 +1,112 @@
+"""The node's rbd service killed under load (doc/service.md, "Failures").
+
+Every mail process of a node reaches the cluster through the node's rbd service. When the
+service dies, the commands in flight get a tagged NO, never a hang or a disconnect; the
+master starts a new service, and the sessions connect to it on their own: the next
+commands succeed, and an IDLE that was watching hears changes again."""
+
+import os
+import re
+from collections import Counter
+import signal
+import threading
+import time
+
+import pytest
+
+from daemons import OP_TIMEOUT, wait_for
+from imap_connection import ImapError, Literal
+from messages import numbered
+
+pytestmark = pytest.mark.rbd_only("kills the node's rbd service")
+
+# A command that waited for the dead service is answered at once; one that needs the
+# cluster waits at most for the op timeout.
+SLACK = 2.0
+# After a failure whose outcome is unknown (the APPEND in flight) a session answers NO at
+# once for 2 s instead of asking the cluster (RBD_UNAVAILABLE_FAST_FAIL_SECS).
+FAIL_FAST = 2.0
+
+
+class Appender(threading.Thread):
+    """APPENDs numbered messages to INBOX in a session of its own until stopped; records
+    each command's tagged response and its time."""
+
+    def __init__(self, conn):
+        super().__init__(daemon=True)
+        self.conn = conn
+        self.results = []       # (n, status, tagged, seconds, started)
+        self.failure = None
+        self.stop = threading.Event()
+
+    def run(self):
+        n = 0
+        try:
+            while not self.stop.is_set():
+                n += 1
+                t0 = time.monotonic()
+                resp = self.conn.command("APPEND", "INBOX", Literal(numbered(n)))
+                self.results.append((n, resp.status, resp.tagged, time.monotonic() - t0, t0))
+        except (ImapError, OSError) as e:
+            self.failure = e
+
+
+def test_a_killed_service_costs_the_commands_in_flight_a_no_and_sessions_carry_on(
+        node_a, user, connect, report):
+    watcher = connect(node_a, user)
+    watcher.append("INBOX", numbered(0))
+    watcher.ok("SELECT", "INBOX")
+    watcher.idle_start()        # its watch lives in the service that is killed
+    reader = connect(node_a, user)
+    reader.ok("SELECT", "INBOX")
+    appender = Appender(connect(node_a, user))
+    appender.start()
+    assert wait_for(lambda: len(appender.results) >= 20, 30), appender.results
+
+    old = node_a.service_pid()
+    os.kill(old, signal.SIGKILL)
+    t0 = time.monotonic()
+    assert wait_for(lambda: node_a.service_pid() != old, 10)
+    report("rbd service restarted by the master after", time.monotonic() - t0)
+    # Keep appending across the restart, and past the fail-fast window.
+    time.sleep(FAIL_FAST + 2)
+    appender.stop.set()
+    appender.join(30)
+    assert not appender.is_alive(), "an APPEND hung"
+    assert appender.failure is None, "the appending session broke: %r" % appender.failure
+
+    answers = Counter(r[2] if r[1] != "OK" else "OK" for r in appender.results)
+    refused = [r for r in appender.results if r[1] != "OK"]
+    assert all(r[1] == "NO" and r[2].startswith("NO [UNAVAILABLE]") for r in refused), answers
+    late = [r for r in refused if r[4] > t0 + FAIL_FAST + SLACK]
+    assert late == [], "NO after the restart and the fail-fast window: %s" % late[:3]
+    slowest = max(r[3] for r in appender.results)
+    assert slowest < OP_TIMEOUT + SLACK, "an APPEND took %.1f s" % slowest
+    # The session that appended goes on: its APPENDs succeed again.
+    assert [r[1] for r in appender.results[-5:]] == ["OK"] * 5, appender.results[-5:]
+
+    # Every APPEND answered OK is in the mailbox exactly once, seen by a session that
+    # was idle while the service died (its next command connects to the new one).
+    reader.ok("NOOP")
+    headers = reader.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    stored = Counter(int(m.group(1)) for fields in headers.values()
+                     for value in fields.values()
+                     for m in [re.search(r"<(\d+)@test>", str(value))] if m)
+    for n, status, tagged, _, _ in appender.results:
+        if status == "OK":
+            assert stored[n] == 1, (n, tagged, stored[n])
+    messages = len(headers)
+
+    # The IDLE that was watching when the service died hears changes again: its watch
+    # was opened again in the new service.
+    other = connect(node_a, user)
+    other.append("INBOX", numbered(1000))
+    seen = []
+
+    def pushed(resp):
+        seen.append(resp)
+        return resp.endswith(b" EXISTS") and int(resp.split()[1]) > messages
+    found, _ = watcher.idle_wait(pushed, 10)
+    assert found is not None, "no EXISTS above %d within 10 s: the watch did not come back: %s" % (
+        messages, seen[-3:])
+    watcher.idle_done()
