@@ -60,6 +60,11 @@ int main(int argc, char *argv[])
 	    0)
 		i_fatal("Error reading configuration: %s", error);
 	master_service_init_log_with_pid(master_service);
+	/* The mail processes outlive a master that died (for up to 30 s with
+	   shutdown_clients = yes, for as long as their clients stay with no):
+	   their service must outlive them, as anvil does. It stops taking new
+	   connections and exits once the last client has gone. */
+	master_service_set_die_with_master(master_service, FALSE);
 	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);
 	restrict_access_allow_coredumps(TRUE);
 

@@ -1197,7 +1197,7 @@ def measure_sessions(node, cluster):
     ports = cluster.listen_ports()
     tcp = tcp_table()
     conns = collections.Counter()
-    for p in imap:
+    for p in everything:
         for ino in socket_inodes(p):
             row = tcp.get(ino)
             if not row or row[0] != "01":
@@ -1272,6 +1272,10 @@ def workload_e(ctx, rep):
              "MiB")
     rep.pair("e6", "whole instance threads", r["all_threads"], m["all_threads"], "",
              fmt="%.0f")
+    # What each session adds to the whole instance (its imap process, and on rbd its
+    # share of the node's service): the instance with n sessions, less the idle one.
+    rep.pair("e7", "whole instance PSS per session", (r["all_pss_kib"] - r["base"]["all_pss_kib"]) / 1024 / n,
+             (m["all_pss_kib"] - m["base"]["all_pss_kib"]) / 1024 / n, "MiB", ("<=", 1.5), fmt="%.2f")
     for kind, x in (("rbd", r), ("mdbox", m)):
         k = max(1, x["imap_procs"]) * 1024.0
         rep.say("    %-5s per imap process: RSS %.1f MiB (anon %.1f, file-backed %.1f), PSS %.2f "
@@ -1279,7 +1283,7 @@ def workload_e(ctx, rep):
                     kind, x["imap_rss_kib"] / k, x["imap_rss_anon_kib"] / k,
                     x["imap_rss_file_kib"] / k, x["imap_pss_kib"] / k, x["imap_pss_anon_kib"] / k,
                     x["imap_vsz_kib"] / k, x["imap_threads"] / max(1, x["imap_procs"])))
-    rep.say("    rbd TCP connections from imap processes to Ceph: %s; MON sessions of "
+    rep.say("    rbd TCP connections from the instance to Ceph: %s; MON sessions of "
             "client.dovecot: %d" % (
                 ", ".join("%s %d" % kv for kv in sorted(r["tcp_to_ceph"].items())) or "none",
                 r["mon_sessions"]))
