@@ -210,6 +210,23 @@ rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error
   return code;
 }
 
+rbd_code OpenOwn(const rbd_cluster* cluster, const struct timeval* clock, Op op, const char* ns,
+                 std::unique_ptr<Connection>* conn_r, uint64_t* id_r, rbd_error* err) {
+  std::unique_ptr<Connection> conn;
+  rbd_code code = Connection::Open(cluster->config.config, cluster->config.settings, clock, &conn, err);
+  if (code != RBD_OK) return code;
+  const uint64_t id = conn->NewId();
+  Writer args;
+  args.U64(id);
+  args.String(ns);
+  Reply reply;
+  code = conn->CallOpen(op, id, args, &reply, err);
+  if (code != RBD_OK) return code;
+  *conn_r = std::move(conn);
+  *id_r = id;
+  return code;
+}
+
 }  // namespace rbd::remote
 
 using rbd::remote::Connection;

@@ -176,6 +176,33 @@ struct Held : T {
   Reply reply;
 };
 
+// A call whose result the caller frees with rbd_*_free(): `decode(reply,
+// result)` reads it on RBD_OK; *result_r is set only when all decoded.
+template <typename T, typename Decode>
+rbd_code CallHeld(Connection& conn, Op op, const Writer& args, T** result_r, rbd_error* err, Decode decode) {
+  auto* held = new Held<T>();
+  rbd_code code = conn.Call(op, args, &held->reply, err);
+  if (code == RBD_OK) decode(held->reply, held);
+  code = Decoded(held->reply, code, err);
+  if (code == RBD_OK)
+    *result_r = held;
+  else
+    delete held;
+  return code;
+}
+
+template <typename T>
+void FreeHeld(T** result) {
+  delete static_cast<Held<T>*>(*result);
+  *result = nullptr;
+}
+
+// A connection of its own for a user or a dictionary of namespace `ns`,
+// opened by `op` under a number the connection opens again after a
+// restart of the service.
+rbd_code OpenOwn(const rbd_cluster* cluster, const struct timeval* clock, Op op, const char* ns,
+                 std::unique_ptr<Connection>* conn_r, uint64_t* id_r, rbd_error* err);
+
 }  // namespace rbd::remote
 
 #endif  // REMOTE_CLIENT_H_

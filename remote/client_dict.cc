@@ -3,7 +3,6 @@
 
 using rbd::remote::Connection;
 using rbd::remote::Decoded;
-using rbd::remote::Held;
 using rbd::remote::MakeBuffer;
 using rbd::remote::Op;
 using rbd::remote::Reply;
@@ -14,15 +13,8 @@ extern "C" {
 rbd_code rbd_dict_store_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
                              rbd_dict_store** store_r, rbd_error* err) {
   std::unique_ptr<Connection> conn;
-  rbd_code code =
-      Connection::Open(cluster->config.config, cluster->config.settings, command_started, &conn, err);
-  if (code != RBD_OK) return code;
-  const uint64_t id = conn->NewId();
-  Writer args;
-  args.U64(id);
-  args.String(ns);
-  Reply reply;
-  code = conn->CallOpen(Op::kDictStoreOpen, id, args, &reply, err);
+  uint64_t id = 0;
+  rbd_code code = rbd::remote::OpenOwn(cluster, command_started, Op::kDictStoreOpen, ns, &conn, &id, err);
   if (code == RBD_OK) *store_r = new rbd_dict_store{std::move(conn), id};
   return code;
 }
@@ -52,24 +44,14 @@ rbd_code rbd_dict_store_list(rbd_dict_store* store, const char* prefix, const ch
   args.String(prefix);
   args.String(after);
   args.U64(max);
-  auto* list = new Held<rbd_dict_entries>();
-  rbd_code code = store->conn->Call(Op::kDictList, args, &list->reply, err);
-  if (code == RBD_OK) {
-    list->entries = rbd::remote::GetArray<rbd_dict_entry>(list->reply.in, list->reply.keep, &list->count);
-    list->more = list->reply.in.U8();
-  }
-  code = Decoded(list->reply, code, err);
-  if (code == RBD_OK)
-    *entries_r = list;
-  else
-    delete list;
-  return code;
+  return rbd::remote::CallHeld(
+      *store->conn, Op::kDictList, args, entries_r, err, [](Reply& r, rbd_dict_entries* list) {
+        list->entries = rbd::remote::GetArray<rbd_dict_entry>(r.in, r.keep, &list->count);
+        list->more = r.in.U8();
+      });
 }
 
-void rbd_dict_entries_free(rbd_dict_entries** entries) {
-  delete static_cast<Held<rbd_dict_entries>*>(*entries);
-  *entries = nullptr;
-}
+void rbd_dict_entries_free(rbd_dict_entries** entries) { rbd::remote::FreeHeld(entries); }
 
 rbd_code rbd_dict_store_commit(rbd_dict_store* store, const rbd_dict_change* changes, size_t count,
                                int* inc_missed_r, rbd_error* err) {

@@ -6,9 +6,10 @@
 
 #include "client.h"
 
+using rbd::remote::CallHeld;
 using rbd::remote::Decoded;
+using rbd::remote::FreeHeld;
 using rbd::remote::GetArray;
-using rbd::remote::Held;
 using rbd::remote::Op;
 using rbd::remote::PutArray;
 using rbd::remote::Reader;
@@ -38,16 +39,9 @@ void GetUids(Reader& in, uint32_t* uids_r, size_t room) {
 // A call answered with records, freed by rbd_records_free().
 rbd_code CallRecords(const rbd_index* mailbox, Op op, const Writer& args, rbd_records** records_r,
                      rbd_error* err) {
-  auto* records = new Held<rbd_records>();
-  rbd_code code = Call(mailbox, op, args, &records->reply, err);
-  if (code == RBD_OK)
-    records->records = GetArray<rbd_record>(records->reply.in, records->reply.keep, &records->count);
-  code = Decoded(records->reply, code, err);
-  if (code == RBD_OK)
-    *records_r = records;
-  else
-    delete records;
-  return code;
+  return CallHeld(*mailbox->user->conn, op, args, records_r, err, [](Reply& r, rbd_records* records) {
+    records->records = GetArray<rbd_record>(r.in, r.keep, &records->count);
+  });
 }
 
 }  // namespace
@@ -218,10 +212,7 @@ rbd_code rbd_index_lookup_records(rbd_index* mailbox, const uint32_t* uids, size
   return CallRecords(mailbox, Op::kIndexLookupRecords, args, records_r, err);
 }
 
-void rbd_records_free(rbd_records** records) {
-  delete static_cast<Held<rbd_records>*>(*records);
-  *records = nullptr;
-}
+void rbd_records_free(rbd_records** records) { FreeHeld(records); }
 
 rbd_code rbd_index_list_all(rbd_index* mailbox, size_t page, rbd_records** records_r,
                             rbd_index_status* status_r, const char* const** keywords_r,
@@ -229,24 +220,16 @@ rbd_code rbd_index_list_all(rbd_index* mailbox, size_t page, rbd_records** recor
   Writer args = Args(mailbox);
   args.U64(page);
   args.U8(keywords_r != nullptr);
-  auto* records = new Held<rbd_records>();
-  Reply& reply = records->reply;
-  rbd_code code = Call(mailbox, Op::kIndexListAll, args, &reply, err);
   auto names = std::make_unique<Reply>();
   const char* const* keywords = nullptr;
   size_t keyword_count = 0;
-  if (code == RBD_OK) {
-    records->records = GetArray<rbd_record>(reply.in, reply.keep, &records->count);
-    Get(reply.in, reply.keep, status_r);
-    if (keywords_r != nullptr) keywords = names->keep.Strings(reply.in, &keyword_count);
-  }
-  code = Decoded(reply, code, err);
-  if (code != RBD_OK) {
-    delete records;
-    return code;
-  }
-  *records_r = records;
-  if (keywords_r != nullptr) {
+  rbd_code code = CallHeld(*mailbox->user->conn, Op::kIndexListAll, args, records_r, err,
+                           [&](Reply& r, rbd_records* records) {
+                             records->records = GetArray<rbd_record>(r.in, r.keep, &records->count);
+                             Get(r.in, r.keep, status_r);
+                             if (keywords_r != nullptr) keywords = names->keep.Strings(r.in, &keyword_count);
+                           });
+  if (code == RBD_OK && keywords_r != nullptr) {
     mailbox->keywords = std::move(names);
     *keywords_r = keywords;
     *keyword_count_r = keyword_count;
@@ -258,25 +241,14 @@ rbd_code rbd_index_changes(rbd_index* mailbox, uint64_t since_modseq, rbd_change
                            rbd_error* err) {
   Writer args = Args(mailbox);
   args.U64(since_modseq);
-  auto* changes = new Held<rbd_changes>();
-  Reply& reply = changes->reply;
-  rbd_code code = Call(mailbox, Op::kIndexChanges, args, &reply, err);
-  if (code == RBD_OK) {
-    changes->ops = GetArray<rbd_change>(reply.in, reply.keep, &changes->op_count);
-    Get(reply.in, reply.keep, &changes->status);
-  }
-  code = Decoded(reply, code, err);
-  if (code == RBD_OK)
-    *changes_r = changes;
-  else
-    delete changes;
-  return code;
+  return CallHeld(*mailbox->user->conn, Op::kIndexChanges, args, changes_r, err,
+                  [](Reply& r, rbd_changes* changes) {
+                    changes->ops = GetArray<rbd_change>(r.in, r.keep, &changes->op_count);
+                    Get(r.in, r.keep, &changes->status);
+                  });
 }
 
-void rbd_changes_free(rbd_changes** changes) {
-  delete static_cast<Held<rbd_changes>*>(*changes);
-  *changes = nullptr;
-}
+void rbd_changes_free(rbd_changes** changes) { FreeHeld(changes); }
 
 rbd_code rbd_index_trim_log(rbd_index* mailbox, uint64_t up_to_modseq, rbd_error* err) {
   Writer args = Args(mailbox);

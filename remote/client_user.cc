@@ -4,8 +4,10 @@
 
 #include "client.h"
 
+using rbd::remote::CallHeld;
 using rbd::remote::Connection;
-using rbd::remote::Held;
+using rbd::remote::FreeHeld;
+using rbd::remote::GetArray;
 using rbd::remote::Op;
 using rbd::remote::Reply;
 using rbd::remote::Writer;
@@ -15,15 +17,8 @@ extern "C" {
 rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
                        rbd_user** user_r, rbd_error* err) {
   std::unique_ptr<Connection> conn;
-  rbd_code code =
-      Connection::Open(cluster->config.config, cluster->config.settings, command_started, &conn, err);
-  if (code != RBD_OK) return code;
-  const uint64_t id = conn->NewId();
-  Writer args;
-  args.U64(id);
-  args.String(ns);
-  Reply reply;
-  code = conn->CallOpen(Op::kUserOpen, id, args, &reply, err);
+  uint64_t id = 0;
+  rbd_code code = rbd::remote::OpenOwn(cluster, command_started, Op::kUserOpen, ns, &conn, &id, err);
   if (code == RBD_OK) *user_r = new rbd_user{std::move(conn), id};
   return code;
 }
@@ -38,22 +33,13 @@ void rbd_user_close(rbd_user** user) {
 rbd_code rbd_list_mailboxes(rbd_user* user, rbd_mailbox_entries** list_r, rbd_error* err) {
   Writer args;
   args.U64(user->id);
-  auto* list = new Held<rbd_mailbox_entries>();
-  rbd_code code = user->conn->Call(Op::kListMailboxes, args, &list->reply, err);
-  if (code == RBD_OK)
-    list->entries = rbd::remote::GetArray<rbd_mailbox_entry>(list->reply.in, list->reply.keep, &list->count);
-  code = rbd::remote::Decoded(list->reply, code, err);
-  if (code == RBD_OK)
-    *list_r = list;
-  else
-    delete list;
-  return code;
+  return CallHeld(*user->conn, Op::kListMailboxes, args, list_r, err,
+                  [](Reply& r, rbd_mailbox_entries* list) {
+                    list->entries = GetArray<rbd_mailbox_entry>(r.in, r.keep, &list->count);
+                  });
 }
 
-void rbd_mailbox_entries_free(rbd_mailbox_entries** list) {
-  delete static_cast<Held<rbd_mailbox_entries>*>(*list);
-  *list = nullptr;
-}
+void rbd_mailbox_entries_free(rbd_mailbox_entries** list) { FreeHeld(list); }
 
 size_t rbd_user_drain_ops(rbd_user* user, rbd_op_record* out, size_t max, uint64_t* dropped_r) {
   Writer args;
@@ -216,40 +202,25 @@ rbd_code rbd_user_check(rbd_user* user, int repair, uint32_t grace_seconds, rbd_
   args.U64(user->id);
   args.U8(repair != 0);
   args.U32(grace_seconds);
-  auto* problems = new Held<rbd_problems>();
-  rbd_code code = user->conn->Call(Op::kUserCheck, args, &problems->reply, err);
-  if (code == RBD_OK)
-    problems->problems =
-        rbd::remote::GetArray<rbd_problem>(problems->reply.in, problems->reply.keep, &problems->count);
-  code = rbd::remote::Decoded(problems->reply, code, err);
-  *problems_r = code == RBD_OK ? problems : nullptr;
-  if (code != RBD_OK) delete problems;
-  return code;
+  *problems_r = nullptr;
+  return CallHeld(*user->conn, Op::kUserCheck, args, problems_r, err, [](Reply& r, rbd_problems* problems) {
+    problems->problems = GetArray<rbd_problem>(r.in, r.keep, &problems->count);
+  });
 }
 
-void rbd_problems_free(rbd_problems** problems) {
-  delete static_cast<Held<rbd_problems>*>(*problems);
-  *problems = nullptr;
-}
+void rbd_problems_free(rbd_problems** problems) { FreeHeld(problems); }
 
 rbd_code rbd_user_list_objects(rbd_user* user, rbd_objects** objects_r, rbd_error* err) {
   Writer args;
   args.U64(user->id);
-  auto* objects = new Held<rbd_objects>();
-  rbd_code code = user->conn->Call(Op::kUserListObjects, args, &objects->reply, err);
-  if (code == RBD_OK)
-    objects->objects =
-        rbd::remote::GetArray<rbd_object>(objects->reply.in, objects->reply.keep, &objects->count);
-  code = rbd::remote::Decoded(objects->reply, code, err);
-  *objects_r = code == RBD_OK ? objects : nullptr;
-  if (code != RBD_OK) delete objects;
-  return code;
+  *objects_r = nullptr;
+  return CallHeld(*user->conn, Op::kUserListObjects, args, objects_r, err,
+                  [](Reply& r, rbd_objects* objects) {
+                    objects->objects = GetArray<rbd_object>(r.in, r.keep, &objects->count);
+                  });
 }
 
-void rbd_objects_free(rbd_objects** objects) {
-  delete static_cast<Held<rbd_objects>*>(*objects);
-  *objects = nullptr;
-}
+void rbd_objects_free(rbd_objects** objects) { FreeHeld(objects); }
 
 namespace {
 
