@@ -9,7 +9,7 @@ rbd_code DictStoreOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error
   Keep keep;
   const uint64_t id = in.U64();
   const char* ns = keep.String(in);
-  if (Malformed(in, err) || Taken(s, id, err)) return err->code;
+  if (Malformed(in, err) || Taken(s, id, err) || s.Admit(ns, err) != RBD_OK) return err->code;
   rbd_dict_store* store = nullptr;
   rbd_code code = rbd_dict_store_open(s.cluster(), ns, s.clock(), &store, err);
   if (code == RBD_OK) s.Add(id, store);

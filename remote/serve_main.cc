@@ -3,9 +3,11 @@
 //
 //   rbd-serve SOCKET
 //
-// listens on the unix socket SOCKET and serves each connection on a
-// thread of its own until killed. Settings come from each client's hello.
+// listens on the unix socket SOCKET (mode 0666, as Dovecot's listener) and
+// serves each connection on a thread of its own until killed. Settings
+// come from each client's hello.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,7 +34,7 @@ int main(int argc, char** argv) {
   int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   unlink(argv[1]);
   if (listener < 0 || bind(listener, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) < 0 ||
-      listen(listener, 128) < 0) {
+      chmod(argv[1], 0666) < 0 || listen(listener, 128) < 0) {
     std::fprintf(stderr, "rbd-serve: %s: %s\n", argv[1], std::strerror(errno));
     return 1;
   }

@@ -1,6 +1,7 @@
 // Handlers of the user's calls: the hello, the user itself, its mailbox
 // list, settlements, leases and maintenance.
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "handlers.h"
@@ -39,6 +40,7 @@ rbd_code ServeHello(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* e
     if (name == nullptr || value == nullptr)
       code = Fail(err, RBD_ERR_INVALID, "rbd service: malformed setting");
     if (code == RBD_OK) code = rbd_config_set(config, name, value, err);
+    if (code == RBD_OK && std::strcmp(name, "rbd_namespace") == 0) s.set_configured_namespace(value);
   }
   rbd_cluster* cluster = nullptr;
   if (code == RBD_OK) code = rbd_cluster_get(config, &cluster, err);
@@ -58,7 +60,7 @@ rbd_code UserOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err
   Keep keep;
   const uint64_t id = in.U64();
   const char* ns = keep.String(in);
-  if (Malformed(in, err) || Taken(s, id, err)) return err->code;
+  if (Malformed(in, err) || Taken(s, id, err) || s.Admit(ns, err) != RBD_OK) return err->code;
   rbd_user* user = nullptr;
   rbd_code code = rbd_user_open(s.cluster(), ns, s.clock(), &user, err);
   if (code == RBD_OK) s.Add(id, user);

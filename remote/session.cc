@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include <pwd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -21,7 +23,32 @@ Overloaded(F...) -> Overloaded<F...>;
 
 }  // namespace
 
+Session::Session(int sock) : sock_(sock) {
+  struct ucred cred {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) peer_uid_ = cred.uid;
+}
+
 Session::~Session() { CloseAll(); }
+
+rbd_code Session::Admit(const char* ns, rbd_error* err) {
+  const std::string name = ns != nullptr ? ns : configured_ns_;
+  if (admitted_ && name != ns_)
+    return Fail(err, RBD_ERR_PERMISSION, "rbd service: this connection serves namespace '%s' only",
+                ns_.c_str());
+  if (peer_uid_ != 0 && peer_uid_ != static_cast<long>(getuid())) {
+    struct passwd pw, *found = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
+        static_cast<long>(found->pw_uid) != peer_uid_)
+      return Fail(err, RBD_ERR_PERMISSION,
+                  "rbd service: namespace '%s' belongs to system user %s (uid %u), not served to uid %ld",
+                  name.c_str(), found->pw_name, static_cast<unsigned>(found->pw_uid), peer_uid_);
+  }
+  admitted_ = true;
+  ns_ = name;
+  return RBD_OK;
+}
 
 void Session::CloseAll() {
   while (!handles_.empty()) {

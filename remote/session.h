@@ -21,7 +21,7 @@ namespace rbd::remote {
 
 class Session {
  public:
-  explicit Session(int sock) : sock_(sock) {}
+  explicit Session(int sock);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -52,7 +52,17 @@ class Session {
     return h;
   }
 
+  // Admits the connection to namespace `ns` (NULL: the hello's
+  // rbd_namespace) before a user or dictionary opens it. A connection
+  // serves one namespace. Where that namespace is a system user's name,
+  // only that user's processes are served (and root's, and the service's
+  // own user's): with system users every mail process runs as its user,
+  // so one taken over cannot reach another user's mail through the
+  // service. Virtual users sharing one uid cannot be told apart.
+  rbd_code Admit(const char* ns, rbd_error* err);
+
   rbd_cluster* cluster() const { return cluster_; }
+  void set_configured_namespace(std::string ns) { configured_ns_ = std::move(ns); }
   void set_cluster(rbd_cluster* cluster) { cluster_ = cluster; }
   // The client's command clock, sent with every call (rbd_user_open), or
   // nullptr when its hello said it has none.
@@ -68,6 +78,11 @@ class Session {
   void CloseAll();
 
   int sock_;
+  // The peer's uid (SO_PEERCRED), or -1 when the kernel did not tell.
+  long peer_uid_ = -1;
+  std::string configured_ns_;
+  bool admitted_ = false;
+  std::string ns_;
   bool greeted_ = false;
   rbd_cluster* cluster_ = nullptr;
   struct timeval clock_ {};

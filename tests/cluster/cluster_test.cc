@@ -720,6 +720,29 @@ TEST_F(MailboxIndexTest, TheServiceReleasesTheLeaseOfAClientThatDied) {
   rbd_lease_release(&lease);
 }
 
+// Where a namespace is a system user's name, the service serves it only to
+// that user's processes: "root" and "daemon" are refused to a client running
+// as nobody, which may still open its own namespace and one no system user
+// has (virtual users share one uid and cannot be told apart).
+TEST_F(MailboxIndexTest, TheServiceServesASystemUsersNamespaceOnlyToThatUser) {
+  if (WorkersRunTheCore()) GTEST_SKIP() << "only the service sees its clients' uids";
+  const std::string nobody = std::to_string(65534);
+  auto open_as = [&](const std::string& ns) {
+    Worker client(ns_, {"open-as", nobody, ns});
+    std::string line;
+    EXPECT_TRUE(client.ReadLine(&line, std::chrono::seconds(30))) << ns;
+    EXPECT_EQ(client.Wait(), 0);
+    return line;
+  };
+  for (const char* other : {"root", "daemon"}) {
+    const std::string line = open_as(other);
+    EXPECT_EQ(line.rfind("err permission denied rbd service: namespace '", 0), 0u) << line;
+    EXPECT_NE(line.find("not served to uid 65534"), std::string::npos) << line;
+  }
+  EXPECT_EQ(open_as("nobody"), "ok");
+  EXPECT_EQ(open_as(ns_), "ok");
+}
+
 TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   const std::string mbox = CreateMailbox("INBOX");
   rbd_index* mailbox = OpenMailbox(mbox);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,8 @@ class ServiceEnvironment : public ::testing::Environment {
   void SetUp() override {
     char dir[] = "/tmp/rbd-serve.XXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
+    // Reachable by workers that run as another uid (TheServiceServes...).
+    ASSERT_EQ(chmod(dir, 0755), 0);
     dir_ = dir;
     socket_ = dir_ + "/rbd";
     char* argv[] = {const_cast<char*>(RBD_TEST_SERVE), socket_.data(), nullptr};

@@ -16,6 +16,8 @@
 //   delete NAME                            delete a mailbox: "deleted" / "err CODE"
 //   check-repair                           check --repair (grace 1h): "problem DETAIL"
 //                                          each, then "checked COUNT"
+//   open-as UID NS                         as uid UID, open the user NS (not
+//                                          RBD_TEST_NS): "ok" / "err CODE MESSAGE"
 //
 // RBD_TEST_SETTINGS="name=value;name=value" adds rbd_* settings.
 #include <unistd.h>
@@ -199,6 +201,13 @@ int main(int argc, char** argv) {
   rbd_config* config = rbdtest::NewConfig(settings);
   rbd_cluster* cluster = nullptr;
   if (rbd_cluster_get(config, &cluster, &err) != RBD_OK) Die("cluster");
+  if (argc == 4 && std::strcmp(argv[1], "open-as") == 0) {
+    const auto id = static_cast<uid_t>(std::stoul(argv[2]));
+    if (setgid(id) != 0 || setuid(id) != 0) Die("setuid");
+    rbd_code r = rbd_user_open(cluster, argv[3], nullptr, &user, &err);
+    Print(r == RBD_OK ? std::string("ok") : std::string("err ") + rbd_code_name(r) + " " + err.message);
+    return 0;
+  }
   if (rbd_user_open(cluster, std::getenv("RBD_TEST_NS"), nullptr, &user, &err) != RBD_OK) Die("open user");
   std::string cmd = argv[1];
   std::vector<std::string> a(argv + 2, argv + argc);
