@@ -6,6 +6,9 @@
 
 #include <array>
 #include <cstdarg>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "session.h"
 
@@ -19,6 +22,9 @@ void RegisterUserHandlers(HandlerTable& t);
 void RegisterIndexHandlers(HandlerTable& t);
 void RegisterBodyHandlers(HandlerTable& t);
 void RegisterDictHandlers(HandlerTable& t);
+
+// The settings rbd_server_pin() fixed for every session.
+std::vector<std::pair<std::string, std::string>>& PinnedSettings();
 
 // The first call of a connection: protocol version and the client's rbd_*
 // settings, from which the session gets its cluster handle.

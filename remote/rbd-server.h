@@ -11,6 +11,13 @@ extern "C" {
 #endif
 
 /*
+ * Every session connects with `value` for the rbd_* setting `name`,
+ * whatever its client's hello says (the service's own rbd_ceph_conf and
+ * rbd_ceph_user). Call before serving the first client.
+ */
+void rbd_server_pin(const char *name, const char *value);
+
+/*
  * Serves the client connected on `fd` on a thread of its own: the calls of
  * rbd-storage.h, on the core, until the client hangs up. Then closes `fd`,
  * and calls `done(context)` on that thread (NULL: nothing to call). Returns

@@ -42,6 +42,8 @@ rbd_code ServeHello(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* e
     if (code == RBD_OK) code = rbd_config_set(config, name, value, err);
     if (code == RBD_OK && std::strcmp(name, "rbd_namespace") == 0) s.set_configured_namespace(value);
   }
+  for (const auto& [name, value] : PinnedSettings())
+    if (code == RBD_OK) code = rbd_config_set(config, name.c_str(), value.c_str(), err);
   rbd_cluster* cluster = nullptr;
   if (code == RBD_OK) code = rbd_cluster_get(config, &cluster, err);
   if (code == RBD_OK) s.set_cluster(cluster);

@@ -5,8 +5,21 @@
 #include <system_error>
 #include <thread>
 
+#include "handlers.h"
 #include "rbd-server.h"
-#include "session.h"
+
+namespace rbd::remote {
+
+std::vector<std::pair<std::string, std::string>>& PinnedSettings() {
+  static std::vector<std::pair<std::string, std::string>> pinned;
+  return pinned;
+}
+
+}  // namespace rbd::remote
+
+extern "C" void rbd_server_pin(const char* name, const char* value) {
+  rbd::remote::PinnedSettings().emplace_back(name, value);
+}
 
 extern "C" int rbd_server_serve(int fd, void (*done)(void* context), void* context) {
   // The session blocks on its socket (Dovecot's master hands it over

@@ -10,10 +10,13 @@
    client that has gone is reported through a pipe to this ioloop. */
 
 #include "lib.h"
+#include "array.h"
 #include "ioloop.h"
 #include "restrict-access.h"
 #include "master-service.h"
+#include "settings-parser.h"
 #include "master-service-settings.h"
+#include "mail-storage-settings.h"
 #include "rbd-server.h"
 
 #include <unistd.h>
@@ -40,6 +43,34 @@ static void rbd_service_clients_done(void *context ATTR_UNUSED)
 		master_service_client_connection_destroyed(master_service);
 }
 
+/* The cluster and key the service connects with are its own, from plugin {
+   rbd_ceph_conf, rbd_ceph_user } of its configuration, never a client's:
+   a mail process cannot point the service at another ceph.conf, or another
+   key that the service's user can read. */
+static void rbd_service_pin_settings(void)
+{
+	static const char *const pinned[] = {"rbd_ceph_conf", "rbd_ceph_user",
+	                                     NULL};
+	const struct mail_user_settings *set =
+	        master_service_settings_get_others(master_service)[0];
+	const char *const *envs;
+	unsigned int i, count;
+
+	if (!array_is_created(&set->plugin_envs)) {
+		i_info("rbd: no plugin { } settings: clients choose the "
+		       "cluster");
+		return;
+	}
+	envs = array_get(&set->plugin_envs, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		if (str_array_find(pinned, envs[i])) {
+			i_info("rbd: %s = %s for every client", envs[i],
+			       envs[i + 1]);
+			rbd_server_pin(envs[i], envs[i + 1]);
+		}
+	}
+}
+
 static void rbd_service_client_connected(struct master_service_connection *conn)
 {
 	if (rbd_server_serve(conn->fd, rbd_service_client_done, NULL) < 0) {
@@ -51,14 +82,25 @@ static void rbd_service_client_connected(struct master_service_connection *conn)
 
 int main(int argc, char *argv[])
 {
+	const struct setting_parser_info *set_roots[] = {
+	        &mail_user_setting_parser_info, NULL};
+	struct master_service_settings_input input;
+	struct master_service_settings_output output;
 	const char *error;
 
 	master_service = master_service_init("rbd", 0, &argc, &argv, "");
 	if (master_getopt(master_service) > 0)
 		return FATAL_DEFAULT;
-	if (master_service_settings_read_simple(master_service, NULL, &error) <
-	    0)
+	/* The config process sends the plugin { } settings to the module of
+	   mail_user_setting_parser_info ("mail"), not to one named "rbd". */
+	i_zero(&input);
+	input.roots = set_roots;
+	input.module = mail_user_setting_parser_info.module_name;
+	input.service = "rbd";
+	if (master_service_settings_read(master_service, &input, &output,
+	                                 &error) < 0)
 		i_fatal("Error reading configuration: %s", error);
+	rbd_service_pin_settings();
 	master_service_init_log_with_pid(master_service);
 	/* The mail processes outlive a master that died (for up to 30 s with
 	   shutdown_clients = yes, for as long as their clients stay with no):

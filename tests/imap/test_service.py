@@ -110,3 +110,16 @@ def test_a_killed_service_costs_the_commands_in_flight_a_no_and_sessions_carry_o
     assert found is not None, "no EXISTS above %d within 10 s: the watch did not come back: %s" % (
         messages, seen[-3:])
     watcher.idle_done()
+
+
+def test_the_cluster_and_key_are_the_services_own_whatever_a_user_says(node_a, new_user,
+                                                                       connect):
+    # A mail process could otherwise point the service at another ceph.conf (and through
+    # it another key the service's user can read). The service takes rbd_ceph_conf and
+    # rbd_ceph_user from its own configuration: this user's, which exist nowhere, change
+    # nothing.
+    user = new_user(settings={"rbd_ceph_conf": "/nonexistent/ceph.conf",
+                              "rbd_ceph_user": "nobody-has-this-key"})
+    conn = connect(node_a, user)
+    conn.append("INBOX", numbered(1))
+    assert conn.ok("SELECT", "INBOX").lines("1 EXISTS") == ["* 1 EXISTS"]
