@@ -27,6 +27,16 @@ Reply::~Reply() {
   if (fd >= 0) close(fd);
 }
 
+Reply& Reply::operator=(Reply&& other) {
+  if (fd >= 0) close(fd);
+  body = std::move(other.body);
+  in = Reader(body);
+  keep = std::move(other.keep);
+  fd = other.fd;
+  other.fd = -1;
+  return *this;
+}
+
 rbd_code Decoded(const Reply& reply, rbd_code code, rbd_error* err) {
   if (code == RBD_OK && reply.in.failed()) return Report(Status::Io("rbd service: malformed reply"), err);
   return code;
@@ -34,18 +44,31 @@ rbd_code Decoded(const Reply& reply, rbd_code code, rbd_error* err) {
 
 namespace {
 
-struct OwnedBuffer : rbd_buffer {
-  std::string bytes;
+// Every rbd_buffer the client hands out: bytes in a frame it shares.
+struct SharedBuffer : rbd_buffer {
+  std::shared_ptr<const std::string> frame;
 };
+
+rbd_buffer* NewBuffer(std::shared_ptr<const std::string> frame, const char* data, size_t size) {
+  auto* b = new SharedBuffer;
+  b->frame = std::move(frame);
+  b->data = const_cast<char*>(data);
+  b->size = size;
+  return b;
+}
 
 }  // namespace
 
 rbd_buffer* MakeBuffer(std::string_view bytes) {
-  auto* b = new OwnedBuffer;
-  b->bytes = bytes;
-  b->data = b->bytes.data();
-  b->size = b->bytes.size();
-  return b;
+  auto copy = std::make_shared<const std::string>(bytes);
+  return NewBuffer(copy, copy->data(), copy->size());
+}
+
+FrameShare::FrameShare(Reply& reply)
+    : base_(reply.body.data()), frame_(std::make_shared<const std::string>(std::move(reply.body))) {}
+
+rbd_buffer* FrameShare::Buffer(std::string_view bytes) const {
+  return NewBuffer(frame_, frame_->data() + (bytes.data() - base_), bytes.size());
 }
 
 bool Mutates(Op op) {
@@ -158,7 +181,15 @@ rbd_code Connection::Call(Op op, const Writer& args, Reply* reply, rbd_error* er
     rbd_code code = Connect(err);
     if (code != RBD_OK) return code;
   }
-  return Exchange(op, args, reply, err);
+  rbd_code code = Exchange(op, args, reply, err);
+  // A call that changes nothing is asked again of the service the master
+  // started in its place: a restart then costs a read nothing, and a sync
+  // (which Dovecot's IDLE gives up on after one failure) does not fail.
+  if (lost_errno_ != 0 && !Mutates(op) && Connect(nullptr) == RBD_OK) {
+    *reply = Reply();
+    code = Exchange(op, args, reply, err);
+  }
+  return code;
 }
 
 rbd_code Connection::CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err) {
@@ -190,12 +221,12 @@ rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error
     request.U16(static_cast<uint16_t>(op));
     request.I64(clock_ != nullptr ? clock_->tv_sec : 0);
     request.I64(clock_ != nullptr ? clock_->tv_usec : 0);
-    request.data() += args.data();
-    if (request.data().size() > kMaxFrame)
-      return Report(Status::Invalid("rbd service: a call of " + std::to_string(request.data().size()) +
-                                    " bytes is too large to send"),
-                    err);
-    int r = SendFrame(sock_, request.data());
+    const size_t size = request.data().size() + args.data().size();
+    if (size > kMaxFrame)
+      return Report(
+          Status::Invalid("rbd service: a call of " + std::to_string(size) + " bytes is too large to send"),
+          err);
+    int r = SendFrame(sock_, request.data(), args.data());
     if (r == 0) r = ReceiveFrame(sock_, &reply->body, &reply->fd, -1);
     if (r < 0) lost_errno_ = -r;
   }
@@ -277,7 +308,7 @@ rbd_code rbd_cluster_connect(rbd_cluster* cluster, rbd_error* err) {
 }
 
 void rbd_buffer_free(rbd_buffer** buffer) {
-  delete static_cast<rbd::remote::OwnedBuffer*>(*buffer);
+  delete static_cast<rbd::remote::SharedBuffer*>(*buffer);
   *buffer = nullptr;
 }
 

@@ -24,6 +24,7 @@ namespace rbd::remote {
 struct Reply {
   Reply() = default;
   Reply(const Reply&) = delete;
+  Reply& operator=(Reply&& other);
   ~Reply();
   std::string body;
   Reader in{""};
@@ -63,6 +64,8 @@ class Connection {
 
   // Whether the service has gone (checked without a call).
   bool Lost();
+  // Connects again (opening the replays again) if the service has gone.
+  rbd_code Reconnect(rbd_error* err) { return Lost() ? Connect(err) : RBD_OK; }
   // Counts connections made: handles of an earlier one are gone unless
   // CallOpen opened them.
   uint64_t generation() const { return generation_; }
@@ -98,8 +101,21 @@ rbd_code Report(const Status& s, rbd_error* err);
 // when they did not decode (a service of another build).
 rbd_code Decoded(const Reply& reply, rbd_code code, rbd_error* err);
 
-// An rbd_buffer the caller frees with rbd_buffer_free().
+// An rbd_buffer the caller frees with rbd_buffer_free(): a copy of `bytes`.
 rbd_buffer* MakeBuffer(std::string_view bytes);
+
+// rbd_buffers of bytes a reply carries, without copying them (message
+// bodies): they share the reply's frame, which the share takes over, so
+// the reply must not be read after. `bytes` are views into it.
+class FrameShare {
+ public:
+  explicit FrameShare(Reply& reply);
+  rbd_buffer* Buffer(std::string_view bytes) const;
+
+ private:
+  const char* base_;
+  std::shared_ptr<const std::string> frame_;
+};
 
 // Whether a call may change what is stored: its outcome is unknown when
 // the connection is lost during it.
@@ -131,15 +147,17 @@ struct rbd_index {
 };
 
 // What the caller polls (rbd_watch_fd) is an epoll set of the service's
-// eventfd and the connection's socket: readable on a change, and also when
-// the service has gone, so that the caller syncs (and the sync's calls
-// connect again, which opens the watch again into the same set).
+// eventfd, the connection's socket and a timerfd: readable on a change,
+// and also when the service has gone, when rbd_watch_consume() connects
+// again, which opens the watch again into the same set (or arms the timer
+// to try again).
 struct rbd_watch {
   rbd_user* user;
   uint64_t id;
   int epoll_fd;
   // The service's eventfd, or -1 while the service is away.
   int event_fd;
+  int timer_fd;
 };
 
 // Leases and body readers and writers live only as long as the service

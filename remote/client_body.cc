@@ -1,14 +1,16 @@
 // Message bodies and watches over the service (serve_body.cc answers them).
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "client.h"
 
 using rbd::remote::Decoded;
-using rbd::remote::MakeBuffer;
 using rbd::remote::Op;
 using rbd::remote::Reply;
 using rbd::remote::Writer;
@@ -36,18 +38,39 @@ void Arm(rbd_watch* watch, Reply& reply) {
   epoll_ctl(watch->epoll_fd, EPOLL_CTL_ADD, watch->user->conn->sock(), &ev);
 }
 
-// Empties the epoll set once the service has gone: until a new connection
-// opens the watch again, nothing is left to wake the caller.
-void Disarm(rbd_watch* watch) {
+// How long after a failed attempt to reach a restarted service the caller
+// is woken to try again.
+constexpr long kRetrySeconds = 1;
+
+// The service has gone: takes its eventfd and socket out of the epoll set
+// and connects again at once, which opens the watch again into the set
+// (Arm). While no service answers yet, the set's timerfd wakes the caller
+// every kRetrySeconds to try again, so the watch comes back without a
+// command or a poll of the mailbox.
+unsigned int Rewatch(rbd_watch* watch) {
   if (watch->event_fd >= 0) close(watch->event_fd);
   watch->event_fd = -1;
   epoll_ctl(watch->epoll_fd, EPOLL_CTL_DEL, watch->user->conn->sock(), nullptr);
+  if (watch->user->conn->Reconnect(nullptr) == RBD_OK) return RBD_WATCH_LOST | RBD_WATCH_CHANGED;
+  struct itimerspec retry {};
+  retry.it_value.tv_sec = kRetrySeconds;
+  timerfd_settime(watch->timer_fd, 0, &retry, nullptr);
+  return RBD_WATCH_LOST;
 }
 
 rbd_code OpenWatch(rbd_user* user, Op op, uint64_t on, rbd_watch** watch_r, rbd_error* err) {
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) return Report(Status::Io(std::string("epoll_create1(): ") + std::strerror(errno)), err);
-  auto* watch = new rbd_watch{user, user->conn->NewId(), epoll_fd, -1};
+  const int timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  struct epoll_event ev {};
+  ev.events = EPOLLIN;
+  if (timer_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer_fd, &ev) < 0) {
+    const int e = errno;
+    if (timer_fd >= 0) close(timer_fd);
+    close(epoll_fd);
+    return Report(Status::Io(std::string("timerfd: ") + std::strerror(e)), err);
+  }
+  auto* watch = new rbd_watch{user, user->conn->NewId(), epoll_fd, -1, timer_fd};
   Writer args;
   args.U64(watch->id);
   args.U64(on);
@@ -59,6 +82,7 @@ rbd_code OpenWatch(rbd_user* user, Op op, uint64_t on, rbd_watch** watch_r, rbd_
     code = Report(Status::Io("rbd service: watch descriptor not received (out of file descriptors?)"), err);
   if (code != RBD_OK) {
     user->conn->Release(Op::kWatchClose, watch->id);
+    close(timer_fd);
     close(epoll_fd);
     delete watch;
     return code;
@@ -85,7 +109,7 @@ rbd_code rbd_index_read_body(rbd_index* mailbox, const rbd_record* record, uint6
   rbd_code code = mailbox->user->conn->Call(Op::kIndexReadBody, args, &reply, err);
   const std::string_view body = code == RBD_OK ? reply.in.Bytes() : std::string_view();
   code = Decoded(reply, code, err);
-  if (code == RBD_OK) *body_r = MakeBuffer(body);
+  if (code == RBD_OK) *body_r = rbd::remote::FrameShare(reply).Buffer(body);
   return code;
 }
 
@@ -97,13 +121,15 @@ rbd_code rbd_index_read_bodies(rbd_index* mailbox, const rbd_record* records, si
   Reply reply;
   rbd_code code = mailbox->user->conn->Call(Op::kIndexReadBodies, args, &reply, err);
   // The bodies read come whatever the code, which is the first failure's.
+  std::vector<std::optional<std::string_view>> bodies(count);
   for (size_t i = 0; i < count; i++) {
-    bodies_r[i] = nullptr;
-    if (reply.in.U8() == 0) continue;
-    const std::string_view body = reply.in.Bytes();
-    if (!reply.in.failed()) bodies_r[i] = MakeBuffer(body);
+    if (reply.in.U8() != 0) bodies[i] = reply.in.Bytes();
   }
-  return Decoded(reply, code, err);
+  const bool decoded = !reply.in.failed();
+  code = Decoded(reply, code, err);
+  const rbd::remote::FrameShare share(reply);
+  for (size_t i = 0; i < count; i++) bodies_r[i] = decoded && bodies[i] ? share.Buffer(*bodies[i]) : nullptr;
+  return code;
 }
 
 rbd_code rbd_body_reader_open(rbd_index* mailbox, const rbd_record* record, rbd_body_reader** reader_r,
@@ -226,25 +252,22 @@ rbd_code rbd_watch_open_list(rbd_user* user, rbd_watch** watch_r, rbd_error* err
 int rbd_watch_fd(const rbd_watch* watch) { return watch->epoll_fd; }
 
 unsigned int rbd_watch_consume(rbd_watch* watch) {
-  // The service has gone: the caller syncs, and the sync's calls connect to
-  // its successor, which opens the watch again.
-  if (watch->user->conn->Lost()) {
-    rbd::remote::Disarm(watch);
-    return RBD_WATCH_LOST | RBD_WATCH_CHANGED;
-  }
+  uint64_t expirations;
+  (void)!read(watch->timer_fd, &expirations, sizeof(expirations));
+  if (watch->user->conn->Lost()) return rbd::remote::Rewatch(watch);
   Writer args;
   args.U64(watch->id);
   Reply reply;
   rbd_code code = watch->user->conn->Call(Op::kWatchConsume, args, &reply, nullptr);
   const unsigned int bits = code == RBD_OK ? reply.in.U32() : 0;
   if (Decoded(reply, code, nullptr) == RBD_OK) return bits;
-  rbd::remote::Disarm(watch);
-  return RBD_WATCH_LOST | RBD_WATCH_CHANGED;
+  return rbd::remote::Rewatch(watch);
 }
 
 void rbd_watch_close(rbd_watch** watch) {
   (*watch)->user->conn->Release(Op::kWatchClose, (*watch)->id);
   if ((*watch)->event_fd >= 0) close((*watch)->event_fd);
+  close((*watch)->timer_fd);
   close((*watch)->epoll_fd);
   delete *watch;
   *watch = nullptr;

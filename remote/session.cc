@@ -70,14 +70,15 @@ void Session::Run() {
   for (;;) {
     if (ReceiveFrame(sock_, &request, nullptr, -1) < 0) return;
     int fd = -1;
-    std::string reply = Serve(request, &fd);
-    int r = SendFrame(sock_, reply, fd);
+    Writer status, out;
+    Serve(request, &status, &out, &fd);
+    int r = SendFrame(sock_, status.data(), out.data(), fd);
     if (fd >= 0) close(fd);
     if (r < 0) return;
   }
 }
 
-std::string Session::Serve(std::string_view request, int* fd_r) {
+void Session::Serve(std::string_view request, Writer* status, Writer* out_r, int* fd_r) {
   Reader in(request);
   const auto op = static_cast<Op>(in.U16());
   clock_.tv_sec = in.I64();
@@ -102,10 +103,8 @@ std::string Session::Serve(std::string_view request, int* fd_r) {
       code = Fail(&err, RBD_ERR_IO, "rbd service: %s", e.what());
     }
   }
-  Writer reply;
-  PutStatus(reply, code, err);
-  reply.data() += out.data();
-  return reply.data();
+  PutStatus(*status, code, err);
+  *out_r = std::move(out);
 }
 
 Handler FindHandler(Op op) {

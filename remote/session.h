@@ -73,8 +73,9 @@ class Session {
   using Handle = std::variant<rbd_user*, rbd_index*, rbd_watch*, rbd_lease*, rbd_body_reader*,
                               rbd_body_writer*, rbd_dict_store*>;
 
-  // One call: the reply frame, and a descriptor to send beside it or -1.
-  std::string Serve(std::string_view request, int* fd_r);
+  // One call: the reply's status and outputs (sent as one frame), and a
+  // descriptor to send beside them or -1.
+  void Serve(std::string_view request, Writer* status, Writer* out, int* fd_r);
   void CloseAll();
 
   int sock_;

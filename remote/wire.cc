@@ -207,12 +207,14 @@ int ReceiveAll(int sock, char* out, size_t size, int* fd_r, int timeout_ms) {
 
 }  // namespace
 
-int SendFrame(int sock, const std::string& body, int fd) {
-  if (body.size() > kMaxFrame) return -EMSGSIZE;
+int SendFrame(int sock, std::string_view head, std::string_view body, int fd) {
+  const size_t size = head.size() + body.size();
+  if (size > kMaxFrame) return -EMSGSIZE;
   uint8_t len[4];
-  for (int i = 0; i < 4; i++) len[i] = static_cast<uint8_t>(body.size() >> (8 * i));
-  struct iovec iov[2] = {{len, 4}, {const_cast<char*>(body.data()), body.size()}};
-  return SendAll(sock, iov, 2, fd);
+  for (int i = 0; i < 4; i++) len[i] = static_cast<uint8_t>(size >> (8 * i));
+  struct iovec iov[3] = {
+      {len, 4}, {const_cast<char*>(head.data()), head.size()}, {const_cast<char*>(body.data()), body.size()}};
+  return SendAll(sock, iov, 3, fd);
 }
 
 int ReceiveFrame(int sock, std::string* body, int* fd_r, int timeout_ms) {

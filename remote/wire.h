@@ -148,8 +148,10 @@ class Reader {
   bool failed_ = false;
 };
 
-// Sends one frame (and `fd` beside it when >= 0). Returns 0 or -errno.
-int SendFrame(int sock, const std::string& body, int fd = -1);
+// Sends one frame of `head` followed by `body` (and `fd` beside it when
+// >= 0), without joining them first: a body may be a whole message.
+// Returns 0 or -errno.
+int SendFrame(int sock, std::string_view head, std::string_view body = {}, int fd = -1);
 // Receives one frame; *fd_r (when not NULL) gets a descriptor sent beside
 // it or -1. Returns 0, -ECONNRESET at a clean end of stream, or -errno.
 // `timeout_ms` < 0 waits for ever.
