@@ -84,6 +84,16 @@ def show(m):
     return "MODSEQ %d FLAGS (%s)" % (m[0], " ".join(sorted(m[1])))
 
 
+def qresync_arg(prev):
+    """The QRESYNC parameter of an EXAMINE that resyncs from snapshot `prev`, with the
+    UIDs it knew. Dovecot reads a QRESYNC without that list as "every UID known"
+    (cmd-select.c), and then reports every UID expunged since as VANISHED: a mailbox
+    that was empty at `prev` gets a UID no message can have instead (stress seed 1303:
+    checkpoint 0 found m1 empty, and checkpoint 1 flagged the exact answer)."""
+    known = ",".join(map(str, sorted(prev.msgs))) or "4294967295"
+    return "(QRESYNC (%d %d %s))" % (prev.uidvalidity, prev.hms, known)
+
+
 class Checker:
     def __init__(self, runner):
         self.runner = runner
@@ -162,10 +172,7 @@ class Checker:
         resync = prev is not None and prev.uidvalidity == st["UIDVALIDITY"]
         parts = ["EXAMINE", quote(name)]
         if resync:
-            known = sorted(prev.msgs)
-            parts.append("(QRESYNC (%d %d%s))" % (prev.uidvalidity, prev.hms,
-                                                  " " + ",".join(map(str, known)) if known
-                                                  else ""))
+            parts.append(qresync_arg(prev))
         resp = self.command(conn, *parts)
         state = selected_state(resp)
         vanished = set()

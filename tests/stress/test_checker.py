@@ -12,7 +12,7 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
 
-from checkpoint import MASTER_GONE, Checker, Snapshot  # noqa: E402
+from checkpoint import MASTER_GONE, Checker, Snapshot, qresync_arg  # noqa: E402
 from model import Created, FlagOp, Model, Trace  # noqa: E402
 from session import Selected, Session  # noqa: E402
 from stacks import server_pid  # noqa: E402
@@ -157,6 +157,18 @@ class HighestModseqBeforeItsChanges(CheckerCase):
         session.process(["* 1 FETCH (UID 2363 MODSEQ (3758) FLAGS (\\Deleted))"], fetch,
                         changed_since=since)
         self.assertEqual([v.prop for v in self.model.violations], [])
+
+
+class QresyncFromAnEmptySnapshot(unittest.TestCase):
+
+    def test_an_empty_mailbox_is_resynced_with_a_uid_no_message_has(self):
+        # seed 1303 on rbd, reproduced on mdbox: with no known-UIDs list, Dovecot takes
+        # every UID as known and rightly reports all expunged since as VANISHED.
+        self.assertEqual(qresync_arg(Snapshot(7, 140, 204, {})), "(QRESYNC (7 204 4294967295))")
+
+    def test_known_uids_are_listed_in_order(self):
+        msgs = {3: (9, frozenset(), 100, "c"), 1: (8, frozenset(), 100, "a")}
+        self.assertEqual(qresync_arg(Snapshot(7, 4, 9, msgs)), "(QRESYNC (7 9 1,3))")
 
 
 class MasterGoneLines(unittest.TestCase):
