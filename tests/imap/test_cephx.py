@@ -9,6 +9,7 @@ caps are identical (Ceph refuses a get-or-create whose caps differ), so the
 documented line and the tested key cannot drift apart.
 """
 
+import contextlib
 import re
 import shlex
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from daemons import wait_for
+from daemons import Node, wait_for
 
 pytestmark = pytest.mark.rbd_only("checks the cluster's cephx key")
 
@@ -101,6 +102,17 @@ def ceph_conf_with_key(cluster, work_dir, caps=None, keyring_text=None):
     return str(conf), name
 
 
+@contextlib.contextmanager
+def node_with_key(cluster, work_dir, conf, name):
+    """A node of its own whose rbd service connects with this ceph.conf and cephx user:
+    they are the service's own settings (plugin { }), which no user's can change
+    (doc/service.md). Yields (node, a user of it)."""
+    with Node.running("K", work_dir / ("node-" + name), "rbd", cluster,
+                      plugin_setting=["rbd_ceph_conf=" + conf, "rbd_ceph_user=" + name]) as node:
+        node.add_user("u" + name)
+        yield node, "u" + name
+
+
 def log_lines(node, user):
     return [l for l in (node.path / "dovecot.log").read_text(errors="replace").splitlines()
             if "(%s)" % user in l]
@@ -123,30 +135,30 @@ def select_fails_naming(connect, node, user, *words):
 
 
 def test_a_key_without_caps_on_the_body_pool_fails_at_once_naming_pool_and_setting(
-        cluster, nodes, node_a, new_user, connect, work_dir):
+        cluster, connect, work_dir):
     conf, name = ceph_conf_with_key(cluster, work_dir, caps="allow rwx pool=mail-index")
-    user = user_with_settings(nodes, new_user, rbd_ceph_conf=conf, rbd_ceph_user=name)
-    # Before the fix only the first message too large to inline failed.
-    resp = select_fails_naming(connect, node_a, user, "rbd_pool", "pool 'mail'", "client." + name,
-                               "Operation not permitted")
-    assert resp.text.startswith("[UNAVAILABLE]"), resp.tagged
+    with node_with_key(cluster, work_dir, conf, name) as (node, user):
+        # Before the fix only the first message too large to inline failed.
+        resp = select_fails_naming(connect, node, user, "rbd_pool", "pool 'mail'",
+                                   "client." + name, "Operation not permitted")
+        assert resp.text.startswith("[UNAVAILABLE]"), resp.tagged
 
 
 def test_a_key_without_caps_on_the_index_pool_fails_naming_pool_and_setting(
-        cluster, nodes, node_a, new_user, connect, work_dir):
+        cluster, connect, work_dir):
     conf, name = ceph_conf_with_key(cluster, work_dir, caps="allow rw pool=mail")
-    user = user_with_settings(nodes, new_user, rbd_ceph_conf=conf, rbd_ceph_user=name)
-    resp = select_fails_naming(connect, node_a, user, "rbd_index_pool", "pool 'mail-index'",
-                               "client." + name)
-    assert resp.text.startswith("[UNAVAILABLE]"), resp.tagged
+    with node_with_key(cluster, work_dir, conf, name) as (node, user):
+        resp = select_fails_naming(connect, node, user, "rbd_index_pool", "pool 'mail-index'",
+                                   "client." + name)
+        assert resp.text.startswith("[UNAVAILABLE]"), resp.tagged
 
 
-def test_a_malformed_key_names_the_keyring(cluster, nodes, node_a, new_user, connect, work_dir):
+def test_a_malformed_key_names_the_keyring(cluster, connect, work_dir):
     conf, name = ceph_conf_with_key(cluster, work_dir,
                                     keyring_text="[client.{name}]\n\tkey = not base64!\n")
-    user = user_with_settings(nodes, new_user, rbd_ceph_conf=conf, rbd_ceph_user=name)
     keyring = str(work_dir / ("%s.keyring" % name))
-    select_fails_naming(connect, node_a, user, "keyring " + keyring, "cannot be decoded")
+    with node_with_key(cluster, work_dir, conf, name) as (node, user):
+        select_fails_naming(connect, node, user, "keyring " + keyring, "cannot be decoded")
 
 
 def test_a_namespace_rados_cannot_hold_is_refused_naming_the_setting(nodes, node_a, new_user,
