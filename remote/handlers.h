@@ -58,6 +58,16 @@ inline bool Malformed(const Reader& in, rbd_error* err) {
   return in.failed();
 }
 
+// The handler of a call that frees a handle of type T with Free.
+template <typename T, void (*Free)(T**)>
+rbd_code Release(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  const uint64_t id = in.U64();
+  if (Need<T>(s, id, err) == nullptr || Malformed(in, err)) return err->code;
+  T* handle = s.Take<T>(id);
+  Free(&handle);
+  return RBD_OK;
+}
+
 }  // namespace rbd::remote
 
 #endif  // REMOTE_HANDLERS_H_

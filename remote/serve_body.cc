@@ -20,16 +20,6 @@ const rbd_body_info* GetInfo(Reader& in, rbd_body_info* info) {
   return info;
 }
 
-// The calls that free a handle.
-template <typename T, void (*Free)(T**)>
-rbd_code Release(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
-  const uint64_t id = in.U64();
-  if (Need<T>(s, id, err) == nullptr || Malformed(in, err)) return err->code;
-  T* handle = s.Take<T>(id);
-  Free(&handle);
-  return RBD_OK;
-}
-
 rbd_code ReadBody(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   Keep keep;
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);

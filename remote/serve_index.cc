@@ -19,14 +19,6 @@ rbd_code IndexOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* er
   return code;
 }
 
-rbd_code IndexClose(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
-  const uint64_t id = in.U64();
-  if (Need<rbd_index>(s, id, err) == nullptr || Malformed(in, err)) return err->code;
-  rbd_index* index = s.Take<rbd_index>(id);
-  rbd_index_close(&index);
-  return RBD_OK;
-}
-
 rbd_code IndexGetStatus(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);
   if (index == nullptr || Malformed(in, err)) return err->code;
@@ -233,7 +225,7 @@ rbd_code ChangeMailboxGuid(Session& s, Reader& in, Writer& out, int* fd_r, rbd_e
 
 void RegisterIndexHandlers(HandlerTable& t) {
   Register(t, Op::kIndexOpen, IndexOpen);
-  Register(t, Op::kIndexClose, IndexClose);
+  Register(t, Op::kIndexClose, Release<rbd_index, rbd_index_close>);
   Register(t, Op::kIndexGetStatus, IndexGetStatus);
   Register(t, Op::kIndexCountKeys, IndexCountKeys);
   Register(t, Op::kIndexLastStatus, IndexLastStatus);

@@ -207,14 +207,6 @@ rbd_code LeaseRenew(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* e
   return rbd_lease_renew(lease, err);
 }
 
-rbd_code LeaseRelease(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
-  const uint64_t id = in.U64();
-  if (Need<rbd_lease>(s, id, err) == nullptr || Malformed(in, err)) return err->code;
-  rbd_lease* lease = s.Take<rbd_lease>(id);
-  rbd_lease_release(&lease);
-  return RBD_OK;
-}
-
 // gc and rebuild count what they did also when they fail part way.
 rbd_code UserGc(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   rbd_user* user = Need<rbd_user>(s, in.U64(), err);
@@ -281,7 +273,7 @@ void RegisterUserHandlers(HandlerTable& t) {
   Register(t, Op::kUserAddUnsettled, UserAddUnsettled);
   Register(t, Op::kLeaseAcquire, LeaseAcquire);
   Register(t, Op::kLeaseRenew, LeaseRenew);
-  Register(t, Op::kLeaseRelease, LeaseRelease);
+  Register(t, Op::kLeaseRelease, Release<rbd_lease, rbd_lease_release>);
   Register(t, Op::kUserGc, UserGc);
   Register(t, Op::kUserCheck, UserCheck);
   Register(t, Op::kUserListObjects, UserListObjects);
