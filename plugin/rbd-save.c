@@ -71,8 +71,11 @@ struct rbd_save_context {
 	bool too_large : 1;
 };
 
-/* Bodies of one transaction kept in memory until commit, at most. */
-#define RBD_SAVE_MEMORY_MAX (4 * 1024 * 1024)
+/* Bodies of one transaction kept in memory until commit, at most. What is
+   streamed goes to the node's service piece by piece as it arrives (the
+   service holds the head and the pieces in flight), so this is what an
+   APPEND of any size adds to the imap process. */
+#define RBD_SAVE_MEMORY_MAX (1024 * 1024)
 
 struct rbd_body_ostream {
 	struct ostream_private ostream;

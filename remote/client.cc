@@ -192,10 +192,11 @@ rbd_code Connection::Call(Op op, const Writer& args, Reply* reply, rbd_error* er
   return code;
 }
 
-rbd_code Connection::CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err) {
+rbd_code Connection::CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err,
+                            std::string_view tail) {
   if (generation != generation_ || Lost())
     return Report(Status::Unavailable("rbd service " + path_ + " restarted since this was opened"), err);
-  return Exchange(op, args, reply, err);
+  return Exchange(op, args, reply, err, tail);
 }
 
 rbd_code Connection::CallOpen(Op op, uint64_t id, const Writer& args, Reply* reply, rbd_error* err,
@@ -214,19 +215,20 @@ void Connection::Release(Op op, uint64_t id) {
   Exchange(op, args, &reply, nullptr);
 }
 
-rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err) {
+rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err,
+                              std::string_view tail) {
   const rbd_code lost = Mutates(op) ? RBD_ERR_UNKNOWN : RBD_ERR_UNAVAILABLE;
   if (lost_errno_ == 0) {
     Writer request;
     request.U16(static_cast<uint16_t>(op));
     request.I64(clock_ != nullptr ? clock_->tv_sec : 0);
     request.I64(clock_ != nullptr ? clock_->tv_usec : 0);
-    const size_t size = request.data().size() + args.data().size();
+    const size_t size = request.data().size() + args.data().size() + tail.size();
     if (size > kMaxFrame)
       return Report(
           Status::Invalid("rbd service: a call of " + std::to_string(size) + " bytes is too large to send"),
           err);
-    int r = SendFrame(sock_, request.data(), args.data());
+    int r = SendFrame(sock_, {request.data(), args.data(), tail});
     if (r == 0) r = ReceiveFrame(sock_, &reply->body, &reply->fd, -1);
     if (r < 0) lost_errno_ = -r;
   }

@@ -52,7 +52,10 @@ class Connection {
   // A call on a handle the service cannot open again (a lease, a body
   // reader or writer), opened at `generation`: RBD_ERR_UNAVAILABLE, and no
   // new connection, once the service it lived in has gone.
-  rbd_code CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err);
+  // `tail` follows the arguments in the frame without being copied into
+  // them (a body writer's data).
+  rbd_code CallOn(uint64_t generation, Op op, const Writer& args, Reply* reply, rbd_error* err,
+                  std::string_view tail = {});
   // A call that opens handle `id` (its first argument), which a new
   // service opens again before any other call: a user, an index, a watch,
   // a dictionary. `reopened` takes the reply of each such replay.
@@ -82,7 +85,7 @@ class Connection {
   // Connects, says hello and opens the replays again.
   rbd_code Connect(rbd_error* err);
   // Sends one call and reads its answer, on the connection as it is.
-  rbd_code Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err);
+  rbd_code Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err, std::string_view tail = {});
 
   int sock_ = -1;
   const std::string path_;

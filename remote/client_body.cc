@@ -200,11 +200,14 @@ rbd_code rbd_body_writer_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE],
 }
 
 rbd_code rbd_body_writer_write(rbd_body_writer* writer, const void* data, size_t size, rbd_error* err) {
+  // The data as Writer::Bytes writes it, but sent from the caller's buffer:
+  // a streamed message is never copied whole.
   Writer args;
   args.U64(writer->id);
-  args.Bytes(data, size);
+  args.U64(size);
   Reply reply;
-  return writer->user->conn->CallOn(writer->generation, Op::kBodyWriterWrite, args, &reply, err);
+  return writer->user->conn->CallOn(writer->generation, Op::kBodyWriterWrite, args, &reply, err,
+                                    std::string_view(static_cast<const char*>(data), size));
 }
 
 rbd_code rbd_body_writer_finish(rbd_body_writer* writer, const rbd_body_info* info, rbd_error* err) {

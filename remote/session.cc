@@ -72,7 +72,7 @@ void Session::Run() {
     int fd = -1;
     Writer status, out;
     Serve(request, &status, &out, &fd);
-    int r = SendFrame(sock_, status.data(), out.data(), fd);
+    int r = SendFrame(sock_, {status.data(), out.data()}, fd);
     if (fd >= 0) close(fd);
     if (r < 0) return;
   }

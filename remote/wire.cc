@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace rbd::remote {
 
@@ -207,14 +208,15 @@ int ReceiveAll(int sock, char* out, size_t size, int* fd_r, int timeout_ms) {
 
 }  // namespace
 
-int SendFrame(int sock, std::string_view head, std::string_view body, int fd) {
-  const size_t size = head.size() + body.size();
+int SendFrame(int sock, std::initializer_list<std::string_view> parts, int fd) {
+  size_t size = 0;
+  for (std::string_view part : parts) size += part.size();
   if (size > kMaxFrame) return -EMSGSIZE;
   uint8_t len[4];
   for (int i = 0; i < 4; i++) len[i] = static_cast<uint8_t>(size >> (8 * i));
-  struct iovec iov[3] = {
-      {len, 4}, {const_cast<char*>(head.data()), head.size()}, {const_cast<char*>(body.data()), body.size()}};
-  return SendAll(sock, iov, 3, fd);
+  std::vector<struct iovec> iov{{len, 4}};
+  for (std::string_view part : parts) iov.push_back({const_cast<char*>(part.data()), part.size()});
+  return SendAll(sock, iov.data(), static_cast<int>(iov.size()), fd);
 }
 
 int ReceiveFrame(int sock, std::string* body, int* fd_r, int timeout_ms) {

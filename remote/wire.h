@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -148,10 +149,10 @@ class Reader {
   bool failed_ = false;
 };
 
-// Sends one frame of `head` followed by `body` (and `fd` beside it when
-// >= 0), without joining them first: a body may be a whole message.
+// Sends one frame of `parts` one after the other (and `fd` beside it when
+// >= 0), without joining them first: a part may be a whole message.
 // Returns 0 or -errno.
-int SendFrame(int sock, std::string_view head, std::string_view body = {}, int fd = -1);
+int SendFrame(int sock, std::initializer_list<std::string_view> parts, int fd = -1);
 // Receives one frame; *fd_r (when not NULL) gets a descriptor sent beside
 // it or -1. Returns 0, -ECONNRESET at a clean end of stream, or -errno.
 // `timeout_ms` < 0 waits for ever.

@@ -1434,10 +1434,16 @@ def workload_g(ctx, rep):
         c.select("INBOX")
         pid = node.pids(comm="imap")[0]
         before = kib(status_fields(pid).get("VmRSS"))
+        # On rbd the node's service writes the chunks: its memory counts too.
+        service = node.pids(comm="rbd")
+        service_before = kib(status_fields(service[0]).get("VmRSS")) if service else 0
         t0 = time.perf_counter()
         g_append(c, huge)
         t_huge = time.perf_counter() - t0
         hwm = kib(status_fields(pid).get("VmHWM"))
+        if service:
+            rep.say("    rbd service during it: VmRSS %.1f MiB before, VmHWM %.1f MiB after" % (
+                service_before / 1024, kib(status_fields(service[0]).get("VmHWM")) / 1024))
         large_size = g_append(c, large)
         c.logout()
         timings = {"partial": [], "binary_size": [], "binary_size_again": []}
