@@ -19,18 +19,20 @@
 #include "mail-storage-settings.h"
 #include "rbd-server.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 static int done_pipe[2];
 static struct io *done_io;
 
-/* On a server thread. */
+/* On a server thread, which must not call into Dovecot (i_panic neither):
+   the pipe's write end blocks, so only a signal can interrupt the write. */
 static void rbd_service_client_done(void *context ATTR_UNUSED)
 {
 	const char c = 0;
 
-	if (write(done_pipe[1], &c, 1) != 1)
-		i_unreached();
+	while (write(done_pipe[1], &c, 1) < 0 && errno == EINTR)
+		;
 }
 
 static void rbd_service_clients_done(void *context ATTR_UNUSED)
