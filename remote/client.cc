@@ -238,6 +238,12 @@ rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error
         lost == RBD_ERR_UNKNOWN ? Status::Unknown(msg + ": outcome unknown") : Status::Unavailable(msg), err);
   }
   reply->in = Reader(reply->body);
+  size_t n = 0;
+  const rbd_op_record* ops = GetArray<rbd_op_record>(reply->in, reply->keep, &n);
+  reported_ops_.insert(reported_ops_.end(), ops, ops + n);
+  dropped_ += reply->in.U64();
+  const rbd_settled* settled = GetArray<rbd_settled>(reply->in, reply->keep, &n);
+  reported_settled_.insert(reported_settled_.end(), settled, settled + n);
   rbd_code code = GetStatus(reply->in, err);
   if (reply->in.failed()) return Report(Status::Io("rbd service " + path_ + ": malformed reply"), err);
   return code;

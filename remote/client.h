@@ -73,6 +73,11 @@ class Connection {
   // CallOpen opened them.
   uint64_t generation() const { return generation_; }
   int sock() const { return sock_; }
+  // What the replies brought of the user's op records (and how many the
+  // core dropped) and settlements, until taken.
+  std::vector<rbd_op_record>& reported_ops() { return reported_ops_; }
+  uint64_t TakeDropped() { return std::exchange(dropped_, 0); }
+  std::vector<rbd_settled>& reported_settled() { return reported_settled_; }
 
  private:
   struct Replay {
@@ -94,6 +99,9 @@ class Connection {
   int lost_errno_ = 0;
   uint64_t generation_ = 0;
   uint64_t last_id_ = 0;
+  std::vector<rbd_op_record> reported_ops_;
+  uint64_t dropped_ = 0;
+  std::vector<rbd_settled> reported_settled_;
   std::map<uint64_t, Replay> replays_;
 };
 

@@ -12,6 +12,19 @@ using rbd::remote::Op;
 using rbd::remote::Reply;
 using rbd::remote::Writer;
 
+namespace {
+
+// Moves up to `max` of `items`, oldest first, into `out`.
+template <typename T>
+size_t Take(std::vector<T>& items, T* out, size_t max) {
+  const size_t n = std::min(max, items.size());
+  std::copy(items.begin(), items.begin() + n, out);
+  items.erase(items.begin(), items.begin() + n);
+  return n;
+}
+
+}  // namespace
+
 extern "C" {
 
 rbd_code rbd_user_open(rbd_cluster* cluster, const char* ns, const struct timeval* command_started,
@@ -41,19 +54,10 @@ rbd_code rbd_list_mailboxes(rbd_user* user, rbd_mailbox_entries** list_r, rbd_er
 
 void rbd_mailbox_entries_free(rbd_mailbox_entries** list) { FreeHeld(list); }
 
+// What the replies brought (Connection::Exchange): no call of its own.
 size_t rbd_user_drain_ops(rbd_user* user, rbd_op_record* out, size_t max, uint64_t* dropped_r) {
-  Writer args;
-  args.U64(user->id);
-  args.U32(static_cast<uint32_t>(max));
-  Reply reply;
-  size_t n = 0;
-  *dropped_r = 0;
-  if (user->conn->Call(Op::kUserDrainOps, args, &reply, nullptr) != RBD_OK) return 0;
-  const rbd_op_record* records = rbd::remote::GetArray<rbd_op_record>(reply.in, reply.keep, &n);
-  *dropped_r = reply.in.U64();
-  if (reply.in.failed() || n > max) return 0;
-  std::copy(records, records + n, out);
-  return n;
+  *dropped_r = user->conn->TakeDropped();
+  return Take(user->conn->reported_ops(), out, max);
 }
 
 rbd_code rbd_lookup_mailbox(rbd_user* user, const char* name, uint8_t guid_r[RBD_GUID_SIZE], rbd_error* err) {
@@ -116,16 +120,7 @@ rbd_code rbd_set_special_use(rbd_user* user, const char* name, const char* speci
 }
 
 size_t rbd_user_drain_settled(rbd_user* user, rbd_settled* out, size_t max) {
-  Writer args;
-  args.U64(user->id);
-  args.U32(static_cast<uint32_t>(max));
-  Reply reply;
-  size_t n = 0;
-  if (user->conn->Call(Op::kUserDrainSettled, args, &reply, nullptr) != RBD_OK) return 0;
-  const rbd_settled* settled = rbd::remote::GetArray<rbd_settled>(reply.in, reply.keep, &n);
-  if (reply.in.failed() || n > max) return 0;
-  std::copy(settled, settled + n, out);
-  return n;
+  return Take(user->conn->reported_settled(), out, max);
 }
 
 void rbd_user_settle(rbd_user* user) {

@@ -65,7 +65,10 @@ rbd_code UserOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err
   if (Malformed(in, err) || Taken(s, id, err) || s.Admit(ns, err) != RBD_OK) return err->code;
   rbd_user* user = nullptr;
   rbd_code code = rbd_user_open(s.cluster(), ns, s.clock(), &user, err);
-  if (code == RBD_OK) s.Add(id, user);
+  if (code == RBD_OK) {
+    s.Add(id, user);
+    s.set_user(user);
+  }
   return code;
 }
 
@@ -78,18 +81,6 @@ rbd_code ListMailboxes(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error
   PutArray(out, list->entries, list->count);
   rbd_mailbox_entries_free(&list);
   return code;
-}
-
-rbd_code UserDrainOps(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
-  rbd_user* user = Need<rbd_user>(s, in.U64(), err);
-  const uint32_t max = in.U32();
-  if (user == nullptr || Malformed(in, err)) return err->code;
-  std::vector<rbd_op_record> records(max);
-  uint64_t dropped = 0;
-  size_t n = rbd_user_drain_ops(user, records.data(), max, &dropped);
-  PutArray(out, records.data(), n);
-  out.U64(dropped);
-  return RBD_OK;
 }
 
 rbd_code LookupMailbox(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
@@ -149,15 +140,6 @@ rbd_code SetSpecialUse(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error
   const char* special_use = keep.String(in);
   if (user == nullptr || Malformed(in, err)) return err->code;
   return rbd_set_special_use(user, name, special_use, err);
-}
-
-rbd_code UserDrainSettled(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
-  rbd_user* user = Need<rbd_user>(s, in.U64(), err);
-  const uint32_t max = in.U32();
-  if (user == nullptr || Malformed(in, err)) return err->code;
-  std::vector<rbd_settled> settled(max);
-  PutArray(out, settled.data(), rbd_user_drain_settled(user, settled.data(), max));
-  return RBD_OK;
 }
 
 rbd_code UserSettle(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
@@ -259,7 +241,6 @@ rbd_code UserRebuild(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* 
 void RegisterUserHandlers(HandlerTable& t) {
   Register(t, Op::kClusterConnect, ClusterConnect);
   Register(t, Op::kUserOpen, UserOpen);
-  Register(t, Op::kUserDrainOps, UserDrainOps);
   Register(t, Op::kListMailboxes, ListMailboxes);
   Register(t, Op::kLookupMailbox, LookupMailbox);
   Register(t, Op::kCreateMailbox, CreateMailbox);
@@ -267,7 +248,6 @@ void RegisterUserHandlers(HandlerTable& t) {
   Register(t, Op::kRenameMailbox, RenameMailbox);
   Register(t, Op::kSetSubscribed, SetSubscribed);
   Register(t, Op::kSetSpecialUse, SetSpecialUse);
-  Register(t, Op::kUserDrainSettled, UserDrainSettled);
   Register(t, Op::kUserSettle, UserSettle);
   Register(t, Op::kUserTakeUnsettled, UserTakeUnsettled);
   Register(t, Op::kUserAddUnsettled, UserAddUnsettled);

@@ -65,6 +65,31 @@ void Session::CloseAll() {
   if (cluster_ != nullptr) rbd_cluster_unref(&cluster_);
 }
 
+void Session::PutReports(Writer& w) {
+  std::vector<rbd_op_record> ops;
+  std::vector<rbd_settled> settled;
+  uint64_t dropped = 0;
+  if (user_ != nullptr) {
+    constexpr size_t kBatch = 256;
+    size_t n;
+    do {
+      ops.resize(ops.size() + kBatch);
+      uint64_t more_dropped = 0;
+      n = rbd_user_drain_ops(user_, ops.data() + ops.size() - kBatch, kBatch, &more_dropped);
+      dropped += more_dropped;
+      ops.resize(ops.size() - kBatch + n);
+    } while (n == kBatch);
+    do {
+      settled.resize(settled.size() + kBatch);
+      n = rbd_user_drain_settled(user_, settled.data() + settled.size() - kBatch, kBatch);
+      settled.resize(settled.size() - kBatch + n);
+    } while (n == kBatch);
+  }
+  PutArray(w, ops.data(), ops.size());
+  w.U64(dropped);
+  PutArray(w, settled.data(), settled.size());
+}
+
 void Session::Run() {
   std::string request;
   for (;;) {
@@ -103,6 +128,7 @@ void Session::Serve(std::string_view request, Writer* status, Writer* out_r, int
       code = Fail(&err, RBD_ERR_IO, "rbd service: %s", e.what());
     }
   }
+  PutReports(*status);
   PutStatus(*status, code, err);
   *out_r = std::move(out);
 }

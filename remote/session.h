@@ -62,6 +62,9 @@ class Session {
   rbd_code Admit(const char* ns, rbd_error* err);
 
   rbd_cluster* cluster() const { return cluster_; }
+  // The user this connection serves, whose op records and settlements go
+  // with every reply.
+  void set_user(rbd_user* user) { user_ = user; }
   void set_configured_namespace(std::string ns) { configured_ns_ = std::move(ns); }
   void set_cluster(rbd_cluster* cluster) { cluster_ = cluster; }
   // The client's command clock, sent with every call (rbd_user_open), or
@@ -77,6 +80,8 @@ class Session {
   // descriptor to send beside them or -1.
   void Serve(std::string_view request, Writer* status, Writer* out, int* fd_r);
   void CloseAll();
+  // The op records and settlements of user_ since the last reply.
+  void PutReports(Writer& w);
 
   int sock_;
   // The peer's uid (SO_PEERCRED), or -1 when the kernel did not tell.
@@ -86,6 +91,7 @@ class Session {
   std::string ns_;
   bool greeted_ = false;
   rbd_cluster* cluster_ = nullptr;
+  rbd_user* user_ = nullptr;
   struct timeval clock_ {};
   bool has_clock_ = false;
   std::map<uint64_t, Handle> handles_;

@@ -24,7 +24,7 @@ namespace rbd::remote {
 
 // Bump with any change to a request or reply: a client and a service of
 // different versions refuse each other at the first call.
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;
 
 // Larger frames are refused: a bug or a stranger on the socket, not a call.
 constexpr uint32_t kMaxFrame = 1u << 31;
@@ -34,7 +34,6 @@ enum class Op : uint16_t {
   kHello = 1,
   kClusterConnect,
   kUserOpen,
-  kUserDrainOps,
   kListMailboxes,
   kLookupMailbox,
   kCreateMailbox,
@@ -53,7 +52,6 @@ enum class Op : uint16_t {
   kIndexUpdateFlags,
   kIndexExpunge,
   kIndexTouch,
-  kUserDrainSettled,
   kUserSettle,
   kUserTakeUnsettled,
   kUserAddUnsettled,
@@ -158,8 +156,10 @@ int SendFrame(int sock, std::initializer_list<std::string_view> parts, int fd = 
 // `timeout_ms` < 0 waits for ever.
 int ReceiveFrame(int sock, std::string* body, int* fd_r, int timeout_ms);
 
-// A reply: the call's rbd_code, its message when not RBD_OK, then the
-// outputs.
+// A reply: what the user's calls left to report (the core's op records,
+// with the count of those it dropped, and settlements: the service drains
+// them after every call, so that reporting them costs no call of its own),
+// the call's rbd_code, its message when not RBD_OK, then the outputs.
 void PutStatus(Writer& w, rbd_code code, const rbd_error& err);
 rbd_code GetStatus(Reader& r, rbd_error* err);
 
