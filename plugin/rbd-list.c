@@ -132,6 +132,18 @@ int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r)
 	return 0;
 }
 
+void rbd_list_flush_events(struct mailbox_list *list)
+{
+	struct rbd_list *rlist = container_of(list, struct rbd_list, list);
+	struct mail_storage *storage =
+	        mail_namespace_get_default_storage(list->ns);
+
+	if (rlist->user != NULL) {
+		rbd_events_flush(storage->event, rlist->user, &rlist->op_totals,
+		                 RBD_STORAGE(storage));
+	}
+}
+
 static void rbd_list_set_error(struct mailbox_list *list, const char *name,
                                const struct rbd_error *err)
 {

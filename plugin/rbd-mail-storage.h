@@ -224,6 +224,8 @@ const char *rbd_list_namespace(struct mailbox_list *list);
 /* The handle of rbd_list_namespace(), opened on first use; sets the list
    error on failure. */
 int rbd_list_get_user(struct mailbox_list *list, struct rbd_user **user_r);
+/* Logs what the user's calls did so far (rbd-events.c). */
+void rbd_list_flush_events(struct mailbox_list *list);
 /* The dictionary object of rbd_list_namespace(), opened on first use; sets
    the list error on failure. */
 int rbd_list_get_dict(struct mailbox_list *list,

@@ -475,6 +475,13 @@ static int rbd_mailbox_rebuild_lost(struct rbd_mailbox *mbox,
 	return 1;
 }
 
+/* The name led to mbox->guid in this command. */
+static void rbd_mailbox_named(struct rbd_mailbox *mbox)
+{
+	rbd_command_stamp(&mbox->name_checked);
+	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
+}
+
 int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 {
 	struct rbd_user *user;
@@ -485,20 +492,34 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 		return -1;
 	if (mbox->index != NULL)
 		return 0;
-	if ((ret = rbd_lookup(mbox, mbox->guid)) <= 0) {
-		if (ret == 0) {
-			mail_storage_set_error(
-			        mbox->box.storage, MAIL_ERROR_NOTFOUND,
-			        T_MAIL_ERR_MAILBOX_NOT_FOUND(mbox->box.vname));
-		}
-		return -1;
-	}
-	rbd_command_stamp(&mbox->name_checked);
-	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
 	if (rbd_mailbox_get_user(mbox, &user) < 0)
 		return -1;
 	/* Opening reads the state (rbd_mailbox_read_state uses that). */
 	rbd_command_stamp(&mbox->state_read);
+	if (!rbd_list_listed_guid(mbox->box.list, mbox->box.name, mbox->guid)) {
+		/* Usually one read, of the state alone (doc/design.md,
+		   "Names in the state"). */
+		if (rbd_index_open_name(user, mbox->box.name, mbox->guid,
+		                        &mbox->index, &err) == RBD_OK) {
+			rbd_mailbox_named(mbox);
+			return 0;
+		}
+		if (err.code != RBD_ERR_NOT_FOUND) {
+			rbd_storage_set_error(mbox->box.storage, &err);
+			return -1;
+		}
+		/* The name, or its listed index (rebuilt below), is gone. */
+		if ((ret = rbd_lookup(mbox, mbox->guid)) <= 0) {
+			if (ret == 0) {
+				mail_storage_set_error(
+				        mbox->box.storage, MAIL_ERROR_NOTFOUND,
+				        T_MAIL_ERR_MAILBOX_NOT_FOUND(
+				                mbox->box.vname));
+			}
+			return -1;
+		}
+	}
+	rbd_mailbox_named(mbox);
 	if (rbd_index_open(user, mbox->guid, &mbox->index, &err) == RBD_OK)
 		return 0;
 	if (err.code == RBD_ERR_NOT_FOUND &&
@@ -523,6 +544,13 @@ int rbd_mailbox_check_name(struct rbd_mailbox *mbox)
 	   its closing sync included. */
 	if (rbd_command_stamped(&mbox->name_checked))
 		return 0;
+	/* The state this command read names the mailbox so: the name led to
+	   it then, no read of the list needed. */
+	if (mbox->index != NULL &&
+	    rbd_index_named(mbox->index, mbox->box.name) != 0) {
+		rbd_command_stamp(&mbox->name_checked);
+		return 0;
+	}
 	if ((ret = rbd_lookup(mbox, guid)) < 0)
 		return -1;
 	if (ret == 0 || !guid_128_equals(guid, mbox->guid)) {
@@ -723,6 +751,9 @@ static void rbd_mailbox_close(struct mailbox *box)
 		(void)rbd_sync(mbox, FALSE);
 	if (mbox->index != NULL)
 		rbd_index_close(&mbox->index);
+	/* What the mailbox's last calls did is logged now (a STATUS may be
+	   the session's last command), not at the session's next call. */
+	rbd_list_flush_events(box->list);
 	pool_unref(&mbox->msg_pool);
 	index_storage_mailbox_close(box);
 }

@@ -1293,13 +1293,14 @@ rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 	wanted = index_mailbox_want_full_sync(box, flags) || mbox->sync_pending;
 	/* A rename elsewhere leaves the index readable under its new name: a
 	   full sync (NOOP, IDLE, CHECK, SELECT) checks that the name still
-	   leads to it. A FAST one only reads. */
-	if (ret == 0 && (flags & MAILBOX_SYNC_FLAG_FAST) == 0 &&
-	    rbd_mailbox_check_name(mbox) < 0)
-		ret = -1;
+	   leads to it, after the sync, whose read of the state usually says
+	   so already. A FAST one only reads. */
 	if (ret == 0 && wanted)
 		ret = rbd_sync(mbox,
 		               (flags & MAILBOX_SYNC_FLAG_FORCE_RESYNC) != 0);
+	if (ret == 0 && (flags & MAILBOX_SYNC_FLAG_FAST) == 0 &&
+	    rbd_mailbox_check_name(mbox) < 0)
+		ret = -1;
 	if (ret < 0 && box->opened &&
 	    mailbox_get_last_mail_error(box) == MAIL_ERROR_NOTFOUND)
 		mailbox_set_deleted(box);

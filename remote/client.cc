@@ -202,8 +202,12 @@ rbd_code Connection::CallOn(uint64_t generation, Op op, const Writer& args, Repl
 rbd_code Connection::CallOpen(Op op, uint64_t id, const Writer& args, Reply* reply, rbd_error* err,
                               std::function<void(Reply&)> reopened) {
   rbd_code code = Call(op, args, reply, err);
-  if (code == RBD_OK) replays_[id] = Replay{op, args, std::move(reopened)};
+  if (code == RBD_OK) Reopens(id, op, args, std::move(reopened));
   return code;
+}
+
+void Connection::Reopens(uint64_t id, Op op, Writer args, std::function<void(Reply&)> reopened) {
+  replays_[id] = Replay{op, std::move(args), std::move(reopened)};
 }
 
 void Connection::Release(Op op, uint64_t id) {

@@ -61,6 +61,9 @@ class Connection {
   // a dictionary. `reopened` takes the reply of each such replay.
   rbd_code CallOpen(Op op, uint64_t id, const Writer& args, Reply* reply, rbd_error* err,
                     std::function<void(Reply&)> reopened = nullptr);
+  // After a call that opened handle `id`: the call that opens it again
+  // after a reconnect (CallOpen records its own).
+  void Reopens(uint64_t id, Op op, Writer args, std::function<void(Reply&)> reopened = nullptr);
   // Closes handle `id` in the service (if it is still there) and forgets
   // it: errors are the service's to clean up, when the connection ends.
   void Release(Op op, uint64_t id);

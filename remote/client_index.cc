@@ -44,6 +44,15 @@ rbd_code CallRecords(const rbd_index* mailbox, Op op, const Writer& args, rbd_re
   });
 }
 
+// The arguments that open the mailbox `guid` under number `id`.
+Writer OpenArgs(uint64_t id, const rbd_user* user, const uint8_t guid[RBD_GUID_SIZE]) {
+  Writer args;
+  args.U64(id);
+  args.U64(user->id);
+  args.Guid(guid);
+  return args;
+}
+
 }  // namespace
 
 extern "C" {
@@ -51,13 +60,31 @@ extern "C" {
 rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_index** mailbox_r,
                         rbd_error* err) {
   const uint64_t id = user->conn->NewId();
+  Reply reply;
+  rbd_code code = user->conn->CallOpen(Op::kIndexOpen, id, OpenArgs(id, user, guid), &reply, err);
+  if (code == RBD_OK) *mailbox_r = new rbd_index{user, id, nullptr};
+  return code;
+}
+
+rbd_code rbd_index_open_name(rbd_user* user, const char* name, uint8_t guid_r[RBD_GUID_SIZE],
+                             rbd_index** mailbox_r, rbd_error* err) {
+  const uint64_t id = user->conn->NewId();
   Writer args;
   args.U64(id);
   args.U64(user->id);
-  args.Guid(guid);
+  args.String(name);
   Reply reply;
-  rbd_code code = user->conn->CallOpen(Op::kIndexOpen, id, args, &reply, err);
-  if (code == RBD_OK) *mailbox_r = new rbd_index{user, id, nullptr};
+  rbd_code code = user->conn->Call(Op::kIndexOpenName, args, &reply, err);
+  if (code != RBD_OK) return code;
+  reply.in.Guid(guid_r);
+  if ((code = Decoded(reply, code, err)) != RBD_OK) {
+    user->conn->Release(Op::kIndexClose, id);
+    return code;
+  }
+  // Opened again by GUID after a reconnect: the handle stays the mailbox
+  // it opened, wherever the name leads by then.
+  user->conn->Reopens(id, Op::kIndexOpen, OpenArgs(id, user, guid_r));
+  *mailbox_r = new rbd_index{user, id, nullptr};
   return code;
 }
 
@@ -88,6 +115,15 @@ void rbd_index_last_status(const rbd_index* index, rbd_index_status* status_r) {
   rbd_code code = Call(index, Op::kIndexLastStatus, Args(index), &reply, nullptr);
   if (code == RBD_OK) Get(reply.in, reply.keep, status_r);
   if (Decoded(reply, code, nullptr) != RBD_OK) *status_r = {};
+}
+
+int rbd_index_named(const rbd_index* index, const char* name) {
+  Writer args = Args(index);
+  args.String(name);
+  Reply reply;
+  rbd_code code = Call(index, Op::kIndexNamed, args, &reply, nullptr);
+  const uint8_t named = code == RBD_OK ? reply.in.U8() : 0;
+  return Decoded(reply, code, nullptr) == RBD_OK ? named : 0;
 }
 
 rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,

@@ -19,6 +19,21 @@ rbd_code IndexOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* er
   return code;
 }
 
+rbd_code IndexOpenName(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  Keep keep;
+  const uint64_t id = in.U64();
+  rbd_user* user = Need<rbd_user>(s, in.U64(), err);
+  const char* name = keep.String(in);
+  if (user == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
+  uint8_t guid[RBD_GUID_SIZE];
+  rbd_index* index = nullptr;
+  rbd_code code = rbd_index_open_name(user, name, guid, &index, err);
+  if (code != RBD_OK) return code;
+  s.Add(id, index);
+  out.Guid(guid);
+  return code;
+}
+
 rbd_code IndexGetStatus(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);
   if (index == nullptr || Malformed(in, err)) return err->code;
@@ -43,6 +58,15 @@ rbd_code IndexLastStatus(Session& s, Reader& in, Writer& out, int* fd_r, rbd_err
   rbd_index_status status{};
   rbd_index_last_status(index, &status);
   Put(out, status);
+  return RBD_OK;
+}
+
+rbd_code IndexNamed(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  Keep keep;
+  rbd_index* index = Need<rbd_index>(s, in.U64(), err);
+  const char* name = keep.String(in);
+  if (index == nullptr || Malformed(in, err)) return err->code;
+  out.U8(name != nullptr && rbd_index_named(index, name) ? 1 : 0);
   return RBD_OK;
 }
 
@@ -225,10 +249,12 @@ rbd_code ChangeMailboxGuid(Session& s, Reader& in, Writer& out, int* fd_r, rbd_e
 
 void RegisterIndexHandlers(HandlerTable& t) {
   Register(t, Op::kIndexOpen, IndexOpen);
+  Register(t, Op::kIndexOpenName, IndexOpenName);
   Register(t, Op::kIndexClose, Release<rbd_index, rbd_index_close>);
   Register(t, Op::kIndexGetStatus, IndexGetStatus);
   Register(t, Op::kIndexCountKeys, IndexCountKeys);
   Register(t, Op::kIndexLastStatus, IndexLastStatus);
+  Register(t, Op::kIndexNamed, IndexNamed);
   Register(t, Op::kIndexClaimRecent, IndexClaimRecent);
   Register(t, Op::kIndexAppend, IndexAppend);
   Register(t, Op::kIndexCopy, IndexCopy);

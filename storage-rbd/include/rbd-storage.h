@@ -324,6 +324,14 @@ void rbd_records_free(struct rbd_records **records);
 rbd_code rbd_index_open(struct rbd_user *user,
                         const uint8_t guid[RBD_GUID_SIZE],
                         struct rbd_index **mailbox_r, struct rbd_error *err);
+/* Opens the mailbox `name`: rbd_lookup_mailbox() and rbd_index_open() in
+   one, which reads only the mailbox's state when this connection has
+   looked the name up before and the state confirms it (doc/design.md,
+   "Names in the state"). RBD_ERR_NOT_FOUND if no such mailbox exists. */
+rbd_code rbd_index_open_name(struct rbd_user *user, const char *name,
+                             uint8_t guid_r[RBD_GUID_SIZE],
+                             struct rbd_index **mailbox_r,
+                             struct rbd_error *err);
 void rbd_index_close(struct rbd_index **mailbox);
 
 /* Reads UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts and sizes in one read. */
@@ -358,6 +366,15 @@ rbd_code rbd_index_count_keys(struct rbd_index *mailbox,
  */
 void rbd_index_last_status(const struct rbd_index *index,
                            struct rbd_index_status *status_r);
+
+/*
+ * Whether the state read or written through this handle in the current
+ * command (the command clock of rbd_user_open) names the mailbox `name`:
+ * the user's list then gave it that name at that moment, with no read of
+ * the list (doc/design.md, "Names in the state"). No I/O. 0 also when the
+ * state names no mailbox (a rename or delete may be moving it).
+ */
+int rbd_index_named(const struct rbd_index *index, const char *name);
 
 /*
  * RFC 3501 \Recent across nodes: a message is \Recent in exactly one

@@ -465,6 +465,18 @@ rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_i
   });
 }
 
+rbd_code rbd_index_open_name(rbd_user* user, const char* name, uint8_t guid_r[RBD_GUID_SIZE],
+                             rbd_index** mailbox_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::unique_ptr<rbd::MailboxIndex> index;
+    rbd::Status s = rbd::MailboxList(user->account.get()).OpenIndex(name, &index);
+    if (!s.ok()) return s;
+    std::memcpy(guid_r, index->guid().bytes.data(), RBD_GUID_SIZE);
+    *mailbox_r = new rbd_index{user->account.get(), std::move(index), {}, {}};
+    return s;
+  });
+}
+
 void rbd_index_close(rbd_index** mailbox) {
   delete *mailbox;
   *mailbox = nullptr;
@@ -490,6 +502,10 @@ rbd_code rbd_index_count_keys(rbd_index* mailbox, struct rbd_index_keys* keys_r,
 
 void rbd_index_last_status(const rbd_index* index, struct rbd_index_status* status_r) {
   ToStatus(index->index->last_state(), status_r);
+}
+
+int rbd_index_named(const rbd_index* index, const char* name) {
+  return index->index->StateSeenInThisCommand() && index->index->last_state().name == name ? 1 : 0;
 }
 
 rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,

@@ -17,6 +17,7 @@
 
 #include "aio.h"
 #include "config.h"
+#include "name_hints.h"
 #include "status.h"
 
 namespace rbd {
@@ -80,6 +81,9 @@ class Cluster {
   // destructor waits for the rest, bounded by the notify timeout.
   void Notify(const librados::IoCtx& io, const std::string& oid, const std::string& payload);
 
+  // Names looked up through this connection (NameHints).
+  NameHints& name_hints() { return name_hints_; }
+
  private:
   Status ConnectLocked();
   // Waits until librados has run every callback it queued for this
@@ -99,6 +103,8 @@ class Cluster {
   struct InFlightNotify;
   std::mutex notify_mu_;
   std::vector<std::unique_ptr<InFlightNotify>> notifies_;
+
+  NameHints name_hints_;
 };
 
 }  // namespace rbd

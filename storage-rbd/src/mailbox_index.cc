@@ -140,9 +140,11 @@ void KeepLogWindow(const Config& config, int64_t now, MailboxState* state, std::
 MailboxIndex::MailboxIndex(Account* account, const Guid& guid)
     : account_(account), guid_(guid), oid_(keys::IndexObject(guid)), shards_(account, guid) {}
 
-Status MailboxIndex::Create(Account* account, const Guid& guid, uint32_t uidvalidity) {
+Status MailboxIndex::Create(Account* account, const Guid& guid, uint32_t uidvalidity,
+                            const std::string& name) {
   MailboxState state;
   state.uidvalidity = uidvalidity != 0 ? uidvalidity : static_cast<uint32_t>(std::time(nullptr));
+  state.name = name;
   return Create(account, guid, state);
 }
 
@@ -1460,6 +1462,11 @@ Status MailboxIndex::Seal(uint32_t n, uint32_t shard_uids, bool* sealed) {
     m->state.sealed_shards = n + 1;
     return Status::OK();
   });
+}
+
+Status MailboxIndex::EditName(const NameEdit& edit) {
+  state_valid_ = false;
+  return Mutate({}, [&](const auto&, Mutation* m) -> Status { return edit(&m->state, &m->noop); });
 }
 
 Status MailboxIndex::Remove() {

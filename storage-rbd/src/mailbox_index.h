@@ -132,15 +132,19 @@ class MailboxIndex {
   MailboxIndex(const MailboxIndex&) = delete;
   MailboxIndex& operator=(const MailboxIndex&) = delete;
 
-  // Creates the index object; Exists if it is there already.
-  static Status Create(Account* account, const Guid& guid, uint32_t uidvalidity);
-  // The same, starting from `state` (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ).
+  // Creates the index object of the mailbox the list is to name `name`;
+  // Exists if it is there already.
+  static Status Create(Account* account, const Guid& guid, uint32_t uidvalidity, const std::string& name);
+  // The same, starting from `state` (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ,
+  // name).
   static Status Create(Account* account, const Guid& guid, const MailboxState& state);
 
   // Reads the state (one read); NotFound if the mailbox does not exist.
   Status ReadState(MailboxState* state);
   // The state as of the last read or commit through this handle.
   const MailboxState& last_state() const { return state_; }
+  // Whether last_state() is the cluster's as the current command saw it.
+  bool StateSeenInThisCommand() const;
 
   Status Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids);
   // dest_uids[i] is 0 when source_uids[i] no longer exists (its record,
@@ -241,6 +245,13 @@ class MailboxIndex {
   // otherwise): every node's cache of it is then rebuilt. The caller raises
   // the user's last UIDVALIDITY first (MailboxList::RaiseLastUidValidity).
   Status UpdateState(uint32_t uidvalidity, uint32_t min_uidnext, uint64_t min_highest_modseq);
+  // Changes the state's name fields (MailboxState::name), for
+  // MailboxList alone: one guarded op planned from a fresh read, with no
+  // MODSEQ. `edit` may read other objects (the guard makes what it read
+  // hold at the commit) and sets *noop when there is nothing to write.
+  using NameEdit = std::function<Status(MailboxState* state, bool* noop)>;
+  Status EditName(const NameEdit& edit);
+
   // Removes the index object if its state is still the one last read
   // through this handle (Conflict otherwise); it must hold no records.
   Status RemoveIfUnchanged();
@@ -401,8 +412,6 @@ class MailboxIndex {
   // Whether `when` is the current command's start (never without a command
   // clock, as in doveadm).
   bool InThisCommand(const struct timeval& when) const;
-  // Whether state_ is the cluster's as the current command saw it.
-  bool StateSeenInThisCommand() const;
   // Records an op this handle committed (guarded by `guard`, writing
   // `written` and, when it advanced, `change`) in the chain of its own ops
   // of this command; starts the chain again when the op did not follow the

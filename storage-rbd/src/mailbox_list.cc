@@ -1,6 +1,7 @@
 #include "mailbox_list.h"
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 
 #include "keys.h"
@@ -36,7 +37,89 @@ Status MoveRecords(MailboxIndex* from, MailboxIndex* to) {
   return s.ok() ? from->Expunge(uids, &expunged) : s;
 }
 
+// A token no other operation draws: the low bits of a random GUID, never 0.
+uint64_t NewToken() {
+  uint64_t token = 0;
+  while (token == 0) std::memcpy(&token, Guid::Random().bytes.data(), sizeof token);
+  return token;
+}
+
 }  // namespace
+
+MailboxList::NameRelease::NameRelease(Account* account) : account_(account), token_(NewToken()) {}
+
+Status MailboxList::NameRelease::Release(const Guid& guid) {
+  if (released_.count(guid) != 0) return Status::OK();
+  MailboxIndex index(account_, guid);
+  Status s = index.EditName([&](MailboxState* state, bool* noop) -> Status {
+    state->name.clear();
+    state->name_pending = token_;
+    return Status::OK();
+  });
+  // An index already gone has no name to give.
+  if (s.IsNotFound()) return Status::OK();
+  if (s.ok()) released_.insert(guid);
+  return s;
+}
+
+void MailboxList::NameRelease::Settle(const std::map<Guid, std::string>& names) {
+  for (const Guid& guid : released_) {
+    auto it = names.find(guid);
+    MailboxIndex index(account_, guid);
+    (void)index.EditName([&](MailboxState* state, bool* noop) -> Status {
+      *noop = state->name_pending != token_;
+      state->name = it != names.end() ? it->second : std::string();
+      state->name_pending = 0;
+      return Status::OK();
+    });
+  }
+}
+
+std::string MailboxList::HintList() { return account_->index_io().get_pool_name() + '/' + account_->ns(); }
+
+Status MailboxList::AdoptName(MailboxIndex* index, const std::string& name) {
+  return index->EditName([&](MailboxState* state, bool* noop) -> Status {
+    *noop = true;
+    if (!state->name.empty() || state->name_pending != 0) return Status::OK();
+    // Read after the state the op is guarded by: a mark made after that
+    // read fails the guard, one made before it is seen above.
+    MailboxEntry entry;
+    Status s = Lookup(name, &entry);
+    if (s.IsNotFound()) return Status::OK();
+    if (!s.ok()) return s;
+    *noop = entry.guid != index->guid();
+    state->name = name;
+    return Status::OK();
+  });
+}
+
+Status MailboxList::OpenIndex(const std::string& name, std::unique_ptr<MailboxIndex>* index) {
+  index->reset();
+  MailboxState state;
+  if (std::optional<Guid> hint = account_->cluster()->name_hints().Find(HintList(), name)) {
+    auto hinted = std::make_unique<MailboxIndex>(account_, *hint);
+    Status s = hinted->ReadState(&state);
+    if (s.ok() && state.name == name) {
+      *index = std::move(hinted);
+      return s;
+    }
+    if (!s.ok() && !s.IsNotFound()) return s;
+    if (s.ok()) *index = std::move(hinted);
+  }
+  MailboxEntry entry;
+  Status s = Lookup(name, &entry);
+  if (s.ok() && (*index == nullptr || (*index)->guid() != entry.guid)) {
+    *index = std::make_unique<MailboxIndex>(account_, entry.guid);
+    s = (*index)->ReadState(&state);
+  }
+  if (!s.ok()) {
+    index->reset();
+    return s;
+  }
+  // Only saves the next open a read: the open itself stands without it.
+  if (state.name.empty() && state.name_pending == 0) (void)AdoptName(index->get(), name);
+  return Status::OK();
+}
 
 Status MailboxList::ReadVersion(RootState* state, librados::bufferlist* raw, bool* exists) {
   librados::ObjectReadOperation op;
@@ -147,8 +230,11 @@ Status MailboxList::List(std::vector<MailboxInfo>* mailboxes) {
       by_name[key.substr(2)].subscribed = true;
     }
   }
+  NameHints& hints = account_->cluster()->name_hints();
+  const std::string hint_list = HintList();
   for (auto& [name, info] : by_name) {
     info.name = name;
+    if (info.exists) hints.Remember(hint_list, name, info.entry.guid);
     mailboxes->push_back(std::move(info));
   }
   return Status::OK();
@@ -159,9 +245,15 @@ Status MailboxList::Lookup(const std::string& name, MailboxEntry* entry) {
   const std::string key = keys::MailboxKey(name);
   int r = account_->ReadKeys(keys::kRoot, {key}, &values);
   if (r < 0 && r != -ENOENT) return Status::FromRados(r, "look up mailbox " + name);
-  if (values.empty()) return Status::NotFound("mailbox " + name + " does not exist");
+  NameHints& hints = account_->cluster()->name_hints();
+  if (values.empty()) {
+    hints.Forget(HintList(), name);
+    return Status::NotFound("mailbox " + name + " does not exist");
+  }
   Status s = Decode(values.begin()->second.to_str(), entry);
-  return s.ok() ? s : Status::Corrupt("mailbox list " + key + ": " + s.message());
+  if (!s.ok()) return Status::Corrupt("mailbox list " + key + ": " + s.message());
+  hints.Remember(HintList(), name, entry->guid);
+  return s;
 }
 
 Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t uidvalidity,
@@ -180,7 +272,7 @@ Status MailboxList::Create(const std::string& name, const Guid& guid, uint32_t u
       uv = std::max<uint32_t>(static_cast<uint32_t>(std::time(nullptr)), m->state.last_uidvalidity + 1);
     if (created_uidvalidity != uv) {
       if (created_uidvalidity != 0) MailboxIndex(account_, guid).Remove();
-      Status cs = MailboxIndex::Create(account_, guid, uv);
+      Status cs = MailboxIndex::Create(account_, guid, uv, name);
       if (!cs.ok()) return cs;
       created_uidvalidity = uv;
     }
@@ -205,7 +297,7 @@ Status MailboxList::Recreate(const std::string& name, const Guid& guid, bool lis
     }
     const uint32_t uv =
         std::max<uint32_t>(static_cast<uint32_t>(std::time(nullptr)), m->state.last_uidvalidity + 1);
-    Status cs = MailboxIndex::Create(account_, guid, uv);
+    Status cs = MailboxIndex::Create(account_, guid, uv, name);
     if (!cs.ok() && cs.code() != Code::kExists) return cs;
     created |= cs.ok();
     m->state.last_uidvalidity = std::max(m->state.last_uidvalidity, uv);
@@ -226,22 +318,30 @@ Status MailboxList::RaiseLastUidValidity(uint32_t uidvalidity) {
 
 Status MailboxList::Delete(const std::string& name) {
   MailboxEntry entry;
+  NameRelease release(account_);
   Status s = Mutate([&](Mutation* m) -> Status {
     Status ls = Lookup(name, &entry);
+    if (ls.ok()) ls = release.Release(entry.guid);
     if (!ls.ok()) return ls;
     m->remove.insert(keys::MailboxKey(name));
     return Status::OK();
   });
-  if (!s.ok()) return s;
   // Unlisted now; a crash from here on leaves an orphan index for gc.
-  return MailboxIndex(account_, entry.guid).Remove();
+  if (s.ok()) s = MailboxIndex(account_, entry.guid).Remove();
+  // Unmarks what an earlier attempt released and another name now holds
+  // (the removed index is not found).
+  release.Settle({});
+  return s;
 }
 
 Status MailboxList::Rename(const std::string& old_name, const std::string& new_name, char separator) {
   if (new_name.empty()) return Status::Invalid("rename mailbox: empty name");
   if (InSubtree(new_name, old_name, separator))
     return Status::Invalid("rename mailbox: cannot move " + old_name + " into itself");
-  return Mutate([&](Mutation* m) -> Status {
+  NameRelease release(account_);
+  std::map<Guid, std::string> renamed;
+  Status status = Mutate([&](Mutation* m) -> Status {
+    renamed.clear();
     std::map<std::string, librados::bufferlist> mailboxes, subscriptions;
     Status s = ReadPrefix(keys::MailboxKey(old_name), &mailboxes);
     if (s.ok()) s = ReadPrefix(keys::SubscriptionKey(old_name), &subscriptions);
@@ -255,7 +355,12 @@ Status MailboxList::Rename(const std::string& old_name, const std::string& new_n
         const std::string target = prefix + new_name + name.substr(old_name.size());
         m->remove.insert(key);
         m->set[target] = bl;
-        if (group == &mailboxes) targets.insert(target);
+        if (group != &mailboxes) continue;
+        targets.insert(target);
+        MailboxEntry entry;
+        Status es = Decode(bl.to_str(), &entry);
+        if (!es.ok()) return Status::Corrupt("mailbox list " + key + ": " + es.message());
+        renamed[entry.guid] = target.substr(2);
       }
     }
     if (targets.empty()) return Status::NotFound("mailbox " + old_name + " does not exist");
@@ -264,8 +369,14 @@ Status MailboxList::Rename(const std::string& old_name, const std::string& new_n
     if (r < 0) return Status::FromRados(r, "rename mailbox " + old_name);
     if (!taken.empty())
       return Status::Exists("mailbox " + taken.begin()->first.substr(2) + " already exists");
+    for (const auto& [guid, new_name] : renamed) {
+      Status rs = release.Release(guid);
+      if (!rs.ok()) return rs;
+    }
     return Status::OK();
   });
+  release.Settle(status.ok() ? renamed : std::map<Guid, std::string>());
+  return status;
 }
 
 Status MailboxList::ChangeGuid(const std::string& name, const Guid& new_guid) {
@@ -284,18 +395,24 @@ Status MailboxList::ChangeGuid(const std::string& name, const Guid& new_guid) {
     return Status::Invalid("mailbox " + name + " has messages: its GUID can change only while it is empty");
   // No UID or MODSEQ goes backwards; the change log stays behind.
   state.log_floor = state.highest_modseq;
+  state.name = name;
+  state.name_pending = 0;
   s = MailboxIndex::Create(account_, new_guid, state);
   if (!s.ok()) return s;
+  NameRelease release(account_);
   s = Mutate([&](Mutation* m) -> Status {
     MailboxEntry current;
     Status ls = Lookup(name, &current);
     if (!ls.ok()) return ls;
     if (current.guid != entry.guid) return Status::Conflict("mailbox " + name + " changed meanwhile");
+    ls = release.Release(entry.guid);
+    if (!ls.ok()) return ls;
     current.guid = new_guid;
     m->set[keys::MailboxKey(name)] = ToBufferlist(Encode(current));
     return Status::OK();
   });
   if (!s.ok()) {
+    release.Settle({});
     new_index.Remove();
     return s;
   }

@@ -292,7 +292,9 @@ enum : uint8_t {
   kSeen,
   kRecent,
   kShardUids,
-  kSealedShards
+  kSealedShards,
+  kName,
+  kNamePending
 };
 }
 namespace change {
@@ -373,7 +375,8 @@ bool MailboxState::operator==(const MailboxState& o) const {
          keyword_count == o.keyword_count && first_recent_uid == o.first_recent_uid &&
          log_marks == o.log_marks && seen_messages == o.seen_messages && seen_counted == o.seen_counted &&
          recent_messages == o.recent_messages && recent_counted == o.recent_counted &&
-         shard_uids == o.shard_uids && sealed_shards == o.sealed_shards;
+         shard_uids == o.shard_uids && sealed_shards == o.sealed_shards && name == o.name &&
+         name_pending == o.name_pending;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -466,6 +469,8 @@ std::string Encode(const MailboxState& s) {
   if (s.recent_counted) e.U32(state::kRecent, s.recent_messages);
   if (s.shard_uids != 0) e.U32(state::kShardUids, s.shard_uids);
   if (s.sealed_shards != 0) e.U32(state::kSealedShards, s.sealed_shards);
+  if (!s.name.empty()) e.Bytes(state::kName, s.name);
+  if (s.name_pending != 0) e.U64(state::kNamePending, s.name_pending);
   return e.Finish();
 }
 
@@ -492,6 +497,8 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kRecent: d.U32(f, &out->recent_messages); break;
       case state::kShardUids: d.U32(f, &out->shard_uids); break;
       case state::kSealedShards: d.U32(f, &out->sealed_shards); break;
+      case state::kName: out->name = f.value; break;
+      case state::kNamePending: d.U64(f, &out->name_pending); break;
       default: break;
     }
   }

@@ -121,6 +121,14 @@ struct MailboxState {
   uint32_t sealed_shards = 0;
   // UIDs below this are in sealed shards.
   uint64_t SealedBelow() const { return uint64_t{shard_uids} * sealed_shards; }
+  // The name the user's mailbox list gives this mailbox, so that a reader
+  // holding a name -> GUID hint needs no read of the list (MailboxList,
+  // "Names in the state"). Empty when not known: while a rename, delete or
+  // GUID change may be moving the name (`name_pending`, that operation's
+  // token, not 0), and after one that failed or in a state written before
+  // the field existed (0: any reader that has just read the list may set it).
+  std::string name;
+  uint64_t name_pending = 0;
 
   // The counters as a message is added, removed, or its flags change:
   // what every op that does so applies in the same guarded op.

@@ -2905,6 +2905,119 @@ TEST_F(MailboxIndexTest, ChangeMailboxGuidMovesAnEmptyMailboxOnly) {
   EXPECT_EQ(rbd_change_mailbox_guid(user_, "Nope", old_guid, &err_), RBD_ERR_NOT_FOUND);
 }
 
+// Opens `name` by name: its GUID in hex, or "" when it does not exist; the
+// RADOS ops it took in *ops.
+std::string OpenByName(rbd_user* user, const std::string& name, size_t* ops) {
+  OpsSince(user);
+  uint8_t guid[RBD_GUID_SIZE];
+  rbd_index* m = nullptr;
+  rbd_error err{};
+  rbd_code code = rbd_index_open_name(user, name.c_str(), guid, &m, &err);
+  *ops = OpsSince(user);
+  EXPECT_TRUE(code == RBD_OK || code == RBD_ERR_NOT_FOUND) << err.message;
+  if (code != RBD_OK) return "";
+  rbd_index_close(&m);
+  return Hex(guid);
+}
+
+TEST_F(MailboxIndexTest, AMailboxOpensByNameInOneReadWhileItsStateNamesIt) {
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  auto state_of = [&](const std::string& guid_hex) {
+    librados::bufferlist raw;
+    EXPECT_GT(index_io.getxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
+    rbd::MailboxState state;
+    EXPECT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+    return state;
+  };
+  auto set_state = [&](const std::string& guid_hex, const rbd::MailboxState& state) {
+    librados::bufferlist raw;
+    raw.append(rbd::Encode(state));
+    ASSERT_EQ(index_io.setxattr("i." + guid_hex, rbd::keys::kStateAttr, raw), 0);
+  };
+  size_t ops = 0;
+  const std::string a = CreateMailbox("A");
+  EXPECT_EQ(state_of(a).name, "A") << "a new mailbox is named at its creation";
+  EXPECT_EQ(OpenByName(user_, "A", &ops), a);
+  EXPECT_EQ(OpenByName(user_, "A", &ops), a);
+  EXPECT_EQ(ops, 1u) << "a name looked up before: the state alone";
+
+  // A rename marks the state before it moves the name, and names it after.
+  ASSERT_EQ(rbd_rename_mailbox(user_, "A", "B", '/', &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(state_of(a).name, "B");
+  EXPECT_EQ(state_of(a).name_pending, 0u);
+  EXPECT_EQ(OpenByName(user_, "A", &ops), "") << "the hint leads to a state named otherwise";
+  EXPECT_EQ(OpenByName(user_, "B", &ops), a);
+  EXPECT_EQ(OpenByName(user_, "B", &ops), a);
+  EXPECT_EQ(ops, 1u);
+
+  // A state written before names were kept gets its name from the first
+  // open that reads the list; the next open reads the state alone.
+  rbd::MailboxState state = state_of(a);
+  state.name.clear();
+  set_state(a, state);
+  EXPECT_EQ(OpenByName(user_, "B", &ops), a);
+  EXPECT_EQ(state_of(a).name, "B");
+  EXPECT_EQ(OpenByName(user_, "B", &ops), a);
+  EXPECT_EQ(ops, 1u);
+
+  // A mark left by an operation that never finished: the list decides,
+  // every time, and no reader names the mailbox over the mark.
+  state = state_of(a);
+  state.name.clear();
+  state.name_pending = 42;
+  set_state(a, state);
+  EXPECT_EQ(OpenByName(user_, "B", &ops), a);
+  EXPECT_EQ(OpenByName(user_, "B", &ops), a);
+  EXPECT_EQ(ops, 2u) << "the state and the list";
+  EXPECT_EQ(state_of(a).name_pending, 42u);
+  // The next rename replaces the mark with its own and settles it.
+  ASSERT_EQ(rbd_rename_mailbox(user_, "B", "C", '/', &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(state_of(a).name, "C");
+  EXPECT_EQ(state_of(a).name_pending, 0u);
+
+  // A whole subtree moves, each mailbox named anew.
+  const std::string child = CreateMailbox("C/child");
+  EXPECT_EQ(OpenByName(user_, "C/child", &ops), child);
+  ASSERT_EQ(rbd_rename_mailbox(user_, "C", "D", '/', &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(state_of(child).name, "D/child");
+  EXPECT_EQ(OpenByName(user_, "C/child", &ops), "");
+  EXPECT_EQ(OpenByName(user_, "D/child", &ops), child);
+
+  // A deleted mailbox, and a new one under its name.
+  ASSERT_EQ(rbd_delete_mailbox(user_, "D/child", &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(OpenByName(user_, "D/child", &ops), "");
+  const std::string again = CreateMailbox("D/child");
+  EXPECT_EQ(OpenByName(user_, "D/child", &ops), again);
+
+  // A GUID change names the new index, and the old one is gone.
+  uint8_t moved[RBD_GUID_SIZE];
+  RandomGuid(moved);
+  ASSERT_EQ(rbd_change_mailbox_guid(user_, "D/child", moved, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(OpenByName(user_, "D/child", &ops), Hex(moved));
+  EXPECT_EQ(state_of(Hex(moved)).name, "D/child");
+  EXPECT_EQ(OpenByName(user_, "D/child", &ops), Hex(moved));
+  EXPECT_EQ(ops, 1u);
+
+  // A session's name check: the state its command read names the mailbox.
+  struct timeval started;
+  rbd_user* session = nullptr;
+  rbd_index_status status;
+  rbd_index* m = OpenInCommand(Hex(moved), &started, &session, &status);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(rbd_index_named(m, "D/child"), 1);
+  EXPECT_EQ(rbd_index_named(m, "D"), 0);
+  // Renamed since the command read it: the next command must look again.
+  ASSERT_EQ(rbd_rename_mailbox(user_, "D/child", "E", '/', &err_), RBD_OK) << err_.message;
+  started.tv_usec += 1;
+  EXPECT_EQ(rbd_index_named(m, "D/child"), 0) << "a state of an earlier command";
+  rbd_index_close(&m);
+  rbd_user_close(&session);
+  // Without a command clock (doveadm) nothing is of "this command".
+  rbd_index* plain = OpenMailbox(Hex(moved));
+  EXPECT_EQ(rbd_index_named(plain, "E"), 0);
+  rbd_index_close(&plain);
+}
+
 // Ceph's logger makes a pipe on stderr non-blocking, and with it stdout when
 // both are one pipe (`doveadm fetch ... 2>&1 | less`): Dovecot then drops
 // the output a slow reader has not taken yet.
