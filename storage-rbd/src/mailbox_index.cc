@@ -838,9 +838,22 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
   Status s = Mutate({}, [&](const auto&, Mutation* m) -> Status {
     *first = m->state.first_recent_uid;
     *end = std::max(*first, std::min(up_to, m->state.uidnext));
-    m->state.ClaimRecentTo(*end);
     m->noop = *end == *first;
     m->owned = true;
+    m->state.ClaimRecentTo(*end);
+    // Short of UIDNEXT (a session behind concurrent appends) the messages
+    // of [end, UIDNEXT) stay recent: counted from their records while
+    // they are few and all in this object, so that STATUS RECENT still
+    // reads the state alone. The guard makes the count hold at the commit.
+    const MailboxState& st = m->state;
+    if (!m->noop && !st.recent_counted && *end >= st.SealedBelow() && st.uidnext - *end <= kRecentCountMax) {
+      std::map<std::string, librados::bufferlist> rest;
+      int r = ReadPages(keys::RecordKey(*end - 1), keys::kRecordPrefix, st.uidnext - *end, PageState::kIgnore,
+                        nullptr, &rest);
+      if (r < 0) return Status::FromRados(r, "read " + oid_);
+      m->state.recent_messages = static_cast<uint32_t>(rest.size());
+      m->state.recent_counted = true;
+    }
     return Status::OK();
   });
   // A claim that may or may not have been applied claims nothing: its

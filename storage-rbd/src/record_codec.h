@@ -108,10 +108,10 @@ struct MailboxState {
   uint32_t seen_messages = 0;
   bool seen_counted = true;
   // Messages at or above first_recent_uid, so that STATUS RECENT needs no
-  // record. Not counted after a claim that stops short of UIDNEXT (which
-  // messages it passed is not known without the records) nor in a state
-  // written before the count; the next claim that reaches UIDNEXT counts
-  // again (0), as does a repair.
+  // record. A claim that stops short of UIDNEXT counts the rest from their
+  // records when they are few and not in shards (MailboxIndex::ClaimRecent);
+  // otherwise, and in a state written before the count, it is not counted
+  // until a claim that reaches UIDNEXT (0), or a repair.
   uint32_t recent_messages = 0;
   bool recent_counted = true;
   // Shards (MailboxIndex, "Shards"): UIDs below sealed_shards * shard_uids

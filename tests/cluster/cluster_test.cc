@@ -2540,10 +2540,12 @@ TEST_F(MailboxIndexTest, StateCountsSeenThroughEveryChangeAndRepairStartsTheCoun
 // STATUS RECENT comes from the state's count of messages at or above the
 // first recent UID: appends and expunges keep it; a claim that stops short
 // of UIDNEXT leaves it uncounted until a claim reaches UIDNEXT (0 again).
-TEST_F(MailboxIndexTest, StateCountsRecentUntilAClaimStopsShortAndAgainFromAFullOne) {
+TEST_F(MailboxIndexTest, StateCountsRecentThroughEveryClaimWhoseRestIsInTheIndexObject) {
+  Reopen({{"rbd_shard_uids", "4"}});
   const std::string guid_hex = CreateMailbox("INBOX");
   rbd_index* inbox = OpenMailbox(guid_hex);
-  for (int i = 1; i <= 3; i++) AppendOne(inbox, "Subject: " + std::to_string(i) + "\r\n\r\nx\r\n");
+  auto append = [&](int n) { return AppendOne(inbox, "Subject: " + std::to_string(n) + "\r\n\r\nx\r\n"); };
+  for (int i = 1; i <= 3; i++) append(i);
   auto recent = [&] {
     rbd_index_status st{};
     EXPECT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK) << err_.message;
@@ -2551,18 +2553,35 @@ TEST_F(MailboxIndexTest, StateCountsRecentUntilAClaimStopsShortAndAgainFromAFull
   };
   EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 3u));
   uint32_t first = 0, end = 0;
-  ASSERT_EQ(rbd_index_claim_recent(inbox, 3, &first, &end, &err_), RBD_OK);  // UIDs 1 and 2 of 1..3
-  EXPECT_EQ(recent().first, 0u);
-  AppendOne(inbox, "Subject: 4\r\n\r\nx\r\n");
-  EXPECT_EQ(recent().first, 0u) << "uncounted until a claim reaches UIDNEXT";
+  // A session behind the appends claims UIDs 1 and 2 of 1..3: UID 3 is
+  // counted from its record.
+  ASSERT_EQ(rbd_index_claim_recent(inbox, 3, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
+  append(4);
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 2u));
   ASSERT_EQ(rbd_index_claim_recent(inbox, 5, &first, &end, &err_), RBD_OK);
   EXPECT_EQ(std::make_pair(first, end), std::make_pair(3u, 5u));
   EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 0u));
-  const uint32_t five = AppendOne(inbox, "Subject: 5\r\n\r\nx\r\n");
-  AppendOne(inbox, "Subject: 6\r\n\r\nx\r\n");
+  const uint32_t five = append(5);
+  append(6);
   size_t nexpunged = 0;
   ASSERT_EQ(rbd_index_expunge(inbox, &five, 1, nullptr, &nexpunged, &err_), RBD_OK);
   EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 1u));
+
+  // Once UIDs 1..7 are sealed in shards, a claim that stops among them
+  // leaves the count unknown, until a claim reaches UIDNEXT.
+  for (int i = 7; i <= 12; i++) append(i);
+  rbd_index_status st{};
+  ASSERT_EQ(rbd_index_get_status(inbox, &st, &err_), RBD_OK);
+  ASSERT_EQ(st.uidnext, 13u);
+  ASSERT_EQ(rbd_index_claim_recent(inbox, 7, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(std::make_pair(first, end), std::make_pair(5u, 7u));
+  EXPECT_EQ(recent().first, 0u);
+  append(13);
+  EXPECT_EQ(recent().first, 0u) << "uncounted until a claim reaches UIDNEXT";
+  ASSERT_EQ(rbd_index_claim_recent(inbox, 14, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(recent(), std::make_pair(uint8_t{1}, 0u));
+  append(14);
 
   ExpectCheckClean();
   EditState(guid_hex, [](rbd::MailboxState* s) { s->recent_messages = 4; });
