@@ -134,6 +134,8 @@ struct rbd_mailbox {
 	struct timeout *poll_to;
 	/* The index changed while nobody listened (rbd-notify.c). */
 	struct timeout *pending_to;
+	/* The command that last removed the notify callback (rbd-notify.c). */
+	struct timeval notify_stopped;
 	bool notify_pending;
 };
 

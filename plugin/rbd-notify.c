@@ -10,20 +10,88 @@
    imap removes the callback while a command runs and sets it again a
    second after (NOTIFY) or at the next IDLE. The watch stays open across
    that gap: a change made meanwhile is remembered and reported as soon as
-   the callback is back, not at the next poll. */
+   the callback is back, not at the next poll.
+
+   Hibernation: while a callback is set, the mailbox also has Dovecot's
+   file watch (mailbox_watch_add) on a file in its index directory, which
+   is what imap-hibernate takes over (mailbox_watch_extract_notify_fd) to
+   wake the client when the file changes. Nothing writes the file while
+   this process lives. imap ends an IDLE and frees the mailbox in one
+   command (rbd_command_stamped) only when the client is destroyed,
+   hibernated or gone: the watch is then left lingering in the rbd
+   service, which writes the file at every change of the mailbox
+   (rbd_watch_close_lingering). */
 
 #include "lib.h"
 #include "ioloop.h"
+#include "mail-storage-private.h"
+#include "mailbox-watch.h"
 #include "rbd-mail-storage.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+/* How long a hibernated session's watch outlives its process. At the end
+   the file is written once more: the client wakes, and its new process
+   watches again. IMAP clients restart IDLE within 30 minutes anyway. */
+#define RBD_NOTIFY_LINGER_SECS (30 * 60)
+#define RBD_NOTIFY_FILE_NAME "rbd.notify"
+
+/* The file imap-hibernate watches, when the mailbox's cache is on disk. */
+static const char *rbd_notify_file(struct rbd_mailbox *mbox)
+{
+	const char *dir;
+
+	if (mailbox_get_path_to(&mbox->box, MAILBOX_LIST_PATH_TYPE_INDEX,
+	                        &dir) <= 0)
+		return NULL;
+	return t_strconcat(dir, "/" RBD_NOTIFY_FILE_NAME, NULL);
+}
+
+static void rbd_notify_close_watch(struct rbd_mailbox *mbox)
+{
+	const char *path;
+	int fd;
+
+	if (!rbd_command_stamped(&mbox->notify_stopped) ||
+	    (path = rbd_notify_file(mbox)) == NULL ||
+	    (fd = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
+		rbd_watch_close(&mbox->watch);
+		return;
+	}
+	rbd_watch_close_lingering(&mbox->watch, fd, RBD_NOTIFY_LINGER_SECS);
+}
 
 void rbd_notify_deinit(struct rbd_mailbox *mbox)
 {
 	io_remove(&mbox->watch_io);
 	timeout_remove(&mbox->poll_to);
 	timeout_remove(&mbox->pending_to);
+	mailbox_watch_remove_all(&mbox->box);
 	mbox->notify_pending = FALSE;
 	if (mbox->watch != NULL)
-		rbd_watch_close(&mbox->watch);
+		rbd_notify_close_watch(mbox);
+}
+
+/* Adds Dovecot's file watch for imap-hibernate; the file is created before
+   the watch, so that creating it wakes nobody. */
+static void rbd_notify_watch_file(struct rbd_mailbox *mbox)
+{
+	const char *path = rbd_notify_file(mbox);
+	int fd;
+
+	if (path == NULL ||
+	    mbox->box.storage->set->mailbox_idle_check_interval == 0)
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		e_debug(mbox->box.event,
+		        "rbd: no file for imap-hibernate: open(%s) failed: %m",
+		        path);
+		return;
+	}
+	i_close_fd(&fd);
+	mailbox_watch_add(&mbox->box, path);
 }
 
 static void rbd_notify_callback(struct rbd_mailbox *mbox)
@@ -82,10 +150,14 @@ void rbd_notify_changes(struct mailbox *box)
 		/* The watch stays: see the top of this file. */
 		timeout_remove(&mbox->poll_to);
 		timeout_remove(&mbox->pending_to);
+		mailbox_watch_remove_all(box);
+		rbd_command_stamp(&mbox->notify_stopped);
 		return;
 	}
 	if (mbox->watch == NULL)
 		rbd_notify_open_watch(mbox);
+	if (mbox->watch != NULL && box->notify_files == NULL)
+		rbd_notify_watch_file(mbox);
 	if (mbox->poll_to == NULL && interval > 0) {
 		mbox->poll_to =
 		        timeout_add(interval * 1000, rbd_notify_callback, mbox);

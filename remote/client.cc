@@ -211,16 +211,22 @@ void Connection::Reopens(uint64_t id, Op op, Writer args, std::function<void(Rep
 }
 
 void Connection::Release(Op op, uint64_t id) {
-  replays_.erase(id);
-  if (Lost()) return;
   Writer args;
   args.U64(id);
-  Reply reply;
-  Exchange(op, args, &reply, nullptr);
+  Release(op, id, args, -1);
 }
 
-rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err,
-                              std::string_view tail) {
+void Connection::Release(Op op, uint64_t id, const Writer& args, int fd) {
+  replays_.erase(id);
+  if (!Lost()) {
+    Reply reply;
+    Exchange(op, args, &reply, nullptr, {}, fd);
+  }
+  if (fd >= 0) close(fd);
+}
+
+rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err, std::string_view tail,
+                              int fd) {
   const rbd_code lost = Mutates(op) ? RBD_ERR_UNKNOWN : RBD_ERR_UNAVAILABLE;
   if (lost_errno_ == 0) {
     Writer request;
@@ -232,7 +238,7 @@ rbd_code Connection::Exchange(Op op, const Writer& args, Reply* reply, rbd_error
       return Report(
           Status::Invalid("rbd service: a call of " + std::to_string(size) + " bytes is too large to send"),
           err);
-    int r = SendFrame(sock_, {request.data(), args.data(), tail});
+    int r = SendFrame(sock_, {request.data(), args.data(), tail}, fd);
     if (r == 0) r = ReceiveFrame(sock_, &reply->body, &reply->fd, -1);
     if (r < 0) lost_errno_ = -r;
   }

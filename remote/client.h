@@ -67,6 +67,9 @@ class Connection {
   // Closes handle `id` in the service (if it is still there) and forgets
   // it: errors are the service's to clean up, when the connection ends.
   void Release(Op op, uint64_t id);
+  // The same with the call's own arguments (`args`, the number first) and
+  // a descriptor passed along (`fd`, closed here).
+  void Release(Op op, uint64_t id, const Writer& args, int fd);
 
   // Whether the service has gone (checked without a call).
   bool Lost();
@@ -93,7 +96,8 @@ class Connection {
   // Connects, says hello and opens the replays again.
   rbd_code Connect(rbd_error* err);
   // Sends one call and reads its answer, on the connection as it is.
-  rbd_code Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err, std::string_view tail = {});
+  rbd_code Exchange(Op op, const Writer& args, Reply* reply, rbd_error* err, std::string_view tail = {},
+                    int fd = -1);
 
   int sock_ = -1;
   const std::string path_;

@@ -92,6 +92,15 @@ rbd_code OpenWatch(rbd_user* user, Op op, uint64_t on, rbd_watch** watch_r, rbd_
   return code;
 }
 
+// Frees the client's side of a watch the service was told to close.
+void FreeWatch(rbd_watch** watch) {
+  if ((*watch)->event_fd >= 0) close((*watch)->event_fd);
+  close((*watch)->timer_fd);
+  close((*watch)->epoll_fd);
+  delete *watch;
+  *watch = nullptr;
+}
+
 }  // namespace
 
 }  // namespace rbd::remote
@@ -269,11 +278,15 @@ unsigned int rbd_watch_consume(rbd_watch* watch) {
 
 void rbd_watch_close(rbd_watch** watch) {
   (*watch)->user->conn->Release(Op::kWatchClose, (*watch)->id);
-  if ((*watch)->event_fd >= 0) close((*watch)->event_fd);
-  close((*watch)->timer_fd);
-  close((*watch)->epoll_fd);
-  delete *watch;
-  *watch = nullptr;
+  rbd::remote::FreeWatch(watch);
+}
+
+void rbd_watch_close_lingering(rbd_watch** watch, int fd, unsigned int seconds) {
+  Writer args;
+  args.U64((*watch)->id);
+  args.U32(seconds);
+  (*watch)->user->conn->Release(Op::kWatchCloseLingering, (*watch)->id, args, fd);
+  rbd::remote::FreeWatch(watch);
 }
 
 }  // extern "C"

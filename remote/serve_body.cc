@@ -1,5 +1,6 @@
 // Handlers of the calls on message bodies and of the watches.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -174,6 +175,23 @@ rbd_code WatchOpenList(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error
   return Watching(s, id, code, watch, fd_r, err);
 }
 
+// Without a file to write to (a client bug) the watch is closed at once.
+rbd_code WatchCloseLingering(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  const int fd = s.TakeFd();
+  const uint64_t id = in.U64();
+  const uint32_t seconds = in.U32();
+  rbd_watch* watch =
+      Need<rbd_watch>(s, id, err) != nullptr && !Malformed(in, err) ? s.Take<rbd_watch>(id) : nullptr;
+  if (watch != nullptr && fd >= 0) {
+    rbd_watch_close_lingering(&watch, fd, seconds);
+    return RBD_OK;
+  }
+  if (fd >= 0) close(fd);
+  if (watch == nullptr) return err->code;
+  rbd_watch_close(&watch);
+  return RBD_OK;
+}
+
 rbd_code WatchConsume(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   rbd_watch* watch = Need<rbd_watch>(s, in.U64(), err);
   if (watch == nullptr || Malformed(in, err)) return err->code;
@@ -200,6 +218,7 @@ void RegisterBodyHandlers(HandlerTable& t) {
   Register(t, Op::kWatchOpenList, WatchOpenList);
   Register(t, Op::kWatchConsume, WatchConsume);
   Register(t, Op::kWatchClose, Release<rbd_watch, rbd_watch_close>);
+  Register(t, Op::kWatchCloseLingering, WatchCloseLingering);
 }
 
 }  // namespace rbd::remote

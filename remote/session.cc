@@ -93,10 +93,11 @@ void Session::PutReports(Writer& w) {
 void Session::Run() {
   std::string request;
   for (;;) {
-    if (ReceiveFrame(sock_, &request, nullptr, -1) < 0) return;
+    if (ReceiveFrame(sock_, &request, &received_fd_, -1) < 0) return;
     int fd = -1;
     Writer status, out;
     Serve(request, &status, &out, &fd);
+    if (received_fd_ >= 0) close(TakeFd());
     int r = SendFrame(sock_, {status.data(), out.data()}, fd);
     if (fd >= 0) close(fd);
     if (r < 0) return;

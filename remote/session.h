@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <variant>
 
 #include "codec.h"
@@ -51,6 +52,9 @@ class Session {
     if (h != nullptr) handles_.erase(id);
     return h;
   }
+  // The descriptor the call's frame carried (-1 if none), now the
+  // caller's; one not taken is closed after the call.
+  int TakeFd() { return std::exchange(received_fd_, -1); }
 
   // Admits the connection to namespace `ns` (NULL: the hello's
   // rbd_namespace) before a user or dictionary opens it. A connection
@@ -84,6 +88,7 @@ class Session {
   void PutReports(Writer& w);
 
   int sock_;
+  int received_fd_ = -1;
   // The peer's uid (SO_PEERCRED), or -1 when the kernel did not tell.
   long peer_uid_ = -1;
   std::string configured_ns_;

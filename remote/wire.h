@@ -80,6 +80,7 @@ enum class Op : uint16_t {
   kWatchOpenList,
   kWatchConsume,
   kWatchClose,
+  kWatchCloseLingering,
   kLeaseAcquire,
   kLeaseRenew,
   kLeaseRelease,

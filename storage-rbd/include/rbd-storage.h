@@ -857,6 +857,15 @@ int rbd_watch_fd(const struct rbd_watch *watch);
  */
 unsigned int rbd_watch_consume(struct rbd_watch *watch);
 void rbd_watch_close(struct rbd_watch **watch);
+/*
+ * For a session that imap-hibernate takes over: closes the handle but
+ * keeps watching for `seconds` more, writing a byte to `fd` (a file the
+ * hibernated client watches with inotify; given over, closed at the end)
+ * at every change and every loss of the watch, and once more at the end,
+ * so that the client wakes and its next process watches again.
+ */
+void rbd_watch_close_lingering(struct rbd_watch **watch, int fd,
+                               unsigned int seconds);
 
 /* ------------------------------------------------------------------ */
 /* Leases and maintenance                                              */

@@ -895,6 +895,12 @@ void rbd_watch_close(rbd_watch** watch) {
   *watch = nullptr;
 }
 
+void rbd_watch_close_lingering(rbd_watch** watch, int fd, unsigned int seconds) {
+  rbd::MailboxWatch::CloseLingering(std::move((*watch)->impl), fd, std::chrono::seconds(seconds));
+  delete *watch;
+  *watch = nullptr;
+}
+
 rbd_code rbd_lease_acquire(rbd_user* user, const char* name, uint32_t duration_ms, rbd_lease** lease_r,
                            rbd_error* err) {
   return Guarded(err, [&] {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -59,7 +60,71 @@ void MailboxWatch::Close(std::unique_ptr<MailboxWatch> watch) {
   }).detach();
 }
 
+namespace {
+
+// Watches closed lingering, each until its deadline: one thread for all,
+// however many sessions are hibernated.
+class Lingering {
+ public:
+  void Add(std::unique_ptr<MailboxWatch> watch, std::chrono::steady_clock::time_point until) {
+    std::lock_guard<std::mutex> lock(mu_);
+    watches_.emplace(until, std::move(watch));
+    if (!thread_.joinable()) thread_ = std::thread(&Lingering::Run, this);
+    cv_.notify_all();
+  }
+  // Ends every watch now.
+  void EndAll() {
+    std::multimap<std::chrono::steady_clock::time_point, std::unique_ptr<MailboxWatch>> all;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      all.swap(watches_);
+    }
+    for (auto& [until, watch] : all) End(std::move(watch));
+  }
+
+ private:
+  static void End(std::unique_ptr<MailboxWatch> watch) { MailboxWatch::Close(std::move(watch)); }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (watches_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      auto first = watches_.begin();
+      if (cv_.wait_until(lock, first->first) == std::cv_status::no_timeout) continue;
+      first = watches_.begin();
+      if (first == watches_.end() || first->first > std::chrono::steady_clock::now()) continue;
+      std::unique_ptr<MailboxWatch> watch = std::move(first->second);
+      watches_.erase(first);
+      lock.unlock();
+      End(std::move(watch));
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::multimap<std::chrono::steady_clock::time_point, std::unique_ptr<MailboxWatch>> watches_;
+  std::thread thread_;
+};
+
+Lingering& lingering() {
+  static Lingering* l = new Lingering;  // never destroyed, as closing()
+  return *l;
+}
+
+}  // namespace
+
+void MailboxWatch::CloseLingering(std::unique_ptr<MailboxWatch> watch, int file,
+                                  std::chrono::seconds linger) {
+  watch->file_ = file;
+  lingering().Add(std::move(watch), std::chrono::steady_clock::now() + linger);
+}
+
 bool MailboxWatch::WaitForClosing(std::chrono::milliseconds at_most) {
+  lingering().EndAll();
   Closing& c = closing();
   std::unique_lock<std::mutex> lock(c.mu);
   return c.cv.wait_for(lock, at_most, [&] { return c.running == 0; });
@@ -80,6 +145,9 @@ MailboxWatch::~MailboxWatch() {
   // once every callback queued so far has returned.
   librados::Rados(io_).watch_flush();
   close(event_fd_);
+  // The last word to a hibernated client: watch again.
+  Touch();
+  if (file_ >= 0) close(file_);
 }
 
 Status MailboxWatch::Register(Deadline until) {
@@ -130,7 +198,14 @@ void MailboxWatch::Reregister() {
   Signal(r == 0 || r == -ENOENT ? kChanged : kLost);
 }
 
+void MailboxWatch::Touch() {
+  const int file = file_;
+  // inotify reports a write (IN_MODIFY); imap-hibernate watches for it.
+  if (file >= 0) (void)!pwrite(file, "\n", 1, 0);
+}
+
 void MailboxWatch::Signal(unsigned bits) {
+  Touch();
   pending_.fetch_or(bits);
   uint64_t one = 1;
   // A full counter (never in practice) still leaves the fd readable.

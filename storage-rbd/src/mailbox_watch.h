@@ -20,6 +20,13 @@
 // registration is part of a command (IDLE, NOTIFY) and ends by its
 // deadline like every other op; one still in flight then is left to the
 // background close, which ends it when the OSD answers.
+//
+// Hibernation. imap-hibernate keeps an IDLE client with no imap process,
+// and wakes it when a file it watches with inotify changes. A watch closed
+// by CloseLingering() goes on for a while with no owner and writes a byte
+// to such a file at every change of its object and at every loss of the
+// watch; at the end of the while it writes once more, so that a client
+// still hibernated wakes, and its new imap process watches again.
 #ifndef STORAGE_RBD_MAILBOX_WATCH_H_
 #define STORAGE_RBD_MAILBOX_WATCH_H_
 
@@ -49,7 +56,12 @@ class MailboxWatch : public librados::WatchCtx2 {
   // Ends the watch in the background: the unwatch, then the wait for
   // callbacks librados has started, then the watch is freed.
   static void Close(std::unique_ptr<MailboxWatch> watch);
-  // Waits for every close still going on in the background, up to
+  // Keeps the watch for `linger` more, writing to `file` (given over)
+  // instead of signalling an owner (see the top of this file), then
+  // closes it as Close() does.
+  static void CloseLingering(std::unique_ptr<MailboxWatch> watch, int file, std::chrono::seconds linger);
+  // Ends every lingering watch now (writing to its file once more), then
+  // waits for every close still going on in the background, up to
   // `at_most` (a watch waits for its OSD as long as the OSD is away); false
   // if one still is.
   static bool WaitForClosing(std::chrono::milliseconds at_most);
@@ -73,6 +85,8 @@ class MailboxWatch : public librados::WatchCtx2 {
   static constexpr std::chrono::seconds kRetryPause{1};  // between failed registrations
 
   void Signal(unsigned bits);
+  // Writes a byte to the lingering watch's file, if it has one.
+  void Touch();
   Status Register(Deadline until);  // the first registration (Open)
   void Reregister();                // on reregister_
 
@@ -93,6 +107,8 @@ class MailboxWatch : public librados::WatchCtx2 {
   bool gone_ = false;  // the object no longer exists
   std::thread reregister_;
   std::atomic<unsigned> pending_{0};
+  // The file of CloseLingering(), -1 before.
+  std::atomic<int> file_{-1};
 };
 
 }  // namespace rbd

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -769,6 +770,54 @@ TEST_F(MailboxIndexTest, NotifyAfterCommitWakesTheWatcherFd) {
   struct pollfd p = {rbd_watch_fd(watch), POLLIN, 0};
   EXPECT_EQ(poll(&p, 1, 0), 0);
   rbd_watch_close(&watch);
+  rbd_index_close(&mailbox);
+}
+
+// The inotify events (IN_MODIFY) of one file within `ms`, as imap-hibernate
+// waits for them.
+class FileWrites {
+ public:
+  explicit FileWrites(const std::string& path) : fd_(inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+    EXPECT_GE(inotify_add_watch(fd_, path.c_str(), IN_MODIFY), 0);
+  }
+  ~FileWrites() { close(fd_); }
+  // Whether the file was written within `ms` (and forgets what was seen).
+  bool Within(int ms) {
+    struct pollfd p = {fd_, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1) return false;
+    char buf[4096];
+    while (read(fd_, buf, sizeof(buf)) > 0) {
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
+TEST_F(MailboxIndexTest, ALingeringWatchWritesItsFileAtEveryChangeAndOnceAtItsEnd) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  char path[] = "/tmp/rbd-linger-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  FileWrites writes(path);
+  rbd_watch* watch = nullptr;
+  ASSERT_EQ(rbd_watch_open(mailbox, &watch, &err_), RBD_OK) << err_.message;
+  // The session's process goes (imap-hibernate holds the client): its
+  // watch goes on without it.
+  rbd_watch_close_lingering(&watch, fd, 3);
+  EXPECT_FALSE(writes.Within(300)) << "written with no change";
+  AppendOne(mailbox, "Subject: one\r\n\r\none\r\n");
+  EXPECT_TRUE(writes.Within(5000)) << "a change did not write the file";
+  AppendOne(mailbox, "Subject: two\r\n\r\ntwo\r\n");
+  EXPECT_TRUE(writes.Within(5000));
+  // At its end it writes once more (the client wakes and watches anew),
+  // and then never again.
+  EXPECT_TRUE(writes.Within(6000)) << "no write at the end of the linger";
+  AppendOne(mailbox, "Subject: three\r\n\r\nthree\r\n");
+  EXPECT_FALSE(writes.Within(1000)) << "written after the linger ended";
+  unlink(path);
   rbd_index_close(&mailbox);
 }
 
