@@ -23,6 +23,7 @@ Standard library only; run with Debian's /usr/bin/python3.
 import argparse
 import base64
 import collections
+import contextlib
 import email.utils
 import json
 import math
@@ -1593,9 +1594,118 @@ class Ctx:
     pass
 
 
+# ----------------------------------------------------------------------------
+# (i) hibernated IDLE sessions
+# ----------------------------------------------------------------------------
+
+I_USERS = 100     # the sessions' users: each has i_sessions / I_USERS of them
+I_PROBES = 20     # users of one session each, woken by an APPEND from the other node
+
+
+@contextlib.contextmanager
+def inotify_room(instances):
+    """Each hibernated client holds an inotify instance of the mail uid (its notify fd):
+    Linux allows 128 per uid by default, which operators running imap-hibernate raise.
+    Raised here for the run, and put back."""
+    names = ("max_user_instances", "max_user_watches")
+    saved = {}
+    for name in names:
+        path = "/proc/sys/fs/inotify/" + name
+        with open(path) as f:
+            saved[path] = f.read().strip()
+        if int(saved[path]) < 4 * instances:
+            with open(path, "w") as f:
+                f.write(str(4 * instances))
+    try:
+        yield
+    finally:
+        for path, value in saved.items():
+            with open(path, "w") as f:
+                f.write(value)
+
+
+def wake_latency(idle, writer, user, n):
+    """Seconds from the writer's APPEND OK to the hibernated session's EXISTS."""
+    msgs = Messages(seed=n, median=1024, sigma=0.2, attach_rate=0.0)
+    writer_c = Imap(writer.addr, user)
+    writer_c.append("INBOX", [msgs.get(0)])
+    t_ok = time.perf_counter()
+    writer_c.logout()
+    while not idle.readline().rstrip().endswith(b"EXISTS"):
+        pass
+    return time.perf_counter() - t_ok
+
+
+def workload_i(ctx, rep):
+    n = ctx.args.i_sessions
+    users = ["bench-i%03d" % u for u in range(I_USERS)]
+    probes = ["bench-ip%02d" % u for u in range(I_PROBES)]
+    for node in ctx.all_nodes:
+        node.add_users(users + probes)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * n + 1000), max(hard, 2 * n + 1000)))
+    rep.say("(i) %d IDLE sessions hibernated (imap_hibernate_timeout 2s; %d users, INBOX "
+            "selected), and %d more woken one at a time by an APPEND (rbd: sessions on node A, "
+            "APPEND on node B; mdbox: the one instance)" % (n, I_USERS, I_PROBES))
+    res = {}
+    with inotify_room(n + I_PROBES):
+        for kind, node, writer in (("rbd", ctx.rbd_a, ctx.rbd_b), ("mdbox", ctx.mdbox, ctx.mdbox)):
+            node.wait_no_sessions(timeout=120)
+            base = measure_sessions(node, ctx.cluster)
+            mon0 = ctx.cluster.mon_client_sessions()
+            conns = []
+            try:
+                t0 = time.perf_counter()
+                for i in range(n + I_PROBES):
+                    c = Imap(node.addr, users[i % I_USERS] if i < n else probes[i - n])
+                    conns.append(c)
+                    c.select("INBOX")
+                    c.idle_start()
+                t_open = time.perf_counter() - t0
+                deadline = time.monotonic() + 120
+                while node.pids(comm="imap") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                m = measure_sessions(node, ctx.cluster)
+                m["base"] = base
+                m["open_s"] = t_open
+                m["mon_sessions"] = ctx.cluster.mon_client_sessions() - mon0
+                c0 = cpu_snapshot([node], ctx.cluster)
+                time.sleep(10)
+                d = cpu_delta(c0, cpu_snapshot([node], ctx.cluster))
+                m["idle_cpu"] = d[node.label] / 10
+                m["idle_ceph_cpu"] = d["ceph"] / 10
+                m["wake"] = [wake_latency(conns[n + p], writer, probes[p], p)
+                             for p in range(I_PROBES)]
+            finally:
+                for c in conns:
+                    c.close()
+            res[kind] = m
+    r, md = res["rbd"], res["mdbox"]
+    for kind, x in (("rbd", r), ("mdbox", md)):
+        rep.say("    %-5s %d sessions opened in %.1f s; imap processes left hibernated: %d; "
+                "whole instance PSS %.0f MiB (idle instance %.0f), %d processes, %d threads; "
+                "CPU while idle: instance %.1f %%, Ceph %.1f %%; wake p50 %s max %s" % (
+                    kind, n + I_PROBES, x["open_s"], x["imap_procs"], x["all_pss_kib"] / 1024,
+                    x["base"]["all_pss_kib"] / 1024, x["all_procs"], x["all_threads"],
+                    100 * x["idle_cpu"], 100 * x["idle_ceph_cpu"], ms(pct(x["wake"], 50)),
+                    ms(max(x["wake"]))))
+    rep.say("    rbd MON sessions of client.dovecot: %d; TCP to Ceph: %s" % (
+        r["mon_sessions"], ", ".join("%s %d" % kv for kv in sorted(r["tcp_to_ceph"].items()))))
+    per = {k: (x["all_pss_kib"] - x["base"]["all_pss_kib"]) / 1024 / (n + I_PROBES)
+           for k, x in res.items()}
+    rep.pair("i1", "whole instance PSS per hibernated session", per["rbd"], per["mdbox"], "MiB",
+             ("<=", 1.5), fmt="%.3f")
+    rep.pair("i2", "imap processes left with every session hibernated", r["imap_procs"],
+             md["imap_procs"], "", fmt="%.0f")
+    rep.pair("i3", "whole instance threads", r["all_threads"], md["all_threads"], "", fmt="%.0f")
+    rep.absolute("i4", "hibernated IDLE woken by the other node, p99", pct(r["wake"], 99) * 1e3,
+                 "ms", ("<=", 100), mdbox=pct(md["wake"], 99) * 1e3, fmt="%.1f")
+    rep.data["i_raw"] = res
+
+
 WORKLOADS = {"a": workload_a, "b": workload_b, "c": workload_c, "d": workload_d,
              "e": workload_e, "f": workload_f, "g": workload_g,
-             "h": workload_h}
+             "h": workload_h, "i": workload_i}
 
 
 def parse_args():
@@ -1609,7 +1719,7 @@ def parse_args():
     ap.add_argument("--mdbox", required=True, help="dovecot-dev DIR of the mdbox instance")
     ap.add_argument("--dovecot-dev", required=True, help="path of scripts/dovecot-dev")
     ap.add_argument("--quick", action="store_true", help="small N, short runs (~1 minute)")
-    ap.add_argument("--only", default="abcdefgh", help="workloads to run, e.g. 'ad' (default all)")
+    ap.add_argument("--only", default="abcdefghi", help="workloads to run, e.g. 'ad' (default all)")
     ap.add_argument("--json", help="also write every figure to this file")
     ap.add_argument("--n-append", type=int, help="(a) APPEND count (10000; quick 1000)")
     ap.add_argument("--chunk", type=int, default=500, help="(a) alternate storages every N")
@@ -1628,6 +1738,7 @@ def parse_args():
     ap.add_argument("--g-large-mib", type=int, help="(g) size of the partially fetched message (100; quick 20)")
     ap.add_argument("--h-keywords", type=int, help="(h) keywords on one message (32000; quick 2000)")
     ap.add_argument("--h-appends", type=int, help="(h) APPENDs, each with a new keyword (20000; quick 2000)")
+    ap.add_argument("--i-sessions", type=int, help="(i) hibernated sessions (1000; quick 100)")
     args = ap.parse_args()
     q = args.quick
     defaults = {"n_append": (10000, 1000), "b_seconds": (30.0, 4.0), "b_clients": ("10,50", "4,10"),
@@ -1635,7 +1746,8 @@ def parse_args():
                 "d_mdbox_samples": (40, 10),
                 "e_sessions": (100, 20), "f_seconds": (15.0, 4.0),
                 "g_huge_mib": (1024, 128), "g_large_mib": (100, 20),
-                "h_keywords": (32000, 2000), "h_appends": (20000, 2000)}
+                "h_keywords": (32000, 2000), "h_appends": (20000, 2000),
+                "i_sessions": (1000, 100)}
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick if q else full)
@@ -1664,7 +1776,7 @@ def main():
     t_all = time.monotonic()
     # (c) last: its 100k-message fill leaves the OSD compacting for a while, which
     # would show up in the latencies of whatever ran next.
-    for key in "abdefghc":
+    for key in "abdefghic":
         if key not in args.only:
             continue
         rep.say("")
