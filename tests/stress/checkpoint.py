@@ -17,8 +17,12 @@ LOG_PROBLEM = re.compile(r": (Panic|Fatal|Error): ")
 # under us), or when a process writing its index files finds the directory gone
 # (unlink(.../tmpN/dovecot.index.tmp) or rename(.../tmpN/dovecot.index.log.newlock, ...)
 # failed: the deleting process removed it): allowed for a deleted tmpN mailbox, on every
-# storage.
-DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: (?:Mailbox (tmp\d+): |"
+# storage. So is imap's error when a hibernated session's mailbox was deleted before it
+# woke (imap-master: Failed to import client state: Mailbox tmpN: Couldn't open
+# mailbox): mdbox logs it too (--hibernate, seed 1502), and the client is disconnected.
+DELETED_BOX_ERROR = re.compile(r"imap\(([^)]+)\)<[^>]*><[^>]*>: Error: "
+                               r"(?:imap-master: Failed to import client state: )?"
+                               r"(?:Mailbox (tmp\d+): |"
                                r"Couldn't open mailbox '(tmp\d+)'|"
                                r"(?:unlink|rename)\([^),]*/(tmp\d+)/(?:dbox-Mails/)?"
                                r"dovecot\.index[^)]*\) failed: No such file or directory)")

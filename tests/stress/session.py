@@ -1110,7 +1110,8 @@ class Session:
         self.process(text_lines(resp), rec)
 
     def op_idle(self):
-        """IDLE for 0.1-0.6 s: whatever arrives is checked like any response."""
+        """IDLE for 0.1-0.6 s (with --hibernate a third of them for 1.5-2.5 s, so that
+        imap-hibernate takes them over): whatever arrives is checked like any response."""
         conn = self.conn
         rec = self.trace.begin(self.name, self.node.name, self.user, "IDLE",
                                {(self.user, self.selected.name)})
@@ -1126,7 +1127,10 @@ class Session:
                         break
                     untagged.append(resp)
             self.idle_started(rec)
-            deadline = time.monotonic() + self.rng.uniform(0.1, 0.6)
+            hold = self.rng.uniform(0.1, 0.6)
+            if self.runner.hibernate and self.rng.random() < 1 / 3:
+                hold = self.rng.uniform(1.5, 2.5)
+            deadline = time.monotonic() + hold
             while time.monotonic() < deadline:
                 conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
                 try:

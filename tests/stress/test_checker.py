@@ -12,7 +12,7 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "imap")]
 
-from checkpoint import MASTER_GONE, Checker, Snapshot, qresync_arg  # noqa: E402
+from checkpoint import DELETED_BOX_ERROR, MASTER_GONE, Checker, Snapshot, qresync_arg  # noqa: E402
 from model import Created, FlagOp, Model, Trace  # noqa: E402
 from session import Selected, Session  # noqa: E402
 from stacks import server_pid  # noqa: E402
@@ -199,6 +199,29 @@ class MasterGoneLines(unittest.TestCase):
         self.assertIsNone(MASTER_GONE.search(
             "Dec 06 09:21:25 imap(u1)<1><s>: Error: Mailbox m1: Fixed index file "
             "/tmp/d/dovecot.index: log_file_seq 1 -> 3"))
+
+
+class DeletedBoxErrors(unittest.TestCase):
+    """Errors Dovecot logs for a mailbox another session deleted meanwhile, on every storage:
+    the user and mailbox they name, so that the checker can find the DELETE."""
+
+    def test_each_form_names_the_user_and_the_mailbox(self):
+        for line in (
+                "Dec 07 18:14:12 imap(u1)<2><s>: Error: Mailbox tmp34: Mailbox was deleted "
+                "under us",
+                "Dec 07 18:14:12 imap(u1)<2><s>: Error: imap-master: Failed to import client "
+                "state: Mailbox tmp34: Couldn't open mailbox: Mailbox doesn't exist: tmp34",
+                "Dec 07 18:14:12 imap(u1)<2><s>: Error: unlink(/tmp/d/u1/tmp34/"
+                "dovecot.index.tmp) failed: No such file or directory"):
+            m = DELETED_BOX_ERROR.search(line)
+            self.assertIsNotNone(m, line)
+            self.assertEqual((m.group(1), m.group(2) or m.group(3) or m.group(4)),
+                             ("u1", "tmp34"))
+
+    def test_an_import_error_of_another_kind_is_not_one_of_them(self):
+        self.assertIsNone(DELETED_BOX_ERROR.search(
+            "Dec 07 18:14:12 imap(u1)<2><s>: Error: imap-master: Failed to import client "
+            "state: Mailbox INBOX state corrupted: Invalid UIDNEXT"))
 
 
 class LateStacks(unittest.TestCase):
