@@ -1642,8 +1642,13 @@ def workload_i(ctx, rep):
     probes = ["bench-ip%02d" % u for u in range(I_PROBES)]
     for node in ctx.all_nodes:
         node.add_users(users + probes)
+    # One socket per session here; imap-hibernate holds two descriptors per session,
+    # within the hard limit Dovecot's master inherits (20000 on this machine).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * n + 1000), max(hard, 2 * n + 1000)))
+    if 2 * (n + I_PROBES) + 1000 > hard:
+        raise Failure("(i) %d sessions need %d descriptors in imap-hibernate; the hard limit "
+                      "is %d" % (n, 2 * (n + I_PROBES), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + I_PROBES + 1000)), hard))
     rep.say("(i) %d IDLE sessions hibernated (imap_hibernate_timeout 2s; %d users, INBOX "
             "selected), and %d more woken one at a time by an APPEND (rbd: sessions on node A, "
             "APPEND on node B; mdbox: the one instance)" % (n, I_USERS, I_PROBES))

@@ -1,6 +1,11 @@
 // MailboxWatch: push notification of changes to one mailbox index, or to
 // the mailbox list (the user root object).
 //
+// One RADOS watch per object per connection (in the node's rbd service,
+// per node), however many sessions watch it: each MailboxWatch is a
+// subscriber with an eventfd of its own, and the watch (Shared, in
+// mailbox_watch.cc) signals every subscriber of its object.
+//
 // librados delivers notifies on its own threads; Dovecot must never be
 // called from one (doc/design.md). So the callbacks here only record what
 // happened and write to an eventfd, which the owner polls in its ioloop.
@@ -19,14 +24,15 @@
 // answered in 9.7 s and an EXPUNGE in 10.2 s, against 9). The first
 // registration is part of a command (IDLE, NOTIFY) and ends by its
 // deadline like every other op; one still in flight then is left to the
-// background close, which ends it when the OSD answers.
+// background close, which ends it when the OSD answers, and the next
+// subscriber of the object starts a watch of its own.
 //
 // Hibernation. imap-hibernate keeps an IDLE client with no imap process,
-// and wakes it when a file it watches with inotify changes. A watch closed
-// by CloseLingering() goes on for a while with no owner and writes a byte
-// to such a file at every change of its object and at every loss of the
-// watch; at the end of the while it writes once more, so that a client
-// still hibernated wakes, and its new imap process watches again.
+// and wakes it when a file it watches with inotify changes. A subscriber
+// closed by CloseLingering() stays subscribed for a while with no owner and
+// writes a byte to such a file at every change of its object and at every
+// loss of the watch; at the end of the while it writes once more, so that
+// a client still hibernated wakes, and its new imap process watches again.
 #ifndef STORAGE_RBD_MAILBOX_WATCH_H_
 #define STORAGE_RBD_MAILBOX_WATCH_H_
 
@@ -44,7 +50,7 @@
 
 namespace rbd {
 
-class MailboxWatch : public librados::WatchCtx2 {
+class MailboxWatch {
  public:
   static constexpr unsigned kChanged = 0x1;
   static constexpr unsigned kLost = 0x2;
@@ -53,19 +59,19 @@ class MailboxWatch : public librados::WatchCtx2 {
   // NotFound if the object does not exist (yet); Unavailable if the OSD
   // did not answer by the account's deadline().
   static Status Open(Account* account, const std::string& oid, std::unique_ptr<MailboxWatch>* watch);
-  // Ends the watch in the background: the unwatch, then the wait for
-  // callbacks librados has started, then the watch is freed.
+  // Ends the subscription in the background, and with the last one the
+  // watch: the unwatch, then the wait for callbacks librados has started.
   static void Close(std::unique_ptr<MailboxWatch> watch);
-  // Keeps the watch for `linger` more, writing to `file` (given over)
-  // instead of signalling an owner (see the top of this file), then
+  // Keeps the subscription for `linger` more, writing to `file` (given
+  // over) instead of signalling an owner (see the top of this file), then
   // closes it as Close() does.
   static void CloseLingering(std::unique_ptr<MailboxWatch> watch, int file, std::chrono::seconds linger);
-  // Ends every lingering watch now (writing to its file once more), then
-  // waits for every close still going on in the background, up to
+  // Ends every lingering subscription now (writing to its file once more),
+  // then waits for every close still going on in the background, up to
   // `at_most` (a watch waits for its OSD as long as the OSD is away); false
   // if one still is.
   static bool WaitForClosing(std::chrono::milliseconds at_most);
-  ~MailboxWatch() override;
+  ~MailboxWatch();
 
   int fd() const { return event_fd_; }
   // Clears the fd; returns kChanged/kLost bits seen since the last call.
@@ -76,36 +82,16 @@ class MailboxWatch : public librados::WatchCtx2 {
   // the deletion by its sync), and is not watched again.
   unsigned Consume();
 
-  void handle_notify(uint64_t notify_id, uint64_t cookie, uint64_t notifier_id,
-                     librados::bufferlist& bl) override;
-  void handle_error(uint64_t cookie, int err) override;
-
  private:
-  MailboxWatch(Account* account, std::string oid, int event_fd);
-  static constexpr std::chrono::seconds kRetryPause{1};  // between failed registrations
+  class Shared;
 
+  MailboxWatch(std::shared_ptr<Shared> shared, int event_fd);
   void Signal(unsigned bits);
-  // Writes a byte to the lingering watch's file, if it has one.
+  // Writes a byte to the lingering subscriber's file, if it has one.
   void Touch();
-  Status Register(Deadline until);  // the first registration (Open)
-  void Reregister();                // on reregister_
 
-  // A watch closed in the background may outlive the account that opened
-  // it, never the connection.
-  std::shared_ptr<Cluster> cluster_;
-  librados::IoCtx io_;
-  std::string oid_;
+  std::shared_ptr<Shared> shared_;
   int event_fd_;
-  // The first registration, when Open gave up waiting for it: the watch
-  // must outlive it, as librados calls back into both.
-  AioWaiter register_waiter_;
-  AioCompletionPtr unanswered_;
-  std::mutex mu_;  // handle_, registered_, reregistering_ once Open returned
-  uint64_t handle_ = 0;
-  bool registered_ = false;
-  bool reregistering_ = false;
-  bool gone_ = false;  // the object no longer exists
-  std::thread reregister_;
   std::atomic<unsigned> pending_{0};
   // The file of CloseLingering(), -1 before.
   std::atomic<int> file_{-1};

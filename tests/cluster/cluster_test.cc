@@ -821,6 +821,48 @@ TEST_F(MailboxIndexTest, ALingeringWatchWritesItsFileAtEveryChangeAndOnceAtItsEn
   rbd_index_close(&mailbox);
 }
 
+TEST_F(MailboxIndexTest, WatchesOfOneMailboxShareOneRadosWatchAndEachHearsEveryChange) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* mailbox = OpenMailbox(mbox);
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  auto watchers = [&] {
+    std::list<obj_watch_t> list;
+    EXPECT_EQ(index_io.list_watchers("i." + mbox, &list), 0);
+    return list.size();
+  };
+  // Three sessions of the node watch the mailbox: one RADOS watch.
+  std::vector<rbd_watch*> watches(3, nullptr);
+  for (rbd_watch*& w : watches) ASSERT_EQ(rbd_watch_open(mailbox, &w, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(watchers(), 1u);
+  auto all_hear = [&](const std::vector<rbd_watch*>& ws) {
+    for (rbd_watch* w : ws) {
+      struct pollfd p = {rbd_watch_fd(w), POLLIN, 0};
+      EXPECT_EQ(poll(&p, 1, 5000), 1) << "a subscriber missed the change";
+      EXPECT_TRUE(rbd_watch_consume(w) & RBD_WATCH_CHANGED);
+    }
+  };
+  AppendOne(mailbox, "Subject: one\r\n\r\none\r\n");
+  all_hear(watches);
+  // One session ends: the others still hear, through the same watch.
+  rbd_watch_close(&watches[0]);
+  watches.erase(watches.begin());
+  AppendOne(mailbox, "Subject: two\r\n\r\ntwo\r\n");
+  all_hear(watches);
+  EXPECT_EQ(watchers(), 1u);
+  // The last one ends it (in the background).
+  for (rbd_watch*& w : watches) rbd_watch_close(&w);
+  for (int i = 0; i < 100 && watchers() != 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(watchers(), 0u);
+  // A new session watches anew.
+  rbd_watch* again = nullptr;
+  ASSERT_EQ(rbd_watch_open(mailbox, &again, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(watchers(), 1u);
+  AppendOne(mailbox, "Subject: three\r\n\r\nthree\r\n");
+  all_hear({again});
+  rbd_watch_close(&again);
+  rbd_index_close(&mailbox);
+}
+
 // The RADOS ops `user` waited for since the last call.
 size_t OpsSince(rbd_user* user) {
   rbd_op_record records[64];

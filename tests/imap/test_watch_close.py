@@ -44,7 +44,7 @@ def test_a_session_closed_by_a_delete_waits_for_a_running_watch_callback(connect
     gdb = Gdb("""set pagination off
 set non-stop on
 attach %d
-break rbd::MailboxWatch::handle_notify
+break rbd::MailboxWatch::Shared::handle_notify
 commands
 shell sleep %d
 echo RESUMED\\n
