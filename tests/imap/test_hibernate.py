@@ -37,7 +37,7 @@ def node_h(work_dir, cluster):
     """A node whose IDLE sessions hibernate after a second."""
     conf = work_dir / "hibernate.conf"
     conf.write_text(HIBERNATE_CONF)
-    with Node.running("H", work_dir / "node-h", STORAGE, cluster, include=str(conf),
+    with Node.running("Hib", work_dir / "node-hibernate", STORAGE, cluster, include=str(conf),
                       log_debug="event=imap_client_hibernated") as node:
         yield node
 
