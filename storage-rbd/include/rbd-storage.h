@@ -861,8 +861,9 @@ void rbd_watch_close(struct rbd_watch **watch);
  * For a session that imap-hibernate takes over: closes the handle but
  * keeps watching for `seconds` more, writing a byte to `fd` (a file the
  * hibernated client watches with inotify; given over, closed at the end)
- * at every change and every loss of the watch, and once more at the end,
- * so that the client wakes and its next process watches again.
+ * at every change, and once a lost watch is registered again (not at the
+ * loss: the woken session could not open its mailbox then), and once more
+ * at the end, so that the client wakes and its next process watches again.
  */
 void rbd_watch_close_lingering(struct rbd_watch **watch, int fd,
                                unsigned int seconds);

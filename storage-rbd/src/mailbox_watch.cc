@@ -298,6 +298,11 @@ class Lingering {
  private:
   static void End(std::unique_ptr<MailboxWatch> watch) { MailboxWatch::Close(std::move(watch)); }
 
+  // Each lingering watch is consumed every kPoll as its owner would, so
+  // that a lost watch is registered again: its file is written once the
+  // watch is back (a change may have gone unnotified), not at the loss,
+  // when the session it wakes could not open its mailbox (the fault soak,
+  // seed 1503: imap dropped such a session during a cluster restart).
   void Run() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
@@ -305,17 +310,22 @@ class Lingering {
         cv_.wait(lock);
         continue;
       }
+      const auto now = std::chrono::steady_clock::now();
       auto first = watches_.begin();
-      if (cv_.wait_until(lock, first->first) == std::cv_status::no_timeout) continue;
-      first = watches_.begin();
-      if (first == watches_.end() || first->first > std::chrono::steady_clock::now()) continue;
-      std::unique_ptr<MailboxWatch> watch = std::move(first->second);
-      watches_.erase(first);
-      lock.unlock();
-      End(std::move(watch));
-      lock.lock();
+      if (first->first <= now) {
+        std::unique_ptr<MailboxWatch> watch = std::move(first->second);
+        watches_.erase(first);
+        lock.unlock();
+        End(std::move(watch));
+        lock.lock();
+        continue;
+      }
+      for (auto& [until, watch] : watches_) watch->Consume();
+      cv_.wait_until(lock, std::min(first->first, now + kPoll));
     }
   }
+
+  static constexpr std::chrono::seconds kPoll{1};
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -358,7 +368,7 @@ void MailboxWatch::Touch() {
 }
 
 void MailboxWatch::Signal(unsigned bits) {
-  Touch();
+  if (bits & kChanged) Touch();
   pending_.fetch_or(bits);
   uint64_t one = 1;
   // A full counter (never in practice) still leaves the fd readable.

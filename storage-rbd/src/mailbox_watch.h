@@ -30,9 +30,11 @@
 // Hibernation. imap-hibernate keeps an IDLE client with no imap process,
 // and wakes it when a file it watches with inotify changes. A subscriber
 // closed by CloseLingering() stays subscribed for a while with no owner and
-// writes a byte to such a file at every change of its object and at every
-// loss of the watch; at the end of the while it writes once more, so that
-// a client still hibernated wakes, and its new imap process watches again.
+// writes a byte to such a file at every change of its object, and once a
+// lost watch is registered again (not at the loss, when the client's new
+// process could not open its mailbox); at the end of the while it writes
+// once more, so that a client still hibernated wakes, and its new imap
+// process watches again.
 #ifndef STORAGE_RBD_MAILBOX_WATCH_H_
 #define STORAGE_RBD_MAILBOX_WATCH_H_
 
