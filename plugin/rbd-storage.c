@@ -1125,7 +1125,11 @@ static int rbd_mailbox_get_metadata(struct mailbox *box,
 		if (!box->opened && mailbox_is_autocreated(box) &&
 		    mailbox_open(box) < 0)
 			return -1;
-		if (rbd_mailbox_open_index(mbox) < 0)
+		/* An open index knows its GUID: no call, so that imap can
+		   export a selected mailbox's state for imap-hibernate while
+		   the cluster is away (rbd_mailbox_open_index fails fast
+		   then; the fault soak, seed 1503). */
+		if (mbox->index == NULL && rbd_mailbox_open_index(mbox) < 0)
 			return -1;
 		guid_128_copy(metadata_r->guid, mbox->guid);
 		items &= ENUM_NEGATE(MAILBOX_METADATA_GUID);
