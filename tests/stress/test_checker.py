@@ -159,6 +159,44 @@ class HighestModseqBeforeItsChanges(CheckerCase):
         self.assertEqual([v.prop for v in self.model.violations], [])
 
 
+class ARepeatAfterAFailedSync(CheckerCase):
+    """seed 1601 (faults): a FETCH during an outage showed UID 374 at MODSEQ 1314 (Dovecot
+    reads a message's newest flags), and its closing sync failed. The next command's sync
+    reported that change again, unsolicited, within a CHANGEDSINCE 1314."""
+
+    def setUp(self):
+        super().setUp()
+        runner = SimpleNamespace(model=self.model, trace=self.trace, ops=[])
+        self.session = Session(runner, 4, SimpleNamespace(name="A"), USER, 1)
+        self.session.selected = Selected("m2", self.box, True, 1, 0)
+        self.session.selected.view = [364, 374, 375]
+        fetch = self.command("FETCH 1:* (UID FLAGS MODSEQ)", "OK")
+        self.session.process(["* 1 FETCH (UID 364 FLAGS (\\Seen) MODSEQ (1316))",
+                              "* 2 FETCH (UID 374 FLAGS (\\Answered) MODSEQ (1314))",
+                              "* 3 FETCH (UID 375 FLAGS () MODSEQ (1200))",
+                              "* NO Mail storage temporarily unavailable"], fetch)
+
+    def changedsince(self, *lines):
+        fetch = self.command("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE 1314)", "OK")
+        self.session.process(list(lines), fetch, changed_since=1314)
+        return [v.prop for v in self.model.violations]
+
+    def test_the_sync_repeats_what_the_fetch_showed(self):
+        self.assertEqual(self.changedsince("* 1 FETCH (UID 364 FLAGS (\\Seen) MODSEQ (1316))",
+                                           "* 1 FETCH (MODSEQ (1316) FLAGS (\\Seen))",
+                                           "* 2 FETCH (MODSEQ (1314) FLAGS (\\Answered))",
+                                           "* 2 FETCH (UID 374 MODSEQ (1314) FLAGS (\\Answered))"),
+                         [])
+
+    def test_an_answer_at_the_modseq_asked_about(self):
+        self.assertEqual(self.changedsince("* 2 FETCH (UID 374 FLAGS (\\Answered) MODSEQ (1314))"),
+                         ["changedsince-not-changed"])
+
+    def test_a_sync_reporting_an_old_change_never_shown(self):
+        self.assertEqual(self.changedsince("* 3 FETCH (MODSEQ (1300) FLAGS ())"),
+                         ["changedsince-not-changed"])
+
+
 class QresyncFromAnEmptySnapshot(unittest.TestCase):
 
     def test_an_empty_mailbox_is_resynced_with_a_uid_no_message_has(self):
