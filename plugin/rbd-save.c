@@ -596,8 +596,7 @@ int rbd_transaction_save_commit_pre(struct mail_save_context *_ctx)
 	items = array_get_modifiable(&ctx->items, &count);
 	if (count == 0)
 		return 0;
-	if (rbd_mailbox_open_index(ctx->mbox) < 0 ||
-	    rbd_mailbox_check_name(ctx->mbox) < 0)
+	if (rbd_mailbox_open_index(ctx->mbox) < 0)
 		return -1;
 	ctx->mbox->sync_pending = TRUE;
 	uids = t_new(uint32_t, count);

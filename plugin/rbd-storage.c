@@ -482,20 +482,13 @@ static void rbd_mailbox_named(struct rbd_mailbox *mbox)
 	rbd_list_looked_up(mbox->box.list, mbox->box.name, mbox->guid);
 }
 
-int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
+/* Opens the index the mailbox's name leads to. */
+static int rbd_mailbox_open_named_index(struct rbd_mailbox *mbox,
+                                        struct rbd_user *user)
 {
-	struct rbd_user *user;
 	struct rbd_error err;
 	int ret;
 
-	if (rbd_storage_unavailable(mbox->storage))
-		return -1;
-	if (mbox->index != NULL)
-		return 0;
-	if (rbd_mailbox_get_user(mbox, &user) < 0)
-		return -1;
-	/* Opening reads the state (rbd_mailbox_read_state uses that). */
-	rbd_command_stamp(&mbox->state_read);
 	if (!rbd_list_listed_guid(mbox->box.list, mbox->box.name, mbox->guid)) {
 		/* Usually one read, of the state alone (doc/design.md,
 		   "Names in the state"). */
@@ -532,6 +525,26 @@ int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
 	}
 	rbd_storage_set_error(mbox->box.storage, &err);
 	return -1;
+}
+
+int rbd_mailbox_open_index(struct rbd_mailbox *mbox)
+{
+	struct rbd_user *user;
+
+	if (rbd_storage_unavailable(mbox->storage))
+		return -1;
+	if (mbox->index != NULL)
+		return 0;
+	if (rbd_mailbox_get_user(mbox, &user) < 0)
+		return -1;
+	/* Opening reads the state (rbd_mailbox_read_state uses that). */
+	rbd_command_stamp(&mbox->state_read);
+	if (rbd_mailbox_open_named_index(mbox, user) < 0)
+		return -1;
+	/* Writes check the name themselves, within their guarded op: a
+	   rename or delete that took it away fails them NOTFOUND. */
+	rbd_index_guard_name(mbox->index, mbox->box.name);
+	return 0;
 }
 
 int rbd_mailbox_check_name(struct rbd_mailbox *mbox)

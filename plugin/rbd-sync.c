@@ -1476,8 +1476,7 @@ int rbd_transaction_push(struct mailbox_transaction_context *t,
 
 	if (array_count(&rt->changes) == 0 && array_count(&rt->expunges) == 0)
 		return 0;
-	if (rbd_mailbox_open_index(mbox) < 0 ||
-	    rbd_mailbox_check_name(mbox) < 0)
+	if (rbd_mailbox_open_index(mbox) < 0)
 		return -1;
 	mbox->sync_pending = TRUE;
 	T_BEGIN

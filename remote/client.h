@@ -7,6 +7,7 @@
 
 #include <sys/time.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -160,6 +161,10 @@ struct rbd_user {
 struct rbd_index {
   rbd_user* user;
   uint64_t id;
+  // The mailbox it opened, and the name it is bound to (none when empty):
+  // what a new service opens again.
+  std::array<uint8_t, RBD_GUID_SIZE> guid;
+  std::string guarded_name;
   // What the last rbd_index_list_all() returned keyword names from.
   std::unique_ptr<rbd::remote::Reply> keywords;
 };

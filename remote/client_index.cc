@@ -2,6 +2,7 @@
 // An index lives on its user's connection, under the service's number.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "client.h"
@@ -44,13 +45,22 @@ rbd_code CallRecords(const rbd_index* mailbox, Op op, const Writer& args, rbd_re
   });
 }
 
-// The arguments that open the mailbox `guid` under number `id`.
-Writer OpenArgs(uint64_t id, const rbd_user* user, const uint8_t guid[RBD_GUID_SIZE]) {
+// The arguments that open the mailbox `guid` under number `id`, its
+// writes bound to `guarded_name` unless that is empty.
+Writer OpenArgs(uint64_t id, const rbd_user* user, const uint8_t guid[RBD_GUID_SIZE],
+                const std::string& guarded_name = {}) {
   Writer args;
   args.U64(id);
   args.U64(user->id);
   args.Guid(guid);
+  args.String(guarded_name.c_str());
   return args;
+}
+
+rbd_index* NewIndex(rbd_user* user, uint64_t id, const uint8_t guid[RBD_GUID_SIZE]) {
+  rbd_index* index = new rbd_index{user, id, {}, {}, nullptr};
+  std::memcpy(index->guid.data(), guid, RBD_GUID_SIZE);
+  return index;
 }
 
 }  // namespace
@@ -62,7 +72,7 @@ rbd_code rbd_index_open(rbd_user* user, const uint8_t guid[RBD_GUID_SIZE], rbd_i
   const uint64_t id = user->conn->NewId();
   Reply reply;
   rbd_code code = user->conn->CallOpen(Op::kIndexOpen, id, OpenArgs(id, user, guid), &reply, err);
-  if (code == RBD_OK) *mailbox_r = new rbd_index{user, id, nullptr};
+  if (code == RBD_OK) *mailbox_r = NewIndex(user, id, guid);
   return code;
 }
 
@@ -84,7 +94,7 @@ rbd_code rbd_index_open_name(rbd_user* user, const char* name, uint8_t guid_r[RB
   // Opened again by GUID after a reconnect: the handle stays the mailbox
   // it opened, wherever the name leads by then.
   user->conn->Reopens(id, Op::kIndexOpen, OpenArgs(id, user, guid_r));
-  *mailbox_r = new rbd_index{user, id, nullptr};
+  *mailbox_r = NewIndex(user, id, guid_r);
   return code;
 }
 
@@ -124,6 +134,18 @@ int rbd_index_named(const rbd_index* index, const char* name) {
   rbd_code code = Call(index, Op::kIndexNamed, args, &reply, nullptr);
   const uint8_t named = code == RBD_OK ? reply.in.U8() : 0;
   return Decoded(reply, code, nullptr) == RBD_OK ? named : 0;
+}
+
+void rbd_index_guard_name(rbd_index* index, const char* name) {
+  index->guarded_name = name;
+  Writer args = Args(index);
+  args.String(name);
+  Reply reply;
+  // When the service has gone, the next call's new connection opens the
+  // handle again bound to the name (the replay below).
+  (void)Decoded(reply, Call(index, Op::kIndexGuardName, args, &reply, nullptr), nullptr);
+  index->user->conn->Reopens(index->id, Op::kIndexOpen,
+                             OpenArgs(index->id, index->user, index->guid.data(), index->guarded_name));
 }
 
 rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,

@@ -8,14 +8,18 @@ namespace rbd::remote {
 namespace {
 
 rbd_code IndexOpen(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  Keep keep;
   const uint64_t id = in.U64();
   rbd_user* user = Need<rbd_user>(s, in.U64(), err);
   uint8_t guid[RBD_GUID_SIZE];
   in.Guid(guid);
+  const char* guarded_name = keep.String(in);
   if (user == nullptr || Malformed(in, err) || Taken(s, id, err)) return err->code;
   rbd_index* index = nullptr;
   rbd_code code = rbd_index_open(user, guid, &index, err);
-  if (code == RBD_OK) s.Add(id, index);
+  if (code != RBD_OK) return code;
+  if (guarded_name != nullptr && *guarded_name != '\0') rbd_index_guard_name(index, guarded_name);
+  s.Add(id, index);
   return code;
 }
 
@@ -67,6 +71,15 @@ rbd_code IndexNamed(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* e
   const char* name = keep.String(in);
   if (index == nullptr || Malformed(in, err)) return err->code;
   out.U8(name != nullptr && rbd_index_named(index, name) ? 1 : 0);
+  return RBD_OK;
+}
+
+rbd_code IndexGuardName(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  Keep keep;
+  rbd_index* index = Need<rbd_index>(s, in.U64(), err);
+  const char* name = keep.String(in);
+  if (index == nullptr || name == nullptr || Malformed(in, err)) return err->code;
+  rbd_index_guard_name(index, name);
   return RBD_OK;
 }
 
@@ -255,6 +268,7 @@ void RegisterIndexHandlers(HandlerTable& t) {
   Register(t, Op::kIndexCountKeys, IndexCountKeys);
   Register(t, Op::kIndexLastStatus, IndexLastStatus);
   Register(t, Op::kIndexNamed, IndexNamed);
+  Register(t, Op::kIndexGuardName, IndexGuardName);
   Register(t, Op::kIndexClaimRecent, IndexClaimRecent);
   Register(t, Op::kIndexAppend, IndexAppend);
   Register(t, Op::kIndexCopy, IndexCopy);

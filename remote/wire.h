@@ -24,7 +24,7 @@ namespace rbd::remote {
 
 // Bump with any change to a request or reply: a client and a service of
 // different versions refuse each other at the first call.
-constexpr uint32_t kProtocolVersion = 3;
+constexpr uint32_t kProtocolVersion = 4;
 
 // Larger frames are refused: a bug or a stranger on the socket, not a call.
 constexpr uint32_t kMaxFrame = 1u << 31;
@@ -48,6 +48,7 @@ enum class Op : uint16_t {
   kIndexCountKeys,
   kIndexLastStatus,
   kIndexNamed,
+  kIndexGuardName,
   kIndexClaimRecent,
   kIndexAppend,
   kIndexCopy,

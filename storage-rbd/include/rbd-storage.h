@@ -377,6 +377,17 @@ void rbd_index_last_status(const struct rbd_index *index,
 int rbd_index_named(const struct rbd_index *index, const char *name);
 
 /*
+ * Binds the handle's client writes (rbd_index_append, rbd_index_copy,
+ * rbd_index_update_flags_of, rbd_index_expunge) to `name`: each applies
+ * only while the user's list gives the mailbox that name, and fails
+ * RBD_ERR_NOT_FOUND once a rename or delete has taken it away. Costs
+ * nothing when the state the write is guarded by names the mailbox (doc/
+ * design.md, "Names in the state"), one read of the list per command when
+ * it names none. No I/O here.
+ */
+void rbd_index_guard_name(struct rbd_index *index, const char *name);
+
+/*
  * RFC 3501 \Recent across nodes: a message is \Recent in exactly one
  * session, the first read-write session (on any node) to claim it. Raises
  * the mailbox's first recent UID to `up_to` (at most UIDNEXT) in one

@@ -508,6 +508,8 @@ int rbd_index_named(const rbd_index* index, const char* name) {
   return index->index->StateSeenInThisCommand() && index->index->last_state().name == name ? 1 : 0;
 }
 
+void rbd_index_guard_name(rbd_index* index, const char* name) { index->index->GuardName(name); }
+
 rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,
                                 rbd_error* err) {
   return Guarded(err, [&] { return mailbox->index->ClaimRecent(up_to, first_r, end_r); });

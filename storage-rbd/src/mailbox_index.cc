@@ -220,6 +220,23 @@ bool MailboxIndex::InThisCommand(const struct timeval& when) const {
 
 bool MailboxIndex::StateSeenInThisCommand() const { return state_valid_ && InThisCommand(state_seen_in_); }
 
+Status MailboxIndex::ConfirmName(const MailboxState& state) {
+  // The op applies only over this very state: a state naming the mailbox
+  // so means the list gave it that name when the op applies. A rename
+  // racing with the command is as if it came just after it.
+  if (guarded_name_.empty() || state.name == guarded_name_ || InThisCommand(name_confirmed_in_))
+    return Status::OK();
+  const Status gone = Status::NotFound("mailbox " + guarded_name_ + " was renamed or deleted");
+  if (!state.name.empty()) return gone;
+  // A rename or delete in flight, or a state older than names.
+  MailboxEntry entry;
+  Status s = MailboxList(account_).Lookup(guarded_name_, &entry);
+  if (s.IsNotFound() || (s.ok() && entry.guid != guid_)) return gone;
+  if (!s.ok()) return s;
+  name_confirmed_in_ = account_->command_began();
+  return Status::OK();
+}
+
 void MailboxIndex::RecordOwnOp(const librados::bufferlist& guard, const MailboxState& before,
                                const librados::bufferlist& written, const std::string& change_key,
                                const librados::bufferlist* change) {
@@ -539,6 +556,7 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
   const std::vector<std::string> names = NamesOf(messages);
   const std::set<std::string> to_read = KeywordKeysToRead({names.begin(), names.end()});
   Status s = Mutate(to_read, [&](const auto& values, Mutation* m) -> Status {
+    if (Status named = ConfirmName(m->state); !named.ok()) return named;
     // UIDs wanted at or above UIDNEXT are given; the others follow the
     // highest UID given, as Dovecot's mail_index_append_finish_uids() does.
     std::set<uint32_t> wanted;
@@ -711,6 +729,7 @@ Status MailboxIndex::UpdateFlags(const std::vector<FlagChange>& changes, std::ve
     read_keys.merge(KeywordKeysToRead({names.back().first.begin(), names.back().first.end()}));
   }
   Status s = Mutate(read_keys, [&](const auto& values, Mutation* m) -> Status {
+    if (Status named = ConfirmName(m->state); !named.ok()) return named;
     conflicts->clear();
     m->before.clear();
     std::map<std::string, MessageRecord> before;
@@ -798,6 +817,7 @@ Status MailboxIndex::Touch(const std::vector<uint32_t>& uids, uint64_t min_modse
 Status MailboxIndex::Expunge(const std::vector<uint32_t>& uids, std::vector<uint32_t>* expunged) {
   std::vector<Guid> stored;
   Status s = Mutate(RecordKeys(uids), [&](const auto& values, Mutation* m) -> Status {
+    if (Status named = ConfirmName(m->state); !named.ok()) return named;
     stored.clear();
     const librados::bufferlist released = ToBufferlist(Encode(BodyRef{0, Now()}));
     for (const auto& [key, bl] : values) {

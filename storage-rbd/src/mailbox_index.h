@@ -145,6 +145,13 @@ class MailboxIndex {
   const MailboxState& last_state() const { return state_; }
   // Whether last_state() is the cluster's as the current command saw it.
   bool StateSeenInThisCommand() const;
+  // From now on the client writes through this handle (Append, CopyFrom,
+  // UpdateFlags, Expunge) apply only while the user's list gives the
+  // mailbox `name`, and fail NotFound once a rename or delete has taken it
+  // away. The state each op is guarded by usually names the mailbox, which
+  // proves it (doc/design.md, "Names in the state"); the list is read only
+  // when that state names none.
+  void GuardName(const std::string& name) { guarded_name_ = name; }
 
   Status Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids);
   // dest_uids[i] is 0 when source_uids[i] no longer exists (its record,
@@ -427,6 +434,8 @@ class MailboxIndex {
   // Changes() without a read: the ops after `since_modseq` when this
   // handle's own ops of this command are all that happened after it.
   bool ChangesFromOwnOps(uint64_t since_modseq, ChangeSet* changes);
+  // GuardName()'s check of the state a client write plans from.
+  Status ConfirmName(const MailboxState& state);
 
   Account* account_;
   Guid guid_;
@@ -454,6 +463,9 @@ class MailboxIndex {
   uint64_t own_ops_base_ = 0;
   std::map<std::string, librados::bufferlist> own_ops_;
   librados::bufferlist own_ops_end_raw_;
+  // GuardName(), and the command in which the list confirmed it.
+  std::string guarded_name_;
+  struct timeval name_confirmed_in_ {};
   // The state bytes the last ListAll's records are at (Remove's guard).
   librados::bufferlist listed_raw_;
 };

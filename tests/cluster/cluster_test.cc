@@ -3128,6 +3128,93 @@ TEST_F(MailboxIndexTest, AMailboxOpensByNameInOneReadWhileItsStateNamesIt) {
   rbd_index_close(&plain);
 }
 
+TEST_F(MailboxIndexTest, WritesBoundToANameApplyOnlyWhileTheListGivesItThatName) {
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  const std::string a = CreateMailbox("A");
+  struct timeval started;
+  rbd_user* session = nullptr;
+  rbd_index_status status;
+  rbd_index* m = OpenInCommand(a, &started, &session, &status);
+  ASSERT_NE(m, nullptr);
+  rbd_index_guard_name(m, "A");
+  auto next_command = [&] { started.tv_usec += 1; };
+  uint32_t uid = 0, expunged[1];
+  size_t nexpunged = 0;
+  uint32_t* conflicts = nullptr;
+  size_t nconflicts = 0;
+  uint64_t modseq = 0;
+  bool flagged = false;
+  auto store = [&] {  // a change every time: \Flagged on, then off
+    rbd_flag_update update{};
+    (flagged ? update.remove_flags : update.add_flags) = RBD_FLAG_FLAGGED;
+    rbd_code code = rbd_index_update_flags(m, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err_);
+    rbd_uids_free(&conflicts);
+    if (code == RBD_OK) flagged = !flagged;
+    return code;
+  };
+  const std::string body = "Subject: x\r\n\r\nx\r\n";
+  rbd_new_message msg = NewMessage(body);
+
+  // The state each write is guarded by names the mailbox: no list read.
+  uid = AppendOne(m, body);
+  next_command();
+  OpsSince(session);
+  ASSERT_EQ(store(), RBD_OK) << err_.message;
+  EXPECT_EQ(OpsSince(session), 2u) << "the record with the state, and the guarded write";
+
+  // Renamed by another node: every write fails, and writes nothing.
+  ASSERT_EQ(rbd_rename_mailbox(user_, "A", "B", '/', &err_), RBD_OK) << err_.message;
+  next_command();
+  rbd_index_status before{};
+  ASSERT_EQ(rbd_index_get_status(m, &before, &err_), RBD_OK);
+  EXPECT_EQ(store(), RBD_ERR_NOT_FOUND);
+  RandomGuid(msg.guid);
+  EXPECT_EQ(rbd_index_append(m, &msg, 1, &uid, &err_), RBD_ERR_NOT_FOUND);
+  EXPECT_EQ(rbd_index_expunge(m, &uid, 1, expunged, &nexpunged, &err_), RBD_ERR_NOT_FOUND);
+  EXPECT_NE(std::string(err_.message).find("A was renamed or deleted"), std::string::npos) << err_.message;
+  rbd_index_status after{};
+  ASSERT_EQ(rbd_index_get_status(m, &after, &err_), RBD_OK);
+  EXPECT_EQ(after.highest_modseq, before.highest_modseq);
+  EXPECT_EQ(after.messages, before.messages);
+
+  // Back under its name, the same handle writes again.
+  ASSERT_EQ(rbd_rename_mailbox(user_, "B", "A", '/', &err_), RBD_OK) << err_.message;
+  next_command();
+  ASSERT_EQ(store(), RBD_OK) << err_.message;
+
+  // A state that names no mailbox (a rename in flight, or one that never
+  // finished) leaves it to the list: one read per command.
+  librados::bufferlist raw;
+  ASSERT_GT(index_io.getxattr("i." + a, rbd::keys::kStateAttr, raw), 0);
+  rbd::MailboxState state;
+  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+  state.name.clear();
+  state.name_pending = 42;
+  raw.clear();
+  raw.append(rbd::Encode(state));
+  ASSERT_EQ(index_io.setxattr("i." + a, rbd::keys::kStateAttr, raw), 0);
+  next_command();
+  OpsSince(session);
+  ASSERT_EQ(store(), RBD_OK) << err_.message;
+  ASSERT_EQ(store(), RBD_OK) << err_.message;
+  EXPECT_EQ(OpsSince(session), 5u) << "the record with the state twice, the list once, two writes";
+  // ...which then may no longer give it that name.
+  ASSERT_EQ(rbd_rename_mailbox(user_, "A", "C", '/', &err_), RBD_OK) << err_.message;
+  raw.clear();
+  ASSERT_GT(index_io.getxattr("i." + a, rbd::keys::kStateAttr, raw), 0);
+  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+  state.name.clear();
+  state.name_pending = 43;
+  raw.clear();
+  raw.append(rbd::Encode(state));
+  ASSERT_EQ(index_io.setxattr("i." + a, rbd::keys::kStateAttr, raw), 0);
+  EXPECT_NE(CreateMailbox("A"), a);
+  next_command();
+  EXPECT_EQ(store(), RBD_ERR_NOT_FOUND) << "the name leads to another mailbox";
+  rbd_index_close(&m);
+  rbd_user_close(&session);
+}
+
 // Ceph's logger makes a pipe on stderr non-blocking, and with it stdout when
 // both are one pipe (`doveadm fetch ... 2>&1 | less`): Dovecot then drops
 // the output a slow reader has not taken yet.

@@ -112,6 +112,29 @@ def test_a_killed_service_costs_the_commands_in_flight_a_no_and_sessions_carry_o
     watcher.idle_done()
 
 
+def test_a_session_on_a_new_service_still_writes_only_under_its_mailbox_name(
+        node_a, user, connect):
+    # The service that opens a session's mailbox again after a restart binds its writes
+    # to the mailbox's name again (rbd_index_guard_name): a STORE after a rename made
+    # elsewhere fails, and changes nothing under the new name.
+    conn = connect(node_a, user)
+    conn.ok("CREATE", "X")
+    conn.append("X", numbered(1))
+    conn.ok("SELECT", "X")
+    conn.ok("STORE 1 +FLAGS (\\Seen)")
+    old = node_a.service_pid()
+    os.kill(old, signal.SIGKILL)
+    assert wait_for(lambda: node_a.service_pid() not in (None, old), 10)
+    time.sleep(FAIL_FAST + 0.5)
+    conn.ok("NOOP")
+    other = connect(node_a, user)
+    other.ok("RENAME", "X", "Y")
+    resp = conn.command("STORE 1 +FLAGS (\\Flagged)")
+    assert (resp.status, resp.text) == ("NO", "Mailbox was deleted under us")
+    other.ok("SELECT", "Y")
+    assert other.fetch("1", "(FLAGS)")[1]["FLAGS"] == ["\\Seen"]
+
+
 def test_the_cluster_and_key_are_the_services_own_whatever_a_user_says(node_a, new_user,
                                                                        connect):
     # A mail process could otherwise point the service at another ceph.conf (and through

@@ -128,12 +128,18 @@ class SessionOps:
 
 
 @pytest.mark.rbd_only("counts the storage's RADOS ops")
-def test_a_store_looks_the_mailbox_name_up_once(connect, node_r):
-    # imap refreshes ioloop_timeval at the end of command_exec(), before the command's
-    # own sync: checked once per ioloop_timeval, the name was read twice per STORE.
+def test_writes_to_the_selected_mailbox_read_no_mailbox_list(connect, node_r):
+    # A STORE, EXPUNGE or APPEND checks the mailbox's name within its guarded op, from
+    # the state the op is guarded by (rbd_index_guard_name): no read of the list. It was
+    # one per command before, and two when the check was stamped with ioloop_timeval,
+    # which imap refreshes at the end of command_exec(), before the command's own sync.
     ops = SessionOps(connect, node_r, "n")
     lookups = "read of mailbox list"
-    assert ops.count(lookups, ["STORE 1 +FLAGS (\\Flagged)"]) - ops.count(lookups) == 1
+    base = ops.count(lookups)
+    for commands in (["STORE 1 +FLAGS (\\Flagged)"],
+                     ["STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"],
+                     [("APPEND", "INBOX", Literal(numbered(12)))]):
+        assert ops.count(lookups, commands) - base == 0, commands
 
 
 @pytest.mark.rbd_only("counts the storage's RADOS ops")
