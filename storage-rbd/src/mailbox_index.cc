@@ -273,13 +273,22 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
   RetryPolicy retry(account_->deadline());
   for (unsigned attempt = 1;; attempt++) {
     std::map<std::string, librados::bufferlist> values;
-    if (!state_valid_ || !read_keys.empty()) {
+    const bool read = !state_valid_ || (!read_keys.empty() && !KnownValues(read_keys, &values));
+    if (read) {
+      values.clear();
       Status s = ReadStateAndKeys(read_keys, &values);
       if (!s.ok()) return s;
+      LearnRecords(values);
     }
     Mutation m;
     m.state = state_;
     Status s = plan(values, &m);
+    // A refusal planned from the state this handle last saw may be stale
+    // (a name given back since): it is planned again from a read.
+    if (!s.ok() && !read) {
+      state_valid_ = false;
+      continue;
+    }
     if (!s.ok() || m.noop) return s;
     if (m.advanced) KeepLogWindow(account_->config(), Now(), &m.state, &m.remove);
     std::vector<uint32_t> appended;
@@ -314,8 +323,10 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       defined_keywords_.insert(m.defined.begin(), m.defined.end());
       if (r == 0) {
         RecordOwnOp(guard, state_, new_raw, change_key, change_key.empty() ? nullptr : &m.set[change_key]);
+        LearnWritten(state_, m);
       } else {
         own_ops_in_ = {};  // resolved: others may have written since
+        known_.Forget();
       }
       const MailboxState before = std::move(state_);
       state_ = m.state;
@@ -332,6 +343,41 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
                               " lost races");
     }
   }
+}
+
+bool MailboxIndex::KnownValues(const std::set<std::string>& keys,
+                               std::map<std::string, librados::bufferlist>* values) {
+  if (!known_.CurrentAt(state_)) return false;
+  for (const std::string& key : keys) {
+    auto uid = keys::ParseRecordKey(key);
+    const MessageRecord* rec = uid ? known_.Find(*uid) : nullptr;
+    if (rec == nullptr) return false;
+    (*values)[key] = ToBufferlist(Encode(*rec));
+  }
+  return true;
+}
+
+void MailboxIndex::LearnRecords(const std::map<std::string, librados::bufferlist>& values) {
+  if (!known_.CurrentAt(state_)) known_.Reset(state_);
+  for (const auto& [key, bl] : values) {
+    if (!keys::ParseRecordKey(key)) continue;
+    MessageRecord rec;
+    if (Decode(bl.to_str(), &rec).ok() && ResolveLegacy(state_, &rec.legacy_keyword_ids, &rec.keywords))
+      known_.Put(rec);
+  }
+}
+
+void MailboxIndex::LearnWritten(const MailboxState& before, const Mutation& m) {
+  if (!known_.CurrentAt(before)) known_.Reset(m.state);
+  for (const std::string& key : m.remove)
+    if (auto uid = keys::ParseRecordKey(key)) known_.Drop(*uid);
+  for (const auto& [key, bl] : m.set) {
+    if (auto uid = keys::ParseTombstoneKey(key)) known_.Drop(*uid);
+    if (!keys::ParseRecordKey(key)) continue;
+    MessageRecord rec;
+    if (Decode(bl.to_str(), &rec).ok()) known_.Put(rec);
+  }
+  known_.MoveTo(m.state);
 }
 
 void MailboxIndex::Mutation::Rewrite(const std::string& key, const MessageRecord& rec) {
@@ -1267,6 +1313,12 @@ Status MailboxIndex::Changes(uint64_t since_modseq, ChangeSet* changes) {
     return Status::Resync(oid_ + ": change log trimmed past MODSEQ " + std::to_string(since_modseq));
   s = DecodeOps(state, entries, &changes->ops);
   if (!s.ok()) return s;
+  if (known_.CanFollow(since_modseq, state)) {
+    for (const Change& op : changes->ops) known_.Apply(op.modseq, op.entry);
+    known_.MoveTo(state);
+  } else {
+    known_.Reset(state);
+  }
   changes->state = state;
   state_ = std::move(state);
   state_raw_ = std::move(raw);

@@ -48,6 +48,7 @@
 #include "account.h"
 #include "guid.h"
 #include "index_shards.h"
+#include "known_records.h"
 #include "message_store.h"
 #include "record_codec.h"
 #include "status.h"
@@ -436,11 +437,21 @@ class MailboxIndex {
   bool ChangesFromOwnOps(uint64_t since_modseq, ChangeSet* changes);
   // GuardName()'s check of the state a client write plans from.
   Status ConfirmName(const MailboxState& state);
+  // The values of `keys`, all records, as known_ has them at state_, the
+  // state this handle last saw: false when one is not known there.
+  bool KnownValues(const std::set<std::string>& keys, std::map<std::string, librados::bufferlist>* values);
+  // known_ learns the records among `values`, read at state_.
+  void LearnRecords(const std::map<std::string, librados::bufferlist>& values);
+  // known_ learns what an op applied over `before` wrote and removed.
+  void LearnWritten(const MailboxState& before, const Mutation& m);
 
   Account* account_;
   Guid guid_;
   std::string oid_;
   IndexShards shards_;
+  // The records this handle's ops and reads named, as of a state: what a
+  // STORE or EXPUNGE from state_ plans from without a read.
+  KnownRecords known_;
   MailboxState state_;
   librados::bufferlist state_raw_;
   bool state_valid_ = false;

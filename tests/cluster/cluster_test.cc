@@ -922,6 +922,82 @@ TEST_F(MailboxIndexTest, TheSyncOfTheCommandThatOpenedAMailboxReadsNothingMore) 
   rbd_index_close(&writer);
 }
 
+// The flags of `uid` as `mailbox` reads them now; 0xff when it is gone.
+uint8_t FlagsOf(rbd_index* mailbox, uint32_t uid) {
+  rbd_records* recs = nullptr;
+  rbd_error err{};
+  EXPECT_EQ(rbd_index_lookup_records(mailbox, &uid, 1, &recs, &err), RBD_OK) << err.message;
+  const uint8_t flags = recs != nullptr && recs->count == 1 ? recs->records[0].flags : 0xff;
+  rbd_records_free(&recs);
+  return flags;
+}
+
+TEST_F(MailboxIndexTest, AStoreOrExpungeFromRecordsItKnowsReadsNothingAndLosesNoOtherChange) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* writer = OpenMailbox(mbox);
+  for (int i = 0; i < 3; i++) AppendOne(writer, "msg " + std::to_string(i));
+  struct timeval started;
+  rbd_user* session = nullptr;
+  rbd_index_status status;
+  rbd_index* m = OpenInCommand(mbox, &started, &session, &status);
+  ASSERT_NE(m, nullptr);
+  auto store = [&](rbd_index* on, uint32_t uid, uint8_t add, uint8_t remove) {
+    started.tv_usec += 1;  // a command of its own
+    rbd_flag_update update{};
+    update.add_flags = add;
+    update.remove_flags = remove;
+    uint32_t* conflicts = nullptr;
+    size_t nconflicts = 0;
+    uint64_t modseq = 0;
+    OpsSince(session);
+    EXPECT_EQ(rbd_index_update_flags(on, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err_), RBD_OK)
+        << err_.message;
+    rbd_uids_free(&conflicts);
+    return OpsSince(session);
+  };
+
+  EXPECT_EQ(store(m, 1, RBD_FLAG_SEEN, 0), 2u) << "a record not known yet: read, then write";
+  EXPECT_EQ(store(m, 1, RBD_FLAG_FLAGGED, 0), 1u) << "the record its own op wrote: the write alone";
+  EXPECT_EQ(store(m, 2, RBD_FLAG_DELETED, 0), 2u);
+  started.tv_usec += 1;
+  OpsSince(session);
+  uint32_t two = 2, removed[1];
+  size_t nremoved = 0;
+  ASSERT_EQ(rbd_index_expunge(m, &two, 1, removed, &nremoved, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(nremoved, 1u);
+  EXPECT_EQ(OpsSince(session), 1u) << "an expunge of a known record (its body inline)";
+
+  // Another node's change: the guard fails, the op reads and keeps it.
+  store(writer, 1, RBD_FLAG_ANSWERED, 0);
+  EXPECT_EQ(store(m, 1, 0, RBD_FLAG_SEEN), 3u) << "the refused write, the read, the write";
+  EXPECT_EQ(FlagsOf(writer, 1), RBD_FLAG_FLAGGED | RBD_FLAG_ANSWERED);
+
+  // Another node's change the session's sync read: the records follow it.
+  rbd_index_last_status(m, &status);
+  store(writer, 1, RBD_FLAG_DRAFT, 0);
+  store(writer, 3, RBD_FLAG_SEEN, 0);
+  started.tv_usec += 1;
+  rbd_changes* changes = nullptr;
+  ASSERT_EQ(rbd_index_changes(m, status.highest_modseq, &changes, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(changes->op_count, 2u);
+  rbd_changes_free(&changes);
+  EXPECT_EQ(store(m, 1, RBD_FLAG_SEEN, 0), 1u);
+  EXPECT_EQ(FlagsOf(writer, 1), RBD_FLAG_FLAGGED | RBD_FLAG_ANSWERED | RBD_FLAG_DRAFT | RBD_FLAG_SEEN);
+
+  // Expunged elsewhere and heard of: never written back.
+  rbd_index_last_status(m, &status);
+  uint32_t one = 1;
+  ASSERT_EQ(rbd_index_expunge(writer, &one, 1, removed, &nremoved, &err_), RBD_OK);
+  started.tv_usec += 1;
+  ASSERT_EQ(rbd_index_changes(m, status.highest_modseq, &changes, &err_), RBD_OK);
+  rbd_changes_free(&changes);
+  EXPECT_EQ(store(m, 1, RBD_FLAG_FLAGGED, 0), 1u) << "read, and nothing to write";
+  EXPECT_EQ(FlagsOf(writer, 1), 0xff);
+  rbd_index_close(&m);
+  rbd_user_close(&session);
+  rbd_index_close(&writer);
+}
+
 TEST_F(MailboxIndexTest, TheSyncAfterAHandlesOwnOpsReadsNothingMore) {
   // A STORE, EXPUNGE or APPEND ends with a sync of the cache it started
   // from: when this handle's ops of the command are all that happened
@@ -3160,7 +3236,7 @@ TEST_F(MailboxIndexTest, WritesBoundToANameApplyOnlyWhileTheListGivesItThatName)
   next_command();
   OpsSince(session);
   ASSERT_EQ(store(), RBD_OK) << err_.message;
-  EXPECT_EQ(OpsSince(session), 2u) << "the record with the state, and the guarded write";
+  EXPECT_EQ(OpsSince(session), 1u) << "the guarded write alone (its append wrote the record)";
 
   // Renamed by another node: every write fails, and writes nothing.
   ASSERT_EQ(rbd_rename_mailbox(user_, "A", "B", '/', &err_), RBD_OK) << err_.message;
@@ -3177,10 +3253,17 @@ TEST_F(MailboxIndexTest, WritesBoundToANameApplyOnlyWhileTheListGivesItThatName)
   EXPECT_EQ(after.highest_modseq, before.highest_modseq);
   EXPECT_EQ(after.messages, before.messages);
 
-  // Back under its name, the same handle writes again.
+  // Back under its name, the same handle writes again, though the state it
+  // last saw names the mailbox otherwise.
   ASSERT_EQ(rbd_rename_mailbox(user_, "B", "A", '/', &err_), RBD_OK) << err_.message;
   next_command();
   ASSERT_EQ(store(), RBD_OK) << err_.message;
+  RandomGuid(msg.guid);
+  ASSERT_EQ(rbd_rename_mailbox(user_, "A", "B", '/', &err_), RBD_OK) << err_.message;
+  ASSERT_EQ(rbd_index_get_status(m, &before, &err_), RBD_OK);
+  ASSERT_EQ(rbd_rename_mailbox(user_, "B", "A", '/', &err_), RBD_OK) << err_.message;
+  next_command();
+  EXPECT_EQ(rbd_index_append(m, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
 
   // A state that names no mailbox (a rename in flight, or one that never
   // finished) leaves it to the list: one read per command.
@@ -3197,7 +3280,8 @@ TEST_F(MailboxIndexTest, WritesBoundToANameApplyOnlyWhileTheListGivesItThatName)
   OpsSince(session);
   ASSERT_EQ(store(), RBD_OK) << err_.message;
   ASSERT_EQ(store(), RBD_OK) << err_.message;
-  EXPECT_EQ(OpsSince(session), 5u) << "the record with the state twice, the list once, two writes";
+  EXPECT_EQ(OpsSince(session), 5u)
+      << "a write refused (the mark is new), the read, the list once, two writes";
   // ...which then may no longer give it that name.
   ASSERT_EQ(rbd_rename_mailbox(user_, "A", "C", '/', &err_), RBD_OK) << err_.message;
   raw.clear();

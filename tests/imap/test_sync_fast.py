@@ -163,6 +163,29 @@ def test_the_sync_closing_a_store_learns_it_without_a_read(connect, node_r, node
 
 
 @pytest.mark.rbd_only("counts the storage's RADOS ops")
+def test_a_message_stored_again_or_expunged_reads_nothing_more(connect, node_r, node_a):
+    # The record the first STORE read (and wrote) is known at the state its op left:
+    # the next STORE and the EXPUNGE plan from it and only write (KnownRecords). Another
+    # node's change in between fails the write's guard: that STORE reads, and keeps it,
+    # and its closing sync reads that change from the log.
+    ops = SessionOps(connect, node_r, "q")
+    reads = "read of index"
+    base = ops.count(reads)
+    commands = ["STORE 1 +FLAGS (\\Flagged)", "STORE 1 +FLAGS (\\Seen)",
+                "STORE 1 +FLAGS.SILENT (\\Deleted)", "EXPUNGE"]
+    assert ops.count(reads, commands) - base == 1
+    node_a.add_user(ops.user)
+    other = connect(node_a, ops.user)
+    other.ok("SELECT", "INBOX")
+    assert ops.count(reads, commands[:2], lambda n: n == 1 and other.ok(
+        "STORE 1 +FLAGS (\\Answered)")) - base == 3
+    other.ok("NOOP")
+    assert sorted(other.fetch("1:*", "(FLAGS)", uid=False)[1]["FLAGS"]) == [
+        "\\Answered", "\\Flagged", "\\Seen"]
+    other.logout()
+
+
+@pytest.mark.rbd_only("counts the storage's RADOS ops")
 def test_an_append_to_the_selected_mailbox_reads_no_index(connect, node_r):
     # imap APPENDs to the selected mailbox through the selected mailbox instance, whose
     # state the append's guarded op starts from, and the closing sync learns the append
