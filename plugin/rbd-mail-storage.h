@@ -129,6 +129,10 @@ struct rbd_mailbox {
 	ARRAY(struct rbd_record) prefetch_records;
 	ARRAY(struct rbd_prefetched_body) prefetched;
 
+	/* UIDs this session's APPENDs claimed as \Recent in their own op
+	   (rbd_index_append_claiming), for the next sync to mark. */
+	ARRAY_TYPE(seq_range) saves_claimed;
+
 	struct rbd_watch *watch;
 	struct io *watch_io;
 	struct timeout *poll_to;

@@ -496,6 +496,30 @@ static void rbd_commit_log_unknown(struct rbd_save_context *ctx,
 	        count, str_c(what));
 }
 
+/* A read-write session appending to the mailbox it has selected (imap
+   reuses the selected mailbox for an APPEND to it) claims \Recent in the
+   append's own op, which its next sync would otherwise do in one op more:
+   that sync brings every message the claim covers into its view. */
+static rbd_code rbd_commit_append(struct rbd_mailbox *mbox,
+                                  const struct rbd_new_message *msgs,
+                                  unsigned int count, uint32_t *uids,
+                                  struct rbd_error *err)
+{
+	uint32_t first, end;
+	rbd_code code;
+
+	if ((mbox->box.flags & MAILBOX_FLAG_DROP_RECENT) == 0)
+		return rbd_index_append(mbox->index, msgs, count, uids, err);
+	code = rbd_index_append_claiming(mbox->index, msgs, count, uids,
+	                                 &first, &end, err);
+	if (first < end) {
+		if (!array_is_created(&mbox->saves_claimed))
+			p_array_init(&mbox->saves_claimed, mbox->box.pool, 4);
+		seq_range_array_add_range(&mbox->saves_claimed, first, end - 1);
+	}
+	return code;
+}
+
 static int rbd_commit_saves(struct rbd_save_context *ctx,
                             struct rbd_save_item *items, unsigned int count,
                             uint32_t *uids)
@@ -528,8 +552,7 @@ static int rbd_commit_saves(struct rbd_save_context *ctx,
 	}
 	for (i = 0; i < count; i++)
 		items[i].appended = TRUE;
-	if (rbd_index_append(ctx->mbox->index, msgs, count, uids, &err) !=
-	    RBD_OK) {
+	if (rbd_commit_append(ctx->mbox, msgs, count, uids, &err) != RBD_OK) {
 		if (err.code == RBD_ERR_UNKNOWN)
 			rbd_commit_log_unknown(ctx, items, count);
 		rbd_mailbox_set_error(ctx->mbox, &err);

@@ -1257,6 +1257,10 @@ int rbd_sync(struct rbd_mailbox *mbox, bool force_full)
 	mbox->msgs_stale = TRUE;
 	mbox->sync_at_close = FALSE;
 	i_array_init(&claimed, 4);
+	if (array_is_created(&mbox->saves_claimed)) {
+		array_append_array(&claimed, &mbox->saves_claimed);
+		array_clear(&mbox->saves_claimed);
+	}
 	ret = rbd_sync_once(mbox, force_full, FALSE, &claimed, &touched);
 	if (ret == 0) {
 		e_debug(mbox->box.event,

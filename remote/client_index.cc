@@ -63,6 +63,24 @@ rbd_index* NewIndex(rbd_user* user, uint64_t id, const uint8_t guid[RBD_GUID_SIZ
   return index;
 }
 
+// rbd_index_append(), claiming \Recent too when `first_r` is set.
+rbd_code Append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
+                uint32_t* first_r, uint32_t* end_r, rbd_error* err) {
+  Writer args = Args(mailbox);
+  PutArray(args, messages, count);
+  args.U8(first_r != nullptr);
+  Reply reply;
+  rbd_code code = Call(mailbox, Op::kIndexAppend, args, &reply, err);
+  if (code == RBD_OK) {
+    GetUids(reply.in, uids_r, count);
+    if (first_r != nullptr) {
+      *first_r = reply.in.U32();
+      *end_r = reply.in.U32();
+    }
+  }
+  return Decoded(reply, code, err);
+}
+
 }  // namespace
 
 extern "C" {
@@ -169,12 +187,13 @@ rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* fi
 
 rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
                           rbd_error* err) {
-  Writer args = Args(mailbox);
-  PutArray(args, messages, count);
-  Reply reply;
-  rbd_code code = Call(mailbox, Op::kIndexAppend, args, &reply, err);
-  if (code == RBD_OK) GetUids(reply.in, uids_r, count);
-  return Decoded(reply, code, err);
+  return Append(mailbox, messages, count, uids_r, nullptr, nullptr, err);
+}
+
+rbd_code rbd_index_append_claiming(rbd_index* mailbox, const rbd_new_message* messages, size_t count,
+                                   uint32_t* uids_r, uint32_t* first_r, uint32_t* end_r, rbd_error* err) {
+  *first_r = *end_r = 0;
+  return Append(mailbox, messages, count, uids_r, first_r, end_r, err);
 }
 
 rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t count, rbd_index* dest,

@@ -101,10 +101,18 @@ rbd_code IndexAppend(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* 
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);
   size_t count = 0;
   const rbd_new_message* messages = GetArray<rbd_new_message>(in, keep, &count);
+  const bool claiming = in.U8() != 0;
   if (index == nullptr || Malformed(in, err)) return err->code;
   std::vector<uint32_t> uids(count);
-  rbd_code code = rbd_index_append(index, messages, count, uids.data(), err);
-  if (code == RBD_OK) out.Uids(uids.data(), uids.size());
+  uint32_t first = 0, end = 0;
+  rbd_code code = claiming ? rbd_index_append_claiming(index, messages, count, uids.data(), &first, &end, err)
+                           : rbd_index_append(index, messages, count, uids.data(), err);
+  if (code != RBD_OK) return code;
+  out.Uids(uids.data(), uids.size());
+  if (claiming) {
+    out.U32(first);
+    out.U32(end);
+  }
   return code;
 }
 

@@ -451,6 +451,19 @@ struct rbd_new_message {
 rbd_code rbd_index_append(struct rbd_index *mailbox,
                           const struct rbd_new_message *messages, size_t count,
                           uint32_t *uids_r, struct rbd_error *err);
+/*
+ * rbd_index_append() that also claims \Recent (rbd_index_claim_recent) up
+ * to the UIDNEXT it leaves, in the same guarded op: for a read-write
+ * session that has the mailbox selected, whose next sync brings every
+ * message below that UIDNEXT into its view (imap's APPEND to the selected
+ * mailbox). [*first_r, *end_r) is what it claimed: the messages it added,
+ * and older ones nobody had claimed. Empty on failure.
+ */
+rbd_code rbd_index_append_claiming(struct rbd_index *mailbox,
+                                   const struct rbd_new_message *messages,
+                                   size_t count, uint32_t *uids_r,
+                                   uint32_t *first_r, uint32_t *end_r,
+                                   struct rbd_error *err);
 
 /*
  * Copies messages of `source` (by UID) into `dest` without re-uploading a

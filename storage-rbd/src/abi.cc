@@ -264,6 +264,35 @@ rbd::BodyMeta ToMeta(const rbd_body_info* info) {
   return meta;
 }
 
+// rbd_index_append(), claiming \Recent too when `first_r` is set.
+rbd_code Append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
+                uint32_t* first_r, uint32_t* end_r, rbd_error* err) {
+  return Guarded(err, [&] {
+    std::vector<rbd::NewMessage> batch(count);
+    for (size_t i = 0; i < count; i++) {
+      const rbd_new_message& m = messages[i];
+      rbd::NewMessage& n = batch[i];
+      n.guid = rbd::Guid::FromBytes(m.guid);
+      if (m.body != nullptr) n.body = std::string_view(static_cast<const char*>(m.body), m.body_size);
+      n.stored = m.stored != 0;
+      n.referenced = n.stored && m.referenced != 0;
+      n.flags = m.flags;
+      n.keywords = Strings(m.keywords, m.keyword_count);
+      n.received_date = m.received_date;
+      n.save_date = m.save_date;
+      n.physical_size = m.physical_size;
+      n.virtual_size = m.virtual_size;
+      if (m.pop3_uidl != nullptr) n.pop3_uidl = m.pop3_uidl;
+      if (m.guid_text != nullptr) n.guid_text = m.guid_text;
+      n.uid = m.uid;
+    }
+    std::vector<uint32_t> uids;
+    rbd::Status s = mailbox->index->Append(batch, &uids, first_r, end_r);
+    if (s.ok()) std::copy(uids.begin(), uids.end(), uids_r);
+    return s;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -517,30 +546,13 @@ rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* fi
 
 rbd_code rbd_index_append(rbd_index* mailbox, const rbd_new_message* messages, size_t count, uint32_t* uids_r,
                           rbd_error* err) {
-  return Guarded(err, [&] {
-    std::vector<rbd::NewMessage> batch(count);
-    for (size_t i = 0; i < count; i++) {
-      const rbd_new_message& m = messages[i];
-      rbd::NewMessage& n = batch[i];
-      n.guid = rbd::Guid::FromBytes(m.guid);
-      if (m.body != nullptr) n.body = std::string_view(static_cast<const char*>(m.body), m.body_size);
-      n.stored = m.stored != 0;
-      n.referenced = n.stored && m.referenced != 0;
-      n.flags = m.flags;
-      n.keywords = Strings(m.keywords, m.keyword_count);
-      n.received_date = m.received_date;
-      n.save_date = m.save_date;
-      n.physical_size = m.physical_size;
-      n.virtual_size = m.virtual_size;
-      if (m.pop3_uidl != nullptr) n.pop3_uidl = m.pop3_uidl;
-      if (m.guid_text != nullptr) n.guid_text = m.guid_text;
-      n.uid = m.uid;
-    }
-    std::vector<uint32_t> uids;
-    rbd::Status s = mailbox->index->Append(batch, &uids);
-    if (s.ok()) std::copy(uids.begin(), uids.end(), uids_r);
-    return s;
-  });
+  return Append(mailbox, messages, count, uids_r, nullptr, nullptr, err);
+}
+
+rbd_code rbd_index_append_claiming(rbd_index* mailbox, const rbd_new_message* messages, size_t count,
+                                   uint32_t* uids_r, uint32_t* first_r, uint32_t* end_r, rbd_error* err) {
+  *first_r = *end_r = 0;
+  return Append(mailbox, messages, count, uids_r, first_r, end_r, err);
 }
 
 rbd_code rbd_index_copy(rbd_index* source, const uint32_t* source_uids, size_t count, rbd_index* dest,

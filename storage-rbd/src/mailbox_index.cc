@@ -559,7 +559,8 @@ bool MailboxIndex::ResolveLegacy(const MailboxState& state, std::vector<MessageR
   return known;
 }
 
-Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids) {
+Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids,
+                            uint32_t* claimed_first, uint32_t* claimed_end) {
   const Config& config = account_->config();
   MessageStore store(account_);
   // Bodies first (doc/design.md): a crash before the index op leaves only
@@ -641,8 +642,16 @@ Status MailboxIndex::Append(const std::vector<NewMessage>& messages, std::vector
       m->appended.push_back(std::move(rec));
     }
     m->state.uidnext = static_cast<uint32_t>(next);
+    if (claimed_first != nullptr) {
+      *claimed_first = m->state.first_recent_uid;
+      *claimed_end = m->state.uidnext;
+      m->state.ClaimRecentTo(m->state.uidnext);
+    }
     return Status::OK();
   });
+  // A claim that may or may not have been applied claims nothing (as in
+  // ClaimRecent).
+  if (claimed_first != nullptr && !s.ok()) *claimed_end = *claimed_first;
   // Nothing was published: give back the references taken above. An
   // unknown outcome keeps them, since the records may still appear; if
   // they never do, gc reclaims the bodies after rbd_gc_grace.

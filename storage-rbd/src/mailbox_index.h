@@ -154,7 +154,12 @@ class MailboxIndex {
   // when that state names none.
   void GuardName(const std::string& name) { guarded_name_ = name; }
 
-  Status Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids);
+  // With `claimed_first` and `claimed_end`, the same op also claims
+  // \Recent up to the UIDNEXT it leaves (ClaimRecent), for a session whose
+  // next sync brings every message below it into its view; they get the
+  // claimed range, empty when the outcome is unknown.
+  Status Append(const std::vector<NewMessage>& messages, std::vector<uint32_t>* uids,
+                uint32_t* claimed_first = nullptr, uint32_t* claimed_end = nullptr);
   // dest_uids[i] is 0 when source_uids[i] no longer exists (its record,
   // or, with no record the session still shows, its body). With overrides
   // (a session's COPY) the copy is all or nothing, as Dovecot's COPY is:

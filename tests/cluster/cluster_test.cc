@@ -922,6 +922,42 @@ TEST_F(MailboxIndexTest, TheSyncOfTheCommandThatOpenedAMailboxReadsNothingMore) 
   rbd_index_close(&writer);
 }
 
+TEST_F(MailboxIndexTest, AnAppendClaimingRecentClaimsWhatItAddsAndWhatNobodyHadInOneOp) {
+  const std::string mbox = CreateMailbox("INBOX");
+  rbd_index* writer = OpenMailbox(mbox);
+  AppendOne(writer, "one");
+  AppendOne(writer, "two");
+  struct timeval started;
+  rbd_user* session = nullptr;
+  rbd_index_status status;
+  rbd_index* m = OpenInCommand(mbox, &started, &session, &status);
+  ASSERT_NE(m, nullptr);
+  const std::string body = "three";
+  rbd_new_message msg = NewMessage(body);
+  uint32_t uid = 0, first = 0, end = 0;
+  OpsSince(session);
+  ASSERT_EQ(rbd_index_append_claiming(m, &msg, 1, &uid, &first, &end, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(OpsSince(session), 1u) << "the append and its claim: one op";
+  EXPECT_EQ(uid, 3u);
+  EXPECT_EQ(first, 1u) << "older messages nobody had claimed";
+  EXPECT_EQ(end, 4u);
+  ASSERT_EQ(rbd_index_get_status(writer, &status, &err_), RBD_OK);
+  EXPECT_EQ(status.first_recent_uid, 4u);
+  EXPECT_EQ(status.recent_counted, 1);
+  EXPECT_EQ(status.recent_messages, 0u);
+
+  AppendOne(writer, "four");  // a lost race: planned again, and claimed
+  RandomGuid(msg.guid);
+  ASSERT_EQ(rbd_index_append_claiming(m, &msg, 1, &uid, &first, &end, &err_), RBD_OK) << err_.message;
+  EXPECT_EQ(first, 4u);
+  EXPECT_EQ(end, 6u);
+  EXPECT_EQ(rbd_index_claim_recent(m, 6, &first, &end, &err_), RBD_OK);
+  EXPECT_EQ(first, end) << "nothing left to claim";
+  rbd_index_close(&m);
+  rbd_user_close(&session);
+  rbd_index_close(&writer);
+}
+
 // The flags of `uid` as `mailbox` reads them now; 0xff when it is gone.
 uint8_t FlagsOf(rbd_index* mailbox, uint32_t uid) {
   rbd_records* recs = nullptr;
