@@ -583,6 +583,21 @@ int rbd_list_notify_next(struct mailbox_list_notify *notify,
 	return ret;
 }
 
+/* Writers notify only a mailbox said to be watched (rbd_watch_open says so
+   for RBD_WATCHED_SECS): a NOTIFY that lasts longer says so again at each
+   poll. No I/O until it is due. */
+static void rbd_list_notify_keep_watched(struct rbd_list_notify_box *box)
+{
+	struct rbd_error err;
+
+	if (rbd_index_keep_watched(box->index, RBD_WATCHED_SECS, &err) !=
+	    RBD_OK) {
+		e_debug(box->lnotify->notify.list->ns->user->event,
+		        "rbd: watch of %s not announced: %s", box->name,
+		        err.message);
+	}
+}
+
 /* Marks what a watch that does not work (any more) covers as changed, and
    tries to watch it again. TRUE if anything is to be looked at. */
 static bool rbd_list_notify_check_watches(struct rbd_list_notify *lnotify)
@@ -610,6 +625,8 @@ static bool rbd_list_notify_check_watches(struct rbd_list_notify *lnotify)
 		} else if (rbd_list_notify_consume(box->watch)) {
 			box->changed = TRUE;
 		}
+		if (box->watch != NULL)
+			rbd_list_notify_keep_watched(box);
 		changed = changed || box->changed;
 	}
 	hash_table_iterate_deinit(&iter);

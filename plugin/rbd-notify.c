@@ -59,7 +59,36 @@ static void rbd_notify_close_watch(struct rbd_mailbox *mbox)
 		rbd_watch_close(&mbox->watch);
 		return;
 	}
+	/* Writers notify only a mailbox said to be watched: for as long as
+	   the watch lingers. Without the cluster, the client wakes at the end
+	   of it, or when it speaks. */
+	if (!rbd_storage_unavailable(mbox->storage)) {
+		struct rbd_error err;
+
+		if (rbd_index_keep_watched(mbox->index, RBD_NOTIFY_LINGER_SECS,
+		                           &err) != RBD_OK) {
+			e_debug(mbox->box.event,
+			        "rbd: lingering watch not announced: %s",
+			        err.message);
+		}
+	}
 	rbd_watch_close_lingering(&mbox->watch, fd, RBD_NOTIFY_LINGER_SECS);
+}
+
+/* Writers notify only a mailbox said to be watched (rbd_watch_open says so
+   for RBD_WATCHED_SECS): an IDLE that lasts longer says so again, at each
+   poll and at each start. No I/O until it is due. */
+static void rbd_notify_keep_watched(struct rbd_mailbox *mbox)
+{
+	struct rbd_error err;
+
+	if (mbox->watch == NULL || rbd_storage_unavailable(mbox->storage))
+		return;
+	if (rbd_index_keep_watched(mbox->index, RBD_WATCHED_SECS, &err) !=
+	    RBD_OK) {
+		e_debug(mbox->box.event, "rbd: watch not announced: %s",
+		        err.message);
+	}
 }
 
 void rbd_notify_deinit(struct rbd_mailbox *mbox)
@@ -96,6 +125,7 @@ static void rbd_notify_watch_file(struct rbd_mailbox *mbox)
 
 static void rbd_notify_callback(struct rbd_mailbox *mbox)
 {
+	rbd_notify_keep_watched(mbox);
 	timeout_remove(&mbox->pending_to);
 	if (mbox->box.notify_callback == NULL)
 		mbox->notify_pending = TRUE;
@@ -156,6 +186,8 @@ void rbd_notify_changes(struct mailbox *box)
 	}
 	if (mbox->watch == NULL)
 		rbd_notify_open_watch(mbox);
+	else
+		rbd_notify_keep_watched(mbox);
 	if (mbox->watch != NULL && box->notify_files == NULL)
 		rbd_notify_watch_file(mbox);
 	if (mbox->poll_to == NULL && interval > 0) {

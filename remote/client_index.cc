@@ -166,6 +166,13 @@ void rbd_index_guard_name(rbd_index* index, const char* name) {
                              OpenArgs(index->id, index->user, index->guid.data(), index->guarded_name));
 }
 
+rbd_code rbd_index_keep_watched(rbd_index* mailbox, uint32_t seconds, rbd_error* err) {
+  Writer args = Args(mailbox);
+  args.U32(seconds);
+  Reply reply;
+  return Decoded(reply, Call(mailbox, Op::kIndexKeepWatched, args, &reply, err), err);
+}
+
 rbd_code rbd_index_claim_recent(rbd_index* mailbox, uint32_t up_to, uint32_t* first_r, uint32_t* end_r,
                                 rbd_error* err) {
   Writer args = Args(mailbox);

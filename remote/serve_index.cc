@@ -83,6 +83,13 @@ rbd_code IndexGuardName(Session& s, Reader& in, Writer& out, int* fd_r, rbd_erro
   return RBD_OK;
 }
 
+rbd_code IndexKeepWatched(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
+  rbd_index* index = Need<rbd_index>(s, in.U64(), err);
+  const uint32_t seconds = in.U32();
+  if (index == nullptr || Malformed(in, err)) return err->code;
+  return rbd_index_keep_watched(index, seconds, err);
+}
+
 rbd_code IndexClaimRecent(Session& s, Reader& in, Writer& out, int* fd_r, rbd_error* err) {
   rbd_index* index = Need<rbd_index>(s, in.U64(), err);
   const uint32_t up_to = in.U32();
@@ -278,6 +285,7 @@ void RegisterIndexHandlers(HandlerTable& t) {
   Register(t, Op::kIndexNamed, IndexNamed);
   Register(t, Op::kIndexGuardName, IndexGuardName);
   Register(t, Op::kIndexClaimRecent, IndexClaimRecent);
+  Register(t, Op::kIndexKeepWatched, IndexKeepWatched);
   Register(t, Op::kIndexAppend, IndexAppend);
   Register(t, Op::kIndexCopy, IndexCopy);
   Register(t, Op::kIndexUpdateFlags, IndexUpdateFlags);

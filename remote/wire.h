@@ -50,6 +50,7 @@ enum class Op : uint16_t {
   kIndexNamed,
   kIndexGuardName,
   kIndexClaimRecent,
+  kIndexKeepWatched,
   kIndexAppend,
   kIndexCopy,
   kIndexUpdateFlags,

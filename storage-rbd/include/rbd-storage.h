@@ -859,12 +859,27 @@ struct rbd_watch;
    cluster has answered. */
 #define RBD_WATCH_LOST 0x2
 
+/* How long rbd_watch_open() tells writers the mailbox is watched for. */
+#define RBD_WATCHED_SECS 1800
+
 /*
  * Watches a mailbox index. Every committed change by any process makes
- * rbd_watch_fd() readable; librados threads only write to that fd.
+ * rbd_watch_fd() readable; librados threads only write to that fd. Tells
+ * writers that the mailbox is watched (rbd_index_keep_watched) for
+ * RBD_WATCHED_SECS: a write notifies only while some session has said so.
  */
 rbd_code rbd_watch_open(struct rbd_index *mailbox, struct rbd_watch **watch_r,
                         struct rbd_error *err);
+/*
+ * Tells writers that a session watches the mailbox for at least `seconds`
+ * more (the state's watched_until, doc/design.md "Notify only the
+ * watched"). No I/O while the state this handle last saw says so already;
+ * otherwise one guarded write, of twice as long. A session that watches
+ * longer than RBD_WATCHED_SECS calls it as it goes (at each poll), and
+ * before its watch lingers (rbd_watch_close_lingering).
+ */
+rbd_code rbd_index_keep_watched(struct rbd_index *mailbox, uint32_t seconds,
+                                struct rbd_error *err);
 /*
  * Watches the user's mailbox list (the root object `r`): every committed
  * create, delete, rename, subscription or special-use change by any process

@@ -877,9 +877,20 @@ rbd_code rbd_watch_open(rbd_index* mailbox, rbd_watch** watch_r, rbd_error* err)
     std::unique_ptr<rbd::MailboxWatch> w;
     rbd::Status s =
         rbd::MailboxWatch::Open(mailbox->account, rbd::keys::IndexObject(mailbox->index->guid()), &w);
-    if (s.ok()) *watch_r = new rbd_watch{std::move(w)};
+    // Watching first: a write that lands before the mailbox is said to be
+    // watched notifies nobody, and the caller's sync after this sees it.
+    if (s.ok()) s = mailbox->index->KeepWatched(std::chrono::seconds(RBD_WATCHED_SECS));
+    if (s.ok()) {
+      *watch_r = new rbd_watch{std::move(w)};
+    } else if (w != nullptr) {
+      rbd::MailboxWatch::Close(std::move(w));
+    }
     return s;
   });
+}
+
+rbd_code rbd_index_keep_watched(rbd_index* mailbox, uint32_t seconds, rbd_error* err) {
+  return Guarded(err, [&] { return mailbox->index->KeepWatched(std::chrono::seconds(seconds)); });
 }
 
 rbd_code rbd_watch_open_list(rbd_user* user, rbd_watch** watch_r, rbd_error* err) {

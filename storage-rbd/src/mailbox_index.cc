@@ -333,7 +333,8 @@ Status MailboxIndex::Mutate(const std::set<std::string>& read_keys, const Planne
       state_raw_ = std::move(new_raw);
       state_valid_ = r == 0;  // resolved: others may have written since
       state_seen_in_ = account_->command_began();
-      if (m.advanced) Notify();
+      // Nobody watches: nobody to tell (KeepWatched).
+      if (m.advanced && m.state.watched_until > static_cast<uint64_t>(Now())) Notify();
       if (m.advanced && r == 0 && !settling_) KeepShards(before, state_, m.set);
       return Status::OK();
     }
@@ -939,6 +940,18 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
     return Status::OK();
   }
   return s;
+}
+
+Status MailboxIndex::KeepWatched(std::chrono::seconds for_at_least) {
+  // watched_until only grows, so a cached state that reaches far enough
+  // proves the cluster's does; a write guarded by a stale one is refused
+  // and planned again from a read.
+  const uint64_t wanted = static_cast<uint64_t>(Now() + for_at_least.count());
+  return Mutate({}, [&](const auto&, Mutation* m) -> Status {
+    m->noop = m->state.watched_until >= wanted;
+    m->state.watched_until = std::max(m->state.watched_until, wanted + for_at_least.count());
+    return Status::OK();
+  });
 }
 
 Status MailboxIndex::SetCounters(const MailboxState& listed, const MailboxState& counted) {

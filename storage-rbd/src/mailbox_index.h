@@ -35,6 +35,7 @@
 #ifndef STORAGE_RBD_MAILBOX_INDEX_H_
 #define STORAGE_RBD_MAILBOX_INDEX_H_
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -192,6 +193,12 @@ class MailboxIndex {
   // nothing written) when another claim already reached `up_to`. No MODSEQ:
   // no client sees a claim as a change.
   Status ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end);
+  // Tells writers that a session watches the mailbox for at least
+  // `for_at_least` more: until then every op that changes it notifies its
+  // watchers, which it skips while nobody watches. Writes (without a
+  // MODSEQ) only when the state says less, and then twice as long, so that
+  // a watcher renewing at every sync or IDLE writes rarely.
+  Status KeepWatched(std::chrono::seconds for_at_least);
   // How many UIDs a claim short of UIDNEXT counts the records of (at most
   // four omap pages of the OSD's: a cold SELECT of a million messages
   // beside one APPEND loop fell about 1,600 UIDs behind); beyond, the

@@ -294,7 +294,8 @@ enum : uint8_t {
   kShardUids,
   kSealedShards,
   kName,
-  kNamePending
+  kNamePending,
+  kWatchedUntil
 };
 }
 namespace change {
@@ -376,7 +377,7 @@ bool MailboxState::operator==(const MailboxState& o) const {
          log_marks == o.log_marks && seen_messages == o.seen_messages && seen_counted == o.seen_counted &&
          recent_messages == o.recent_messages && recent_counted == o.recent_counted &&
          shard_uids == o.shard_uids && sealed_shards == o.sealed_shards && name == o.name &&
-         name_pending == o.name_pending;
+         name_pending == o.name_pending && watched_until == o.watched_until;
 }
 
 bool ChangeEntry::operator==(const ChangeEntry& o) const {
@@ -471,6 +472,7 @@ std::string Encode(const MailboxState& s) {
   if (s.sealed_shards != 0) e.U32(state::kSealedShards, s.sealed_shards);
   if (!s.name.empty()) e.Bytes(state::kName, s.name);
   if (s.name_pending != 0) e.U64(state::kNamePending, s.name_pending);
+  if (s.watched_until != 0) e.U64(state::kWatchedUntil, s.watched_until);
   return e.Finish();
 }
 
@@ -499,6 +501,7 @@ Status Decode(std::string_view in, MailboxState* out) {
       case state::kSealedShards: d.U32(f, &out->sealed_shards); break;
       case state::kName: out->name = f.value; break;
       case state::kNamePending: d.U64(f, &out->name_pending); break;
+      case state::kWatchedUntil: d.U64(f, &out->watched_until); break;
       default: break;
     }
   }

@@ -129,6 +129,10 @@ struct MailboxState {
   // the field existed (0: any reader that has just read the list may set it).
   std::string name;
   uint64_t name_pending = 0;
+  // Some session watches the mailbox for changes until at least this time
+  // (seconds since the epoch): writers notify only while it is ahead of
+  // their clock ("Notify only the watched", doc/design.md). It only grows.
+  uint64_t watched_until = 0;
 
   // The counters as a message is added, removed, or its flags change:
   // what every op that does so applies in the same guarded op.

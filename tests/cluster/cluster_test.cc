@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -870,6 +871,80 @@ size_t OpsSince(rbd_user* user) {
   size_t n = 0, got;
   while ((got = rbd_user_drain_ops(user, records, 64, &dropped)) > 0) n += got;
   return n;
+}
+
+// Counts the notifies of one object, as a watcher that never said so would.
+class CountingWatch : public librados::WatchCtx2 {
+ public:
+  explicit CountingWatch(librados::IoCtx* io) : io_(io) {}
+  void handle_notify(uint64_t notify_id, uint64_t cookie, uint64_t, librados::bufferlist&) override {
+    notifies++;
+    librados::bufferlist none;
+    io_->notify_ack(oid, notify_id, cookie, none);
+  }
+  void handle_error(uint64_t, int) override {}
+  std::string oid;
+  std::atomic<int> notifies{0};
+
+ private:
+  librados::IoCtx* io_;
+};
+
+TEST_F(MailboxIndexTest, WritesNotifyOnlyWhileTheMailboxIsSaidToBeWatched) {
+  librados::IoCtx index_io = AdminIo(Env("RBD_TEST_INDEX_POOL"));
+  const std::string mbox = CreateMailbox("INBOX");
+  CountingWatch counter(&index_io);
+  counter.oid = "i." + mbox;
+  uint64_t handle = 0;
+  ASSERT_EQ(index_io.watch2(counter.oid, &handle, &counter), 0);
+  auto watched_until = [&] {
+    librados::bufferlist raw;
+    EXPECT_GT(index_io.getxattr(counter.oid, rbd::keys::kStateAttr, raw), 0);
+    rbd::MailboxState state;
+    EXPECT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+    return static_cast<int64_t>(state.watched_until) - static_cast<int64_t>(std::time(nullptr));
+  };
+  auto heard = [&](int n) {
+    for (int i = 0; i < 50 && counter.notifies < n; i++) std::this_thread::sleep_for(milliseconds(100));
+    std::this_thread::sleep_for(milliseconds(300));  // and no more
+    return counter.notifies.load();
+  };
+  rbd_index* writer = OpenMailbox(mbox);
+  AppendOne(writer, "nobody watches");
+  EXPECT_EQ(heard(0), 0) << "no session said it watches";
+
+  rbd_index* session = OpenMailbox(mbox);
+  rbd_watch* watch = nullptr;
+  ASSERT_EQ(rbd_watch_open(session, &watch, &err_), RBD_OK) << err_.message;
+  EXPECT_GE(watched_until(), RBD_WATCHED_SECS - 60);
+  AppendOne(writer, "watched");
+  EXPECT_EQ(heard(1), 1);
+
+  // Said long ago (as if the time had passed): writers stop telling, until
+  // a session that reads the state says so again.
+  librados::bufferlist raw;
+  ASSERT_GT(index_io.getxattr(counter.oid, rbd::keys::kStateAttr, raw), 0);
+  rbd::MailboxState state;
+  ASSERT_TRUE(rbd::Decode(raw.to_str(), &state).ok());
+  state.watched_until = static_cast<uint64_t>(std::time(nullptr)) - 1;
+  raw.clear();
+  raw.append(rbd::Encode(state));
+  ASSERT_EQ(index_io.setxattr(counter.oid, rbd::keys::kStateAttr, raw), 0);
+  AppendOne(writer, "expired");
+  EXPECT_EQ(heard(1), 1);
+  rbd_index* renewer = OpenMailbox(mbox);
+  ASSERT_EQ(rbd_index_keep_watched(renewer, 60, &err_), RBD_OK) << err_.message;
+  EXPECT_GE(watched_until(), 110) << "twice as long as asked";
+  OpsSince(user_);
+  ASSERT_EQ(rbd_index_keep_watched(renewer, 60, &err_), RBD_OK);
+  EXPECT_EQ(OpsSince(user_), 0u) << "said already: no I/O";
+  AppendOne(writer, "watched again");
+  EXPECT_EQ(heard(2), 2);
+  rbd_watch_close(&watch);
+  rbd_index_close(&renewer);
+  rbd_index_close(&session);
+  rbd_index_close(&writer);
+  index_io.unwatch2(handle);
 }
 
 TEST_F(MailboxIndexTest, TheSyncOfTheCommandThatOpenedAMailboxReadsNothingMore) {

@@ -66,6 +66,7 @@ TEST(RecordCodec, MailboxStateRoundTrips) {
   s.recent_messages = 21;
   s.shard_uids = 8192;
   s.sealed_shards = 3;
+  s.watched_until = 1700001800;
   EXPECT_EQ(RoundTrip(s), s);
   EXPECT_EQ(s.SealedBelow(), 3u * 8192);
 }
