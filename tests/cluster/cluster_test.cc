@@ -96,6 +96,16 @@ class MailboxIndexTest : public UserFixture {
     return m;
   }
 
+  // INBOX with three messages appended through *writer_r, and another
+  // session's handle on it opened in a command (OpenInCommand).
+  rbd_index* ThreeMessagesAndASession(rbd_index** writer_r, struct timeval* started, rbd_user** user_r,
+                                      rbd_index_status* status_r) {
+    const std::string mbox = CreateMailbox("INBOX");
+    *writer_r = OpenMailbox(mbox);
+    for (int i = 0; i < 3; i++) AppendOne(*writer_r, "msg " + std::to_string(i));
+    return OpenInCommand(mbox, started, user_r, status_r);
+  }
+
   uint32_t AppendOne(rbd_index* mailbox, const std::string& body, uint8_t flags = 0,
                      uint8_t guid_out[RBD_GUID_SIZE] = nullptr) {
     rbd_new_message msg{};
@@ -110,6 +120,20 @@ class MailboxIndexTest : public UserFixture {
     uint32_t uid = 0;
     EXPECT_EQ(rbd_index_append(mailbox, &msg, 1, &uid, &err_), RBD_OK) << err_.message;
     return uid;
+  }
+
+  // Adds and removes system flags of one message; the conflicts are dropped.
+  rbd_code UpdateFlags(rbd_index* mailbox, uint32_t uid, uint8_t add, uint8_t remove) {
+    rbd_flag_update update{};
+    update.add_flags = add;
+    update.remove_flags = remove;
+    uint32_t* conflicts = nullptr;
+    size_t nconflicts = 0;
+    uint64_t modseq = 0;
+    rbd_code code =
+        rbd_index_update_flags(mailbox, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err_);
+    rbd_uids_free(&conflicts);
+    return code;
   }
 
   std::string ReadBody(rbd_index* mailbox, uint32_t uid, uint64_t offset = 0, uint64_t length = 0) {
@@ -1044,26 +1068,16 @@ uint8_t FlagsOf(rbd_index* mailbox, uint32_t uid) {
 }
 
 TEST_F(MailboxIndexTest, AStoreOrExpungeFromRecordsItKnowsReadsNothingAndLosesNoOtherChange) {
-  const std::string mbox = CreateMailbox("INBOX");
-  rbd_index* writer = OpenMailbox(mbox);
-  for (int i = 0; i < 3; i++) AppendOne(writer, "msg " + std::to_string(i));
+  rbd_index* writer = nullptr;
   struct timeval started;
   rbd_user* session = nullptr;
   rbd_index_status status;
-  rbd_index* m = OpenInCommand(mbox, &started, &session, &status);
+  rbd_index* m = ThreeMessagesAndASession(&writer, &started, &session, &status);
   ASSERT_NE(m, nullptr);
   auto store = [&](rbd_index* on, uint32_t uid, uint8_t add, uint8_t remove) {
     started.tv_usec += 1;  // a command of its own
-    rbd_flag_update update{};
-    update.add_flags = add;
-    update.remove_flags = remove;
-    uint32_t* conflicts = nullptr;
-    size_t nconflicts = 0;
-    uint64_t modseq = 0;
     OpsSince(session);
-    EXPECT_EQ(rbd_index_update_flags(on, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err_), RBD_OK)
-        << err_.message;
-    rbd_uids_free(&conflicts);
+    EXPECT_EQ(UpdateFlags(on, uid, add, remove), RBD_OK) << err_.message;
     return OpsSince(session);
   };
 
@@ -1113,13 +1127,11 @@ TEST_F(MailboxIndexTest, TheSyncAfterAHandlesOwnOpsReadsNothingMore) {
   // A STORE, EXPUNGE or APPEND ends with a sync of the cache it started
   // from: when this handle's ops of the command are all that happened
   // since, the sync learns them from the handle, not from a read.
-  const std::string mbox = CreateMailbox("INBOX");
-  rbd_index* writer = OpenMailbox(mbox);
-  for (int i = 0; i < 3; i++) AppendOne(writer, "msg " + std::to_string(i));
+  rbd_index* writer = nullptr;
   struct timeval started;
   rbd_user* user = nullptr;
   rbd_index_status cache;
-  rbd_index* m = OpenInCommand(mbox, &started, &user, &cache);
+  rbd_index* m = ThreeMessagesAndASession(&writer, &started, &user, &cache);
   ASSERT_NE(m, nullptr);
 
   uint32_t one = 1, two = 2;
@@ -3327,15 +3339,10 @@ TEST_F(MailboxIndexTest, WritesBoundToANameApplyOnlyWhileTheListGivesItThatName)
   auto next_command = [&] { started.tv_usec += 1; };
   uint32_t uid = 0, expunged[1];
   size_t nexpunged = 0;
-  uint32_t* conflicts = nullptr;
-  size_t nconflicts = 0;
-  uint64_t modseq = 0;
   bool flagged = false;
   auto store = [&] {  // a change every time: \Flagged on, then off
-    rbd_flag_update update{};
-    (flagged ? update.remove_flags : update.add_flags) = RBD_FLAG_FLAGGED;
-    rbd_code code = rbd_index_update_flags(m, &uid, 1, &update, &conflicts, &nconflicts, &modseq, &err_);
-    rbd_uids_free(&conflicts);
+    rbd_code code =
+        flagged ? UpdateFlags(m, uid, 0, RBD_FLAG_FLAGGED) : UpdateFlags(m, uid, RBD_FLAG_FLAGGED, 0);
     if (code == RBD_OK) flagged = !flagged;
     return code;
   };
