@@ -66,7 +66,9 @@ void KnownRecords::Apply(uint64_t modseq, const ChangeEntry& entry) {
     it->second.legacy_keyword_ids.clear();
     it->second.modseq = modseq;
   }
-  for (auto it = records_.begin(); it != records_.end();) {
+  // An append's entry names no range to drop.
+  const bool drops = !entry.expunged.empty() || !entry.changed.empty();
+  for (auto it = records_.begin(); drops && it != records_.end();) {
     const uint32_t uid = it->first;
     const bool gone =
         InRanges(entry.expunged, uid) || (InRanges(entry.changed, uid) && updated.count(uid) == 0);

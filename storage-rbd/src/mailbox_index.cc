@@ -943,10 +943,12 @@ Status MailboxIndex::ClaimRecent(uint32_t up_to, uint32_t* first, uint32_t* end)
 }
 
 Status MailboxIndex::KeepWatched(std::chrono::seconds for_at_least) {
-  // watched_until only grows, so a cached state that reaches far enough
-  // proves the cluster's does; a write guarded by a stale one is refused
-  // and planned again from a read.
+  // watched_until only grows, so any state this handle has seen that
+  // reaches far enough proves the cluster's does, current or not: an IDLE
+  // poll reads nothing. A write guarded by a stale state is refused and
+  // planned again from a read.
   const uint64_t wanted = static_cast<uint64_t>(Now() + for_at_least.count());
+  if (state_.watched_until >= wanted) return Status::OK();
   return Mutate({}, [&](const auto&, Mutation* m) -> Status {
     m->noop = m->state.watched_until >= wanted;
     m->state.watched_until = std::max(m->state.watched_until, wanted + for_at_least.count());
