@@ -14,6 +14,10 @@ const char* Keep::String(std::string_view s) {
 }
 
 const char* const* Keep::Names(const std::vector<std::string>& names) {
+  // Most records have no keyword: one terminator serves them all, instead
+  // of a list each in a listing of a million.
+  static const char* const kNone[] = {nullptr};
+  if (names.empty()) return kNone;
   std::vector<const char*>& list = lists_.emplace_back();
   for (const std::string& n : names) list.push_back(String(n));
   list.push_back(nullptr);

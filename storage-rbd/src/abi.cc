@@ -116,6 +116,8 @@ std::vector<const char*> NamePointers(const std::vector<std::string>& names) {
 
 struct RecordsHolder : rbd_records {
   std::vector<rbd::MessageRecord> source;
+  // Only for the records that have keywords; a moved inner vector keeps
+  // its buffer, so the records' pointers stay valid as this grows.
   std::vector<std::vector<const char*>> keywords;
   std::vector<rbd_record> items;
 };
@@ -174,7 +176,6 @@ rbd_records* MakeRecords(std::vector<rbd::MessageRecord> records) {
   auto* h = new RecordsHolder;
   h->source = std::move(records);
   h->items.resize(h->source.size());
-  h->keywords.resize(h->source.size());
   for (size_t i = 0; i < h->source.size(); i++) {
     const rbd::MessageRecord& r = h->source[i];
     rbd_record& c = h->items[i];
@@ -187,8 +188,7 @@ rbd_records* MakeRecords(std::vector<rbd::MessageRecord> records) {
     if (r.keywords.empty()) {
       c.keywords = kNoKeywords;
     } else {
-      h->keywords[i] = NamePointers(r.keywords);
-      c.keywords = h->keywords[i].data();
+      c.keywords = h->keywords.emplace_back(NamePointers(r.keywords)).data();
     }
     c.keyword_count = r.keywords.size();
     c.modseq = r.modseq;

@@ -1003,6 +1003,7 @@ namespace {
 Status DecodeRecords(const std::string& oid, const std::map<std::string, librados::bufferlist>& values,
                      std::vector<MessageRecord>* records) {
   records->clear();
+  records->reserve(values.size());
   for (const auto& [key, bl] : values) {
     MessageRecord rec;
     Status s = Decode(bl.to_str(), &rec);
@@ -1224,19 +1225,27 @@ Status MailboxIndex::AddSealed(uint64_t since_modseq, std::vector<MessageRecord>
         return ds;
       });
   if (!s.ok()) return s;
-  std::vector<MessageRecord> sealed;
-  for (auto& records : by_shard) {
-    sealed.insert(sealed.end(), std::make_move_iterator(records.begin()),
-                  std::make_move_iterator(records.end()));
-    std::vector<MessageRecord>().swap(records);
+  // Merged into *records itself, which ListOnce reserved for the whole
+  // mailbox: at a million records each full-size copy more costs hundreds
+  // of MB of fresh memory, and touching fresh memory is what a big listing
+  // spends most of its time on. The index object's own records (two
+  // shards' worth at most) step aside; each shard is freed once moved.
+  std::vector<MessageRecord> own(std::make_move_iterator(records->begin()),
+                                 std::make_move_iterator(records->end()));
+  records->clear();
+  size_t total = own.size();
+  for (const auto& shard : by_shard) total += shard.size();
+  records->reserve(total);
+  auto next_own = own.begin();
+  for (auto& shard : by_shard) {
+    for (MessageRecord& r : shard) {
+      for (; next_own != own.end() && next_own->uid < r.uid; ++next_own)
+        records->push_back(std::move(*next_own));
+      records->push_back(std::move(r));
+    }
+    std::vector<MessageRecord>().swap(shard);
   }
-  std::vector<MessageRecord> merged;
-  merged.reserve(sealed.size() + records->size());
-  std::merge(std::make_move_iterator(sealed.begin()), std::make_move_iterator(sealed.end()),
-             std::make_move_iterator(records->begin()), std::make_move_iterator(records->end()),
-             std::back_inserter(merged),
-             [](const MessageRecord& a, const MessageRecord& b) { return a.uid < b.uid; });
-  *records = std::move(merged);
+  records->insert(records->end(), std::make_move_iterator(next_own), std::make_move_iterator(own.end()));
 
   // A shard may hold a record newer than the pages' states (folded since):
   // everything is brought forward over every op since the first page, to
