@@ -20,6 +20,7 @@
 #include "rbd-server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <unistd.h>
 
 static int done_pipe[2];
@@ -90,6 +91,10 @@ int main(int argc, char *argv[])
 	struct master_service_settings_output output;
 	const char *error;
 
+	/* Thousands of session threads, mostly blocked: glibc would give
+	   them up to 8 malloc arenas per core, each reserving 64 MB of the
+	   address space that vsz_limit bounds (README.Debian). */
+	(void)mallopt(M_ARENA_MAX, 4);
 	master_service = master_service_init("rbd", 0, &argc, &argv, "");
 	if (master_getopt(master_service) > 0)
 		return FATAL_DEFAULT;

@@ -9,6 +9,7 @@ import os
 import re
 from collections import Counter
 import signal
+import subprocess
 import threading
 import time
 
@@ -146,3 +147,32 @@ def test_the_cluster_and_key_are_the_services_own_whatever_a_user_says(node_a, n
     conn = connect(node_a, user)
     conn.append("INBOX", numbered(1))
     assert conn.ok("SELECT", "INBOX").lines("1 EXISTS") == ["* 1 EXISTS"]
+
+
+def test_a_node_serves_many_sessions_within_a_small_address_space(node_a, user, connect):
+    """Each connection to the service is a thread; Dovecot's vsz_limit bounds the
+    service's address space (RLIMIT_AS). With glibc's 8 MiB stacks the shipped limit
+    held a node to about 400 sessions: here 90 sessions (the per-user limit is 100) must
+    fit in 512 MiB more than the service maps now (8 MiB stacks take 720 MiB; 512 KiB
+    ones 45 MiB, and glibc's malloc arenas up to 192 MiB more)."""
+    pid = node_a.service_pid()
+    with open("/proc/%d/status" % pid) as f:
+        vsz_kib = int(re.search(r"^VmSize:\s+(\d+) kB", f.read(), re.M).group(1))
+    limit = (vsz_kib + 512 * 1024) * 1024
+    # As the service's own user: lowering a limit of one's own process takes no
+    # capability (a container may deny root CAP_SYS_RESOURCE).
+    owner = os.stat("/proc/%d" % pid)
+    subprocess.run(["setpriv", "--reuid=%d" % owner.st_uid, "--regid=%d" % owner.st_gid,
+                    "--clear-groups", "prlimit", "--pid", str(pid),
+                    "--as=%d:%d" % (limit, limit)], check=True)
+    sessions = []
+    for _ in range(90):
+        conn = connect(node_a, user)
+        conn.ok("SELECT", "INBOX")
+        sessions.append(conn)
+    sessions[0].append("INBOX", numbered(1))
+    for conn in sessions:
+        conn.ok("NOOP")
+    found = [c.ok("UID SEARCH ALL").lines("SEARCH")[0].split()[2:] for c in sessions]
+    assert found == [["1"]] * len(sessions), found
+    assert node_a.service_pid() == pid, "the service died"
