@@ -469,10 +469,14 @@ class Node:
         with open(os.path.join(self.dir, "run", "master.pid")) as f:
             return int(f.read().strip())
 
-    def add_users(self, names):
-        for name in names:
-            if not os.path.exists(os.path.join(self.dir, "users", name)):
-                subprocess.run([self.dovecot_dev, "add-user", self.dir, name], check=True)
+    def add_users(self, names, settings=()):
+        """Adds the users this node does not have yet, each with userdb `settings`
+        (K=V)."""
+        new = [n for n in names if not os.path.exists(os.path.join(self.dir, "users", n))]
+        opts = [a for kv in settings for a in ("--setting", kv)]
+        for i in range(0, len(new), 2000):
+            subprocess.run([self.dovecot_dev, "add-user", self.dir] + new[i:i + 2000] + opts,
+                           check=True)
 
     def pids(self, table=None, comm=None):
         table = table or proc_table()
@@ -1190,6 +1194,10 @@ def workload_d(ctx, rep):
 # (e) memory, threads, RADOS sessions of many logged-in sessions
 # ----------------------------------------------------------------------------
 
+# Seconds of CPU measured with (e)'s sessions idle: one mailbox_idle_check_interval.
+E_IDLE_SECONDS = 30
+
+
 def measure_sessions(node, cluster):
     table = proc_table()
     imap = node.pids(table, "imap")
@@ -1227,15 +1235,21 @@ def measure_sessions(node, cluster):
 
 
 def workload_e(ctx, rep):
-    n = ctx.args.e_sessions
-    users = ["bench-e%03d" % i for i in range(n)]
+    counts = ctx.args.e_sessions
+    users = ["bench-e%05d" % i for i in range(max(counts))]
+    # IDLE without hibernation: these sessions are the ones (i) does not cover.
     for node in ctx.all_nodes:
-        node.add_users(users)
-    rep.say("(e) %d concurrent sessions (distinct users, INBOX selected): memory, threads, "
-            "RADOS sessions (rbd on node A)" % n)
+        node.add_users(users, settings=["imap_hibernate_timeout=0"])
+    for n in counts:
+        sessions_e(ctx, rep, users[:n])
+
+
+def sessions_e(ctx, rep, users):
+    n = len(users)
+    rep.say("(e) %d concurrent sessions (distinct users, INBOX selected, in IDLE, not "
+            "hibernated): memory, threads, RADOS sessions, CPU while idle (rbd on node A)" % n)
     res = {}
     for kind, node in (("rbd", ctx.rbd_a), ("mdbox", ctx.mdbox)):
-        node.wait_no_sessions()
         base = measure_sessions(node, ctx.cluster)
         mon0 = ctx.cluster.mon_client_sessions()
         t0 = time.perf_counter()
@@ -1245,52 +1259,65 @@ def workload_e(ctx, rep):
                 c = Imap(node.addr, u)
                 conns.append(c)
                 c.select("INBOX")
+                c.idle_start()
             t_open = time.perf_counter() - t0
             time.sleep(1.0)
             m = measure_sessions(node, ctx.cluster)
             m["mon_sessions"] = ctx.cluster.mon_client_sessions() - mon0
             m["open_s"] = t_open
             m["base"] = base
+            # A whole mailbox_idle_check_interval (30 s): every session polls once.
+            c0 = cpu_snapshot([node], ctx.cluster)
+            time.sleep(E_IDLE_SECONDS)
+            d = cpu_delta(c0, cpu_snapshot([node], ctx.cluster))
+            m["idle_cpu"] = d[node.label] / E_IDLE_SECONDS
+            m["idle_ceph_cpu"] = d["ceph"] / E_IDLE_SECONDS
         finally:
             for c in conns:
-                try:
-                    c.logout()
-                except (Failure, OSError):
-                    c.close()
+                c.close()
+            # Thousands of imap processes take a while to end.
+            node.wait_no_sessions(timeout=max(20.0, n / 50.0))
         if m["imap_procs"] != n:
             rep.fail("(e) %s: %d imap processes for %d sessions" % (kind, m["imap_procs"], n))
         res[kind] = m
     r, m = res["rbd"], res["mdbox"]
-    rep.pair("e1", "imap processes RSS total", r["imap_rss_kib"] / 1024, m["imap_rss_kib"] / 1024,
-             "MiB")
-    rep.pair("e2", "imap processes PSS total", r["imap_pss_kib"] / 1024, m["imap_pss_kib"] / 1024,
-             "MiB")
-    rep.pair("e3", "imap RSS per session", r["imap_rss_kib"] / 1024 / n,
+    at = "" if n == 100 else "@%d" % n
+    rep.pair("e1" + at, "imap processes RSS total", r["imap_rss_kib"] / 1024,
+             m["imap_rss_kib"] / 1024, "MiB")
+    rep.pair("e2" + at, "imap processes PSS total", r["imap_pss_kib"] / 1024,
+             m["imap_pss_kib"] / 1024, "MiB")
+    rep.pair("e3" + at, "imap RSS per session", r["imap_rss_kib"] / 1024 / n,
              m["imap_rss_kib"] / 1024 / n, "MiB", fmt="%.2f")
-    rep.pair("e4", "imap threads total", r["imap_threads"], m["imap_threads"], "",
+    rep.pair("e4" + at, "imap threads total", r["imap_threads"], m["imap_threads"], "",
              fmt="%.0f")
-    rep.pair("e5", "whole instance RSS", r["all_rss_kib"] / 1024, m["all_rss_kib"] / 1024,
+    rep.pair("e5" + at, "whole instance RSS", r["all_rss_kib"] / 1024, m["all_rss_kib"] / 1024,
              "MiB")
-    rep.pair("e6", "whole instance threads", r["all_threads"], m["all_threads"], "",
+    rep.pair("e6" + at, "whole instance threads", r["all_threads"], m["all_threads"], "",
              fmt="%.0f")
     # What each session adds to the whole instance (its imap process, and on rbd its
     # share of the node's service): the instance with n sessions, less the idle one.
-    rep.pair("e7", "whole instance PSS per session", (r["all_pss_kib"] - r["base"]["all_pss_kib"]) / 1024 / n,
-             (m["all_pss_kib"] - m["base"]["all_pss_kib"]) / 1024 / n, "MiB", ("<=", 1.5), fmt="%.2f")
+    rep.pair("e7" + at, "whole instance PSS per session",
+             (r["all_pss_kib"] - r["base"]["all_pss_kib"]) / 1024 / n,
+             (m["all_pss_kib"] - m["base"]["all_pss_kib"]) / 1024 / n, "MiB", ("<=", 1.5),
+             fmt="%.2f")
+    rep.pair("e8" + at, "CPU while idle, instance", 100 * r["idle_cpu"], 100 * m["idle_cpu"], "%",
+             fmt="%.1f")
     for kind, x in (("rbd", r), ("mdbox", m)):
         k = max(1, x["imap_procs"]) * 1024.0
         rep.say("    %-5s per imap process: RSS %.1f MiB (anon %.1f, file-backed %.1f), PSS %.2f "
-                "MiB (anon %.2f), VSZ %.0f MiB, %.1f threads" % (
+                "MiB (anon %.2f), VSZ %.0f MiB, %.1f threads; CPU while idle %.0f s: instance "
+                "%.1f %%, Ceph %.1f %%" % (
                     kind, x["imap_rss_kib"] / k, x["imap_rss_anon_kib"] / k,
                     x["imap_rss_file_kib"] / k, x["imap_pss_kib"] / k, x["imap_pss_anon_kib"] / k,
-                    x["imap_vsz_kib"] / k, x["imap_threads"] / max(1, x["imap_procs"])))
+                    x["imap_vsz_kib"] / k, x["imap_threads"] / max(1, x["imap_procs"]),
+                    E_IDLE_SECONDS, 100 * x["idle_cpu"], 100 * x["idle_ceph_cpu"]))
     rep.say("    rbd TCP connections from the instance to Ceph: %s; MON sessions of "
             "client.dovecot: %d" % (
                 ", ".join("%s %d" % kv for kv in sorted(r["tcp_to_ceph"].items())) or "none",
                 r["mon_sessions"]))
-    rep.say("    time to open the %d sessions (connect+LOGIN+SELECT, serial): rbd %.2f s | "
+    rep.say("    time to open the %d sessions (connect+LOGIN+SELECT+IDLE, serial): rbd %.2f s | "
             "mdbox %.2f s" % (n, r["open_s"], m["open_s"]))
-    rep.data["e_raw"] = res
+    rep.data.setdefault("e_raw", {})[n] = res
 
 
 # ----------------------------------------------------------------------------
@@ -1736,7 +1763,8 @@ def parse_args():
     ap.add_argument("--c-conns", type=int, default=4, help="(c) fill connections")
     ap.add_argument("--d-samples", type=int, help="(d) rbd samples (200; quick 30)")
     ap.add_argument("--d-mdbox-samples", type=int, help="(d) mdbox samples (40; quick 10)")
-    ap.add_argument("--e-sessions", type=int, help="(e) sessions (100; quick 20)")
+    ap.add_argument("--e-sessions", help="(e) concurrent sessions, comma separated, e.g. "
+                    "1000,5000,10000 (100; quick 20)")
     ap.add_argument("--f-seconds", type=float, help="(f) seconds per storage (15; quick 4)")
     ap.add_argument("--f-clients", type=int, default=4, help="(f) parallel clients")
     ap.add_argument("--g-huge-mib", type=int, help="(g) size of the APPEND whose memory is measured (1024; quick 128)")
@@ -1757,6 +1785,7 @@ def parse_args():
         if getattr(args, k) is None:
             setattr(args, k, quick if q else full)
     args.b_clients = [int(x) for x in str(args.b_clients).split(",") if x]
+    args.e_sessions = [int(x) for x in str(args.e_sessions).split(",") if x]
     bad = set(args.only) - set(WORKLOADS)
     if bad:
         ap.error("unknown workload(s): %s" % "".join(sorted(bad)))
