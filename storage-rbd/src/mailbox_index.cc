@@ -1501,6 +1501,8 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
       stored_at.push_back(i);
     }
   }
+  // The stored bodies are on their way while the index is read.
+  BodyReads stored_reads(account_, stored);
   std::map<std::string, librados::bufferlist> values;
   Status read;
   if (!inline_keys.empty()) {
@@ -1525,7 +1527,7 @@ void MailboxIndex::ReadBodies(const std::vector<MessageRecord>& records, std::ve
   }
   std::vector<std::string> bodies;
   std::vector<Status> body_statuses;
-  MessageStore(account_).ReadMany(stored, &bodies, &body_statuses);
+  stored_reads.Collect(&bodies, &body_statuses);
   for (size_t j = 0; j < stored.size(); j++) {
     (*out)[stored_at[j]] = std::move(bodies[j]);
     (*statuses)[stored_at[j]] = body_statuses[j];

@@ -180,42 +180,51 @@ Status MessageStore::Read(const Guid& guid, uint64_t offset, uint64_t length, st
 
 void MessageStore::ReadMany(const std::vector<Guid>& guids, std::vector<std::string>* out,
                             std::vector<Status>* statuses) {
-  librados::IoCtx& io = account_->mail_io();
-  struct HeadRead {
-    AioCompletionPtr completion;
-    librados::bufferlist meta_bl, data_bl;
-    int meta_r = 0, read_r = 0;
-  };
-  AioWaiter waiter;
-  const Deadline deadline = account_->deadline();
-  const auto issued = std::chrono::steady_clock::now();
-  std::vector<HeadRead> reads(guids.size());
-  for (size_t i = 0; i < guids.size(); i++) {
+  BodyReads(account_, guids).Collect(out, statuses);
+}
+
+BodyReads::BodyReads(Account* account, const std::vector<Guid>& guids)
+    : account_(account),
+      guids_(guids),
+      deadline_(account->deadline()),
+      issued_(std::chrono::steady_clock::now()),
+      reads_(guids.size()) {
+  for (size_t i = 0; i < guids_.size(); i++) {
     librados::ObjectReadOperation op;
-    op.getxattr(keys::kBodyMetaAttr, &reads[i].meta_bl, &reads[i].meta_r);
-    op.read(0, 0, &reads[i].data_bl, &reads[i].read_r);
-    reads[i].completion = waiter.NewCompletion();
-    io.aio_operate(keys::BodyObject(guids[i]), reads[i].completion.get(), &op, nullptr);
+    op.getxattr(keys::kBodyMetaAttr, &reads_[i].meta_bl, &reads_[i].meta_r);
+    op.read(0, 0, &reads_[i].data_bl, &reads_[i].read_r);
+    reads_[i].completion = waiter_.NewCompletion();
+    account_->mail_io().aio_operate(keys::BodyObject(guids_[i]), reads_[i].completion.get(), &op, nullptr);
   }
-  out->assign(guids.size(), std::string());
-  statuses->assign(guids.size(), Status::OK());
-  for (size_t i = 0; i < guids.size(); i++) {
-    const std::string oid = keys::BodyObject(guids[i]);
-    int r = waiter.Wait(io, reads[i].completion, deadline);
-    account_->op_log().Add(OpType::kRead, oid, reads[i].data_bl.length(), r, issued);
+}
+
+BodyReads::~BodyReads() {
+  if (collected_) return;
+  for (HeadRead& read : reads_) read.completion->wait_for_complete_and_cb();
+}
+
+void BodyReads::Collect(std::vector<std::string>* out, std::vector<Status>* statuses) {
+  librados::IoCtx& io = account_->mail_io();
+  collected_ = true;
+  out->assign(guids_.size(), std::string());
+  statuses->assign(guids_.size(), Status::OK());
+  for (size_t i = 0; i < guids_.size(); i++) {
+    const std::string oid = keys::BodyObject(guids_[i]);
+    int r = waiter_.Wait(io, reads_[i].completion, deadline_);
+    account_->op_log().Add(OpType::kRead, oid, reads_[i].data_bl.length(), r, issued_);
     if (r < 0) {
       (*statuses)[i] = Status::FromRados(r, "read " + oid);
       continue;
     }
     BodyMeta meta;
-    Status s = Decode(reads[i].meta_bl.to_str(), &meta);
+    Status s = Decode(reads_[i].meta_bl.to_str(), &meta);
     if (!s.ok()) {
       (*statuses)[i] = Status::Corrupt(oid + ": " + s.message());
     } else if (meta.chunks > 1) {
       // Rare: a large body in a batch takes the ordinary ranged path.
-      (*statuses)[i] = Read(guids[i], 0, 0, &(*out)[i]);
+      (*statuses)[i] = MessageStore(account_).Read(guids_[i], 0, 0, &(*out)[i]);
     } else {
-      (*out)[i] = reads[i].data_bl.to_str();
+      (*out)[i] = reads_[i].data_bl.to_str();
       if ((*out)[i].size() != meta.size || BodyChecksum((*out)[i]) != meta.xxh3)
         (*statuses)[i] = Status::Corrupt(oid + ": XXH3 checksum mismatch");
     }

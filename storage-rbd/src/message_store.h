@@ -62,7 +62,8 @@ class MessageStore {
   // Reads [offset, offset+length) (length 0: to the end). A read of the
   // whole body is verified against its XXH3.
   Status Read(const Guid& guid, uint64_t offset, uint64_t length, std::string* out);
-  // Reads whole bodies, all in flight at once; statuses[i] for guids[i].
+  // Reads whole bodies, all in flight at once; statuses[i] for guids[i]
+  // (BodyReads, issued and collected at once).
   void ReadMany(const std::vector<Guid>& guids, std::vector<std::string>* out, std::vector<Status>* statuses);
 
   Status Stat(const Guid& guid, BodyMeta* meta, BodyRef* ref);
@@ -87,6 +88,37 @@ class MessageStore {
 
  private:
   Account* account_;
+};
+
+// Whole bodies being read, all in flight from construction on, so that a
+// caller can do other reads meanwhile (a FETCH batch reads its inline
+// bodies from the index while its stored ones are on the way), then
+// Collect. Not movable: librados writes the results into it.
+class BodyReads {
+ public:
+  BodyReads(Account* account, const std::vector<Guid>& guids);
+  BodyReads(const BodyReads&) = delete;
+  BodyReads& operator=(const BodyReads&) = delete;
+  // Waits for any op not collected.
+  ~BodyReads();
+
+  // Waits for every read (within the command's deadline); statuses[i]
+  // for guids[i]. Once.
+  void Collect(std::vector<std::string>* out, std::vector<Status>* statuses);
+
+ private:
+  struct HeadRead {
+    AioCompletionPtr completion;
+    librados::bufferlist meta_bl, data_bl;
+    int meta_r = 0, read_r = 0;
+  };
+  Account* account_;
+  std::vector<Guid> guids_;
+  AioWaiter waiter_;
+  Deadline deadline_;
+  std::chrono::steady_clock::time_point issued_;
+  std::vector<HeadRead> reads_;
+  bool collected_ = false;
 };
 
 // Streams one body into the store with memory bounded by the head chunk

@@ -2279,6 +2279,37 @@ TEST_F(MailboxIndexTest, LargeBodiesAreStripedAndReadByRange) {
   rbd_index_close(&inbox);
 }
 
+// One batch (a FETCH's prefetch) reads inline bodies from the index while
+// its stored ones, one object or chunked, are on their way; each body comes
+// back in its place, and one the index does not have fails alone.
+TEST_F(MailboxIndexTest, ABatchReadsInlineAndStoredBodiesTogether) {
+  Reopen({{"rbd_inline_max", "4k"}, {"rbd_stripe_size", "64k"}});
+  rbd_index* inbox = OpenMailbox(CreateMailbox("INBOX"));
+  const std::vector<std::string> bodies = {Big(100, 1), Big(10 * 1024, 2), Big(200 * 1024 + 3, 3),
+                                           Big(300, 4)};
+  for (const std::string& body : bodies) AppendOne(inbox, body);
+  rbd_records* holder = nullptr;
+  std::vector<rbd_record> records = Records(inbox, &holder);
+  ASSERT_EQ(records.size(), bodies.size());
+  EXPECT_TRUE(records[0].inline_body && !records[1].inline_body && !records[2].inline_body);
+  rbd_record missing = records[3];
+  missing.uid = 999;
+  records.insert(records.begin() + 2, missing);
+
+  std::vector<rbd_buffer*> read(records.size());
+  EXPECT_EQ(rbd_index_read_bodies(inbox, records.data(), records.size(), read.data(), &err_),
+            RBD_ERR_NOT_FOUND);
+  EXPECT_EQ(read[2], nullptr) << "UID 999 has no body";
+  read.erase(read.begin() + 2);
+  for (size_t i = 0; i < bodies.size(); i++) {
+    ASSERT_NE(read[i], nullptr) << "body " << i << ": " << err_.message;
+    EXPECT_EQ(std::string(static_cast<const char*>(read[i]->data), read[i]->size), bodies[i]) << "body " << i;
+    rbd_buffer_free(&read[i]);
+  }
+  rbd_records_free(&holder);
+  rbd_index_close(&inbox);
+}
+
 // A body streamed with bounded memory is published by its head, owned by
 // the record that names it (one reference, not two), and read by range
 // through a reader that touches only the chunks a range covers.
