@@ -307,6 +307,11 @@ static struct rbd_buffer *rbd_mailbox_take_prefetched(struct rbd_mailbox *mbox,
 	return NULL;
 }
 
+static void rbd_mail_body_free(struct rbd_buffer *body)
+{
+	rbd_buffer_free(&body);
+}
+
 /* A body gc has reclaimed (the message was expunged long enough ago) is an
    expunged mail, which Dovecot answers without ending the session; a
    cluster that fails to answer is a temporary error, never "expunged". */
@@ -321,9 +326,11 @@ static int rbd_mail_read_body(struct mail *mail, struct istream **input_r)
 		return -1;
 	body = rbd_mailbox_take_prefetched(mbox, mail->uid);
 	if (body != NULL) {
-		*input_r =
-		        i_stream_create_copy_from_data(body->data, body->size);
-		rbd_buffer_free(&body);
+		/* The stream reads the buffer itself and frees it at its
+		   end: no copy of every body a FETCH returns. */
+		*input_r = i_stream_create_from_data(body->data, body->size);
+		i_stream_add_destroy_callback(*input_r, rbd_mail_body_free,
+		                              body);
 		return 0;
 	}
 	if (rbd_storage_unavailable(mbox->storage))
