@@ -141,9 +141,6 @@ struct rbd_mailbox {
 	/* The command that last removed the notify callback (rbd-notify.c). */
 	struct timeval notify_stopped;
 	bool notify_pending;
-	/* Within the notify callback: the sync it runs is a poll's or a
-	   push's, not a client command's (rbd_mailbox_sync_init). */
-	bool notifying;
 };
 
 /* A flag change of one transaction, queued by rbd-mail.c; at commit all of

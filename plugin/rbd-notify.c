@@ -131,9 +131,7 @@ static void rbd_notify_callback(struct rbd_mailbox *mbox)
 		mbox->notify_pending = TRUE;
 	else {
 		mbox->notify_pending = FALSE;
-		mbox->notifying = TRUE;
 		mbox->box.notify_callback(&mbox->box, mbox->box.notify_context);
-		mbox->notifying = FALSE;
 	}
 }
 

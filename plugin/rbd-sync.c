@@ -1308,19 +1308,6 @@ rbd_mailbox_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 	if (ret < 0 && box->opened &&
 	    mailbox_get_last_mail_error(box) == MAIL_ERROR_NOTFOUND)
 		mailbox_set_deleted(box);
-	/* A poll's or a push's sync (IDLE, NOTIFY) that cannot reach the
-	   cluster reports no change instead of failing: Dovecot's IDLE stops
-	   listening after one failed sync, and one whose error is written to
-	   a client that has just reset its connection leaves the imap process
-	   waiting for its 30-minute autologout (cmd-idle.c's idle_callback
-	   does not disconnect it; bench/imap (e) left hundreds so). The view
-	   stays as the client knows it, and the next poll tries again. */
-	if (ret < 0 && mbox->notifying &&
-	    mailbox_get_last_mail_error(box) == MAIL_ERROR_UNAVAILABLE) {
-		e_debug(box->event, "rbd: poll while the cluster is away: "
-		                    "nothing to report yet");
-		ret = 0;
-	}
 	return index_mailbox_sync_init(box, flags, ret < 0);
 }
 

@@ -12,8 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import threading
 import time
@@ -522,47 +520,6 @@ def mailbox_off_the_list_osd(cluster, node, conn, user):
         if osd != root_osd:
             return mailbox, osd
     pytest.fail("every mailbox index landed on the mailbox list's OSD")
-
-
-def test_an_idle_poll_the_cluster_cannot_answer_reports_nothing_and_idle_listens_on(paused):
-    """A poll of IDLE that cannot reach the cluster reports nothing. Dovecot's IDLE stops
-    listening after one failed sync (cmd-idle.c), and an error written to a client that
-    has just reset its connection left the imap process waiting for its 30-minute
-    autologout: bench/imap (e) left hundreds so at 5000 sessions, whose polls timed out."""
-    cluster, node_f, node_g, user = paused_user(paused, "i")
-    set_userdb_setting(node_f, user, "mailbox_idle_check_interval=1s")
-    conn = node_f.login(user)
-    mailbox, osd = mailbox_off_the_list_osd(cluster, node_f, conn, user)
-    pids = [session_pid(node_f, user)]
-    sessions = []
-    for _ in range(2):
-        session = node_f.login(user)
-        pids.append(session_pid(node_f, user, other_than=pids))
-        session.ok("SELECT", mailbox)
-        session.idle_start()
-        sessions.append(session)
-    listening, leaving = sessions
-    with Pause(cluster, osd, OP_TIMEOUT + 2):
-        time.sleep(1.5)     # each IDLE's next poll waits for the OSD
-        leaving.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        leaving.sock.close()
-        time.sleep(OP_TIMEOUT + 1)
-    assert wait_for(lambda: not os.path.exists("/proc/%d" % pids[2]), 10), \
-        "the imap process of the client that reset its connection is still running"
-
-    writer = node_g.login(user)
-    writer.append(mailbox, numbered(1))
-    seen = []
-
-    def exists(resp):
-        seen.append(resp)
-        return resp.endswith(b" EXISTS")
-    found, _ = listening.idle_wait(exists, 10)
-    assert found is not None and not any(r.startswith(b"* NO") for r in seen), \
-        "the IDLE stopped listening: %s" % seen
-    listening.idle_done()
-    writer.close()
-    conn.close()
 
 
 def test_an_append_applied_after_its_timeout_is_answered_ok_and_stored_once(paused):
