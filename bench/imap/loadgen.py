@@ -1707,10 +1707,7 @@ def workload_i(ctx, rep):
             try:
                 t0 = time.perf_counter()
                 for i in range(n + I_PROBES):
-                    c = Imap(node.addr, users[i % I_USERS] if i < n else probes[i - n])
-                    conns.append(c)
-                    c.select("INBOX")
-                    c.idle_start()
+                    idle_session(node.addr, users[i % I_USERS] if i < n else probes[i - n], conns)
                 t_open = time.perf_counter() - t0
                 deadline = time.monotonic() + 120
                 while node.pids(comm="imap") and time.monotonic() < deadline:
